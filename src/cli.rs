@@ -1,0 +1,92 @@
+//! The command line: clap definitions and the translation of `runner FILE` into
+//! `runner run FILE`. Knows nothing of how a run works.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const COMMANDS: [&str; 7] = ["run", "check", "graph", "worker", "schema", "completions", "help"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Run a TOML job graph with a process pool.",
+    after_help = "Example:\n  runner jobs/nslookup.toml          (same as: runner run jobs/nslookup.toml)\n  runner check jobs/nslookup.toml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load, check and run a job file.
+    #[command(after_help = "Example:\n  runner run jobs/ci.toml --pool 4 --junit junit.xml")]
+    Run(RunArgs),
+    /// Load and check a job file; run nothing.
+    #[command(after_help = "Example:\n  runner check jobs/nslookup.toml")]
+    Check {
+        /// The job file.
+        file: PathBuf,
+    },
+    /// Print the job graph (jobs, needs, queues).
+    #[command(after_help = "Example:\n  runner graph --dot examples/squares.toml | dot -Tsvg > graph.svg")]
+    Graph {
+        /// Graphviz instead of text.
+        #[arg(long)]
+        dot: bool,
+        /// The job file.
+        file: PathBuf,
+    },
+    /// Print a JSON Schema of the job file format (for editors).
+    #[command(after_help = "Example:\n  runner schema > runner.schema.json")]
+    Schema,
+    /// Print shell completions.
+    #[command(after_help = "Example:\n  runner completions bash > /etc/bash_completion.d/runner")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The job file.
+    pub file: PathBuf,
+    /// Process slots: the most tasks running at once (default: the file's `pool`, else
+    /// the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool: Option<u32>,
+    /// After the first failed task, stop the running ones and start nothing new.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Show only failures and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write a JSON report of every task to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML (a testsuite per job, a testcase per task) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Keep each task's stdout and stderr in files in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+    /// Time between TERM and KILL when a task is stopped.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. \"500ms\", \"10s\", \"2m\")"))
+}
+
+/// `runner FILE …` means `runner run FILE …`.
+pub fn normalize(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        if !first.starts_with('-') && !COMMANDS.contains(&first) {
+            args.insert(1, "run".into());
+        }
+    }
+    args
+}

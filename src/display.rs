@@ -1,0 +1,413 @@
+//! The terminal writer: the one thread that writes to stdout and stderr during a run.
+//! Tasks send it [`Event`]s; it prints their output as whole lines, each labelled with
+//! its task, and shows progress: indicatif bars when stderr is a terminal, plain lines
+//! (a line per task start and end, and a heartbeat) otherwise, so CI logs never look
+//! dead and never hold escape codes.
+//!
+//! Invariant: a line of task output is written in one piece, with the bars suspended,
+//! so neither another task's output nor a bar can tear it.
+
+use crate::exec::{sys, End, Status, TaskRecord};
+use crate::jobfile::JobFile;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+pub enum Event {
+    /// Whole lines of a task's output.
+    Output { stream: Stream, label: Arc<str>, data: Vec<u8> },
+    /// An attempt is about to spawn.
+    Starting { job: usize, label: Arc<str>, attempt: u32 },
+    /// An attempt's process is running.
+    Spawned { job: usize, label: Arc<str>, pid: u32, attempt: u32 },
+    /// An attempt ended; `retrying`: another one follows.
+    Ended { job: usize, label: Arc<str>, record: Box<TaskRecord>, retrying: bool },
+    /// Tasks that will not run.
+    Skipped { job: usize, count: u64 },
+    /// Items a queue-fed job has taken so far.
+    Taken { job: usize },
+    /// A message of the runner's own, printed on stderr as is.
+    Note(String),
+    /// The run is over: print this (the summary) and end.
+    Finish(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// indicatif bars on a terminal.
+    Bars,
+    /// Plain lines (CI logs, pipes).
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub quiet: bool,
+    pub color: bool,
+    pub heartbeat: Duration,
+}
+
+impl Options {
+    /// Bars only when stderr is a terminal and `CI` is not set; colour only on a
+    /// terminal and without `NO_COLOR`.
+    pub fn detect(quiet: bool) -> Options {
+        use std::io::IsTerminal;
+        let terminal = io::stderr().is_terminal();
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let color = terminal && !dumb && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let heartbeat = std::env::var("RUNNER_HEARTBEAT")
+            .ok()
+            .and_then(|s| humantime::parse_duration(&s).ok())
+            .unwrap_or(Duration::from_secs(5));
+        Options {
+            mode: if terminal && !ci && !dumb { Mode::Bars } else { Mode::Plain },
+            quiet,
+            color,
+            heartbeat,
+        }
+    }
+}
+
+/// Counts per job, kept by the writer for progress lines.
+#[derive(Default, Clone)]
+struct Count {
+    total: Option<u64>,
+    done: u64,
+    failed: u64,
+    running: u64,
+    skipped: u64,
+    taken: u64,
+}
+
+pub struct Writer {
+    file: Arc<JobFile>,
+    options: Options,
+    counts: Vec<Count>,
+    out: BufWriter<io::Stdout>,
+    err: BufWriter<io::Stderr>,
+    out_broken: bool,
+    started: Instant,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    jobs: Vec<Option<ProgressBar>>,
+}
+
+impl Writer {
+    pub fn new(file: Arc<JobFile>, options: Options) -> Writer {
+        let counts = file
+            .jobs
+            .iter()
+            .map(|j| Count {
+                total: if j.is_streaming() { Some(1) } else { j.items.count() },
+                ..Count::default()
+            })
+            .collect();
+        let bars = (options.mode == Mode::Bars).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            overall.enable_steady_tick(Duration::from_millis(100));
+            Bars {
+                multi,
+                overall,
+                jobs: vec![None; file.jobs.len()],
+            }
+        });
+        Writer {
+            file,
+            options,
+            counts,
+            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            err: BufWriter::with_capacity(16 * 1024, io::stderr()),
+            out_broken: false,
+            started: Instant::now(),
+            bars,
+        }
+    }
+
+    /// Runs until `Finish`, or until every sender is gone.
+    pub fn run(mut self, events: Receiver<Event>) {
+        let mut next_beat = Instant::now() + self.options.heartbeat;
+        loop {
+            let event = match events.try_recv() {
+                Ok(event) => event,
+                Err(_) => {
+                    self.flush();
+                    let wait = next_beat.saturating_duration_since(Instant::now());
+                    match events.recv_timeout(wait) {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.heartbeat();
+                            next_beat = Instant::now() + self.options.heartbeat;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if let Event::Finish(summary) = event {
+                self.clear_bars();
+                let _ = self.err.write_all(summary.as_bytes());
+                break;
+            }
+            self.handle(event);
+        }
+        self.clear_bars();
+        self.flush();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Output { stream, label, data } => self.output(stream, &label, &data),
+            Event::Starting { .. } => {}
+            Event::Spawned { job, label, pid, attempt } => {
+                self.counts[job].running += 1;
+                if !self.options.quiet && self.options.mode == Mode::Plain {
+                    let retry = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
+                    self.note(&format!("start {label} pid {pid}{retry}"));
+                }
+            }
+            Event::Ended { job, label, record, retrying } => self.ended(job, &label, &record, retrying),
+            Event::Skipped { job, count } => self.counts[job].skipped += count,
+            Event::Taken { job } => self.counts[job].taken += 1,
+            Event::Note(text) => self.note(&text),
+            Event::Finish(_) => {}
+        }
+        self.update_bars();
+    }
+
+    fn ended(&mut self, job: usize, label: &str, record: &TaskRecord, retrying: bool) {
+        let count = &mut self.counts[job];
+        if record.pid.is_some() {
+            count.running = count.running.saturating_sub(1);
+        }
+        if !retrying {
+            count.done += 1;
+            if record.status == Status::Failed {
+                count.failed += 1;
+            }
+        }
+        let failed = record.status == Status::Failed;
+        if self.options.quiet && !failed {
+            return;
+        }
+        if self.options.mode == Mode::Bars && !failed {
+            return;
+        }
+        let word = match (failed, record.allowed_failure) {
+            (false, _) => "done",
+            (true, true) => "fail (allowed)",
+            (true, false) => "FAIL",
+        };
+        let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+        let retry = if retrying {
+            format!(" (attempt {}, retrying)", record.attempts)
+        } else if record.attempts > 1 {
+            format!(" (attempt {})", record.attempts)
+        } else {
+            String::new()
+        };
+        let end = record.end.as_ref().map(describe_end).unwrap_or_default();
+        let line = format!("{word} {label}{pid} {end} in {}{retry}", duration(record.duration));
+        let line = if failed && self.options.color {
+            console::style(line).red().force_styling(true).to_string()
+        } else {
+            line
+        };
+        self.note(&line);
+    }
+
+    fn output(&mut self, stream: Stream, label: &str, data: &[u8]) {
+        let prefix = format!("[{label}] ");
+        let mut text = Vec::with_capacity(data.len() + 64);
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            text.extend_from_slice(prefix.as_bytes());
+            text.extend_from_slice(line);
+        }
+        if let Some(bars) = &self.bars {
+            let (out, err, broken) = (&mut self.out, &mut self.err, &mut self.out_broken);
+            bars.multi.suspend(|| write_stream(stream, &text, out, err, broken, true));
+        } else {
+            write_stream(stream, &text, &mut self.out, &mut self.err, &mut self.out_broken, false);
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        let line = format!("[runner] {text}\n");
+        if let Some(bars) = &self.bars {
+            let err = &mut self.err;
+            bars.multi.suspend(|| {
+                let _ = err.write_all(line.as_bytes());
+                let _ = err.flush();
+            });
+        } else {
+            let _ = self.err.write_all(line.as_bytes());
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        if self.options.mode != Mode::Plain {
+            return;
+        }
+        let running: Vec<String> = self
+            .file
+            .jobs
+            .iter()
+            .zip(&self.counts)
+            .filter(|(_, c)| c.running > 0)
+            .map(|(j, c)| format!("{} ({})", j.name, c.running))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let done: u64 = self.counts.iter().map(|c| c.done).sum();
+        let total = self.total_label();
+        let n: u64 = self.counts.iter().map(|c| c.running).sum();
+        let line = format!(
+            "{done}/{total} done, {n} running: {} — {} elapsed",
+            running.join(", "),
+            duration(self.started.elapsed())
+        );
+        self.note(&line);
+    }
+
+    fn total_label(&self) -> String {
+        let mut total = 0;
+        for c in &self.counts {
+            match c.total {
+                Some(t) => total += t,
+                None => return format!("{}+", total + c.taken),
+            }
+        }
+        total.to_string()
+    }
+
+    fn update_bars(&mut self) {
+        let Some(bars) = &mut self.bars else { return };
+        let done: u64 = self.counts.iter().map(|c| c.done).sum();
+        let failed: u64 = self.counts.iter().map(|c| c.failed).sum();
+        let running: u64 = self.counts.iter().map(|c| c.running).sum();
+        let mut total = 0;
+        let mut open = false;
+        for c in &self.counts {
+            match c.total {
+                Some(t) => total += t,
+                None => {
+                    total += c.taken;
+                    open = true;
+                }
+            }
+        }
+        bars.overall.set_message(format!(
+            "{done}/{total}{} tasks done, {failed} failed, {running} running",
+            if open { "+" } else { "" }
+        ));
+        let rows = console::Term::stderr().size().0.max(4) as usize;
+        let mut shown = 0;
+        for (j, c) in self.counts.iter().enumerate() {
+            let active = c.running > 0 || (c.done > 0 && c.total.is_none_or(|t| c.done + c.skipped < t));
+            if active && shown + 2 < rows {
+                shown += 1;
+                let bar = bars.jobs[j].get_or_insert_with(|| {
+                    let bar = bars.multi.add(ProgressBar::new(c.total.unwrap_or(0)));
+                    let template = if c.total.is_some() {
+                        "  {prefix:<16} [{bar:30}] {pos}/{len} {msg}"
+                    } else {
+                        "  {prefix:<16} {pos} items {msg}"
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+                    );
+                    bar.set_prefix(self.file.jobs[j].name.clone());
+                    bar
+                });
+                bar.set_position(if c.total.is_some() { c.done } else { c.taken });
+                bar.set_message(format!("{} running, {} failed, {}", c.running, c.failed, duration(self.started.elapsed())));
+            } else if let Some(bar) = bars.jobs[j].take() {
+                // Finished jobs collapse: their counts live on in the overall line.
+                bar.finish_and_clear();
+                bars.multi.remove(&bar);
+            }
+        }
+    }
+
+    fn clear_bars(&mut self) {
+        if let Some(bars) = self.bars.take() {
+            for bar in bars.jobs.into_iter().flatten() {
+                bar.finish_and_clear();
+            }
+            bars.overall.finish_and_clear();
+            let _ = bars.multi.clear();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.out_broken && self.out.flush().is_err() {
+            self.out_broken = true;
+        }
+        let _ = self.err.flush();
+    }
+}
+
+fn write_stream(
+    stream: Stream,
+    text: &[u8],
+    out: &mut BufWriter<io::Stdout>,
+    err: &mut BufWriter<io::Stderr>,
+    out_broken: &mut bool,
+    flush: bool,
+) {
+    match stream {
+        Stream::Stdout => {
+            // A closed stdout (`runner … | head`) must not stop the run.
+            if !*out_broken && (out.write_all(text).is_err() || (flush && out.flush().is_err())) {
+                *out_broken = true;
+            }
+        }
+        Stream::Stderr => {
+            let _ = err.write_all(text);
+            if flush {
+                let _ = err.flush();
+            }
+        }
+    }
+}
+
+/// "exit 1", "killed by SIGKILL", "timed out", or why it did not start.
+pub fn describe_end(end: &End) -> String {
+    match end {
+        End::Exited(code) => format!("exit {code}"),
+        End::Signaled(signal) => format!("killed by {}", sys::signal_name(*signal)),
+        End::TimedOut => "timed out".to_string(),
+        End::SpawnFailed { message, .. } => format!("did not start: {message}"),
+    }
+}
+
+/// A short human duration: "12ms", "1.24s", "3m05s".
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,84 @@
+//! The run-wide stop switch every running task listens to: "stop" (TERM to each task's
+//! process group, then KILL after the grace period) and "kill" (KILL at once).
+//!
+//! It is a level plus a pipe that is written once per escalation and never read: a
+//! readable pipe wakes every task's `poll` at once, however many there are.
+
+use super::sys;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Run = 0,
+    Stop = 1,
+    Kill = 2,
+}
+
+pub struct Control {
+    level: AtomicU8,
+    read: OwnedFd,
+    write: OwnedFd,
+    pub grace: Duration,
+}
+
+impl Control {
+    pub fn new(grace: Duration) -> std::io::Result<Control> {
+        let (read, write) = sys::pipe()?;
+        sys::set_nonblocking(&write)?;
+        Ok(Control {
+            level: AtomicU8::new(Level::Run as u8),
+            read,
+            write,
+            grace,
+        })
+    }
+
+    pub fn level(&self) -> Level {
+        match self.level.load(Ordering::SeqCst) {
+            0 => Level::Run,
+            1 => Level::Stop,
+            _ => Level::Kill,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.raise(Level::Stop);
+    }
+
+    pub fn kill(&self) {
+        self.raise(Level::Kill);
+    }
+
+    fn raise(&self, level: Level) {
+        if self.level.fetch_max(level as u8, Ordering::SeqCst) < level as u8 {
+            // SAFETY: writing one byte from a local buffer to our own pipe.
+            unsafe {
+                libc::write(self.write.as_raw_fd(), [1u8].as_ptr().cast(), 1);
+            }
+        }
+    }
+
+    /// Readable once anything was raised.
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Sleeps for `duration`, or less if a stop is raised. True if it slept in full.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = std::time::Instant::now() + duration;
+        loop {
+            if self.level() != Level::Run {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            let mut fds = [sys::pollfd(self.fd(), libc::POLLIN)];
+            let ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
+            let _ = sys::poll(&mut fds, ms.max(1));
+        }
+    }
+}

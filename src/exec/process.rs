@@ -1,0 +1,469 @@
+//! One attempt of one task: spawn the process as the leader of its own process group,
+//! feed its stdin, read its stdout and stderr, and wait for it — all from one thread, in
+//! one `poll` loop, so a task costs no helper threads (a streaming stdin is the exception:
+//! it is fed by a thread of its own, because it blocks on the queue).
+//!
+//! Invariants:
+//! - Every signal goes to the task's process group, never to a single pid, and only
+//!   while the group is known to be ours: before the leader is reaped, or after, while
+//!   the group still has members (a group id is not reused while the group exists).
+//! - No process of the group outlives the attempt: leftovers of a leader that exited are
+//!   sent TERM, then KILL after the grace period.
+//! - The loop never waits without a deadline on anything but the task itself: stop
+//!   requests, timeouts and grace periods all bound it.
+
+use super::control::{Control, Level};
+use super::sink::Sink;
+use super::sys;
+use crate::queue::Queue;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Environment variables of the runner that never reach a task.
+pub const SECRET_VARS: [&str; 2] = ["RUNNER_AUTHKEY", "RUNNER_BROKER_URL"];
+
+/// A command ready to spawn: everything rendered.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub stdin: StdinSource,
+}
+
+#[derive(Clone)]
+pub enum StdinSource {
+    Null,
+    Bytes(Arc<[u8]>),
+    File(PathBuf),
+    Queue(Arc<Queue>),
+}
+
+impl std::fmt::Debug for StdinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StdinSource::Null => f.write_str("Null"),
+            StdinSource::Bytes(b) => write!(f, "Bytes({})", b.len()),
+            StdinSource::File(p) => write!(f, "File({})", p.display()),
+            StdinSource::Queue(q) => write!(f, "Queue({})", q.name),
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    /// It could not start; the message names the program.
+    SpawnFailed { message: String, retryable: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub pid: Option<u32>,
+    pub end: End,
+    pub started: SystemTime,
+    pub duration: Duration,
+    /// It was stopped by the run (Ctrl-C, fail-fast), not by its own doing.
+    pub stopped: bool,
+}
+
+/// Runs one attempt to its end.
+pub fn run(
+    prepared: &Prepared,
+    stdout: &mut Sink,
+    stderr: &mut Sink,
+    timeout: Option<Duration>,
+    control: &Control,
+    on_spawn: &mut dyn FnMut(u32),
+) -> Attempt {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let mut command = Command::new(&prepared.program);
+    command.args(&prepared.args).current_dir(&prepared.cwd).process_group(0);
+    for var in SECRET_VARS {
+        command.env_remove(var);
+    }
+    command.envs(prepared.env.iter().map(|(k, v)| (k, v)));
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    match &prepared.stdin {
+        StdinSource::Null => {
+            command.stdin(Stdio::null());
+        }
+        StdinSource::Bytes(_) | StdinSource::Queue(_) => {
+            command.stdin(Stdio::piped());
+        }
+        StdinSource::File(path) => match std::fs::File::open(path) {
+            Ok(file) => {
+                command.stdin(file);
+            }
+            Err(e) => {
+                return failed_spawn(started, clock, format!("cannot open stdin file {}: {e}", path.display()), true);
+            }
+        },
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let program = prepared.program.to_string_lossy();
+            let (message, retryable) = match e.kind() {
+                io::ErrorKind::NotFound if !prepared.cwd.is_dir() => {
+                    (format!("working directory {} does not exist", prepared.cwd.display()), false)
+                }
+                io::ErrorKind::NotFound => (format!("program not found: `{program}`"), false),
+                io::ErrorKind::PermissionDenied => (format!("permission denied running `{program}`"), false),
+                _ => (format!("cannot start `{program}`: {e}"), true),
+            };
+            return failed_spawn(started, clock, message, retryable);
+        }
+    };
+    let pid = child.id();
+    on_spawn(pid);
+    let mut drive = Drive::new(&mut child, &prepared.stdin, timeout, control, clock);
+    let status = drive.run(stdout, stderr);
+    stdout.finish();
+    stderr.finish();
+    let end = if drive.timed_out {
+        End::TimedOut
+    } else if let Some(signal) = status.signal() {
+        End::Signaled(signal)
+    } else {
+        End::Exited(status.code().unwrap_or(-1))
+    };
+    Attempt {
+        pid: Some(pid),
+        end,
+        started,
+        duration: clock.elapsed(),
+        stopped: drive.stopped,
+    }
+}
+
+fn failed_spawn(started: SystemTime, clock: Instant, message: String, retryable: bool) -> Attempt {
+    Attempt {
+        pid: None,
+        end: End::SpawnFailed { message, retryable },
+        started,
+        duration: clock.elapsed(),
+        stopped: false,
+    }
+}
+
+struct Drive<'a> {
+    child: &'a mut Child,
+    pgid: u32,
+    stdin_bytes: Option<(ChildStdin, Arc<[u8]>, usize)>,
+    feeder: Option<Feeder>,
+    deadline: Option<Instant>,
+    control: &'a Control,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    /// When the current TERM turns into KILL.
+    kill_at: Option<Instant>,
+    /// After the leader exited: when we stop waiting for its pipes to close.
+    pipes_deadline: Option<Instant>,
+    timed_out: bool,
+    stopped: bool,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl<'a> Drive<'a> {
+    fn new(child: &'a mut Child, stdin: &StdinSource, timeout: Option<Duration>, control: &'a Control, clock: Instant) -> Drive<'a> {
+        let pgid = child.id();
+        let pidfd = sys::pidfd_open(pgid);
+        let mut stdin_bytes = None;
+        let mut feeder = None;
+        match stdin {
+            StdinSource::Bytes(bytes) => {
+                if let Some(pipe) = child.stdin.take() {
+                    if bytes.is_empty() || sys::set_nonblocking(&pipe).is_err() {
+                        drop(pipe); // Empty payload: stdin is closed at once.
+                    } else {
+                        stdin_bytes = Some((pipe, bytes.clone(), 0));
+                    }
+                }
+            }
+            StdinSource::Queue(queue) => {
+                if let Some(pipe) = child.stdin.take() {
+                    feeder = Some(Feeder::start(pipe, queue.clone()));
+                }
+            }
+            _ => {}
+        }
+        Drive {
+            child,
+            pgid,
+            stdin_bytes,
+            feeder,
+            deadline: timeout.map(|t| clock + t),
+            control,
+            pidfd,
+            kill_at: None,
+            pipes_deadline: None,
+            timed_out: false,
+            stopped: false,
+            status: None,
+        }
+    }
+
+    fn run(&mut self, stdout: &mut Sink, stderr: &mut Sink) -> std::process::ExitStatus {
+        let mut out = self.child.stdout.take();
+        let mut err = self.child.stderr.take();
+        for pipe in [out.as_ref().map(|p| p.as_raw_fd()), err.as_ref().map(|p| p.as_raw_fd())].into_iter().flatten() {
+            let _ = sys::set_nonblocking(&pipe);
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut watching_control = true;
+        loop {
+            if out.is_none() && err.is_none() && self.status.is_some() {
+                break;
+            }
+            self.check_control(&mut watching_control);
+            let now = Instant::now();
+            self.check_deadlines(now, &mut out, &mut err);
+            if out.is_none() && err.is_none() && self.status.is_some() {
+                break;
+            }
+            let mut fds = Vec::with_capacity(5);
+            let mut roles = Vec::with_capacity(5);
+            if let Some(p) = &out {
+                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                roles.push(Role::Stdout);
+            }
+            if let Some(p) = &err {
+                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                roles.push(Role::Stderr);
+            }
+            if let Some((p, _, _)) = &self.stdin_bytes {
+                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLOUT));
+                roles.push(Role::Stdin);
+            }
+            if self.status.is_none() {
+                if let Some(p) = &self.pidfd {
+                    fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                    roles.push(Role::Exit);
+                }
+            }
+            if watching_control {
+                fds.push(sys::pollfd(self.control.fd(), libc::POLLIN));
+                roles.push(Role::Control);
+            }
+            let timeout = self.poll_timeout(now);
+            if sys::poll(&mut fds, timeout).is_err() {
+                // poll only fails on bad arguments or no memory; back off rather than spin.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for (fd, role) in fds.iter().zip(&roles) {
+                if fd.revents == 0 {
+                    continue;
+                }
+                match role {
+                    Role::Stdout => read_into(&mut out, &mut buf, stdout),
+                    Role::Stderr => read_into(&mut err, &mut buf, stderr),
+                    Role::Stdin => self.write_stdin(),
+                    Role::Exit | Role::Control => {}
+                }
+            }
+            if self.status.is_none() {
+                self.reap();
+            }
+        }
+        if let Some(feeder) = self.feeder.take() {
+            feeder.finish();
+        }
+        self.status.expect("the loop ends after the leader was reaped")
+    }
+
+    fn poll_timeout(&self, now: Instant) -> i32 {
+        let mut next: Option<Instant> = None;
+        for t in [self.deadline.filter(|_| !self.timed_out), self.kill_at, self.pipes_deadline].into_iter().flatten() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        let mut ms = next.map_or(-1, |t| t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1);
+        let periodic = self.pidfd.is_none() || self.control.level() != Level::Run;
+        if periodic && self.status.is_none() {
+            ms = if ms < 0 { 50 } else { ms.min(50) };
+        }
+        ms
+    }
+
+    fn check_control(&mut self, watching: &mut bool) {
+        match self.control.level() {
+            Level::Run => {}
+            Level::Stop => {
+                *watching = false;
+                if !self.stopped {
+                    self.stopped = true;
+                    self.term();
+                }
+            }
+            Level::Kill => {
+                *watching = false;
+                self.stopped = true;
+                sys::kill_group(self.pgid, libc::SIGKILL);
+                self.kill_at = None;
+            }
+        }
+    }
+
+    /// TERM to the group, KILL after the grace period.
+    fn term(&mut self) {
+        if self.kill_at.is_none() {
+            sys::kill_group(self.pgid, libc::SIGTERM);
+            sys::kill_group(self.pgid, libc::SIGCONT);
+            self.kill_at = Some(Instant::now() + self.control.grace);
+        }
+    }
+
+    fn check_deadlines(&mut self, now: Instant, out: &mut Option<std::process::ChildStdout>, err: &mut Option<std::process::ChildStderr>) {
+        if let Some(deadline) = self.deadline {
+            if !self.timed_out && self.status.is_none() && now >= deadline {
+                self.timed_out = true;
+                self.term();
+            }
+        }
+        if let Some(kill_at) = self.kill_at {
+            if now >= kill_at {
+                sys::kill_group(self.pgid, libc::SIGKILL);
+                self.kill_at = None;
+                if self.status.is_some() {
+                    // Whatever still holds the pipes now is not in the group: stop reading.
+                    self.pipes_deadline = Some(now);
+                }
+            }
+        }
+        if let Some(deadline) = self.pipes_deadline {
+            if now >= deadline && self.kill_at.is_none() {
+                *out = None;
+                *err = None;
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.status = Some(status);
+                self.stdin_bytes = None;
+                // The leader is gone; anything left in its group is a leftover.
+                if sys::group_exists(self.pgid) {
+                    self.kill_at = None;
+                    self.term();
+                } else {
+                    self.kill_at = None;
+                }
+                self.pipes_deadline = Some(Instant::now() + self.control.grace);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // ECHILD: someone else reaped it; report it as killed rather than hang.
+                self.status = Some(std::process::ExitStatus::from_raw(libc::SIGKILL));
+                self.pipes_deadline = Some(Instant::now());
+            }
+        }
+    }
+
+    fn write_stdin(&mut self) {
+        let Some((pipe, bytes, written)) = &mut self.stdin_bytes else { return };
+        loop {
+            match pipe.write(&bytes[*written..]) {
+                Ok(n) => {
+                    *written += n;
+                    if *written >= bytes.len() {
+                        // All written: close stdin, as communicate(input) does.
+                        self.stdin_bytes = None;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // EPIPE: the task does not read its input; that is its right.
+                    self.stdin_bytes = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Stdout,
+    Stderr,
+    Stdin,
+    Exit,
+    Control,
+}
+
+/// Reads what is there (up to a few buffers, to stay fair to the other pipe).
+fn read_into<R: Read>(pipe: &mut Option<R>, buf: &mut [u8], sink: &mut Sink) {
+    let Some(reader) = pipe else { return };
+    for _ in 0..4 {
+        match reader.read(buf) {
+            Ok(0) => {
+                *pipe = None;
+                return;
+            }
+            Ok(n) => {
+                sink.write(&buf[..n]);
+                if n < buf.len() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                *pipe = None;
+                return;
+            }
+        }
+    }
+}
+
+/// Feeds a streaming consumer's stdin from its queue, on a thread of its own.
+struct Feeder {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeder {
+    fn start(mut pipe: ChildStdin, queue: Arc<Queue>) -> Feeder {
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("feed-{}", queue.name))
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match queue.take_all(Duration::from_millis(100)) {
+                        None => return, // Closed and drained: dropping the pipe is end of input.
+                        Some(lines) if lines.is_empty() => continue,
+                        Some(lines) => {
+                            if pipe.write_all(&lines).is_err() {
+                                // The consumer stopped reading: producers must not hang.
+                                queue.discard();
+                                return;
+                            }
+                        }
+                    }
+                }
+                queue.discard();
+            })
+            .expect("spawning a thread");
+        Feeder { done, thread }
+    }
+
+    fn finish(self) {
+        self.done.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,278 @@
+//! The job graph: the rules that span jobs (queue wiring, cycles through `needs` and
+//! queues) and the two renderings of `runner graph` (text and Graphviz). Pure: takes the
+//! checked model, returns diagnostics or text.
+
+use crate::diagnostic::Diagnostic;
+use crate::jobfile::{Items, JobFile, JobId, StdinSpec};
+use std::fmt::Write;
+
+/// An edge of the run order: `from` must finish (needs) or feeds (queue) `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    Needs { from: JobId, to: JobId },
+    Queue { from: JobId, to: JobId, queue: usize },
+}
+
+impl Edge {
+    fn ends(&self) -> (JobId, JobId) {
+        match self {
+            Edge::Needs { from, to } | Edge::Queue { from, to, .. } => (*from, *to),
+        }
+    }
+}
+
+pub fn edges(file: &JobFile) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for job in &file.jobs {
+        for &dep in &job.needs {
+            edges.push(Edge::Needs { from: dep, to: job.id });
+        }
+    }
+    for (q, queue) in file.queues.iter().enumerate() {
+        if let Some(consumer) = queue.consumer {
+            for &producer in &queue.producers {
+                edges.push(Edge::Queue {
+                    from: producer,
+                    to: consumer,
+                    queue: q,
+                });
+            }
+        }
+    }
+    edges
+}
+
+/// Every graph-level problem of a file whose jobs are individually valid.
+pub fn check(file: &JobFile) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for queue in &file.queues {
+        match (queue.producers.is_empty(), queue.consumer) {
+            (true, _) => out.push(
+                Diagnostic::at(format!("queue `{}` has no producer", queue.name), queue.span.clone())
+                    .with_note(format!("a producer is a job with `to = \"{}\"`", queue.name)),
+            ),
+            (_, None) => out.push(
+                Diagnostic::at(format!("queue `{}` has no consumer", queue.name), queue.span.clone()).with_note(
+                    format!(
+                        "a consumer is a job with `items = {{ queue = \"{0}\" }}` or `stdin = {{ queue = \"{0}\" }}`",
+                        queue.name
+                    ),
+                ),
+            ),
+            _ => {}
+        }
+    }
+    for queue in &file.queues {
+        let Some(consumer) = queue.consumer else { continue };
+        for &producer in &queue.producers {
+            if producer != consumer && needs_transitively(file, consumer, producer) {
+                let job = &file.jobs[consumer];
+                out.push(
+                    Diagnostic::at(
+                        format!(
+                            "job `{}` consumes queue `{}` but needs its producer `{}`: it would wait for the queue to be closed before reading it",
+                            job.name, queue.name, file.jobs[producer].name
+                        ),
+                        job.span.clone(),
+                    )
+                    .with_note("remove the `needs`; a queue consumer starts at once and reads while its producers run"),
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(file) {
+        let names: Vec<&str> = cycle.iter().map(|&j| file.jobs[j].name.as_str()).collect();
+        out.push(
+            Diagnostic::at(format!("cycle: {}", names.join(" → ")), file.jobs[cycle[0]].span.clone())
+                .with_note("a job cannot wait on (through `needs`) or feed (through a queue) itself"),
+        );
+    }
+    out
+}
+
+fn needs_transitively(file: &JobFile, job: JobId, target: JobId) -> bool {
+    let mut seen = vec![false; file.jobs.len()];
+    let mut stack = vec![job];
+    while let Some(j) = stack.pop() {
+        for &dep in &file.jobs[j].needs {
+            if dep == target {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[dep], true) {
+                stack.push(dep);
+            }
+        }
+    }
+    false
+}
+
+/// A cycle through `needs` and queue edges, as the jobs along it (first repeated last).
+pub fn find_cycle(file: &JobFile) -> Option<Vec<JobId>> {
+    let n = file.jobs.len();
+    let mut next: Vec<Vec<JobId>> = vec![Vec::new(); n];
+    for edge in edges(file) {
+        let (from, to) = edge.ends();
+        next[from].push(to);
+    }
+    // 0 = unseen, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; n];
+    let mut path = Vec::new();
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        state[start] = 1;
+        path.push(start);
+        while let Some((node, i)) = stack.pop() {
+            if let Some(&succ) = next[node].get(i) {
+                stack.push((node, i + 1));
+                match state[succ] {
+                    0 => {
+                        state[succ] = 1;
+                        path.push(succ);
+                        stack.push((succ, 0));
+                    }
+                    1 => {
+                        let at = path.iter().position(|&p| p == succ).expect("on path");
+                        let mut cycle = path[at..].to_vec();
+                        cycle.push(succ);
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+fn items_label(file: &JobFile, items: &Items) -> String {
+    match items {
+        Items::Single => String::new(),
+        Items::List(list) => format!(" × {} items", list.len()),
+        Items::Range(a, b) => format!(" × range {a}..{b}"),
+        Items::Queue(q) => format!(" × items from queue `{}`", file.queues[*q].name),
+    }
+}
+
+/// `runner graph`: one paragraph per job, in file order.
+pub fn render_text(file: &JobFile) -> String {
+    let mut out = String::new();
+    for job in &file.jobs {
+        let _ = write!(out, "{}{}", job.name, items_label(file, &job.items));
+        if let StdinSpec::Queue(q) = job.stdin {
+            let _ = write!(out, " (stdin from queue `{}`)", file.queues[q].name);
+        }
+        out.push('\n');
+        if let Some(d) = &job.description {
+            let _ = writeln!(out, "  {d}");
+        }
+        for &dep in &job.needs {
+            let _ = writeln!(out, "  needs {}", file.jobs[dep].name);
+        }
+        if let Some(q) = job.to {
+            let queue = &file.queues[q];
+            let to = queue.consumer.map(|c| file.jobs[c].name.as_str()).unwrap_or("?");
+            let _ = writeln!(out, "  feeds {to} through queue `{}` (capacity {})", queue.name, queue.capacity);
+        }
+    }
+    out
+}
+
+/// `runner graph --dot`: Graphviz; `needs` edges solid, queue edges dashed and labelled.
+pub fn render_dot(file: &JobFile) -> String {
+    let mut out = String::from("digraph runner {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
+    for job in &file.jobs {
+        let label = format!("{}{}", job.name, items_label(file, &job.items));
+        let _ = writeln!(out, "  {} [label={}];", dot_id(&job.name), dot_string(&label));
+    }
+    for edge in edges(file) {
+        match edge {
+            Edge::Needs { from, to } => {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [label=\"needs\"];",
+                    dot_id(&file.jobs[from].name),
+                    dot_id(&file.jobs[to].name)
+                );
+            }
+            Edge::Queue { from, to, queue } => {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [style=dashed, label={}];",
+                    dot_id(&file.jobs[from].name),
+                    dot_id(&file.jobs[to].name),
+                    dot_string(&format!("queue {}", file.queues[queue].name))
+                );
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn dot_id(name: &str) -> String {
+    dot_string(name)
+}
+
+fn dot_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::jobfile::parse;
+    use std::path::Path;
+
+    fn messages(source: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), source.to_string()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics().iter().map(|d| d.message.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_through_needs_is_named() {
+        let m = messages(
+            "[jobs.a]\ncommand = 'true'\nneeds = ['c']\n[jobs.b]\ncommand = 'true'\nneeds = ['a']\n[jobs.c]\ncommand = 'true'\nneeds = ['b']\n",
+        );
+        assert_eq!(m, vec!["cycle: a → c → b → a".to_string()]);
+    }
+
+    #[test]
+    fn a_cycle_through_a_queue_is_named() {
+        let m = messages(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\nneeds = ['c']\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n",
+        );
+        assert_eq!(m, vec!["cycle: p → c → p".to_string()]);
+    }
+
+    #[test]
+    fn queue_wiring_errors() {
+        let m = messages("[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n");
+        assert_eq!(m, vec!["queue `q` has no consumer".to_string()]);
+        let m = messages("[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n");
+        assert_eq!(m, vec!["queue `q` has no producer".to_string()]);
+        let m = messages(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\nneeds = ['p']\n",
+        );
+        assert_eq!(m.len(), 1);
+        assert!(m[0].contains("needs its producer `p`"), "{m:?}");
+    }
+
+    #[test]
+    fn dot_has_needs_and_queue_edges() {
+        let file = parse(
+            Path::new("t.toml"),
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n[jobs.d]\ncommand = 'true'\nneeds = ['c']\n".into(),
+        )
+        .unwrap();
+        let dot = super::render_dot(&file);
+        assert!(dot.contains("\"p\" -> \"c\" [style=dashed, label=\"queue q\"];"), "{dot}");
+        assert!(dot.contains("\"c\" -> \"d\" [label=\"needs\"];"), "{dot}");
+    }
+}

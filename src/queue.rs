@@ -1,0 +1,317 @@
+//! Queues: bounded, ordered buffers of lines between producer tasks and a consumer.
+//!
+//! Producers push whole lines (in chunks, as read from a pipe, so that millions of lines
+//! cost a few thousand lock operations); the consumer takes one item at a time (one task
+//! per item) or whole chunks (a streaming consumer's stdin). A push waits while the queue
+//! holds `capacity` items: that wait is what pauses reading a producer's stdout, so the
+//! producer blocks on its pipe and memory stays bounded.
+//!
+//! Invariant: an item is handed out exactly once, and the items of one push keep their
+//! order; pushes from different producers interleave only between chunks.
+
+use memchr::memchr_iter;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Told when a queue the scheduler waits on gets items (or closes).
+pub trait Waker: Send + Sync {
+    fn wake(&self, queue: usize);
+}
+
+pub struct Queue {
+    pub id: usize,
+    pub name: String,
+    capacity: usize,
+    state: Mutex<State>,
+    changed: Condvar,
+    waker: Box<dyn Waker>,
+}
+
+#[derive(Default)]
+struct State {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+    closed: bool,
+    /// The consumer is gone: pushes are counted and dropped, so producers never hang.
+    discarding: bool,
+    /// The scheduler found the queue empty (or a producer found it full) and wants a wake.
+    wake_wanted: bool,
+    pushed: u64,
+    taken: u64,
+    dropped: u64,
+}
+
+/// Consecutive lines, each ending in `\n`, from one producer.
+struct Chunk {
+    data: Vec<u8>,
+    pos: usize,
+    count: usize,
+}
+
+/// What `try_take` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Take {
+    Item(Vec<u8>),
+    Empty,
+    Closed,
+}
+
+/// Why a push gave up before all its lines were in the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Interrupted;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub pushed: u64,
+    pub taken: u64,
+    pub dropped: u64,
+    pub len: usize,
+    pub closed: bool,
+}
+
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+impl Queue {
+    pub fn new(id: usize, name: &str, capacity: usize, waker: Box<dyn Waker>) -> Queue {
+        Queue {
+            id,
+            name: name.to_string(),
+            capacity: capacity.max(1),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            waker,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock is a bug elsewhere; the data is still whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pushes `lines` (each ending in `\n`), waiting while the queue is full. `give_up` is
+    /// asked every few milliseconds while waiting; when it says so, the rest is dropped.
+    pub fn push(&self, lines: &[u8], give_up: &dyn Fn() -> bool) -> Result<(), Interrupted> {
+        let mut rest = lines;
+        let mut count = memchr_iter(b'\n', rest).count();
+        let mut state = self.lock();
+        while count > 0 {
+            if state.discarding || state.closed {
+                state.dropped += count as u64;
+                return Ok(());
+            }
+            let space = self.capacity - state.len.min(self.capacity);
+            if space == 0 {
+                if std::mem::take(&mut state.wake_wanted) {
+                    self.waker.wake(self.id);
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, WAIT_SLICE)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                if give_up() {
+                    state.dropped += count as u64;
+                    return Err(Interrupted);
+                }
+                continue;
+            }
+            let (take, taken_count) = if count <= space {
+                (rest.len(), count)
+            } else {
+                let end = memchr_iter(b'\n', rest).nth(space - 1).expect("counted") + 1;
+                (end, space)
+            };
+            let was_empty = state.len == 0;
+            state.chunks.push_back(Chunk {
+                data: rest[..take].to_vec(),
+                pos: 0,
+                count: taken_count,
+            });
+            state.len += taken_count;
+            state.pushed += taken_count as u64;
+            rest = &rest[take..];
+            count -= taken_count;
+            self.changed.notify_all();
+            if was_empty && std::mem::take(&mut state.wake_wanted) {
+                self.waker.wake(self.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// One item, without waiting. When the queue is empty and still open, the waker is
+    /// called once items arrive.
+    pub fn try_take(&self) -> Take {
+        let mut state = self.lock();
+        let Some(chunk) = state.chunks.front_mut() else {
+            if state.closed {
+                return Take::Closed;
+            }
+            state.wake_wanted = true;
+            return Take::Empty;
+        };
+        let end = memchr::memchr(b'\n', &chunk.data[chunk.pos..]).expect("a chunk holds whole lines");
+        let item = chunk.data[chunk.pos..chunk.pos + end].to_vec();
+        chunk.pos += end + 1;
+        chunk.count -= 1;
+        if chunk.count == 0 {
+            state.chunks.pop_front();
+        }
+        state.len -= 1;
+        state.taken += 1;
+        self.changed.notify_all();
+        Take::Item(item)
+    }
+
+    /// Every item there is, as lines, waiting up to `wait` for some. `None` when the queue
+    /// is closed and drained; an empty vector when the wait ran out.
+    pub fn take_all(&self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut state = self.lock();
+        loop {
+            if !state.chunks.is_empty() {
+                let mut out = Vec::new();
+                while let Some(chunk) = state.chunks.pop_front() {
+                    if out.is_empty() && chunk.pos == 0 {
+                        out = chunk.data;
+                    } else {
+                        out.extend_from_slice(&chunk.data[chunk.pos..]);
+                    }
+                    state.taken += chunk.count as u64;
+                }
+                state.len = 0;
+                self.changed.notify_all();
+                return Some(out);
+            }
+            if state.closed {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(Vec::new());
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// No more producers: the consumer drains what is left, then sees the end.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        self.changed.notify_all();
+        if std::mem::take(&mut state.wake_wanted) {
+            self.waker.wake(self.id);
+        }
+    }
+
+    /// The consumer is gone: what is in the queue and whatever comes is dropped (and
+    /// counted), so that producers finish instead of waiting forever.
+    pub fn discard(&self) {
+        let mut state = self.lock();
+        state.discarding = true;
+        let dropped = state.len as u64;
+        state.dropped += dropped;
+        state.chunks.clear();
+        state.len = 0;
+        self.changed.notify_all();
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.lock().len >= self.capacity
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let state = self.lock();
+        QueueStats {
+            pushed: state.pushed,
+            taken: state.taken,
+            dropped: state.dropped,
+            len: state.len,
+            closed: state.closed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct CountWakes(Arc<AtomicUsize>);
+    impl Waker for CountWakes {
+        fn wake(&self, _: usize) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn queue(capacity: usize) -> (Arc<Queue>, Arc<AtomicUsize>) {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        (
+            Arc::new(Queue::new(0, "q", capacity, Box::new(CountWakes(wakes.clone())))),
+            wakes,
+        )
+    }
+
+    #[test]
+    fn items_come_out_in_order_once() {
+        let (q, _) = queue(10);
+        q.push(b"a\nb\n", &|| false).unwrap();
+        q.push(b"c\n", &|| false).unwrap();
+        assert_eq!(q.try_take(), Take::Item(b"a".to_vec()));
+        assert_eq!(q.take_all(Duration::ZERO), Some(b"b\nc\n".to_vec()));
+        assert_eq!(q.try_take(), Take::Empty);
+        q.close();
+        assert_eq!(q.try_take(), Take::Closed);
+        assert_eq!(q.take_all(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_producer_wait_until_items_are_taken() {
+        let (q, _) = queue(2);
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.push(b"1\n2\n3\n4\n5\n", &|| false))
+        };
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            assert!(q.stats().len <= 2);
+            if let Take::Item(item) = q.try_take() {
+                got.push(String::from_utf8(item).unwrap());
+            }
+        }
+        producer.join().unwrap().unwrap();
+        assert_eq!(got, ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn the_scheduler_is_woken_when_an_empty_queue_gets_items() {
+        let (q, wakes) = queue(4);
+        assert_eq!(q.try_take(), Take::Empty);
+        q.push(b"x\n", &|| false).unwrap();
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        q.push(b"y\n", &|| false).unwrap();
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "no wake when nobody waits");
+    }
+
+    #[test]
+    fn a_discarding_queue_drops_and_counts() {
+        let (q, _) = queue(1);
+        q.push(b"a\n", &|| false).unwrap();
+        q.discard();
+        q.push(b"b\nc\n", &|| false).unwrap();
+        assert_eq!(q.stats().dropped, 3);
+    }
+
+    #[test]
+    fn a_waiting_push_gives_up_when_told() {
+        let (q, _) = queue(1);
+        assert_eq!(q.push(b"a\nb\n", &|| true), Err(Interrupted));
+        assert_eq!(q.stats().pushed, 1);
+    }
+}

@@ -1,0 +1,343 @@
+//! The driver of a run: it owns the scheduler, the pool's slot threads, the queues, the
+//! terminal writer and the signal listener, and turns their events into the next starts.
+//! Signals become events in this loop; nothing exits from inside a handler.
+//!
+//! Invariant: the run ends only when no task is running, so every process the run
+//! started has been reaped (and its group stopped) before the summary is printed.
+
+use crate::display::{self, Event};
+use crate::exec::control::Control;
+use crate::exec::{self, Context, Status, TaskRecord};
+use crate::jobfile::{Items, JobFile};
+use crate::queue::{Queue, Take, Waker};
+use crate::report::{self, RunInfo};
+use crate::scheduler::{Effect, Phase, Queues, Scheduler};
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pool: Option<usize>,
+    pub fail_fast: bool,
+    pub quiet: bool,
+    pub logs: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            pool: None,
+            fail_fast: false,
+            quiet: false,
+            logs: None,
+            report: None,
+            junit: None,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the run ended early, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Int,
+    Term,
+    Hup,
+}
+
+impl Interrupt {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::Int => 130,
+            Interrupt::Term => 143,
+            Interrupt::Hup => 129,
+        }
+    }
+}
+
+enum Note {
+    Finished(Box<TaskRecord>),
+    QueueReady,
+}
+
+struct Wake(Sender<Note>);
+
+impl Waker for Wake {
+    fn wake(&self, _: usize) {
+        let _ = self.0.send(Note::QueueReady);
+    }
+}
+
+struct LiveQueues<'a>(&'a [Arc<Queue>]);
+
+impl Queues for LiveQueues<'_> {
+    fn try_take(&self, q: usize) -> Take {
+        self.0[q].try_take()
+    }
+    fn is_full(&self, q: usize) -> bool {
+        self.0[q].is_full()
+    }
+}
+
+/// Runs a checked job file; returns the exit status.
+pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
+    let file = Arc::new(file);
+    let pool = options.pool.or(file.pool).unwrap_or_else(num_cpus::get).max(1);
+    let fail_fast = options.fail_fast || file.fail_fast;
+    if let Some(dir) = &options.logs {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create logs folder {}: {e}", dir.display()))?;
+    }
+    let run_id = run_id();
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let signals = listen_for_signals()?;
+    let control = Arc::new(Control::new(options.grace).map_err(|e| format!("cannot set up the run: {e}"))?);
+    let (notes_tx, notes) = unbounded::<Note>();
+    let queues: Vec<Arc<Queue>> = file
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(Wake(notes_tx.clone())))))
+        .collect();
+    let (events, events_rx) = crossbeam_channel::bounded::<Event>(256);
+    let writer = display::Writer::new(file.clone(), display::Options::detect(options.quiet));
+    let writer = std::thread::Builder::new()
+        .name("terminal".into())
+        .spawn(move || writer.run(events_rx))
+        .map_err(|e| format!("cannot start the terminal writer: {e}"))?;
+    let ctx = Arc::new(Context {
+        file: file.clone(),
+        queues: queues.clone(),
+        control: control.clone(),
+        events: events.clone(),
+        quiet: options.quiet,
+        logs: options.logs.clone(),
+        run_id: run_id.clone(),
+        host: exec::sys::hostname(),
+    });
+
+    let mut slots: Vec<Option<Sender<crate::scheduler::Start>>> = Vec::new();
+    let mut scheduler = Scheduler::new(&file, pool, fail_fast);
+    let mut records: Vec<TaskRecord> = Vec::new();
+    let mut interrupted: Option<Interrupt> = None;
+    let mut effects = scheduler.take_effects();
+    loop {
+        apply(&effects, &queues, &control, &mut scheduler, &events, &file);
+        while let Some(start) = scheduler.next_start(&LiveQueues(&queues)) {
+            if matches!(file.jobs[start.job].items, Items::Queue(_)) {
+                let _ = events.send(Event::Taken { job: start.job });
+            }
+            let slot = start.slot;
+            if slots.len() <= slot {
+                slots.resize(slot + 1, None);
+            }
+            let sender = slots[slot].get_or_insert_with(|| spawn_slot(ctx.clone(), notes_tx.clone()));
+            let _ = sender.send(start);
+        }
+        effects = scheduler.take_effects();
+        if !effects.is_empty() {
+            continue;
+        }
+        if scheduler.is_done() {
+            break;
+        }
+        select! {
+            recv(notes) -> note => match note {
+                Ok(Note::Finished(record)) => {
+                    let ok = record.status == Status::Succeeded;
+                    scheduler.finished(record.job, record.slot, ok, record.allowed_failure);
+                    records.push(*record);
+                }
+                Ok(Note::QueueReady) => {}
+                Err(_) => break,
+            },
+            recv(signals) -> signal => {
+                if let Ok(signal) = signal {
+                    let first = interrupted.is_none();
+                    interrupted.get_or_insert(signal);
+                    scheduler.stop();
+                    if first {
+                        control.stop();
+                        let running = scheduler.running();
+                        let _ = events.send(Event::Note(format!(
+                            "{}: stopping {running} running task(s) (TERM, then KILL after {}); again to kill at once",
+                            signal_label(signal),
+                            display::duration(options.grace)
+                        )));
+                    } else {
+                        control.kill();
+                        let _ = events.send(Event::Note("killing every running task now".into()));
+                    }
+                }
+            },
+        }
+        effects = scheduler.take_effects();
+    }
+    drop(slots);
+    records.extend(skipped_records(&file, &scheduler, &ctx.host));
+    records.sort_by_key(|r| (r.job, r.index));
+    let failed = records.iter().any(|r| r.status == Status::Failed && !r.allowed_failure);
+    let exit = match interrupted {
+        Some(signal) => signal.exit_code(),
+        None if failed => 1,
+        None => 0,
+    };
+    let info = RunInfo {
+        id: run_id,
+        file: file.path.display().to_string(),
+        started,
+        duration: clock.elapsed(),
+        exit,
+        pool,
+        interrupted: interrupted.map(signal_label),
+        queues: queues.iter().map(|q| (q.name.clone(), q.stats())).collect(),
+    };
+    let color = display::Options::detect(false).color;
+    let mut summary = report::summary(&file, &records, &info, color);
+    for (path, result) in [
+        (&options.report, options.report.as_ref().map(|p| report::write_json(p, &file, &records, &info))),
+        (&options.junit, options.junit.as_ref().map(|p| report::write_junit(p, &file, &records, &info))),
+    ] {
+        if let (Some(path), Some(Err(e))) = (path, result) {
+            summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
+        }
+    }
+    let _ = events.send(Event::Finish(summary));
+    drop(events);
+    drop(ctx);
+    let _ = writer.join();
+    Ok(exit)
+}
+
+fn apply(effects: &[Effect], queues: &[Arc<Queue>], control: &Control, scheduler: &mut Scheduler, events: &Sender<Event>, file: &JobFile) {
+    for effect in effects {
+        match effect {
+            Effect::Close(q) => queues[*q].close(),
+            Effect::Discard(q) => queues[*q].discard(),
+            Effect::Skipped(job) => {
+                let count = scheduler.jobs[*job].total.unwrap_or(0);
+                let _ = events.send(Event::Skipped { job: *job, count });
+            }
+            Effect::StopRun => {
+                scheduler.stop();
+                control.stop();
+                let running = scheduler.running();
+                let _ = events.send(Event::Note(format!(
+                    "fail-fast: a task of `{}` failed; stopping {running} running task(s), starting nothing new",
+                    failing_job(file, scheduler)
+                )));
+            }
+        }
+    }
+}
+
+fn failing_job(file: &JobFile, scheduler: &Scheduler) -> String {
+    scheduler
+        .jobs
+        .iter()
+        .position(|j| j.failed > 0)
+        .map(|j| file.jobs[j].name.clone())
+        .unwrap_or_default()
+}
+
+fn spawn_slot(ctx: Arc<Context>, notes: Sender<Note>) -> Sender<crate::scheduler::Start> {
+    let (tx, rx) = unbounded::<crate::scheduler::Start>();
+    let spawned = std::thread::Builder::new().name("slot".into()).spawn(move || {
+        for start in rx {
+            let record = exec::run_task(&ctx, start.job, start.index, &start.item, start.slot);
+            if notes.send(Note::Finished(Box::new(record))).is_err() {
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without a thread the task cannot run; report it as failed rather than hang.
+        eprintln!("[runner] cannot start a pool thread: {e}");
+    }
+    tx
+}
+
+/// Records for tasks that never started: their job was skipped, or the run stopped.
+fn skipped_records(file: &JobFile, scheduler: &Scheduler, host: &str) -> Vec<TaskRecord> {
+    let mut out = Vec::new();
+    for (j, state) in scheduler.jobs.iter().enumerate() {
+        let job = &file.jobs[j];
+        if matches!(state.phase, Phase::Done { .. }) {
+            continue;
+        }
+        let Some(total) = state.total else { continue };
+        for index in state.next..total {
+            let item = match &job.items {
+                Items::List(list) => list[index as usize].clone(),
+                Items::Range(a, _) => (a + index as i64).to_string(),
+                _ => String::new(),
+            };
+            out.push(TaskRecord {
+                job: j,
+                index,
+                item,
+                slot: 0,
+                host: host.to_string(),
+                status: Status::Skipped,
+                end: None,
+                pid: None,
+                attempts: 0,
+                started: None,
+                duration: Duration::ZERO,
+                stopped: false,
+                allowed_failure: job.allow_failure,
+                stderr_tail: Vec::new(),
+                tail_cut: false,
+                stdout_log: None,
+                stderr_log: None,
+            });
+        }
+    }
+    out
+}
+
+fn signal_label(signal: Interrupt) -> String {
+    match signal {
+        Interrupt::Int => "interrupted (SIGINT)",
+        Interrupt::Term => "terminated (SIGTERM)",
+        Interrupt::Hup => "hung up (SIGHUP)",
+    }
+    .to_string()
+}
+
+/// SIGINT, SIGTERM and SIGHUP as events of the run loop.
+fn listen_for_signals() -> Result<Receiver<Interrupt>, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let (tx, rx) = unbounded();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let event = match signal {
+                    SIGINT => Interrupt::Int,
+                    SIGTERM => Interrupt::Term,
+                    _ => Interrupt::Hup,
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    Ok(rx)
+}
+
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{:x}", nanos as u64, std::process::id())
+}

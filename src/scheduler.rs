@@ -1,0 +1,483 @@
+//! The scheduler: which task starts next, in which slot, and what a finished task means
+//! for the rest of the graph. A pure state machine: it spawns nothing and never waits;
+//! the driver (`run`) asks it for starts, tells it of ends, and carries out the effects
+//! it returns (close a queue, drop a queue's items, stop the run).
+//!
+//! Invariants:
+//! - At most `pool` tasks hold pool slots, and at most `concurrency` tasks of a job run.
+//!   Two kinds of task run beyond the pool, in slots numbered from `pool` up: a
+//!   streaming consumer (`stdin = { queue }`), which lives as long as its producers, and
+//!   the first task of an item consumer whose queue is full while every slot is taken
+//!   (otherwise producers holding every slot would wait on it forever).
+//! - A job starts only after each job it needs finished with success; otherwise it is
+//!   skipped, and so is everything that needs it.
+//! - A queue is closed exactly once: when its last producer job is done or skipped.
+
+use crate::jobfile::{Items, JobFile, JobId, QueueId};
+use crate::queue::Take;
+use std::collections::BTreeSet;
+
+/// What the scheduler needs from the queues.
+pub trait Queues {
+    fn try_take(&self, queue: QueueId) -> Take;
+    fn is_full(&self, queue: QueueId) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub job: JobId,
+    pub index: u64,
+    pub item: Vec<u8>,
+    pub slot: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// No producer is left: the consumer drains what is there and ends.
+    Close(QueueId),
+    /// The consumer will never run: drop what producers write.
+    Discard(QueueId),
+    /// A job will not run: its tasks are reported as skipped.
+    Skipped(JobId),
+    /// fail_fast: a task failed, stop everything.
+    StopRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Waiting,
+    Active,
+    Done { ok: bool },
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobState {
+    pub phase: Phase,
+    pub next: u64,
+    pub total: Option<u64>,
+    pub running: usize,
+    pub finished: u64,
+    pub failed: u64,
+    queue_closed: bool,
+}
+
+pub struct Scheduler<'f> {
+    file: &'f JobFile,
+    pub jobs: Vec<JobState>,
+    pool: usize,
+    free: BTreeSet<usize>,
+    free_extra: BTreeSet<usize>,
+    next_extra: usize,
+    open_producers: Vec<usize>,
+    fail_fast: bool,
+    stopping: bool,
+    effects: Vec<Effect>,
+    /// Jobs in the order starts are considered: consumers first, so queues drain.
+    order: Vec<JobId>,
+}
+
+impl<'f> Scheduler<'f> {
+    pub fn new(file: &'f JobFile, pool: usize, fail_fast: bool) -> Scheduler<'f> {
+        let jobs = file
+            .jobs
+            .iter()
+            .map(|job| JobState {
+                phase: Phase::Waiting,
+                next: 0,
+                total: if job.is_streaming() { Some(1) } else { job.items.count() },
+                running: 0,
+                finished: 0,
+                failed: 0,
+                queue_closed: false,
+            })
+            .collect();
+        let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
+        order.sort_by_key(|&j| file.jobs[j].consumes().is_none());
+        let mut scheduler = Scheduler {
+            file,
+            jobs,
+            pool: pool.max(1),
+            free: (0..pool.max(1)).collect(),
+            free_extra: BTreeSet::new(),
+            next_extra: pool.max(1),
+            open_producers: file.queues.iter().map(|q| q.producers.len()).collect(),
+            fail_fast,
+            stopping: false,
+            effects: Vec::new(),
+            order,
+        };
+        scheduler.activate_ready();
+        scheduler
+    }
+
+    /// Effects produced since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The next task to start now, if any.
+    pub fn next_start(&mut self, queues: &dyn Queues) -> Option<Start> {
+        if self.stopping {
+            return None;
+        }
+        for i in 0..self.order.len() {
+            let j = self.order[i];
+            if self.jobs[j].phase != Phase::Active {
+                continue;
+            }
+            if let Some(start) = self.start_of(j, queues) {
+                return Some(start);
+            }
+        }
+        None
+    }
+
+    fn start_of(&mut self, j: JobId, queues: &dyn Queues) -> Option<Start> {
+        let job = &self.file.jobs[j];
+        let limit = job.concurrency.unwrap_or(usize::MAX);
+        let state = &self.jobs[j];
+        if state.running >= limit {
+            return None;
+        }
+        if job.is_streaming() {
+            if state.next > 0 {
+                return None;
+            }
+            let slot = self.extra_slot();
+            return Some(self.begin(j, Vec::new(), slot));
+        }
+        match &job.items {
+            Items::Queue(q) => {
+                let q = *q;
+                if state.queue_closed {
+                    return None;
+                }
+                let slot = if !self.free.is_empty() {
+                    None
+                } else if state.running == 0 && queues.is_full(q) {
+                    Some(true)
+                } else {
+                    return None;
+                };
+                match queues.try_take(q) {
+                    Take::Item(item) => {
+                        let slot = match slot {
+                            Some(_) => self.extra_slot(),
+                            None => self.pool_slot().expect("a free slot"),
+                        };
+                        Some(self.begin(j, item, slot))
+                    }
+                    Take::Empty => None,
+                    Take::Closed => {
+                        self.jobs[j].queue_closed = true;
+                        self.check_done(j);
+                        None
+                    }
+                }
+            }
+            items => {
+                let total = state.total.unwrap_or(0);
+                if state.next >= total || self.free.is_empty() {
+                    return None;
+                }
+                let item = match items {
+                    Items::Single => Vec::new(),
+                    Items::List(list) => list[state.next as usize].clone().into_bytes(),
+                    Items::Range(a, _) => (a + state.next as i64).to_string().into_bytes(),
+                    Items::Queue(_) => unreachable!("handled above"),
+                };
+                let slot = self.pool_slot().expect("a free slot");
+                Some(self.begin(j, item, slot))
+            }
+        }
+    }
+
+    fn begin(&mut self, j: JobId, item: Vec<u8>, slot: usize) -> Start {
+        let state = &mut self.jobs[j];
+        let index = state.next;
+        state.next += 1;
+        state.running += 1;
+        Start { job: j, index, item, slot }
+    }
+
+    fn pool_slot(&mut self) -> Option<usize> {
+        self.free.pop_first()
+    }
+
+    fn extra_slot(&mut self) -> usize {
+        self.free_extra.pop_first().unwrap_or_else(|| {
+            self.next_extra += 1;
+            self.next_extra - 1
+        })
+    }
+
+    /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
+    pub fn finished(&mut self, job: JobId, slot: usize, ok: bool, allowed: bool) {
+        if slot < self.pool {
+            self.free.insert(slot);
+        } else {
+            self.free_extra.insert(slot);
+        }
+        let state = &mut self.jobs[job];
+        state.running -= 1;
+        state.finished += 1;
+        if !ok && !allowed {
+            state.failed += 1;
+            if self.fail_fast && !self.stopping {
+                self.stopping = true;
+                self.effects.push(Effect::StopRun);
+            }
+        }
+        self.check_done(job);
+    }
+
+    /// Starts nothing more (Ctrl-C, fail-fast). Running tasks still report their end.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    pub fn running(&self) -> usize {
+        self.jobs.iter().map(|j| j.running).sum()
+    }
+
+    /// Nothing runs and nothing more will start.
+    pub fn is_done(&self) -> bool {
+        if self.running() > 0 {
+            return false;
+        }
+        self.stopping || self.jobs.iter().all(|j| matches!(j.phase, Phase::Done { .. } | Phase::Skipped))
+    }
+
+    fn check_done(&mut self, j: JobId) {
+        let job = &self.file.jobs[j];
+        let state = &self.jobs[j];
+        if state.phase != Phase::Active || state.running > 0 {
+            return;
+        }
+        let complete = match (&job.items, job.is_streaming()) {
+            (_, true) => state.finished >= 1,
+            (Items::Queue(_), _) => state.queue_closed,
+            _ => state.next >= state.total.unwrap_or(0),
+        };
+        if complete {
+            let ok = state.failed == 0;
+            self.set_final(j, Phase::Done { ok });
+            self.activate_ready();
+        }
+    }
+
+    fn set_final(&mut self, j: JobId, phase: Phase) {
+        self.jobs[j].phase = phase;
+        if phase == Phase::Skipped {
+            self.effects.push(Effect::Skipped(j));
+            if let Some(q) = self.file.jobs[j].consumes() {
+                self.effects.push(Effect::Discard(q));
+            }
+        }
+        if let Some(q) = self.file.jobs[j].to {
+            self.open_producers[q] -= 1;
+            if self.open_producers[q] == 0 {
+                self.effects.push(Effect::Close(q));
+            }
+        }
+    }
+
+    /// Activates every waiting job whose needs are met, skips those that cannot run.
+    fn activate_ready(&mut self) {
+        loop {
+            let mut changed = false;
+            for j in 0..self.jobs.len() {
+                if self.jobs[j].phase != Phase::Waiting {
+                    continue;
+                }
+                let needs = &self.file.jobs[j].needs;
+                let mut ready = true;
+                let mut blocked = false;
+                for &dep in needs {
+                    match self.jobs[dep].phase {
+                        Phase::Done { ok: true } => {}
+                        Phase::Done { ok: false } | Phase::Skipped => blocked = true,
+                        _ => ready = false,
+                    }
+                }
+                if blocked {
+                    self.set_final(j, Phase::Skipped);
+                    changed = true;
+                } else if ready {
+                    self.jobs[j].phase = Phase::Active;
+                    changed = true;
+                    if self.jobs[j].total == Some(0) {
+                        self.set_final(j, Phase::Done { ok: true });
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobfile::parse;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::path::Path;
+
+    fn file(source: &str) -> JobFile {
+        parse(Path::new("t.toml"), source.to_string()).unwrap()
+    }
+
+    /// In-memory queues: items pushed by the test, closed by the test.
+    #[derive(Default)]
+    struct FakeQueues {
+        items: RefCell<Vec<VecDeque<Vec<u8>>>>,
+        closed: RefCell<Vec<bool>>,
+        capacity: usize,
+    }
+
+    impl FakeQueues {
+        fn new(n: usize, capacity: usize) -> FakeQueues {
+            FakeQueues {
+                items: RefCell::new(vec![VecDeque::new(); n]),
+                closed: RefCell::new(vec![false; n]),
+                capacity,
+            }
+        }
+        fn push(&self, q: usize, item: &str) {
+            self.items.borrow_mut()[q].push_back(item.as_bytes().to_vec());
+        }
+    }
+
+    impl Queues for FakeQueues {
+        fn try_take(&self, q: QueueId) -> Take {
+            match self.items.borrow_mut()[q].pop_front() {
+                Some(item) => Take::Item(item),
+                None if self.closed.borrow()[q] => Take::Closed,
+                None => Take::Empty,
+            }
+        }
+        fn is_full(&self, q: QueueId) -> bool {
+            self.items.borrow()[q].len() >= self.capacity
+        }
+    }
+
+    fn drain(s: &mut Scheduler, q: &dyn Queues) -> Vec<Start> {
+        std::iter::from_fn(|| s.next_start(q)).collect()
+    }
+
+    #[test]
+    fn the_pool_bounds_what_runs_and_slots_are_reused() {
+        let f = file("[jobs.a]\ncommand = 'true'\nitems = { range = [0, 5] }\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(&f, 2, false);
+        let first = drain(&mut s, &q);
+        assert_eq!(first.iter().map(|t| t.slot).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(first[1].item, b"1");
+        s.finished(0, 1, true, false);
+        let next = drain(&mut s, &q);
+        assert_eq!((next[0].index, next[0].slot), (2, 1));
+    }
+
+    #[test]
+    fn concurrency_caps_a_job_below_the_pool() {
+        let f = file("[jobs.a]\ncommand = 'true'\nitems = [1, 2, 3]\nconcurrency = 1\n[jobs.b]\ncommand = 'true'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(&f, 4, false);
+        let starts = drain(&mut s, &q);
+        assert_eq!(starts.iter().map(|t| t.job).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_transitively_but_allowed_failures_do_not() {
+        let f = file(
+            "[jobs.a]\ncommand = 'false'\n[jobs.b]\ncommand = 'true'\nneeds = ['a']\n[jobs.c]\ncommand = 'true'\nneeds = ['b']\n",
+        );
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(&f, 2, false);
+        assert_eq!(drain(&mut s, &q).len(), 1);
+        s.finished(0, 0, false, false);
+        assert_eq!(s.take_effects(), vec![Effect::Skipped(1), Effect::Skipped(2)]);
+        assert!(s.is_done());
+
+        let mut s = Scheduler::new(&f, 2, false);
+        drain(&mut s, &q);
+        s.finished(0, 0, false, true);
+        assert_eq!(drain(&mut s, &q)[0].job, 1);
+    }
+
+    #[test]
+    fn fail_fast_stops_starting() {
+        let f = file("[jobs.a]\ncommand = 'x'\nitems = { range = [0, 10] }\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(&f, 2, true);
+        drain(&mut s, &q);
+        s.finished(0, 0, false, false);
+        assert_eq!(s.take_effects(), vec![Effect::StopRun]);
+        assert!(drain(&mut s, &q).is_empty());
+        s.finished(0, 1, true, false);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn queue_consumers_take_items_as_they_come_and_end_when_closed() {
+        let f = file(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'echo {item}'\nitems = { queue = 'q' }\n",
+        );
+        let q = FakeQueues::new(1, 10);
+        let mut s = Scheduler::new(&f, 2, false);
+        let starts = drain(&mut s, &q);
+        assert_eq!(starts.len(), 1, "only the producer: the queue is empty");
+        q.push(0, "1");
+        let c = drain(&mut s, &q);
+        assert_eq!((c[0].job, c[0].item.as_slice()), (1, b"1".as_slice()));
+        s.finished(0, starts[0].slot, true, false);
+        assert_eq!(s.take_effects(), vec![Effect::Close(0)]);
+        q.closed.borrow_mut()[0] = true;
+        s.finished(1, c[0].slot, true, false);
+        assert!(drain(&mut s, &q).is_empty());
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn a_full_queue_gets_its_consumer_a_slot_beyond_a_full_pool() {
+        let f = file(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'echo {item}'\nitems = { queue = 'q' }\n",
+        );
+        let q = FakeQueues::new(1, 1);
+        let mut s = Scheduler::new(&f, 1, false);
+        assert_eq!(drain(&mut s, &q).len(), 1);
+        q.push(0, "1");
+        let c = drain(&mut s, &q);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].slot, 1, "slot numbers past the pool");
+    }
+
+    #[test]
+    fn a_streaming_consumer_starts_at_once_outside_the_pool() {
+        let f = file("[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'wc -l'\nstdin = { queue = 'q' }\n");
+        let q = FakeQueues::new(1, 1);
+        let mut s = Scheduler::new(&f, 1, false);
+        let starts = drain(&mut s, &q);
+        assert_eq!(starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(), [(1, 1), (0, 0)]);
+    }
+
+    #[test]
+    fn a_skipped_consumer_makes_its_queue_drop_items() {
+        let f = file(
+            "[jobs.a]\ncommand = 'false'\n[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'wc -l'\nstdin = { queue = 'q' }\nneeds = ['a']\n",
+        );
+        let q = FakeQueues::new(1, 1);
+        let mut s = Scheduler::new(&f, 2, false);
+        drain(&mut s, &q);
+        s.finished(0, 0, false, false);
+        assert_eq!(s.take_effects(), vec![Effect::Skipped(2), Effect::Discard(0)]);
+    }
+}
