@@ -240,7 +240,7 @@ mod tests {
         let m = messages(
             "[jobs.a]\ncommand = 'true'\nneeds = ['c']\n[jobs.b]\ncommand = 'true'\nneeds = ['a']\n[jobs.c]\ncommand = 'true'\nneeds = ['b']\n",
         );
-        assert_eq!(m, vec!["cycle: a → c → b → a".to_string()]);
+        assert_eq!(m, vec!["cycle: a → b → c → a".to_string()]);
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
         for line in &r.stderr_tail {
             let _ = writeln!(out, "  | {line}");
         }
+        if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() {
+            let _ = writeln!(out, "  (no stderr; the last lines of stdout:)");
+            for line in &r.stdout_tail {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
     }
     let ok = records.iter().filter(|r| r.status == Status::Succeeded).count();
     let skipped = records.iter().filter(|r| r.status == Status::Skipped).count();

@@ -293,6 +293,7 @@ fn skipped_records(file: &JobFile, scheduler: &Scheduler, host: &str) -> Vec<Tas
                 allowed_failure: job.allow_failure,
                 stderr_tail: Vec::new(),
                 tail_cut: false,
+                stdout_tail: Vec::new(),
                 stdout_log: None,
                 stderr_log: None,
             });

@@ -49,6 +49,8 @@ pub struct TaskRecord {
     pub allowed_failure: bool,
     pub stderr_tail: Vec<String>,
     pub tail_cut: bool,
+    /// The last lines of stdout, shown for a failed task that printed nothing on stderr.
+    pub stdout_tail: Vec<String>,
     pub stdout_log: Option<PathBuf>,
     pub stderr_log: Option<PathBuf>,
 }
@@ -86,6 +88,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         allowed_failure: job.allow_failure,
         stderr_tail: Vec::new(),
         tail_cut: false,
+        stdout_tail: Vec::new(),
         stdout_log: None,
         stderr_log: None,
     };
@@ -130,6 +133,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         record.stopped = result.stopped;
         let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
         (record.stderr_tail, record.tail_cut) = err.tail();
+        record.stdout_tail = out.tail().0;
         out.release(!ok);
         err.release(!ok);
         record.status = if ok { Status::Succeeded } else { Status::Failed };
@@ -177,7 +181,8 @@ fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32, r
         }
         None if ctx.quiet => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
         None => Sink::display(Stream::Stdout, label.clone(), ctx.events.clone()),
-    };
+    }
+    .keep_tail();
     let mut err = if ctx.quiet {
         Sink::held(Stream::Stderr, label.clone(), ctx.events.clone())
     } else {

@@ -499,7 +499,7 @@ impl Checker {
                         }
                         other => {
                             self.error(
-                                format!("`command` array holds a {}; each argument must be a string", other.type_str()),
+                                format!("`command` array holds {}; each argument must be a string", article(other.type_str())),
                                 raw.span(),
                             );
                             return empty;
@@ -513,7 +513,7 @@ impl Checker {
             }
             other => {
                 self.error(
-                    format!("`command` must be a string (run with the shell) or an array of strings (argv), not a {}", other.type_str()),
+                    format!("`command` must be a string (run with the shell) or an array of strings (argv), not {}", article(other.type_str())),
                     raw.span(),
                 );
                 empty
@@ -533,7 +533,7 @@ impl Checker {
                         }
                         Some(s) => items.push(s),
                         None => self.error(
-                            format!("`items` holds a {}; items are strings, numbers or booleans", value.type_str()),
+                            format!("`items` holds {}; items are strings, numbers or booleans", article(value.type_str())),
                             span.clone(),
                         ),
                     }
@@ -590,7 +590,7 @@ impl Checker {
                         Items::Queue(q)
                     }
                     (key @ ("range" | "file" | "queue"), other) => {
-                        self.error(format!("`{key}` cannot be a {}", other.type_str()), span);
+                        self.error(format!("`{key}` cannot be {}", article(other.type_str())), span);
                         Items::List(Vec::new())
                     }
                     (other, _) => {
@@ -605,7 +605,7 @@ impl Checker {
             }
             other => {
                 self.error(
-                    format!("`items` must be an array or a table (`range`, `file` or `queue`), not a {}", other.type_str()),
+                    format!("`items` must be an array or a table (`range`, `file` or `queue`), not {}", article(other.type_str())),
                     span,
                 );
                 Items::List(Vec::new())
@@ -663,7 +663,7 @@ impl Checker {
             }
             other => {
                 self.error(
-                    format!("`stdin` must be a string or a table (`file` or `queue`), not a {}", other.type_str()),
+                    format!("`stdin` must be a string or a table (`file` or `queue`), not {}", article(other.type_str())),
                     span,
                 );
                 StdinSpec::Empty
@@ -741,4 +741,12 @@ fn scalar(value: &toml::Value) -> Option<String> {
 
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// "an integer", "a string": a TOML type with its article.
+fn article(kind: &str) -> String {
+    match kind.as_bytes().first() {
+        Some(b'a' | b'e' | b'i' | b'o' | b'u') => format!("an {kind}"),
+        _ => format!("a {kind}"),
+    }
 }

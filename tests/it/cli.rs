@@ -1,0 +1,104 @@
+//! The commands besides `run`: `check`, `graph`, `schema`, `completions`, `--help`.
+
+use crate::util::{root, Test, BIN};
+use std::process::Command;
+
+#[test]
+fn runner_file_is_runner_run_file() {
+    let t = Test::new("[jobs.a]\ncommand = ['echo', 'hi']\n");
+    let out = Command::new(BIN).arg("jobs.toml").current_dir(t.dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[a] hi\n");
+}
+
+#[test]
+fn check_accepts_every_shipped_job_file_and_runs_nothing() {
+    let mut files = vec![root().join("jobs/nslookup.toml")];
+    for dir in ["examples", "jobs"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "toml") {
+                files.push(entry.path());
+            }
+        }
+    }
+    assert!(files.len() >= 8, "{files:?}");
+    for file in files {
+        let out = Command::new(BIN).arg("check").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
+    }
+}
+
+#[test]
+fn check_does_not_run() {
+    let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&["check", "jobs.toml"]);
+    let out = t.run();
+    out.assert_code(0).assert_stdout_has("jobs.toml: ok (1 jobs, 0 queues, 1 tasks)");
+    assert!(!t.path("ran").exists());
+}
+
+#[test]
+fn graph_text_shows_needs_and_queues() {
+    let t = Test::new(
+        "[jobs.master]\ncommand = 'seq 3'\nto = 'tasks'\n[jobs.worker]\ncommand = 'echo $(({item}*{item}))'\nitems = { queue = 'tasks' }\n[jobs.report]\ncommand = 'true'\nneeds = ['worker']\n",
+    )
+    .args(&["graph", "jobs.toml"]);
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout,
+        "master\n  feeds worker through queue `tasks` (capacity 1024)\nworker × items from queue `tasks`\nreport\n  needs worker\n"
+    );
+}
+
+#[test]
+fn graph_dot_renders_with_graphviz() {
+    let t = Test::new(
+        "[jobs.master]\ncommand = 'seq 3'\nto = 'tasks'\n[jobs.worker]\ncommand = 'cat'\nstdin = { queue = 'tasks' }\n[jobs.report]\ncommand = 'true'\nneeds = ['worker']\n",
+    )
+    .args(&["graph", "--dot", "jobs.toml"]);
+    let out = t.run();
+    out.assert_code(0);
+    assert!(out.stdout.starts_with("digraph runner {"));
+    assert!(out.stdout.contains("\"master\" -> \"worker\" [style=dashed, label=\"queue tasks\"];"));
+    assert!(out.stdout.contains("\"worker\" -> \"report\" [label=\"needs\"];"));
+    if Command::new("dot").arg("-V").output().is_ok() {
+        use std::io::Write;
+        let mut dot = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        dot.stdin.take().unwrap().write_all(out.stdout.as_bytes()).unwrap();
+        let svg = dot.wait_with_output().unwrap();
+        assert!(svg.status.success());
+        assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    }
+}
+
+#[test]
+fn help_is_short_and_has_an_example() {
+    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["graph", "--help"]] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example"), "{args:?}: {text}");
+        assert!(text.lines().count() < 45, "{args:?} help is long: {text}");
+    }
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("runner"));
+    }
+}
+
+#[test]
+fn a_bad_option_exits_2() {
+    let out = Command::new(BIN).args(["run", "x.toml", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

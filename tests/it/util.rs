@@ -1,0 +1,208 @@
+//! A small builder that drives the real `runner` binary on a job file in a temporary
+//! folder, and helpers that look at what a user would: exit status, lines, files and
+//! processes left behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_runner");
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Lines of stdout that a task printed, label removed, for tasks whose label is `label`.
+    pub fn lines_of(&self, label: &str) -> Vec<String> {
+        let prefix = format!("[{label}] ");
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Output {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_has(&self, text: &str) -> &Output {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_has(&self, text: &str) -> &Output {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{}", self.stdout);
+        self
+    }
+}
+
+impl Test {
+    pub fn new(jobfile: &str) -> Test {
+        let t = Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        };
+        t.write("jobs.toml", jobfile);
+        t
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> &Test {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, content).unwrap();
+        self
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Test {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdin(mut self, data: &[u8]) -> Test {
+        self.stdin = Some(data.to_vec());
+        self
+    }
+
+    /// The command that `run` runs: `runner ARGS… jobs.toml` unless ARGS name a command.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.dir.path());
+        let has_command = self
+            .args
+            .first()
+            .is_some_and(|a| ["run", "check", "graph", "worker", "schema", "completions"].contains(&a.as_str()));
+        if has_command {
+            cmd.args(&self.args);
+        } else {
+            cmd.arg("run").arg("jobs.toml").args(&self.args);
+        }
+        cmd.env_remove("CI").env_remove("RUNNER_BROKER_URL").env_remove("RUNNER_AUTHKEY");
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self) -> Output {
+        let mut cmd = self.command();
+        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("runner starts");
+        if let Some(data) = &self.stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().unwrap();
+            let data = data.clone();
+            std::thread::spawn(move || pipe.write_all(&data));
+        }
+        let out = child.wait_with_output().expect("runner ends");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Waits for `cond` up to `limit`; true if it held in time.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Pids of live processes whose command line contains `marker` (zombies excluded).
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.is_empty() {
+            continue; // kernel thread or zombie
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+            continue;
+        }
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A marker unique to this test, to find its processes by.
+pub fn marker(name: &str) -> String {
+    format!("mk{}x{}", name, std::process::id())
+}
+
+/// Peak number of tasks running at once, from a log where each task appended
+/// "start" and "end" lines (`echo start >> log; …; echo end >> log`).
+pub fn peak_concurrency(log: &str) -> usize {
+    let mut now = 0usize;
+    let mut peak = 0;
+    for line in log.lines() {
+        match line.split_whitespace().next() {
+            Some("start") => {
+                now += 1;
+                peak = peak.max(now);
+            }
+            Some("end") => now = now.saturating_sub(1),
+            _ => {}
+        }
+    }
+    peak
+}
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
