@@ -196,6 +196,8 @@ pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
             "exit_status": info.exit,
             "pool": info.pool,
             "interrupted": info.interrupted,
+            "host": sys::hostname(),
+            "peak_rss_kib": sys::peak_rss_kib(),
         },
         "tasks": tasks,
         "queues": queues,

@@ -118,3 +118,15 @@ pub fn hostname() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
+
+/// This process's peak resident memory so far, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage fills the struct we pass; zeroed is a valid initial value.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        usage.ru_maxrss.max(0) as u64
+    }
+}
