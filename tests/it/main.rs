@@ -3,8 +3,8 @@
 mod util;
 
 mod cli;
-mod control;
+pub mod control;
 mod errors;
-mod queues;
+pub mod queues;
 mod reports;
 mod running;
