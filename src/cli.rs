@@ -4,7 +4,15 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-pub const COMMANDS: [&str; 7] = ["run", "check", "graph", "worker", "schema", "completions", "help"];
+pub const COMMANDS: [&str; 7] = [
+    "run",
+    "check",
+    "graph",
+    "worker",
+    "schema",
+    "completions",
+    "help",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +38,9 @@ pub enum Command {
         file: PathBuf,
     },
     /// Print the job graph (jobs, needs, queues).
-    #[command(after_help = "Example:\n  runner graph --dot examples/squares.toml | dot -Tsvg > graph.svg")]
+    #[command(
+        after_help = "Example:\n  runner graph --dot examples/squares.toml | dot -Tsvg > graph.svg"
+    )]
     Graph {
         /// Graphviz instead of text.
         #[arg(long)]
@@ -78,7 +88,8 @@ pub struct RunArgs {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. \"500ms\", \"10s\", \"2m\")"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write e.g. \"500ms\", \"10s\", \"2m\")"))
 }
 
 /// `runner FILE …` means `runner run FILE …`.

@@ -23,13 +23,31 @@ pub enum Stream {
 
 pub enum Event {
     /// Whole lines of a task's output.
-    Output { stream: Stream, label: Arc<str>, data: Vec<u8> },
+    Output {
+        stream: Stream,
+        label: Arc<str>,
+        data: Vec<u8>,
+    },
     /// An attempt is about to spawn.
-    Starting { job: usize, label: Arc<str>, attempt: u32 },
+    Starting {
+        job: usize,
+        label: Arc<str>,
+        attempt: u32,
+    },
     /// An attempt's process is running.
-    Spawned { job: usize, label: Arc<str>, pid: u32, attempt: u32 },
+    Spawned {
+        job: usize,
+        label: Arc<str>,
+        pid: u32,
+        attempt: u32,
+    },
     /// An attempt ended; `retrying`: another one follows.
-    Ended { job: usize, label: Arc<str>, record: Box<TaskRecord>, retrying: bool },
+    Ended {
+        job: usize,
+        label: Arc<str>,
+        record: Box<TaskRecord>,
+        retrying: bool,
+    },
     /// Tasks that will not run.
     Skipped { job: usize, count: u64 },
     /// Items a queue-fed job has taken so far.
@@ -70,7 +88,11 @@ impl Options {
             .and_then(|s| humantime::parse_duration(&s).ok())
             .unwrap_or(Duration::from_secs(5));
         Options {
-            mode: if terminal && !ci && !dumb { Mode::Bars } else { Mode::Plain },
+            mode: if terminal && !ci && !dumb {
+                Mode::Bars
+            } else {
+                Mode::Plain
+            },
             quiet,
             color,
             heartbeat,
@@ -101,6 +123,8 @@ pub struct Writer {
 }
 
 struct Bars {
+    /// The terminal's settings before the bars, restored when they go.
+    saved_termios: Option<libc::termios>,
     multi: MultiProgress,
     overall: ProgressBar,
     jobs: Vec<Option<ProgressBar>>,
@@ -112,7 +136,11 @@ impl Writer {
             .jobs
             .iter()
             .map(|j| Count {
-                total: if j.is_streaming() { Some(1) } else { j.items.count() },
+                total: if j.is_streaming() {
+                    Some(1)
+                } else {
+                    j.items.count()
+                },
                 ..Count::default()
             })
             .collect();
@@ -120,10 +148,12 @@ impl Writer {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             overall.enable_steady_tick(Duration::from_millis(100));
             Bars {
+                saved_termios: sys::echoctl_off(libc::STDERR_FILENO),
                 multi,
                 overall,
                 jobs: vec![None; file.jobs.len()],
@@ -174,16 +204,34 @@ impl Writer {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Output { stream, label, data } => self.output(stream, &label, &data),
+            Event::Output {
+                stream,
+                label,
+                data,
+            } => self.output(stream, &label, &data),
             Event::Starting { .. } => {}
-            Event::Spawned { job, label, pid, attempt } => {
+            Event::Spawned {
+                job,
+                label,
+                pid,
+                attempt,
+            } => {
                 self.counts[job].running += 1;
                 if !self.options.quiet && self.options.mode == Mode::Plain {
-                    let retry = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
+                    let retry = if attempt > 1 {
+                        format!(" attempt {attempt}")
+                    } else {
+                        String::new()
+                    };
                     self.note(&format!("start {label} pid {pid}{retry}"));
                 }
             }
-            Event::Ended { job, label, record, retrying } => self.ended(job, &label, &record, retrying),
+            Event::Ended {
+                job,
+                label,
+                record,
+                retrying,
+            } => self.ended(job, &label, &record, retrying),
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
@@ -224,7 +272,10 @@ impl Writer {
             String::new()
         };
         let end = record.end.as_ref().map(describe_end).unwrap_or_default();
-        let line = format!("{word} {label}{pid} {end} in {}{retry}", duration(record.duration));
+        let line = format!(
+            "{word} {label}{pid} {end} in {}{retry}",
+            duration(record.duration)
+        );
         let line = if failed && self.options.color {
             console::style(line).red().force_styling(true).to_string()
         } else {
@@ -242,9 +293,17 @@ impl Writer {
         }
         if let Some(bars) = &self.bars {
             let (out, err, broken) = (&mut self.out, &mut self.err, &mut self.out_broken);
-            bars.multi.suspend(|| write_stream(stream, &text, out, err, broken, true));
+            bars.multi
+                .suspend(|| write_stream(stream, &text, out, err, broken, true));
         } else {
-            write_stream(stream, &text, &mut self.out, &mut self.err, &mut self.out_broken, false);
+            write_stream(
+                stream,
+                &text,
+                &mut self.out,
+                &mut self.err,
+                &mut self.out_broken,
+                false,
+            );
         }
     }
 
@@ -321,7 +380,8 @@ impl Writer {
         let rows = console::Term::stderr().size().0.max(4) as usize;
         let mut shown = 0;
         for (j, c) in self.counts.iter().enumerate() {
-            let active = c.running > 0 || (c.done > 0 && c.total.is_none_or(|t| c.done + c.skipped < t));
+            let active =
+                c.running > 0 || (c.done > 0 && c.total.is_none_or(|t| c.done + c.skipped < t));
             if active && shown + 2 < rows {
                 shown += 1;
                 let bar = bars.jobs[j].get_or_insert_with(|| {
@@ -332,13 +392,20 @@ impl Writer {
                         "  {prefix:<16} {pos} items {msg}"
                     };
                     bar.set_style(
-                        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+                        ProgressStyle::with_template(template)
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
                     );
                     bar.set_prefix(self.file.jobs[j].name.clone());
                     bar
                 });
                 bar.set_position(if c.total.is_some() { c.done } else { c.taken });
-                bar.set_message(format!("{} running, {} failed, {}", c.running, c.failed, duration(self.started.elapsed())));
+                bar.set_message(format!(
+                    "{} running, {} failed, {}",
+                    c.running,
+                    c.failed,
+                    duration(self.started.elapsed())
+                ));
             } else if let Some(bar) = bars.jobs[j].take() {
                 // Finished jobs collapse: their counts live on in the overall line.
                 bar.finish_and_clear();
@@ -354,6 +421,9 @@ impl Writer {
             }
             bars.overall.finish_and_clear();
             let _ = bars.multi.clear();
+            if let Some(saved) = &bars.saved_termios {
+                sys::restore_terminal(libc::STDERR_FILENO, saved);
+            }
         }
     }
 

@@ -9,8 +9,15 @@ use std::fmt::Write;
 /// An edge of the run order: `from` must finish (needs) or feeds (queue) `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edge {
-    Needs { from: JobId, to: JobId },
-    Queue { from: JobId, to: JobId, queue: usize },
+    Needs {
+        from: JobId,
+        to: JobId,
+    },
+    Queue {
+        from: JobId,
+        to: JobId,
+        queue: usize,
+    },
 }
 
 impl Edge {
@@ -25,7 +32,10 @@ pub fn edges(file: &JobFile) -> Vec<Edge> {
     let mut edges = Vec::new();
     for job in &file.jobs {
         for &dep in &job.needs {
-            edges.push(Edge::Needs { from: dep, to: job.id });
+            edges.push(Edge::Needs {
+                from: dep,
+                to: job.id,
+            });
         }
     }
     for (q, queue) in file.queues.iter().enumerate() {
@@ -63,7 +73,9 @@ pub fn check(file: &JobFile) -> Vec<Diagnostic> {
         }
     }
     for queue in &file.queues {
-        let Some(consumer) = queue.consumer else { continue };
+        let Some(consumer) = queue.consumer else {
+            continue;
+        };
         for &producer in &queue.producers {
             if producer != consumer && needs_transitively(file, consumer, producer) {
                 let job = &file.jobs[consumer];
@@ -83,8 +95,11 @@ pub fn check(file: &JobFile) -> Vec<Diagnostic> {
     if let Some(cycle) = find_cycle(file) {
         let names: Vec<&str> = cycle.iter().map(|&j| file.jobs[j].name.as_str()).collect();
         out.push(
-            Diagnostic::at(format!("cycle: {}", names.join(" → ")), file.jobs[cycle[0]].span.clone())
-                .with_note("a job cannot wait on (through `needs`) or feed (through a queue) itself"),
+            Diagnostic::at(
+                format!("cycle: {}", names.join(" → ")),
+                file.jobs[cycle[0]].span.clone(),
+            )
+            .with_note("a job cannot wait on (through `needs`) or feed (through a queue) itself"),
         );
     }
     out
@@ -176,8 +191,15 @@ pub fn render_text(file: &JobFile) -> String {
         }
         if let Some(q) = job.to {
             let queue = &file.queues[q];
-            let to = queue.consumer.map(|c| file.jobs[c].name.as_str()).unwrap_or("?");
-            let _ = writeln!(out, "  feeds {to} through queue `{}` (capacity {})", queue.name, queue.capacity);
+            let to = queue
+                .consumer
+                .map(|c| file.jobs[c].name.as_str())
+                .unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "  feeds {to} through queue `{}` (capacity {})",
+                queue.name, queue.capacity
+            );
         }
     }
     out
@@ -185,10 +207,17 @@ pub fn render_text(file: &JobFile) -> String {
 
 /// `runner graph --dot`: Graphviz; `needs` edges solid, queue edges dashed and labelled.
 pub fn render_dot(file: &JobFile) -> String {
-    let mut out = String::from("digraph runner {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
+    let mut out = String::from(
+        "digraph runner {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+    );
     for job in &file.jobs {
         let label = format!("{}{}", job.name, items_label(file, &job.items));
-        let _ = writeln!(out, "  {} [label={}];", dot_id(&job.name), dot_string(&label));
+        let _ = writeln!(
+            out,
+            "  {} [label={}];",
+            dot_id(&job.name),
+            dot_string(&label)
+        );
     }
     for edge in edges(file) {
         match edge {
@@ -272,7 +301,10 @@ mod tests {
         )
         .unwrap();
         let dot = super::render_dot(&file);
-        assert!(dot.contains("\"p\" -> \"c\" [style=dashed, label=\"queue q\"];"), "{dot}");
+        assert!(
+            dot.contains("\"p\" -> \"c\" [style=dashed, label=\"queue q\"];"),
+            "{dot}"
+        );
         assert!(dot.contains("\"c\" -> \"d\" [label=\"needs\"];"), "{dot}");
     }
 }

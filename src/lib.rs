@@ -59,15 +59,25 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Check { file } => match jobfile::load(&file) {
             Ok(f) => {
                 let tasks: Option<u64> = f.jobs.iter().map(|j| j.items.count()).sum();
-                let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| format!("{n} tasks"));
-                println!("{}: ok ({} jobs, {} queues, {tasks})", file.display(), f.jobs.len(), f.queues.len());
+                let tasks =
+                    tasks.map_or("tasks fed by queues".to_string(), |n| format!("{n} tasks"));
+                println!(
+                    "{}: ok ({} jobs, {} queues, {tasks})",
+                    file.display(),
+                    f.jobs.len(),
+                    f.queues.len()
+                );
                 0
             }
             Err(e) => invalid(&e.render(color)),
         },
         Command::Graph { dot, file } => match jobfile::load(&file) {
             Ok(f) => {
-                let text = if dot { graph::render_dot(&f) } else { graph::render_text(&f) };
+                let text = if dot {
+                    graph::render_dot(&f)
+                } else {
+                    graph::render_text(&f)
+                };
                 print(&text)
             }
             Err(e) => invalid(&e.render(color)),

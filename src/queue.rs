@@ -151,7 +151,8 @@ impl Queue {
             state.wake_wanted = true;
             return Take::Empty;
         };
-        let end = memchr::memchr(b'\n', &chunk.data[chunk.pos..]).expect("a chunk holds whole lines");
+        let end =
+            memchr::memchr(b'\n', &chunk.data[chunk.pos..]).expect("a chunk holds whole lines");
         let item = chunk.data[chunk.pos..chunk.pos + end].to_vec();
         chunk.pos += end + 1;
         chunk.count -= 1;
@@ -253,7 +254,12 @@ mod tests {
     fn queue(capacity: usize) -> (Arc<Queue>, Arc<AtomicUsize>) {
         let wakes = Arc::new(AtomicUsize::new(0));
         (
-            Arc::new(Queue::new(0, "q", capacity, Box::new(CountWakes(wakes.clone())))),
+            Arc::new(Queue::new(
+                0,
+                "q",
+                capacity,
+                Box::new(CountWakes(wakes.clone())),
+            )),
             wakes,
         )
     }

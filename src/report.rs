@@ -55,7 +55,13 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             }
         }
     }
-    let width = file.jobs.iter().map(|j| j.name.len()).max().unwrap_or(3).max(3);
+    let width = file
+        .jobs
+        .iter()
+        .map(|j| j.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -92,19 +98,30 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             );
         }
     }
-    let failed: Vec<&TaskRecord> = records.iter().filter(|r| r.status == Status::Failed).collect();
+    let failed: Vec<&TaskRecord> = records
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .collect();
     for r in &failed {
         let label = crate::exec::label(&file.jobs[r.job], &r.item);
         let end = r.end.as_ref().map(describe_end).unwrap_or_default();
         let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
-        let allowed = if r.allowed_failure { " (allowed to fail)" } else { "" };
+        let allowed = if r.allowed_failure {
+            " (allowed to fail)"
+        } else {
+            ""
+        };
         let header = format!(
             "\nFAILED {label}: {end}{pid}, {} attempt(s), {}{allowed}",
             r.attempts,
             duration(r.duration)
         );
         let header = if color {
-            console::style(header).red().bold().force_styling(true).to_string()
+            console::style(header)
+                .red()
+                .bold()
+                .force_styling(true)
+                .to_string()
         } else {
             header
         };
@@ -122,8 +139,14 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             }
         }
     }
-    let ok = records.iter().filter(|r| r.status == Status::Succeeded).count();
-    let skipped = records.iter().filter(|r| r.status == Status::Skipped).count();
+    let ok = records
+        .iter()
+        .filter(|r| r.status == Status::Succeeded)
+        .count();
+    let skipped = records
+        .iter()
+        .filter(|r| r.status == Status::Skipped)
+        .count();
     let verdict = match (&info.interrupted, info.exit) {
         (Some(why), _) => format!("{why}; exit status {}", info.exit),
         (None, 0) => "all tasks succeeded".to_string(),
@@ -152,7 +175,9 @@ pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
                 Some(End::Exited(code)) => (Some(*code), None, false, None),
                 Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
                 Some(End::TimedOut) => (None, None, true, None),
-                Some(End::SpawnFailed { message, .. }) => (None, None, false, Some(message.clone())),
+                Some(End::SpawnFailed { message, .. }) => {
+                    (None, None, false, Some(message.clone()))
+                }
                 None => (None, None, false, None),
             };
             json!({
@@ -204,8 +229,14 @@ pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
     })
 }
 
-pub fn write_json(path: &Path, file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&json(file, records, info)).map_err(std::io::Error::other)?;
+pub fn write_json(
+    path: &Path,
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> std::io::Result<()> {
+    let text =
+        serde_json::to_string_pretty(&json(file, records, info)).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
 }
 
@@ -247,7 +278,12 @@ pub fn junit(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Result<S
     report.to_string().map_err(|e| e.to_string())
 }
 
-pub fn write_junit(path: &Path, file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> std::io::Result<()> {
+pub fn write_junit(
+    path: &Path,
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> std::io::Result<()> {
     let text = junit(file, records, info).map_err(std::io::Error::other)?;
     std::fs::write(path, text)
 }

@@ -87,22 +87,38 @@ impl Queues for LiveQueues<'_> {
 /// Runs a checked job file; returns the exit status.
 pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     let file = Arc::new(file);
-    let pool = options.pool.or(file.pool).unwrap_or_else(num_cpus::get).max(1);
+    let pool = options
+        .pool
+        .or(file.pool)
+        .unwrap_or_else(num_cpus::get)
+        .max(1);
     let fail_fast = options.fail_fast || file.fail_fast;
+    let mut options = options;
     if let Some(dir) = &options.logs {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create logs folder {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create logs folder {}: {e}", dir.display()))?;
+        // Reports name log files by absolute path, wherever they are read from.
+        options.logs = Some(dir.canonicalize().unwrap_or_else(|_| dir.clone()));
     }
     let run_id = run_id();
     let started = SystemTime::now();
     let clock = Instant::now();
     let signals = listen_for_signals()?;
-    let control = Arc::new(Control::new(options.grace).map_err(|e| format!("cannot set up the run: {e}"))?);
+    let control =
+        Arc::new(Control::new(options.grace).map_err(|e| format!("cannot set up the run: {e}"))?);
     let (notes_tx, notes) = unbounded::<Note>();
     let queues: Vec<Arc<Queue>> = file
         .queues
         .iter()
         .enumerate()
-        .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(Wake(notes_tx.clone())))))
+        .map(|(i, q)| {
+            Arc::new(Queue::new(
+                i,
+                &q.name,
+                q.capacity,
+                Box::new(Wake(notes_tx.clone())),
+            ))
+        })
         .collect();
     let (events, events_rx) = crossbeam_channel::bounded::<Event>(256);
     let writer = display::Writer::new(file.clone(), display::Options::detect(options.quiet));
@@ -136,7 +152,8 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
             if slots.len() <= slot {
                 slots.resize(slot + 1, None);
             }
-            let sender = slots[slot].get_or_insert_with(|| spawn_slot(ctx.clone(), notes_tx.clone()));
+            let sender =
+                slots[slot].get_or_insert_with(|| spawn_slot(ctx.clone(), notes_tx.clone()));
             let _ = sender.send(start);
         }
         effects = scheduler.take_effects();
@@ -161,17 +178,18 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
                     let first = interrupted.is_none();
                     interrupted.get_or_insert(signal);
                     scheduler.stop();
+                    // The note goes first, so that it is printed before the ends it causes.
                     if first {
-                        control.stop();
                         let running = scheduler.running();
                         let _ = events.send(Event::Note(format!(
                             "{}: stopping {running} running task(s) (TERM, then KILL after {}); again to kill at once",
                             signal_label(signal),
                             display::duration(options.grace)
                         )));
+                        control.stop();
                     } else {
-                        control.kill();
                         let _ = events.send(Event::Note("killing every running task now".into()));
+                        control.kill();
                     }
                 }
             },
@@ -181,7 +199,9 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     drop(slots);
     records.extend(skipped_records(&file, &scheduler, &ctx.host));
     records.sort_by_key(|r| (r.job, r.index));
-    let failed = records.iter().any(|r| r.status == Status::Failed && !r.allowed_failure);
+    let failed = records
+        .iter()
+        .any(|r| r.status == Status::Failed && !r.allowed_failure);
     let exit = match interrupted {
         Some(signal) => signal.exit_code(),
         None if failed => 1,
@@ -200,8 +220,20 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     let color = display::Options::detect(false).color;
     let mut summary = report::summary(&file, &records, &info, color);
     for (path, result) in [
-        (&options.report, options.report.as_ref().map(|p| report::write_json(p, &file, &records, &info))),
-        (&options.junit, options.junit.as_ref().map(|p| report::write_junit(p, &file, &records, &info))),
+        (
+            &options.report,
+            options
+                .report
+                .as_ref()
+                .map(|p| report::write_json(p, &file, &records, &info)),
+        ),
+        (
+            &options.junit,
+            options
+                .junit
+                .as_ref()
+                .map(|p| report::write_junit(p, &file, &records, &info)),
+        ),
     ] {
         if let (Some(path), Some(Err(e))) = (path, result) {
             summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
@@ -214,7 +246,14 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     Ok(exit)
 }
 
-fn apply(effects: &[Effect], queues: &[Arc<Queue>], control: &Control, scheduler: &mut Scheduler, events: &Sender<Event>, file: &JobFile) {
+fn apply(
+    effects: &[Effect],
+    queues: &[Arc<Queue>],
+    control: &Control,
+    scheduler: &mut Scheduler,
+    events: &Sender<Event>,
+    file: &JobFile,
+) {
     for effect in effects {
         match effect {
             Effect::Close(q) => queues[*q].close(),
@@ -225,12 +264,12 @@ fn apply(effects: &[Effect], queues: &[Arc<Queue>], control: &Control, scheduler
             }
             Effect::StopRun => {
                 scheduler.stop();
-                control.stop();
                 let running = scheduler.running();
                 let _ = events.send(Event::Note(format!(
                     "fail-fast: a task of `{}` failed; stopping {running} running task(s), starting nothing new",
                     failing_job(file, scheduler)
                 )));
+                control.stop();
             }
         }
     }
@@ -247,14 +286,16 @@ fn failing_job(file: &JobFile, scheduler: &Scheduler) -> String {
 
 fn spawn_slot(ctx: Arc<Context>, notes: Sender<Note>) -> Sender<crate::scheduler::Start> {
     let (tx, rx) = unbounded::<crate::scheduler::Start>();
-    let spawned = std::thread::Builder::new().name("slot".into()).spawn(move || {
-        for start in rx {
-            let record = exec::run_task(&ctx, start.job, start.index, &start.item, start.slot);
-            if notes.send(Note::Finished(Box::new(record))).is_err() {
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("slot".into())
+        .spawn(move || {
+            for start in rx {
+                let record = exec::run_task(&ctx, start.job, start.index, &start.item, start.slot);
+                if notes.send(Note::Finished(Box::new(record))).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         // Without a thread the task cannot run; report it as failed rather than hang.
         eprintln!("[runner] cannot start a pool thread: {e}");

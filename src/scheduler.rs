@@ -85,7 +85,11 @@ impl<'f> Scheduler<'f> {
             .map(|job| JobState {
                 phase: Phase::Waiting,
                 next: 0,
-                total: if job.is_streaming() { Some(1) } else { job.items.count() },
+                total: if job.is_streaming() {
+                    Some(1)
+                } else {
+                    job.items.count()
+                },
                 running: 0,
                 finished: 0,
                 failed: 0,
@@ -198,7 +202,12 @@ impl<'f> Scheduler<'f> {
         let index = state.next;
         state.next += 1;
         state.running += 1;
-        Start { job: j, index, item, slot }
+        Start {
+            job: j,
+            index,
+            item,
+            slot,
+        }
     }
 
     fn pool_slot(&mut self) -> Option<usize> {
@@ -250,7 +259,11 @@ impl<'f> Scheduler<'f> {
         if self.running() > 0 {
             return false;
         }
-        self.stopping || self.jobs.iter().all(|j| matches!(j.phase, Phase::Done { .. } | Phase::Skipped))
+        self.stopping
+            || self
+                .jobs
+                .iter()
+                .all(|j| matches!(j.phase, Phase::Done { .. } | Phase::Skipped))
     }
 
     fn check_done(&mut self, j: JobId) {
@@ -404,7 +417,10 @@ mod tests {
         let mut s = Scheduler::new(&f, 2, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         s.finished(0, 0, false, false);
-        assert_eq!(s.take_effects(), vec![Effect::Skipped(1), Effect::Skipped(2)]);
+        assert_eq!(
+            s.take_effects(),
+            vec![Effect::Skipped(1), Effect::Skipped(2)]
+        );
         assert!(s.is_done());
 
         let mut s = Scheduler::new(&f, 2, false);
@@ -466,7 +482,10 @@ mod tests {
         let q = FakeQueues::new(1, 1);
         let mut s = Scheduler::new(&f, 1, false);
         let starts = drain(&mut s, &q);
-        assert_eq!(starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(), [(1, 1), (0, 0)]);
+        assert_eq!(
+            starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
+            [(1, 1), (0, 0)]
+        );
     }
 
     #[test]
@@ -478,6 +497,9 @@ mod tests {
         let mut s = Scheduler::new(&f, 2, false);
         drain(&mut s, &q);
         s.finished(0, 0, false, false);
-        assert_eq!(s.take_effects(), vec![Effect::Skipped(2), Effect::Discard(0)]);
+        assert_eq!(
+            s.take_effects(),
+            vec![Effect::Skipped(2), Effect::Discard(0)]
+        );
     }
 }

@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn braces_that_are_not_placeholders_are_literal() {
-        let t = Template::parse("awk '{ s += $1 } END { print s }' {a,b} ${HOME} {{item}} x}").unwrap();
+        let t =
+            Template::parse("awk '{ s += $1 } END { print s }' {a,b} ${HOME} {{item}} x}").unwrap();
         assert_eq!(
             t.render(&values(), Quoting::Raw),
             "awk '{ s += $1 } END { print s }' {a,b} ${HOME} {item} x}"
@@ -271,7 +272,11 @@ mod tests {
         let err = Template::parse("echo {itme}").unwrap_err();
         assert_eq!(err.offset, 5);
         assert!(err.message.contains("`{itme}`"), "{}", err.message);
-        assert!(err.message.contains("did you mean `{item}`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `{item}`"),
+            "{}",
+            err.message
+        );
         let err = Template::parse("echo {zzzzzz}").unwrap_err();
         assert!(!err.message.contains("did you mean"));
     }

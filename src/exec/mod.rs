@@ -94,7 +94,10 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     };
     if item.contains('\0') {
         let message = "the item holds a NUL byte, which no process can be given".to_string();
-        record.end = Some(End::SpawnFailed { message, retryable: false });
+        record.end = Some(End::SpawnFailed {
+            message,
+            retryable: false,
+        });
         let _ = ctx.events.send(Event::Ended {
             job: job_id,
             label,
@@ -121,7 +124,14 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
                 attempt,
             });
         };
-        let result = process::run(&prepared, &mut out, &mut err, job.timeout, &ctx.control, &mut on_spawn);
+        let result = process::run(
+            &prepared,
+            &mut out,
+            &mut err,
+            job.timeout,
+            &ctx.control,
+            &mut on_spawn,
+        );
         record.attempts = attempt;
         record.pid = result.pid;
         record.started.get_or_insert(result.started);
@@ -136,13 +146,21 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         record.stdout_tail = out.tail().0;
         out.release(!ok);
         err.release(!ok);
-        record.status = if ok { Status::Succeeded } else { Status::Failed };
+        record.status = if ok {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        };
         record.end = Some(result.end.clone());
         let retryable = match &result.end {
             End::SpawnFailed { retryable, .. } => *retryable,
             _ => true,
         };
-        let retrying = !ok && retryable && !result.stopped && attempt <= job.retries && ctx.control.level() == Level::Run;
+        let retrying = !ok
+            && retryable
+            && !result.stopped
+            && attempt <= job.retries
+            && ctx.control.level() == Level::Run;
         let _ = ctx.events.send(Event::Ended {
             job: job_id,
             label: label.clone(),
@@ -166,18 +184,33 @@ pub fn label(job: &Job, item: &str) -> String {
     if !job.items.is_fan_out() {
         return job.name.clone();
     }
-    let mut shown: String = item.chars().take(40).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut shown: String = item
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if item.chars().count() > 40 {
         shown.push('…');
     }
     format!("{}:{}", job.name, shown)
 }
 
-fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32, record: &mut TaskRecord) -> (Sink, Sink) {
+fn sinks(
+    ctx: &Context,
+    job: &Job,
+    index: u64,
+    label: &Arc<str>,
+    attempt: u32,
+    record: &mut TaskRecord,
+) -> (Sink, Sink) {
     let mut out = match job.to {
         Some(q) => {
             let control = ctx.control.clone();
-            Sink::queue(label.clone(), ctx.queues[q].clone(), Arc::new(move || control.level() != Level::Run))
+            Sink::queue(
+                label.clone(),
+                ctx.queues[q].clone(),
+                Arc::new(move || control.level() != Level::Run),
+            )
         }
         None if ctx.quiet => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
         None => Sink::display(Stream::Stdout, label.clone(), ctx.events.clone()),
@@ -213,7 +246,14 @@ fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32, r
 }
 
 /// Renders a task's command, environment, working directory and stdin.
-pub fn prepare(ctx: &Context, job: &Job, item: &str, index: u64, slot: usize, attempt: u32) -> Prepared {
+pub fn prepare(
+    ctx: &Context,
+    job: &Job,
+    item: &str,
+    index: u64,
+    slot: usize,
+    attempt: u32,
+) -> Prepared {
     let values = Values {
         item,
         index,
@@ -221,7 +261,9 @@ pub fn prepare(ctx: &Context, job: &Job, item: &str, index: u64, slot: usize, at
     };
     let (program, args): (OsString, Vec<OsString>) = match &job.command {
         CommandSpec::Argv(argv) => {
-            let mut rendered = argv.iter().map(|t| OsString::from(t.render(&values, Quoting::Raw)));
+            let mut rendered = argv
+                .iter()
+                .map(|t| OsString::from(t.render(&values, Quoting::Raw)));
             let program = rendered.next().unwrap_or_default();
             (program, rendered.collect())
         }
@@ -249,7 +291,9 @@ pub fn prepare(ctx: &Context, job: &Job, item: &str, index: u64, slot: usize, at
     };
     let stdin = match &job.stdin {
         StdinSpec::Empty => StdinSource::Null,
-        StdinSpec::Text(text) => StdinSource::Bytes(text.render(&values, Quoting::Raw).into_bytes().into()),
+        StdinSpec::Text(text) => {
+            StdinSource::Bytes(text.render(&values, Quoting::Raw).into_bytes().into())
+        }
         StdinSpec::File(path) => StdinSource::File(path.clone()),
         StdinSpec::Queue(q) => StdinSource::Queue(ctx.queues[*q].clone()),
     };

@@ -65,7 +65,10 @@ pub enum End {
     Signaled(i32),
     TimedOut,
     /// It could not start; the message names the program.
-    SpawnFailed { message: String, retryable: bool },
+    SpawnFailed {
+        message: String,
+        retryable: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +93,10 @@ pub fn run(
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut command = Command::new(&prepared.program);
-    command.args(&prepared.args).current_dir(&prepared.cwd).process_group(0);
+    command
+        .args(&prepared.args)
+        .current_dir(&prepared.cwd)
+        .process_group(0);
     for var in SECRET_VARS {
         command.env_remove(var);
     }
@@ -108,7 +114,12 @@ pub fn run(
                 command.stdin(file);
             }
             Err(e) => {
-                return failed_spawn(started, clock, format!("cannot open stdin file {}: {e}", path.display()), true);
+                return failed_spawn(
+                    started,
+                    clock,
+                    format!("cannot open stdin file {}: {e}", path.display()),
+                    true,
+                );
             }
         },
     }
@@ -117,11 +128,17 @@ pub fn run(
         Err(e) => {
             let program = prepared.program.to_string_lossy();
             let (message, retryable) = match e.kind() {
-                io::ErrorKind::NotFound if !prepared.cwd.is_dir() => {
-                    (format!("working directory {} does not exist", prepared.cwd.display()), false)
-                }
+                io::ErrorKind::NotFound if !prepared.cwd.is_dir() => (
+                    format!(
+                        "working directory {} does not exist",
+                        prepared.cwd.display()
+                    ),
+                    false,
+                ),
                 io::ErrorKind::NotFound => (format!("program not found: `{program}`"), false),
-                io::ErrorKind::PermissionDenied => (format!("permission denied running `{program}`"), false),
+                io::ErrorKind::PermissionDenied => {
+                    (format!("permission denied running `{program}`"), false)
+                }
                 _ => (format!("cannot start `{program}`: {e}"), true),
             };
             return failed_spawn(started, clock, message, retryable);
@@ -177,7 +194,13 @@ struct Drive<'a> {
 }
 
 impl<'a> Drive<'a> {
-    fn new(child: &'a mut Child, stdin: &StdinSource, timeout: Option<Duration>, control: &'a Control, clock: Instant) -> Drive<'a> {
+    fn new(
+        child: &'a mut Child,
+        stdin: &StdinSource,
+        timeout: Option<Duration>,
+        control: &'a Control,
+        clock: Instant,
+    ) -> Drive<'a> {
         let pgid = child.id();
         let pidfd = sys::pidfd_open(pgid);
         let mut stdin_bytes = None;
@@ -218,7 +241,13 @@ impl<'a> Drive<'a> {
     fn run(&mut self, stdout: &mut Sink, stderr: &mut Sink) -> std::process::ExitStatus {
         let mut out = self.child.stdout.take();
         let mut err = self.child.stderr.take();
-        for pipe in [out.as_ref().map(|p| p.as_raw_fd()), err.as_ref().map(|p| p.as_raw_fd())].into_iter().flatten() {
+        for pipe in [
+            out.as_ref().map(|p| p.as_raw_fd()),
+            err.as_ref().map(|p| p.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let _ = sys::set_nonblocking(&pipe);
         }
         let mut buf = vec![0u8; 64 * 1024];
@@ -280,15 +309,25 @@ impl<'a> Drive<'a> {
         if let Some(feeder) = self.feeder.take() {
             feeder.finish();
         }
-        self.status.expect("the loop ends after the leader was reaped")
+        self.status
+            .expect("the loop ends after the leader was reaped")
     }
 
     fn poll_timeout(&self, now: Instant) -> i32 {
         let mut next: Option<Instant> = None;
-        for t in [self.deadline.filter(|_| !self.timed_out), self.kill_at, self.pipes_deadline].into_iter().flatten() {
+        for t in [
+            self.deadline.filter(|_| !self.timed_out),
+            self.kill_at,
+            self.pipes_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
-        let mut ms = next.map_or(-1, |t| t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1);
+        let mut ms = next.map_or(-1, |t| {
+            t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1
+        });
         let periodic = self.pidfd.is_none() || self.control.level() != Level::Run;
         if periodic && self.status.is_none() {
             ms = if ms < 0 { 50 } else { ms.min(50) };
@@ -324,7 +363,12 @@ impl<'a> Drive<'a> {
         }
     }
 
-    fn check_deadlines(&mut self, now: Instant, out: &mut Option<std::process::ChildStdout>, err: &mut Option<std::process::ChildStderr>) {
+    fn check_deadlines(
+        &mut self,
+        now: Instant,
+        out: &mut Option<std::process::ChildStdout>,
+        err: &mut Option<std::process::ChildStderr>,
+    ) {
         if let Some(deadline) = self.deadline {
             if !self.timed_out && self.status.is_none() && now >= deadline {
                 self.timed_out = true;
@@ -373,7 +417,9 @@ impl<'a> Drive<'a> {
     }
 
     fn write_stdin(&mut self) {
-        let Some((pipe, bytes, written)) = &mut self.stdin_bytes else { return };
+        let Some((pipe, bytes, written)) = &mut self.stdin_bytes else {
+            return;
+        };
         loop {
             match pipe.write(&bytes[*written..]) {
                 Ok(n) => {

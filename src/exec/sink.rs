@@ -42,7 +42,11 @@ impl Sink {
     }
 
     /// Lines go into `queue`; `give_up` is asked while the queue is full.
-    pub fn queue(label: Arc<str>, queue: Arc<Queue>, give_up: Arc<dyn Fn() -> bool + Send + Sync>) -> Sink {
+    pub fn queue(
+        label: Arc<str>,
+        queue: Arc<Queue>,
+        give_up: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Sink {
         Sink::with(Stream::Stdout, label, Target::Queue(queue, give_up))
     }
 
@@ -149,7 +153,9 @@ impl Sink {
 
     /// For held-back output: show it (`show`) or drop it.
     pub fn release(&mut self, show: bool) {
-        let Target::Spool(spool, out) = &mut self.target else { return };
+        let Target::Spool(spool, out) = &mut self.target else {
+            return;
+        };
         if show {
             spool.replay(&mut |data| {
                 let _ = out.send(Event::Output {
@@ -275,7 +281,10 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect();
-        assert_eq!(got, vec![b"abc\n".to_vec(), b"de\n".to_vec(), b"f\n".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"abc\n".to_vec(), b"de\n".to_vec(), b"f\n".to_vec()]
+        );
     }
 
     #[test]

@@ -130,3 +130,28 @@ pub fn peak_rss_kib() -> u64 {
         usage.ru_maxrss.max(0) as u64
     }
 }
+
+/// Turns off the echo of control characters (`^C`) on the terminal `fd`, so that typing
+/// Ctrl-C does not shift the progress bars; returns what to restore.
+pub fn echoctl_off(fd: RawFd) -> Option<libc::termios> {
+    // SAFETY: tcgetattr/tcsetattr read and write a termios struct we own.
+    unsafe {
+        let mut saved: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut saved) != 0 {
+            return None;
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHOCTL;
+        if libc::tcsetattr(fd, libc::TCSANOW, &quiet) != 0 {
+            return None;
+        }
+        Some(saved)
+    }
+}
+
+pub fn restore_terminal(fd: RawFd, saved: &libc::termios) {
+    // SAFETY: writes back the settings tcgetattr gave us.
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, saved);
+    }
+}

@@ -72,7 +72,10 @@ pub enum CommandSpec {
     /// Run directly; each template renders to exactly one argument.
     Argv(Vec<Template>),
     /// Run as `shell… STRING`; `{item}` is inserted shell-quoted.
-    Shell { shell: Vec<String>, script: Template },
+    Shell {
+        shell: Vec<String>,
+        script: Template,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +250,10 @@ impl Checker {
         let pool = raw.pool.and_then(|p| self.positive(&p, "pool"));
         let shell = match raw.shell {
             Some(s) if s.get_ref().is_empty() => {
-                self.error("`shell` must name a program, e.g. [\"sh\", \"-c\"]", s.span());
+                self.error(
+                    "`shell` must name a program, e.g. [\"sh\", \"-c\"]",
+                    s.span(),
+                );
                 vec!["sh".into(), "-c".into()]
             }
             Some(s) => s.into_inner(),
@@ -273,7 +279,10 @@ impl Checker {
         let jobs_span = jobs.span();
         let jobs = jobs.into_inner();
         if jobs.is_empty() {
-            self.error("`jobs` is empty: a job file needs at least one job", jobs_span);
+            self.error(
+                "`jobs` is empty: a job file needs at least one job",
+                jobs_span,
+            );
         }
         let names: HashMap<String, JobId> = jobs
             .keys()
@@ -362,7 +371,10 @@ impl Checker {
                     let hint = suggest(need.get_ref(), names.keys().map(String::as_str))
                         .map(|s| format!("did you mean `{s}`?"));
                     let mut d = Diagnostic::at(
-                        format!("job `{name}` needs `{}`, which is not a job in this file", need.get_ref()),
+                        format!(
+                            "job `{name}` needs `{}`, which is not a job in this file",
+                            need.get_ref()
+                        ),
                         need.span(),
                     );
                     if let Some(hint) = hint {
@@ -396,14 +408,23 @@ impl Checker {
         if let (Some(cwd), Some(raw)) = (&cwd, &job.cwd) {
             if cwd.is_empty() {
                 self.error("`cwd` is empty", raw.span());
-            } else if !(cwd.uses(Placeholder::Item) || cwd.uses(Placeholder::Index) || cwd.uses(Placeholder::Job)) {
+            } else if !(cwd.uses(Placeholder::Item)
+                || cwd.uses(Placeholder::Index)
+                || cwd.uses(Placeholder::Job))
+            {
                 let dir = self.dir.join(raw.get_ref());
                 if !dir.is_dir() {
-                    self.error(format!("`cwd` {} is not a folder", dir.display()), raw.span());
+                    self.error(
+                        format!("`cwd` {} is not a folder", dir.display()),
+                        raw.span(),
+                    );
                 }
             }
         }
-        let timeout = job.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
+        let timeout = job
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "timeout"));
         if let (Some(t), Some(raw)) = (timeout, &job.timeout) {
             if t.is_zero() {
                 self.error("`timeout` must be longer than 0", raw.span());
@@ -422,12 +443,18 @@ impl Checker {
             Some(r) => *r.get_ref() as u32,
             None => 0,
         };
-        let concurrency = job.concurrency.as_ref().and_then(|c| self.positive(c, "concurrency"));
+        let concurrency = job
+            .concurrency
+            .as_ref()
+            .and_then(|c| self.positive(c, "concurrency"));
         let success_codes = match &job.success_codes {
             None => vec![0],
             Some(codes) => {
                 if codes.get_ref().is_empty() {
-                    self.error("`success_codes` is empty: no exit code could succeed", codes.span());
+                    self.error(
+                        "`success_codes` is empty: no exit code could succeed",
+                        codes.span(),
+                    );
                 }
                 codes
                     .get_ref()
@@ -486,7 +513,10 @@ impl Checker {
             }
             toml::Value::Array(parts) => {
                 if parts.is_empty() {
-                    self.error("`command` is empty: name a program, e.g. [\"echo\", \"hi\"]", raw.span());
+                    self.error(
+                        "`command` is empty: name a program, e.g. [\"echo\", \"hi\"]",
+                        raw.span(),
+                    );
                     return empty;
                 }
                 let mut argv = Vec::new();
@@ -499,7 +529,10 @@ impl Checker {
                         }
                         other => {
                             self.error(
-                                format!("`command` array holds {}; each argument must be a string", article(other.type_str())),
+                                format!(
+                                    "`command` array holds {}; each argument must be a string",
+                                    article(other.type_str())
+                                ),
                                 raw.span(),
                             );
                             return empty;
@@ -528,12 +561,16 @@ impl Checker {
                 let mut items = Vec::new();
                 for value in values {
                     match scalar(value) {
-                        Some(s) if s.contains('\0') => {
-                            self.error("an item holds a NUL byte, which no process can be given", span.clone())
-                        }
+                        Some(s) if s.contains('\0') => self.error(
+                            "an item holds a NUL byte, which no process can be given",
+                            span.clone(),
+                        ),
                         Some(s) => items.push(s),
                         None => self.error(
-                            format!("`items` holds {}; items are strings, numbers or booleans", article(value.type_str())),
+                            format!(
+                                "`items` holds {}; items are strings, numbers or booleans",
+                                article(value.type_str())
+                            ),
                             span.clone(),
                         ),
                     }
@@ -552,7 +589,9 @@ impl Checker {
                 let (key, value) = table.iter().next().expect("one key");
                 match (key.as_str(), value) {
                     ("range", toml::Value::Array(bounds)) => match bounds.as_slice() {
-                        [toml::Value::Integer(a), toml::Value::Integer(b)] if a <= b => Items::Range(*a, *b),
+                        [toml::Value::Integer(a), toml::Value::Integer(b)] if a <= b => {
+                            Items::Range(*a, *b)
+                        }
                         [toml::Value::Integer(_), toml::Value::Integer(_)] => {
                             self.error("`range = [A, B]` needs A ≤ B (B is not included)", span);
                             Items::List(Vec::new())
@@ -567,19 +606,31 @@ impl Checker {
                         match std::fs::read(&path) {
                             Ok(bytes) => match String::from_utf8(bytes) {
                                 Ok(text) if text.contains('\0') => {
-                                    self.error(format!("items file {} holds a NUL byte", path.display()), span);
+                                    self.error(
+                                        format!("items file {} holds a NUL byte", path.display()),
+                                        span,
+                                    );
                                     Items::List(Vec::new())
                                 }
                                 Ok(text) => Items::List(
-                                    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
+                                    text.lines()
+                                        .filter(|l| !l.trim().is_empty())
+                                        .map(str::to_string)
+                                        .collect(),
                                 ),
                                 Err(_) => {
-                                    self.error(format!("items file {} is not UTF-8 text", path.display()), span);
+                                    self.error(
+                                        format!("items file {} is not UTF-8 text", path.display()),
+                                        span,
+                                    );
                                     Items::List(Vec::new())
                                 }
                             },
                             Err(e) => {
-                                self.error(format!("cannot read items file {}: {e}", path.display()), span);
+                                self.error(
+                                    format!("cannot read items file {}: {e}", path.display()),
+                                    span,
+                                );
                                 Items::List(Vec::new())
                             }
                         }
@@ -590,11 +641,15 @@ impl Checker {
                         Items::Queue(q)
                     }
                     (key @ ("range" | "file" | "queue"), other) => {
-                        self.error(format!("`{key}` cannot be {}", article(other.type_str())), span);
+                        self.error(
+                            format!("`{key}` cannot be {}", article(other.type_str())),
+                            span,
+                        );
                         Items::List(Vec::new())
                     }
                     (other, _) => {
-                        let mut d = Diagnostic::at(format!("unknown key `{other}` in `items`"), span);
+                        let mut d =
+                            Diagnostic::at(format!("unknown key `{other}` in `items`"), span);
                         if let Some(s) = suggest(other, ["range", "file", "queue"]) {
                             d = d.with_note(format!("did you mean `{s}`?"));
                         }
@@ -605,7 +660,10 @@ impl Checker {
             }
             other => {
                 self.error(
-                    format!("`items` must be an array or a table (`range`, `file` or `queue`), not {}", article(other.type_str())),
+                    format!(
+                        "`items` must be an array or a table (`range`, `file` or `queue`), not {}",
+                        article(other.type_str())
+                    ),
                     span,
                 );
                 Items::List(Vec::new())
@@ -618,7 +676,9 @@ impl Checker {
             Some(other) if other != job => {
                 let name = self.queues[q].name.clone();
                 self.error(
-                    format!("queue `{name}` has two consumer jobs; a queue has exactly one consumer"),
+                    format!(
+                        "queue `{name}` has two consumer jobs; a queue has exactly one consumer"
+                    ),
                     span,
                 );
             }
@@ -639,7 +699,10 @@ impl Checker {
                     ("file", toml::Value::String(file)) => {
                         let path = self.dir.join(file);
                         if !path.is_file() {
-                            self.error(format!("stdin file {} does not exist", path.display()), span);
+                            self.error(
+                                format!("stdin file {} does not exist", path.display()),
+                                span,
+                            );
                         }
                         StdinSpec::File(path)
                     }
@@ -663,7 +726,10 @@ impl Checker {
             }
             other => {
                 self.error(
-                    format!("`stdin` must be a string or a table (`file` or `queue`), not {}", article(other.type_str())),
+                    format!(
+                        "`stdin` must be a string or a table (`file` or `queue`), not {}",
+                        article(other.type_str())
+                    ),
                     span,
                 );
                 StdinSpec::Empty
@@ -675,7 +741,10 @@ impl Checker {
         let mut env = Vec::new();
         for (name, value) in raw {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                self.error(format!("`{name}` is not an environment variable name"), value.span());
+                self.error(
+                    format!("`{name}` is not an environment variable name"),
+                    value.span(),
+                );
                 continue;
             }
             if let Some(t) = self.template(&value) {
@@ -707,7 +776,7 @@ impl Checker {
 
     fn positive(&mut self, raw: &Spanned<i64>, key: &str) -> Option<usize> {
         match *raw.get_ref() {
-            n if n >= 1 && n <= 1_000_000 => Some(n as usize),
+            n if (1..=1_000_000).contains(&n) => Some(n as usize),
             n => {
                 self.error(format!("`{key}` must be at least 1 (got {n})"), raw.span());
                 None
@@ -740,7 +809,10 @@ fn scalar(value: &toml::Value) -> Option<String> {
 }
 
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// "an integer", "a string": a TOML type with its article.

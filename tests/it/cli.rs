@@ -6,7 +6,11 @@ use std::process::Command;
 #[test]
 fn runner_file_is_runner_run_file() {
     let t = Test::new("[jobs.a]\ncommand = ['echo', 'hi']\n");
-    let out = Command::new(BIN).arg("jobs.toml").current_dir(t.dir.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("jobs.toml")
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "[a] hi\n");
 }
@@ -24,7 +28,13 @@ fn check_accepts_every_shipped_job_file_and_runs_nothing() {
     assert!(files.len() >= 8, "{files:?}");
     for file in files {
         let out = Command::new(BIN).arg("check").arg(&file).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
     }
 }
@@ -33,7 +43,8 @@ fn check_accepts_every_shipped_job_file_and_runs_nothing() {
 fn check_does_not_run() {
     let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&["check", "jobs.toml"]);
     let out = t.run();
-    out.assert_code(0).assert_stdout_has("jobs.toml: ok (1 jobs, 0 queues, 1 tasks)");
+    out.assert_code(0)
+        .assert_stdout_has("jobs.toml: ok (1 jobs, 0 queues, 1 tasks)");
     assert!(!t.path("ran").exists());
 }
 
@@ -60,8 +71,12 @@ fn graph_dot_renders_with_graphviz() {
     let out = t.run();
     out.assert_code(0);
     assert!(out.stdout.starts_with("digraph runner {"));
-    assert!(out.stdout.contains("\"master\" -> \"worker\" [style=dashed, label=\"queue tasks\"];"));
-    assert!(out.stdout.contains("\"worker\" -> \"report\" [label=\"needs\"];"));
+    assert!(out
+        .stdout
+        .contains("\"master\" -> \"worker\" [style=dashed, label=\"queue tasks\"];"));
+    assert!(out
+        .stdout
+        .contains("\"worker\" -> \"report\" [label=\"needs\"];"));
     if Command::new("dot").arg("-V").output().is_ok() {
         use std::io::Write;
         let mut dot = Command::new("dot")
@@ -70,7 +85,11 @@ fn graph_dot_renders_with_graphviz() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        dot.stdin.take().unwrap().write_all(out.stdout.as_bytes()).unwrap();
+        dot.stdin
+            .take()
+            .unwrap()
+            .write_all(out.stdout.as_bytes())
+            .unwrap();
         let svg = dot.wait_with_output().unwrap();
         assert!(svg.status.success());
         assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
@@ -79,7 +98,12 @@ fn graph_dot_renders_with_graphviz() {
 
 #[test]
 fn help_is_short_and_has_an_example() {
-    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["graph", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["graph", "--help"],
+    ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8_lossy(&out.stdout);
@@ -91,7 +115,10 @@ fn help_is_short_and_has_an_example() {
 #[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0));
         assert!(String::from_utf8_lossy(&out.stdout).contains("runner"));
     }
@@ -99,6 +126,9 @@ fn completions_for_each_shell() {
 
 #[test]
 fn a_bad_option_exits_2() {
-    let out = Command::new(BIN).args(["run", "x.toml", "--no-such-flag"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "x.toml", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -21,7 +21,9 @@ fn assert_none_left(mark: &str) {
 
 #[test]
 fn each_task_leads_its_own_process_group() {
-    let t = Test::new("[jobs.pg]\ncommand = ['sh', '-c', 'ps -o pgid= -p $$ | tr -d \" \"; echo $$']\n");
+    let t = Test::new(
+        "[jobs.pg]\ncommand = ['sh', '-c', 'ps -o pgid= -p $$ | tr -d \" \"; echo $$']\n",
+    );
     let out = t.run();
     out.assert_code(0);
     let lines = out.lines_of("pg");
@@ -35,13 +37,16 @@ fn a_timeout_stops_the_whole_tree_and_keeps_earlier_output() {
     let sleep = marked_sleep(&t, &mark);
     t.write(
         "jobs.toml",
-        &format!("[jobs.slow]\ncommand = 'echo before; {sleep} 1000 & {sleep} 1000'\ntimeout = '1s'\n"),
+        &format!(
+            "[jobs.slow]\ncommand = 'echo before; {sleep} 1000 & {sleep} 1000'\ntimeout = '1s'\n"
+        ),
     );
     let t = t.args(&["--grace", "1s"]);
     let started = Instant::now();
     let out = t.run();
     let took = started.elapsed();
-    out.assert_code(1).assert_stderr_has("FAILED slow: timed out");
+    out.assert_code(1)
+        .assert_stderr_has("FAILED slow: timed out");
     assert_eq!(out.lines_of("slow"), ["before"]);
     assert!(took < Duration::from_secs(2 + 3), "ended after {took:?}");
     assert_none_left(&mark);
@@ -61,7 +66,10 @@ fn a_task_that_ignores_term_is_killed_after_the_grace_period() {
     let out = t.run();
     let took = started.elapsed();
     out.assert_code(1).assert_stderr_has("timed out");
-    assert!(took < Duration::from_secs(1 + 1 + 1 + 2), "ended after {took:?}");
+    assert!(
+        took < Duration::from_secs(1 + 1 + 1 + 2),
+        "ended after {took:?}"
+    );
     assert_none_left(&mark);
 }
 
@@ -70,7 +78,10 @@ fn leftovers_of_a_finished_task_are_stopped() {
     let mark = marker("leftover");
     let t = Test::new("");
     let sleep = marked_sleep(&t, &mark);
-    t.write("jobs.toml", &format!("[jobs.bg]\ncommand = '{sleep} 1000 > /dev/null 2>&1 &'\n"));
+    t.write(
+        "jobs.toml",
+        &format!("[jobs.bg]\ncommand = '{sleep} 1000 > /dev/null 2>&1 &'\n"),
+    );
     let out = t.args(&["--grace", "1s"]).run();
     out.assert_code(0);
     assert_none_left(&mark);
@@ -86,7 +97,11 @@ fn retries_with_doubling_delay_and_attempts_in_the_report() {
     out.assert_code(0);
     let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
     assert_eq!(report["tasks"][0]["attempts"], 3);
-    let times: Vec<f64> = t.read("times").lines().map(|l| l.parse().unwrap()).collect();
+    let times: Vec<f64> = t
+        .read("times")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
     assert!(times[1] - times[0] >= 0.1, "{times:?}");
     assert!(times[2] - times[1] >= 0.2, "the delay doubles: {times:?}");
     assert!(out.stderr.contains("retrying"), "{}", out.stderr);
@@ -94,8 +109,13 @@ fn retries_with_doubling_delay_and_attempts_in_the_report() {
 
 #[test]
 fn retries_give_up_after_the_last_attempt() {
-    let t = Test::new("[jobs.bad]\ncommand = 'echo no >&2; exit 2'\nretries = 2\nretry_delay = '10ms'\n");
-    t.run().assert_code(1).assert_stderr_has("FAILED bad: exit 2").assert_stderr_has("3 attempt(s)");
+    let t = Test::new(
+        "[jobs.bad]\ncommand = 'echo no >&2; exit 2'\nretries = 2\nretry_delay = '10ms'\n",
+    );
+    t.run()
+        .assert_code(1)
+        .assert_stderr_has("FAILED bad: exit 2")
+        .assert_stderr_has("3 attempt(s)");
 }
 
 #[test]
@@ -120,7 +140,9 @@ fn fail_fast_stops_running_tasks_and_skips_the_rest() {
     assert_eq!(tasks.len(), 10);
     let skipped = tasks.iter().filter(|t| t["status"] == "skipped").count();
     assert_eq!(skipped, 8, "two started, the rest never did");
-    assert!(tasks.iter().any(|t| t["stopped"] == true && t["signal"] == "SIGTERM"));
+    assert!(tasks
+        .iter()
+        .any(|t| t["stopped"] == true && t["signal"] == "SIGTERM"));
 }
 
 #[test]
@@ -133,7 +155,9 @@ fn fail_fast_in_the_file() {
 #[test]
 fn a_signal_death_is_reported_by_name() {
     let t = Test::new("[jobs.suicide]\ncommand = 'kill -9 $$'\n");
-    t.run().assert_code(1).assert_stderr_has("FAILED suicide: killed by SIGKILL");
+    t.run()
+        .assert_code(1)
+        .assert_stderr_has("FAILED suicide: killed by SIGKILL");
 }
 
 fn interrupt(signal: i32, expected: i32, name: &str) {
@@ -145,18 +169,24 @@ fn interrupt(signal: i32, expected: i32, name: &str) {
         &format!("pool = 2\n[jobs.long]\ncommand = '{sleep} 1000 & {sleep} 1000'\nitems = {{ range = [0, 5] }}\n[jobs.quick]\ncommand = 'echo quick done'\n"),
     );
     let t = t.args(&["--grace", "1s"]);
-    let mut child = t
+    let child = t
         .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || processes_with(&mark).len() >= 2), "tasks started");
+    assert!(
+        wait_for(Duration::from_secs(10), || processes_with(&mark).len() >= 2),
+        "tasks started"
+    );
     // SAFETY: signalling the runner we started, by its pid.
     unsafe { libc::kill(child.id() as i32, signal) };
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(6), "stopped in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "stopped in time"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(expected), "{stderr}");
     assert!(stderr.contains("job "), "the summary is printed: {stderr}");
@@ -184,7 +214,10 @@ fn a_second_sigint_kills_at_once() {
     let mark = marker("twice");
     let t = Test::new("");
     let sleep = marked_sleep(&t, &mark);
-    t.write("jobs.toml", &format!("[jobs.stubborn]\ncommand = \"trap '' TERM; {sleep} 1000\"\n"));
+    t.write(
+        "jobs.toml",
+        &format!("[jobs.stubborn]\ncommand = \"trap '' TERM; {sleep} 1000\"\n"),
+    );
     let t = t.args(&["--grace", "60s"]);
     let mut child = t
         .command()
@@ -192,13 +225,17 @@ fn a_second_sigint_kills_at_once() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !processes_with(&mark).is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || !processes_with(&mark)
+        .is_empty()));
     let pid = child.id() as i32;
     // SAFETY: signalling the runner we started, by its pid.
     unsafe { libc::kill(pid, libc::SIGINT) };
     // The first SIGINT sent TERM, which the task ignores; it would wait 60 s.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "still in its grace period");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still in its grace period"
+    );
     unsafe { libc::kill(pid, libc::SIGINT) };
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
@@ -214,11 +251,20 @@ fn output_memory_stays_bounded_and_logs_keep_every_byte() {
     let t = Test::new("[jobs.flood]\ncommand = 'yes 0123456789012345678901234567890123456789012345678 | head -c 200000000; echo done >&2'\n")
         .args(&["--report", "report.json", "--logs", "logs"]);
     let mut cmd = t.command();
-    let status = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().unwrap();
+    let status = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
     let kib = crate::queues::peak_kib(&t);
     assert!(kib < 64 * 1024, "peak {kib} KiB");
-    assert_eq!(std::fs::metadata(t.path("logs/flood.0.stdout")).unwrap().len(), 200_000_000);
+    assert_eq!(
+        std::fs::metadata(t.path("logs/flood.0.stdout"))
+            .unwrap()
+            .len(),
+        200_000_000
+    );
     assert_eq!(t.read("logs/flood.0.stderr"), "done\n");
 }
 
@@ -226,7 +272,9 @@ fn output_memory_stays_bounded_and_logs_keep_every_byte() {
 fn a_huge_stderr_is_cut_in_the_summary_and_says_so() {
     let t = Test::new("[jobs.noisy]\ncommand = 'seq 100000 >&2; exit 1'\n").args(&["--quiet"]);
     let out = t.run();
-    out.assert_code(1).assert_stderr_has("earlier stderr cut").assert_stderr_has("  | 100000");
+    out.assert_code(1)
+        .assert_stderr_has("earlier stderr cut")
+        .assert_stderr_has("  | 100000");
 }
 
 #[test]

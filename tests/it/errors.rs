@@ -11,7 +11,10 @@ fn rejected(source: &str, message: &str, line_col: &str) -> String {
     let out = t.run();
     out.assert_code(2).assert_stderr_has(message);
     out.assert_stderr_has(&format!("jobs.toml:{line_col}"));
-    assert!(!t.path("ran").exists(), "nothing runs when the file is invalid");
+    assert!(
+        !t.path("ran").exists(),
+        "nothing runs when the file is invalid"
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     out.stderr
 }
@@ -32,26 +35,65 @@ fn unknown_key_with_did_you_mean() {
 
 #[test]
 fn unknown_key_far_from_any_is_listed_without_a_guess() {
-    let err = rejected("[jobs.a]\ncommand = 'x'\nzzzzzz = 1\n", "unknown key `zzzzzz`", "5:1");
+    let err = rejected(
+        "[jobs.a]\ncommand = 'x'\nzzzzzz = 1\n",
+        "unknown key `zzzzzz`",
+        "5:1",
+    );
     assert!(!err.contains("did you mean"), "{err}");
 }
 
 #[test]
 fn wrong_types_and_values() {
-    rejected("[jobs.a]\ncommand = 5\n", "`command` must be a string", "4:11");
-    rejected("[jobs.a]\ncommand = 'x'\nretries = 'three'\n", "invalid type: string \"three\"", "5:11");
-    rejected("[jobs.a]\ncommand = 'x'\ntimeout = '5 parsecs'\n", "`timeout` is not a duration", "5:11");
-    rejected("[jobs.a]\ncommand = 'x'\nconcurrency = 0\n", "`concurrency` must be at least 1", "5:15");
-    rejected("[jobs.a]\ncommand = 'x'\nitems = { range = [5, 1] }\n", "needs A ≤ B", "5:9");
-    rejected("[jobs.a]\ncommand = 'x'\nitems = { rnage = [1, 2] }\n", "unknown key `rnage` in `items`", "5:9");
-    rejected("[jobs.a]\ncommand = 'x'\nitems = 'abc'\n", "`items` must be an array or a table", "5:9");
-    rejected("[jobs.a]\ncommand = 'x'\nsuccess_codes = [0, 300]\n", "an exit code is between 0 and 255", "5:21");
+    rejected(
+        "[jobs.a]\ncommand = 5\n",
+        "`command` must be a string",
+        "4:11",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nretries = 'three'\n",
+        "invalid type: string \"three\"",
+        "5:11",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\ntimeout = '5 parsecs'\n",
+        "`timeout` is not a duration",
+        "5:11",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nconcurrency = 0\n",
+        "`concurrency` must be at least 1",
+        "5:15",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nitems = { range = [5, 1] }\n",
+        "needs A ≤ B",
+        "5:9",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nitems = { rnage = [1, 2] }\n",
+        "unknown key `rnage` in `items`",
+        "5:9",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nitems = 'abc'\n",
+        "`items` must be an array or a table",
+        "5:9",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nsuccess_codes = [0, 300]\n",
+        "an exit code is between 0 and 255",
+        "5:21",
+    );
 }
 
 #[test]
 fn pool_zero() {
     let t = Test::new("pool = 0\n[jobs.a]\ncommand = 'touch ran'\n");
-    t.run().assert_code(2).assert_stderr_has("`pool` must be at least 1 (got 0)").assert_stderr_has("jobs.toml:1:8");
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("`pool` must be at least 1 (got 0)")
+        .assert_stderr_has("jobs.toml:1:8");
     assert!(!t.path("ran").exists());
 }
 
@@ -64,7 +106,11 @@ fn pool_zero_on_the_command_line() {
 
 #[test]
 fn unknown_job_in_needs() {
-    let err = rejected("[jobs.build]\ncommand = 'x'\n[jobs.a]\ncommand = 'x'\nneeds = ['biuld']\n", "needs `biuld`, which is not a job", "7:10");
+    let err = rejected(
+        "[jobs.build]\ncommand = 'x'\n[jobs.a]\ncommand = 'x'\nneeds = ['biuld']\n",
+        "needs `biuld`, which is not a job",
+        "7:10",
+    );
     assert!(err.contains("did you mean `build`?"), "{err}");
 }
 
@@ -79,7 +125,11 @@ fn a_cycle_is_named() {
 
 #[test]
 fn unknown_placeholder() {
-    let err = rejected("[jobs.a]\ncommand = 'echo {itme}'\n", "unknown placeholder `{itme}`", "4:11");
+    let err = rejected(
+        "[jobs.a]\ncommand = 'echo {itme}'\n",
+        "unknown placeholder `{itme}`",
+        "4:11",
+    );
     assert!(err.contains("did you mean `{item}`?"), "{err}");
 }
 
@@ -91,20 +141,40 @@ fn empty_command() {
 
 #[test]
 fn missing_files() {
-    rejected("[jobs.a]\ncommand = 'x'\nitems = { file = 'nope.txt' }\n", "cannot read items file", "5:9");
-    rejected("[jobs.a]\ncommand = 'x'\nstdin = { file = 'nope.txt' }\n", "stdin file", "5:9");
-    rejected("[jobs.a]\ncommand = 'x'\ncwd = 'no-such-dir'\n", "is not a folder", "5:7");
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nitems = { file = 'nope.txt' }\n",
+        "cannot read items file",
+        "5:9",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\nstdin = { file = 'nope.txt' }\n",
+        "stdin file",
+        "5:9",
+    );
+    rejected(
+        "[jobs.a]\ncommand = 'x'\ncwd = 'no-such-dir'\n",
+        "is not a folder",
+        "5:7",
+    );
 }
 
 #[test]
 fn item_inside_quotes_of_a_shell_command() {
-    let err = rejected("[jobs.a]\ncommand = \"echo '{item}'\"\nitems = ['x']\n", "`{item}` inside single quotes", "4:11");
+    let err = rejected(
+        "[jobs.a]\ncommand = \"echo '{item}'\"\nitems = ['x']\n",
+        "`{item}` inside single quotes",
+        "4:11",
+    );
     assert!(err.contains("$RUNNER_ITEM"), "{err}");
 }
 
 #[test]
 fn item_with_a_nul_byte() {
-    rejected("[jobs.a]\ncommand = ['echo', '{item}']\nitems = [\"a\\u0000b\"]\n", "NUL byte", "5:9");
+    rejected(
+        "[jobs.a]\ncommand = ['echo', '{item}']\nitems = [\"a\\u0000b\"]\n",
+        "NUL byte",
+        "5:9",
+    );
 }
 
 #[test]
@@ -120,19 +190,31 @@ fn several_problems_are_reported_at_once() {
 #[test]
 fn a_missing_job_file() {
     let t = Test::new("").args(&["run", "nope.toml"]);
-    t.run().assert_code(2).assert_stderr_has("cannot read job file nope.toml");
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("cannot read job file nope.toml");
 }
 
 #[test]
 fn no_jobs() {
     let t = Test::new("pool = 2\n");
-    t.run().assert_code(2).assert_stderr_has("the job file has no jobs");
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("the job file has no jobs");
 }
 
 #[test]
 fn queue_wiring_errors() {
-    rejected("[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n", "queue `q` has no consumer", "5:6");
-    rejected("[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n", "queue `q` has no producer", "5:9");
+    rejected(
+        "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n",
+        "queue `q` has no consumer",
+        "5:6",
+    );
+    rejected(
+        "[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n",
+        "queue `q` has no producer",
+        "5:9",
+    );
     rejected(
         "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n[jobs.d]\ncommand = 'cat'\nitems = { queue = 'q' }\n",
         "queue `q` has two consumer jobs",

@@ -8,3 +8,4 @@ mod errors;
 pub mod queues;
 mod reports;
 mod running;
+mod terminal;

@@ -65,7 +65,10 @@ fn many_consumer_tasks_take_each_item_once_indexed_in_arrival_order() {
         .collect();
     seen.sort();
     assert_eq!(seen.len(), 300);
-    assert!(seen.iter().enumerate().all(|(k, (i, _))| *i == k as u32), "indexes 0..300, each once");
+    assert!(
+        seen.iter().enumerate().all(|(k, (i, _))| *i == k as u32),
+        "indexes 0..300, each once"
+    );
     let mut last: HashMap<String, u32> = HashMap::new();
     for (_, item) in &seen {
         let (producer, n) = item.split_once('-').unwrap();
@@ -81,7 +84,9 @@ fn a_producer_that_fails_halfway_the_consumer_drains_and_the_run_fails() {
         "[jobs.p]\ncommand = 'seq 3; exit 4'\nto = 'q'\n[jobs.c]\ncommand = 'cat > got.txt'\nstdin = { queue = 'q' }\n[jobs.d]\ncommand = 'echo {item}'\nitems = { queue = 'r' }\n[jobs.p2]\ncommand = 'echo x; exit 5'\nto = 'r'\n",
     );
     let out = t.run();
-    out.assert_code(1).assert_stderr_has("FAILED p: exit 4").assert_stderr_has("FAILED p2: exit 5");
+    out.assert_code(1)
+        .assert_stderr_has("FAILED p: exit 4")
+        .assert_stderr_has("FAILED p2: exit 5");
     assert_eq!(t.read("got.txt"), "1\n2\n3\n");
     assert_eq!(out.lines_of("d:x"), ["x"]);
 }
@@ -104,11 +109,15 @@ fn a_consumer_that_exits_early_does_not_hang_its_producers() {
     )
     .args(&["--report", "report.json"]);
     let out = t.run();
-    out.assert_code(0).assert_stderr_has("dropped (their consumer was gone)");
+    out.assert_code(0)
+        .assert_stderr_has("dropped (their consumer was gone)");
     assert_eq!(out.lines_of("c"), ["1", "2"]);
     let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
     let q = &report["queues"][0];
-    assert_eq!(q["taken"].as_u64().unwrap() + q["dropped"].as_u64().unwrap(), 200_000);
+    assert_eq!(
+        q["taken"].as_u64().unwrap() + q["dropped"].as_u64().unwrap(),
+        200_000
+    );
 }
 
 /// The runner's own peak resident memory in KiB, from its report.
@@ -133,21 +142,41 @@ fn backpressure_keeps_memory_bounded_when_the_consumer_is_slow() {
 #[test]
 fn the_seed_queue_examples_print_what_the_seed_printed() {
     let run = |name: &str| {
-        let out = Command::new(BIN).arg(root().join("examples").join(name)).output().unwrap();
+        let out = Command::new(BIN)
+            .arg(root().join("examples").join(name))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let read: Vec<String> = run("queue.toml").lines().filter(|l| l.starts_with("[read] Get")).map(String::from).collect();
-    assert_eq!(read, ["[read] Get A from queue.", "[read] Get B from queue.", "[read] Get C from queue."]);
+    let read: Vec<String> = run("queue.toml")
+        .lines()
+        .filter(|l| l.starts_with("[read] Get"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        read,
+        [
+            "[read] Get A from queue.",
+            "[read] Get B from queue.",
+            "[read] Get C from queue."
+        ]
+    );
     assert!(run("balance.toml").contains("[balance] balance: 0 after 120000 changes"));
     let squares = run("squares.toml");
-    let results: Vec<&str> = squares.lines().filter(|l| l.starts_with("[collector] Result: ")).collect();
+    let results: Vec<&str> = squares
+        .lines()
+        .filter(|l| l.starts_with("[collector] Result: "))
+        .collect();
     assert_eq!(results.len(), 10, "{squares}");
     for line in results {
         let expr = line.trim_start_matches("[collector] Result: ");
         let (lhs, product) = expr.split_once(" = ").unwrap();
         let (a, b) = lhs.split_once(" * ").unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.parse::<u64>().unwrap().pow(2), product.parse::<u64>().unwrap());
+        assert_eq!(
+            a.parse::<u64>().unwrap().pow(2),
+            product.parse::<u64>().unwrap()
+        );
     }
 }

@@ -48,11 +48,17 @@ fn a_failure_skips_what_needs_it_and_exits_1() {
         "[jobs.a]\ncommand = 'echo boom >&2; exit 3'\n[jobs.b]\ncommand = 'touch b-ran'\nneeds = ['a']\n[jobs.c]\ncommand = 'touch c-ran'\nneeds = ['b']\n[jobs.other]\ncommand = 'touch other-ran'\n",
     );
     let out = t.run();
-    out.assert_code(1).assert_stderr_has("FAILED a: exit 3").assert_stderr_has("| boom");
+    out.assert_code(1)
+        .assert_stderr_has("FAILED a: exit 3")
+        .assert_stderr_has("| boom");
     assert!(!t.path("b-ran").exists() && !t.path("c-ran").exists());
     assert!(t.path("other-ran").exists(), "independent jobs still run");
     let row = out.stderr.lines().find(|l| l.starts_with("c ")).unwrap();
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>()[..5], ["c", "1", "0", "0", "1"], "{row}");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[..5],
+        ["c", "1", "0", "0", "1"],
+        "{row}"
+    );
 }
 
 #[test]
@@ -73,7 +79,10 @@ fn fan_out_over_a_list_a_range_and_a_file() {
     t.write("hosts.txt", "alpha\n\n  \nbeta\n");
     let out = t.run();
     out.assert_code(0);
-    let mut list: Vec<String> = ["a", "2", "true"].iter().flat_map(|i| out.lines_of(&format!("list:{i}"))).collect();
+    let mut list: Vec<String> = ["a", "2", "true"]
+        .iter()
+        .flat_map(|i| out.lines_of(&format!("list:{i}")))
+        .collect();
     list.sort();
     assert_eq!(list, ["0=a", "1=2", "2=true"]);
     for i in 3..6 {
@@ -95,7 +104,11 @@ fn stdin_is_the_payload_written_whole_then_closed() {
     out.assert_code(0);
     assert_eq!(t.read("text.out"), "set q=mx\npython.org\nexit\n");
     assert_eq!(out.lines_of("file"), ["3"]);
-    assert_eq!(out.lines_of("none"), ["eof"], "no stdin configured: end of input at once");
+    assert_eq!(
+        out.lines_of("none"),
+        ["eof"],
+        "no stdin configured: end of input at once"
+    );
 }
 
 #[test]
@@ -113,9 +126,17 @@ fn large_output_on_both_sides_and_large_stdin_do_not_deadlock() {
     let big = out.lines_of("big");
     assert_eq!(big.len(), 2001);
     assert_eq!(big.last().unwrap(), &(4 << 20).to_string());
-    assert!(big[..2000].iter().all(|l| l.len() == 4095 && l.bytes().all(|b| b == b'o')));
+    assert!(big[..2000]
+        .iter()
+        .all(|l| l.len() == 4095 && l.bytes().all(|b| b == b'o')));
     assert_eq!(out.lines_of("payload").last().unwrap(), "300000");
-    assert_eq!(out.stderr.lines().filter(|l| l.starts_with("[big] e")).count(), 2000);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("[big] e"))
+            .count(),
+        2000
+    );
 }
 
 #[test]
@@ -144,12 +165,17 @@ fn placeholders_and_runner_variables() {
     );
     let out = t.run();
     out.assert_code(0);
-    assert_eq!(out.lines_of("show:x y"), ["show/0/x y|show|x y|0|1|0|hi show|item=x y"]);
+    assert_eq!(
+        out.lines_of("show:x y"),
+        ["show/0/x y|show|x y|0|1|0|hi show|item=x y"]
+    );
 }
 
 #[test]
 fn an_argv_item_is_one_argument() {
-    let t = Test::new("[jobs.count]\ncommand = ['sh', '-c', 'echo $#', 'sh', '{item}']\nitems = ['a b  c']\n");
+    let t = Test::new(
+        "[jobs.count]\ncommand = ['sh', '-c', 'echo $#', 'sh', '{item}']\nitems = ['a b  c']\n",
+    );
     assert_eq!(t.run().lines_of("count:a b  c"), ["1"]);
 }
 
@@ -162,7 +188,10 @@ fn a_hostile_item_never_runs_as_shell_code() {
     out.assert_code(0);
     assert!(!t.path("pwned").exists());
     assert_eq!(out.lines_of("echo:$(touch pwned)"), ["$(touch pwned)"]);
-    assert_eq!(out.lines_of("echo:'; touch pwned; '"), ["'; touch pwned; '"]);
+    assert_eq!(
+        out.lines_of("echo:'; touch pwned; '"),
+        ["'; touch pwned; '"]
+    );
 }
 
 #[test]
@@ -180,7 +209,8 @@ fn cwd_defaults_to_the_job_file_folder() {
 fn a_program_that_does_not_exist_is_a_failed_task_naming_it() {
     let t = Test::new("[jobs.ghost]\ncommand = ['no-such-program-4711', 'x']\nretries = 2\n");
     let out = t.run();
-    out.assert_code(1).assert_stderr_has("program not found: `no-such-program-4711`");
+    out.assert_code(1)
+        .assert_stderr_has("program not found: `no-such-program-4711`");
     out.assert_stderr_has("1 attempt(s)");
 }
 
@@ -189,8 +219,20 @@ fn every_exit_code_and_pid_is_shown() {
     let t = Test::new("[jobs.seven]\ncommand = 'exit 7'\n[jobs.ok]\ncommand = 'true'\n");
     let out = t.run();
     out.assert_code(1);
-    assert!(out.stderr.lines().any(|l| l.starts_with("[runner] FAIL seven pid ") && l.contains("exit 7")), "{}", out.stderr);
-    assert!(out.stderr.lines().any(|l| l.starts_with("[runner] done ok pid ") && l.contains("exit 0")), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("[runner] FAIL seven pid ") && l.contains("exit 7")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("[runner] done ok pid ") && l.contains("exit 0")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -201,7 +243,11 @@ fn the_runners_secrets_never_reach_a_task() {
         .env("KEEP_ME", "yes");
     let out = t.run();
     out.assert_code(0).assert_stdout_has("[env] KEEP_ME=yes");
-    assert!(!out.stdout.contains("s3cret") && !out.stdout.contains("RUNNER_BROKER_URL"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("s3cret") && !out.stdout.contains("RUNNER_BROKER_URL"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -48,13 +48,21 @@ impl Output {
 
     #[track_caller]
     pub fn assert_stderr_has(&self, text: &str) -> &Output {
-        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn assert_stdout_has(&self, text: &str) -> &Output {
-        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{}", self.stdout);
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
         self
     }
 }
@@ -107,16 +115,17 @@ impl Test {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(self.dir.path());
-        let has_command = self
-            .args
-            .first()
-            .is_some_and(|a| ["run", "check", "graph", "worker", "schema", "completions"].contains(&a.as_str()));
+        let has_command = self.args.first().is_some_and(|a| {
+            ["run", "check", "graph", "worker", "schema", "completions"].contains(&a.as_str())
+        });
         if has_command {
             cmd.args(&self.args);
         } else {
             cmd.arg("run").arg("jobs.toml").args(&self.args);
         }
-        cmd.env_remove("CI").env_remove("RUNNER_BROKER_URL").env_remove("RUNNER_AUTHKEY");
+        cmd.env_remove("CI")
+            .env_remove("RUNNER_BROKER_URL")
+            .env_remove("RUNNER_AUTHKEY");
         cmd.env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -126,7 +135,11 @@ impl Test {
 
     pub fn run(&self) -> Output {
         let mut cmd = self.command();
-        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("runner starts");
         if let Some(data) = &self.stdin {
@@ -161,7 +174,9 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -170,7 +185,11 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
             continue; // kernel thread or zombie
         }
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+        {
             continue;
         }
         if String::from_utf8_lossy(&cmdline).contains(marker) {

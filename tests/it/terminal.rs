@@ -1,0 +1,117 @@
+//! The runner in a real terminal (tmux): live bars, task lines above them, Ctrl-C typed
+//! as a person would, and the screen afterwards.
+
+use crate::util::{marker, processes_with, wait_for, Test, BIN};
+use std::process::Command;
+use std::time::Duration;
+
+/// A tmux server of our own, killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, dir: &std::path::Path, command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("tmux is not installed; scripts/test installs it");
+            return None;
+        }
+        let tmux = Tmux {
+            socket: format!("runner-test-{name}-{}", std::process::id()),
+        };
+        let shell = format!("cd '{}' && env -u CI -u NO_COLOR TERM=xterm-256color {command}; echo EXIT=$?; sleep 600", dir.display());
+        let ok = tmux
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "110",
+                "-y",
+                "30",
+                &shell,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux starts");
+        Some(tmux)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]).args(args);
+        c
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for_screen(&self, text: &str) -> String {
+        let mut screen = String::new();
+        let found = wait_for(Duration::from_secs(20), || {
+            screen = self.screen();
+            screen.contains(text)
+        });
+        assert!(found, "{text:?} never appeared on screen:\n{screen}");
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+    }
+}
+
+#[test]
+fn live_bars_then_ctrl_c_then_the_summary() {
+    let mark = marker("tty");
+    let t = Test::new("");
+    std::fs::copy("/bin/sleep", t.path(&format!("sleep-{mark}"))).unwrap();
+    t.write(
+        "jobs.toml",
+        &format!(
+            "pool = 3\n[jobs.quick]\ncommand = 'echo hello from {{item}}'\nitems = [1, 2, 3]\n[jobs.eof]\ncommand = 'cat; echo stdin-closed'\n[jobs.long]\ncommand = './sleep-{mark} 1000'\nitems = {{ range = [0, 4] }}\nneeds = ['quick']\n"
+        ),
+    );
+    let Some(tmux) = Tmux::start("bars", t.dir.path(), &format!("{BIN} jobs.toml --grace 2s"))
+    else {
+        return;
+    };
+    let live = tmux.wait_for_screen("long ");
+    assert!(
+        live.contains("[quick:2] hello from 2"),
+        "task lines above the bars:\n{live}"
+    );
+    assert!(
+        live.contains("[eof] stdin-closed"),
+        "a task reading stdin sees its end, even in a terminal:\n{live}"
+    );
+    assert!(live.contains("tasks done"), "the overall line:\n{live}");
+    assert!(live.contains("/4"), "a bar for the running job:\n{live}");
+    assert!(wait_for(Duration::from_secs(10), || processes_with(&mark)
+        .len()
+        >= 2));
+    tmux.cmd(&["send-keys", "-t", "t", "C-c"]).status().unwrap();
+    let end = tmux.wait_for_screen("EXIT=");
+    assert!(end.contains("EXIT=130"), "{end}");
+    assert!(end.contains("interrupted (SIGINT)"), "{end}");
+    assert!(
+        end.lines().any(|l| l.starts_with("long ")),
+        "the summary table:\n{end}"
+    );
+    assert!(
+        !end.contains("tasks done"),
+        "bars are cleared at the end:\n{end}"
+    );
+    let gone = wait_for(Duration::from_secs(3), || processes_with(&mark).is_empty());
+    assert!(gone, "left behind: {:?}", processes_with(&mark));
+    std::fs::write(t.path("screen.txt"), &end).unwrap();
+}
