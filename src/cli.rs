@@ -95,7 +95,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// `runner FILE …` means `runner run FILE …`.
 pub fn normalize(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
-        if !first.starts_with('-') && !COMMANDS.contains(&first) {
+        let global = ["-h", "--help", "-V", "--version"].contains(&first);
+        if !global && !COMMANDS.contains(&first) {
             args.insert(1, "run".into());
         }
     }

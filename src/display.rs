@@ -15,6 +15,9 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the writer waits between batches of events while they flow.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout,
@@ -27,12 +30,6 @@ pub enum Event {
         stream: Stream,
         label: Arc<str>,
         data: Vec<u8>,
-    },
-    /// An attempt is about to spawn.
-    Starting {
-        job: usize,
-        label: Arc<str>,
-        attempt: u32,
     },
     /// An attempt's process is running.
     Spawned {
@@ -172,31 +169,58 @@ impl Writer {
     }
 
     /// Runs until `Finish`, or until every sender is gone.
+    ///
+    /// While events flow it drains them in batches and then sleeps a few milliseconds
+    /// instead of blocking on the channel: a sender only has to wake a receiver that
+    /// blocks, and at thousands of tasks a second those wake-ups cost more than the
+    /// printing. When nothing comes, it blocks until the next heartbeat.
     pub fn run(mut self, events: Receiver<Event>) {
         let mut next_beat = Instant::now() + self.options.heartbeat;
         loop {
-            let event = match events.try_recv() {
-                Ok(event) => event,
-                Err(_) => {
-                    self.flush();
-                    let wait = next_beat.saturating_duration_since(Instant::now());
-                    match events.recv_timeout(wait) {
-                        Ok(event) => event,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.heartbeat();
-                            next_beat = Instant::now() + self.options.heartbeat;
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+            let mut drained = 0usize;
+            let mut finished = None;
+            while let Ok(event) = events.try_recv() {
+                drained += 1;
+                if let Event::Finish(summary) = event {
+                    finished = Some(summary);
+                    break;
                 }
-            };
-            if let Event::Finish(summary) = event {
+                self.handle(event);
+            }
+            if let Some(summary) = finished {
+                self.update_bars();
                 self.clear_bars();
                 let _ = self.err.write_all(summary.as_bytes());
                 break;
             }
-            self.handle(event);
+            if drained > 0 {
+                self.update_bars();
+            }
+            self.flush();
+            if Instant::now() >= next_beat {
+                self.heartbeat();
+                next_beat = Instant::now() + self.options.heartbeat;
+            }
+            if drained >= events.capacity().unwrap_or(usize::MAX) / 2 {
+                continue; // A flood of output: keep draining.
+            }
+            if drained > 0 {
+                std::thread::sleep(BATCH_WAIT);
+                continue;
+            }
+            match events.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
+                Ok(Event::Finish(summary)) => {
+                    self.clear_bars();
+                    let _ = self.err.write_all(summary.as_bytes());
+                    break;
+                }
+                Ok(event) => {
+                    self.handle(event);
+                    self.update_bars();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         self.clear_bars();
         self.flush();
@@ -209,7 +233,6 @@ impl Writer {
                 label,
                 data,
             } => self.output(stream, &label, &data),
-            Event::Starting { .. } => {}
             Event::Spawned {
                 job,
                 label,
@@ -237,7 +260,6 @@ impl Writer {
             Event::Note(text) => self.note(&text),
             Event::Finish(_) => {}
         }
-        self.update_bars();
     }
 
     fn ended(&mut self, job: usize, label: &str, record: &TaskRecord, retrying: bool) {

@@ -11,10 +11,10 @@ use crate::exec::{self, Context, Status, TaskRecord};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
 use crate::report::{self, RunInfo};
-use crate::scheduler::{Effect, Phase, Queues, Scheduler};
+use crate::scheduler::{Effect, JobState, Phase, Queues, Scheduler, Start};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone)]
@@ -61,7 +61,9 @@ impl Interrupt {
 }
 
 enum Note {
-    Finished(Box<TaskRecord>),
+    /// The run may have ended; look again.
+    Changed,
+    /// A queue the scheduler waits on got items or closed.
     QueueReady,
 }
 
@@ -81,6 +83,26 @@ impl Queues for LiveQueues<'_> {
     }
     fn is_full(&self, q: usize) -> bool {
         self.0[q].is_full()
+    }
+}
+
+/// What the slot threads and the run loop share, under one lock.
+struct Core {
+    scheduler: Scheduler,
+    records: Vec<TaskRecord>,
+    /// A channel to each slot's thread, created on first use.
+    slots: Vec<Option<Sender<Start>>>,
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    ctx: Arc<Context>,
+    notes: Sender<Note>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -120,7 +142,7 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
             ))
         })
         .collect();
-    let (events, events_rx) = crossbeam_channel::bounded::<Event>(256);
+    let (events, events_rx) = crossbeam_channel::bounded::<Event>(64);
     let writer = display::Writer::new(file.clone(), display::Options::detect(options.quiet));
     let writer = std::thread::Builder::new()
         .name("terminal".into())
@@ -136,51 +158,40 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
         run_id: run_id.clone(),
         host: exec::sys::hostname(),
     });
+    let shared = Arc::new(Shared {
+        core: Mutex::new(Core {
+            scheduler: Scheduler::new(file.clone(), pool, fail_fast),
+            records: Vec::new(),
+            slots: Vec::new(),
+        }),
+        ctx: ctx.clone(),
+        notes: notes_tx.clone(),
+    });
+    drop(notes_tx);
 
-    let mut slots: Vec<Option<Sender<crate::scheduler::Start>>> = Vec::new();
-    let mut scheduler = Scheduler::new(&file, pool, fail_fast);
-    let mut records: Vec<TaskRecord> = Vec::new();
     let mut interrupted: Option<Interrupt> = None;
-    let mut effects = scheduler.take_effects();
+    dispatch(&shared, &mut shared.lock(), None);
     loop {
-        apply(&effects, &queues, &control, &mut scheduler, &events, &file);
-        while let Some(start) = scheduler.next_start(&LiveQueues(&queues)) {
-            if matches!(file.jobs[start.job].items, Items::Queue(_)) {
-                let _ = events.send(Event::Taken { job: start.job });
-            }
-            let slot = start.slot;
-            if slots.len() <= slot {
-                slots.resize(slot + 1, None);
-            }
-            let sender =
-                slots[slot].get_or_insert_with(|| spawn_slot(ctx.clone(), notes_tx.clone()));
-            let _ = sender.send(start);
-        }
-        effects = scheduler.take_effects();
-        if !effects.is_empty() {
-            continue;
-        }
-        if scheduler.is_done() {
+        if shared.lock().scheduler.is_done() {
             break;
         }
         select! {
             recv(notes) -> note => match note {
-                Ok(Note::Finished(record)) => {
-                    let ok = record.status == Status::Succeeded;
-                    scheduler.finished(record.job, record.slot, ok, record.allowed_failure);
-                    records.push(*record);
+                Ok(Note::QueueReady) => {
+                    dispatch(&shared, &mut shared.lock(), None);
                 }
-                Ok(Note::QueueReady) => {}
+                Ok(Note::Changed) => {}
                 Err(_) => break,
             },
             recv(signals) -> signal => {
                 if let Ok(signal) = signal {
                     let first = interrupted.is_none();
                     interrupted.get_or_insert(signal);
-                    scheduler.stop();
+                    let mut core = shared.lock();
+                    core.scheduler.stop();
                     // The note goes first, so that it is printed before the ends it causes.
                     if first {
-                        let running = scheduler.running();
+                        let running = core.scheduler.running();
                         let _ = events.send(Event::Note(format!(
                             "{}: stopping {running} running task(s) (TERM, then KILL after {}); again to kill at once",
                             signal_label(signal),
@@ -194,10 +205,17 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
                 }
             },
         }
-        effects = scheduler.take_effects();
     }
-    drop(slots);
-    records.extend(skipped_records(&file, &scheduler, &ctx.host));
+    let (mut records, scheduler_jobs) = {
+        let mut core = shared.lock();
+        // Dropping the channels ends the idle slot threads.
+        core.slots.clear();
+        (
+            std::mem::take(&mut core.records),
+            core.scheduler.jobs.clone(),
+        )
+    };
+    records.extend(skipped_records(&file, &scheduler_jobs, &ctx.host));
     records.sort_by_key(|r| (r.job, r.index));
     let failed = records
         .iter()
@@ -242,34 +260,59 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     let _ = events.send(Event::Finish(summary));
     drop(events);
     drop(ctx);
+    drop(shared);
     let _ = writer.join();
     Ok(exit)
 }
 
-fn apply(
-    effects: &[Effect],
-    queues: &[Arc<Queue>],
-    control: &Control,
-    scheduler: &mut Scheduler,
-    events: &Sender<Event>,
-    file: &JobFile,
-) {
+/// Starts every task that can start now. A task for `own_slot` is not sent but
+/// returned, so that the slot thread that just freed it runs it without a hand-off.
+fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
+    let ctx = &shared.ctx;
+    let mut mine = None;
+    loop {
+        let effects = core.scheduler.take_effects();
+        apply(&effects, core, ctx);
+        let Some(start) = core.scheduler.next_start(&LiveQueues(&ctx.queues)) else {
+            if core.scheduler.take_effects().is_empty() {
+                break;
+            }
+            continue;
+        };
+        if matches!(ctx.file.jobs[start.job].items, Items::Queue(_)) {
+            let _ = ctx.events.send(Event::Taken { job: start.job });
+        }
+        if own_slot == Some(start.slot) && mine.is_none() {
+            mine = Some(start);
+            continue;
+        }
+        let slot = start.slot;
+        if core.slots.len() <= slot {
+            core.slots.resize(slot + 1, None);
+        }
+        let sender = core.slots[slot].get_or_insert_with(|| spawn_slot(shared.clone(), slot));
+        let _ = sender.send(start);
+    }
+    mine
+}
+
+fn apply(effects: &[Effect], core: &mut Core, ctx: &Context) {
     for effect in effects {
         match effect {
-            Effect::Close(q) => queues[*q].close(),
-            Effect::Discard(q) => queues[*q].discard(),
+            Effect::Close(q) => ctx.queues[*q].close(),
+            Effect::Discard(q) => ctx.queues[*q].discard(),
             Effect::Skipped(job) => {
-                let count = scheduler.jobs[*job].total.unwrap_or(0);
-                let _ = events.send(Event::Skipped { job: *job, count });
+                let count = core.scheduler.jobs[*job].total.unwrap_or(0);
+                let _ = ctx.events.send(Event::Skipped { job: *job, count });
             }
             Effect::StopRun => {
-                scheduler.stop();
-                let running = scheduler.running();
-                let _ = events.send(Event::Note(format!(
+                core.scheduler.stop();
+                let running = core.scheduler.running();
+                let _ = ctx.events.send(Event::Note(format!(
                     "fail-fast: a task of `{}` failed; stopping {running} running task(s), starting nothing new",
-                    failing_job(file, scheduler)
+                    failing_job(&ctx.file, &core.scheduler)
                 )));
-                control.stop();
+                ctx.control.stop();
             }
         }
     }
@@ -284,29 +327,44 @@ fn failing_job(file: &JobFile, scheduler: &Scheduler) -> String {
         .unwrap_or_default()
 }
 
-fn spawn_slot(ctx: Arc<Context>, notes: Sender<Note>) -> Sender<crate::scheduler::Start> {
-    let (tx, rx) = unbounded::<crate::scheduler::Start>();
+/// A pool slot's thread: runs the tasks sent to it, and after each one records its end
+/// and starts what can start (the next task of its own slot directly).
+fn spawn_slot(shared: Arc<Shared>, slot: usize) -> Sender<Start> {
+    let (tx, rx) = unbounded::<Start>();
     let spawned = std::thread::Builder::new()
-        .name("slot".into())
+        .name(format!("slot-{slot}"))
         .spawn(move || {
-            for start in rx {
-                let record = exec::run_task(&ctx, start.job, start.index, &start.item, start.slot);
-                if notes.send(Note::Finished(Box::new(record))).is_err() {
-                    return;
+            let mut next = rx.recv().ok();
+            while let Some(start) = next {
+                let record =
+                    exec::run_task(&shared.ctx, start.job, start.index, &start.item, start.slot);
+                let (mine, done) = {
+                    let mut core = shared.lock();
+                    let ok = record.status == Status::Succeeded;
+                    core.scheduler
+                        .finished(record.job, record.slot, ok, record.allowed_failure);
+                    core.records.push(record);
+                    let mine = dispatch(&shared, &mut core, Some(slot));
+                    (mine, core.scheduler.is_done())
+                };
+                if done {
+                    let _ = shared.notes.send(Note::Changed);
                 }
+                next = mine.or_else(|| rx.recv().ok());
             }
         });
     if let Err(e) = spawned {
-        // Without a thread the task cannot run; report it as failed rather than hang.
+        // Without a thread the slot's tasks cannot run; the run would wait forever.
         eprintln!("[runner] cannot start a pool thread: {e}");
+        std::process::exit(1);
     }
     tx
 }
 
 /// Records for tasks that never started: their job was skipped, or the run stopped.
-fn skipped_records(file: &JobFile, scheduler: &Scheduler, host: &str) -> Vec<TaskRecord> {
+fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> Vec<TaskRecord> {
     let mut out = Vec::new();
-    for (j, state) in scheduler.jobs.iter().enumerate() {
+    for (j, state) in jobs.iter().enumerate() {
         let job = &file.jobs[j];
         if matches!(state.phase, Phase::Done { .. }) {
             continue;

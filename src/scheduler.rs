@@ -16,6 +16,7 @@
 use crate::jobfile::{Items, JobFile, JobId, QueueId};
 use crate::queue::Take;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// What the scheduler needs from the queues.
 pub trait Queues {
@@ -62,8 +63,8 @@ pub struct JobState {
     queue_closed: bool,
 }
 
-pub struct Scheduler<'f> {
-    file: &'f JobFile,
+pub struct Scheduler {
+    file: Arc<JobFile>,
     pub jobs: Vec<JobState>,
     pool: usize,
     free: BTreeSet<usize>,
@@ -77,8 +78,8 @@ pub struct Scheduler<'f> {
     order: Vec<JobId>,
 }
 
-impl<'f> Scheduler<'f> {
-    pub fn new(file: &'f JobFile, pool: usize, fail_fast: bool) -> Scheduler<'f> {
+impl Scheduler {
+    pub fn new(file: Arc<JobFile>, pool: usize, fail_fast: bool) -> Scheduler {
         let jobs = file
             .jobs
             .iter()
@@ -99,7 +100,7 @@ impl<'f> Scheduler<'f> {
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
         order.sort_by_key(|&j| file.jobs[j].consumes().is_none());
         let mut scheduler = Scheduler {
-            file,
+            file: file.clone(),
             jobs,
             pool: pool.max(1),
             free: (0..pool.max(1)).collect(),
@@ -138,7 +139,8 @@ impl<'f> Scheduler<'f> {
     }
 
     fn start_of(&mut self, j: JobId, queues: &dyn Queues) -> Option<Start> {
-        let job = &self.file.jobs[j];
+        let file = self.file.clone();
+        let job = &file.jobs[j];
         let limit = job.concurrency.unwrap_or(usize::MAX);
         let state = &self.jobs[j];
         if state.running >= limit {
@@ -267,7 +269,8 @@ impl<'f> Scheduler<'f> {
     }
 
     fn check_done(&mut self, j: JobId) {
-        let job = &self.file.jobs[j];
+        let file = self.file.clone();
+        let job = &file.jobs[j];
         let state = &self.jobs[j];
         if state.phase != Phase::Active || state.running > 0 {
             return;
@@ -304,11 +307,12 @@ impl<'f> Scheduler<'f> {
     fn activate_ready(&mut self) {
         loop {
             let mut changed = false;
+            let file = self.file.clone();
             for j in 0..self.jobs.len() {
                 if self.jobs[j].phase != Phase::Waiting {
                     continue;
                 }
-                let needs = &self.file.jobs[j].needs;
+                let needs = &file.jobs[j].needs;
                 let mut ready = true;
                 let mut blocked = false;
                 for &dep in needs {
@@ -344,8 +348,8 @@ mod tests {
     use std::collections::VecDeque;
     use std::path::Path;
 
-    fn file(source: &str) -> JobFile {
-        parse(Path::new("t.toml"), source.to_string()).unwrap()
+    fn file(source: &str) -> Arc<JobFile> {
+        Arc::new(parse(Path::new("t.toml"), source.to_string()).unwrap())
     }
 
     /// In-memory queues: items pushed by the test, closed by the test.
@@ -390,7 +394,7 @@ mod tests {
     fn the_pool_bounds_what_runs_and_slots_are_reused() {
         let f = file("[jobs.a]\ncommand = 'true'\nitems = { range = [0, 5] }\n");
         let q = FakeQueues::new(0, 1);
-        let mut s = Scheduler::new(&f, 2, false);
+        let mut s = Scheduler::new(f.clone(), 2, false);
         let first = drain(&mut s, &q);
         assert_eq!(first.iter().map(|t| t.slot).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(first[1].item, b"1");
@@ -403,7 +407,7 @@ mod tests {
     fn concurrency_caps_a_job_below_the_pool() {
         let f = file("[jobs.a]\ncommand = 'true'\nitems = [1, 2, 3]\nconcurrency = 1\n[jobs.b]\ncommand = 'true'\n");
         let q = FakeQueues::new(0, 1);
-        let mut s = Scheduler::new(&f, 4, false);
+        let mut s = Scheduler::new(f.clone(), 4, false);
         let starts = drain(&mut s, &q);
         assert_eq!(starts.iter().map(|t| t.job).collect::<Vec<_>>(), [0, 1]);
     }
@@ -414,7 +418,7 @@ mod tests {
             "[jobs.a]\ncommand = 'false'\n[jobs.b]\ncommand = 'true'\nneeds = ['a']\n[jobs.c]\ncommand = 'true'\nneeds = ['b']\n",
         );
         let q = FakeQueues::new(0, 1);
-        let mut s = Scheduler::new(&f, 2, false);
+        let mut s = Scheduler::new(f.clone(), 2, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         s.finished(0, 0, false, false);
         assert_eq!(
@@ -423,7 +427,7 @@ mod tests {
         );
         assert!(s.is_done());
 
-        let mut s = Scheduler::new(&f, 2, false);
+        let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
         s.finished(0, 0, false, true);
         assert_eq!(drain(&mut s, &q)[0].job, 1);
@@ -433,7 +437,7 @@ mod tests {
     fn fail_fast_stops_starting() {
         let f = file("[jobs.a]\ncommand = 'x'\nitems = { range = [0, 10] }\n");
         let q = FakeQueues::new(0, 1);
-        let mut s = Scheduler::new(&f, 2, true);
+        let mut s = Scheduler::new(f.clone(), 2, true);
         drain(&mut s, &q);
         s.finished(0, 0, false, false);
         assert_eq!(s.take_effects(), vec![Effect::StopRun]);
@@ -448,7 +452,7 @@ mod tests {
             "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'echo {item}'\nitems = { queue = 'q' }\n",
         );
         let q = FakeQueues::new(1, 10);
-        let mut s = Scheduler::new(&f, 2, false);
+        let mut s = Scheduler::new(f.clone(), 2, false);
         let starts = drain(&mut s, &q);
         assert_eq!(starts.len(), 1, "only the producer: the queue is empty");
         q.push(0, "1");
@@ -468,7 +472,7 @@ mod tests {
             "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'echo {item}'\nitems = { queue = 'q' }\n",
         );
         let q = FakeQueues::new(1, 1);
-        let mut s = Scheduler::new(&f, 1, false);
+        let mut s = Scheduler::new(f.clone(), 1, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         q.push(0, "1");
         let c = drain(&mut s, &q);
@@ -480,7 +484,7 @@ mod tests {
     fn a_streaming_consumer_starts_at_once_outside_the_pool() {
         let f = file("[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'wc -l'\nstdin = { queue = 'q' }\n");
         let q = FakeQueues::new(1, 1);
-        let mut s = Scheduler::new(&f, 1, false);
+        let mut s = Scheduler::new(f.clone(), 1, false);
         let starts = drain(&mut s, &q);
         assert_eq!(
             starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
@@ -494,7 +498,7 @@ mod tests {
             "[jobs.a]\ncommand = 'false'\n[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'wc -l'\nstdin = { queue = 'q' }\nneeds = ['a']\n",
         );
         let q = FakeQueues::new(1, 1);
-        let mut s = Scheduler::new(&f, 2, false);
+        let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
         s.finished(0, 0, false, false);
         assert_eq!(

@@ -110,11 +110,6 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     for attempt in 1..=job.retries + 1 {
         let prepared = prepare(ctx, job, &item, index, slot, attempt);
         let (mut out, mut err) = sinks(ctx, job, index, &label, attempt, &mut record);
-        let _ = ctx.events.send(Event::Starting {
-            job: job_id,
-            label: label.clone(),
-            attempt,
-        });
         let events = &ctx.events;
         let mut on_spawn = |pid| {
             let _ = events.send(Event::Spawned {
