@@ -48,6 +48,9 @@ pub enum Command {
         /// The job file.
         file: PathBuf,
     },
+    /// Take tasks of distributed runs of FILE from a broker and run them.
+    #[command(after_help = "Example:\n  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379")]
+    Worker(WorkerArgs),
     /// Print a JSON Schema of the job file format (for editors).
     #[command(after_help = "Example:\n  runner schema > runner.schema.json")]
     Schema,
@@ -82,6 +85,46 @@ pub struct RunArgs {
     /// Keep each task's stdout and stderr in files in DIR.
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
+    /// Time between TERM and KILL when a task is stopped.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// With --broker: leave every fan-out task to the workers.
+    #[arg(long, requires = "broker")]
+    pub no_local: bool,
+    /// With --broker: how long a worker holds a task without renewing before another
+    /// may take it over.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, requires = "broker")]
+    pub lease: std::time::Duration,
+    /// With --broker: deliveries without a result before a task fails as lost.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
+    pub max_deliveries: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// Redis URL (redis:// or rediss:// for TLS); a password belongs here or in the
+    /// variable, never in the job file.
+    #[arg(long, value_name = "URL", env = "RUNNER_BROKER_URL", hide_env_values = true)]
+    pub broker: Option<String>,
+    /// A file holding the authkey (else RUNNER_AUTHKEY); messages are then signed.
+    #[arg(long, value_name = "FILE")]
+    pub authkey_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// The job file: the same file as the coordinator's.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Tasks run at once on this machine (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool: Option<u32>,
+    /// Exit when the run served ends, instead of waiting for the next.
+    #[arg(long)]
+    pub once: bool,
     /// Time between TERM and KILL when a task is stopped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,

@@ -3,6 +3,7 @@
 //! jobs (`queue`), one terminal writer (`display`) and reports at the end (`report`);
 //! `run` wires them together. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod broker;
 pub mod cli;
 pub mod diagnostic;
 pub mod display;
@@ -39,6 +40,22 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
                 Ok(file) => file,
                 Err(e) => return invalid(&e.render(color)),
             };
+            let broker = match args.broker.broker.as_deref() {
+                None => None,
+                Some(url) => match broker::authkey(args.broker.authkey_file.as_deref()) {
+                    Ok(key) => Some(broker::coordinator::Options {
+                        url: url.to_string(),
+                        no_local: args.no_local,
+                        lease: args.lease,
+                        max_deliveries: args.max_deliveries,
+                        key,
+                    }),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return EXIT_INVALID;
+                    }
+                },
+            };
             let options = run::Options {
                 pool: args.pool.map(|p| p as usize),
                 fail_fast: args.fail_fast,
@@ -47,6 +64,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
                 report: args.report,
                 junit: args.junit,
                 grace: args.grace,
+                broker,
             };
             match run::run(file, options) {
                 Ok(code) => code,
@@ -82,6 +100,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             }
             Err(e) => invalid(&e.render(color)),
         },
+        Command::Worker(args) => broker::command::worker(args, color),
         Command::Schema => print(&schema::json_schema()),
         Command::Completions { shell } => {
             let mut command = Cli::command();

@@ -178,6 +178,7 @@ pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
                 Some(End::SpawnFailed { message, .. }) => {
                     (None, None, false, Some(message.clone()))
                 }
+                Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
                 None => (None, None, false, None),
             };
             json!({
@@ -259,6 +260,7 @@ pub fn junit(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Result<S
                         Some(End::TimedOut) => "timeout",
                         Some(End::Signaled(_)) => "signal",
                         Some(End::SpawnFailed { .. }) => "spawn",
+                        Some(End::Lost { .. }) => "lost",
                         _ => "exit",
                     });
                     status.set_description(r.stderr_tail.join("\n"));

@@ -11,7 +11,8 @@ use crate::exec::{self, Context, Status, TaskRecord};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
 use crate::report::{self, RunInfo};
-use crate::scheduler::{Effect, JobState, Phase, Queues, Scheduler, Start};
+use crate::broker::{coordinator, worker};
+use crate::scheduler::{Effect, JobState, Phase, Queues, Scheduler, Start, REMOTE};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +27,8 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub grace: Duration,
+    /// A distributed run: tasks of fan-out jobs go through this broker.
+    pub broker: Option<coordinator::Options>,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             report: None,
             junit: None,
             grace: Duration::from_secs(5),
+            broker: None,
         }
     }
 }
@@ -98,6 +102,8 @@ struct Shared {
     core: Mutex<Core>,
     ctx: Arc<Context>,
     notes: Sender<Note>,
+    /// Distributed runs: where tasks of remote jobs go.
+    remote: Option<Sender<Start>>,
 }
 
 impl Shared {
@@ -157,17 +163,38 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
         logs: options.logs.clone(),
         run_id: run_id.clone(),
         host: exec::sys::hostname(),
+        collect: false,
+        progress: true,
     });
+    let mut scheduler = Scheduler::new(file.clone(), pool, fail_fast);
+    let (remote_tx, remote_rx) = unbounded::<Start>();
+    if options.broker.is_some() {
+        let remote = file.jobs.iter().map(worker::may_run_remotely).collect();
+        scheduler.set_remote(remote, REMOTE_WINDOW);
+    }
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
-            scheduler: Scheduler::new(file.clone(), pool, fail_fast),
+            scheduler,
             records: Vec::new(),
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
         notes: notes_tx.clone(),
+        remote: options.broker.as_ref().map(|_| remote_tx),
     });
     drop(notes_tx);
+    let distributed = match &options.broker {
+        Some(broker) => match start_distributed(&shared, broker, &run_id, remote_rx, pool) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let _ = events.send(Event::Finish(String::new()));
+                drop(events);
+                let _ = writer.join();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
 
     let mut interrupted: Option<Interrupt> = None;
     dispatch(&shared, &mut shared.lock(), None);
@@ -204,6 +231,13 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
                     }
                 }
             },
+        }
+    }
+    if let Some((coordinator, local)) = distributed {
+        coordinator.finish();
+        if let Some((stop, thread)) = local {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = thread.join();
         }
     }
     let (mut records, scheduler_jobs) = {
@@ -265,6 +299,97 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     Ok(exit)
 }
 
+/// The most tasks of a distributed run published and not yet finished.
+const REMOTE_WINDOW: usize = 4096;
+
+type LocalShare = Option<(Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>;
+
+/// Announces the run on the broker, wires results back into the scheduler, and starts
+/// the coordinator's own share of the tasks (unless `--no-local`).
+fn start_distributed(
+    shared: &Arc<Shared>,
+    options: &coordinator::Options,
+    run_id: &str,
+    tasks: Receiver<Start>,
+    pool: usize,
+) -> Result<(coordinator::Coordinator, LocalShare), String> {
+    let ctx = shared.ctx.clone();
+    let on_result = {
+        let shared = shared.clone();
+        Box::new(move |record: TaskRecord, lines: Vec<u8>| {
+            let ctx = &shared.ctx;
+            let job = &ctx.file.jobs[record.job];
+            if let (Some(q), false) = (job.to, lines.is_empty()) {
+                let control = ctx.control.clone();
+                let _ = ctx.queues[q].push(&lines, &|| control.level() == crate::exec::control::Level::Kill);
+            }
+            let _ = ctx.events.send(Event::Ended {
+                job: record.job,
+                label: exec::label(job, &record.item).into(),
+                record: Box::new(record.clone()),
+                retrying: false,
+            });
+            let done = {
+                let mut core = shared.lock();
+                let ok = record.status == Status::Succeeded;
+                core.scheduler.finished(record.job, REMOTE, ok, record.allowed_failure);
+                core.records.push(record);
+                dispatch(&shared, &mut core, None);
+                core.scheduler.is_done()
+            };
+            if done {
+                let _ = shared.notes.send(Note::Changed);
+            }
+        })
+    };
+    let say = {
+        let events = ctx.events.clone();
+        Arc::new(move |text: String| {
+            let _ = events.send(Event::Note(text));
+        })
+    };
+    let coordinator = coordinator::Coordinator::start(ctx.file.clone(), run_id, options, tasks, on_result, say)?;
+    let local = if options.no_local {
+        None
+    } else {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let local_ctx = Arc::new(Context {
+            file: ctx.file.clone(),
+            queues: ctx.queues.clone(),
+            control: ctx.control.clone(),
+            events: ctx.events.clone(),
+            quiet: ctx.quiet,
+            logs: ctx.logs.clone(),
+            run_id: run_id.to_string(),
+            host: ctx.host.clone(),
+            collect: true,
+            progress: false,
+        });
+        let serve = Arc::new(worker::Serve::new(
+            &options.url,
+            run_id,
+            options.key.clone(),
+            format!("coordinator@{}:{}", ctx.host, std::process::id()),
+            pool,
+            options.lease,
+            options.max_deliveries,
+            local_ctx,
+            stop.clone(),
+        ));
+        let events = ctx.events.clone();
+        let thread = std::thread::Builder::new()
+            .name("local-share".into())
+            .spawn(move || {
+                if let Err(e) = worker::serve(serve) {
+                    let _ = events.send(Event::Note(format!("the coordinator's own share stopped: {e}")));
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        Some((stop, thread))
+    };
+    Ok((coordinator, local))
+}
+
 /// Starts every task that can start now. A task for `own_slot` is not sent but
 /// returned, so that the slot thread that just freed it runs it without a hand-off.
 fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
@@ -281,6 +406,12 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         };
         if matches!(ctx.file.jobs[start.job].items, Items::Queue(_)) {
             let _ = ctx.events.send(Event::Taken { job: start.job });
+        }
+        if start.slot == REMOTE {
+            if let Some(remote) = &shared.remote {
+                let _ = remote.send(start);
+            }
+            continue;
         }
         if own_slot == Some(start.slot) && mine.is_none() {
             mine = Some(start);
@@ -393,6 +524,7 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> Vec<TaskRec
                 stderr_tail: Vec::new(),
                 tail_cut: false,
                 stdout_tail: Vec::new(),
+                queue_lines: Vec::new(),
                 stdout_log: None,
                 stderr_log: None,
             });

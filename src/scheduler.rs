@@ -76,7 +76,14 @@ pub struct Scheduler {
     effects: Vec<Effect>,
     /// Jobs in the order starts are considered: consumers first, so queues drain.
     order: Vec<JobId>,
+    /// Distributed runs: jobs whose tasks go to the broker instead of a pool slot.
+    remote: Vec<bool>,
+    remote_window: usize,
+    remote_running: usize,
 }
+
+/// The slot of a task sent to the broker.
+pub const REMOTE: usize = usize::MAX;
 
 impl Scheduler {
     pub fn new(file: Arc<JobFile>, pool: usize, fail_fast: bool) -> Scheduler {
@@ -111,9 +118,19 @@ impl Scheduler {
             stopping: false,
             effects: Vec::new(),
             order,
+            remote: vec![false; file.jobs.len()],
+            remote_window: 0,
+            remote_running: 0,
         };
         scheduler.activate_ready();
         scheduler
+    }
+
+    /// Sends the tasks of `remote` jobs to the broker (slot [`REMOTE`]), at most `window`
+    /// of them unfinished at once.
+    pub fn set_remote(&mut self, remote: Vec<bool>, window: usize) {
+        self.remote = remote;
+        self.remote_window = window.max(1);
     }
 
     /// Effects produced since the last call, in order.
@@ -145,6 +162,30 @@ impl Scheduler {
         let state = &self.jobs[j];
         if state.running >= limit {
             return None;
+        }
+        if self.remote[j] {
+            if self.remote_running >= self.remote_window {
+                return None;
+            }
+            let item = match &job.items {
+                Items::Queue(q) => match queues.try_take(*q) {
+                    Take::Item(item) => item,
+                    Take::Empty => return None,
+                    Take::Closed => {
+                        self.jobs[j].queue_closed = true;
+                        self.check_done(j);
+                        return None;
+                    }
+                },
+                items => {
+                    if state.next >= state.total.unwrap_or(0) {
+                        return None;
+                    }
+                    item_at(items, state.next)
+                }
+            };
+            self.remote_running += 1;
+            return Some(self.begin(j, item, REMOTE));
         }
         if job.is_streaming() {
             if state.next > 0 {
@@ -187,12 +228,7 @@ impl Scheduler {
                 if state.next >= total || self.free.is_empty() {
                     return None;
                 }
-                let item = match items {
-                    Items::Single => Vec::new(),
-                    Items::List(list) => list[state.next as usize].clone().into_bytes(),
-                    Items::Range(a, _) => (a + state.next as i64).to_string().into_bytes(),
-                    Items::Queue(_) => unreachable!("handled above"),
-                };
+                let item = item_at(items, state.next);
                 let slot = self.pool_slot().expect("a free slot");
                 Some(self.begin(j, item, slot))
             }
@@ -225,7 +261,9 @@ impl Scheduler {
 
     /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
     pub fn finished(&mut self, job: JobId, slot: usize, ok: bool, allowed: bool) {
-        if slot < self.pool {
+        if slot == REMOTE {
+            self.remote_running -= 1;
+        } else if slot < self.pool {
             self.free.insert(slot);
         } else {
             self.free_extra.insert(slot);
@@ -258,6 +296,11 @@ impl Scheduler {
 
     /// Nothing runs and nothing more will start.
     pub fn is_done(&self) -> bool {
+        // A stopped run does not wait for tasks on workers: their results would come
+        // back to nobody.
+        if self.stopping {
+            return self.running() == self.remote_running;
+        }
         if self.running() > 0 {
             return false;
         }
@@ -337,6 +380,15 @@ impl Scheduler {
                 return;
             }
         }
+    }
+}
+
+/// The item of a list or range job at `index`.
+fn item_at(items: &Items, index: u64) -> Vec<u8> {
+    match items {
+        Items::List(list) => list[index as usize].clone().into_bytes(),
+        Items::Range(a, _) => (a + index as i64).to_string().into_bytes(),
+        Items::Single | Items::Queue(_) => Vec::new(),
     }
 }
 
@@ -490,6 +542,21 @@ mod tests {
             starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
             [(1, 1), (0, 0)]
         );
+    }
+
+    #[test]
+    fn remote_jobs_take_no_pool_slot_and_keep_to_their_window() {
+        let f = file("[jobs.a]\ncommand = 'true'\nitems = { range = [0, 5] }\n[jobs.b]\ncommand = 'true'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 1, false);
+        s.set_remote(vec![true, false], 3);
+        let starts = drain(&mut s, &q);
+        assert_eq!(starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(), [(0, REMOTE), (0, REMOTE), (0, REMOTE), (1, 0)]);
+        s.finished(0, REMOTE, true, false);
+        assert_eq!(drain(&mut s, &q).len(), 1);
+        s.stop();
+        s.finished(1, 0, true, false);
+        assert!(s.is_done(), "a stopped run does not wait for workers");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct TaskRecord {
     pub tail_cut: bool,
     /// The last lines of stdout, shown for a failed task that printed nothing on stderr.
     pub stdout_tail: Vec<String>,
+    /// On a worker: the stdout lines bound for the job's queue, sent with the result.
+    pub queue_lines: Vec<u8>,
     pub stdout_log: Option<PathBuf>,
     pub stderr_log: Option<PathBuf>,
 }
@@ -65,6 +67,11 @@ pub struct Context {
     pub logs: Option<PathBuf>,
     pub run_id: String,
     pub host: String,
+    /// On a worker: queue lines are collected into the record instead of pushed.
+    pub collect: bool,
+    /// Send `Spawned`/`Ended` events (off for the coordinator's own share of a
+    /// distributed run, whose ends are reported when their results come back).
+    pub progress: bool,
 }
 
 /// Runs one task to its end: every attempt, with the delays between them.
@@ -89,6 +96,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         stderr_tail: Vec::new(),
         tail_cut: false,
         stdout_tail: Vec::new(),
+        queue_lines: Vec::new(),
         stdout_log: None,
         stderr_log: None,
     };
@@ -98,12 +106,14 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             message,
             retryable: false,
         });
-        let _ = ctx.events.send(Event::Ended {
+        if ctx.progress {
+            let _ = ctx.events.send(Event::Ended {
             job: job_id,
             label,
             record: Box::new(record.clone()),
             retrying: false,
         });
+        }
         return record;
     }
     let mut delay = job.retry_delay;
@@ -112,12 +122,14 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         let (mut out, mut err) = sinks(ctx, job, index, &label, attempt, &mut record);
         let events = &ctx.events;
         let mut on_spawn = |pid| {
-            let _ = events.send(Event::Spawned {
+            if ctx.progress {
+                let _ = events.send(Event::Spawned {
                 job: job_id,
                 label: label.clone(),
                 pid,
                 attempt,
             });
+            }
         };
         let result = process::run(
             &prepared,
@@ -139,6 +151,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
         (record.stderr_tail, record.tail_cut) = err.tail();
         record.stdout_tail = out.tail().0;
+        record.queue_lines = out.take_collected();
         out.release(!ok);
         err.release(!ok);
         record.status = if ok {
@@ -156,12 +169,14 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             && !result.stopped
             && attempt <= job.retries
             && ctx.control.level() == Level::Run;
-        let _ = ctx.events.send(Event::Ended {
+        if ctx.progress {
+            let _ = ctx.events.send(Event::Ended {
             job: job_id,
             label: label.clone(),
             record: Box::new(record.clone()),
             retrying,
         });
+        }
         if !retrying {
             break;
         }
@@ -199,6 +214,7 @@ fn sinks(
     record: &mut TaskRecord,
 ) -> (Sink, Sink) {
     let mut out = match job.to {
+        Some(_) if ctx.collect => Sink::collect(label.clone()),
         Some(q) => {
             let control = ctx.control.clone();
             Sink::queue(

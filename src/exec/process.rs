@@ -69,6 +69,8 @@ pub enum End {
         message: String,
         retryable: bool,
     },
+    /// Distributed runs: delivered this many times to workers that never reported back.
+    Lost { deliveries: u32 },
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,7 @@ enum Target {
     Display(Sender<Event>),
     Queue(Arc<Queue>, Arc<dyn Fn() -> bool + Send + Sync>),
     Spool(Spool, Sender<Event>),
+    Collect(Vec<u8>),
     Nowhere,
 }
 
@@ -53,6 +54,19 @@ impl Sink {
     /// Held back until [`Sink::release`]: shown only if the task failed.
     pub fn held(stream: Stream, label: Arc<str>, out: Sender<Event>) -> Sink {
         Sink::with(stream, label, Target::Spool(Spool::default(), out))
+    }
+
+    /// Lines kept for a remote task's result (see [`Sink::take_collected`]).
+    pub fn collect(label: Arc<str>) -> Sink {
+        Sink::with(Stream::Stdout, label, Target::Collect(Vec::new()))
+    }
+
+    /// The collected lines, each ending in a newline.
+    pub fn take_collected(&mut self) -> Vec<u8> {
+        match &mut self.target {
+            Target::Collect(lines) => std::mem::take(lines),
+            _ => Vec::new(),
+        }
     }
 
     pub fn nowhere(stream: Stream, label: Arc<str>) -> Sink {
@@ -147,6 +161,7 @@ impl Sink {
                 let _ = queue.push(&lines, &*give_up);
             }
             Target::Spool(spool, _) => spool.write(&lines),
+            Target::Collect(collected) => collected.extend_from_slice(&lines),
             Target::Nowhere => {}
         }
     }
