@@ -49,7 +49,9 @@ pub enum Command {
         file: PathBuf,
     },
     /// Take tasks of distributed runs of FILE from a broker and run them.
-    #[command(after_help = "Example:\n  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379")]
+    #[command(
+        after_help = "Example:\n  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379"
+    )]
     Worker(WorkerArgs),
     /// Print a JSON Schema of the job file format (for editors).
     #[command(after_help = "Example:\n  runner schema > runner.schema.json")]
@@ -106,7 +108,12 @@ pub struct RunArgs {
 pub struct BrokerArgs {
     /// Redis URL (redis:// or rediss:// for TLS); a password belongs here or in the
     /// variable, never in the job file.
-    #[arg(long, value_name = "URL", env = "RUNNER_BROKER_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUNNER_BROKER_URL",
+        hide_env_values = true
+    )]
     pub broker: Option<String>,
     /// A file holding the authkey (else RUNNER_AUTHKEY); messages are then signed.
     #[arg(long, value_name = "FILE")]

@@ -488,7 +488,9 @@ pub fn describe_end(end: &End) -> String {
         End::Signaled(signal) => format!("killed by {}", sys::signal_name(*signal)),
         End::TimedOut => "timed out".to_string(),
         End::SpawnFailed { message, .. } => format!("did not start: {message}"),
-        End::Lost { deliveries } => format!("lost after {deliveries} deliveries (its workers died or stopped)"),
+        End::Lost { deliveries } => {
+            format!("lost after {deliveries} deliveries (its workers died or stopped)")
+        }
     }
 }
 

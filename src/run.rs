@@ -5,13 +5,13 @@
 //! Invariant: the run ends only when no task is running, so every process the run
 //! started has been reaped (and its group stopped) before the summary is printed.
 
+use crate::broker::{coordinator, worker};
 use crate::display::{self, Event};
 use crate::exec::control::Control;
 use crate::exec::{self, Context, Status, TaskRecord};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
 use crate::report::{self, RunInfo};
-use crate::broker::{coordinator, worker};
 use crate::scheduler::{Effect, JobState, Phase, Queues, Scheduler, Start, REMOTE};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -302,7 +302,10 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
 /// The most tasks of a distributed run published and not yet finished.
 const REMOTE_WINDOW: usize = 4096;
 
-type LocalShare = Option<(Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>;
+type LocalShare = Option<(
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+)>;
 
 /// Announces the run on the broker, wires results back into the scheduler, and starts
 /// the coordinator's own share of the tasks (unless `--no-local`).
@@ -321,7 +324,9 @@ fn start_distributed(
             let job = &ctx.file.jobs[record.job];
             if let (Some(q), false) = (job.to, lines.is_empty()) {
                 let control = ctx.control.clone();
-                let _ = ctx.queues[q].push(&lines, &|| control.level() == crate::exec::control::Level::Kill);
+                let _ = ctx.queues[q].push(&lines, &|| {
+                    control.level() == crate::exec::control::Level::Kill
+                });
             }
             let _ = ctx.events.send(Event::Ended {
                 job: record.job,
@@ -332,7 +337,8 @@ fn start_distributed(
             let done = {
                 let mut core = shared.lock();
                 let ok = record.status == Status::Succeeded;
-                core.scheduler.finished(record.job, REMOTE, ok, record.allowed_failure);
+                core.scheduler
+                    .finished(record.job, REMOTE, ok, record.allowed_failure);
                 core.records.push(record);
                 dispatch(&shared, &mut core, None);
                 core.scheduler.is_done()
@@ -348,7 +354,8 @@ fn start_distributed(
             let _ = events.send(Event::Note(text));
         })
     };
-    let coordinator = coordinator::Coordinator::start(ctx.file.clone(), run_id, options, tasks, on_result, say)?;
+    let coordinator =
+        coordinator::Coordinator::start(ctx.file.clone(), run_id, options, tasks, on_result, say)?;
     let local = if options.no_local {
         None
     } else {
@@ -381,7 +388,9 @@ fn start_distributed(
             .name("local-share".into())
             .spawn(move || {
                 if let Err(e) = worker::serve(serve) {
-                    let _ = events.send(Event::Note(format!("the coordinator's own share stopped: {e}")));
+                    let _ = events.send(Event::Note(format!(
+                        "the coordinator's own share stopped: {e}"
+                    )));
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;

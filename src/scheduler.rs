@@ -546,12 +546,17 @@ mod tests {
 
     #[test]
     fn remote_jobs_take_no_pool_slot_and_keep_to_their_window() {
-        let f = file("[jobs.a]\ncommand = 'true'\nitems = { range = [0, 5] }\n[jobs.b]\ncommand = 'true'\n");
+        let f = file(
+            "[jobs.a]\ncommand = 'true'\nitems = { range = [0, 5] }\n[jobs.b]\ncommand = 'true'\n",
+        );
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 1, false);
         s.set_remote(vec![true, false], 3);
         let starts = drain(&mut s, &q);
-        assert_eq!(starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(), [(0, REMOTE), (0, REMOTE), (0, REMOTE), (1, 0)]);
+        assert_eq!(
+            starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
+            [(0, REMOTE), (0, REMOTE), (0, REMOTE), (1, 0)]
+        );
         s.finished(0, REMOTE, true, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         s.stop();

@@ -74,7 +74,15 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
     let mut seen: HashSet<String> = HashSet::new();
     let mut code = 0;
     while !stop.load(Ordering::SeqCst) {
-        let runs = broker.call(|c| redis::cmd("XREVRANGE").arg(RUNS).arg("+").arg("-").arg("COUNT").arg(20).query::<redis::Value>(c));
+        let runs = broker.call(|c| {
+            redis::cmd("XREVRANGE")
+                .arg(RUNS)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(20)
+                .query::<redis::Value>(c)
+        });
         let runs = match runs {
             Ok(v) => entry_list(&v),
             Err(e) => {
@@ -85,16 +93,30 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
         };
         let mut served = false;
         for (_, announcement) in runs.into_iter().rev() {
-            let Some(run) = announcement.text("run") else { continue };
+            let Some(run) = announcement.text("run") else {
+                continue;
+            };
             if !seen.insert(run.clone()) {
                 continue;
             }
-            let state = broker.call(|c| redis::cmd("HGET").arg(run_key(&run)).arg("state").query::<Option<String>>(c));
+            let state = broker.call(|c| {
+                redis::cmd("HGET")
+                    .arg(run_key(&run))
+                    .arg("state")
+                    .query::<Option<String>>(c)
+            });
             if !matches!(state, Ok(Some(ref s)) if s == "running") {
                 continue;
             }
             if !announcement.verify(key.as_deref(), &run) {
-                refuse(&mut broker, &say, &run, key.as_deref(), &host, "its announcement does not authenticate (a different RUNNER_AUTHKEY?)".into());
+                refuse(
+                    &mut broker,
+                    &say,
+                    &run,
+                    key.as_deref(),
+                    &host,
+                    "its announcement does not authenticate (a different RUNNER_AUTHKEY?)".into(),
+                );
                 continue;
             }
             let theirs = announcement.text("digest").unwrap_or_default();
@@ -125,12 +147,22 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
                 progress: true,
             });
             let lease_ms: u64 = broker
-                .call(|c| redis::cmd("HGET").arg(run_key(&run)).arg("lease_ms").query::<Option<u64>>(c))
+                .call(|c| {
+                    redis::cmd("HGET")
+                        .arg(run_key(&run))
+                        .arg("lease_ms")
+                        .query::<Option<u64>>(c)
+                })
                 .ok()
                 .flatten()
                 .unwrap_or(super::DEFAULT_LEASE.as_millis() as u64);
             let max_deliveries: u32 = broker
-                .call(|c| redis::cmd("HGET").arg(run_key(&run)).arg("max_deliveries").query::<Option<u32>>(c))
+                .call(|c| {
+                    redis::cmd("HGET")
+                        .arg(run_key(&run))
+                        .arg("max_deliveries")
+                        .query::<Option<u32>>(c)
+                })
                 .ok()
                 .flatten()
                 .unwrap_or(super::DEFAULT_MAX_DELIVERIES);
@@ -147,7 +179,17 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
                 })
             };
             let consumer = format!("{host}:{}", std::process::id());
-            let s = Arc::new(Serve::new(&url, &run, key.clone(), consumer, pool, Duration::from_millis(lease_ms), max_deliveries, ctx, run_stop.clone()));
+            let s = Arc::new(Serve::new(
+                &url,
+                &run,
+                key.clone(),
+                consumer,
+                pool,
+                Duration::from_millis(lease_ms),
+                max_deliveries,
+                ctx,
+                run_stop.clone(),
+            ));
             if let Err(e) = serve(s) {
                 say(format!("error: {e}"));
                 code = 1;
@@ -174,9 +216,19 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
     code
 }
 
-fn refuse(broker: &mut Broker, say: &dyn Fn(String), run: &str, key_: Option<&[u8]>, host: &str, why: String) {
+fn refuse(
+    broker: &mut Broker,
+    say: &dyn Fn(String),
+    run: &str,
+    key_: Option<&[u8]>,
+    host: &str,
+    why: String,
+) {
     say(format!("refusing run {run}: {why}"));
-    let event = Message::new().with("host", host).with("message", format!("refused the run: {why}")).sign(key_, run);
+    let event = Message::new()
+        .with("host", host)
+        .with("message", format!("refused the run: {why}"))
+        .sign(key_, run);
     let _ = broker.add(&key(run, "events"), &event);
 }
 

@@ -69,7 +69,13 @@ impl Coordinator {
         let digest = digest(&file.source);
         broker
             .call(|c| {
-                redis::cmd("XGROUP").arg("CREATE").arg(key(&run, "tasks")).arg(GROUP).arg("0").arg("MKSTREAM").query::<()>(c)?;
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(key(&run, "tasks"))
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query::<()>(c)?;
                 redis::cmd("HSET")
                     .arg(run_key(&run))
                     .arg("state")
@@ -83,25 +89,54 @@ impl Coordinator {
                     .query::<()>(c)
             })
             .map_err(|e| e.to_string())?;
-        let file_name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let announcement = Message::new().with("run", &run).with("digest", &digest).with("file", &file_name).sign(options.key.as_deref(), &run);
+        let file_name = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let announcement = Message::new()
+            .with("run", &run)
+            .with("digest", &digest)
+            .with("file", &file_name)
+            .sign(options.key.as_deref(), &run);
         broker.add(RUNS, &announcement).map_err(|e| e.to_string())?;
 
         let mut threads = Vec::new();
         {
             let mut broker = connect()?;
-            let (file, run, key_, stop) = (file.clone(), run.clone(), options.key.clone(), stop.clone());
-            threads.push(spawn("publish", move || publisher(&mut broker, &file, &run, key_.as_deref(), tasks, &stop))?);
+            let (file, run, key_, stop) =
+                (file.clone(), run.clone(), options.key.clone(), stop.clone());
+            threads.push(spawn("publish", move || {
+                publisher(&mut broker, &file, &run, key_.as_deref(), tasks, &stop)
+            })?);
         }
         {
             let mut broker = connect()?;
-            let (file, run, key_, stop, say) = (file.clone(), run.clone(), options.key.clone(), stop.clone(), say.clone());
-            threads.push(spawn("results", move || reader(&mut broker, &file, &run, key_.as_deref(), &stop, on_result, say))?);
+            let (file, run, key_, stop, say) = (
+                file.clone(),
+                run.clone(),
+                options.key.clone(),
+                stop.clone(),
+                say.clone(),
+            );
+            threads.push(spawn("results", move || {
+                reader(
+                    &mut broker,
+                    &file,
+                    &run,
+                    key_.as_deref(),
+                    &stop,
+                    on_result,
+                    say,
+                )
+            })?);
         }
         {
             let mut broker = connect()?;
             let (run, options, stop) = (run.clone(), options.clone(), stop.clone());
-            threads.push(spawn("reclaim", move || reclaimer(&mut broker, &run, &options, &stop))?);
+            threads.push(spawn("reclaim", move || {
+                reclaimer(&mut broker, &run, &options, &stop)
+            })?);
         }
         Ok(Coordinator {
             stop,
@@ -116,8 +151,19 @@ impl Coordinator {
         self.stop.store(true, Ordering::SeqCst);
         let run = self.run_id.clone();
         let _ = self.broker.call(|c| {
-            redis::cmd("HSET").arg(run_key(&run)).arg("state").arg("done").query::<()>(c)?;
-            for k in [run_key(&run), key(&run, "tasks"), key(&run, "issued"), key(&run, "done"), key(&run, "results"), key(&run, "events")] {
+            redis::cmd("HSET")
+                .arg(run_key(&run))
+                .arg("state")
+                .arg("done")
+                .query::<()>(c)?;
+            for k in [
+                run_key(&run),
+                key(&run, "tasks"),
+                key(&run, "issued"),
+                key(&run, "done"),
+                key(&run, "results"),
+                key(&run, "events"),
+            ] {
                 redis::cmd("EXPIRE").arg(k).arg(86_400).query::<()>(c)?;
             }
             Ok(())
@@ -129,13 +175,25 @@ impl Coordinator {
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
-    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| format!("cannot start a thread: {e}"))
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| format!("cannot start a thread: {e}"))
 }
 
-fn publisher(broker: &mut Broker, file: &JobFile, run: &str, key_: Option<&[u8]>, tasks: Receiver<Start>, stop: &AtomicBool) {
+fn publisher(
+    broker: &mut Broker,
+    file: &JobFile,
+    run: &str,
+    key_: Option<&[u8]>,
+    tasks: Receiver<Start>,
+    stop: &AtomicBool,
+) {
     let script = redis::Script::new(ISSUE);
     while !stop.load(Ordering::SeqCst) {
-        let Ok(start) = tasks.recv_timeout(Duration::from_millis(100)) else { continue };
+        let Ok(start) = tasks.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
         let job = &file.jobs[start.job].name;
         let message = Message::new()
             .with("job", job)
@@ -145,7 +203,10 @@ fn publisher(broker: &mut Broker, file: &JobFile, run: &str, key_: Option<&[u8]>
         let task = format!("{job}/{}", start.index);
         let _ = broker.call(|c| {
             let mut invocation = script.prepare_invoke();
-            invocation.key(key(run, "tasks")).key(key(run, "issued")).arg(&task);
+            invocation
+                .key(key(run, "tasks"))
+                .key(key(run, "issued"))
+                .arg(&task);
             for (name, value) in &message.fields {
                 invocation.arg(name).arg(value.as_slice());
             }
@@ -154,7 +215,15 @@ fn publisher(broker: &mut Broker, file: &JobFile, run: &str, key_: Option<&[u8]>
     }
 }
 
-fn reader(broker: &mut Broker, file: &JobFile, run: &str, key_: Option<&[u8]>, stop: &AtomicBool, on_result: OnResult, say: Say) {
+fn reader(
+    broker: &mut Broker,
+    file: &JobFile,
+    run: &str,
+    key_: Option<&[u8]>,
+    stop: &AtomicBool,
+    on_result: OnResult,
+    say: Say,
+) {
     let results = key(run, "results");
     let events = key(run, "events");
     let mut last = ("0-0".to_string(), "0-0".to_string());
@@ -182,24 +251,32 @@ fn reader(broker: &mut Broker, file: &JobFile, run: &str, key_: Option<&[u8]>, s
                 if message.verify(key_, run) {
                     say(format!("worker {host}: {text}"));
                 } else {
-                    say(format!("a report that does not authenticate, from \"{host}\": {text}"));
+                    say(format!(
+                        "a report that does not authenticate, from \"{host}\": {text}"
+                    ));
                 }
                 continue;
             }
             last.0 = id.clone();
             if !message.verify(key_, run) {
-                say(format!("refused result entry {id}: its MAC does not match (forged or tampered)"));
+                say(format!(
+                    "refused result entry {id}: its MAC does not match (forged or tampered)"
+                ));
                 continue;
             }
             let job_name = message.text("job").unwrap_or_default();
             let Some(job) = file.jobs.iter().find(|j| j.name == job_name) else {
-                say(format!("refused result entry {id}: unknown job `{job_name}`"));
+                say(format!(
+                    "refused result entry {id}: unknown job `{job_name}`"
+                ));
                 continue;
             };
             let index: u64 = message.number("index").unwrap_or(u64::MAX);
             let task = format!("{job_name}/{index}");
             if !seen.insert(task.clone()) {
-                say(format!("refused result entry {id}: task {task} already has its result (a replay)"));
+                say(format!(
+                    "refused result entry {id}: task {task} already has its result (a replay)"
+                ));
                 continue;
             }
             let lines = message.get("lines").map(<[u8]>::to_vec).unwrap_or_default();
@@ -219,7 +296,15 @@ fn reclaimer(broker: &mut Broker, run: &str, options: &Options, stop: &AtomicBoo
             std::thread::sleep(Duration::from_millis(50));
         }
         let Ok(Value::Array(rows)) = broker.call(|c| {
-            redis::cmd("XPENDING").arg(&tasks).arg(GROUP).arg("IDLE").arg(lease_ms).arg("-").arg("+").arg(100).query::<Value>(c)
+            redis::cmd("XPENDING")
+                .arg(&tasks)
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(lease_ms)
+                .arg("-")
+                .arg("+")
+                .arg(100)
+                .query::<Value>(c)
         }) else {
             continue;
         };
@@ -233,10 +318,18 @@ fn reclaimer(broker: &mut Broker, run: &str, options: &Options, stop: &AtomicBoo
             if deliveries < options.max_deliveries {
                 continue;
             }
-            let Ok(entry) = broker.call(|c| redis::cmd("XRANGE").arg(&tasks).arg(&id).arg(&id).query::<Value>(c)) else {
+            let Ok(entry) = broker.call(|c| {
+                redis::cmd("XRANGE")
+                    .arg(&tasks)
+                    .arg(&id)
+                    .arg(&id)
+                    .query::<Value>(c)
+            }) else {
                 continue;
             };
-            let Some((_, message)) = super::entry_list(&entry).into_iter().next() else { continue };
+            let Some((_, message)) = super::entry_list(&entry).into_iter().next() else {
+                continue;
+            };
             let job = message.text("job").unwrap_or_default();
             let index = message.text("index").unwrap_or_default();
             let result = Message::new()

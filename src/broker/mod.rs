@@ -113,7 +113,8 @@ impl Broker {
         let conn = client
             .get_connection_with_timeout(Duration::from_secs(5))
             .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
-        conn.set_read_timeout(Some(read_timeout)).map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        conn.set_read_timeout(Some(read_timeout))
+            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
         let mut broker = Broker {
             client,
             conn: Some(conn),
@@ -132,7 +133,11 @@ impl Broker {
         Ok(broker)
     }
 
-    pub fn on_trouble(mut self, say: impl Fn(String) + Send + 'static, give_up: impl Fn() -> bool + Send + 'static) -> Broker {
+    pub fn on_trouble(
+        mut self,
+        say: impl Fn(String) + Send + 'static,
+        give_up: impl Fn() -> bool + Send + 'static,
+    ) -> Broker {
         self.say = Box::new(say);
         self.give_up = Box::new(give_up);
         self
@@ -146,17 +151,25 @@ impl Broker {
 
     /// Runs `f` on the connection, reconnecting with backoff after a connection error.
     /// Server errors (a bad command, a script error) are returned at once.
-    pub fn call<T>(&mut self, mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T, BrokerError> {
+    pub fn call<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BrokerError> {
         let mut delay = Duration::from_millis(100);
         let mut down_since: Option<Instant> = None;
         loop {
             if self.conn.is_none() {
-                match self.client.get_connection_with_timeout(Duration::from_secs(2)) {
+                match self
+                    .client
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                {
                     Ok(conn) => {
                         let _ = conn.set_read_timeout(Some(self.read_timeout));
                         self.conn = Some(conn);
                     }
-                    Err(e) if is_fatal(&e) => return Err(BrokerError::Fatal(describe(&self.url, &e))),
+                    Err(e) if is_fatal(&e) => {
+                        return Err(BrokerError::Fatal(describe(&self.url, &e)))
+                    }
                     Err(_) => {}
                 }
             }
@@ -213,7 +226,10 @@ fn is_loading(e: &RedisError) -> bool {
 
 fn is_fatal(e: &RedisError) -> bool {
     let text = e.to_string().to_lowercase();
-    text.contains("auth") || text.contains("password") || text.contains("tls") || text.contains("certificate")
+    text.contains("auth")
+        || text.contains("password")
+        || text.contains("tls")
+        || text.contains("certificate")
 }
 
 /// Entries of an XREAD/XREADGROUP/XCLAIM reply: (stream, entry id, message).
@@ -232,14 +248,20 @@ pub fn entries(value: &Value) -> Vec<(String, String, Message)> {
     };
     for (name, list) in streams {
         let stream = text(name);
-        out.extend(entry_list(list).into_iter().map(|(id, m)| (stream.clone(), id, m)));
+        out.extend(
+            entry_list(list)
+                .into_iter()
+                .map(|(id, m)| (stream.clone(), id, m)),
+        );
     }
     out
 }
 
 /// A list of `[id, [field, value, …]]` entries.
 pub fn entry_list(value: &Value) -> Vec<(String, Message)> {
-    let Value::Array(list) = value else { return Vec::new() };
+    let Value::Array(list) = value else {
+        return Vec::new();
+    };
     list.iter()
         .filter_map(|entry| match entry {
             Value::Array(pair) if pair.len() == 2 => {
@@ -282,7 +304,8 @@ pub fn digest(source: &str) -> String {
 /// The authkey from `RUNNER_AUTHKEY` or `--authkey-file` (trailing newline removed).
 pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String> {
     if let Some(path) = file {
-        let mut key = std::fs::read(path).map_err(|e| format!("cannot read authkey file {}: {e}", path.display()))?;
+        let mut key = std::fs::read(path)
+            .map_err(|e| format!("cannot read authkey file {}: {e}", path.display()))?;
         while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             key.pop();
         }
@@ -291,15 +314,23 @@ pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String
         }
         return Ok(Some(key));
     }
-    Ok(std::env::var_os("RUNNER_AUTHKEY").filter(|k| !k.is_empty()).map(|k| k.into_encoded_bytes()))
+    Ok(std::env::var_os("RUNNER_AUTHKEY")
+        .filter(|k| !k.is_empty())
+        .map(|k| k.into_encoded_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(super::redact("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(
+            super::redact("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
         assert_eq!(super::redact("rediss://user:pw@h"), "rediss://***@h");
-        assert_eq!(super::redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            super::redact("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -22,16 +22,21 @@ impl Message {
     }
 
     pub fn with(mut self, name: &str, value: impl AsRef<[u8]>) -> Message {
-        self.fields.push((name.to_string(), value.as_ref().to_vec()));
+        self.fields
+            .push((name.to_string(), value.as_ref().to_vec()));
         self
     }
 
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn text(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn number<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
@@ -80,7 +85,10 @@ mod tests {
     #[test]
     fn a_signed_message_verifies_and_any_change_breaks_it() {
         let key = Some(b"secret".as_slice());
-        let m = Message::new().with("job", "a").with("item", "bc").sign(key, "run1");
+        let m = Message::new()
+            .with("job", "a")
+            .with("item", "bc")
+            .sign(key, "run1");
         assert!(m.verify(key, "run1"));
         assert!(!m.verify(Some(b"other"), "run1"), "wrong key");
         assert!(!m.verify(key, "run2"), "another run");
@@ -88,7 +96,10 @@ mod tests {
         tampered.fields[1].1 = b"bd".to_vec();
         assert!(!tampered.verify(key, "run1"));
         let unsigned = Message::new().with("job", "a");
-        assert!(!unsigned.verify(key, "run1"), "a forged message without MAC");
+        assert!(
+            !unsigned.verify(key, "run1"),
+            "a forged message without MAC"
+        );
         assert!(unsigned.verify(None, "run1"), "no key, no check");
     }
 

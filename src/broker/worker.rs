@@ -69,7 +69,10 @@ impl Serve {
     /// Reports a refused message to the coordinator and on this terminal.
     fn report(&self, broker: &mut Broker, text: String) {
         self.say(text.clone());
-        let event = Message::new().with("host", &self.ctx.host).with("message", &text).sign(self.key.as_deref(), &self.run_id);
+        let event = Message::new()
+            .with("host", &self.ctx.host)
+            .with("message", &text)
+            .sign(self.key.as_deref(), &self.run_id);
         let _ = broker.add(&key(&self.run_id, "events"), &event);
     }
 }
@@ -80,11 +83,17 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), String> {
     for slot in 0..serve.pool {
         let s = serve.clone();
         let mut broker = connect(&s)?;
-        threads.push(std::thread::Builder::new().name(format!("consume-{slot}")).spawn(move || consume(&s, &mut broker, slot)));
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("consume-{slot}"))
+                .spawn(move || consume(&s, &mut broker, slot)),
+        );
     }
     let s = serve.clone();
     let mut broker = connect(&s)?;
-    let renewer = std::thread::Builder::new().name("renew".into()).spawn(move || renew(&s, &mut broker));
+    let renewer = std::thread::Builder::new()
+        .name("renew".into())
+        .spawn(move || renew(&s, &mut broker));
     for thread in threads.into_iter().flatten() {
         let _ = thread.join();
     }
@@ -115,7 +124,12 @@ fn run_over(s: &Serve, broker: &mut Broker) -> bool {
     if s.stop.load(Ordering::SeqCst) || s.ctx.control.level() != exec::control::Level::Run {
         return true;
     }
-    match broker.call(|c| redis::cmd("HGET").arg(run_key(&s.run_id)).arg("state").query::<Option<String>>(c)) {
+    match broker.call(|c| {
+        redis::cmd("HGET")
+            .arg(run_key(&s.run_id))
+            .arg("state")
+            .query::<Option<String>>(c)
+    }) {
         Ok(Some(state)) => state != "running",
         Ok(None) => true,
         Err(_) => true,
@@ -157,7 +171,9 @@ fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Mes
                 .query::<Value>(c)
         })
         .ok()?;
-    let Value::Array(rows) = pending else { return None };
+    let Value::Array(rows) = pending else {
+        return None;
+    };
     for row in rows {
         let Value::Array(fields) = row else { continue };
         if fields.len() < 4 {
@@ -180,7 +196,9 @@ fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Mes
             })
             .ok()?;
         if let Some((id, message)) = super::entry_list(&claimed).into_iter().next() {
-            s.say(format!("taking over task entry {id} (its worker's lease ran out)"));
+            s.say(format!(
+                "taking over task entry {id} (its worker's lease ran out)"
+            ));
             return Some((id, message));
         }
     }
@@ -204,11 +222,20 @@ fn read_new(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Mess
                 .query::<Value>(c)
         })
         .ok()?;
-    super::entries(&reply).into_iter().next().map(|(_, id, m)| (id, m))
+    super::entries(&reply)
+        .into_iter()
+        .next()
+        .map(|(_, id, m)| (id, m))
 }
 
 fn ack(broker: &mut Broker, tasks: &str, id: &str) {
-    let _ = broker.call(|c| redis::cmd("XACK").arg(tasks).arg(GROUP).arg(id).query::<i64>(c));
+    let _ = broker.call(|c| {
+        redis::cmd("XACK")
+            .arg(tasks)
+            .arg(GROUP)
+            .arg(id)
+            .query::<i64>(c)
+    });
 }
 
 fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, message: &Message) {
@@ -221,12 +248,18 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, me
     let file = s.ctx.file.clone();
     let job_name = message.text("job").unwrap_or_default();
     let Some(job) = file.jobs.iter().find(|j| j.name == job_name) else {
-        s.report(broker, format!("refused task entry {id}: job `{job_name}` is not in this worker's job file"));
+        s.report(
+            broker,
+            format!("refused task entry {id}: job `{job_name}` is not in this worker's job file"),
+        );
         ack(broker, tasks, id);
         return;
     };
     if !may_run_remotely(job) {
-        s.report(broker, format!("refused task entry {id}: job `{job_name}` does not run on workers"));
+        s.report(
+            broker,
+            format!("refused task entry {id}: job `{job_name}` does not run on workers"),
+        );
         ack(broker, tasks, id);
         return;
     }
@@ -236,18 +269,31 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, me
         return;
     };
     let task = format!("{}/{index}", job.name);
-    let issued = broker.call(|c| redis::cmd("HGET").arg(key(run, "issued")).arg(&task).query::<Option<String>>(c));
+    let issued = broker.call(|c| {
+        redis::cmd("HGET")
+            .arg(key(run, "issued"))
+            .arg(&task)
+            .query::<Option<String>>(c)
+    });
     if issued.as_ref().ok().and_then(|i| i.as_deref()) != Some(id) {
         s.report(broker, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
         ack(broker, tasks, id);
         return;
     }
-    let done = broker.call(|c| redis::cmd("HEXISTS").arg(key(run, "done")).arg(&task).query::<bool>(c));
+    let done = broker.call(|c| {
+        redis::cmd("HEXISTS")
+            .arg(key(run, "done"))
+            .arg(&task)
+            .query::<bool>(c)
+    });
     if done.unwrap_or(false) {
         ack(broker, tasks, id);
         return;
     }
-    s.held.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+    s.held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string());
     let record = exec::run_task(&s.ctx, job.id, index, item, slot);
     s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     if record.stopped || s.ctx.control.level() != exec::control::Level::Run {
@@ -266,11 +312,24 @@ pub fn may_run_remotely(job: &crate::jobfile::Job) -> bool {
     job.items.is_fan_out() && !job.local && !job.is_streaming()
 }
 
-pub fn complete(broker: &mut Broker, run: &str, tasks: &str, task: &str, id: &str, result: &Message) -> Result<i64, BrokerError> {
+pub fn complete(
+    broker: &mut Broker,
+    run: &str,
+    tasks: &str,
+    task: &str,
+    id: &str,
+    result: &Message,
+) -> Result<i64, BrokerError> {
     let script = redis::Script::new(COMPLETE);
     broker.call(|c| {
         let mut invocation = script.prepare_invoke();
-        invocation.key(key(run, "done")).key(key(run, "results")).key(tasks).arg(task).arg(GROUP).arg(id);
+        invocation
+            .key(key(run, "done"))
+            .key(key(run, "results"))
+            .key(tasks)
+            .arg(task)
+            .arg(GROUP)
+            .arg(id);
         for (name, value) in &result.fields {
             invocation.arg(name).arg(value.as_slice());
         }
@@ -283,9 +342,22 @@ fn renew(s: &Serve, broker: &mut Broker) {
     let tasks = key(&s.run_id, "tasks");
     let every = (s.lease / 3).max(Duration::from_millis(100));
     while !s.stop.load(Ordering::SeqCst) {
-        let held: Vec<String> = s.held.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let held: Vec<String> = s
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         for id in held {
-            let _ = broker.call(|c| script.key(&tasks).arg(GROUP).arg(&id).arg(&s.consumer).invoke::<i64>(c));
+            let _ = broker.call(|c| {
+                script
+                    .key(&tasks)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .arg(&s.consumer)
+                    .invoke::<i64>(c)
+            });
         }
         let deadline = std::time::Instant::now() + every;
         while std::time::Instant::now() < deadline && !s.stop.load(Ordering::SeqCst) {
@@ -295,7 +367,8 @@ fn renew(s: &Serve, broker: &mut Broker) {
 }
 
 fn millis(t: Option<SystemTime>) -> u64 {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64)
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A task's record as a result message (without its MAC).
@@ -312,7 +385,14 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("job", job)
         .with("index", r.index.to_string())
         .with("item", &r.item)
-        .with("status", if r.status == Status::Succeeded { "succeeded" } else { "failed" })
+        .with(
+            "status",
+            if r.status == Status::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+        )
         .with("end", kind)
         .with("value", value)
         .with("pid", r.pid.map(|p| p.to_string()).unwrap_or_default())
@@ -341,14 +421,21 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         }),
         _ => None,
     };
-    let started = m.number::<u64>("started_ms").filter(|ms| *ms > 0).map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let started = m
+        .number::<u64>("started_ms")
+        .filter(|ms| *ms > 0)
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
     TaskRecord {
         job,
         index: m.number("index").unwrap_or(0),
         item: m.text("item").unwrap_or_default(),
         slot: usize::MAX,
         host: m.text("host").unwrap_or_default(),
-        status: if m.text("status").as_deref() == Some("succeeded") { Status::Succeeded } else { Status::Failed },
+        status: if m.text("status").as_deref() == Some("succeeded") {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        },
         end,
         pid: m.number("pid"),
         attempts: m.number("attempts").unwrap_or(0),
@@ -356,7 +443,11 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         duration: Duration::from_millis(m.number("duration_ms").unwrap_or(0)),
         stopped: false,
         allowed_failure,
-        stderr_tail: m.text("stderr_tail").filter(|t| !t.is_empty()).map(|t| t.lines().map(String::from).collect()).unwrap_or_default(),
+        stderr_tail: m
+            .text("stderr_tail")
+            .filter(|t| !t.is_empty())
+            .map(|t| t.lines().map(String::from).collect())
+            .unwrap_or_default(),
         tail_cut: m.text("tail_cut").as_deref() == Some("1"),
         stdout_tail: Vec::new(),
         stdout_log: None,

@@ -108,11 +108,11 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         });
         if ctx.progress {
             let _ = ctx.events.send(Event::Ended {
-            job: job_id,
-            label,
-            record: Box::new(record.clone()),
-            retrying: false,
-        });
+                job: job_id,
+                label,
+                record: Box::new(record.clone()),
+                retrying: false,
+            });
         }
         return record;
     }
@@ -124,11 +124,11 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         let mut on_spawn = |pid| {
             if ctx.progress {
                 let _ = events.send(Event::Spawned {
-                job: job_id,
-                label: label.clone(),
-                pid,
-                attempt,
-            });
+                    job: job_id,
+                    label: label.clone(),
+                    pid,
+                    attempt,
+                });
             }
         };
         let result = process::run(
@@ -171,11 +171,11 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             && ctx.control.level() == Level::Run;
         if ctx.progress {
             let _ = ctx.events.send(Event::Ended {
-            job: job_id,
-            label: label.clone(),
-            record: Box::new(record.clone()),
-            retrying,
-        });
+                job: job_id,
+                label: label.clone(),
+                record: Box::new(record.clone()),
+                retrying,
+            });
         }
         if !retrying {
             break;

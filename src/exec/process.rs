@@ -70,7 +70,9 @@ pub enum End {
         retryable: bool,
     },
     /// Distributed runs: delivered this many times to workers that never reported back.
-    Lost { deliveries: u32 },
+    Lost {
+        deliveries: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

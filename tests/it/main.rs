@@ -4,6 +4,7 @@ mod util;
 
 mod cli;
 pub mod control;
+mod distributed;
 mod errors;
 pub mod queues;
 mod reports;

@@ -1,0 +1,574 @@
+//! Distributed runs against a real `redis-server` started by each test on a free
+//! loopback port, with workers as separate processes.
+
+use crate::util::{wait_for, Test, BIN};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server of the test's own, stopped (by its pid) when dropped.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Redis {
+        assert!(
+            Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "redis-server is not installed: run scripts/test, which installs it"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        redis.boot();
+        redis
+    }
+
+    fn boot(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let up = wait_for(Duration::from_secs(10), || {
+            self.cli(&["PING"]).contains("PONG") || self.cli(&["PING"]).contains("NOAUTH")
+        });
+        assert!(up, "redis-server answers");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: terminating the redis-server this test started, by its pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `runner worker` process, killed when dropped.
+pub struct Worker(pub Child);
+
+impl Worker {
+    pub fn start(t: &Test, file: &str, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(t.dir.path())
+            .args(["worker", file, "--broker", url])
+            .args(extra)
+            .env_remove("RUNNER_AUTHKEY")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Worker(cmd.spawn().unwrap())
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling the worker this test started, by its pid.
+        unsafe { libc::kill(self.0.id() as i32, signal) };
+    }
+
+    /// Stops it and returns what it printed on stderr.
+    pub fn finish(mut self) -> String {
+        self.signal(libc::SIGKILL);
+        let _ = self.0.wait();
+        let mut err = String::new();
+        use std::io::Read;
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SQUARES: &str = "[jobs.master]\ncommand = 'seq 1 40'\nto = 'tasks'\n[jobs.square]\ncommand = 'n={item}; echo \"$n * $n = $((n * n))\"'\nitems = { queue = 'tasks' }\nto = 'results'\n[jobs.collect]\ncommand = 'sort -n > results.txt'\nstdin = { queue = 'results' }\n[jobs.fan]\ncommand = 'echo fan {item} >> fan.log'\nitems = { range = [0, 30] }\n";
+
+#[test]
+fn results_equal_the_local_mode() {
+    let redis = Redis::start(&[]);
+    let local = Test::new(SQUARES);
+    local.run().assert_code(0);
+    let t = Test::new(SQUARES).args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--report",
+        "report.json",
+    ]);
+    let w1 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let w2 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(t.read("results.txt"), local.read("results.txt"));
+    let mut fan: Vec<String> = t.read("fan.log").lines().map(String::from).collect();
+    fan.sort();
+    let mut want: Vec<String> = local.read("fan.log").lines().map(String::from).collect();
+    want.sort();
+    assert_eq!(fan, want, "every fan-out task ran exactly once");
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let remote = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["job"] == "square" || t["job"] == "fan")
+        .count();
+    assert_eq!(remote, 70);
+    assert!(report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["host"].as_str().is_some_and(|h| !h.is_empty())));
+    drop((w1, w2));
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_nothing() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.slow]\ncommand = 'echo $RUNNER_ITEM >> started.log; sleep 0.5; echo {item}'\nitems = { range = [0, 12] }\nto = 'out'\n[jobs.collect]\ncommand = 'sort -n > got.txt'\nstdin = { queue = 'out' }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local", "--lease", "1s"]);
+    let doomed = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(15), || t
+        .read("started.log")
+        .lines()
+        .count()
+        >= 2));
+    doomed.signal(libc::SIGKILL);
+    let _survivor = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let status = wait_child(&mut runner, Duration::from_secs(60));
+    assert_eq!(status, Some(0));
+    let got: Vec<u32> = t
+        .read("got.txt")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        (0..12).collect::<Vec<_>>(),
+        "every result exactly once"
+    );
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the run did not end in {limit:?}");
+}
+
+#[test]
+fn a_paused_worker_past_its_lease_runs_a_task_twice_but_it_counts_once() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.once]\ncommand = 'echo ran >> runs.log; sleep 1.5; echo {item}'\nitems = ['only']\nto = 'out'\n[jobs.collect]\ncommand = 'cat > got.txt'\nstdin = { queue = 'out' }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local", "--lease", "1s"]);
+    let paused = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(15), || t
+        .read("runs.log")
+        .lines()
+        .count()
+        == 1));
+    paused.signal(libc::SIGSTOP);
+    let other = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    paused.signal(libc::SIGCONT);
+    assert_eq!(status, Some(0));
+    assert_eq!(t.read("got.txt"), "only\n", "the result counts once");
+    assert_eq!(
+        t.read("runs.log").lines().count(),
+        2,
+        "the task was taken over and ran again"
+    );
+    drop((paused, other));
+}
+
+#[test]
+fn a_long_task_under_a_short_lease_runs_once() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.long]\ncommand = 'echo ran >> runs.log; sleep 3'\nitems = ['x']\n")
+        .args(&["--broker", &redis.url(), "--no-local", "--lease", "1s"]);
+    let w1 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let w2 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    t.run().assert_code(0);
+    assert_eq!(t.read("runs.log"), "ran\n");
+    drop((w1, w2));
+}
+
+#[test]
+fn a_poison_task_fails_as_lost_after_max_deliveries() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.poison]\ncommand = 'kill -9 $PPID'\nitems = ['x']\n[jobs.fine]\ncommand = 'true'\nitems = [1, 2]\n")
+        .args(&["--broker", &redis.url(), "--no-local", "--lease", "500ms", "--max-deliveries", "2"]);
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Workers die on the poison task; keep one alive at all times.
+    let mut workers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "the run did not end");
+        let alive = workers
+            .iter_mut()
+            .any(|w: &mut Worker| w.0.try_wait().unwrap().is_none());
+        if !alive {
+            workers.push(Worker::start(
+                &t,
+                "jobs.toml",
+                &redis.url(),
+                &["--pool", "1"],
+                &[],
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        err.contains("FAILED poison:x: lost after 2 deliveries"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("fine ") && l.contains(" 2 ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_redis_restart_mid_run_is_survived() {
+    let mut redis = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let t = Test::new(
+        "[jobs.step]\ncommand = 'sleep 0.2; echo {item}'\nitems = { range = [0, 30] }\nto = 'out'\n[jobs.collect]\ncommand = 'sort -n > got.txt'\nstdin = { queue = 'out' }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(15), || redis
+        .cli(&["KEYS", "runner:*:done"])
+        .contains("done")));
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    let status = wait_child(&mut runner, Duration::from_secs(60));
+    let mut err = String::new();
+    use std::io::Read;
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(
+        err.contains("reconnecting") && err.contains("is back"),
+        "it says so: {err}"
+    );
+    let got: Vec<u32> = t
+        .read("got.txt")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(got, (0..30).collect::<Vec<_>>());
+    drop(w);
+}
+
+#[test]
+fn a_worker_with_another_job_file_refuses_the_run() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.fan]\ncommand = 'sleep 1; echo {item}'\nitems = [1, 2, 3]\n").args(&[
+        "--broker",
+        &redis.url(),
+        "--lease",
+        "1s",
+    ]);
+    t.write(
+        "other.toml",
+        "# another file\n[jobs.fan]\ncommand = 'sleep 1; echo {item}'\nitems = [1, 2, 3]\n",
+    );
+    let w = Worker::start(&t, "other.toml", &redis.url(), &["--pool", "1"], &[]);
+    assert!(wait_for(Duration::from_secs(5), || redis
+        .cli(&["PING"])
+        .contains("PONG")));
+    std::thread::sleep(Duration::from_millis(400));
+    let t = t.args(&["--grace", "1s"]);
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    assert_eq!(status, Some(0));
+    let mut coordinator = String::new();
+    use std::io::Read;
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut coordinator)
+        .unwrap();
+    assert!(
+        coordinator.contains("refused the run: its job file has digest"),
+        "reported to the coordinator: {coordinator}"
+    );
+    let err = w.finish();
+    assert!(
+        err.contains("refusing run") && err.contains("its job file has digest"),
+        "{err}"
+    );
+    let digests: Vec<&str> = err
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([',', ':']))
+        .filter(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(digests.len(), 2, "both digests named: {err}");
+    assert_ne!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_wrong_authkey_is_refused_and_reported() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.fan]\ncommand = 'sleep 0.3; echo {item}'\nitems = [1, 2, 3, 4]\n")
+        .args(&["--broker", &redis.url()])
+        .env("RUNNER_AUTHKEY", "right-key");
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "1"],
+        &[("RUNNER_AUTHKEY", "wrong-key")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = t.run();
+    out.assert_code(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let err = w.finish();
+    assert!(
+        err.contains("refusing run") && err.contains("does not authenticate"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("right-key") && !err.contains("wrong-key"),
+        "no secret printed"
+    );
+}
+
+#[test]
+fn forged_messages_are_refused_reported_and_never_run() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.gate]\ncommand = 'i=0; while [ ! -e open ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; echo {item}'\nitems = ['a']\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"])
+    .env("RUNNER_AUTHKEY", "k3y");
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2"],
+        &[("RUNNER_AUTHKEY", "k3y")],
+    );
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = String::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        run = redis
+            .cli(&["XREVRANGE", "runner:runs", "+", "-", "COUNT", "1"])
+            .lines()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        !run.is_empty()
+    }));
+    let tasks = format!("runner:{run}:tasks");
+    let results = format!("runner:{run}:results");
+    redis.cli(&[
+        "XADD",
+        &tasks,
+        "*",
+        "job",
+        "gate",
+        "index",
+        "7",
+        "item",
+        "$(touch pwned)",
+    ]);
+    redis.cli(&[
+        "XADD",
+        &results,
+        "*",
+        "job",
+        "gate",
+        "index",
+        "0",
+        "status",
+        "succeeded",
+        "end",
+        "exit",
+        "value",
+        "0",
+        "mac",
+        "00ff",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    t.write("open", "");
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    let mut err = String::new();
+    use std::io::Read;
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(
+        err.contains("refused result entry") && err.contains("MAC does not match"),
+        "the forged result: {err}"
+    );
+    assert!(
+        err.contains("refused task entry"),
+        "the worker's report of the forged task: {err}"
+    );
+    assert!(!t.path("pwned").exists());
+    drop(w);
+}
+
+#[test]
+fn redis_down_at_start_fails_within_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let t = Test::new("[jobs.fan]\ncommand = 'touch ran'\nitems = [1]\n").args(&["--broker", &url]);
+    let started = Instant::now();
+    let out = t.run();
+    assert!(started.elapsed() < Duration::from_secs(8));
+    out.assert_code(1)
+        .assert_stderr_has(&format!("broker redis://127.0.0.1:{port}"));
+    assert!(!t.path("ran").exists());
+}
+
+#[test]
+fn a_wrong_password_fails_fast_without_printing_it() {
+    let redis = Redis::start(&["--requirepass", "correct-horse"]);
+    let url = format!("redis://:battery-staple@127.0.0.1:{}", redis.port);
+    let t = Test::new("[jobs.fan]\ncommand = 'touch ran'\nitems = [1]\n")
+        .env("RUNNER_BROKER_URL", &url);
+    let started = Instant::now();
+    let out = t.run();
+    assert!(started.elapsed() < Duration::from_secs(8));
+    out.assert_code(1);
+    assert!(
+        !out.stderr.contains("battery-staple") && !out.stderr.contains("correct-horse"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("***@127.0.0.1"), "{}", out.stderr);
+    let out = Test::new("[jobs.a]\ncommand = 'true'\n")
+        .args(&["worker", "jobs.toml", "--broker", &url])
+        .run();
+    out.assert_code(1);
+    assert!(!out.stderr.contains("battery-staple"), "{}", out.stderr);
+}
