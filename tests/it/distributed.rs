@@ -572,3 +572,33 @@ fn a_wrong_password_fails_fast_without_printing_it() {
     out.assert_code(1);
     assert!(!out.stderr.contains("battery-staple"), "{}", out.stderr);
 }
+
+#[test]
+fn the_broker_url_and_authkey_never_reach_a_task() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.single]\ncommand = 'env > single.env'\n[jobs.fan]\ncommand = 'env > fan-{item}.env'\nitems = [1, 2]\n")
+        .env("RUNNER_BROKER_URL", &redis.url())
+        .env("RUNNER_AUTHKEY", "s3cret-key");
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "1"],
+        &[
+            ("RUNNER_AUTHKEY", "s3cret-key"),
+            ("RUNNER_BROKER_URL", &redis.url()),
+        ],
+    );
+    t.run().assert_code(0);
+    for file in ["single.env", "fan-1.env", "fan-2.env"] {
+        let env = t.read(file);
+        assert!(env.contains("RUNNER_JOB="), "{file}: {env}");
+        assert!(
+            !env.contains("s3cret")
+                && !env.contains("RUNNER_BROKER_URL")
+                && !env.contains("RUNNER_AUTHKEY"),
+            "{file}: {env}"
+        );
+    }
+    drop(w);
+}

@@ -239,7 +239,6 @@ fn every_exit_code_and_pid_is_shown() {
 fn the_runners_secrets_never_reach_a_task() {
     let t = Test::new("[jobs.env]\ncommand = 'env'\n")
         .env("RUNNER_AUTHKEY", "s3cret-key")
-        .env("RUNNER_BROKER_URL", "redis://:pw@host")
         .env("KEEP_ME", "yes");
     let out = t.run();
     out.assert_code(0).assert_stdout_has("[env] KEEP_ME=yes");
