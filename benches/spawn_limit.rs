@@ -5,6 +5,10 @@
 //!
 //!   spawn_limit spawn N K PROGRAM [ARGS…]         N tasks, K in flight, stdio null
 //!   spawn_limit communicate N K BYTES PROGRAM…    feed BYTES to stdin, capture stdout and stderr
+//!   spawn_limit duct-spawn N K PROGRAM…           the same as `spawn`, through duct, capturing both streams
+//!   spawn_limit duct-communicate N K BYTES PROG…  the same as `communicate`, through duct
+//!
+//! The duct modes measure the crate the project chose not to build on (ARCHITECTURE.md).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -16,7 +20,7 @@ fn main() {
     let mode = args.get(1).expect(usage).clone();
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let k: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
-    let (payload, argv) = if mode == "communicate" {
+    let (payload, argv) = if mode.ends_with("communicate") {
         let bytes: usize = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
         (vec![b'x'; bytes], args[5..].to_vec())
     } else {
@@ -30,6 +34,22 @@ fn main() {
                 while next.fetch_add(1, Ordering::Relaxed) < n {
                     let ok = if mode == "communicate" {
                         communicate(&argv, &payload)
+                    } else if mode == "duct-communicate" {
+                        duct::cmd(&argv[0], &argv[1..])
+                            .stdin_bytes(payload.clone())
+                            .stdout_capture()
+                            .stderr_capture()
+                            .unchecked()
+                            .run()
+                            .is_ok_and(|o| o.status.success() && o.stdout.len() == payload.len())
+                    } else if mode == "duct-spawn" {
+                        duct::cmd(&argv[0], &argv[1..])
+                            .stdin_null()
+                            .stdout_capture()
+                            .stderr_capture()
+                            .unchecked()
+                            .run()
+                            .is_ok_and(|o| o.status.success())
                     } else {
                         Command::new(&argv[0])
                             .args(&argv[1..])

@@ -72,6 +72,7 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
         redact(&url)
     ));
     let mut seen: HashSet<String> = HashSet::new();
+    let mut newest = "0-0".to_string();
     let mut code = 0;
     while !stop.load(Ordering::SeqCst) {
         let runs = broker.call(|c| {
@@ -92,6 +93,9 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
             }
         };
         let mut served = false;
+        if let Some((id, _)) = runs.first() {
+            newest = id.clone();
+        }
         for (_, announcement) in runs.into_iter().rev() {
             let Some(run) = announcement.text("run") else {
                 continue;
@@ -204,7 +208,16 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
             break;
         }
         if !served {
-            std::thread::sleep(Duration::from_millis(300));
+            // Wait for the next announcement (or a second, to look again).
+            let _ = broker.call(|c| {
+                redis::cmd("XREAD")
+                    .arg("BLOCK")
+                    .arg(1000)
+                    .arg("STREAMS")
+                    .arg(RUNS)
+                    .arg(&newest)
+                    .query::<redis::Value>(c)
+            });
         }
     }
     if let Some(signal) = *interrupted.lock().unwrap_or_else(|e| e.into_inner()) {

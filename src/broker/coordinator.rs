@@ -234,7 +234,7 @@ fn reader(
                 .arg("COUNT")
                 .arg(500)
                 .arg("BLOCK")
-                .arg(250)
+                .arg(100)
                 .arg("STREAMS")
                 .arg(&results)
                 .arg(&events)

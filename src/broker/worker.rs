@@ -136,9 +136,17 @@ fn run_over(s: &Serve, broker: &mut Broker) -> bool {
     }
 }
 
+/// Tasks a consumer reads at once: fewer round trips per task, at the price of a few
+/// tasks waiting behind a slow one (they are renewed like running ones).
+const PREFETCH: usize = 4;
+
 fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
     let tasks = key(&s.run_id, "tasks");
     let mut checked = std::time::Instant::now();
+    let mut last_takeover: Option<std::time::Instant> = None;
+    let takeover_every = (s.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let mut prefetched: std::collections::VecDeque<(String, Message)> =
+        std::collections::VecDeque::new();
     loop {
         if checked.elapsed() > Duration::from_millis(500) || s.stop.load(Ordering::SeqCst) {
             if run_over(s, broker) {
@@ -146,12 +154,22 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             }
             checked = std::time::Instant::now();
         }
-        let taken = match take_over(s, broker, &tasks) {
-            Some(entry) => Some(entry),
-            None => read_new(s, broker, &tasks),
+        if prefetched.is_empty() {
+            if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
+                last_takeover = Some(std::time::Instant::now());
+                prefetched.extend(take_over(s, broker, &tasks));
+            }
+            if prefetched.is_empty() {
+                prefetched.extend(read_new(s, broker, &tasks));
+            }
+            let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.extend(prefetched.iter().map(|(id, _)| id.clone()));
+        }
+        let Some((id, message)) = prefetched.pop_front() else {
+            continue;
         };
-        let Some((id, message)) = taken else { continue };
         handle(s, broker, slot, &tasks, &id, &message);
+        s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
 
@@ -205,27 +223,28 @@ fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Mes
     None
 }
 
-fn read_new(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Message)> {
-    let reply = broker
-        .call(|c| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&s.consumer)
-                .arg("COUNT")
-                .arg(1)
-                .arg("BLOCK")
-                .arg(250)
-                .arg("STREAMS")
-                .arg(tasks)
-                .arg(">")
-                .query::<Value>(c)
-        })
-        .ok()?;
-    super::entries(&reply)
-        .into_iter()
-        .next()
-        .map(|(_, id, m)| (id, m))
+fn read_new(s: &Serve, broker: &mut Broker, tasks: &str) -> Vec<(String, Message)> {
+    let reply = broker.call(|c| {
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&s.consumer)
+            .arg("COUNT")
+            .arg(PREFETCH)
+            .arg("BLOCK")
+            .arg(250)
+            .arg("STREAMS")
+            .arg(tasks)
+            .arg(">")
+            .query::<Value>(c)
+    });
+    match reply {
+        Ok(reply) => super::entries(&reply)
+            .into_iter()
+            .map(|(_, id, m)| (id, m))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn ack(broker: &mut Broker, tasks: &str, id: &str) {
@@ -269,33 +288,29 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, me
         return;
     };
     let task = format!("{}/{index}", job.name);
-    let issued = broker.call(|c| {
-        redis::cmd("HGET")
+    // Was this entry the one issued for the task, and is the task still undone? One
+    // round trip for both.
+    let checked = broker.call(|c| {
+        redis::pipe()
+            .cmd("HGET")
             .arg(key(run, "issued"))
             .arg(&task)
-            .query::<Option<String>>(c)
+            .cmd("HEXISTS")
+            .arg(key(run, "done"))
+            .arg(&task)
+            .query::<(Option<String>, bool)>(c)
     });
-    if issued.as_ref().ok().and_then(|i| i.as_deref()) != Some(id) {
+    let (issued, done) = checked.unwrap_or((None, false));
+    if issued.as_deref() != Some(id) {
         s.report(broker, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
         ack(broker, tasks, id);
         return;
     }
-    let done = broker.call(|c| {
-        redis::cmd("HEXISTS")
-            .arg(key(run, "done"))
-            .arg(&task)
-            .query::<bool>(c)
-    });
-    if done.unwrap_or(false) {
+    if done {
         ack(broker, tasks, id);
         return;
     }
-    s.held
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.to_string());
     let record = exec::run_task(&s.ctx, job.id, index, item, slot);
-    s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     if record.stopped || s.ctx.control.level() != exec::control::Level::Run {
         // Stopped with its worker: left pending, so that another worker takes it over.
         return;

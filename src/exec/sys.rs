@@ -119,8 +119,18 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// This process's peak resident memory so far, in KiB.
+/// This process's peak resident memory so far, in KiB: `VmHWM`, which starts afresh at
+/// exec (`ru_maxrss` would carry over the size of a parent that forked us).
 pub fn peak_rss_kib() -> u64 {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        if let Some(kib) = hwm {
+            return kib;
+        }
+    }
     // SAFETY: getrusage fills the struct we pass; zeroed is a valid initial value.
     unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""The benchmark suite: the runner side by side with a minimal spawn loop (the limit)
+and the tools people use today, in one run, interleaved, several rounds each.
+
+    python3 benches/run.py             # the whole suite (a few minutes); writes docs/benchmarks.md
+    python3 benches/run.py --smoke     # tiny sizes, one round, seconds; writes nothing (CI)
+
+Reports medians and ratios (higher is better for the runner). Peers that are not
+installed are listed as missing, not failed.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "target", "release", "runner")
+LIMIT = os.path.join(ROOT, "target", "release", "examples", "spawn_limit")
+DEVNULL = subprocess.DEVNULL
+
+POOL_SCRIPT = """
+import subprocess, sys
+from multiprocessing import Pool
+mode, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+payload = b"x" * 1024
+def spawn(_):
+    return subprocess.run(["true"]).returncode
+def communicate(_):
+    p = subprocess.run(["cat"], input=payload, capture_output=True)
+    return 0 if p.stdout == payload else 1
+if __name__ == "__main__":
+    with Pool(k) as pool:
+        codes = pool.map(spawn if mode == "spawn" else communicate, range(n), chunksize=1)
+    sys.exit(max(codes))
+"""
+
+
+class Suite:
+    def __init__(self, rounds, smoke, work):
+        self.rounds = rounds
+        self.smoke = smoke
+        self.work = work
+        self.results = []  # (workload, name, median seconds, extra dict)
+        self.missing = []
+        self.notes = []
+
+    def sh(self, cmd, **kw):
+        return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, stdout=DEVNULL, stderr=DEVNULL, cwd=self.work, **kw)
+
+    def time(self, cmd):
+        start = time.perf_counter()
+        self.sh(cmd)
+        return time.perf_counter() - start
+
+    def compare(self, workload, contenders):
+        """contenders: [(name, cmd)], run round-robin `rounds` times; returns {name: median}."""
+        times = {name: [] for name, _ in contenders}
+        for _ in range(self.rounds):
+            for name, cmd in contenders:
+                times[name].append(self.time(cmd))
+        medians = {name: statistics.median(ts) for name, ts in times.items()}
+        for name, _ in contenders:
+            self.results.append((workload, name, medians[name], {"runs": [round(t, 3) for t in times[name]]}))
+        return medians
+
+    def jobfile(self, name, text):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def peak_kib(self, args):
+        report = os.path.join(self.work, "report.json")
+        self.sh([RUNNER, "run", *args, "--report", report])
+        with open(report) as f:
+            return json.load(f)["run"]["peak_rss_kib"]
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "runner", "--example", "spawn_limit"], cwd=ROOT, check=True)
+
+
+def spawn_workload(s, n, pool, table):
+    job = s.jobfile(f"spawn{pool}.toml", f'pool = {pool}\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    contenders = [
+        ("limit", [LIMIT, "spawn", str(n), str(pool), "true"]),
+        ("runner", [RUNNER, job]),
+        ("runner --quiet", [RUNNER, "-q", job]),
+        ("duct", [LIMIT, "duct-spawn", str(n), str(pool), "true"]),
+        ("xargs -P", f"seq {n} | xargs -n 1 -P {pool} true"),
+        ("python Pool", [sys.executable, "-c", POOL_SCRIPT, "spawn", str(n), str(pool)]),
+    ]
+    if have("parallel"):
+        contenders.append(("GNU parallel", f"seq {n} | parallel --will-cite -j {pool} true"))
+    if have("rust-parallel"):
+        contenders.append(("rust-parallel", f"seq {n} | rust-parallel -j {pool} true"))
+    medians = s.compare(f"spawn pool {pool}", contenders)
+    limit = medians["limit"]
+    for name, t in medians.items():
+        table.append((f"spawn {n} × true, pool {pool}", name, t, n / t, limit / t))
+    return medians
+
+
+def communicate_workload(s, n, pool, table):
+    payload = "x" * 1024
+    job = s.jobfile("comm.toml", f'pool = {pool}\n[jobs.t]\ncommand = ["cat"]\nstdin = "{payload}"\nitems = {{ range = [0, {n}] }}\n')
+    medians = s.compare(
+        "communicate",
+        [
+            ("limit", [LIMIT, "communicate", str(n), str(pool), "1024", "cat"]),
+            ("runner", [RUNNER, job]),
+            ("duct", [LIMIT, "duct-communicate", str(n), str(pool), "1024", "cat"]),
+            ("python Pool", [sys.executable, "-c", POOL_SCRIPT, "communicate", str(n), str(pool)]),
+        ],
+    )
+    for name, t in medians.items():
+        table.append((f"communicate {n} × 1 KiB → cat, pool {pool}", name, t, n / t, medians["limit"] / t))
+
+
+def stream_workload(s, lines, table, memory):
+    files = {}
+    for label, capacity in (("capacity 16", "[queues.q]\ncapacity = 16\n"), ("default capacity", "")):
+        files[label] = s.jobfile(
+            f"stream-{len(files)}.toml",
+            f'{capacity}[jobs.p]\ncommand = ["seq", "{lines}"]\nto = "q"\n[jobs.c]\ncommand = ["wc", "-l"]\nstdin = {{ queue = "q" }}\n',
+        )
+    contenders = [("shell pipe", f"seq {lines} | wc -l")] + [(f"runner, {label}", [RUNNER, path]) for label, path in files.items()]
+    medians = s.compare("queue stream", contenders)
+    for name, t in medians.items():
+        table.append((f"queue stream {lines:,} lines → wc -l", name, t, lines / t, medians["shell pipe"] / t))
+    for label, path in files.items():
+        memory.append((f"queue stream, {label}", s.peak_kib([path]), 50 * 1024))
+
+
+def fanout_workload(s, n, table):
+    queue = s.jobfile("fanout-q.toml", f'[jobs.p]\ncommand = ["seq", "{n}"]\nto = "q"\n[jobs.c]\ncommand = ["true"]\nitems = {{ queue = "q" }}\n')
+    rng = s.jobfile("fanout-r.toml", f'[jobs.c]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    medians = s.compare("queue fan-out", [("range", [RUNNER, "-q", rng]), ("queue", [RUNNER, "-q", queue])])
+    for name, t in medians.items():
+        table.append((f"fan-out {n:,} × true (pool = CPUs)", name, t, n / t, medians["range"] / t))
+
+
+def output_workload(s, size, memory):
+    job = s.jobfile("flood.toml", f"[jobs.flood]\ncommand = 'yes 0123456789012345678901234567890123456789012345678 | head -c {size}'\n")
+    memory.append((f"one task printing {size / 1e9:g} GB", s.peak_kib([job]), 64 * 1024))
+
+
+def scale_workload(s, jobs, items, table, memory):
+    lines = []
+    for j in range(jobs):
+        needs = f"\nneeds = [\"j{j - 1}\"]" if j % 10 else ""
+        lines.append(f'[jobs.j{j}]\ncommand = ["echo", "{{item}}", "{{job}}"]\nitems = [1, 2, 3]{needs}\n')
+    big = s.jobfile("thousand.toml", "\n".join(lines))
+    medians = s.compare("check 1000 jobs", [("runner check", [RUNNER, "check", big])])
+    table.append((f"runner check, {jobs} jobs", "runner check", medians["runner check"], None, None))
+    fan = s.jobfile("hundredk.toml", f'[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {items}] }}\n')
+    memory.append((f"running {items:,} items", s.peak_kib(["-q", fan]), 200 * 1024))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def distributed_workload(s, n, table):
+    if not have("redis-server"):
+        s.missing.append("redis-server (distributed workload)")
+        return
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="runner-bench-redis-")
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", data], stdout=DEVNULL)
+    workers = []
+    try:
+        deadline = time.time() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True).stdout.strip() != b"PONG":
+            if time.time() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        url = f"redis://127.0.0.1:{port}"
+        job = s.jobfile("dist.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+        workers = [subprocess.Popen([RUNNER, "worker", job, "--broker", url, "--pool", "1"], stdout=DEVNULL, stderr=DEVNULL) for _ in range(2)]
+        time.sleep(0.5)
+        medians = s.compare(
+            "distributed",
+            [("local, pool 2", [RUNNER, "-q", job]), ("Redis, 2 workers × 1", [RUNNER, "-q", job, "--broker", url, "--no-local"])],
+        )
+        for name, t in medians.items():
+            table.append((f"{n:,} × true over Redis", name, t, n / t, medians["local, pool 2"] / t))
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait()
+        redis.terminate()
+        redis.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def svg_chart(rows):
+    """Horizontal bars of tasks per second for the spawn workloads."""
+    rows = [r for r in rows if r[0].startswith("spawn") and r[3]]
+    if not rows:
+        return ""
+    width, bar_h, left = 760, 18, 230
+    top = 40
+    height = top + len(rows) * (bar_h + 6) + 30
+    best = max(r[3] for r in rows)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">Tasks per second, {rows[0][0].split(",")[0]} (higher is better)</text>',
+    ]
+    y = top
+    for workload, name, _, rate, _ in rows:
+        w = (width - left - 80) * rate / best
+        color = "#2b6cb0" if name.startswith("runner") else ("#718096" if name == "limit" else "#a0aec0")
+        label = f"{name} ({workload.split(', ')[-1]})"
+        out.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
+        out.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{rate:,.0f}/s</text>')
+        y += bar_h + 6
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round, write nothing")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    args = ap.parse_args()
+    build()
+    rounds = 1 if args.smoke else args.rounds
+    size = (
+        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50)
+        if args.smoke
+        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000)
+    )
+    work = tempfile.mkdtemp(prefix="runner-bench-")
+    s = Suite(rounds, args.smoke, work)
+    for tool in ("parallel", "rust-parallel"):
+        if not have(tool):
+            s.missing.append(tool)
+    table, memory = [], []
+    started = time.time()
+    try:
+        for pool in (2, 8):
+            spawn_workload(s, size["spawn"], pool, table)
+        memory.append((f"{size['spawn']} tasks (spawn, pool 2)", s.peak_kib(["-q", os.path.join(work, "spawn2.toml")]), 32 * 1024))
+        communicate_workload(s, size["comm"], 2, table)
+        stream_workload(s, size["lines"], table, memory)
+        fanout_workload(s, size["fan"], table)
+        output_workload(s, size["gb"], memory)
+        scale_workload(s, size["jobs"], size["items"], table, memory)
+        distributed_workload(s, size["dist"], table)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.time() - started
+
+    lines = ["| workload | tool | median | tasks (or lines)/s | ratio |", "|---|---|---:|---:|---:|"]
+    for workload, name, t, rate, ratio in table:
+        rate_s = f"{rate:,.0f}" if rate else "–"
+        ratio_s = f"{ratio:.2f}" if ratio else "–"
+        name_s = f"**{name}**" if name.startswith("runner") or name.startswith("queue") or name.startswith("Redis") else name
+        lines.append(f"| {workload} | {name_s} | {t:.3f} s | {rate_s} | {ratio_s} |")
+    mem_lines = ["| run | runner's peak memory | target |", "|---|---:|---:|"]
+    for label, kib, target in memory:
+        ok = "met" if kib < target else "MISSED"
+        mem_lines.append(f"| {label} | {kib / 1024:.1f} MiB | < {target // 1024} MiB ({ok}) |")
+    text = "\n".join(lines) + "\n\n" + "\n".join(mem_lines) + "\n"
+    if s.missing:
+        text += "\nMissing (not measured): " + ", ".join(s.missing) + "\n"
+    print(text)
+    print(f"suite took {elapsed:.0f} s")
+    if args.smoke:
+        return
+    chart = svg_chart(table)
+    with open(os.path.join(ROOT, "docs", "benchmarks-spawn.svg"), "w") as f:
+        f.write(chart)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    intro_path = os.path.join(ROOT, "benches", "notes.md")
+    notes = open(intro_path).read() if os.path.exists(intro_path) else ""
+    with open(args.out, "w") as f:
+        f.write(
+            "# Benchmarks\n\n"
+            f"Latest run: {stamp}, on {machine()}; {rounds} rounds, interleaved, medians; the suite took {elapsed:.0f} s.\n"
+            "Command: `python3 benches/run.py` (it builds the release binary first).\n"
+            "Ratios: the runner's rate over the reference's (the limit, the shell pipe, the `range`\n"
+            "run, or the local run), so 1.00 is as fast as the reference and higher is better.\n\n"
+            "![tasks per second](benchmarks-spawn.svg)\n\n" + text + "\n" + notes
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
