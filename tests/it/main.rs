@@ -7,6 +7,7 @@ pub mod control;
 mod distributed;
 mod errors;
 pub mod queues;
+mod quoting;
 mod reports;
 mod running;
 mod terminal;
