@@ -409,9 +409,9 @@ impl Writer {
                 let bar = bars.jobs[j].get_or_insert_with(|| {
                     let bar = bars.multi.add(ProgressBar::new(c.total.unwrap_or(0)));
                     let template = if c.total.is_some() {
-                        "  {prefix:<16} [{bar:30}] {pos}/{len} {msg}"
+                        "  {prefix:<16} [{bar:30}] {pos}/{len} {msg}, {elapsed}"
                     } else {
-                        "  {prefix:<16} {pos} items {msg}"
+                        "  {prefix:<16} {pos} items taken, {msg}, {elapsed}"
                     };
                     bar.set_style(
                         ProgressStyle::with_template(template)
@@ -422,12 +422,7 @@ impl Writer {
                     bar
                 });
                 bar.set_position(if c.total.is_some() { c.done } else { c.taken });
-                bar.set_message(format!(
-                    "{} running, {} failed, {}",
-                    c.running,
-                    c.failed,
-                    duration(self.started.elapsed())
-                ));
+                bar.set_message(format!("{} running, {} failed", c.running, c.failed));
             } else if let Some(bar) = bars.jobs[j].take() {
                 // Finished jobs collapse: their counts live on in the overall line.
                 bar.finish_and_clear();
