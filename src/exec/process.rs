@@ -254,7 +254,27 @@ impl<'a> Drive<'a> {
         {
             let _ = sys::set_nonblocking(&pipe);
         }
-        let mut buf = vec![0u8; 64 * 1024];
+        // One read buffer per slot thread, reused by every task it runs.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+        }
+        BUF.with(|buf| self.pump(stdout, stderr, &mut out, &mut err, &mut buf.borrow_mut()));
+        if let Some(feeder) = self.feeder.take() {
+            feeder.finish();
+        }
+        self.status
+            .expect("the loop ends after the leader was reaped")
+    }
+
+    /// The poll loop: until the leader is reaped and both pipes are closed.
+    fn pump(
+        &mut self,
+        stdout: &mut Sink,
+        stderr: &mut Sink,
+        out: &mut Option<std::process::ChildStdout>,
+        err: &mut Option<std::process::ChildStderr>,
+        buf: &mut [u8],
+    ) {
         let mut watching_control = true;
         loop {
             if out.is_none() && err.is_none() && self.status.is_some() {
@@ -262,7 +282,7 @@ impl<'a> Drive<'a> {
             }
             self.check_control(&mut watching_control);
             let now = Instant::now();
-            self.check_deadlines(now, &mut out, &mut err);
+            self.check_deadlines(now, out, err);
             if out.is_none() && err.is_none() && self.status.is_some() {
                 break;
             }
@@ -300,8 +320,8 @@ impl<'a> Drive<'a> {
                     continue;
                 }
                 match role {
-                    Role::Stdout => read_into(&mut out, &mut buf, stdout),
-                    Role::Stderr => read_into(&mut err, &mut buf, stderr),
+                    Role::Stdout => read_into(out, buf, stdout),
+                    Role::Stderr => read_into(err, buf, stderr),
                     Role::Stdin => self.write_stdin(),
                     Role::Exit | Role::Control => {}
                 }
@@ -310,11 +330,6 @@ impl<'a> Drive<'a> {
                 self.reap();
             }
         }
-        if let Some(feeder) = self.feeder.take() {
-            feeder.finish();
-        }
-        self.status
-            .expect("the loop ends after the leader was reaped")
     }
 
     fn poll_timeout(&self, now: Instant) -> i32 {

@@ -602,3 +602,139 @@ fn the_broker_url_and_authkey_never_reach_a_task() {
     }
     drop(w);
 }
+
+/// Two network namespaces joined by a veth pair, deleted when dropped.
+struct Netns {
+    names: [String; 2],
+}
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        let id = std::process::id() % 100_000;
+        let names = [format!("rn{id}a"), format!("rn{id}b")];
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ip(&["netns", "add", &names[0]]) {
+            return None;
+        }
+        let ns = Netns {
+            names: names.clone(),
+        };
+        let (va, vb) = (format!("rv{id}a"), format!("rv{id}b"));
+        let ok = ip(&["netns", "add", &names[1]])
+            && ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])
+            && ip(&["link", "set", &va, "netns", &names[0]])
+            && ip(&["link", "set", &vb, "netns", &names[1]])
+            && ip(&["-n", &names[0], "addr", "add", "10.231.7.1/24", "dev", &va])
+            && ip(&["-n", &names[1], "addr", "add", "10.231.7.2/24", "dev", &vb])
+            && ip(&["-n", &names[0], "link", "set", &va, "up"])
+            && ip(&["-n", &names[1], "link", "set", &vb, "up"])
+            && ip(&["-n", &names[0], "link", "set", "lo", "up"])
+            && ip(&["-n", &names[1], "link", "set", "lo", "up"]);
+        ok.then_some(ns)
+    }
+
+    fn exec(&self, which: usize) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[which]]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+#[test]
+fn coordinator_and_worker_on_separate_network_namespaces() {
+    let Some(ns) = Netns::create() else {
+        eprintln!("network namespaces are not available here (needs root and iproute2); skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = ns
+        .exec(0)
+        .args([
+            "redis-server",
+            "--port",
+            "6390",
+            "--bind",
+            "10.231.7.1",
+            "--save",
+            "",
+            "--requirepass",
+            "netns-pw",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = "redis://:netns-pw@10.231.7.1:6390";
+    let t = Test::new(SQUARES);
+    let up = wait_for(Duration::from_secs(10), || {
+        let out = ns
+            .exec(1)
+            .args([
+                "redis-cli",
+                "-h",
+                "10.231.7.1",
+                "-p",
+                "6390",
+                "-a",
+                "netns-pw",
+                "--no-auth-warning",
+                "PING",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("PONG")
+    });
+    assert!(up, "redis in namespace A is reachable from namespace B");
+    let mut worker = ns
+        .exec(1)
+        .arg(BIN)
+        .args(["worker", "jobs.toml", "--broker", url, "--pool", "2"])
+        .current_dir(t.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = ns
+        .exec(0)
+        .arg(BIN)
+        .args([
+            "run",
+            "jobs.toml",
+            "--broker",
+            url,
+            "--no-local",
+            "--report",
+            "report.json",
+        ])
+        .current_dir(t.dir.path())
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = t.read("results.txt");
+    assert_eq!(results.lines().count(), 40);
+    assert!(results.contains("40 * 40 = 1600"));
+}
