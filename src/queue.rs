@@ -95,6 +95,15 @@ impl Queue {
     /// lines over a few at a time would cost more than the copying it saves. `give_up` is
     /// asked every few milliseconds while waiting; when it says so, the lines are dropped.
     pub fn push(&self, lines: &[u8], give_up: &dyn Fn() -> bool) -> Result<(), Interrupted> {
+        // Lines from a pipe always end in a newline; lines from elsewhere (a remote
+        // result) get one, so that every chunk holds whole lines.
+        let owned;
+        let lines = if lines.is_empty() || lines.ends_with(b"\n") {
+            lines
+        } else {
+            owned = [lines, b"\n"].concat();
+            &owned
+        };
         let count = memchr_iter(b'\n', lines).count();
         if count == 0 {
             return Ok(());

@@ -224,6 +224,8 @@ pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
             "interrupted": info.interrupted,
             "host": sys::hostname(),
             "peak_rss_kib": sys::peak_rss_kib(),
+            "cpu_s": sys::cpu_seconds().0,
+            "children_cpu_s": sys::cpu_seconds().1,
         },
         "tasks": tasks,
         "queues": queues,

@@ -15,7 +15,7 @@ use crossbeam_channel::Receiver;
 use redis::Value;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct Coordinator {
 }
 
 type OnResult = Box<dyn Fn(TaskRecord, Vec<u8>) + Send>;
+/// Tasks published and not yet completed, by task key (`job/index`).
+type InFlight = Arc<Mutex<HashSet<String>>>;
 type Say = Arc<dyn Fn(String) + Send + Sync>;
 
 impl Coordinator {
@@ -102,12 +104,22 @@ impl Coordinator {
         broker.add(RUNS, &announcement).map_err(|e| e.to_string())?;
 
         let mut threads = Vec::new();
+        let in_flight: InFlight = Arc::default();
         {
             let mut broker = connect()?;
             let (file, run, key_, stop) =
                 (file.clone(), run.clone(), options.key.clone(), stop.clone());
+            let in_flight = in_flight.clone();
             threads.push(spawn("publish", move || {
-                publisher(&mut broker, &file, &run, key_.as_deref(), tasks, &stop)
+                publisher(
+                    &mut broker,
+                    &file,
+                    &run,
+                    key_.as_deref(),
+                    tasks,
+                    &stop,
+                    &in_flight,
+                )
             })?);
         }
         {
@@ -128,6 +140,7 @@ impl Coordinator {
                     &stop,
                     on_result,
                     say,
+                    &in_flight,
                 )
             })?);
         }
@@ -188,6 +201,7 @@ fn publisher(
     key_: Option<&[u8]>,
     tasks: Receiver<Start>,
     stop: &AtomicBool,
+    in_flight: &InFlight,
 ) {
     let script = redis::Script::new(ISSUE);
     while !stop.load(Ordering::SeqCst) {
@@ -201,6 +215,10 @@ fn publisher(
             .with("item", &start.item)
             .sign(key_, run);
         let task = format!("{job}/{}", start.index);
+        in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.clone());
         let _ = broker.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -215,6 +233,7 @@ fn publisher(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reader(
     broker: &mut Broker,
     file: &JobFile,
@@ -223,11 +242,11 @@ fn reader(
     stop: &AtomicBool,
     on_result: OnResult,
     say: Say,
+    in_flight: &InFlight,
 ) {
     let results = key(run, "results");
     let events = key(run, "events");
     let mut last = ("0-0".to_string(), "0-0".to_string());
-    let mut seen: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::SeqCst) {
         let reply = broker.call(|c| {
             redis::cmd("XREAD")
@@ -273,9 +292,15 @@ fn reader(
             };
             let index: u64 = message.number("index").unwrap_or(u64::MAX);
             let task = format!("{job_name}/{index}");
-            if !seen.insert(task.clone()) {
+            // Only a task that was published and has no result yet can end: a replayed
+            // or invented result is refused rather than counted.
+            if !in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&task)
+            {
                 say(format!(
-                    "refused result entry {id}: task {task} already has its result (a replay)"
+                    "refused result entry {id}: task {task} is not waiting for a result (a replay, or never published)"
                 ));
                 continue;
             }

@@ -165,3 +165,19 @@ pub fn restore_terminal(fd: RawFd, saved: &libc::termios) {
         libc::tcsetattr(fd, libc::TCSANOW, saved);
     }
 }
+
+/// CPU time (user + system) of this process and of its reaped children, in seconds.
+pub fn cpu_seconds() -> (f64, f64) {
+    let read = |who| {
+        // SAFETY: getrusage fills the struct we pass; zeroed is a valid initial value.
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(who, &mut u) != 0 {
+                return 0.0;
+            }
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            secs(u.ru_utime) + secs(u.ru_stime)
+        }
+    };
+    (read(libc::RUSAGE_SELF), read(libc::RUSAGE_CHILDREN))
+}
