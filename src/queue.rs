@@ -40,6 +40,8 @@ struct State {
     pushed: u64,
     taken: u64,
     dropped: u64,
+    /// Pushes waiting for room: producers blocked on a full queue.
+    waiting: usize,
 }
 
 /// Consecutive lines, each ending in `\n`, from one producer.
@@ -117,14 +119,17 @@ impl Queue {
             if state.len < self.capacity {
                 break;
             }
-            if std::mem::take(&mut state.wake_wanted) {
-                self.waker.wake(self.id);
-            }
+            // A producer blocked here lends its pool slot to the consumer: tell the
+            // scheduler, which may start a consumer task in its place.
+            state.waiting += 1;
+            state.wake_wanted = false;
+            self.waker.wake(self.id);
             state = self
                 .changed
                 .wait_timeout(state, WAIT_SLICE)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiting -= 1;
             if give_up() {
                 state.dropped += count as u64;
                 return Err(Interrupted);
@@ -229,6 +234,11 @@ impl Queue {
 
     pub fn is_full(&self) -> bool {
         self.lock().len >= self.capacity
+    }
+
+    /// Producers waiting for room right now.
+    pub fn blocked_producers(&self) -> usize {
+        self.lock().waiting
     }
 
     pub fn stats(&self) -> QueueStats {

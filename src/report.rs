@@ -167,80 +167,86 @@ fn time(t: SystemTime) -> String {
 }
 
 /// The JSON report as a value.
-pub fn json(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Value {
-    let tasks: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let (exit_code, signal, timed_out, error) = match &r.end {
-                Some(End::Exited(code)) => (Some(*code), None, false, None),
-                Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
-                Some(End::TimedOut) => (None, None, true, None),
-                Some(End::SpawnFailed { message, .. }) => {
-                    (None, None, false, Some(message.clone()))
-                }
-                Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
-                None => (None, None, false, None),
-            };
-            json!({
-                "job": file.jobs[r.job].name,
-                "item": r.item,
-                "index": r.index,
-                "status": match r.status {
-                    Status::Succeeded => "succeeded",
-                    Status::Failed => "failed",
-                    Status::Skipped => "skipped",
-                },
-                "pid": r.pid,
-                "host": r.host,
-                "slot": r.slot,
-                "exit_code": exit_code,
-                "signal": signal,
-                "timed_out": timed_out,
-                "error": error,
-                "stopped": r.stopped,
-                "allowed_failure": r.allowed_failure,
-                "attempts": r.attempts,
-                "start": r.started.map(time),
-                "duration_s": r.duration.as_secs_f64(),
-                "stderr_tail": r.stderr_tail,
-                "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
-                "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
-            })
-        })
-        .collect();
-    let queues: Vec<Value> = info
-        .queues
-        .iter()
-        .map(|(name, s)| json!({"name": name, "pushed": s.pushed, "taken": s.taken, "dropped": s.dropped}))
-        .collect();
+/// One task of the JSON report.
+fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
+    let (exit_code, signal, timed_out, error) = match &r.end {
+        Some(End::Exited(code)) => (Some(*code), None, false, None),
+        Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
+        Some(End::TimedOut) => (None, None, true, None),
+        Some(End::SpawnFailed { message, .. }) => (None, None, false, Some(message.clone())),
+        Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
+        None => (None, None, false, None),
+    };
     json!({
-        "run": {
-            "id": info.id,
-            "file": info.file,
-            "start": time(info.started),
-            "duration_s": info.duration.as_secs_f64(),
-            "exit_status": info.exit,
-            "pool": info.pool,
-            "interrupted": info.interrupted,
-            "host": sys::hostname(),
-            "peak_rss_kib": sys::peak_rss_kib(),
-            "cpu_s": sys::cpu_seconds().0,
-            "children_cpu_s": sys::cpu_seconds().1,
+        "job": file.jobs[r.job].name,
+        "item": r.item,
+        "index": r.index,
+        "status": match r.status {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
         },
-        "tasks": tasks,
-        "queues": queues,
+        "pid": r.pid,
+        "host": r.host,
+        "slot": r.slot,
+        "exit_code": exit_code,
+        "signal": signal,
+        "timed_out": timed_out,
+        "error": error,
+        "stopped": r.stopped,
+        "allowed_failure": r.allowed_failure,
+        "attempts": r.attempts,
+        "start": r.started.map(time),
+        "duration_s": r.duration.as_secs_f64(),
+        "stderr_tail": r.stderr_tail,
+        "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
+        "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
     })
 }
 
+fn run_json(info: &RunInfo) -> Value {
+    let (cpu, children_cpu) = sys::cpu_seconds();
+    json!({
+        "id": info.id,
+        "file": info.file,
+        "start": time(info.started),
+        "duration_s": info.duration.as_secs_f64(),
+        "exit_status": info.exit,
+        "pool": info.pool,
+        "interrupted": info.interrupted,
+        "host": sys::hostname(),
+        "peak_rss_kib": sys::peak_rss_kib(),
+        "cpu_s": cpu,
+        "children_cpu_s": children_cpu,
+    })
+}
+
+/// Writes the JSON report, one task per line, without holding it whole in memory (a
+/// run of 100,000 tasks would otherwise double the runner's peak memory at its end).
 pub fn write_json(
     path: &Path,
     file: &JobFile,
     records: &[TaskRecord],
     info: &RunInfo,
 ) -> std::io::Result<()> {
-    let text =
-        serde_json::to_string_pretty(&json(file, records, info)).map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write!(w, "{{\n  \"run\": ")?;
+    serde_json::to_writer(&mut w, &run_json(info))?;
+    write!(w, ",\n  \"tasks\": [")?;
+    for (i, r) in records.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        serde_json::to_writer(&mut w, &task_json(file, r))?;
+    }
+    let queues: Vec<Value> = info
+        .queues
+        .iter()
+        .map(|(name, s)| json!({"name": name, "pushed": s.pushed, "taken": s.taken, "dropped": s.dropped}))
+        .collect();
+    write!(w, "\n  ],\n  \"queues\": ")?;
+    serde_json::to_writer(&mut w, &queues)?;
+    write!(w, "\n}}\n")?;
+    w.flush()
 }
 
 /// JUnit XML: a testsuite per job, a testcase per task.

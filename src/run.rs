@@ -88,6 +88,9 @@ impl Queues for LiveQueues<'_> {
     fn is_full(&self, q: usize) -> bool {
         self.0[q].is_full()
     }
+    fn blocked_producers(&self, q: usize) -> usize {
+        self.0[q].blocked_producers()
+    }
 }
 
 /// What the slot threads and the run loop share, under one lock.

@@ -22,6 +22,8 @@ use std::sync::Arc;
 pub trait Queues {
     fn try_take(&self, queue: QueueId) -> Take;
     fn is_full(&self, queue: QueueId) -> bool;
+    /// Producer tasks blocked on the queue being full (each holds an idle slot).
+    fn blocked_producers(&self, queue: QueueId) -> usize;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct JobState {
     pub finished: u64,
     pub failed: u64,
     queue_closed: bool,
+    /// Tasks of this job running in slots beyond the pool.
+    extra: usize,
 }
 
 pub struct Scheduler {
@@ -102,6 +106,7 @@ impl Scheduler {
                 finished: 0,
                 failed: 0,
                 queue_closed: false,
+                extra: 0,
             })
             .collect();
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
@@ -200,9 +205,14 @@ impl Scheduler {
                 if state.queue_closed {
                     return None;
                 }
+                // Beyond the pool: the first task when the queue is full and every slot
+                // is taken, and one task per producer blocked on the full queue (it
+                // holds a slot it does not use).
                 let slot = if !self.free.is_empty() {
                     None
-                } else if state.running == 0 && queues.is_full(q) {
+                } else if (state.running == 0 && queues.is_full(q))
+                    || state.extra < queues.blocked_producers(q)
+                {
                     Some(true)
                 } else {
                     return None;
@@ -236,7 +246,11 @@ impl Scheduler {
     }
 
     fn begin(&mut self, j: JobId, item: Vec<u8>, slot: usize) -> Start {
+        let pool = self.pool;
         let state = &mut self.jobs[j];
+        if slot >= pool && slot != REMOTE {
+            state.extra += 1;
+        }
         let index = state.next;
         state.next += 1;
         state.running += 1;
@@ -269,6 +283,9 @@ impl Scheduler {
             self.free_extra.insert(slot);
         }
         let state = &mut self.jobs[job];
+        if slot >= self.pool && slot != REMOTE {
+            state.extra -= 1;
+        }
         state.running -= 1;
         state.finished += 1;
         if !ok && !allowed {
@@ -410,6 +427,7 @@ mod tests {
         items: RefCell<Vec<VecDeque<Vec<u8>>>>,
         closed: RefCell<Vec<bool>>,
         capacity: usize,
+        blocked: std::cell::Cell<usize>,
     }
 
     impl FakeQueues {
@@ -418,6 +436,7 @@ mod tests {
                 items: RefCell::new(vec![VecDeque::new(); n]),
                 closed: RefCell::new(vec![false; n]),
                 capacity,
+                blocked: std::cell::Cell::new(0),
             }
         }
         fn push(&self, q: usize, item: &str) {
@@ -435,6 +454,9 @@ mod tests {
         }
         fn is_full(&self, q: QueueId) -> bool {
             self.items.borrow()[q].len() >= self.capacity
+        }
+        fn blocked_producers(&self, _: QueueId) -> usize {
+            self.blocked.get()
         }
     }
 
@@ -530,6 +552,32 @@ mod tests {
         let c = drain(&mut s, &q);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].slot, 1, "slot numbers past the pool");
+    }
+
+    #[test]
+    fn a_producer_blocked_on_a_full_queue_lends_its_slot_to_the_consumer() {
+        let f = file(
+            "[jobs.p]\ncommand = 'seq 9'\nto = 'q'\n[jobs.c]\ncommand = 'echo {item}'\nitems = { queue = 'q' }\n",
+        );
+        let q = FakeQueues::new(1, 100);
+        let mut s = Scheduler::new(f.clone(), 2, false);
+        assert_eq!(drain(&mut s, &q).len(), 1, "the producer");
+        for i in 0..5 {
+            q.push(0, &i.to_string());
+        }
+        assert_eq!(
+            drain(&mut s, &q).len(),
+            1,
+            "one consumer task in the free slot"
+        );
+        q.blocked.set(1);
+        let lent = drain(&mut s, &q);
+        assert_eq!(lent.len(), 1, "one more in the blocked producer's place");
+        assert_eq!(lent[0].slot, 2);
+        assert!(
+            drain(&mut s, &q).is_empty(),
+            "no more than the producers blocked"
+        );
     }
 
     #[test]
