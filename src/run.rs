@@ -236,8 +236,9 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
             },
         }
     }
+    let mut unfinished = Vec::new();
     if let Some((coordinator, local)) = distributed {
-        coordinator.finish();
+        unfinished = coordinator.finish();
         if let Some((stop, thread)) = local {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = thread.join();
@@ -253,6 +254,18 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
         )
     };
     records.extend(skipped_records(&file, &scheduler_jobs, &ctx.host));
+    // Tasks still on workers when a stopped run ended: no result came back for them.
+    for start in unfinished {
+        let mut record = skipped_record(
+            &file,
+            start.job,
+            start.index,
+            String::from_utf8_lossy(&start.item).into_owned(),
+            "",
+        );
+        record.stopped = true;
+        records.push(record);
+    }
     records.sort_by_key(|r| (r.job, r.index));
     let failed = records
         .iter()
@@ -519,30 +532,35 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> Vec<TaskRec
                 Items::Range(a, _) => (a + index as i64).to_string(),
                 _ => String::new(),
             };
-            out.push(TaskRecord {
-                job: j,
-                index,
-                item,
-                slot: 0,
-                host: host.to_string(),
-                status: Status::Skipped,
-                end: None,
-                pid: None,
-                attempts: 0,
-                started: None,
-                duration: Duration::ZERO,
-                stopped: false,
-                allowed_failure: job.allow_failure,
-                stderr_tail: Vec::new(),
-                tail_cut: false,
-                stdout_tail: Vec::new(),
-                queue_lines: Vec::new(),
-                stdout_log: None,
-                stderr_log: None,
-            });
+            out.push(skipped_record(file, j, index, item, host));
         }
     }
     out
+}
+
+/// The record of a task that never ran (or whose result never came back).
+fn skipped_record(file: &JobFile, job: usize, index: u64, item: String, host: &str) -> TaskRecord {
+    TaskRecord {
+        job,
+        index,
+        item,
+        slot: 0,
+        host: host.to_string(),
+        status: Status::Skipped,
+        end: None,
+        pid: None,
+        attempts: 0,
+        started: None,
+        duration: Duration::ZERO,
+        stopped: false,
+        allowed_failure: file.jobs[job].allow_failure,
+        stderr_tail: Vec::new(),
+        tail_cut: false,
+        stdout_tail: Vec::new(),
+        stdout_log: None,
+        stderr_log: None,
+        queue_lines: Vec::new(),
+    }
 }
 
 fn signal_label(signal: Interrupt) -> String {

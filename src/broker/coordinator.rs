@@ -13,7 +13,7 @@ use crate::jobfile::JobFile;
 use crate::scheduler::Start;
 use crossbeam_channel::Receiver;
 use redis::Value;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,6 +37,7 @@ pub struct Options {
 }
 
 pub struct Coordinator {
+    in_flight: InFlight,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     broker: Broker,
@@ -45,7 +46,7 @@ pub struct Coordinator {
 
 type OnResult = Box<dyn Fn(TaskRecord, Vec<u8>) + Send>;
 /// Tasks published and not yet completed, by task key (`job/index`).
-type InFlight = Arc<Mutex<HashSet<String>>>;
+type InFlight = Arc<Mutex<HashMap<String, Start>>>;
 type Say = Arc<dyn Fn(String) + Send + Sync>;
 
 impl Coordinator {
@@ -131,6 +132,7 @@ impl Coordinator {
                 stop.clone(),
                 say.clone(),
             );
+            let in_flight = in_flight.clone();
             threads.push(spawn("results", move || {
                 reader(
                     &mut broker,
@@ -152,6 +154,7 @@ impl Coordinator {
             })?);
         }
         Ok(Coordinator {
+            in_flight,
             stop,
             threads,
             broker,
@@ -160,7 +163,8 @@ impl Coordinator {
     }
 
     /// The run is over: tell the workers, stop the threads, let the keys expire in a day.
-    pub fn finish(mut self) {
+    /// Returns the tasks still on workers (a run that was stopped does not wait for them).
+    pub fn finish(mut self) -> Vec<Start> {
         self.stop.store(true, Ordering::SeqCst);
         let run = self.run_id.clone();
         let _ = self.broker.call(|c| {
@@ -184,6 +188,15 @@ impl Coordinator {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        let mut left: Vec<Start> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        left.sort_by_key(|s| (s.job, s.index));
+        left
     }
 }
 
@@ -218,7 +231,7 @@ fn publisher(
         in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(task.clone());
+            .insert(task.clone(), start.clone());
         let _ = broker.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -294,10 +307,11 @@ fn reader(
             let task = format!("{job_name}/{index}");
             // Only a task that was published and has no result yet can end: a replayed
             // or invented result is refused rather than counted.
-            if !in_flight
+            if in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&task)
+                .is_none()
             {
                 say(format!(
                     "refused result entry {id}: task {task} is not waiting for a result (a replay, or never published)"

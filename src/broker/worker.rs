@@ -33,6 +33,8 @@ pub struct Serve {
     pub stop: Arc<AtomicBool>,
     /// Entries this process holds, for the renewer.
     held: Mutex<HashSet<String>>,
+    /// Entries read and not yet started, for whichever consumer thread is free first.
+    prefetched: Mutex<std::collections::VecDeque<(String, Message)>>,
 }
 
 impl Serve {
@@ -59,6 +61,7 @@ impl Serve {
             ctx,
             stop,
             held: Mutex::new(HashSet::new()),
+            prefetched: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -137,7 +140,8 @@ fn run_over(s: &Serve, broker: &mut Broker) -> bool {
 }
 
 /// Tasks a consumer reads at once: fewer round trips per task, at the price of a few
-/// tasks waiting behind a slow one (they are renewed like running ones).
+/// tasks waiting until a consumer thread of this process is free (they wait in
+/// `Serve::prefetched`, shared by all, and are renewed like running ones).
 const PREFETCH: usize = 4;
 
 fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
@@ -145,8 +149,12 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
     let mut checked = std::time::Instant::now();
     let mut last_takeover: Option<std::time::Instant> = None;
     let takeover_every = (s.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
-    let mut prefetched: std::collections::VecDeque<(String, Message)> =
-        std::collections::VecDeque::new();
+    let pop = || {
+        s.prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    };
     loop {
         if checked.elapsed() > Duration::from_millis(500) || s.stop.load(Ordering::SeqCst) {
             if run_over(s, broker) {
@@ -154,18 +162,26 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             }
             checked = std::time::Instant::now();
         }
-        if prefetched.is_empty() {
+        let next = pop().or_else(|| {
+            let mut fetched = Vec::new();
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
                 last_takeover = Some(std::time::Instant::now());
-                prefetched.extend(take_over(s, broker, &tasks));
+                fetched.extend(take_over(s, broker, &tasks));
             }
-            if prefetched.is_empty() {
-                prefetched.extend(read_new(s, broker, &tasks));
+            if fetched.is_empty() {
+                fetched = read_new(s, broker, &tasks);
             }
-            let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
-            held.extend(prefetched.iter().map(|(id, _)| id.clone()));
-        }
-        let Some((id, message)) = prefetched.pop_front() else {
+            s.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(fetched.iter().map(|(id, _)| id.clone()));
+            s.prefetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(fetched);
+            pop()
+        });
+        let Some((id, message)) = next else {
             continue;
         };
         handle(s, broker, slot, &tasks, &id, &message);

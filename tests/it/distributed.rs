@@ -738,3 +738,51 @@ fn coordinator_and_worker_on_separate_network_namespaces() {
     assert_eq!(results.lines().count(), 40);
     assert!(results.contains("40 * 40 = 1600"));
 }
+
+#[test]
+fn an_interrupted_coordinator_reports_tasks_still_on_workers() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.slow]\ncommand = 'echo x >> started.log; sleep 30'\nitems = [1, 2]\n")
+        .args(&[
+            "--broker",
+            &redis.url(),
+            "--no-local",
+            "--report",
+            "report.json",
+        ]);
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2", "--grace", "1s"],
+        &[],
+    );
+    let mut runner = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(15), || t
+        .read("started.log")
+        .lines()
+        .count()
+        == 2));
+    // SAFETY: interrupting the coordinator this test started, by its pid.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
+    let status = wait_child(&mut runner, Duration::from_secs(10));
+    assert_eq!(status, Some(130));
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["status"] == "skipped" && t["stopped"] == true),
+        "{tasks:?}"
+    );
+    // The worker sees the run end and stops its tasks.
+    w.signal(libc::SIGTERM);
+    let err = w.finish();
+    assert!(err.contains("serving run"), "{err}");
+}
