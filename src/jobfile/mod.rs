@@ -217,13 +217,16 @@ fn toml_diagnostic(e: &toml::de::Error) -> Diagnostic {
     let mut diagnostic = Diagnostic::new(message.clone(), e.span());
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some(name) = rest.split('`').next() {
-            let known: Vec<&str> = TOP_KEYS
+            let mut known: Vec<&str> = Vec::new();
+            for key in TOP_KEYS
                 .iter()
                 .chain(JOB_KEYS.iter())
                 .chain(QUEUE_KEYS.iter())
-                .copied()
-                .filter(|k| message.contains(&format!("`{k}`")))
-                .collect();
+            {
+                if message.contains(&format!("`{key}`")) && !known.contains(key) {
+                    known.push(key);
+                }
+            }
             diagnostic.message = format!("unknown key `{name}`");
             diagnostic = match suggest(name, known.iter().copied()) {
                 Some(s) => diagnostic.with_note(format!("did you mean `{s}`?")),
