@@ -73,6 +73,27 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Connected clients, not counting the redis-cli that asks.
+    pub fn clients(&self) -> usize {
+        self.cli(&["CLIENT", "LIST"])
+            .lines()
+            .count()
+            .saturating_sub(1)
+    }
+
+    pub fn stream_len(&self, key: &str) -> usize {
+        self.cli(&["XLEN", key]).trim().parse().unwrap_or(0)
+    }
+
+    /// The id of the newest announced run.
+    pub fn newest_run(&self) -> String {
+        self.cli(&["XREVRANGE", "runner:runs", "+", "-", "COUNT", "1"])
+            .lines()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: terminating the redis-server this test started, by its pid.
@@ -381,10 +402,10 @@ fn a_worker_with_another_job_file_refuses_the_run() {
         "# another file\n[jobs.fan]\ncommand = 'sleep 1; echo {item}'\nitems = [1, 2, 3]\n",
     );
     let w = Worker::start(&t, "other.toml", &redis.url(), &["--pool", "1"], &[]);
-    assert!(wait_for(Duration::from_secs(5), || redis
-        .cli(&["PING"])
-        .contains("PONG")));
-    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.clients() >= 1),
+        "the worker is connected"
+    );
     let t = t.args(&["--grace", "1s"]);
     let mut runner = t
         .command()
@@ -433,10 +454,17 @@ fn a_wrong_authkey_is_refused_and_reported() {
         &["--pool", "1"],
         &[("RUNNER_AUTHKEY", "wrong-key")],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.clients() >= 1),
+        "the worker is connected"
+    );
     let out = t.run();
     out.assert_code(0);
-    std::thread::sleep(Duration::from_millis(500));
+    let run = redis.newest_run();
+    assert!(wait_for(Duration::from_secs(10), || redis
+        .stream_len(&format!("runner:{run}:events"))
+        >= 1));
+    out.assert_stderr_has("a report that does not authenticate");
     let err = w.finish();
     assert!(
         err.contains("refusing run") && err.contains("does not authenticate"),
@@ -509,7 +537,10 @@ fn forged_messages_are_refused_reported_and_never_run() {
         "mac",
         "00ff",
     ]);
-    std::thread::sleep(Duration::from_millis(800));
+    // The worker refuses the forged task and reports it; then the real task may end.
+    assert!(wait_for(Duration::from_secs(10), || redis
+        .stream_len(&format!("runner:{run}:events"))
+        >= 1));
     t.write("open", "");
     let status = wait_child(&mut runner, Duration::from_secs(30));
     let mut err = String::new();
