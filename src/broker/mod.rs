@@ -103,12 +103,23 @@ impl std::fmt::Display for BrokerError {
 
 fn describe(url: &str, e: &RedisError) -> String {
     let text = e.to_string().replace(url, &redact(url));
-    format!("broker {}: {text}", redact(url))
+    let tls = url.starts_with("rediss://");
+    let hint = if e.is_io_error() && tls {
+        " (does the server speak TLS on that port?)"
+    } else if e.is_io_error() && text.contains("reset by peer") {
+        " (if the server expects TLS, use rediss://)"
+    } else {
+        ""
+    };
+    format!("broker {}: {text}{hint}", redact(url))
 }
 
 impl Broker {
     /// Connects now, failing within seconds if the broker is unreachable or refuses us.
     pub fn connect(url: &str, read_timeout: Duration) -> Result<Broker, BrokerError> {
+        // rediss:// needs a TLS crypto provider chosen once per process; a second
+        // install (another connection) is refused, and that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(url).map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
         let conn = client
             .get_connection_with_timeout(Duration::from_secs(5))

@@ -73,6 +73,14 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    pub fn config(&self, name: &str) -> String {
+        self.cli(&["CONFIG", "GET", name])
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Connected clients, not counting the redis-cli that asks.
     pub fn clients(&self) -> usize {
         self.cli(&["CLIENT", "LIST"])
@@ -816,4 +824,88 @@ fn an_interrupted_coordinator_reports_tasks_still_on_workers() {
     w.signal(libc::SIGTERM);
     let err = w.finish();
     assert!(err.contains("serving run"), "{err}");
+}
+
+#[test]
+fn tls_works_and_a_tls_mismatch_fails_fast() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(certs.path())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "openssl makes a certificate (scripts/test installs openssl)"
+    );
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    // The listener that found a free port is closed before redis-server binds it.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let redis = Redis::start(&[
+        "--tls-port",
+        &free,
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let tls_port = redis.config("tls-port");
+    // A self-signed certificate: `#insecure` skips verifying it (tests only).
+    let tls_url = format!("rediss://127.0.0.1:{tls_port}/#insecure");
+    let t = Test::new(SQUARES).args(&["--broker", &tls_url, "--no-local"]);
+    let w = Worker::start(&t, "jobs.toml", &tls_url, &["--pool", "2"], &[]);
+    t.run().assert_code(0);
+    assert_eq!(t.read("results.txt").lines().count(), 40);
+    drop(w);
+
+    let started = Instant::now();
+    let plain_to_tls = Test::new("[jobs.f]\ncommand = 'touch ran'\nitems = [1]\n")
+        .args(&["--broker", &format!("redis://:pw-123@127.0.0.1:{tls_port}")])
+        .run();
+    plain_to_tls
+        .assert_code(1)
+        .assert_stderr_has("use rediss://");
+    assert!(!plain_to_tls.stderr.contains("pw-123"));
+    let tls_to_plain = Test::new("[jobs.f]\ncommand = 'touch ran'\nitems = [1]\n")
+        .args(&[
+            "--broker",
+            &format!("rediss://:pw-123@127.0.0.1:{}", redis.port),
+        ])
+        .run();
+    tls_to_plain.assert_code(1).assert_stderr_has("TLS");
+    assert!(!tls_to_plain.stderr.contains("pw-123"));
+    let unknown = Test::new("[jobs.f]\ncommand = 'touch ran'\nitems = [1]\n")
+        .args(&["--broker", "redis://:pw-123@no-such-host.invalid:6379"])
+        .run();
+    unknown
+        .assert_code(1)
+        .assert_stderr_has("no-such-host.invalid");
+    assert!(!unknown.stderr.contains("pw-123"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "each fails within seconds"
+    );
 }
