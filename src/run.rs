@@ -253,7 +253,8 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
             core.scheduler.jobs.clone(),
         )
     };
-    records.extend(skipped_records(&file, &scheduler_jobs, &ctx.host));
+    let (skipped, unlisted) = skipped_records(&file, &scheduler_jobs, &ctx.host);
+    records.extend(skipped);
     // Tasks still on workers when a stopped run ended: no result came back for them.
     for start in unfinished {
         let mut record = skipped_record(
@@ -287,6 +288,11 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     };
     let color = display::Options::detect(false).color;
     let mut summary = report::summary(&file, &records, &info, color);
+    if unlisted > 0 {
+        summary.push_str(&format!(
+            "(and {unlisted} further skipped tasks, counted but not listed in the summary or reports)\n"
+        ));
+    }
     for (path, result) in [
         (
             &options.report,
@@ -518,15 +524,22 @@ fn spawn_slot(shared: Arc<Shared>, slot: usize) -> Sender<Start> {
 }
 
 /// Records for tasks that never started: their job was skipped, or the run stopped.
-fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> Vec<TaskRecord> {
+/// At most this many skipped tasks of one job get a record each; the rest are counted
+/// (a skipped `range` of a billion items must not take a billion records).
+const MAX_SKIPPED_RECORDS: u64 = 100_000;
+
+fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRecord>, u64) {
     let mut out = Vec::new();
+    let mut unlisted = 0;
     for (j, state) in jobs.iter().enumerate() {
         let job = &file.jobs[j];
         if matches!(state.phase, Phase::Done { .. }) {
             continue;
         }
         let Some(total) = state.total else { continue };
-        for index in state.next..total {
+        let listed_end = total.min(state.next.saturating_add(MAX_SKIPPED_RECORDS));
+        unlisted += total - listed_end;
+        for index in state.next..listed_end {
             let item = match &job.items {
                 Items::List(list) => list[index as usize].clone(),
                 Items::Range(a, _) => (a + index as i64).to_string(),
@@ -535,7 +548,7 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> Vec<TaskRec
             out.push(skipped_record(file, j, index, item, host));
         }
     }
-    out
+    (out, unlisted)
 }
 
 /// The record of a task that never ran (or whose result never came back).

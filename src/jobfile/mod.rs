@@ -93,7 +93,7 @@ impl Items {
         match self {
             Items::Single => Some(1),
             Items::List(items) => Some(items.len() as u64),
-            Items::Range(a, b) => Some((*b - *a).max(0) as u64),
+            Items::Range(a, b) => Some(b.saturating_sub(*a).max(0) as u64),
             Items::Queue(_) => None,
         }
     }
