@@ -56,6 +56,17 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
                     }
                 },
             };
+            // A report that cannot be written would be lost after the run: say so first.
+            for path in [&args.report, &args.junit].into_iter().flatten() {
+                if let Err(e) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return EXIT_INVALID;
+                }
+            }
             let options = run::Options {
                 pool: args.pool.map(|p| p as usize),
                 fail_fast: args.fail_fast,

@@ -214,3 +214,13 @@ fn the_schema_is_json_and_accepts_every_shipped_job_file() {
     let bad: serde_json::Value = toml::from_str("pool = 0\n[jobs.a]\ncommand = 'x'\n").unwrap();
     assert!(!validator.is_valid(&bad), "pool 0 is flagged");
 }
+
+#[test]
+fn an_unwritable_report_path_is_refused_before_anything_runs() {
+    let t =
+        Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&["--junit", "no/such/dir/junit.xml"]);
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("cannot write no/such/dir/junit.xml");
+    assert!(!t.path("ran").exists());
+}
