@@ -6,6 +6,8 @@
 //!
 //! Invariant: a line of task output is written in one piece, with the bars suspended,
 //! so neither another task's output nor a bar can tear it.
+//!
+//! Longer than 400 lines: bars and plain lines share the counts and the writer.
 
 use crate::exec::{sys, End, Status, TaskRecord};
 use crate::jobfile::JobFile;

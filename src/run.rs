@@ -4,6 +4,9 @@
 //!
 //! Invariant: the run ends only when no task is running, so every process the run
 //! started has been reaped (and its group stopped) before the summary is printed.
+//!
+//! Longer than 400 lines: the local and the distributed dispatch paths share the one
+//! lock, the core and the end of a run, and read best together.
 
 use crate::broker::{coordinator, worker};
 use crate::display::{self, Event};

@@ -12,6 +12,8 @@
 //! - A job starts only after each job it needs finished with success; otherwise it is
 //!   skipped, and so is everything that needs it.
 //! - A queue is closed exactly once: when its last producer job is done or skipped.
+//!
+//! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
 use crate::jobfile::{Items, JobFile, JobId, QueueId};
 use crate::queue::Take;

@@ -7,6 +7,9 @@
 //! broker is run as a command: an entry names a job of the worker's own file, an index
 //! and an item, and is refused unless it authenticates, names a job that may run
 //! remotely, and is the entry the coordinator issued for that task.
+//!
+//! Longer than 400 lines: taking, checking, running and completing a task are one
+//! sequence with one set of failure cases; the result's wire form sits next to it.
 
 use super::wire::Message;
 use super::{key, run_key, Broker, BrokerError, COMPLETE, GROUP, RENEW};

@@ -11,6 +11,9 @@
 //!   sent TERM, then KILL after the grace period.
 //! - The loop never waits without a deadline on anything but the task itself: stop
 //!   requests, timeouts and grace periods all bound it.
+//!
+//! Longer than 400 lines: one poll loop and every state it can be in (timeout, stop,
+//! grace, leftovers); split up, its invariants would be in several places.
 
 use super::control::{Control, Level};
 use super::sink::Sink;
