@@ -119,6 +119,8 @@ pub struct Writer {
     out_broken: bool,
     started: Instant,
     bars: Option<Bars>,
+    /// This machine's name, to tell remote tasks apart.
+    host: String,
 }
 
 struct Bars {
@@ -167,6 +169,7 @@ impl Writer {
             out_broken: false,
             started: Instant::now(),
             bars,
+            host: sys::hostname(),
         }
     }
 
@@ -288,6 +291,12 @@ impl Writer {
             (true, false) => "FAIL",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+        // Tasks that ran on another machine say where.
+        let pid = if !record.host.is_empty() && record.host != self.host {
+            format!("{pid} on {}", record.host)
+        } else {
+            pid
+        };
         let retry = if retrying {
             format!(" (attempt {}, retrying)", record.attempts)
         } else if record.attempts > 1 {

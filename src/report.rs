@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime};
 
 pub struct RunInfo {
     pub id: String,
+    /// The machine the run (the coordinator) ran on.
+    pub host: String,
     pub file: String,
     pub started: SystemTime,
     pub duration: Duration,
@@ -106,6 +108,11 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
         let label = crate::exec::label(&file.jobs[r.job], &r.item);
         let end = r.end.as_ref().map(describe_end).unwrap_or_default();
         let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+        let pid = if r.host.is_empty() || r.host == info.host {
+            pid
+        } else {
+            format!("{pid} on {}", r.host)
+        };
         let allowed = if r.allowed_failure {
             " (allowed to fail)"
         } else {

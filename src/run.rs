@@ -281,6 +281,7 @@ pub fn run(file: JobFile, options: Options) -> Result<i32, String> {
     };
     let info = RunInfo {
         id: run_id,
+        host: ctx.host.clone(),
         file: file.path.display().to_string(),
         started,
         duration: clock.elapsed(),
