@@ -213,7 +213,13 @@ impl Writer {
                 std::thread::sleep(BATCH_WAIT);
                 continue;
             }
-            match events.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
+            // Bars are redrawn at least every second, so their clocks move when no
+            // task starts or ends.
+            let mut wait = next_beat.saturating_duration_since(Instant::now());
+            if self.bars.is_some() {
+                wait = wait.min(Duration::from_secs(1));
+            }
+            match events.recv_timeout(wait) {
                 Ok(Event::Finish(summary)) => {
                     self.clear_bars();
                     let _ = self.err.write_all(summary.as_bytes());
@@ -223,7 +229,13 @@ impl Writer {
                     self.handle(event);
                     self.update_bars();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(bars) = &self.bars {
+                        for bar in bars.jobs.iter().flatten() {
+                            bar.tick();
+                        }
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }

@@ -115,3 +115,37 @@ fn live_bars_then_ctrl_c_then_the_summary() {
     assert!(gone, "left behind: {:?}", processes_with(&mark));
     std::fs::write(t.path("screen.txt"), &end).unwrap();
 }
+
+#[test]
+fn more_running_jobs_than_rows_stay_readable() {
+    let mark = marker("rows");
+    let t = Test::new("");
+    std::fs::copy("/bin/sleep", t.path(&format!("sleep-{mark}"))).unwrap();
+    let mut jobs = String::from("pool = 80\n");
+    for j in 0..30 {
+        jobs.push_str(&format!(
+            "[jobs.job{j:02}]\ncommand = './sleep-{mark} 1000'\nitems = [1, 2]\n"
+        ));
+    }
+    t.write("jobs.toml", &jobs);
+    let Some(tmux) = Tmux::start("rows", t.dir.path(), &format!("{BIN} jobs.toml --grace 1s"))
+    else {
+        return;
+    };
+    let live = tmux.wait_for_screen("60 running");
+    let bar_lines = live.lines().filter(|l| l.starts_with("  job")).count();
+    assert!(
+        bar_lines >= 1 && bar_lines <= 28,
+        "bars fit the 30 rows:\n{live}"
+    );
+    assert!(
+        live.lines()
+            .any(|l| l.contains("0/60 tasks done, 0 failed, 60 running")),
+        "{live}"
+    );
+    tmux.cmd(&["send-keys", "-t", "t", "C-c"]).status().unwrap();
+    let end = tmux.wait_for_screen("EXIT=");
+    assert!(end.contains("EXIT=130"), "{end}");
+    let gone = wait_for(Duration::from_secs(5), || processes_with(&mark).is_empty());
+    assert!(gone, "left behind: {:?}", processes_with(&mark));
+}
