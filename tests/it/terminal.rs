@@ -135,7 +135,7 @@ fn more_running_jobs_than_rows_stay_readable() {
     let live = tmux.wait_for_screen("60 running");
     let bar_lines = live.lines().filter(|l| l.starts_with("  job")).count();
     assert!(
-        bar_lines >= 1 && bar_lines <= 28,
+        (1..=28).contains(&bar_lines),
         "bars fit the 30 rows:\n{live}"
     );
     assert!(
