@@ -557,27 +557,7 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRe
 
 /// The record of a task that never ran (or whose result never came back).
 fn skipped_record(file: &JobFile, job: usize, index: u64, item: String, host: &str) -> TaskRecord {
-    TaskRecord {
-        job,
-        index,
-        item,
-        slot: 0,
-        host: host.to_string(),
-        status: Status::Skipped,
-        end: None,
-        pid: None,
-        attempts: 0,
-        started: None,
-        duration: Duration::ZERO,
-        stopped: false,
-        allowed_failure: file.jobs[job].allow_failure,
-        stderr_tail: Vec::new(),
-        tail_cut: false,
-        stdout_tail: Vec::new(),
-        stdout_log: None,
-        stderr_log: None,
-        queue_lines: Vec::new(),
-    }
+    TaskRecord::new(job, index, item, 0, host, file.jobs[job].allow_failure)
 }
 
 fn signal_label(signal: Interrupt) -> String {

@@ -334,26 +334,7 @@ fn reclaimer(broker: &mut Broker, run: &str, options: &Options, stop: &AtomicBoo
         while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let Ok(Value::Array(rows)) = broker.call(|c| {
-            redis::cmd("XPENDING")
-                .arg(&tasks)
-                .arg(GROUP)
-                .arg("IDLE")
-                .arg(lease_ms)
-                .arg("-")
-                .arg("+")
-                .arg(100)
-                .query::<Value>(c)
-        }) else {
-            continue;
-        };
-        for row in rows {
-            let Value::Array(fields) = row else { continue };
-            if fields.len() < 4 {
-                continue;
-            }
-            let id = super::text(&fields[0]);
-            let deliveries: u32 = super::text(&fields[3]).parse().unwrap_or(0);
+        for (id, deliveries) in super::idle_entries(broker, &tasks, lease_ms, 100) {
             if deliveries < options.max_deliveries {
                 continue;
             }

@@ -243,6 +243,37 @@ fn is_fatal(e: &RedisError) -> bool {
         || text.contains("certificate")
 }
 
+/// Entries of `stream` idle for at least `idle_ms`: (entry id, deliveries so far).
+pub fn idle_entries(
+    broker: &mut Broker,
+    stream: &str,
+    idle_ms: u64,
+    count: usize,
+) -> Vec<(String, u32)> {
+    let reply = broker.call(|c| {
+        redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query::<Value>(c)
+    });
+    let Ok(Value::Array(rows)) = reply else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|row| match row {
+            Value::Array(fields) if fields.len() >= 4 => {
+                Some((text(&fields[0]), text(&fields[3]).parse().unwrap_or(0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Entries of an XREAD/XREADGROUP/XCLAIM reply: (stream, entry id, message).
 pub fn entries(value: &Value) -> Vec<(String, String, Message)> {
     let mut out = Vec::new();

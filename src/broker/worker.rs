@@ -195,29 +195,7 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
 /// A task whose holder's lease ran out, delivered fewer than `max_deliveries` times.
 fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Message)> {
     let lease_ms = s.lease.as_millis() as u64;
-    let pending = broker
-        .call(|c| {
-            redis::cmd("XPENDING")
-                .arg(tasks)
-                .arg(GROUP)
-                .arg("IDLE")
-                .arg(lease_ms)
-                .arg("-")
-                .arg("+")
-                .arg(10)
-                .query::<Value>(c)
-        })
-        .ok()?;
-    let Value::Array(rows) = pending else {
-        return None;
-    };
-    for row in rows {
-        let Value::Array(fields) = row else { continue };
-        if fields.len() < 4 {
-            continue;
-        }
-        let id = super::text(&fields[0]);
-        let deliveries: u32 = super::text(&fields[3]).parse().unwrap_or(0);
+    for (id, deliveries) in super::idle_entries(broker, tasks, lease_ms, 10) {
         if deliveries >= s.max_deliveries {
             continue; // The coordinator reports it as lost.
         }
@@ -459,33 +437,29 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .number::<u64>("started_ms")
         .filter(|ms| *ms > 0)
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-    TaskRecord {
+    let mut r = TaskRecord::new(
         job,
-        index: m.number("index").unwrap_or(0),
-        item: m.text("item").unwrap_or_default(),
-        slot: usize::MAX,
-        host: m.text("host").unwrap_or_default(),
-        status: if m.text("status").as_deref() == Some("succeeded") {
-            Status::Succeeded
-        } else {
-            Status::Failed
-        },
-        end,
-        pid: m.number("pid"),
-        attempts: m.number("attempts").unwrap_or(0),
-        started,
-        duration: Duration::from_millis(m.number("duration_ms").unwrap_or(0)),
-        stopped: false,
+        m.number("index").unwrap_or(0),
+        m.text("item").unwrap_or_default(),
+        usize::MAX,
+        &m.text("host").unwrap_or_default(),
         allowed_failure,
-        stderr_tail: m
-            .text("stderr_tail")
-            .filter(|t| !t.is_empty())
-            .map(|t| t.lines().map(String::from).collect())
-            .unwrap_or_default(),
-        tail_cut: m.text("tail_cut").as_deref() == Some("1"),
-        stdout_tail: Vec::new(),
-        stdout_log: None,
-        stderr_log: None,
-        queue_lines: Vec::new(),
-    }
+    );
+    r.status = if m.text("status").as_deref() == Some("succeeded") {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    r.end = end;
+    r.pid = m.number("pid");
+    r.attempts = m.number("attempts").unwrap_or(0);
+    r.started = started;
+    r.duration = Duration::from_millis(m.number("duration_ms").unwrap_or(0));
+    r.stderr_tail = m
+        .text("stderr_tail")
+        .filter(|t| !t.is_empty())
+        .map(|t| t.lines().map(String::from).collect())
+        .unwrap_or_default();
+    r.tail_cut = m.text("tail_cut").as_deref() == Some("1");
+    r
 }

@@ -57,6 +57,40 @@ pub struct TaskRecord {
     pub stderr_log: Option<PathBuf>,
 }
 
+impl TaskRecord {
+    /// A task that has not run (yet): no attempts, no end.
+    pub fn new(
+        job: usize,
+        index: u64,
+        item: String,
+        slot: usize,
+        host: &str,
+        allowed_failure: bool,
+    ) -> TaskRecord {
+        TaskRecord {
+            job,
+            index,
+            item,
+            slot,
+            host: host.to_string(),
+            status: Status::Skipped,
+            end: None,
+            pid: None,
+            attempts: 0,
+            started: None,
+            duration: Duration::ZERO,
+            stopped: false,
+            allowed_failure,
+            stderr_tail: Vec::new(),
+            tail_cut: false,
+            stdout_tail: Vec::new(),
+            queue_lines: Vec::new(),
+            stdout_log: None,
+            stderr_log: None,
+        }
+    }
+}
+
 /// What every task of a run shares.
 pub struct Context {
     pub file: Arc<JobFile>,
@@ -79,27 +113,15 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
     let label: Arc<str> = label(job, &item).into();
-    let mut record = TaskRecord {
-        job: job_id,
+    let mut record = TaskRecord::new(
+        job_id,
         index,
-        item: item.clone(),
+        item.clone(),
         slot,
-        host: ctx.host.clone(),
-        status: Status::Failed,
-        end: None,
-        pid: None,
-        attempts: 0,
-        started: None,
-        duration: Duration::ZERO,
-        stopped: false,
-        allowed_failure: job.allow_failure,
-        stderr_tail: Vec::new(),
-        tail_cut: false,
-        stdout_tail: Vec::new(),
-        queue_lines: Vec::new(),
-        stdout_log: None,
-        stderr_log: None,
-    };
+        &ctx.host,
+        job.allow_failure,
+    );
+    record.status = Status::Failed;
     if item.contains('\0') {
         let message = "the item holds a NUL byte, which no process can be given".to_string();
         record.end = Some(End::SpawnFailed {

@@ -153,12 +153,7 @@ impl Worker {
     pub fn finish(mut self) -> String {
         self.signal(libc::SIGKILL);
         let _ = self.0.wait();
-        let mut err = String::new();
-        use std::io::Read;
-        if let Some(mut e) = self.0.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        err
+        stderr_of(&mut self.0)
     }
 }
 
@@ -242,6 +237,16 @@ fn a_worker_killed_mid_task_loses_nothing() {
         (0..12).collect::<Vec<_>>(),
         "every result exactly once"
     );
+}
+
+/// What a finished child printed on its (piped) stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut text);
+    }
+    text
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
@@ -334,14 +339,7 @@ fn a_poison_task_fails_as_lost_after_max_deliveries() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut err = String::new();
-    use std::io::Read;
-    runner
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut runner);
     assert_eq!(status, Some(1), "{err}");
     assert!(
         err.contains("FAILED poison:x: lost after 2 deliveries"),
@@ -374,14 +372,7 @@ fn a_redis_restart_mid_run_is_survived() {
     std::thread::sleep(Duration::from_millis(300));
     redis.restart();
     let status = wait_child(&mut runner, Duration::from_secs(60));
-    let mut err = String::new();
-    use std::io::Read;
-    runner
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut runner);
     assert_eq!(status, Some(0), "{err}");
     assert!(
         err.contains("reconnecting") && err.contains("is back"),
@@ -423,14 +414,7 @@ fn a_worker_with_another_job_file_refuses_the_run() {
         .unwrap();
     let status = wait_child(&mut runner, Duration::from_secs(30));
     assert_eq!(status, Some(0));
-    let mut coordinator = String::new();
-    use std::io::Read;
-    runner
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut coordinator)
-        .unwrap();
+    let coordinator = stderr_of(&mut runner);
     assert!(
         coordinator.contains("refused the run: its job file has digest"),
         "reported to the coordinator: {coordinator}"
@@ -551,14 +535,7 @@ fn forged_messages_are_refused_reported_and_never_run() {
         >= 1));
     t.write("open", "");
     let status = wait_child(&mut runner, Duration::from_secs(30));
-    let mut err = String::new();
-    use std::io::Read;
-    runner
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut runner);
     assert_eq!(status, Some(0), "{err}");
     assert!(
         err.contains("refused result entry") && err.contains("MAC does not match"),
