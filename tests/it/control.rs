@@ -169,12 +169,7 @@ fn interrupt(signal: i32, expected: i32, name: &str) {
         &format!("pool = 2\n[jobs.long]\ncommand = '{sleep} 1000 & {sleep} 1000'\nitems = {{ range = [0, 5] }}\n[jobs.quick]\ncommand = 'echo quick done'\n"),
     );
     let t = t.args(&["--grace", "1s"]);
-    let child = t
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = t.spawn();
     assert!(
         wait_for(Duration::from_secs(10), || processes_with(&mark).len() >= 2),
         "tasks started"
@@ -219,12 +214,7 @@ fn a_second_sigint_kills_at_once() {
         &format!("[jobs.stubborn]\ncommand = \"trap '' TERM; {sleep} 1000\"\n"),
     );
     let t = t.args(&["--grace", "60s"]);
-    let mut child = t
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = t.spawn();
     assert!(wait_for(Duration::from_secs(10), || !processes_with(&mark)
         .is_empty()));
     let pid = child.id() as i32;

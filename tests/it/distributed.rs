@@ -212,16 +212,9 @@ fn a_worker_killed_mid_task_loses_nothing() {
     )
     .args(&["--broker", &redis.url(), "--no-local", "--lease", "1s"]);
     let doomed = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     assert!(wait_for(Duration::from_secs(15), || t
-        .read("started.log")
-        .lines()
-        .count()
+        .lines_in("started.log")
         >= 2));
     doomed.signal(libc::SIGKILL);
     let _survivor = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
@@ -269,17 +262,8 @@ fn a_paused_worker_past_its_lease_runs_a_task_twice_but_it_counts_once() {
     )
     .args(&["--broker", &redis.url(), "--no-local", "--lease", "1s"]);
     let paused = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(15), || t
-        .read("runs.log")
-        .lines()
-        .count()
-        == 1));
+    let mut runner = t.spawn();
+    assert!(wait_for(Duration::from_secs(15), || t.lines_in("runs.log") == 1));
     paused.signal(libc::SIGSTOP);
     let other = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
     let status = wait_child(&mut runner, Duration::from_secs(30));
@@ -287,7 +271,7 @@ fn a_paused_worker_past_its_lease_runs_a_task_twice_but_it_counts_once() {
     assert_eq!(status, Some(0));
     assert_eq!(t.read("got.txt"), "only\n", "the result counts once");
     assert_eq!(
-        t.read("runs.log").lines().count(),
+        t.lines_in("runs.log"),
         2,
         "the task was taken over and ran again"
     );
@@ -311,12 +295,7 @@ fn a_poison_task_fails_as_lost_after_max_deliveries() {
     let redis = Redis::start(&[]);
     let t = Test::new("[jobs.poison]\ncommand = 'kill -9 $PPID'\nitems = ['x']\n[jobs.fine]\ncommand = 'true'\nitems = [1, 2]\n")
         .args(&["--broker", &redis.url(), "--no-local", "--lease", "500ms", "--max-deliveries", "2"]);
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     // Workers die on the poison task; keep one alive at all times.
     let mut workers = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -360,12 +339,7 @@ fn a_redis_restart_mid_run_is_survived() {
     )
     .args(&["--broker", &redis.url(), "--no-local"]);
     let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     assert!(wait_for(Duration::from_secs(15), || redis
         .cli(&["KEYS", "runner:*:done"])
         .contains("done")));
@@ -406,12 +380,7 @@ fn a_worker_with_another_job_file_refuses_the_run() {
         "the worker is connected"
     );
     let t = t.args(&["--grace", "1s"]);
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     let status = wait_child(&mut runner, Duration::from_secs(30));
     assert_eq!(status, Some(0));
     let coordinator = stderr_of(&mut runner);
@@ -483,12 +452,7 @@ fn forged_messages_are_refused_reported_and_never_run() {
         &["--pool", "2"],
         &[("RUNNER_AUTHKEY", "k3y")],
     );
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     let mut run = String::new();
     assert!(wait_for(Duration::from_secs(10), || {
         run = redis
@@ -773,16 +737,9 @@ fn an_interrupted_coordinator_reports_tasks_still_on_workers() {
         &["--pool", "2", "--grace", "1s"],
         &[],
     );
-    let mut runner = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = t.spawn();
     assert!(wait_for(Duration::from_secs(15), || t
-        .read("started.log")
-        .lines()
-        .count()
+        .lines_in("started.log")
         == 2));
     // SAFETY: interrupting the coordinator this test started, by its pid.
     unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
@@ -855,7 +812,7 @@ fn tls_works_and_a_tls_mismatch_fails_fast() {
     let t = Test::new(SQUARES).args(&["--broker", &tls_url, "--no-local"]);
     let w = Worker::start(&t, "jobs.toml", &tls_url, &["--pool", "2"], &[]);
     t.run().assert_code(0);
-    assert_eq!(t.read("results.txt").lines().count(), 40);
+    assert_eq!(t.lines_in("results.txt"), 40);
     drop(w);
 
     let started = Instant::now();

@@ -143,6 +143,8 @@ fn more_running_jobs_than_rows_stay_readable() {
             .any(|l| l.contains("0/60 tasks done, 0 failed, 60 running")),
         "{live}"
     );
+    // Nothing starts or ends from here on, yet the bars' clocks keep moving.
+    tmux.wait_for_screen("running, 0 failed, 2s");
     tmux.cmd(&["send-keys", "-t", "t", "C-c"]).status().unwrap();
     let end = tmux.wait_for_screen("EXIT=");
     assert!(end.contains("EXIT=130"), "{end}");

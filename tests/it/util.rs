@@ -133,6 +133,18 @@ impl Test {
         cmd
     }
 
+    /// Starts the runner with stdout and stderr piped, for tests that act while it runs.
+    pub fn spawn(&self) -> std::process::Child {
+        let mut cmd = self.command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().expect("runner starts")
+    }
+
+    /// How many lines a file (written by tasks) has now.
+    pub fn lines_in(&self, name: &str) -> usize {
+        self.read(name).lines().count()
+    }
+
     pub fn run(&self) -> Output {
         let mut cmd = self.command();
         cmd.stdin(if self.stdin.is_some() {
