@@ -49,6 +49,7 @@ pub enum Command {
         file: PathBuf,
     },
     /// Take tasks of distributed runs of FILE from a broker and run them.
+    #[cfg(feature = "distributed")]
     #[command(
         after_help = "Example:\n  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379"
     )]
@@ -90,16 +91,20 @@ pub struct RunArgs {
     /// Time between TERM and KILL when a task is stopped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+    #[cfg(feature = "distributed")]
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// With --broker: leave every fan-out task to the workers.
+    #[cfg(feature = "distributed")]
     #[arg(long, requires = "broker")]
     pub no_local: bool,
     /// With --broker: how long a worker holds a task without renewing before another
     /// may take it over.
+    #[cfg(feature = "distributed")]
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, requires = "broker")]
     pub lease: std::time::Duration,
     /// With --broker: deliveries without a result before a task fails as lost.
+    #[cfg(feature = "distributed")]
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
     pub max_deliveries: u32,
 }

@@ -9,8 +9,9 @@
 //!
 //! Longer than 400 lines: bars and plain lines share the counts and the writer.
 
-use crate::exec::{sys, End, Status, TaskRecord};
 use crate::jobfile::JobFile;
+use crate::sys;
+use crate::task::{describe_end, duration, Event, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, BufWriter, Write};
@@ -19,43 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How long the writer waits between batches of events while they flow.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-pub enum Event {
-    /// Whole lines of a task's output.
-    Output {
-        stream: Stream,
-        label: Arc<str>,
-        data: Vec<u8>,
-    },
-    /// An attempt's process is running.
-    Spawned {
-        job: usize,
-        label: Arc<str>,
-        pid: u32,
-        attempt: u32,
-    },
-    /// An attempt ended; `retrying`: another one follows.
-    Ended {
-        job: usize,
-        label: Arc<str>,
-        record: Box<TaskRecord>,
-        retrying: bool,
-    },
-    /// Tasks that will not run.
-    Skipped { job: usize, count: u64 },
-    /// Items a queue-fed job has taken so far.
-    Taken { job: usize },
-    /// A message of the runner's own, printed on stderr as is.
-    Note(String),
-    /// The run is over: print this (the summary) and end.
-    Finish(String),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -496,31 +460,5 @@ fn write_stream(
                 let _ = err.flush();
             }
         }
-    }
-}
-
-/// "exit 1", "killed by SIGKILL", "timed out", or why it did not start.
-pub fn describe_end(end: &End) -> String {
-    match end {
-        End::Exited(code) => format!("exit {code}"),
-        End::Signaled(signal) => format!("killed by {}", sys::signal_name(*signal)),
-        End::TimedOut => "timed out".to_string(),
-        End::SpawnFailed { message, .. } => format!("did not start: {message}"),
-        End::Lost { deliveries } => {
-            format!("lost after {deliveries} deliveries (its workers died or stopped)")
-        }
-    }
-}
-
-/// A short human duration: "12ms", "1.24s", "3m05s".
-pub fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else {
-        let s = d.as_secs();
-        format!("{}m{:02}s", s / 60, s % 60)
     }
 }

@@ -4,10 +4,10 @@
 //!
 //! The JSON schema is documented in `docs/reports.md`; a field changes only with it.
 
-use crate::display::{describe_end, duration};
-use crate::exec::{sys, End, Status, TaskRecord};
 use crate::jobfile::JobFile;
 use crate::queue::QueueStats;
+use crate::sys;
+use crate::task::{describe_end, duration, label, End, Status, TaskRecord};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -53,7 +53,7 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             t.first = Some(t.first.map_or(start, |f| f.min(start)));
             t.last = Some(t.last.map_or(end, |l| l.max(end)));
             if t.slowest.as_ref().is_none_or(|(d, _)| r.duration > *d) {
-                t.slowest = Some((r.duration, crate::exec::label(&file.jobs[r.job], &r.item)));
+                t.slowest = Some((r.duration, label(&file.jobs[r.job], &r.item)));
             }
         }
     }
@@ -105,7 +105,7 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
         .filter(|r| r.status == Status::Failed)
         .collect();
     for r in &failed {
-        let label = crate::exec::label(&file.jobs[r.job], &r.item);
+        let label = label(&file.jobs[r.job], &r.item);
         let end = r.end.as_ref().map(describe_end).unwrap_or_default();
         let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
         let pid = if r.host.is_empty() || r.host == info.host {
@@ -282,7 +282,7 @@ pub fn junit(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Result<S
                     status
                 }
             };
-            let mut case = TestCase::new(crate::exec::label(job, &r.item), status);
+            let mut case = TestCase::new(label(job, &r.item), status);
             case.set_classname(job.name.as_str());
             case.set_time(r.duration);
             if !r.stderr_tail.is_empty() {

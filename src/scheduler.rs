@@ -135,6 +135,7 @@ impl Scheduler {
 
     /// Sends the tasks of `remote` jobs to the broker (slot [`REMOTE`]), at most `window`
     /// of them unfinished at once.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn set_remote(&mut self, remote: Vec<bool>, window: usize) {
         self.remote = remote;
         self.remote_window = window.max(1);
@@ -303,10 +304,6 @@ impl Scheduler {
     /// Starts nothing more (Ctrl-C, fail-fast). Running tasks still report their end.
     pub fn stop(&mut self) {
         self.stopping = true;
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping
     }
 
     pub fn running(&self) -> usize {

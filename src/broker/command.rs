@@ -1,14 +1,16 @@
 //! `runner worker FILE --broker URL`: find runs of the same job file, check that they
-//! are, and serve them.
+//! are, and serve them, one at a time, through the same session (signals, terminal
+//! writer, stop switch) as a local run.
 
 use super::wire::Message;
 use super::worker::{serve, Serve};
 use super::{authkey, digest, entry_list, key, redact, run_key, Broker, RUNS};
 use crate::cli::WorkerArgs;
-use crate::display::{self, Event};
-use crate::exec::control::Control;
-use crate::exec::{self, Context};
+use crate::display;
+use crate::error::{Error, Outcome};
+use crate::exec::Mode;
 use crate::queue::{Queue, Waker};
+use crate::session::Session;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,62 +21,98 @@ impl Waker for NoWake {
     fn wake(&self, _: usize) {}
 }
 
-/// Runs the worker command; returns the exit status.
-pub fn worker(args: WorkerArgs, color: bool) -> i32 {
-    let file = match crate::jobfile::load(&args.file) {
-        Ok(file) => Arc::new(file),
-        Err(e) => {
-            eprint!("{}", e.render(color));
-            return crate::EXIT_INVALID;
-        }
-    };
+/// A worker process: its file, its broker, and what it has seen.
+struct Worker {
+    session: Session,
+    url: String,
+    key: Option<Vec<u8>>,
+    /// The digest of this worker's job file.
+    digest: String,
+    pool: usize,
+    /// Set by the first signal: stop taking tasks and runs.
+    stop: Arc<AtomicBool>,
+    /// Runs already considered (served or refused).
+    seen: HashSet<String>,
+    /// The newest announcement read, to wait for the next one.
+    newest: String,
+    /// A run could not be served (said when it happened; the exit status is then 1).
+    failed: bool,
+}
+
+/// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
+/// fails for good.
+pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
+    let file = Arc::new(crate::jobfile::load(&args.file)?);
     let Some(url) = args.broker.broker.clone() else {
-        eprintln!("error: `runner worker` needs --broker URL (or RUNNER_BROKER_URL)");
-        return crate::EXIT_INVALID;
+        return Err(Error::Usage(
+            "`runner worker` needs --broker URL (or RUNNER_BROKER_URL)".into(),
+        ));
     };
-    let key = match authkey(args.broker.authkey_file.as_deref()) {
-        Ok(key) => key,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::EXIT_INVALID;
-        }
-    };
-    let mine = digest(&file.source);
-    let mut broker = match Broker::connect(&url, Duration::from_secs(10)) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let pool = args.pool.map(|p| p as usize).unwrap_or_else(num_cpus::get);
-    let (events, events_rx) = crossbeam_channel::bounded::<Event>(64);
-    let writer = display::Writer::new(file.clone(), display::Options::detect(false));
-    let writer = std::thread::spawn(move || writer.run(events_rx));
+    let key = authkey(args.broker.authkey_file.as_deref())?;
+    let mut broker = Broker::connect(&url, Duration::from_secs(10))?;
+    let session = Session::start(file.clone(), display::Options::detect(false), args.grace)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let control = match Control::new(args.grace) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+    let interrupted = session.relay_signals(stop.clone())?;
+    let mut worker = Worker {
+        digest: digest(&file.source),
+        session,
+        url,
+        key,
+        pool: args.pool.map_or_else(crate::sys::cpus, |p| p as usize),
+        stop,
+        seen: HashSet::new(),
+        newest: "0-0".to_string(),
+        failed: false,
     };
-    let interrupted = listen(stop.clone(), control.clone());
-    let host = exec::sys::hostname();
-    let say = |text: String| {
-        let _ = events.send(Event::Note(text));
-    };
-    say(format!(
-        "worker on {host} (pid {}) serving {} (digest {}) from {}",
+    worker.session.say(format!(
+        "worker on {} (pid {}) serving {} (digest {}) from {}",
+        worker.session.host,
         std::process::id(),
         file.path.display(),
-        &mine[..12],
-        redact(&url)
+        &worker.digest[..12],
+        redact(&worker.url)
     ));
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut newest = "0-0".to_string();
-    let mut code = 0;
-    while !stop.load(Ordering::SeqCst) {
+    let result = worker.serve_runs(&mut broker, args.once);
+    let failed = worker.failed;
+    let Worker { session, .. } = worker;
+    if let Err(e) = &result {
+        session.say(format!("error: {e}"));
+    }
+    session.finish(String::new());
+    match interrupted.get() {
+        Some(signal) => Ok(Outcome::Interrupted(*signal)),
+        None if failed => result.map(|()| Outcome::Failed),
+        None => result.map(|()| Outcome::Success),
+    }
+}
+
+impl Worker {
+    /// Serves runs until stopped (or, with `once`, until one was served).
+    fn serve_runs(&mut self, broker: &mut Broker, once: bool) -> Result<(), Error> {
+        while !self.stop.load(Ordering::SeqCst) {
+            let served = self.serve_newest(broker)?;
+            if served && once {
+                break;
+            }
+            if !served {
+                // Wait for the next announcement (or a second, to look again).
+                let newest = self.newest.clone();
+                let _ = broker.call(|c| {
+                    redis::cmd("XREAD")
+                        .arg("BLOCK")
+                        .arg(1000)
+                        .arg("STREAMS")
+                        .arg(RUNS)
+                        .arg(&newest)
+                        .query::<redis::Value>(c)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves the oldest running run not seen yet, if any; true if one was served.
+    fn serve_newest(&mut self, broker: &mut Broker) -> Result<bool, Error> {
         let runs = broker.call(|c| {
             redis::cmd("XREVRANGE")
                 .arg(RUNS)
@@ -83,24 +121,16 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
                 .arg("COUNT")
                 .arg(20)
                 .query::<redis::Value>(c)
-        });
-        let runs = match runs {
-            Ok(v) => entry_list(&v),
-            Err(e) => {
-                say(format!("error: {e}"));
-                code = 1;
-                break;
-            }
-        };
-        let mut served = false;
+        })?;
+        let runs = entry_list(&runs);
         if let Some((id, _)) = runs.first() {
-            newest = id.clone();
+            self.newest = id.clone();
         }
         for (_, announcement) in runs.into_iter().rev() {
             let Some(run) = announcement.text("run") else {
                 continue;
             };
-            if !seen.insert(run.clone()) {
+            if !self.seen.insert(run.clone()) {
                 continue;
             }
             let state = broker.call(|c| {
@@ -112,163 +142,104 @@ pub fn worker(args: WorkerArgs, color: bool) -> i32 {
             if !matches!(state, Ok(Some(ref s)) if s == "running") {
                 continue;
             }
-            if !announcement.verify(key.as_deref(), &run) {
-                refuse(
-                    &mut broker,
-                    &say,
-                    &run,
-                    key.as_deref(),
-                    &host,
-                    "its announcement does not authenticate (a different RUNNER_AUTHKEY?)".into(),
-                );
+            if let Some(why) = self.refusal(&announcement, &run) {
+                self.refuse(broker, &run, why);
                 continue;
             }
-            let theirs = announcement.text("digest").unwrap_or_default();
-            if theirs != mine {
-                let text = format!(
-                    "its job file has digest {theirs}, this worker's {} has {mine}: run the same file on both",
-                    file.path.display()
-                );
-                refuse(&mut broker, &say, &run, key.as_deref(), &host, text);
-                continue;
-            }
-            say(format!("serving run {run}"));
-            let ctx = Arc::new(Context {
-                file: file.clone(),
-                queues: file
-                    .queues
-                    .iter()
-                    .enumerate()
-                    .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(NoWake))))
-                    .collect(),
-                control: control.clone(),
-                events: events.clone(),
-                quiet: false,
-                logs: None,
-                run_id: run.clone(),
-                host: host.clone(),
-                collect: true,
-                progress: true,
-            });
-            let lease_ms: u64 = broker
-                .call(|c| {
-                    redis::cmd("HGET")
-                        .arg(run_key(&run))
-                        .arg("lease_ms")
-                        .query::<Option<u64>>(c)
-                })
-                .ok()
-                .flatten()
-                .unwrap_or(super::DEFAULT_LEASE.as_millis() as u64);
-            let max_deliveries: u32 = broker
-                .call(|c| {
-                    redis::cmd("HGET")
-                        .arg(run_key(&run))
-                        .arg("max_deliveries")
-                        .query::<Option<u32>>(c)
-                })
-                .ok()
-                .flatten()
-                .unwrap_or(super::DEFAULT_MAX_DELIVERIES);
-            let run_stop = Arc::new(AtomicBool::new(false));
-            let watcher = {
-                let (run_stop, stop) = (run_stop.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !run_stop.load(Ordering::SeqCst) {
-                        if stop.load(Ordering::SeqCst) {
-                            run_stop.store(true, Ordering::SeqCst);
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
+            self.serve_run(broker, &run);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Why this worker must not serve the run announced, if it must not.
+    fn refusal(&self, announcement: &Message, run: &str) -> Option<String> {
+        if !announcement.verify(self.key.as_deref(), run) {
+            return Some(
+                "its announcement does not authenticate (a different RUNNER_AUTHKEY?)".into(),
+            );
+        }
+        let theirs = announcement.text("digest").unwrap_or_default();
+        (theirs != self.digest).then(|| {
+            format!(
+                "its job file has digest {theirs}, this worker's {} has {}: run the same file on both",
+                self.session.file.path.display(),
+                self.digest
+            )
+        })
+    }
+
+    fn refuse(&self, broker: &mut Broker, run: &str, why: String) {
+        self.session.say(format!("refusing run {run}: {why}"));
+        let event = Message::new()
+            .with("host", &self.session.host)
+            .with("message", format!("refused the run: {why}"))
+            .sign(self.key.as_deref(), run);
+        let _ = broker.add(&key(run, "events"), &event);
+    }
+
+    /// Serves one run until it ends or this worker stops.
+    fn serve_run(&mut self, broker: &mut Broker, run: &str) {
+        self.session.say(format!("serving run {run}"));
+        let file = &self.session.file;
+        let queues = file
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(NoWake))))
+            .collect();
+        let ctx = Arc::new(self.session.context(run, queues, Mode::Worker, None));
+        let lease_ms: u64 = broker
+            .call(|c| {
+                redis::cmd("HGET")
+                    .arg(run_key(run))
+                    .arg("lease_ms")
+                    .query::<Option<u64>>(c)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(super::DEFAULT_LEASE.as_millis() as u64);
+        let max_deliveries: u32 = broker
+            .call(|c| {
+                redis::cmd("HGET")
+                    .arg(run_key(run))
+                    .arg("max_deliveries")
+                    .query::<Option<u32>>(c)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(super::DEFAULT_MAX_DELIVERIES);
+        // The run's own stop flag: raised when the run ends, or by this worker's.
+        let run_stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (run_stop, stop) = (run_stop.clone(), self.stop.clone());
+            std::thread::spawn(move || {
+                while !run_stop.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
+                        run_stop.store(true, Ordering::SeqCst);
                     }
-                })
-            };
-            let consumer = format!("{host}:{}", std::process::id());
-            let s = Arc::new(Serve::new(
-                &url,
-                &run,
-                key.clone(),
-                consumer,
-                pool,
-                Duration::from_millis(lease_ms),
-                max_deliveries,
-                ctx,
-                run_stop.clone(),
-            ));
-            if let Err(e) = serve(s) {
-                say(format!("error: {e}"));
-                code = 1;
-            }
-            run_stop.store(true, Ordering::SeqCst);
-            let _ = watcher.join();
-            say(format!("run {run} ended"));
-            served = true;
-            break;
-        }
-        if served && args.once {
-            break;
-        }
-        if !served {
-            // Wait for the next announcement (or a second, to look again).
-            let _ = broker.call(|c| {
-                redis::cmd("XREAD")
-                    .arg("BLOCK")
-                    .arg(1000)
-                    .arg("STREAMS")
-                    .arg(RUNS)
-                    .arg(&newest)
-                    .query::<redis::Value>(c)
-            });
-        }
-    }
-    if let Some(signal) = *interrupted.lock().unwrap_or_else(|e| e.into_inner()) {
-        code = signal;
-    }
-    let _ = events.send(Event::Finish(String::new()));
-    drop(events);
-    let _ = writer.join();
-    code
-}
-
-fn refuse(
-    broker: &mut Broker,
-    say: &dyn Fn(String),
-    run: &str,
-    key_: Option<&[u8]>,
-    host: &str,
-    why: String,
-) {
-    say(format!("refusing run {run}: {why}"));
-    let event = Message::new()
-        .with("host", host)
-        .with("message", format!("refused the run: {why}"))
-        .sign(key_, run);
-    let _ = broker.add(&key(run, "events"), &event);
-}
-
-/// SIGINT/SIGTERM/SIGHUP: stop taking tasks, stop running ones (they stay pending on the
-/// broker and are taken over by another worker after their lease). Holds the exit status.
-fn listen(stop: Arc<AtomicBool>, control: Arc<Control>) -> Arc<std::sync::Mutex<Option<i32>>> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let status = Arc::new(std::sync::Mutex::new(None));
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        let status = status.clone();
-        std::thread::spawn(move || {
-            for signal in signals.forever() {
-                let code = match signal {
-                    SIGINT => 130,
-                    SIGTERM => 143,
-                    _ => 129,
-                };
-                let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
-                if s.is_some() {
-                    control.kill();
-                } else {
-                    *s = Some(code);
-                    stop.store(true, Ordering::SeqCst);
-                    control.stop();
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-            }
-        });
+            })
+        };
+        let consumer = format!("{}:{}", self.session.host, std::process::id());
+        let s = Arc::new(Serve::new(
+            &self.url,
+            run,
+            self.key.clone(),
+            consumer,
+            self.pool,
+            Duration::from_millis(lease_ms),
+            max_deliveries,
+            ctx,
+            run_stop.clone(),
+        ));
+        if let Err(e) = serve(s) {
+            self.session.say(format!("error: {e}"));
+            self.failed = true;
+        }
+        run_stop.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        self.session.say(format!("run {run} ended"));
     }
-    status
 }

@@ -8,9 +8,10 @@
 use super::wire::Message;
 use super::worker::{self, record_from};
 use super::{digest, entries, key, run_key, Broker, GROUP, RUNS};
-use crate::exec::TaskRecord;
+use crate::error::Error;
 use crate::jobfile::JobFile;
 use crate::scheduler::Start;
+use crate::task::TaskRecord;
 use crossbeam_channel::Receiver;
 use redis::Value;
 use std::collections::HashMap;
@@ -58,40 +59,38 @@ impl Coordinator {
         tasks: Receiver<Start>,
         on_result: OnResult,
         say: Say,
-    ) -> Result<Coordinator, String> {
+    ) -> Result<Coordinator, Error> {
         let stop = Arc::new(AtomicBool::new(false));
-        let connect = || -> Result<Broker, String> {
+        let connect = || -> Result<Broker, Error> {
             let say = say.clone();
             let stop = stop.clone();
             Broker::connect(&options.url, Duration::from_secs(10))
                 .map(|b| b.on_trouble(move |t| say(t), move || stop.load(Ordering::SeqCst)))
-                .map_err(|e| e.to_string())
+                .map_err(Error::from)
         };
         let mut broker = connect()?;
         let run = run_id.to_string();
         let digest = digest(&file.source);
-        broker
-            .call(|c| {
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(key(&run, "tasks"))
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query::<()>(c)?;
-                redis::cmd("HSET")
-                    .arg(run_key(&run))
-                    .arg("state")
-                    .arg("running")
-                    .arg("digest")
-                    .arg(&digest)
-                    .arg("lease_ms")
-                    .arg(options.lease.as_millis() as u64)
-                    .arg("max_deliveries")
-                    .arg(options.max_deliveries)
-                    .query::<()>(c)
-            })
-            .map_err(|e| e.to_string())?;
+        broker.call(|c| {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key(&run, "tasks"))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query::<()>(c)?;
+            redis::cmd("HSET")
+                .arg(run_key(&run))
+                .arg("state")
+                .arg("running")
+                .arg("digest")
+                .arg(&digest)
+                .arg("lease_ms")
+                .arg(options.lease.as_millis() as u64)
+                .arg("max_deliveries")
+                .arg(options.max_deliveries)
+                .query::<()>(c)
+        })?;
         let file_name = file
             .path
             .file_name()
@@ -102,7 +101,7 @@ impl Coordinator {
             .with("digest", &digest)
             .with("file", &file_name)
             .sign(options.key.as_deref(), &run);
-        broker.add(RUNS, &announcement).map_err(|e| e.to_string())?;
+        broker.add(RUNS, &announcement)?;
 
         let mut threads = Vec::new();
         let in_flight: InFlight = Arc::default();
@@ -200,11 +199,11 @@ impl Coordinator {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| format!("cannot start a thread: {e}"))
+        .map_err(Error::system("start a thread"))
 }
 
 fn publisher(

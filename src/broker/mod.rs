@@ -20,6 +20,7 @@ pub mod coordinator;
 pub mod wire;
 pub mod worker;
 
+use crate::error::Error;
 use redis::{Connection, RedisError, Value};
 use std::time::{Duration, Instant};
 use wire::Message;
@@ -84,21 +85,14 @@ pub struct Broker {
     give_up: Box<dyn Fn() -> bool + Send>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// Cannot work with this broker at all: wrong password, TLS, unknown host, down at start.
+    #[error("{0}")]
     Fatal(String),
     /// Gave up reconnecting because the run is stopping.
+    #[error("stopped")]
     Stopped,
-}
-
-impl std::fmt::Display for BrokerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BrokerError::Fatal(m) => f.write_str(m),
-            BrokerError::Stopped => f.write_str("stopped"),
-        }
-    }
 }
 
 fn describe(url: &str, e: &RedisError) -> String {
@@ -154,12 +148,6 @@ impl Broker {
         self
     }
 
-    /// A second connection to the same broker, with the same behaviour on trouble left
-    /// to the caller.
-    pub fn another(&self, read_timeout: Duration) -> Result<Broker, BrokerError> {
-        Broker::connect(&self.url, read_timeout)
-    }
-
     /// Runs `f` on the connection, reconnecting with backoff after a connection error.
     /// Server errors (a bad command, a script error) are returned at once.
     pub fn call<T>(
@@ -191,7 +179,7 @@ impl Broker {
                             (self.say)(format!(
                                 "broker {} is back after {}",
                                 redact(&self.url),
-                                crate::display::duration(since.elapsed())
+                                crate::task::duration(since.elapsed())
                             ));
                         }
                         return Ok(v);
@@ -344,15 +332,17 @@ pub fn digest(source: &str) -> String {
 }
 
 /// The authkey from `RUNNER_AUTHKEY` or `--authkey-file` (trailing newline removed).
-pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String> {
+pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, Error> {
     if let Some(path) = file {
-        let mut key = std::fs::read(path)
-            .map_err(|e| format!("cannot read authkey file {}: {e}", path.display()))?;
+        let mut key = std::fs::read(path).map_err(Error::path("read authkey file", path))?;
         while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             key.pop();
         }
         if key.is_empty() {
-            return Err(format!("authkey file {} is empty", path.display()));
+            return Err(Error::Usage(format!(
+                "authkey file {} is empty",
+                path.display()
+            )));
         }
         return Ok(Some(key));
     }

@@ -13,7 +13,9 @@
 
 use super::wire::Message;
 use super::{key, run_key, Broker, BrokerError, COMPLETE, GROUP, RENEW};
-use crate::exec::{self, Context, End, Status, TaskRecord};
+use crate::error::Error;
+use crate::exec::{self, Context};
+use crate::task::{End, Status, TaskRecord};
 use redis::Value;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +71,7 @@ impl Serve {
     }
 
     fn say(&self, text: String) {
-        let _ = self.ctx.events.send(crate::display::Event::Note(text));
+        let _ = self.ctx.events.send(crate::task::Event::Note(text));
     }
 
     /// Reports a refused message to the coordinator and on this terminal.
@@ -84,7 +86,7 @@ impl Serve {
 }
 
 /// Serves a run until it ends: `pool` consumer threads and a lease renewer.
-pub fn serve(serve: Arc<Serve>) -> Result<(), String> {
+pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     let mut threads = Vec::new();
     for slot in 0..serve.pool {
         let s = serve.clone();
@@ -110,7 +112,7 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), String> {
     Ok(())
 }
 
-fn connect(s: &Arc<Serve>) -> Result<Broker, String> {
+fn connect(s: &Arc<Serve>) -> Result<Broker, Error> {
     let events = s.ctx.events.clone();
     let stop = s.stop.clone();
     let control = s.ctx.control.clone();
@@ -118,12 +120,12 @@ fn connect(s: &Arc<Serve>) -> Result<Broker, String> {
         .map(|b| {
             b.on_trouble(
                 move |text| {
-                    let _ = events.send(crate::display::Event::Note(text));
+                    let _ = events.send(crate::task::Event::Note(text));
                 },
                 move || stop.load(Ordering::SeqCst) || control.level() != exec::control::Level::Run,
             )
         })
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
 }
 
 fn run_over(s: &Serve, broker: &mut Broker) -> bool {

@@ -4,7 +4,7 @@
 //! It is a level plus a pipe that is written once per escalation and never read: a
 //! readable pipe wakes every task's `poll` at once, however many there are.
 
-use super::sys;
+use crate::sys;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;

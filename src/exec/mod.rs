@@ -6,88 +6,51 @@
 pub mod control;
 pub mod process;
 pub mod sink;
-pub mod sys;
 
-use crate::display::{Event, Stream};
 use crate::jobfile::{CommandSpec, Job, JobFile, StdinSpec};
 use crate::queue::Queue;
+use crate::task::{label, End, Status, TaskRecord};
+use crate::task::{Event, Stream};
 use crate::template::{Quoting, Values};
 use control::{Control, Level};
-pub use process::{Attempt, End, Prepared, StdinSource};
+pub use process::{Prepared, StdinSource};
 use sink::Sink;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-/// What a task came to.
+/// Who runs a task, and so where its output and its news go: one value for what would
+/// otherwise be three switches that must agree.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Succeeded,
-    Failed,
-    /// Never started: a job it needs failed, or the run stopped first.
-    Skipped,
+pub enum Mode {
+    /// `runner run`: output to the terminal (held back until the task's end with
+    /// `--quiet`), starts and ends shown.
+    Local { quiet: bool },
+    /// `runner worker`: a producer's lines are collected into the record, to be sent with
+    /// its result; starts and ends shown on the worker's terminal.
+    Worker,
+    /// The coordinator's own share of a distributed run: collected like a worker's, and
+    /// its ends are shown when its results come back through the broker, like any other.
+    Share { quiet: bool },
 }
 
-/// One task, as reported.
-#[derive(Debug, Clone)]
-pub struct TaskRecord {
-    pub job: usize,
-    pub index: u64,
-    pub item: String,
-    pub slot: usize,
-    pub host: String,
-    pub status: Status,
-    /// The last attempt's end; `None` when skipped.
-    pub end: Option<End>,
-    pub pid: Option<u32>,
-    pub attempts: u32,
-    pub started: Option<SystemTime>,
-    pub duration: Duration,
-    /// Stopped by the run (Ctrl-C, SIGTERM, fail-fast) rather than by itself.
-    pub stopped: bool,
-    pub allowed_failure: bool,
-    pub stderr_tail: Vec<String>,
-    pub tail_cut: bool,
-    /// The last lines of stdout, shown for a failed task that printed nothing on stderr.
-    pub stdout_tail: Vec<String>,
-    /// On a worker: the stdout lines bound for the job's queue, sent with the result.
-    pub queue_lines: Vec<u8>,
-    pub stdout_log: Option<PathBuf>,
-    pub stderr_log: Option<PathBuf>,
-}
+impl Mode {
+    pub fn quiet(self) -> bool {
+        matches!(
+            self,
+            Mode::Local { quiet: true } | Mode::Share { quiet: true }
+        )
+    }
 
-impl TaskRecord {
-    /// A task that has not run (yet): no attempts, no end.
-    pub fn new(
-        job: usize,
-        index: u64,
-        item: String,
-        slot: usize,
-        host: &str,
-        allowed_failure: bool,
-    ) -> TaskRecord {
-        TaskRecord {
-            job,
-            index,
-            item,
-            slot,
-            host: host.to_string(),
-            status: Status::Skipped,
-            end: None,
-            pid: None,
-            attempts: 0,
-            started: None,
-            duration: Duration::ZERO,
-            stopped: false,
-            allowed_failure,
-            stderr_tail: Vec::new(),
-            tail_cut: false,
-            stdout_tail: Vec::new(),
-            queue_lines: Vec::new(),
-            stdout_log: None,
-            stderr_log: None,
-        }
+    /// Queue lines are collected into the record instead of pushed.
+    pub fn collect(self) -> bool {
+        !matches!(self, Mode::Local { .. })
+    }
+
+    /// `Spawned`/`Ended` events are sent as the task runs.
+    pub fn progress(self) -> bool {
+        !matches!(self, Mode::Share { .. })
     }
 }
 
@@ -97,15 +60,10 @@ pub struct Context {
     pub queues: Vec<Arc<Queue>>,
     pub control: Arc<Control>,
     pub events: crossbeam_channel::Sender<Event>,
-    pub quiet: bool,
+    pub mode: Mode,
     pub logs: Option<PathBuf>,
     pub run_id: String,
     pub host: String,
-    /// On a worker: queue lines are collected into the record instead of pushed.
-    pub collect: bool,
-    /// Send `Spawned`/`Ended` events (off for the coordinator's own share of a
-    /// distributed run, whose ends are reported when their results come back).
-    pub progress: bool,
 }
 
 /// Runs one task to its end: every attempt, with the delays between them.
@@ -128,7 +86,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             message,
             retryable: false,
         });
-        if ctx.progress {
+        if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Ended {
                 job: job_id,
                 label,
@@ -144,7 +102,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         let (mut out, mut err) = sinks(ctx, job, index, &label, attempt, &mut record);
         let events = &ctx.events;
         let mut on_spawn = |pid| {
-            if ctx.progress {
+            if ctx.mode.progress() {
                 let _ = events.send(Event::Spawned {
                     job: job_id,
                     label: label.clone(),
@@ -191,7 +149,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             && !result.stopped
             && attempt <= job.retries
             && ctx.control.level() == Level::Run;
-        if ctx.progress {
+        if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Ended {
                 job: job_id,
                 label: label.clone(),
@@ -210,23 +168,6 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     record
 }
 
-/// "job" for a single task, "job:item" for a fan-out (the item shortened and made
-/// printable).
-pub fn label(job: &Job, item: &str) -> String {
-    if !job.items.is_fan_out() {
-        return job.name.clone();
-    }
-    let mut shown: String = item
-        .chars()
-        .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if item.chars().count() > 40 {
-        shown.push('…');
-    }
-    format!("{}:{}", job.name, shown)
-}
-
 fn sinks(
     ctx: &Context,
     job: &Job,
@@ -236,7 +177,7 @@ fn sinks(
     record: &mut TaskRecord,
 ) -> (Sink, Sink) {
     let mut out = match job.to {
-        Some(_) if ctx.collect => Sink::collect(label.clone()),
+        Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {
             let control = ctx.control.clone();
             Sink::queue(
@@ -245,11 +186,11 @@ fn sinks(
                 Arc::new(move || control.level() != Level::Run),
             )
         }
-        None if ctx.quiet => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
+        None if ctx.mode.quiet() => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
         None => Sink::display(Stream::Stdout, label.clone(), ctx.events.clone()),
     }
     .keep_tail();
-    let mut err = if ctx.quiet {
+    let mut err = if ctx.mode.quiet() {
         Sink::held(Stream::Stderr, label.clone(), ctx.events.clone())
     } else {
         Sink::display(Stream::Stderr, label.clone(), ctx.events.clone())

@@ -17,8 +17,9 @@
 
 use super::control::{Control, Level};
 use super::sink::Sink;
-use super::sys;
 use crate::queue::Queue;
+use crate::sys;
+use crate::task::End;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -59,23 +60,6 @@ impl std::fmt::Debug for StdinSource {
             StdinSource::Queue(q) => write!(f, "Queue({})", q.name),
         }
     }
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    Exited(i32),
-    Signaled(i32),
-    TimedOut,
-    /// It could not start; the message names the program.
-    SpawnFailed {
-        message: String,
-        retryable: bool,
-    },
-    /// Distributed runs: delivered this many times to workers that never reported back.
-    Lost {
-        deliveries: u32,
-    },
 }
 
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@
 //! past `MAX_LINE`, held-back output spills to a temporary file past `SPOOL_MEMORY`, and
 //! the tail keeps at most `TAIL_BYTES`.
 
-use crate::display::{Event, Stream};
 use crate::queue::Queue;
+use crate::task::{Event, Stream};
 use crossbeam_channel::Sender;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -26,7 +26,6 @@ pub struct Sink {
     partial: Vec<u8>,
     log: Option<File>,
     tail: Option<Tail>,
-    bytes: u64,
 }
 
 enum Target {
@@ -34,7 +33,6 @@ enum Target {
     Queue(Arc<Queue>, Arc<dyn Fn() -> bool + Send + Sync>),
     Spool(Spool, Sender<Event>),
     Collect(Vec<u8>),
-    Nowhere,
 }
 
 impl Sink {
@@ -69,10 +67,6 @@ impl Sink {
         }
     }
 
-    pub fn nowhere(stream: Stream, label: Arc<str>) -> Sink {
-        Sink::with(stream, label, Target::Nowhere)
-    }
-
     fn with(stream: Stream, label: Arc<str>, target: Target) -> Sink {
         Sink {
             stream,
@@ -81,7 +75,6 @@ impl Sink {
             partial: Vec::new(),
             log: None,
             tail: None,
-            bytes: 0,
         }
     }
 
@@ -95,13 +88,8 @@ impl Sink {
         self
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Takes bytes as read from the pipe.
     pub fn write(&mut self, data: &[u8]) {
-        self.bytes += data.len() as u64;
         if let Some(log) = &mut self.log {
             if log.write_all(data).is_err() {
                 self.log = None; // A full disk must not stop the task; the summary says less.
@@ -162,7 +150,6 @@ impl Sink {
             }
             Target::Spool(spool, _) => spool.write(&lines),
             Target::Collect(collected) => collected.extend_from_slice(&lines),
-            Target::Nowhere => {}
         }
     }
 
@@ -304,7 +291,7 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_the_last_lines_and_says_it_cut() {
-        let mut sink = Sink::nowhere(Stream::Stderr, "j".into()).keep_tail();
+        let mut sink = Sink::collect("j".into()).keep_tail();
         for i in 0..100 {
             sink.write(format!("line {i}\n").as_bytes());
         }

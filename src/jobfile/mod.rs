@@ -7,6 +7,7 @@
 //! fills, so the rules of the format read in one place.
 
 mod raw;
+pub mod wiring;
 
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::{Placeholder, Template};
@@ -134,7 +135,7 @@ impl Job {
 pub fn load(path: &Path) -> Result<JobFile, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: e,
     })?;
     parse(path, source)
 }
@@ -151,7 +152,7 @@ pub fn parse(path: &Path, source: String) -> Result<JobFile, LoadError> {
             let diagnostic = toml_diagnostic(&e);
             return Err(LoadError::Invalid {
                 path: path.to_path_buf(),
-                source,
+                text: source,
                 diagnostics: vec![diagnostic],
             });
         }
@@ -166,43 +167,47 @@ pub fn parse(path: &Path, source: String) -> Result<JobFile, LoadError> {
     let mut diagnostics = checker.diagnostics;
     if let Some(file) = &file {
         if diagnostics.is_empty() {
-            diagnostics.extend(crate::graph::check(file));
+            diagnostics.extend(wiring::check(file));
         }
     }
     match file {
         Some(file) if diagnostics.is_empty() => Ok(JobFile { source, ..file }),
         _ => Err(LoadError::Invalid {
             path: path.to_path_buf(),
-            source,
+            text: source,
             diagnostics,
         }),
     }
 }
 
-#[derive(Debug)]
+/// Why a job file did not load.
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("cannot read job file {}: {reason}", path.display())]
     Unreadable {
         path: PathBuf,
-        reason: String,
+        #[source]
+        reason: std::io::Error,
     },
+    /// Every problem found, each with its place in `text` (the file's contents).
+    #[error("{}: {} problem(s)", path.display(), diagnostics.len())]
     Invalid {
         path: PathBuf,
-        source: String,
+        text: String,
         diagnostics: Vec<Diagnostic>,
     },
 }
 
 impl LoadError {
+    /// The problems as rustc shows its own: file:line:col, a snippet, notes.
     pub fn render(&self, color: bool) -> String {
         match self {
-            LoadError::Unreadable { path, reason } => {
-                format!("error: cannot read job file {}: {reason}\n", path.display())
-            }
+            LoadError::Unreadable { .. } => format!("error: {self}\n"),
             LoadError::Invalid {
                 path,
-                source,
+                text,
                 diagnostics,
-            } => crate::diagnostic::render(&path.display().to_string(), source, diagnostics, color),
+            } => crate::diagnostic::render(&path.display().to_string(), text, diagnostics, color),
         }
     }
 

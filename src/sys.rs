@@ -181,3 +181,8 @@ pub fn cpu_seconds() -> (f64, f64) {
     };
     (read(libc::RUSAGE_SELF), read(libc::RUSAGE_CHILDREN))
 }
+
+/// The number of CPUs this process may use (the default pool size); 1 if unknown.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

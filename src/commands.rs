@@ -1,0 +1,101 @@
+//! The commands of the command line, each a function from its arguments to an
+//! [`Outcome`]: `run`, `check`, `graph`, `worker`, `schema`, `completions`.
+
+use crate::cli::{self, Cli, Command, RunArgs};
+use crate::error::{Error, Outcome};
+use crate::{graph, jobfile, run, schema};
+use clap::{CommandFactory, Parser};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
+    let cli = match Cli::try_parse_from(cli::normalize(args)) {
+        Ok(cli) => cli,
+        // --help and --version are "errors" to clap; they are answers to the user.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return Ok(Outcome::Success);
+        }
+        Err(e) => return Err(Error::CommandLine(e)),
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { file } => check(&file),
+        Command::Graph { dot, file } => {
+            let file = jobfile::load(&file)?;
+            print(&if dot {
+                graph::render_dot(&file)
+            } else {
+                graph::render_text(&file)
+            })
+        }
+        #[cfg(feature = "distributed")]
+        Command::Worker(args) => crate::broker::command::worker(args),
+        Command::Schema => print(&schema::json_schema()),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command, "runner", &mut out);
+            print(&String::from_utf8_lossy(&out))
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<Outcome, Error> {
+    let file = jobfile::load(&args.file)?;
+    #[cfg(feature = "distributed")]
+    let broker = match args.broker.broker.as_deref() {
+        None => None,
+        Some(url) => Some(crate::broker::coordinator::Options {
+            url: url.to_string(),
+            no_local: args.no_local,
+            lease: args.lease,
+            max_deliveries: args.max_deliveries,
+            key: crate::broker::authkey(args.broker.authkey_file.as_deref())?,
+        }),
+    };
+    // A report that cannot be written would be lost after the run: say so first.
+    for path in [&args.report, &args.junit].into_iter().flatten() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(Error::path("write", path))?;
+    }
+    let options = run::Options {
+        pool: args.pool.map(|p| p as usize),
+        fail_fast: args.fail_fast,
+        quiet: args.quiet,
+        logs: args.logs,
+        report: args.report,
+        junit: args.junit,
+        grace: args.grace,
+        #[cfg(feature = "distributed")]
+        broker,
+    };
+    run::run(file, options)
+}
+
+fn check(path: &Path) -> Result<Outcome, Error> {
+    let file = jobfile::load(path)?;
+    let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
+    let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| format!("{n} tasks"));
+    print(&format!(
+        "{}: ok ({} jobs, {} queues, {tasks})\n",
+        path.display(),
+        file.jobs.len(),
+        file.queues.len()
+    ))
+}
+
+/// Prints a command's answer on stdout; a reader that went away (`| head`) is fine.
+fn print(text: &str) -> Result<Outcome, Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::system("write to stdout")(e))
+        }
+        _ => Ok(Outcome::Success),
+    }
+}

@@ -1,0 +1,165 @@
+//! Rules that span jobs, checked at load time once every job is valid on its own: queue
+//! wiring (one consumer, at least one producer, no consumer fed by a job it needs) and
+//! cycles through `needs` and queues. Also the graph's edges, which `graph` draws.
+
+use super::{JobFile, JobId};
+use crate::diagnostic::Diagnostic;
+
+/// An edge of the run order: `from` must finish (needs) or feeds (queue) `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    Needs {
+        from: JobId,
+        to: JobId,
+    },
+    Queue {
+        from: JobId,
+        to: JobId,
+        queue: usize,
+    },
+}
+
+impl Edge {
+    fn ends(&self) -> (JobId, JobId) {
+        match self {
+            Edge::Needs { from, to } | Edge::Queue { from, to, .. } => (*from, *to),
+        }
+    }
+}
+
+pub fn edges(file: &JobFile) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for job in &file.jobs {
+        for &dep in &job.needs {
+            edges.push(Edge::Needs {
+                from: dep,
+                to: job.id,
+            });
+        }
+    }
+    for (q, queue) in file.queues.iter().enumerate() {
+        if let Some(consumer) = queue.consumer {
+            for &producer in &queue.producers {
+                edges.push(Edge::Queue {
+                    from: producer,
+                    to: consumer,
+                    queue: q,
+                });
+            }
+        }
+    }
+    edges
+}
+
+/// Every graph-level problem of a file whose jobs are individually valid.
+pub fn check(file: &JobFile) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for queue in &file.queues {
+        match (queue.producers.is_empty(), queue.consumer) {
+            (true, _) => out.push(
+                Diagnostic::at(format!("queue `{}` has no producer", queue.name), queue.span.clone())
+                    .with_note(format!("a producer is a job with `to = \"{}\"`", queue.name)),
+            ),
+            (_, None) => out.push(
+                Diagnostic::at(format!("queue `{}` has no consumer", queue.name), queue.span.clone()).with_note(
+                    format!(
+                        "a consumer is a job with `items = {{ queue = \"{0}\" }}` or `stdin = {{ queue = \"{0}\" }}`",
+                        queue.name
+                    ),
+                ),
+            ),
+            _ => {}
+        }
+    }
+    for queue in &file.queues {
+        let Some(consumer) = queue.consumer else {
+            continue;
+        };
+        for &producer in &queue.producers {
+            if producer != consumer && needs_transitively(file, consumer, producer) {
+                let job = &file.jobs[consumer];
+                out.push(
+                    Diagnostic::at(
+                        format!(
+                            "job `{}` consumes queue `{}` but needs its producer `{}`: it would wait for the queue to be closed before reading it",
+                            job.name, queue.name, file.jobs[producer].name
+                        ),
+                        job.span.clone(),
+                    )
+                    .with_note("remove the `needs`; a queue consumer starts at once and reads while its producers run"),
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(file) {
+        let names: Vec<&str> = cycle.iter().map(|&j| file.jobs[j].name.as_str()).collect();
+        out.push(
+            Diagnostic::at(
+                format!("cycle: {}", names.join(" → ")),
+                file.jobs[cycle[0]].span.clone(),
+            )
+            .with_note("a job cannot wait on (through `needs`) or feed (through a queue) itself"),
+        );
+    }
+    out
+}
+
+fn needs_transitively(file: &JobFile, job: JobId, target: JobId) -> bool {
+    let mut seen = vec![false; file.jobs.len()];
+    let mut stack = vec![job];
+    while let Some(j) = stack.pop() {
+        for &dep in &file.jobs[j].needs {
+            if dep == target {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[dep], true) {
+                stack.push(dep);
+            }
+        }
+    }
+    false
+}
+
+/// A cycle through `needs` and queue edges, as the jobs along it (first repeated last).
+pub fn find_cycle(file: &JobFile) -> Option<Vec<JobId>> {
+    let n = file.jobs.len();
+    let mut next: Vec<Vec<JobId>> = vec![Vec::new(); n];
+    for edge in edges(file) {
+        let (from, to) = edge.ends();
+        next[from].push(to);
+    }
+    // 0 = unseen, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; n];
+    let mut path = Vec::new();
+    for start in 0..n {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        state[start] = 1;
+        path.push(start);
+        while let Some((node, i)) = stack.pop() {
+            if let Some(&succ) = next[node].get(i) {
+                stack.push((node, i + 1));
+                match state[succ] {
+                    0 => {
+                        state[succ] = 1;
+                        path.push(succ);
+                        stack.push((succ, 0));
+                    }
+                    1 => {
+                        let at = path.iter().position(|&p| p == succ).expect("on path");
+                        let mut cycle = path[at..].to_vec();
+                        cycle.push(succ);
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                path.pop();
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,142 @@
+//! `run --broker`: the coordinator. Tasks the scheduler gives the `REMOTE` slot are
+//! published to the broker; results come back into the same `task_ended` path as local
+//! ones; the coordinator's own pool takes a share of the tasks unless `--no-local`.
+
+use super::{task_ended, Shared};
+use crate::broker::{coordinator, worker};
+use crate::error::Error;
+use crate::exec::control::Level;
+use crate::exec::Mode;
+use crate::scheduler::{Start, REMOTE};
+use crate::session::Session;
+use crate::task::{self, Event, TaskRecord};
+use crossbeam_channel::Receiver;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The most tasks of a distributed run published and not yet finished.
+const REMOTE_WINDOW: usize = 4096;
+
+pub(super) struct Distributed {
+    coordinator: coordinator::Coordinator,
+    /// The coordinator's own share: its stop flag and its thread.
+    local: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Distributed {
+    /// Ends the run on the broker; returns the tasks still on workers.
+    pub(super) fn finish(self) -> Vec<Start> {
+        let unfinished = self.coordinator.finish();
+        if let Some((stop, thread)) = self.local {
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
+        }
+        unfinished
+    }
+}
+
+/// Announces the run on the broker, wires results back into the scheduler, and starts
+/// the coordinator's own share of the tasks (unless `--no-local`).
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    options: &coordinator::Options,
+    session: &Session,
+    tasks: Receiver<Start>,
+    pool: usize,
+) -> Result<Distributed, Error> {
+    {
+        let remote = shared
+            .ctx
+            .file
+            .jobs
+            .iter()
+            .map(worker::may_run_remotely)
+            .collect();
+        shared.lock().scheduler.set_remote(remote, REMOTE_WINDOW);
+    }
+    let ctx = &shared.ctx;
+    let on_result = {
+        let shared = shared.clone();
+        Box::new(move |record: TaskRecord, lines: Vec<u8>| result_came(&shared, record, &lines))
+    };
+    let say = {
+        let events = ctx.events.clone();
+        Arc::new(move |text: String| {
+            let _ = events.send(Event::Note(text));
+        })
+    };
+    let coordinator = coordinator::Coordinator::start(
+        ctx.file.clone(),
+        &ctx.run_id,
+        options,
+        tasks,
+        on_result,
+        say,
+    )?;
+    let local = if options.no_local {
+        None
+    } else {
+        Some(start_share(session, shared, options, pool)?)
+    };
+    Ok(Distributed { coordinator, local })
+}
+
+/// A worker's result: its queue lines go into the queue, its end is shown, and it is
+/// recorded like a local task's.
+fn result_came(shared: &Arc<Shared>, record: TaskRecord, lines: &[u8]) {
+    let ctx = &shared.ctx;
+    let job = &ctx.file.jobs[record.job];
+    if let (Some(q), false) = (job.to, lines.is_empty()) {
+        let control = ctx.control.clone();
+        let _ = ctx.queues[q].push(lines, &|| control.level() == Level::Kill);
+    }
+    let _ = ctx.events.send(Event::Ended {
+        job: record.job,
+        label: task::label(job, &record.item).into(),
+        record: Box::new(record.clone()),
+        retrying: false,
+    });
+    let _ = task_ended(shared, REMOTE, record, None);
+}
+
+/// The coordinator's own pool, serving the run like a worker.
+fn start_share(
+    session: &Session,
+    shared: &Arc<Shared>,
+    options: &coordinator::Options,
+    pool: usize,
+) -> Result<(Arc<AtomicBool>, JoinHandle<()>), Error> {
+    let ctx = &shared.ctx;
+    let stop = Arc::new(AtomicBool::new(false));
+    let quiet = ctx.mode.quiet();
+    let share_ctx = Arc::new(session.context(
+        &ctx.run_id,
+        ctx.queues.clone(),
+        Mode::Share { quiet },
+        ctx.logs.clone(),
+    ));
+    let serve = Arc::new(worker::Serve::new(
+        &options.url,
+        &ctx.run_id,
+        options.key.clone(),
+        format!("coordinator@{}:{}", ctx.host, std::process::id()),
+        pool,
+        options.lease,
+        options.max_deliveries,
+        share_ctx,
+        stop.clone(),
+    ));
+    let events = ctx.events.clone();
+    let thread = std::thread::Builder::new()
+        .name("local-share".into())
+        .spawn(move || {
+            if let Err(e) = worker::serve(serve) {
+                let _ = events.send(Event::Note(format!(
+                    "the coordinator's own share stopped: {e}"
+                )));
+            }
+        })
+        .map_err(Error::system("start a thread"))?;
+    Ok((stop, thread))
+}

@@ -1,0 +1,124 @@
+//! The end of a run: the records of tasks that never ran, the exit outcome, the summary
+//! and the reports.
+
+use super::{Options, Shared};
+use crate::error::Outcome;
+use crate::jobfile::{Items, JobFile};
+use crate::report::{self, RunInfo};
+use crate::scheduler::{JobState, Phase, Start};
+use crate::signals::Interrupt;
+use crate::task::{Status, TaskRecord};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// What the run loop knows when it is over.
+pub(super) struct Ended {
+    pub run_id: String,
+    pub pool: usize,
+    /// When the run started, by the wall clock and by the monotonic one.
+    pub started: (SystemTime, Instant),
+    pub interrupted: Option<Interrupt>,
+    /// Tasks still on workers when a stopped distributed run ended.
+    pub unfinished: Vec<Start>,
+}
+
+/// Completes the records, decides the outcome, writes the reports; returns the outcome
+/// and the summary to print last.
+pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (Outcome, String) {
+    let file = &shared.ctx.file;
+    let host = &shared.ctx.host;
+    let (mut records, scheduler_jobs) = {
+        let mut core = shared.lock();
+        // Dropping the channels ends the idle slot threads.
+        core.slots.clear();
+        (
+            std::mem::take(&mut core.records),
+            core.scheduler.jobs.clone(),
+        )
+    };
+    let (skipped, unlisted) = skipped_records(file, &scheduler_jobs, host);
+    records.extend(skipped);
+    // Tasks still on workers when a stopped run ended: no result came back for them.
+    for start in ended.unfinished {
+        let item = String::from_utf8_lossy(&start.item).into_owned();
+        let mut record = skipped_record(file, start.job, start.index, item, "");
+        record.stopped = true;
+        records.push(record);
+    }
+    records.sort_by_key(|r| (r.job, r.index));
+    let failed = records
+        .iter()
+        .any(|r| r.status == Status::Failed && !r.allowed_failure);
+    let outcome = match ended.interrupted {
+        Some(signal) => Outcome::Interrupted(signal),
+        None if failed => Outcome::Failed,
+        None => Outcome::Success,
+    };
+    let info = RunInfo {
+        id: ended.run_id,
+        host: host.clone(),
+        file: file.path.display().to_string(),
+        started: ended.started.0,
+        duration: ended.started.1.elapsed(),
+        exit: i32::from(crate::error::exit_status(&Ok(outcome))),
+        pool: ended.pool,
+        interrupted: ended.interrupted.map(|s| s.describe().to_string()),
+        queues: shared
+            .ctx
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.stats()))
+            .collect(),
+    };
+    let color = crate::display::Options::detect(false).color;
+    let mut summary = report::summary(file, &records, &info, color);
+    if unlisted > 0 {
+        summary.push_str(&format!(
+            "(and {unlisted} further skipped tasks, counted but not listed in the summary or reports)\n"
+        ));
+    }
+    if let Some(path) = &options.report {
+        if let Err(e) = report::write_json(path, file, &records, &info) {
+            summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
+        }
+    }
+    if let Some(path) = &options.junit {
+        if let Err(e) = report::write_junit(path, file, &records, &info) {
+            summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
+        }
+    }
+    (outcome, summary)
+}
+
+/// Records for tasks that never started: their job was skipped, or the run stopped.
+/// At most this many skipped tasks of one job get a record each; the rest are counted
+/// (a skipped `range` of a billion items must not take a billion records).
+const MAX_SKIPPED_RECORDS: u64 = 100_000;
+
+fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRecord>, u64) {
+    let mut out = Vec::new();
+    let mut unlisted = 0;
+    for (j, state) in jobs.iter().enumerate() {
+        let job = &file.jobs[j];
+        if matches!(state.phase, Phase::Done { .. }) {
+            continue;
+        }
+        let Some(total) = state.total else { continue };
+        let listed_end = total.min(state.next.saturating_add(MAX_SKIPPED_RECORDS));
+        unlisted += total - listed_end;
+        for index in state.next..listed_end {
+            let item = match &job.items {
+                Items::List(list) => list[index as usize].clone(),
+                Items::Range(a, _) => (a + index as i64).to_string(),
+                _ => String::new(),
+            };
+            out.push(skipped_record(file, j, index, item, host));
+        }
+    }
+    (out, unlisted)
+}
+
+/// The record of a task that never ran (or whose result never came back).
+fn skipped_record(file: &JobFile, job: usize, index: u64, item: String, host: &str) -> TaskRecord {
+    TaskRecord::new(job, index, item, 0, host, file.jobs[job].allow_failure)
+}

@@ -1,0 +1,392 @@
+//! The driver of a run: it owns the scheduler, the pool's slot threads and the queues,
+//! and turns task ends, queue wake-ups and signals into the next starts. The session
+//! (`session.rs`) gives it the terminal writer, the signal listener and the stop switch;
+//! `end.rs` turns the records into the summary and the reports; `distributed.rs` adds
+//! the broker for `--broker`.
+//!
+//! Invariant: the run ends only when no task is running, so every process the run
+//! started has been reaped (and its group stopped) before the summary is printed.
+//!
+//! Locking: `Shared::core` (scheduler + records + slot channels) is the one lock. It is
+//! held while the scheduler decides and while starts are sent to slot threads and
+//! events to the terminal writer (which never takes it, so a full display channel only
+//! slows the holder down); it is never held while a process is spawned or waited for,
+//! nor while the broker is called.
+
+#[cfg(feature = "distributed")]
+mod distributed;
+mod end;
+
+use crate::display;
+use crate::error::{Error, Outcome};
+use crate::exec::{self, Mode};
+use crate::jobfile::{Items, JobFile};
+use crate::queue::{Queue, Take, Waker};
+use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
+use crate::session::Session;
+use crate::signals::Interrupt;
+use crate::task::{self, End, Event, Status, TaskRecord};
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pool: Option<usize>,
+    pub fail_fast: bool,
+    pub quiet: bool,
+    pub logs: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub grace: Duration,
+    /// A distributed run: tasks of fan-out jobs go through this broker.
+    #[cfg(feature = "distributed")]
+    pub broker: Option<crate::broker::coordinator::Options>,
+}
+
+enum Note {
+    /// The run may have ended; look again.
+    Changed,
+    /// A queue the scheduler waits on got items or closed.
+    QueueReady,
+}
+
+struct Wake(Sender<Note>);
+
+impl Waker for Wake {
+    fn wake(&self, _: usize) {
+        let _ = self.0.send(Note::QueueReady);
+    }
+}
+
+struct LiveQueues<'a>(&'a [Arc<Queue>]);
+
+impl Queues for LiveQueues<'_> {
+    fn try_take(&self, q: usize) -> Take {
+        self.0[q].try_take()
+    }
+    fn is_full(&self, q: usize) -> bool {
+        self.0[q].is_full()
+    }
+    fn blocked_producers(&self, q: usize) -> usize {
+        self.0[q].blocked_producers()
+    }
+}
+
+/// What the slot threads and the run loop share, under one lock.
+struct Core {
+    scheduler: Scheduler,
+    records: Vec<TaskRecord>,
+    /// A channel to each slot's thread, created on first use.
+    slots: Vec<Option<Sender<Start>>>,
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    ctx: Arc<exec::Context>,
+    notes: Sender<Note>,
+    /// Distributed runs: where tasks of remote jobs go.
+    remote: Option<Sender<Start>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs a checked job file to its end.
+pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
+    let file = Arc::new(file);
+    let pool = options
+        .pool
+        .or(file.pool)
+        .unwrap_or_else(crate::sys::cpus)
+        .max(1);
+    let logs = logs_folder(options.logs.as_ref())?;
+    let run_id = run_id();
+    let started = (SystemTime::now(), Instant::now());
+    let session = Session::start(
+        file.clone(),
+        display::Options::detect(options.quiet),
+        options.grace,
+    )?;
+    let (notes_tx, notes) = unbounded::<Note>();
+    let queues: Vec<Arc<Queue>> = file
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            Arc::new(Queue::new(
+                i,
+                &q.name,
+                q.capacity,
+                Box::new(Wake(notes_tx.clone())),
+            ))
+        })
+        .collect();
+    let ctx = Arc::new(session.context(
+        &run_id,
+        queues,
+        Mode::Local {
+            quiet: options.quiet,
+        },
+        logs,
+    ));
+    let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
+    let (remote_tx, remote_rx) = unbounded::<Start>();
+    let shared = Arc::new(Shared {
+        core: Mutex::new(Core {
+            scheduler,
+            records: Vec::new(),
+            slots: Vec::new(),
+        }),
+        ctx: ctx.clone(),
+        notes: notes_tx,
+        remote: distributed_remote(&options).then_some(remote_tx),
+    });
+    #[cfg(feature = "distributed")]
+    let distributed = match &options.broker {
+        Some(broker) => Some(distributed::start(
+            &shared, broker, &session, remote_rx, pool,
+        )?),
+        None => None,
+    };
+    #[cfg(not(feature = "distributed"))]
+    drop(remote_rx);
+    let interrupted = wait_for_end(&shared, &session, &notes, options.grace);
+    #[cfg(feature = "distributed")]
+    let unfinished = distributed.map(|d| d.finish()).unwrap_or_default();
+    #[cfg(not(feature = "distributed"))]
+    let unfinished = Vec::new();
+    let ended = end::Ended {
+        run_id,
+        pool,
+        started,
+        interrupted,
+        unfinished,
+    };
+    let (outcome, summary) = end::finish(&shared, ended, &options);
+    drop(ctx);
+    drop(shared);
+    session.finish(summary);
+    Ok(outcome)
+}
+
+#[cfg(feature = "distributed")]
+fn distributed_remote(options: &Options) -> bool {
+    options.broker.is_some()
+}
+
+#[cfg(not(feature = "distributed"))]
+fn distributed_remote(_: &Options) -> bool {
+    false
+}
+
+/// Creates the `--logs` folder; reports name log files by absolute path.
+fn logs_folder(dir: Option<&PathBuf>) -> Result<Option<PathBuf>, Error> {
+    let Some(dir) = dir else { return Ok(None) };
+    std::fs::create_dir_all(dir).map_err(Error::system(format!(
+        "create the logs folder {}",
+        dir.display()
+    )))?;
+    Ok(Some(dir.canonicalize().unwrap_or_else(|_| dir.clone())))
+}
+
+/// Starts the first tasks and waits until the scheduler says the run is over; signals
+/// stop it (the first: TERM, grace, KILL; the second: KILL at once). Returns the first
+/// signal, if one came.
+fn wait_for_end(
+    shared: &Arc<Shared>,
+    session: &Session,
+    notes: &Receiver<Note>,
+    grace: Duration,
+) -> Option<Interrupt> {
+    let mut interrupted: Option<Interrupt> = None;
+    dispatch(shared, &mut shared.lock(), None);
+    loop {
+        if shared.lock().scheduler.is_done() {
+            return interrupted;
+        }
+        select! {
+            recv(notes) -> note => match note {
+                Ok(Note::QueueReady) => {
+                    dispatch(shared, &mut shared.lock(), None);
+                }
+                Ok(Note::Changed) => {}
+                Err(_) => return interrupted,
+            },
+            recv(session.signals) -> signal => {
+                let Ok(signal) = signal else { continue };
+                let first = interrupted.is_none();
+                interrupted.get_or_insert(signal);
+                let mut core = shared.lock();
+                core.scheduler.stop();
+                // The note goes first, so that it is printed before the ends it causes.
+                if first {
+                    session.say(format!(
+                        "{}: stopping {} running task(s) (TERM, then KILL after {}); again to kill at once",
+                        signal.describe(),
+                        core.scheduler.running(),
+                        task::duration(grace)
+                    ));
+                    session.control.stop();
+                } else {
+                    session.say("killing every running task now");
+                    session.control.kill();
+                }
+            },
+        }
+    }
+}
+
+/// Records a task's end and starts what can start now: the one path for every task that
+/// ended, in a slot thread or on a worker. `slot` is the slot it held (`REMOTE` for a
+/// worker's). Returns the task to run next in `own_slot`, if there is one for it.
+fn task_ended(
+    shared: &Arc<Shared>,
+    slot: usize,
+    record: TaskRecord,
+    own_slot: Option<usize>,
+) -> Option<Start> {
+    let (mine, done) = {
+        let mut core = shared.lock();
+        let ok = record.status == Status::Succeeded;
+        core.scheduler
+            .finished(record.job, slot, ok, record.allowed_failure);
+        core.records.push(record);
+        let mine = dispatch(shared, &mut core, own_slot);
+        (mine, core.scheduler.is_done())
+    };
+    if done {
+        let _ = shared.notes.send(Note::Changed);
+    }
+    mine
+}
+
+/// Starts every task that can start now. A task for `own_slot` is not sent but
+/// returned, so that the slot thread that just freed it runs it without a hand-off.
+fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
+    let ctx = &shared.ctx;
+    let mut mine = None;
+    loop {
+        let effects = core.scheduler.take_effects();
+        apply(&effects, core, ctx);
+        let Some(start) = core.scheduler.next_start(&LiveQueues(&ctx.queues)) else {
+            if core.scheduler.take_effects().is_empty() {
+                break;
+            }
+            continue;
+        };
+        if matches!(ctx.file.jobs[start.job].items, Items::Queue(_)) {
+            let _ = ctx.events.send(Event::Taken { job: start.job });
+        }
+        if start.slot == REMOTE {
+            if let Some(remote) = &shared.remote {
+                let _ = remote.send(start);
+            }
+            continue;
+        }
+        if own_slot == Some(start.slot) && mine.is_none() {
+            mine = Some(start);
+            continue;
+        }
+        send_to_slot(shared, core, start);
+    }
+    mine
+}
+
+/// Hands a start to its slot's thread, creating the thread on first use. A thread that
+/// cannot be created fails its task and stops the run (it would otherwise wait forever).
+fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
+    let slot = start.slot;
+    if core.slots.len() <= slot {
+        core.slots.resize(slot + 1, None);
+    }
+    if core.slots[slot].is_none() {
+        match spawn_slot(shared.clone(), slot) {
+            Ok(sender) => core.slots[slot] = Some(sender),
+            Err(e) => {
+                let ctx = &shared.ctx;
+                let allowed = ctx.file.jobs[start.job].allow_failure;
+                let item = String::from_utf8_lossy(&start.item).into_owned();
+                let mut record =
+                    TaskRecord::new(start.job, start.index, item, slot, &ctx.host, allowed);
+                record.status = Status::Failed;
+                record.end = Some(End::SpawnFailed {
+                    message: format!("cannot start a pool thread: {e}"),
+                    retryable: false,
+                });
+                core.scheduler.finished(start.job, slot, false, allowed);
+                core.records.push(record);
+                core.scheduler.stop();
+                ctx.control.stop();
+                let _ = ctx.events.send(Event::Note(format!(
+                    "cannot start a pool thread ({e}); stopping the run"
+                )));
+                return;
+            }
+        }
+    }
+    if let Some(sender) = &core.slots[slot] {
+        let _ = sender.send(start);
+    }
+}
+
+fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
+    for effect in effects {
+        match effect {
+            Effect::Close(q) => ctx.queues[*q].close(),
+            Effect::Discard(q) => ctx.queues[*q].discard(),
+            Effect::Skipped(job) => {
+                let count = core.scheduler.jobs[*job].total.unwrap_or(0);
+                let _ = ctx.events.send(Event::Skipped { job: *job, count });
+            }
+            Effect::StopRun => {
+                core.scheduler.stop();
+                let running = core.scheduler.running();
+                let _ = ctx.events.send(Event::Note(format!(
+                    "fail-fast: a task of `{}` failed; stopping {running} running task(s), starting nothing new",
+                    failing_job(&ctx.file, &core.scheduler)
+                )));
+                ctx.control.stop();
+            }
+        }
+    }
+}
+
+fn failing_job(file: &JobFile, scheduler: &Scheduler) -> String {
+    scheduler
+        .jobs
+        .iter()
+        .position(|j| j.failed > 0)
+        .map(|j| file.jobs[j].name.clone())
+        .unwrap_or_default()
+}
+
+/// A pool slot's thread: runs the tasks sent to it, and after each one records its end
+/// and starts what can start (the next task of its own slot directly).
+fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>> {
+    let (tx, rx) = unbounded::<Start>();
+    std::thread::Builder::new()
+        .name(format!("slot-{slot}"))
+        .spawn(move || {
+            let mut next = rx.recv().ok();
+            while let Some(start) = next {
+                let record =
+                    exec::run_task(&shared.ctx, start.job, start.index, &start.item, start.slot);
+                let mine = task_ended(&shared, start.slot, record, Some(slot));
+                next = mine.or_else(|| rx.recv().ok());
+            }
+        })?;
+    Ok(tx)
+}
+
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{:x}", nanos as u64, std::process::id())
+}

@@ -1,0 +1,180 @@
+//! A task as every layer sees it: the record of what it did ([`TaskRecord`], its
+//! [`Status`] and [`End`]), the [`Event`]s it sends to the terminal writer while it runs,
+//! and the few words and numbers that the display, the reports and the broker all print
+//! about it (labels, ends, durations). Owns no behaviour; depends on nothing but the
+//! job-file model and `sys`'s signal names.
+
+use crate::jobfile::Job;
+use crate::sys;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How an attempt ended.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    /// It could not start; the message names the program.
+    SpawnFailed {
+        message: String,
+        retryable: bool,
+    },
+    /// Distributed runs: delivered this many times to workers that never reported back.
+    Lost {
+        deliveries: u32,
+    },
+}
+
+/// What a task came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Succeeded,
+    Failed,
+    /// Never started: a job it needs failed, or the run stopped first.
+    Skipped,
+}
+
+/// One task, as reported.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub job: usize,
+    pub index: u64,
+    pub item: String,
+    pub slot: usize,
+    pub host: String,
+    pub status: Status,
+    /// The last attempt's end; `None` when skipped.
+    pub end: Option<End>,
+    pub pid: Option<u32>,
+    pub attempts: u32,
+    pub started: Option<SystemTime>,
+    pub duration: Duration,
+    /// Stopped by the run (Ctrl-C, SIGTERM, fail-fast) rather than by itself.
+    pub stopped: bool,
+    pub allowed_failure: bool,
+    pub stderr_tail: Vec<String>,
+    pub tail_cut: bool,
+    /// The last lines of stdout, shown for a failed task that printed nothing on stderr.
+    pub stdout_tail: Vec<String>,
+    /// On a worker: the stdout lines bound for the job's queue, sent with the result.
+    pub queue_lines: Vec<u8>,
+    pub stdout_log: Option<PathBuf>,
+    pub stderr_log: Option<PathBuf>,
+}
+
+impl TaskRecord {
+    /// A task that has not run (yet): no attempts, no end.
+    pub fn new(
+        job: usize,
+        index: u64,
+        item: String,
+        slot: usize,
+        host: &str,
+        allowed_failure: bool,
+    ) -> TaskRecord {
+        TaskRecord {
+            job,
+            index,
+            item,
+            slot,
+            host: host.to_string(),
+            status: Status::Skipped,
+            end: None,
+            pid: None,
+            attempts: 0,
+            started: None,
+            duration: Duration::ZERO,
+            stopped: false,
+            allowed_failure,
+            stderr_tail: Vec::new(),
+            tail_cut: false,
+            stdout_tail: Vec::new(),
+            queue_lines: Vec::new(),
+            stdout_log: None,
+            stderr_log: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+pub enum Event {
+    /// Whole lines of a task's output.
+    Output {
+        stream: Stream,
+        label: Arc<str>,
+        data: Vec<u8>,
+    },
+    /// An attempt's process is running.
+    Spawned {
+        job: usize,
+        label: Arc<str>,
+        pid: u32,
+        attempt: u32,
+    },
+    /// An attempt ended; `retrying`: another one follows.
+    Ended {
+        job: usize,
+        label: Arc<str>,
+        record: Box<TaskRecord>,
+        retrying: bool,
+    },
+    /// Tasks that will not run.
+    Skipped { job: usize, count: u64 },
+    /// Items a queue-fed job has taken so far.
+    Taken { job: usize },
+    /// A message of the runner's own, printed on stderr as is.
+    Note(String),
+    /// The run is over: print this (the summary) and end.
+    Finish(String),
+}
+
+/// "job" for a single task, "job:item" for a fan-out (the item shortened and made
+/// printable).
+pub fn label(job: &Job, item: &str) -> String {
+    if !job.items.is_fan_out() {
+        return job.name.clone();
+    }
+    let mut shown: String = item
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if item.chars().count() > 40 {
+        shown.push('…');
+    }
+    format!("{}:{}", job.name, shown)
+}
+
+/// "exit 1", "killed by SIGKILL", "timed out", or why it did not start.
+pub fn describe_end(end: &End) -> String {
+    match end {
+        End::Exited(code) => format!("exit {code}"),
+        End::Signaled(signal) => format!("killed by {}", sys::signal_name(*signal)),
+        End::TimedOut => "timed out".to_string(),
+        End::SpawnFailed { message, .. } => format!("did not start: {message}"),
+        End::Lost { deliveries } => {
+            format!("lost after {deliveries} deliveries (its workers died or stopped)")
+        }
+    }
+}
+
+/// A short human duration: "12ms", "1.24s", "3m05s".
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
