@@ -142,9 +142,13 @@ pub struct WorkerArgs {
     pub grace: std::time::Duration,
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (write e.g. \"500ms\", \"10s\", \"2m\")"))
+/// A duration on the command line that did not parse, with the form to write.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (write e.g. \"500ms\", \"10s\", \"2m\")")]
+struct BadDuration(humantime::DurationError);
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, BadDuration> {
+    humantime::parse_duration(text).map_err(BadDuration)
 }
 
 /// `runner FILE …` means `runner run FILE …`.

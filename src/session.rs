@@ -41,7 +41,7 @@ impl Session {
         display: display::Options,
         grace: Duration,
     ) -> Result<Session, Error> {
-        let signals = signals::listen()?;
+        let signals = signals::listen().map_err(Error::system("listen for signals"))?;
         let control = Arc::new(Control::new(grace).map_err(Error::system("set up the run"))?);
         let (events, events_rx) = crossbeam_channel::bounded::<Event>(64);
         let writer = display::Writer::new(file.clone(), display);

@@ -2,7 +2,6 @@
 //! channel (nothing exits from inside a handler), and [`Interrupt`] says which came and
 //! what exit status it means.
 
-use crate::error::Error;
 use crossbeam_channel::{unbounded, Receiver};
 
 /// Why a run ended early.
@@ -34,10 +33,9 @@ impl Interrupt {
 }
 
 /// Starts listening; every signal that arrives is sent on the returned channel, in order.
-pub fn listen() -> Result<Receiver<Interrupt>, Error> {
+pub fn listen() -> std::io::Result<Receiver<Interrupt>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(Error::system("listen for signals"))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let (tx, rx) = unbounded();
     std::thread::Builder::new()
         .name("signals".into())
@@ -52,7 +50,6 @@ pub fn listen() -> Result<Receiver<Interrupt>, Error> {
                     return;
                 }
             }
-        })
-        .map_err(Error::system("listen for signals"))?;
+        })?;
     Ok(rx)
 }
