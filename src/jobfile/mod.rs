@@ -12,7 +12,6 @@ mod check;
 mod raw;
 pub mod wiring;
 
-
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::Template;
 use raw::{RawFile, JOB_KEYS, QUEUE_KEYS, TOP_KEYS};
