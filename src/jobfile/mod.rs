@@ -12,6 +12,9 @@ mod check;
 mod raw;
 pub mod wiring;
 
+#[cfg(test)]
+mod tests;
+
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::Template;
 use raw::{RawFile, JOB_KEYS, QUEUE_KEYS, TOP_KEYS};
