@@ -275,6 +275,14 @@ mod tests {
     }
 
     #[test]
+    fn a_template_error_is_an_error_showing_its_message() {
+        let err = Template::parse("{nope}").unwrap_err();
+        let message = err.message.clone();
+        let err: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(err.to_string(), message);
+    }
+
+    #[test]
     fn item_inside_quotes_is_found() {
         let inside = |s: &str| Template::parse(s).unwrap().item_inside_shell_quotes();
         assert_eq!(inside("echo {item}"), None);
