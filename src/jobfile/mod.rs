@@ -1,7 +1,8 @@
 //! The job file: the one module that knows TOML. `load` reads a file and returns either
 //! the checked model ([`JobFile`]) or every problem found, each with its place in the
-//! file. It reads the job file and the files it names (`items = { file }`), and does no
-//! other I/O.
+//! file. It reads the job file and the items files it names (`items = { file }`), looks
+//! at the other paths it names (`stdin = { file }`, `cwd`) to see that they exist, and
+//! does no other I/O.
 //!
 //! This module owns the model (`JobFile`, `Job`, `Items`, …), `load`/`parse` and
 //! [`LoadError`]. The rest is in submodules: `raw` mirrors the TOML as serde structs,
