@@ -59,8 +59,10 @@ pub enum Take {
     Closed,
 }
 
-/// Why a push gave up before all its lines were in the queue.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a push gave up before all its lines were in the queue: its `give_up` said so,
+/// which the runner does once the run is stopping. The lines are dropped and counted.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the run is stopping: lines waiting for room in the queue were dropped")]
 pub struct Interrupted;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,8 +5,6 @@
 //! quoting. It does no I/O. Where a rendered string goes (argv, a shell string, an
 //! environment value) is the caller's business; the caller says which with [`Quoting`].
 
-use std::fmt;
-
 /// A placeholder a template may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placeholder {
@@ -41,17 +39,12 @@ pub struct Template {
 }
 
 /// A placeholder error, with the byte offset (in the template's source) where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct TemplateError {
     pub offset: usize,
     pub len: usize,
     pub message: String,
-}
-
-impl fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 /// The values a template is rendered with: one task's.
@@ -279,6 +272,14 @@ mod tests {
         );
         let err = Template::parse("echo {zzzzzz}").unwrap_err();
         assert!(!err.message.contains("did you mean"));
+    }
+
+    #[test]
+    fn a_template_error_is_an_error_showing_its_message() {
+        let err = Template::parse("{nope}").unwrap_err();
+        let message = err.message.clone();
+        let err: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(err.to_string(), message);
     }
 
     #[test]

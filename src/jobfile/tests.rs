@@ -1,0 +1,594 @@
+//! The loader's checks, one by one, through `parse`: each bad file gives the message the
+//! code gives today, pointing at the offending text. `tests/it/errors.rs` checks the same
+//! through the binary (exit code, rendering); these pin the messages and spans.
+//!
+//! Longer than 400 lines on purpose: one short test per check, so that the file reads as
+//! the list of what the loader refuses.
+
+use super::*;
+use crate::diagnostic::Diagnostic;
+
+/// Every problem `parse` finds in `source`; none when it loads.
+fn problems(source: &str) -> Vec<Diagnostic> {
+    problems_in(Path::new("x.toml"), source)
+}
+
+fn problems_in(path: &Path, source: &str) -> Vec<Diagnostic> {
+    match parse(path, source.to_string()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.diagnostics().to_vec(),
+    }
+}
+
+/// The one problem in `source`, with the text its span points at.
+#[track_caller]
+fn problem(source: &str) -> (Diagnostic, String) {
+    let found = problems(source);
+    assert_eq!(found.len(), 1, "one problem expected: {found:#?}");
+    let d = found.into_iter().next().expect("one");
+    let span = d.span.clone().expect("a span");
+    let text = source[span].to_string();
+    (d, text)
+}
+
+fn messages(source: &str) -> Vec<String> {
+    problems(source).into_iter().map(|d| d.message).collect()
+}
+
+/// A job `a` with a valid command and the extra lines `rest`.
+fn job(rest: &str) -> String {
+    format!("[jobs.a]\ncommand = 'x'\n{rest}")
+}
+
+#[test]
+fn a_valid_file_loads_with_its_defaults() {
+    let file = parse(
+        Path::new("x.toml"),
+        "[jobs.a]\ncommand = ['echo', '{item}']\nitems = [1, 'b', true]\n".into(),
+    )
+    .expect("valid");
+    let a = &file.jobs[0];
+    assert_eq!(
+        a.items,
+        Items::List(vec!["1".into(), "b".into(), "true".into()])
+    );
+    assert_eq!(a.success_codes, [0]);
+    assert_eq!(a.retries, 0);
+    assert_eq!(a.retry_delay, Duration::from_secs(1));
+    assert_eq!(file.dir, Path::new("."));
+    assert!(file.source.contains("[jobs.a]"));
+}
+
+#[test]
+fn unknown_key_with_a_suggestion() {
+    let source = "[jobs.a]\ncomand = 'x'\n";
+    let (d, at) = problem(source);
+    assert_eq!(d.message, "unknown key `comand`");
+    assert_eq!(d.note.as_deref(), Some("did you mean `command`?"));
+    assert_eq!(at, "comand");
+
+    let (d, at) = problem("pol = 3\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(d.message, "unknown key `pol`");
+    assert_eq!(d.note.as_deref(), Some("did you mean `pool`?"));
+    assert_eq!(at, "pol");
+
+    let (d, _) = problem("[queues.q]\ncapacty = 3\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(d.message, "unknown key `capacty`");
+    assert_eq!(d.note.as_deref(), Some("did you mean `capacity`?"));
+}
+
+#[test]
+fn unknown_key_far_from_any_lists_the_keys() {
+    let source = job("zzzzzz = 1\n");
+    let (d, at) = problem(&source);
+    assert_eq!(d.message, "unknown key `zzzzzz`");
+    assert_eq!(
+        d.note.as_deref(),
+        Some("the keys here are: shell, env, command, needs, items, stdin, to, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description")
+    );
+    assert_eq!(at, "zzzzzz");
+}
+
+#[test]
+fn a_value_of_the_wrong_type() {
+    let source = job("retries = 'three'\n");
+    let (d, at) = problem(&source);
+    assert_eq!(d.message, "invalid type: string \"three\", expected i64");
+    assert_eq!(at, "'three'");
+
+    let source = job("needs = 'b'\n");
+    let (d, at) = problem(&source);
+    assert_eq!(d.message, "invalid type: string \"b\", expected a sequence");
+    assert_eq!(at, "'b'");
+}
+
+#[test]
+fn a_toml_syntax_error_is_the_only_problem() {
+    let found = problems("[jobs.a\ncommand = 'x'\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].message.contains("expected `]`"), "{found:#?}");
+}
+
+#[test]
+fn no_jobs_or_an_empty_jobs_table() {
+    let found = problems("pool = 2\n");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].message, "the job file has no jobs");
+    assert_eq!(found[0].span, Some(0..0));
+    assert!(found[0].note.as_deref().unwrap().starts_with("add one:"));
+
+    let (d, at) = problem("[jobs]\n");
+    assert_eq!(
+        d.message,
+        "`jobs` is empty: a job file needs at least one job"
+    );
+    assert_eq!(at, "[jobs]");
+}
+
+#[test]
+fn names_hold_only_letters_digits_underscores_and_dashes() {
+    let (d, at) = problem("[jobs.'a b']\ncommand = 'x'\n");
+    assert_eq!(
+        d.message,
+        "job name `a b` may only hold letters, digits, `_` and `-`"
+    );
+    assert_eq!(at, "'a b'");
+    assert!(messages("[queues.'q!']\n[jobs.a]\ncommand = 'x'\n")
+        .contains(&"queue name `q!` may only hold letters, digits, `_` and `-`".to_string()));
+    assert!(valid_name("build_all-2"));
+    assert!(!valid_name(""));
+    assert!(!valid_name("a.b"));
+}
+
+#[test]
+fn unknown_job_in_needs_with_a_suggestion() {
+    let source = "[jobs.build]\ncommand = 'x'\n[jobs.a]\ncommand = 'x'\nneeds = ['biuld']\n";
+    let (d, at) = problem(source);
+    assert_eq!(
+        d.message,
+        "job `a` needs `biuld`, which is not a job in this file"
+    );
+    assert_eq!(d.note.as_deref(), Some("did you mean `build`?"));
+    assert_eq!(at, "'biuld'");
+
+    let (d, _) = problem(&job("needs = ['zzzzzz']\n"));
+    assert_eq!(d.note, None);
+}
+
+#[test]
+fn a_job_that_needs_itself() {
+    let source = job("needs = ['a']\n");
+    let (d, at) = problem(&source);
+    assert_eq!(d.message, "job `a` needs itself");
+    assert_eq!(at, "'a'");
+}
+
+#[test]
+fn needs_named_twice_count_once() {
+    let file = parse(
+        Path::new("x.toml"),
+        "[jobs.b]\ncommand = 'x'\n[jobs.a]\ncommand = 'x'\nneeds = ['b', 'b']\n".into(),
+    )
+    .expect("valid");
+    assert_eq!(file.jobs[1].needs, [0]);
+    assert_eq!(file.jobs[1].needs_spans.len(), 1);
+}
+
+#[test]
+fn a_cycle_through_needs() {
+    let source = "[jobs.a]\ncommand = 'x'\nneeds = ['b']\n[jobs.b]\ncommand = 'x'\nneeds = ['a']\n";
+    let (d, at) = problem(source);
+    assert_eq!(d.message, "cycle: a → b → a");
+    assert_eq!(
+        d.note.as_deref(),
+        Some("a job cannot wait on (through `needs`) or feed (through a queue) itself")
+    );
+    assert_eq!(at, "a");
+}
+
+#[test]
+fn a_queue_without_a_producer_or_a_consumer() {
+    let source = "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n";
+    let (d, at) = problem(source);
+    assert_eq!(d.message, "queue `q` has no consumer");
+    assert_eq!(
+        d.note.as_deref(),
+        Some("a consumer is a job with `items = { queue = \"q\" }` or `stdin = { queue = \"q\" }`")
+    );
+    assert_eq!(at, "'q'");
+
+    let source = "[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n";
+    let (d, at) = problem(source);
+    assert_eq!(d.message, "queue `q` has no producer");
+    assert_eq!(
+        d.note.as_deref(),
+        Some("a producer is a job with `to = \"q\"`")
+    );
+    assert_eq!(at, "{ queue = 'q' }");
+
+    // A declared queue nobody names is still a queue without either.
+    let (d, at) = problem("[queues.q]\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(d.message, "queue `q` has no producer");
+    assert_eq!(at, "q");
+}
+
+#[test]
+fn a_queue_with_two_consumers() {
+    let source = "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n[jobs.d]\ncommand = 'cat'\nitems = { queue = 'q' }\n";
+    let found = problems(source);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].message,
+        "queue `q` has two consumer jobs; a queue has exactly one consumer"
+    );
+    // The second consumer is the one pointed at.
+    let span = found[0].span.clone().unwrap();
+    assert_eq!(&source[span.clone()], "{ queue = 'q' }");
+    assert!(span.start > source.find("[jobs.d]").unwrap());
+}
+
+#[test]
+fn a_job_that_reads_a_queue_twice() {
+    let source = "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nitems = { queue = 'q' }\nstdin = { queue = 'q' }\n";
+    let (d, at) = problem(source);
+    assert_eq!(
+        d.message,
+        "job `c` reads a queue twice: use `items = { queue }` or `stdin = { queue }`, not both"
+    );
+    assert_eq!(at, "{ queue = 'q' }");
+    assert!(source[..d.span.unwrap().start].ends_with("stdin = "));
+}
+
+#[test]
+fn a_consumer_that_needs_its_producer() {
+    let source = "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\nneeds = ['p']\n";
+    let (d, at) = problem(source);
+    assert_eq!(
+        d.message,
+        "job `c` consumes queue `q` but needs its producer `p`: it would wait for the queue to be closed before reading it"
+    );
+    assert_eq!(at, "c");
+}
+
+#[test]
+fn wiring_is_checked_only_once_every_job_is_valid() {
+    // A queue with no consumer, and a bad command: only the command is reported.
+    let m = messages("[jobs.p]\ncommand = []\nto = 'q'\n");
+    assert_eq!(
+        m,
+        ["`command` is empty: name a program, e.g. [\"echo\", \"hi\"]"]
+    );
+}
+
+#[test]
+fn item_inside_shell_quotes() {
+    let source = job("[jobs.b]\ncommand = \"echo '{item}'\"\nitems = ['x']\n");
+    let (d, at) = problem(&source);
+    assert_eq!(
+        d.message,
+        "`{item}` inside single quotes in a shell command"
+    );
+    assert_eq!(
+        d.note.as_deref(),
+        Some("the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes")
+    );
+    assert_eq!(at, "\"echo '{item}'\"");
+
+    let (d, _) = problem("[jobs.a]\ncommand = 'echo \"x {item}\"'\nitems = ['x']\n");
+    assert_eq!(
+        d.message,
+        "`{item}` inside double quotes in a shell command"
+    );
+
+    // In argv there is no shell, so quotes are just characters.
+    assert!(problems("[jobs.a]\ncommand = ['echo', \"'{item}'\"]\nitems = ['x']\n").is_empty());
+}
+
+#[test]
+fn unknown_placeholder() {
+    let source = "[jobs.a]\ncommand = 'echo {itme}'\n";
+    let (d, at) = problem(source);
+    assert_eq!(
+        d.message,
+        "unknown placeholder `{itme}` (did you mean `{item}`?); the placeholders are {item}, {index} and {job} (write `{{` for a literal brace)"
+    );
+    assert_eq!(at, "'echo {itme}'");
+
+    // The same check guards every template: argv, env, stdin, cwd.
+    for rest in ["env = { A = '{x}' }\n", "stdin = '{x}'\n", "cwd = '{x}'\n"] {
+        let m = messages(&job(rest));
+        assert_eq!(m.len(), 1, "{rest}: {m:?}");
+        assert!(
+            m[0].starts_with("unknown placeholder `{x}`;"),
+            "{rest}: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_durations() {
+    let source = job("timeout = '5 parsecs'\n");
+    let (d, at) = problem(&source);
+    assert_eq!(
+        d.message,
+        "`timeout` is not a duration: unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)"
+    );
+    assert_eq!(
+        d.note.as_deref(),
+        Some("write a duration like \"500ms\", \"10s\" or \"2m\"")
+    );
+    assert_eq!(at, "'5 parsecs'");
+
+    let (d, at) = problem(&job("retry_delay = 'soon'\n"));
+    assert_eq!(
+        d.message,
+        "`retry_delay` is not a duration: expected number at 0"
+    );
+    assert_eq!(at, "'soon'");
+
+    let source = job("timeout = '0s'\n");
+    let (d, at) = problem(&source);
+    assert_eq!(d.message, "`timeout` must be longer than 0");
+    assert_eq!(at, "'0s'");
+}
+
+#[test]
+fn empty_commands() {
+    let (d, at) = problem("[jobs.a]\ncommand = ''\n");
+    assert_eq!(d.message, "`command` is empty");
+    assert_eq!(at, "''");
+    let (d, _) = problem("[jobs.a]\ncommand = '   '\n");
+    assert_eq!(d.message, "`command` is empty");
+
+    let (d, at) = problem("[jobs.a]\ncommand = []\n");
+    assert_eq!(
+        d.message,
+        "`command` is empty: name a program, e.g. [\"echo\", \"hi\"]"
+    );
+    assert_eq!(at, "[]");
+
+    let (d, at) = problem("[jobs.a]\ncommand = ['', 'x']\n");
+    assert_eq!(d.message, "`command` names an empty program");
+    assert_eq!(at, "['', 'x']");
+}
+
+#[test]
+fn commands_of_the_wrong_shape() {
+    let (d, at) = problem("[jobs.a]\ncommand = 5\n");
+    assert_eq!(
+        d.message,
+        "`command` must be a string (run with the shell) or an array of strings (argv), not an integer"
+    );
+    assert_eq!(at, "5");
+
+    let (d, _) = problem("[jobs.a]\ncommand = ['echo', 1]\n");
+    assert_eq!(
+        d.message,
+        "`command` array holds an integer; each argument must be a string"
+    );
+}
+
+#[test]
+fn an_empty_shell() {
+    let (d, at) = problem("shell = []\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(
+        d.message,
+        "`shell` must name a program, e.g. [\"sh\", \"-c\"]"
+    );
+    assert_eq!(at, "[]");
+    let (d, _) = problem(&job("shell = []\n"));
+    assert_eq!(d.message, "`shell` must name a program");
+}
+
+#[test]
+fn nul_bytes_are_refused() {
+    let (d, at) = problem(&job("items = [\"a\\u0000b\"]\n"));
+    assert_eq!(
+        d.message,
+        "an item holds a NUL byte, which no process can be given"
+    );
+    assert_eq!(at, "[\"a\\u0000b\"]");
+
+    let (d, _) = problem("[jobs.a]\ncommand = [\"a\\u0000b\"]\n");
+    assert_eq!(d.message, "a NUL byte cannot be passed to a process");
+    let (d, _) = problem(&job("env = { A = \"\\u0000\" }\n"));
+    assert_eq!(d.message, "a NUL byte cannot be passed to a process");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("items.txt"), "a\n\0\n").unwrap();
+    let found = problems_in(
+        &dir.path().join("x.toml"),
+        &job("items = { file = 'items.txt' }\n"),
+    );
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].message,
+        format!(
+            "items file {} holds a NUL byte",
+            dir.path().join("items.txt").display()
+        )
+    );
+}
+
+#[test]
+fn environment_variable_names() {
+    let (d, at) = problem(&job("env = { 'A=B' = 'x' }\n"));
+    assert_eq!(d.message, "`A=B` is not an environment variable name");
+    // The span is the value's: serde keeps no span for a map's key.
+    assert_eq!(at, "'x'");
+    let m = messages("env = { '' = 'x' }\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(m, ["`` is not an environment variable name"]);
+}
+
+#[test]
+fn counts_out_of_range() {
+    let source = "pool = 0\n[jobs.a]\ncommand = 'x'\n";
+    let (d, at) = problem(source);
+    assert_eq!(d.message, "`pool` must be at least 1 (got 0)");
+    assert_eq!(at, "0");
+    // An absurd count gets the same message, with the value it got.
+    let (d, _) = problem("pool = 2000000\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(d.message, "`pool` must be at least 1 (got 2000000)");
+    let (d, _) = problem(&job("concurrency = -1\n"));
+    assert_eq!(d.message, "`concurrency` must be at least 1 (got -1)");
+    let (d, _) = problem("[queues.q]\ncapacity = 0\n[jobs.p]\ncommand = 'x'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n");
+    assert_eq!(d.message, "`capacity` must be at least 1 (got 0)");
+
+    for retries in ["-1", "1001"] {
+        let (d, at) = problem(&job(&format!("retries = {retries}\n")));
+        assert_eq!(d.message, "`retries` must be between 0 and 1000");
+        assert_eq!(at, retries);
+    }
+    assert!(problems(&job("retries = 1000\n")).is_empty());
+}
+
+#[test]
+fn success_codes() {
+    let (d, at) = problem(&job("success_codes = []\n"));
+    assert_eq!(
+        d.message,
+        "`success_codes` is empty: no exit code could succeed"
+    );
+    assert_eq!(at, "[]");
+    let (d, at) = problem(&job("success_codes = [0, 300]\n"));
+    assert_eq!(d.message, "an exit code is between 0 and 255");
+    assert_eq!(at, "300");
+    let m = messages(&job("success_codes = [-1, 99999999999]\n"));
+    assert_eq!(m.len(), 2, "{m:?}");
+}
+
+#[test]
+fn items_of_the_wrong_shape() {
+    let cases = [
+        (
+            "items = 'abc'",
+            "`items` must be an array or a table (`range`, `file` or `queue`), not a string",
+        ),
+        (
+            "items = [1, {}]",
+            "`items` holds a table; items are strings, numbers or booleans",
+        ),
+        (
+            "items = { range = [5, 1] }",
+            "`range = [A, B]` needs A ≤ B (B is not included)",
+        ),
+        (
+            "items = { range = [1] }",
+            "`range` is two integers: `{ range = [0, 10] }`",
+        ),
+        ("items = { range = 3 }", "`range` cannot be an integer"),
+        ("items = { file = 3 }", "`file` cannot be an integer"),
+        (
+            "items = { range = [0, 1], file = 'x' }",
+            "`items` as a table takes exactly one of `range`, `file` or `queue`",
+        ),
+        (
+            "items = { rnage = [1, 2] }",
+            "unknown key `rnage` in `items`",
+        ),
+    ];
+    for (rest, message) in cases {
+        let source = job(&format!("{rest}\n"));
+        let (d, at) = problem(&source);
+        assert_eq!(d.message, message, "{rest}");
+        assert_eq!(at, &rest["items = ".len()..], "{rest}");
+    }
+    let (d, _) = problem(&job("items = { rnage = [1, 2] }\n"));
+    assert_eq!(d.note.as_deref(), Some("did you mean `range`?"));
+    assert!(problems(&job("items = { range = [3, 3] }\n")).is_empty());
+}
+
+#[test]
+fn items_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("items.txt"), "a\n\n  \nb c\n").unwrap();
+    let file = parse(
+        &dir.path().join("x.toml"),
+        job("items = { file = 'items.txt' }\n"),
+    )
+    .expect("valid");
+    assert_eq!(
+        file.jobs[0].items,
+        Items::List(vec!["a".into(), "b c".into()])
+    );
+
+    std::fs::write(dir.path().join("latin1.txt"), b"caf\xe9\n").unwrap();
+    let found = problems_in(
+        &dir.path().join("x.toml"),
+        &job("items = { file = 'latin1.txt' }\n"),
+    );
+    assert_eq!(
+        found[0].message,
+        format!(
+            "items file {} is not UTF-8 text",
+            dir.path().join("latin1.txt").display()
+        )
+    );
+
+    let (d, at) = problem(&job("items = { file = 'nope' }\n"));
+    assert_eq!(
+        d.message,
+        "cannot read items file ./nope: No such file or directory (os error 2)"
+    );
+    assert_eq!(at, "{ file = 'nope' }");
+}
+
+#[test]
+fn stdin_of_the_wrong_shape_or_a_missing_file() {
+    let (d, at) = problem(&job("stdin = { fiel = 'x' }\n"));
+    assert_eq!(
+        d.message,
+        "`stdin` as a table is `{ file = \"PATH\" }` or `{ queue = \"NAME\" }`, not `fiel`"
+    );
+    assert_eq!(d.note.as_deref(), Some("did you mean `file`?"));
+    assert_eq!(at, "{ fiel = 'x' }");
+
+    let (d, _) = problem(&job("stdin = 3\n"));
+    assert_eq!(
+        d.message,
+        "`stdin` must be a string or a table (`file` or `queue`), not an integer"
+    );
+
+    let (d, at) = problem(&job("stdin = { file = 'nope' }\n"));
+    assert_eq!(d.message, "stdin file ./nope does not exist");
+    assert_eq!(at, "{ file = 'nope' }");
+}
+
+#[test]
+fn cwd_must_be_a_folder_unless_it_has_placeholders() {
+    let (d, at) = problem(&job("cwd = 'nope'\n"));
+    assert_eq!(d.message, "`cwd` ./nope is not a folder");
+    assert_eq!(at, "'nope'");
+    let (d, _) = problem(&job("cwd = ''\n"));
+    assert_eq!(d.message, "`cwd` is empty");
+    // Known only per task: not looked at now.
+    assert!(problems(&job("cwd = 'out/{job}'\n")).is_empty());
+}
+
+#[test]
+fn several_problems_are_reported_in_file_order() {
+    let m = messages(
+        "pool = 0\n[jobs.a]\ncommand = []\ntimeout = 'x'\n[jobs.b]\ncommand = 'x'\nneeds = ['zz']\n",
+    );
+    assert_eq!(m.len(), 4, "{m:?}");
+    assert_eq!(m[0], "`pool` must be at least 1 (got 0)");
+    assert!(m[1].starts_with("`command` is empty"), "{m:?}");
+    assert!(m[2].starts_with("`timeout` is not a duration"), "{m:?}");
+    assert_eq!(m[3], "job `b` needs `zz`, which is not a job in this file");
+}
+
+#[test]
+fn load_errors_render_and_are_errors() {
+    let err = parse(Path::new("x.toml"), job("retries = -1\n")).unwrap_err();
+    assert_eq!(err.to_string(), "x.toml: 1 problem(s)");
+    let text = err.render(false);
+    assert!(text.contains("x.toml:3:11"), "{text}");
+
+    let err = load(Path::new("/no/such/runner-job-file.toml")).unwrap_err();
+    assert!(err.diagnostics().is_empty());
+    assert!(err
+        .render(false)
+        .starts_with("error: cannot read job file /no/such/runner-job-file.toml: "));
+    let source: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    assert!(source.is_some());
+}
