@@ -163,3 +163,45 @@ pub fn find_cycle(file: &JobFile) -> Option<Vec<JobId>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::jobfile::parse;
+    use std::path::Path;
+
+    fn messages(source: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), source.to_string()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics().iter().map(|d| d.message.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_through_needs_is_named() {
+        let m = messages(
+            "[jobs.a]\ncommand = 'true'\nneeds = ['c']\n[jobs.b]\ncommand = 'true'\nneeds = ['a']\n[jobs.c]\ncommand = 'true'\nneeds = ['b']\n",
+        );
+        assert_eq!(m, vec!["cycle: a → b → c → a".to_string()]);
+    }
+
+    #[test]
+    fn a_cycle_through_a_queue_is_named() {
+        let m = messages(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\nneeds = ['c']\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n",
+        );
+        assert_eq!(m, vec!["cycle: p → c → p".to_string()]);
+    }
+
+    #[test]
+    fn queue_wiring_errors() {
+        let m = messages("[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n");
+        assert_eq!(m, vec!["queue `q` has no consumer".to_string()]);
+        let m = messages("[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\n");
+        assert_eq!(m, vec!["queue `q` has no producer".to_string()]);
+        let m = messages(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'q'\n[jobs.c]\ncommand = 'cat'\nstdin = { queue = 'q' }\nneeds = ['p']\n",
+        );
+        assert_eq!(m.len(), 1);
+        assert!(m[0].contains("needs its producer `p`"), "{m:?}");
+    }
+}
