@@ -89,7 +89,7 @@ pub struct Writer {
 
 struct Bars {
     /// The terminal's settings before the bars, restored when they go.
-    saved_termios: Option<libc::termios>,
+    saved_termios: Option<sys::Termios>,
     multi: MultiProgress,
     overall: ProgressBar,
     jobs: Vec<Option<ProgressBar>>,
@@ -118,7 +118,7 @@ impl Writer {
             );
             overall.enable_steady_tick(Duration::from_millis(100));
             Bars {
-                saved_termios: sys::echoctl_off(libc::STDERR_FILENO),
+                saved_termios: sys::echoctl_off(io::stderr()),
                 multi,
                 overall,
                 jobs: vec![None; file.jobs.len()],
@@ -426,7 +426,7 @@ impl Writer {
             bars.overall.finish_and_clear();
             let _ = bars.multi.clear();
             if let Some(saved) = &bars.saved_termios {
-                sys::restore_terminal(libc::STDERR_FILENO, saved);
+                sys::restore_terminal(io::stderr(), saved);
             }
         }
     }

@@ -39,6 +39,20 @@ struct JobTotals {
 
 /// The end-of-run summary: a table per job, then every failed task with its stderr tail.
 pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bool) -> String {
+    let mut out = String::new();
+    job_table(&mut out, file, &job_totals(file, records), color);
+    queue_lines(&mut out, info);
+    let mut failed = 0;
+    for r in records.iter().filter(|r| r.status == Status::Failed) {
+        failure(&mut out, file, r, &info.host, color);
+        failed += 1;
+    }
+    verdict(&mut out, records, failed, info);
+    out
+}
+
+/// Each job's counts, span of time and slowest task.
+fn job_totals(file: &JobFile, records: &[TaskRecord]) -> Vec<JobTotals> {
     let mut totals: Vec<JobTotals> = file.jobs.iter().map(|_| JobTotals::default()).collect();
     for r in records {
         let t = &mut totals[r.job];
@@ -57,6 +71,11 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             }
         }
     }
+    totals
+}
+
+/// The table: a header, then a row per job (red when it has failures and `color`).
+fn job_table(out: &mut String, file: &JobFile, totals: &[JobTotals], color: bool) {
     let width = file
         .jobs
         .iter()
@@ -64,13 +83,12 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
         .max()
         .unwrap_or(3)
         .max(3);
-    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n{:<width$}  {:>6}  {:>6}  {:>6}  {:>7}  {:>9}  slowest",
         "job", "tasks", "ok", "failed", "skipped", "time"
     );
-    for (job, t) in file.jobs.iter().zip(&totals) {
+    for (job, t) in file.jobs.iter().zip(totals) {
         let time = match (t.first, t.last) {
             (Some(f), Some(l)) => duration(l.duration_since(f).unwrap_or_default()),
             _ => "-".to_string(),
@@ -91,6 +109,10 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
         };
         let _ = writeln!(out, "{line}");
     }
+}
+
+/// A line per queue that dropped items because their consumer was gone.
+fn queue_lines(out: &mut String, info: &RunInfo) {
     for (name, stats) in &info.queues {
         if stats.dropped > 0 {
             let _ = writeln!(
@@ -100,52 +122,55 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
             );
         }
     }
-    let failed: Vec<&TaskRecord> = records
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .collect();
-    for r in &failed {
-        let label = label(&file.jobs[r.job], &r.item);
-        let end = r.end.as_ref().map(describe_end).unwrap_or_default();
-        let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
-        let pid = if r.host.is_empty() || r.host == info.host {
-            pid
-        } else {
-            format!("{pid} on {}", r.host)
-        };
-        let allowed = if r.allowed_failure {
-            " (allowed to fail)"
-        } else {
-            ""
-        };
-        let header = format!(
-            "\nFAILED {label}: {end}{pid}, {} attempt(s), {}{allowed}",
-            r.attempts,
-            duration(r.duration)
-        );
-        let header = if color {
-            console::style(header)
-                .red()
-                .bold()
-                .force_styling(true)
-                .to_string()
-        } else {
-            header
-        };
-        let _ = writeln!(out, "{header}");
-        if r.tail_cut {
-            let _ = writeln!(out, "  … (earlier stderr cut; --logs DIR keeps all of it)");
-        }
-        for line in &r.stderr_tail {
+}
+
+/// A failed task: how it ended, then its stderr tail (or its stdout tail when it printed
+/// nothing on stderr). `host` is the coordinator's; another one is named.
+fn failure(out: &mut String, file: &JobFile, r: &TaskRecord, host: &str, color: bool) {
+    let label = label(&file.jobs[r.job], &r.item);
+    let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+    let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+    let pid = if r.host.is_empty() || r.host == host {
+        pid
+    } else {
+        format!("{pid} on {}", r.host)
+    };
+    let allowed = if r.allowed_failure {
+        " (allowed to fail)"
+    } else {
+        ""
+    };
+    let header = format!(
+        "\nFAILED {label}: {end}{pid}, {} attempt(s), {}{allowed}",
+        r.attempts,
+        duration(r.duration)
+    );
+    let header = if color {
+        console::style(header)
+            .red()
+            .bold()
+            .force_styling(true)
+            .to_string()
+    } else {
+        header
+    };
+    let _ = writeln!(out, "{header}");
+    if r.tail_cut {
+        let _ = writeln!(out, "  … (earlier stderr cut; --logs DIR keeps all of it)");
+    }
+    for line in &r.stderr_tail {
+        let _ = writeln!(out, "  | {line}");
+    }
+    if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() {
+        let _ = writeln!(out, "  (no stderr; the last lines of stdout:)");
+        for line in &r.stdout_tail {
             let _ = writeln!(out, "  | {line}");
         }
-        if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() {
-            let _ = writeln!(out, "  (no stderr; the last lines of stdout:)");
-            for line in &r.stdout_tail {
-                let _ = writeln!(out, "  | {line}");
-            }
-        }
     }
+}
+
+/// The last line: counts, the run's time, and why it ended as it did.
+fn verdict(out: &mut String, records: &[TaskRecord], failed: usize, info: &RunInfo) {
     let ok = records
         .iter()
         .filter(|r| r.status == Status::Succeeded)
@@ -161,19 +186,16 @@ pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bo
     };
     let _ = writeln!(
         out,
-        "\n{} tasks: {ok} succeeded, {} failed, {skipped} skipped in {} — {verdict}",
+        "\n{} tasks: {ok} succeeded, {failed} failed, {skipped} skipped in {} — {verdict}",
         records.len(),
-        failed.len(),
         duration(info.duration)
     );
-    out
 }
 
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The JSON report as a value.
 /// One task of the JSON report.
 fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
     let (exit_code, signal, timed_out, error) = match &r.end {
@@ -303,4 +325,143 @@ pub fn write_junit(
 ) -> std::io::Result<()> {
     let text = junit(file, records, info).map_err(std::io::Error::other)?;
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueStats;
+    use crate::task::TaskRecord;
+
+    const JOBS: &str = "[jobs.build]\ncommand = 'make'\n[jobs.test]\ncommand = 'check {item}'\nitems = ['a', 'b', 'c']\n[jobs.lint]\ncommand = 'lint'\nallow_failure = true\n[jobs.deploy]\ncommand = 'ship'\n";
+
+    fn file() -> JobFile {
+        crate::jobfile::parse(Path::new("x.toml"), JOBS.to_string())
+            .unwrap_or_else(|_| panic!("the test's job file parses"))
+    }
+
+    /// A task of `job` that ran from `start_ms` (after a fixed epoch) for `ms`.
+    fn ran(job: usize, index: u64, item: &str, start_ms: u64, ms: u64, end: End) -> TaskRecord {
+        let mut r = TaskRecord::new(job, index, item.to_string(), 0, "here", false);
+        r.status = match end {
+            End::Exited(0) => Status::Succeeded,
+            _ => Status::Failed,
+        };
+        r.end = Some(end);
+        r.attempts = 1;
+        r.pid = Some(100 + index as u32);
+        r.started = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000 + start_ms));
+        r.duration = Duration::from_millis(ms);
+        r
+    }
+
+    fn records() -> Vec<TaskRecord> {
+        let build = ran(0, 0, "", 0, 1500, End::Exited(0));
+        let a = ran(1, 0, "a", 100, 200, End::Exited(0));
+        let mut b = ran(1, 1, "b", 100, 300, End::Exited(2));
+        b.attempts = 2;
+        b.stderr_tail = vec!["oops".into(), "bad".into()];
+        b.tail_cut = true;
+        let mut c = ran(1, 2, "c", 200, 50, End::Signaled(libc::SIGKILL));
+        c.host = "elsewhere".into();
+        c.stdout_tail = vec!["out1".into(), "out2".into()];
+        let mut lint = ran(2, 0, "", 0, 5, End::Exited(1));
+        lint.allowed_failure = true;
+        lint.pid = None;
+        lint.stderr_tail = vec!["warn".into()];
+        let deploy = TaskRecord::new(3, 0, String::new(), 0, "here", false);
+        vec![build, a, b, c, lint, deploy]
+    }
+
+    fn info(exit: i32, interrupted: Option<&str>) -> RunInfo {
+        let dropped = QueueStats {
+            taken: 5,
+            dropped: 3,
+            ..QueueStats::default()
+        };
+        RunInfo {
+            id: "run".into(),
+            host: "here".into(),
+            file: "x.toml".into(),
+            started: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_secs(2),
+            exit,
+            pool: 2,
+            interrupted: interrupted.map(String::from),
+            queues: vec![
+                ("fine".into(), QueueStats::default()),
+                ("lossy".into(), dropped),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_summary_in_full() {
+        let text = summary(&file(), &records(), &info(1, None), false);
+        let want = "
+job      tasks      ok  failed  skipped       time  slowest
+build        1       1       0        0      1.50s  build 1.50s
+test         3       1       2        0      300ms  test:b 300ms
+lint         1       0       1        0        5ms  lint 5ms
+deploy       1       0       0        1          -  -
+queue `lossy`: 5 items passed, 3 dropped (their consumer was gone)
+
+FAILED test:b: exit 2, pid 101, 2 attempt(s), 300ms
+  … (earlier stderr cut; --logs DIR keeps all of it)
+  | oops
+  | bad
+
+FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt(s), 50ms
+  (no stderr; the last lines of stdout:)
+  | out1
+  | out2
+
+FAILED lint: exit 1, 1 attempt(s), 5ms (allowed to fail)
+  | warn
+
+6 tasks: 2 succeeded, 3 failed, 1 skipped in 2.00s — exit status 1
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn the_verdict_says_why_the_run_ended() {
+        let ok: Vec<TaskRecord> = records()
+            .into_iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .collect();
+        let text = summary(&file(), &ok, &info(0, None), false);
+        assert!(
+            text.ends_with(
+                "\n2 tasks: 2 succeeded, 0 failed, 0 skipped in 2.00s — all tasks succeeded\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("FAILED"), "{text}");
+        let text = summary(
+            &file(),
+            &ok,
+            &info(130, Some("interrupted (SIGINT)")),
+            false,
+        );
+        assert!(
+            text.ends_with("— interrupted (SIGINT); exit status 130\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn color_marks_failed_jobs_and_failures_only() {
+        let text = summary(&file(), &records(), &info(1, None), true);
+        let red = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .is_some_and(|l| l.contains("\u{1b}["))
+        };
+        assert!(red("test         3"), "{text}");
+        assert!(red("FAILED test:b"), "{text}");
+        assert!(!red("build        1"), "{text}");
+        assert!(!red("deploy"), "{text}");
+        assert!(!red("  | oops"), "{text}");
+    }
 }

@@ -1,122 +1,120 @@
 //! The few system calls std does not offer: `poll`, `pidfd_open`, signalling a process
-//! group, non-blocking pipes. Each wrapper is safe and returns `io::Result`.
+//! group, non-blocking pipes, the terminal's echo of control characters. Each wrapper is
+//! safe and returns `io::Result` (or a plain value where failure has an obvious default).
+//!
+//! They go through `rustix`, which has safe bindings for all of them but `getrusage`:
+//! that one alone is still a hand-written libc call.
 
+use rustix::event::{Nsecs, Secs, Timespec};
+use rustix::process::{Pid, PidfdFlags};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: fcntl on a file descriptor the caller owns; no memory is passed.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+pub use rustix::event::{PollFd, PollFlags};
+pub use rustix::process::Signal;
+pub use rustix::termios::Termios;
+
+pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
     Ok(())
 }
 
 /// A file descriptor that becomes readable when the process exits (Linux ≥ 5.3).
 /// `None` where the kernel has no pidfd; callers then check the child periodically.
 pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
+}
+
+/// The group `pgid` as a `Pid`; `None` for 0 and 1 ("every process" and init), which we
+/// never signal by accident.
+fn group(pgid: u32) -> Option<Pid> {
+    if pgid <= 1 {
         return None;
     }
-    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Pid::from_raw(i32::try_from(pgid).ok()?)
 }
 
 /// Sends `signal` to every process of the group `pgid`. A group that no longer exists is
 /// not an error.
-pub fn kill_group(pgid: u32, signal: i32) {
-    if pgid <= 1 {
-        return; // Never signal "every process" or init by accident.
-    }
-    // SAFETY: kill with a negative pid signals a process group; no memory is passed.
-    unsafe {
-        libc::kill(-(pgid as libc::pid_t), signal);
+pub fn kill_group(pgid: u32, signal: Signal) {
+    if let Some(pgid) = group(pgid) {
+        let _ = rustix::process::kill_process_group(pgid, signal);
     }
 }
 
 /// Whether any process of the group `pgid` is still alive (or a zombie).
 pub fn group_exists(pgid: u32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the group exists and may be signalled.
-    unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+    // Signal 0 only checks that the group exists and may be signalled.
+    group(pgid).is_some_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
 }
 
 /// Waits for events on `fds` for at most `timeout_ms` (-1: no limit). EINTR is a
 /// normal return with no events.
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(0);
-        }
-        return Err(err);
+pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
+    let timeout = (timeout_ms >= 0).then(|| Timespec {
+        tv_sec: Secs::from(timeout_ms / 1000),
+        tv_nsec: Nsecs::from(timeout_ms % 1000) * 1_000_000,
+    });
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::INTR) => Ok(0),
+        Err(err) => Err(err.into()),
     }
-    Ok(n as usize)
 }
 
-pub fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
+pub fn pollfd(fd: BorrowedFd<'_>, events: PollFlags) -> PollFd<'_> {
+    PollFd::from_borrowed_fd(fd, events)
 }
 
 /// A pipe whose both ends close on exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two descriptors into the array we pass.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created for us.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
+
+/// Writes one byte to the pipe `fd` (non-blocking), to wake whoever polls its other end.
+/// A full pipe is already readable, so a failed write needs nothing more.
+pub fn poke(fd: impl AsFd) {
+    let _ = rustix::io::write(fd, &[1u8]);
+}
+
+/// The signals [`signal_name`] knows by name.
+const NAMED: [(Signal, &str); 17] = [
+    (Signal::HUP, "SIGHUP"),
+    (Signal::INT, "SIGINT"),
+    (Signal::QUIT, "SIGQUIT"),
+    (Signal::ILL, "SIGILL"),
+    (Signal::TRAP, "SIGTRAP"),
+    (Signal::ABORT, "SIGABRT"),
+    (Signal::BUS, "SIGBUS"),
+    (Signal::FPE, "SIGFPE"),
+    (Signal::KILL, "SIGKILL"),
+    (Signal::USR1, "SIGUSR1"),
+    (Signal::SEGV, "SIGSEGV"),
+    (Signal::USR2, "SIGUSR2"),
+    (Signal::PIPE, "SIGPIPE"),
+    (Signal::ALARM, "SIGALRM"),
+    (Signal::TERM, "SIGTERM"),
+    (Signal::XCPU, "SIGXCPU"),
+    (Signal::XFSZ, "SIGXFSZ"),
+];
 
 /// The conventional name of a signal ("SIGKILL"), or its number.
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => return format!("signal {signal}"),
-    };
-    name.to_string()
+    match NAMED.iter().find(|(s, _)| s.as_raw() == signal) {
+        Some((_, name)) => (*name).to_string(),
+        None => format!("signal {signal}"),
+    }
 }
 
 /// This machine's host name, for reports.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    // On Linux, gethostname(2) is the node name of uname(2).
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// This process's peak resident memory so far, in KiB: `VmHWM`, which starts afresh at
@@ -131,53 +129,40 @@ pub fn peak_rss_kib() -> u64 {
             return kib;
         }
     }
+    rusage(libc::RUSAGE_SELF).map_or(0, |u| u.ru_maxrss.max(0) as u64)
+}
+
+/// `getrusage`, which rustix does not wrap: the one libc call left here.
+fn rusage(who: libc::c_int) -> Option<libc::rusage> {
     // SAFETY: getrusage fills the struct we pass; zeroed is a valid initial value.
     unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return 0;
-        }
-        usage.ru_maxrss.max(0) as u64
+        (libc::getrusage(who, &mut usage) == 0).then_some(usage)
     }
 }
 
 /// Turns off the echo of control characters (`^C`) on the terminal `fd`, so that typing
 /// Ctrl-C does not shift the progress bars; returns what to restore.
-pub fn echoctl_off(fd: RawFd) -> Option<libc::termios> {
-    // SAFETY: tcgetattr/tcsetattr read and write a termios struct we own.
-    unsafe {
-        let mut saved: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(fd, &mut saved) != 0 {
-            return None;
-        }
-        let mut quiet = saved;
-        quiet.c_lflag &= !libc::ECHOCTL;
-        if libc::tcsetattr(fd, libc::TCSANOW, &quiet) != 0 {
-            return None;
-        }
-        Some(saved)
-    }
+pub fn echoctl_off(fd: impl AsFd) -> Option<Termios> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let saved = tcgetattr(&fd).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHOCTL);
+    tcsetattr(&fd, OptionalActions::Now, &quiet).ok()?;
+    Some(saved)
 }
 
-pub fn restore_terminal(fd: RawFd, saved: &libc::termios) {
-    // SAFETY: writes back the settings tcgetattr gave us.
-    unsafe {
-        libc::tcsetattr(fd, libc::TCSANOW, saved);
-    }
+pub fn restore_terminal(fd: impl AsFd, saved: &Termios) {
+    let _ = rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, saved);
 }
 
 /// CPU time (user + system) of this process and of its reaped children, in seconds.
 pub fn cpu_seconds() -> (f64, f64) {
     let read = |who| {
-        // SAFETY: getrusage fills the struct we pass; zeroed is a valid initial value.
-        unsafe {
-            let mut u: libc::rusage = std::mem::zeroed();
-            if libc::getrusage(who, &mut u) != 0 {
-                return 0.0;
-            }
+        rusage(who).map_or(0.0, |u| {
             let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
             secs(u.ru_utime) + secs(u.ru_stime)
-        }
+        })
     };
     (read(libc::RUSAGE_SELF), read(libc::RUSAGE_CHILDREN))
 }
@@ -185,4 +170,46 @@ pub fn cpu_seconds() -> (f64, f64) {
 /// The number of CPUs this process may use (the default pool size); 1 if unknown.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named_or_numbered() {
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGALRM), "SIGALRM");
+        assert_eq!(signal_name(libc::SIGABRT), "SIGABRT");
+        assert_eq!(
+            signal_name(libc::SIGCHLD),
+            format!("signal {}", libc::SIGCHLD)
+        );
+        assert_eq!(signal_name(0), "signal 0");
+    }
+
+    #[test]
+    fn the_first_groups_are_never_signalled() {
+        assert!(group(0).is_none() && group(1).is_none());
+        assert!(!group_exists(0) && !group_exists(1));
+        assert!(group(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn an_empty_pipe_polls_idle_then_a_poke_makes_it_readable() {
+        let (read, write) = pipe().unwrap();
+        set_nonblocking(&write).unwrap();
+        let mut fds = [pollfd(read.as_fd(), PollFlags::IN)];
+        assert_eq!(poll(&mut fds, 0).unwrap(), 0);
+        poke(&write);
+        let mut fds = [pollfd(read.as_fd(), PollFlags::IN)];
+        assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
+        assert!(fds[0].revents().contains(PollFlags::IN));
+    }
+
+    #[test]
+    fn the_host_name_matches_the_kernel() {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname(), name.trim_end());
+    }
 }

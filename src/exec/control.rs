@@ -5,7 +5,7 @@
 //! readable pipe wakes every task's `poll` at once, however many there are.
 
 use crate::sys;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -53,16 +53,13 @@ impl Control {
 
     fn raise(&self, level: Level) {
         if self.level.fetch_max(level as u8, Ordering::SeqCst) < level as u8 {
-            // SAFETY: writing one byte from a local buffer to our own pipe.
-            unsafe {
-                libc::write(self.write.as_raw_fd(), [1u8].as_ptr().cast(), 1);
-            }
+            sys::poke(&self.write);
         }
     }
 
     /// Readable once anything was raised.
-    pub fn fd(&self) -> RawFd {
-        self.read.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
     }
 
     /// Sleeps for `duration`, or less if a stop is raised. True if it slept in full.
@@ -76,7 +73,7 @@ impl Control {
             if now >= deadline {
                 return true;
             }
-            let mut fds = [sys::pollfd(self.fd(), libc::POLLIN)];
+            let mut fds = [sys::pollfd(self.fd(), sys::PollFlags::IN)];
             let ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
             let _ = sys::poll(&mut fds, ms.max(1));
         }

@@ -18,11 +18,11 @@
 use super::control::{Control, Level};
 use super::sink::Sink;
 use crate::queue::Queue;
-use crate::sys;
+use crate::sys::{self, PollFlags, Signal};
 use crate::task::End;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -233,13 +233,13 @@ impl<'a> Drive<'a> {
         let mut out = self.child.stdout.take();
         let mut err = self.child.stderr.take();
         for pipe in [
-            out.as_ref().map(|p| p.as_raw_fd()),
-            err.as_ref().map(|p| p.as_raw_fd()),
+            out.as_ref().map(|p| p.as_fd()),
+            err.as_ref().map(|p| p.as_fd()),
         ]
         .into_iter()
         .flatten()
         {
-            let _ = sys::set_nonblocking(&pipe);
+            let _ = sys::set_nonblocking(pipe);
         }
         // One read buffer per slot thread, reused by every task it runs.
         thread_local! {
@@ -276,25 +276,25 @@ impl<'a> Drive<'a> {
             let mut fds = Vec::with_capacity(5);
             let mut roles = Vec::with_capacity(5);
             if let Some(p) = &out {
-                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                fds.push(sys::pollfd(p.as_fd(), PollFlags::IN));
                 roles.push(Role::Stdout);
             }
             if let Some(p) = &err {
-                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                fds.push(sys::pollfd(p.as_fd(), PollFlags::IN));
                 roles.push(Role::Stderr);
             }
             if let Some((p, _, _)) = &self.stdin_bytes {
-                fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLOUT));
+                fds.push(sys::pollfd(p.as_fd(), PollFlags::OUT));
                 roles.push(Role::Stdin);
             }
             if self.status.is_none() {
                 if let Some(p) = &self.pidfd {
-                    fds.push(sys::pollfd(p.as_raw_fd(), libc::POLLIN));
+                    fds.push(sys::pollfd(p.as_fd(), PollFlags::IN));
                     roles.push(Role::Exit);
                 }
             }
             if watching_control {
-                fds.push(sys::pollfd(self.control.fd(), libc::POLLIN));
+                fds.push(sys::pollfd(self.control.fd(), PollFlags::IN));
                 roles.push(Role::Control);
             }
             let timeout = self.poll_timeout(now);
@@ -302,8 +302,14 @@ impl<'a> Drive<'a> {
                 // poll only fails on bad arguments or no memory; back off rather than spin.
                 std::thread::sleep(Duration::from_millis(10));
             }
-            for (fd, role) in fds.iter().zip(&roles) {
-                if fd.revents == 0 {
+            // The entries borrow the pipes that reading needs: note which are ready first.
+            let mut ready = [false; 5];
+            for (r, fd) in ready.iter_mut().zip(&fds) {
+                *r = !fd.revents().is_empty();
+            }
+            drop(fds);
+            for (ready, role) in ready.iter().zip(&roles) {
+                if !ready {
                     continue;
                 }
                 match role {
@@ -354,7 +360,7 @@ impl<'a> Drive<'a> {
             Level::Kill => {
                 *watching = false;
                 self.stopped = true;
-                sys::kill_group(self.pgid, libc::SIGKILL);
+                sys::kill_group(self.pgid, Signal::KILL);
                 self.kill_at = None;
             }
         }
@@ -363,8 +369,8 @@ impl<'a> Drive<'a> {
     /// TERM to the group, KILL after the grace period.
     fn term(&mut self) {
         if self.kill_at.is_none() {
-            sys::kill_group(self.pgid, libc::SIGTERM);
-            sys::kill_group(self.pgid, libc::SIGCONT);
+            sys::kill_group(self.pgid, Signal::TERM);
+            sys::kill_group(self.pgid, Signal::CONT);
             self.kill_at = Some(Instant::now() + self.control.grace);
         }
     }
@@ -383,7 +389,7 @@ impl<'a> Drive<'a> {
         }
         if let Some(kill_at) = self.kill_at {
             if now >= kill_at {
-                sys::kill_group(self.pgid, libc::SIGKILL);
+                sys::kill_group(self.pgid, Signal::KILL);
                 self.kill_at = None;
                 if self.status.is_some() {
                     // Whatever still holds the pipes now is not in the group: stop reading.
@@ -416,7 +422,7 @@ impl<'a> Drive<'a> {
             Ok(None) => {}
             Err(_) => {
                 // ECHILD: someone else reaped it; report it as killed rather than hang.
-                self.status = Some(std::process::ExitStatus::from_raw(libc::SIGKILL));
+                self.status = Some(std::process::ExitStatus::from_raw(Signal::KILL.as_raw()));
                 self.pipes_deadline = Some(Instant::now());
             }
         }

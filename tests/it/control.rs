@@ -1,7 +1,7 @@
 //! Process control: process groups, timeouts, retries, fail-fast, signals, bounded
 //! output memory, pipes. Leftover processes are found by a marker in their command line.
 
-use crate::util::{marker, processes_with, wait_for, Test};
+use crate::util::{marker, processes_with, wait_for, Collected, Test};
 use std::time::{Duration, Instant};
 
 /// A copy of `sleep` whose name carries `mark`, so its processes can be found.
@@ -215,23 +215,31 @@ fn a_second_sigint_kills_at_once() {
     );
     let t = t.args(&["--grace", "60s"]);
     let mut child = t.spawn();
+    let stderr = Collected::start(child.stderr.take().unwrap());
+    let _stdout = Collected::start(child.stdout.take().unwrap());
     assert!(wait_for(Duration::from_secs(10), || !processes_with(&mark)
         .is_empty()));
     let pid = child.id() as i32;
     // SAFETY: signalling the runner we started, by its pid.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    // The first SIGINT sent TERM, which the task ignores; it would wait 60 s.
-    std::thread::sleep(Duration::from_millis(300));
+    // The first SIGINT sends TERM, which the task ignores; the runner says so and waits
+    // out its 60 s grace period.
     assert!(
-        child.try_wait().unwrap().is_none(),
+        stderr.wait_for(Duration::from_secs(10), "again to kill at once"),
+        "the first SIGINT is noted: {}",
+        stderr.now()
+    );
+    assert!(
+        child.try_wait().unwrap().is_none() && !processes_with(&mark).is_empty(),
         "still in its grace period"
     );
     unsafe { libc::kill(pid, libc::SIGINT) };
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
+    let stderr = stderr.finish();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(out.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("killed by SIGKILL"));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("killed by SIGKILL"), "{stderr}");
     assert_none_left(&mark);
 }
 

@@ -1,5 +1,9 @@
 //! The runner in a real terminal (tmux): live bars, task lines above them, Ctrl-C typed
 //! as a person would, and the screen afterwards.
+//!
+//! They need tmux, so they are `#[ignore]`d: `cargo nextest run --run-ignored all` (or
+//! `cargo test -- --include-ignored`, as `scripts/test` does) runs them, and they fail,
+//! never pass, when tmux is missing.
 
 use crate::util::{marker, processes_with, wait_for, Test, BIN};
 use std::process::Command;
@@ -11,11 +15,11 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(name: &str, dir: &std::path::Path, command: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("tmux is not installed; scripts/test installs it");
-            return None;
-        }
+    fn start(name: &str, dir: &std::path::Path, command: &str) -> Tmux {
+        assert!(
+            Command::new("tmux").arg("-V").output().is_ok(),
+            "tmux is not installed: run scripts/test, which installs it"
+        );
         let tmux = Tmux {
             socket: format!("runner-test-{name}-{}", std::process::id()),
         };
@@ -36,7 +40,7 @@ impl Tmux {
             .unwrap()
             .success();
         assert!(ok, "tmux starts");
-        Some(tmux)
+        tmux
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -54,12 +58,18 @@ impl Tmux {
     }
 
     fn wait_for_screen(&self, text: &str) -> String {
+        self.wait_for_screen_with(&[text])
+    }
+
+    /// Waits until the screen shows every one of `texts` at once, and returns it.
+    fn wait_for_screen_with(&self, texts: &[&str]) -> String {
         let mut screen = String::new();
         let found = wait_for(Duration::from_secs(20), || {
             screen = self.screen();
-            screen.contains(text)
+            texts.iter().all(|text| screen.contains(text))
         });
-        assert!(found, "{text:?} never appeared on screen:\n{screen}");
+        let missing: Vec<&&str> = texts.iter().filter(|t| !screen.contains(**t)).collect();
+        assert!(found, "{missing:?} never appeared on screen:\n{screen}");
         screen
     }
 }
@@ -71,6 +81,7 @@ impl Drop for Tmux {
 }
 
 #[test]
+#[ignore = "needs tmux; scripts/test runs ignored tests"]
 fn live_bars_then_ctrl_c_then_the_summary() {
     let mark = marker("tty");
     let t = Test::new("");
@@ -81,21 +92,22 @@ fn live_bars_then_ctrl_c_then_the_summary() {
             "pool = 3\n[jobs.quick]\ncommand = 'echo hello from {{item}}'\nitems = [1, 2, 3]\n[jobs.eof]\ncommand = 'cat; echo stdin-closed'\n[jobs.long]\ncommand = './sleep-{mark} 1000'\nitems = {{ range = [0, 4] }}\nneeds = ['quick']\n"
         ),
     );
-    let Some(tmux) = Tmux::start("bars", t.dir.path(), &format!("{BIN} jobs.toml --grace 2s"))
-    else {
-        return;
-    };
-    let live = tmux.wait_for_screen("long ");
-    assert!(
-        live.contains("[quick:2] hello from 2"),
-        "task lines above the bars:\n{live}"
-    );
-    assert!(
-        live.contains("[eof] stdin-closed"),
-        "a task reading stdin sees its end, even in a terminal:\n{live}"
-    );
-    assert!(live.contains("tasks done"), "the overall line:\n{live}");
-    assert!(live.contains("/4"), "a bar for the running job:\n{live}");
+    let tmux = Tmux::start("bars", t.dir.path(), &format!("{BIN} jobs.toml --grace 2s"));
+    // Task lines above the bars; a task reading stdin sees its end, even in a terminal;
+    // the overall line; a bar for the running job. (The bar of `long` may show before
+    // `eof` ends: wait for all of them rather than for the first.)
+    let live = tmux.wait_for_screen_with(&[
+        "[quick:2] hello from 2",
+        "[eof] stdin-closed",
+        "tasks done",
+        "long ",
+        "/4",
+    ]);
+    let bars = live.lines().position(|l| l.contains("tasks done"));
+    let above = live
+        .lines()
+        .position(|l| l.contains("[quick:2] hello from 2"));
+    assert!(above < bars, "task lines above the bars:\n{live}");
     assert!(wait_for(Duration::from_secs(10), || processes_with(&mark)
         .len()
         >= 2));
@@ -117,6 +129,7 @@ fn live_bars_then_ctrl_c_then_the_summary() {
 }
 
 #[test]
+#[ignore = "needs tmux; scripts/test runs ignored tests"]
 fn more_running_jobs_than_rows_stay_readable() {
     let mark = marker("rows");
     let t = Test::new("");
@@ -128,10 +141,7 @@ fn more_running_jobs_than_rows_stay_readable() {
         ));
     }
     t.write("jobs.toml", &jobs);
-    let Some(tmux) = Tmux::start("rows", t.dir.path(), &format!("{BIN} jobs.toml --grace 1s"))
-    else {
-        return;
-    };
+    let tmux = Tmux::start("rows", t.dir.path(), &format!("{BIN} jobs.toml --grace 1s"));
     let live = tmux.wait_for_screen("60 running");
     let bar_lines = live.lines().filter(|l| l.starts_with("  job")).count();
     assert!(

@@ -181,6 +181,50 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// What a child prints on a pipe, read by a thread as it comes, so that a test can wait
+/// for a line while the child runs and still get all of it at the end.
+pub struct Collected {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collected {
+    pub fn start(mut pipe: impl std::io::Read + Send + 'static) -> Collected {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let shared = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shared
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Collected { text, reader }
+    }
+
+    pub fn now(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` for `needle` to have been printed; true if it was.
+    pub fn wait_for(&self, limit: Duration, needle: &str) -> bool {
+        wait_for(limit, || self.text.lock().unwrap().contains(needle))
+    }
+
+    /// Everything, once the pipe closed (the child ended).
+    pub fn finish(self) -> String {
+        self.reader.join().unwrap();
+        std::sync::Arc::try_unwrap(self.text)
+            .map(|m| m.into_inner().unwrap())
+            .unwrap_or_else(|shared| shared.lock().unwrap().clone())
+    }
+}
+
 /// Pids of live processes whose command line contains `marker` (zombies excluded).
 pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut pids = Vec::new();
