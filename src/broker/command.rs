@@ -3,8 +3,8 @@
 //! writer, stop switch) as a local run.
 
 use super::wire::Message;
-use super::worker::{serve, Serve};
-use super::{authkey, digest, entry_list, key, redact, run_key, Broker, RUNS};
+use super::worker::{serve, Serve, ServeOptions};
+use super::{authkey, digest, redact, Broker};
 use crate::cli::WorkerArgs;
 use crate::display;
 use crate::error::{Error, Outcome};
@@ -96,16 +96,7 @@ impl Worker {
             }
             if !served {
                 // Wait for the next announcement (or a second, to look again).
-                let newest = self.newest.clone();
-                let _ = broker.call(|c| {
-                    redis::cmd("XREAD")
-                        .arg("BLOCK")
-                        .arg(1000)
-                        .arg("STREAMS")
-                        .arg(RUNS)
-                        .arg(&newest)
-                        .query::<redis::Value>(c)
-                });
+                let _ = broker.wait_for_run_after(&self.newest, Duration::from_secs(1));
             }
         }
         Ok(())
@@ -113,16 +104,7 @@ impl Worker {
 
     /// Serves the oldest running run not seen yet, if any; true if one was served.
     fn serve_newest(&mut self, broker: &mut Broker) -> Result<bool, Error> {
-        let runs = broker.call(|c| {
-            redis::cmd("XREVRANGE")
-                .arg(RUNS)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(20)
-                .query::<redis::Value>(c)
-        })?;
-        let runs = entry_list(&runs);
+        let runs = broker.newest_runs(20)?;
         if let Some((id, _)) = runs.first() {
             self.newest = id.clone();
         }
@@ -133,13 +115,7 @@ impl Worker {
             if !self.seen.insert(run.clone()) {
                 continue;
             }
-            let state = broker.call(|c| {
-                redis::cmd("HGET")
-                    .arg(run_key(&run))
-                    .arg("state")
-                    .query::<Option<String>>(c)
-            });
-            if !matches!(state, Ok(Some(ref s)) if s == "running") {
+            if !broker.is_running(&run).unwrap_or(false) {
                 continue;
             }
             if let Some(why) = self.refusal(&announcement, &run) {
@@ -175,7 +151,7 @@ impl Worker {
             .with("host", &self.session.host)
             .with("message", format!("refused the run: {why}"))
             .sign(self.key.as_deref(), run);
-        let _ = broker.add(&key(run, "events"), &event);
+        let _ = broker.report(run, &event);
     }
 
     /// Serves one run until it ends or this worker stops.
@@ -189,26 +165,7 @@ impl Worker {
             .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(NoWake))))
             .collect();
         let ctx = Arc::new(self.session.context(run, queues, Mode::Worker, None));
-        let lease_ms: u64 = broker
-            .call(|c| {
-                redis::cmd("HGET")
-                    .arg(run_key(run))
-                    .arg("lease_ms")
-                    .query::<Option<u64>>(c)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(super::DEFAULT_LEASE.as_millis() as u64);
-        let max_deliveries: u32 = broker
-            .call(|c| {
-                redis::cmd("HGET")
-                    .arg(run_key(run))
-                    .arg("max_deliveries")
-                    .query::<Option<u32>>(c)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(super::DEFAULT_MAX_DELIVERIES);
+        let lease = broker.run_lease(run);
         // The run's own stop flag: raised when the run ends, or by this worker's.
         let run_stop = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -222,18 +179,15 @@ impl Worker {
                 }
             })
         };
-        let consumer = format!("{}:{}", self.session.host, std::process::id());
-        let s = Arc::new(Serve::new(
-            &self.url,
-            run,
-            self.key.clone(),
-            consumer,
-            self.pool,
-            Duration::from_millis(lease_ms),
-            max_deliveries,
-            ctx,
-            run_stop.clone(),
-        ));
+        let options = ServeOptions {
+            url: self.url.clone(),
+            run_id: run.to_string(),
+            key: self.key.clone(),
+            consumer: format!("{}:{}", self.session.host, std::process::id()),
+            pool: self.pool,
+            lease,
+        };
+        let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {
             self.session.say(format!("error: {e}"));
             self.failed = true;

@@ -7,67 +7,59 @@
 //! broker is run as a command: an entry names a job of the worker's own file, an index
 //! and an item, and is refused unless it authenticates, names a job that may run
 //! remotely, and is the entry the coordinator issued for that task.
-//!
-//! Longer than 400 lines: taking, checking, running and completing a task are one
-//! sequence with one set of failure cases; the result's wire form sits next to it.
 
 use super::wire::Message;
-use super::{key, run_key, Broker, BrokerError, COMPLETE, GROUP, RENEW};
+use super::{Broker, Lease};
 use crate::error::Error;
 use crate::exec::{self, Context};
 use crate::task::{End, Status, TaskRecord};
-use redis::Value;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Everything a consumer of one run needs.
-pub struct Serve {
+/// Which run a process serves, as whom, and how: given whole to [`Serve::new`].
+pub struct ServeOptions {
     pub url: String,
     pub run_id: String,
     pub key: Option<Vec<u8>>,
     /// Unique per process: host and pid.
     pub consumer: String,
+    /// Consumer threads, so tasks this process runs at once.
     pub pool: usize,
-    pub lease: Duration,
-    pub max_deliveries: u32,
+    pub lease: Lease,
+}
+
+/// Everything a consumer of one run needs.
+pub struct Serve {
+    options: ServeOptions,
     /// Tasks run in this context; it collects queue lines instead of pushing them.
-    pub ctx: Arc<Context>,
+    ctx: Arc<Context>,
     /// Set when the run is over (or this process is stopping).
-    pub stop: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     /// Entries this process holds, for the renewer.
     held: Mutex<HashSet<String>>,
     /// Entries read and not yet started, for whichever consumer thread is free first.
-    prefetched: Mutex<std::collections::VecDeque<(String, Message)>>,
+    prefetched: Mutex<VecDeque<(String, Message)>>,
 }
 
 impl Serve {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        url: &str,
-        run_id: &str,
-        key: Option<Vec<u8>>,
-        consumer: String,
-        pool: usize,
-        lease: Duration,
-        max_deliveries: u32,
-        ctx: Arc<Context>,
-        stop: Arc<AtomicBool>,
-    ) -> Serve {
+    pub fn new(options: ServeOptions, ctx: Arc<Context>, stop: Arc<AtomicBool>) -> Serve {
         Serve {
-            url: url.to_string(),
-            run_id: run_id.to_string(),
-            key,
-            consumer,
-            pool,
-            lease,
-            max_deliveries,
+            options,
             ctx,
             stop,
             held: Mutex::new(HashSet::new()),
-            prefetched: Mutex::new(std::collections::VecDeque::new()),
+            prefetched: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn run(&self) -> &str {
+        &self.options.run_id
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.options.key.as_deref()
     }
 
     fn say(&self, text: String) {
@@ -80,15 +72,21 @@ impl Serve {
         let event = Message::new()
             .with("host", &self.ctx.host)
             .with("message", &text)
-            .sign(self.key.as_deref(), &self.run_id);
-        let _ = broker.add(&key(&self.run_id, "events"), &event);
+            .sign(self.key(), self.run());
+        let _ = broker.report(self.run(), &event);
+    }
+
+    /// Refuses a task entry: reported, and acknowledged so that no worker takes it again.
+    fn refuse(&self, broker: &mut Broker, id: &str, text: String) {
+        self.report(broker, text);
+        let _ = broker.acknowledge(self.run(), id);
     }
 }
 
 /// Serves a run until it ends: `pool` consumer threads and a lease renewer.
 pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     let mut threads = Vec::new();
-    for slot in 0..serve.pool {
+    for slot in 0..serve.options.pool {
         let s = serve.clone();
         let mut broker = connect(&s)?;
         threads.push(
@@ -116,7 +114,7 @@ fn connect(s: &Arc<Serve>) -> Result<Broker, Error> {
     let events = s.ctx.events.clone();
     let stop = s.stop.clone();
     let control = s.ctx.control.clone();
-    Broker::connect(&s.url, Duration::from_secs(10))
+    Broker::connect(&s.options.url, Duration::from_secs(10))
         .map(|b| {
             b.on_trouble(
                 move |text| {
@@ -132,16 +130,7 @@ fn run_over(s: &Serve, broker: &mut Broker) -> bool {
     if s.stop.load(Ordering::SeqCst) || s.ctx.control.level() != exec::control::Level::Run {
         return true;
     }
-    match broker.call(|c| {
-        redis::cmd("HGET")
-            .arg(run_key(&s.run_id))
-            .arg("state")
-            .query::<Option<String>>(c)
-    }) {
-        Ok(Some(state)) => state != "running",
-        Ok(None) => true,
-        Err(_) => true,
-    }
+    !broker.is_running(s.run()).unwrap_or(false)
 }
 
 /// Tasks a consumer reads at once: fewer round trips per task, at the price of a few
@@ -150,10 +139,10 @@ fn run_over(s: &Serve, broker: &mut Broker) -> bool {
 const PREFETCH: usize = 4;
 
 fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
-    let tasks = key(&s.run_id, "tasks");
-    let mut checked = std::time::Instant::now();
-    let mut last_takeover: Option<std::time::Instant> = None;
-    let takeover_every = (s.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let mut checked = Instant::now();
+    let mut last_takeover: Option<Instant> = None;
+    let takeover_every =
+        (s.options.lease.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
     let pop = || {
         s.prefetched
             .lock()
@@ -165,16 +154,23 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             if run_over(s, broker) {
                 return;
             }
-            checked = std::time::Instant::now();
+            checked = Instant::now();
         }
         let next = pop().or_else(|| {
             let mut fetched = Vec::new();
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
-                last_takeover = Some(std::time::Instant::now());
-                fetched.extend(take_over(s, broker, &tasks));
+                last_takeover = Some(Instant::now());
+                fetched.extend(take_over(s, broker));
             }
             if fetched.is_empty() {
-                fetched = read_new(s, broker, &tasks);
+                fetched = broker
+                    .take_new(
+                        s.run(),
+                        &s.options.consumer,
+                        PREFETCH,
+                        Duration::from_millis(250),
+                    )
+                    .unwrap_or_default();
             }
             s.held
                 .lock()
@@ -189,30 +185,25 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
         let Some((id, message)) = next else {
             continue;
         };
-        handle(s, broker, slot, &tasks, &id, &message);
+        handle(s, broker, slot, &id, &message);
         s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
 
 /// A task whose holder's lease ran out, delivered fewer than `max_deliveries` times.
-fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Message)> {
-    let lease_ms = s.lease.as_millis() as u64;
-    for (id, deliveries) in super::idle_entries(broker, tasks, lease_ms, 10) {
-        if deliveries >= s.max_deliveries {
+fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
+    let lease = s.options.lease;
+    let idle = broker
+        .idle_tasks(s.run(), lease.duration, 10)
+        .unwrap_or_default();
+    for (id, deliveries) in idle {
+        if deliveries >= lease.max_deliveries {
             continue; // The coordinator reports it as lost.
         }
         let claimed = broker
-            .call(|c| {
-                redis::cmd("XCLAIM")
-                    .arg(tasks)
-                    .arg(GROUP)
-                    .arg(&s.consumer)
-                    .arg(lease_ms)
-                    .arg(&id)
-                    .query::<Value>(c)
-            })
+            .claim(s.run(), &s.options.consumer, lease.duration, &id)
             .ok()?;
-        if let Some((id, message)) = super::entry_list(&claimed).into_iter().next() {
+        if let Some((id, message)) = claimed {
             s.say(format!(
                 "taking over task entry {id} (its worker's lease ran out)"
             ));
@@ -222,91 +213,47 @@ fn take_over(s: &Serve, broker: &mut Broker, tasks: &str) -> Option<(String, Mes
     None
 }
 
-fn read_new(s: &Serve, broker: &mut Broker, tasks: &str) -> Vec<(String, Message)> {
-    let reply = broker.call(|c| {
-        redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&s.consumer)
-            .arg("COUNT")
-            .arg(PREFETCH)
-            .arg("BLOCK")
-            .arg(250)
-            .arg("STREAMS")
-            .arg(tasks)
-            .arg(">")
-            .query::<Value>(c)
-    });
-    match reply {
-        Ok(reply) => super::entries(&reply)
-            .into_iter()
-            .map(|(_, id, m)| (id, m))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn ack(broker: &mut Broker, tasks: &str, id: &str) {
-    let _ = broker.call(|c| {
-        redis::cmd("XACK")
-            .arg(tasks)
-            .arg(GROUP)
-            .arg(id)
-            .query::<i64>(c)
-    });
-}
-
-fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, message: &Message) {
-    let run = &s.run_id;
-    if !message.verify(s.key.as_deref(), run) {
-        s.report(broker, format!("refused task entry {id}: its MAC does not match (forged, tampered, or another authkey)"));
-        ack(broker, tasks, id);
+fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Message) {
+    let run = s.run();
+    if !message.verify(s.key(), run) {
+        s.refuse(broker, id, format!("refused task entry {id}: its MAC does not match (forged, tampered, or another authkey)"));
         return;
     }
     let file = s.ctx.file.clone();
     let job_name = message.text("job").unwrap_or_default();
     let Some(job) = file.jobs.iter().find(|j| j.name == job_name) else {
-        s.report(
+        s.refuse(
             broker,
+            id,
             format!("refused task entry {id}: job `{job_name}` is not in this worker's job file"),
         );
-        ack(broker, tasks, id);
         return;
     };
     if !may_run_remotely(job) {
-        s.report(
+        s.refuse(
             broker,
+            id,
             format!("refused task entry {id}: job `{job_name}` does not run on workers"),
         );
-        ack(broker, tasks, id);
         return;
     }
     let (Some(index), Some(item)) = (message.number::<u64>("index"), message.get("item")) else {
-        s.report(broker, format!("refused task entry {id}: no index or item"));
-        ack(broker, tasks, id);
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: no index or item"),
+        );
         return;
     };
     let task = format!("{}/{index}", job.name);
-    // Was this entry the one issued for the task, and is the task still undone? One
-    // round trip for both.
-    let checked = broker.call(|c| {
-        redis::pipe()
-            .cmd("HGET")
-            .arg(key(run, "issued"))
-            .arg(&task)
-            .cmd("HEXISTS")
-            .arg(key(run, "done"))
-            .arg(&task)
-            .query::<(Option<String>, bool)>(c)
-    });
-    let (issued, done) = checked.unwrap_or((None, false));
-    if issued.as_deref() != Some(id) {
-        s.report(broker, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
-        ack(broker, tasks, id);
+    // Was this entry the one issued for the task, and is the task still undone?
+    let state = broker.task_state(run, &task).unwrap_or_default();
+    if state.issued_as.as_deref() != Some(id) {
+        s.refuse(broker, id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
         return;
     }
-    if done {
-        ack(broker, tasks, id);
+    if state.done {
+        let _ = broker.acknowledge(run, id);
         return;
     }
     let record = exec::run_task(&s.ctx, job.id, index, item, slot);
@@ -314,9 +261,8 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, tasks: &str, id: &str, me
         // Stopped with its worker: left pending, so that another worker takes it over.
         return;
     }
-    let result = result_message(&record, &job.name).sign(s.key.as_deref(), run);
-    let outcome = complete(broker, run, tasks, &task, id, &result);
-    if let Err(e) = outcome {
+    let result = result_message(&record, &job.name).sign(s.key(), run);
+    if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
     }
 }
@@ -326,35 +272,10 @@ pub fn may_run_remotely(job: &crate::jobfile::Job) -> bool {
     job.items.is_fan_out() && !job.local && !job.is_streaming()
 }
 
-pub fn complete(
-    broker: &mut Broker,
-    run: &str,
-    tasks: &str,
-    task: &str,
-    id: &str,
-    result: &Message,
-) -> Result<i64, BrokerError> {
-    let script = redis::Script::new(COMPLETE);
-    broker.call(|c| {
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(key(run, "done"))
-            .key(key(run, "results"))
-            .key(tasks)
-            .arg(task)
-            .arg(GROUP)
-            .arg(id);
-        for (name, value) in &result.fields {
-            invocation.arg(name).arg(value.as_slice());
-        }
-        invocation.invoke::<i64>(c)
-    })
-}
-
+/// Renews the lease of every entry this process holds, a few times per lease, until the
+/// run is over.
 fn renew(s: &Serve, broker: &mut Broker) {
-    let script = redis::Script::new(RENEW);
-    let tasks = key(&s.run_id, "tasks");
-    let every = (s.lease / 3).max(Duration::from_millis(100));
+    let every = (s.options.lease.duration / 3).max(Duration::from_millis(100));
     while !s.stop.load(Ordering::SeqCst) {
         let held: Vec<String> = s
             .held
@@ -364,17 +285,10 @@ fn renew(s: &Serve, broker: &mut Broker) {
             .cloned()
             .collect();
         for id in held {
-            let _ = broker.call(|c| {
-                script
-                    .key(&tasks)
-                    .arg(GROUP)
-                    .arg(&id)
-                    .arg(&s.consumer)
-                    .invoke::<i64>(c)
-            });
+            let _ = broker.renew(s.run(), &id, &s.options.consumer);
         }
-        let deadline = std::time::Instant::now() + every;
-        while std::time::Instant::now() < deadline && !s.stop.load(Ordering::SeqCst) {
+        let deadline = Instant::now() + every;
+        while Instant::now() < deadline && !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -116,17 +116,15 @@ fn start_share(
         Mode::Share { quiet },
         ctx.logs.clone(),
     ));
-    let serve = Arc::new(worker::Serve::new(
-        &options.url,
-        &ctx.run_id,
-        options.key.clone(),
-        format!("coordinator@{}:{}", ctx.host, std::process::id()),
+    let serve_options = worker::ServeOptions {
+        url: options.url.clone(),
+        run_id: ctx.run_id.clone(),
+        key: options.key.clone(),
+        consumer: format!("coordinator@{}:{}", ctx.host, std::process::id()),
         pool,
-        options.lease,
-        options.max_deliveries,
-        share_ctx,
-        stop.clone(),
-    ));
+        lease: options.lease(),
+    };
+    let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();
     let thread = std::thread::Builder::new()
         .name("local-share".into())

@@ -1,0 +1,148 @@
+//! The connection to Redis: connecting (failing within seconds when the broker cannot be
+//! used at all), and running a command again after a dropped connection, with backoff,
+//! saying when the broker went away and when it is back.
+//!
+//! Nothing here knows what the runner stores: `runs.rs` and `tasks.rs` build the
+//! commands.
+
+use super::{redact, BrokerError};
+use redis::{Connection, RedisError};
+use std::time::{Duration, Instant};
+
+/// A connection that reconnects with backoff when Redis goes away, and says so.
+pub struct Broker {
+    client: redis::Client,
+    conn: Option<Connection>,
+    url: String,
+    read_timeout: Duration,
+    /// Told when the broker is unreachable and when it is back.
+    say: Box<dyn Fn(String) + Send>,
+    /// Asked between reconnect attempts: true to give up.
+    give_up: Box<dyn Fn() -> bool + Send>,
+}
+
+fn describe(url: &str, e: &RedisError) -> String {
+    let text = e.to_string().replace(url, &redact(url));
+    let tls = url.starts_with("rediss://");
+    let hint = if e.is_io_error() && tls {
+        " (does the server speak TLS on that port?)"
+    } else if e.is_io_error() && text.contains("reset by peer") {
+        " (if the server expects TLS, use rediss://)"
+    } else {
+        ""
+    };
+    format!("broker {}: {text}{hint}", redact(url))
+}
+
+impl Broker {
+    /// Connects now, failing within seconds if the broker is unreachable or refuses us.
+    pub fn connect(url: &str, read_timeout: Duration) -> Result<Broker, BrokerError> {
+        // rediss:// needs a TLS crypto provider chosen once per process; a second
+        // install (another connection) is refused, and that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = redis::Client::open(url).map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        let conn = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        conn.set_read_timeout(Some(read_timeout))
+            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        let mut broker = Broker {
+            client,
+            conn: Some(conn),
+            url: url.to_string(),
+            read_timeout,
+            say: Box::new(|_| {}),
+            give_up: Box::new(|| false),
+        };
+        // A wrong password may only show on the first command.
+        broker
+            .conn
+            .as_mut()
+            .map(|c| redis::cmd("PING").query::<String>(c))
+            .transpose()
+            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        Ok(broker)
+    }
+
+    pub fn on_trouble(
+        mut self,
+        say: impl Fn(String) + Send + 'static,
+        give_up: impl Fn() -> bool + Send + 'static,
+    ) -> Broker {
+        self.say = Box::new(say);
+        self.give_up = Box::new(give_up);
+        self
+    }
+
+    /// Runs `f` on the connection, reconnecting with backoff after a connection error.
+    /// Server errors (a bad command, a script error) are returned at once. Every typed
+    /// method (`runs.rs`, `tasks.rs`) goes through here, so each one survives a Redis restart.
+    pub(super) fn call<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BrokerError> {
+        let mut delay = Duration::from_millis(100);
+        let mut down_since: Option<Instant> = None;
+        loop {
+            if self.conn.is_none() {
+                match self
+                    .client
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                {
+                    Ok(conn) => {
+                        let _ = conn.set_read_timeout(Some(self.read_timeout));
+                        self.conn = Some(conn);
+                    }
+                    Err(e) if is_fatal(&e) => {
+                        return Err(BrokerError::Fatal(describe(&self.url, &e)))
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Some(conn) = &mut self.conn {
+                match f(conn) {
+                    Ok(v) => {
+                        if let Some(since) = down_since {
+                            (self.say)(format!(
+                                "broker {} is back after {}",
+                                redact(&self.url),
+                                crate::task::duration(since.elapsed())
+                            ));
+                        }
+                        return Ok(v);
+                    }
+                    Err(e) if is_connection_error(&e) => {
+                        self.conn = None;
+                        if down_since.is_none() {
+                            (self.say)(format!("{}; reconnecting", describe(&self.url, &e)));
+                        }
+                    }
+                    Err(e) if is_loading(&e) => {}
+                    Err(e) => return Err(BrokerError::Fatal(describe(&self.url, &e))),
+                }
+            }
+            down_since.get_or_insert_with(Instant::now);
+            if (self.give_up)() {
+                return Err(BrokerError::Stopped);
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout()
+}
+
+fn is_loading(e: &RedisError) -> bool {
+    e.to_string().contains("LOADING")
+}
+
+fn is_fatal(e: &RedisError) -> bool {
+    let text = e.to_string().to_lowercase();
+    text.contains("auth")
+        || text.contains("password")
+        || text.contains("tls")
+        || text.contains("certificate")
+}
