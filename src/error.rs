@@ -55,7 +55,7 @@ pub enum Error {
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
+    Broker(#[from] BrokerError),
 }
 
 impl Error {
@@ -84,6 +84,18 @@ impl Error {
             other => format!("error: {other}\n"),
         }
     }
+}
+
+/// Why the broker cannot be used.
+#[cfg(feature = "distributed")]
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Cannot work with this broker at all: wrong password, TLS, unknown host, down at start.
+    #[error("{0}")]
+    Fatal(String),
+    /// Gave up reconnecting because the run is stopping.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// The exit status of a command: the one place where results become numbers.

@@ -279,7 +279,11 @@ pub fn write_json(
 }
 
 /// JUnit XML: a testsuite per job, a testcase per task.
-pub fn junit(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Result<String, String> {
+pub fn junit(
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> Result<String, quick_junit::SerializeError> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut report = Report::new("runner");
     report.set_time(info.duration);
@@ -314,7 +318,7 @@ pub fn junit(file: &JobFile, records: &[TaskRecord], info: &RunInfo) -> Result<S
         }
         report.add_test_suite(suite);
     }
-    report.to_string().map_err(|e| e.to_string())
+    report.to_string()
 }
 
 pub fn write_junit(

@@ -81,15 +81,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    /// Cannot work with this broker at all: wrong password, TLS, unknown host, down at start.
-    #[error("{0}")]
-    Fatal(String),
-    /// Gave up reconnecting because the run is stopping.
-    #[error("stopped")]
-    Stopped,
-}
+/// Defined with the other errors, so that `error` needs nothing from this module.
+pub use crate::error::BrokerError;
 
 /// The SHA-256 of the job file's bytes, in hex.
 pub fn digest(source: &str) -> String {
