@@ -1,7 +1,7 @@
 //! Running tasks: the one module that spawns processes. [`run_task`] takes a task the
 //! scheduler started, renders its command, runs its attempts (retries, delays) and
-//! returns its [`TaskRecord`]. Everything it prints goes to the terminal writer through
-//! `display::Event`s; it never writes to the terminal itself.
+//! returns its [`TaskRecord`]. Everything it prints goes to the terminal writer as
+//! `task::Event`s; it never writes to the terminal itself.
 
 pub mod control;
 pub mod process;
