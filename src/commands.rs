@@ -3,6 +3,7 @@
 
 use crate::cli::{self, Cli, Command, RunArgs};
 use crate::error::{Error, Outcome};
+use crate::task::count;
 use crate::{graph, jobfile, run, schema};
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
@@ -80,12 +81,12 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
 fn check(path: &Path) -> Result<Outcome, Error> {
     let file = jobfile::load(path)?;
     let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
-    let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| format!("{n} tasks"));
+    let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| count(n, "task"));
     print(&format!(
-        "{}: ok ({} jobs, {} queues, {tasks})\n",
+        "{}: ok ({}, {}, {tasks})\n",
         path.display(),
-        file.jobs.len(),
-        file.queues.len()
+        count(file.jobs.len() as u64, "job"),
+        count(file.queues.len() as u64, "queue")
     ))
 }
 

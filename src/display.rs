@@ -10,6 +10,7 @@
 //! Longer than 400 lines: bars and plain lines share the counts and the writer.
 
 use crate::jobfile::JobFile;
+use crate::lost::{Kind, LostWrites};
 use crate::sys;
 use crate::task::{describe_end, duration, Event, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -81,6 +82,8 @@ pub struct Writer {
     out: BufWriter<io::Stdout>,
     err: BufWriter<io::Stderr>,
     out_broken: bool,
+    /// Where a failed write to stdout is recorded (it makes the run exit 1).
+    lost: Arc<LostWrites>,
     started: Instant,
     bars: Option<Bars>,
     /// This machine's name, to tell remote tasks apart.
@@ -96,7 +99,7 @@ struct Bars {
 }
 
 impl Writer {
-    pub fn new(file: Arc<JobFile>, options: Options) -> Writer {
+    pub fn new(file: Arc<JobFile>, options: Options, lost: Arc<LostWrites>) -> Writer {
         let counts = file
             .jobs
             .iter()
@@ -131,6 +134,7 @@ impl Writer {
             out: BufWriter::with_capacity(64 * 1024, io::stdout()),
             err: BufWriter::with_capacity(16 * 1024, io::stderr()),
             out_broken: false,
+            lost,
             started: Instant::now(),
             bars,
             host: sys::hostname(),
@@ -158,8 +162,7 @@ impl Writer {
             }
             if let Some(summary) = finished {
                 self.update_bars();
-                self.clear_bars();
-                let _ = self.err.write_all(summary.as_bytes());
+                self.finish(&summary);
                 break;
             }
             if drained > 0 {
@@ -185,8 +188,7 @@ impl Writer {
             }
             match events.recv_timeout(wait) {
                 Ok(Event::Finish(summary)) => {
-                    self.clear_bars();
-                    let _ = self.err.write_all(summary.as_bytes());
+                    self.finish(&summary);
                     break;
                 }
                 Ok(event) => {
@@ -235,7 +237,8 @@ impl Writer {
                 label,
                 record,
                 retrying,
-            } => self.ended(job, &label, &record, retrying),
+                took,
+            } => self.ended(job, &label, &record, retrying, took),
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
@@ -243,7 +246,14 @@ impl Writer {
         }
     }
 
-    fn ended(&mut self, job: usize, label: &str, record: &TaskRecord, retrying: bool) {
+    fn ended(
+        &mut self,
+        job: usize,
+        label: &str,
+        record: &TaskRecord,
+        retrying: bool,
+        took: Duration,
+    ) {
         let count = &mut self.counts[job];
         if record.pid.is_some() {
             count.running = count.running.saturating_sub(1);
@@ -281,10 +291,7 @@ impl Writer {
             String::new()
         };
         let end = record.end.as_ref().map(describe_end).unwrap_or_default();
-        let line = format!(
-            "{word} {label}{pid} {end} in {}{retry}",
-            duration(record.duration)
-        );
+        let line = format!("{word} {label}{pid} {end} in {}{retry}", duration(took));
         let line = if failed && self.options.color {
             console::style(line).red().force_styling(true).to_string()
         } else {
@@ -294,25 +301,47 @@ impl Writer {
     }
 
     fn output(&mut self, stream: Stream, label: &str, data: &[u8]) {
-        let prefix = format!("[{label}] ");
+        let prefix = format!("[{label}]");
         let mut text = Vec::with_capacity(data.len() + 64);
         for line in data.split_inclusive(|&b| b == b'\n') {
             text.extend_from_slice(prefix.as_bytes());
+            // An empty line gets the label alone, with no trailing space.
+            if line != b"\n" {
+                text.push(b' ');
+            }
             text.extend_from_slice(line);
         }
-        if let Some(bars) = &self.bars {
-            let (out, err, broken) = (&mut self.out, &mut self.err, &mut self.out_broken);
+        let result = if let Some(bars) = &self.bars {
+            let (out, err, broken) = (&mut self.out, &mut self.err, self.out_broken);
             bars.multi
-                .suspend(|| write_stream(stream, &text, out, err, broken, true));
+                .suspend(|| write_stream(stream, &text, out, err, broken, true))
         } else {
             write_stream(
                 stream,
                 &text,
                 &mut self.out,
                 &mut self.err,
-                &mut self.out_broken,
+                self.out_broken,
                 false,
-            );
+            )
+        };
+        if let Err(e) = result {
+            self.stdout_failed(&e);
+        }
+    }
+
+    /// Stdout cannot be written: stop writing it. A reader that went away (`| head`)
+    /// is the user's choice; anything else (a full disk) is a lost write, said once.
+    fn stdout_failed(&mut self, e: &io::Error) {
+        self.out_broken = true;
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return;
+        }
+        if let Some(message) = self
+            .lost
+            .record(Kind::Stdout, || format!("cannot write to stdout: {e}"))
+        {
+            self.note(&message);
         }
     }
 
@@ -431,34 +460,49 @@ impl Writer {
         }
     }
 
+    /// The last words: task output is flushed first (so that a failure to write it is
+    /// said before the summary), then the summary.
+    fn finish(&mut self, summary: &str) {
+        self.clear_bars();
+        self.flush();
+        let _ = self.err.write_all(summary.as_bytes());
+    }
+
     fn flush(&mut self) {
-        if !self.out_broken && self.out.flush().is_err() {
-            self.out_broken = true;
+        if !self.out_broken {
+            if let Err(e) = self.out.flush() {
+                self.stdout_failed(&e);
+            }
         }
         let _ = self.err.flush();
     }
 }
 
+/// Writes task output to its stream; an error is stdout's (stderr is where errors are
+/// said, so there is nowhere to say its own). Stdout is not written once it failed.
 fn write_stream(
     stream: Stream,
     text: &[u8],
     out: &mut BufWriter<io::Stdout>,
     err: &mut BufWriter<io::Stderr>,
-    out_broken: &mut bool,
+    out_broken: bool,
     flush: bool,
-) {
+) -> io::Result<()> {
     match stream {
+        Stream::Stdout if out_broken => Ok(()),
         Stream::Stdout => {
-            // A closed stdout (`runner … | head`) must not stop the run.
-            if !*out_broken && (out.write_all(text).is_err() || (flush && out.flush().is_err())) {
-                *out_broken = true;
+            out.write_all(text)?;
+            if flush {
+                out.flush()?;
             }
+            Ok(())
         }
         Stream::Stderr => {
             let _ = err.write_all(text);
             if flush {
                 let _ = err.flush();
             }
+            Ok(())
         }
     }
 }

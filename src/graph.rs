@@ -46,13 +46,20 @@ pub fn render_text(file: &JobFile) -> String {
     out
 }
 
-/// `runner graph --dot`: Graphviz; `needs` edges solid, queue edges dashed and labelled.
+/// `runner graph --dot`: Graphviz. Edges point the way work flows: from a job to the
+/// jobs that need it (solid, "needed by") and from a producer to its queue's consumer
+/// (dashed, "queue NAME"), so that every edge reads left to right as a sentence. Boxes
+/// carry the job's description; edges use the boxes' font.
 pub fn render_dot(file: &JobFile) -> String {
     let mut out = String::from(
-        "digraph runner {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+        "digraph runner {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n  edge [fontname=\"sans-serif\", fontsize=10];\n",
     );
     for job in &file.jobs {
-        let label = format!("{}{}", job.name, items_label(file, &job.items));
+        let mut label = format!("{}{}", job.name, items_label(file, &job.items));
+        if let Some(d) = &job.description {
+            label.push('\n');
+            label.push_str(d);
+        }
         let _ = writeln!(
             out,
             "  {} [label={}];",
@@ -65,7 +72,7 @@ pub fn render_dot(file: &JobFile) -> String {
             Edge::Needs { from, to } => {
                 let _ = writeln!(
                     out,
-                    "  {} -> {} [label=\"needs\"];",
+                    "  {} -> {} [label=\"needed by\"];",
                     dot_id(&file.jobs[from].name),
                     dot_id(&file.jobs[to].name)
                 );
@@ -89,8 +96,13 @@ fn dot_id(name: &str) -> String {
     dot_string(name)
 }
 
+/// A quoted Graphviz string; a newline becomes Graphviz's `\n` (a line break in a label).
 fn dot_string(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 #[cfg(test)]
@@ -110,6 +122,9 @@ mod tests {
             dot.contains("\"p\" -> \"c\" [style=dashed, label=\"queue q\"];"),
             "{dot}"
         );
-        assert!(dot.contains("\"c\" -> \"d\" [label=\"needs\"];"), "{dot}");
+        assert!(
+            dot.contains("\"c\" -> \"d\" [label=\"needed by\"];"),
+            "{dot}"
+        );
     }
 }

@@ -17,6 +17,7 @@ mod error;
 mod exec;
 pub mod graph;
 pub mod jobfile;
+mod lost;
 mod queue;
 mod report;
 mod run;

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::exec::control::Control;
 use crate::exec::{Context, Mode};
 use crate::jobfile::JobFile;
+use crate::lost::LostWrites;
 use crate::queue::Queue;
 use crate::signals::{self, Interrupt};
 use crate::task::Event;
@@ -31,6 +32,8 @@ pub struct Session {
     pub signals: Receiver<Interrupt>,
     /// This machine's name.
     pub host: String,
+    /// Output, logs and reports the user asked for that could not be written.
+    pub lost: Arc<LostWrites>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -44,7 +47,8 @@ impl Session {
         let signals = signals::listen().map_err(Error::system("listen for signals"))?;
         let control = Arc::new(Control::new(grace).map_err(Error::system("set up the run"))?);
         let (events, events_rx) = crossbeam_channel::bounded::<Event>(64);
-        let writer = display::Writer::new(file.clone(), display);
+        let lost = Arc::new(LostWrites::default());
+        let writer = display::Writer::new(file.clone(), display, lost.clone());
         let writer = std::thread::Builder::new()
             .name("terminal".into())
             .spawn(move || writer.run(events_rx))
@@ -55,6 +59,7 @@ impl Session {
             events,
             signals,
             host: crate::sys::hostname(),
+            lost,
             writer: Some(writer),
         })
     }
@@ -81,6 +86,7 @@ impl Session {
             logs,
             run_id: run_id.to_string(),
             host: self.host.clone(),
+            lost: self.lost.clone(),
         }
     }
 

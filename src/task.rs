@@ -125,6 +125,8 @@ pub enum Event {
         label: Arc<str>,
         record: Box<TaskRecord>,
         retrying: bool,
+        /// How long this attempt took (the record's duration spans every attempt).
+        took: Duration,
     },
     /// Tasks that will not run.
     Skipped { job: usize, count: u64 },
@@ -176,5 +178,15 @@ pub fn duration(d: Duration) -> String {
     } else {
         let s = d.as_secs();
         format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// "1 job", "3 jobs": a count with its noun (regular plurals only).
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

@@ -14,10 +14,11 @@ use crate::task::{Event, Stream};
 use crate::template::{Quoting, Values};
 use control::{Control, Level};
 pub use process::{Prepared, StdinSource};
-use sink::Sink;
+use sink::{Log, Sink};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Who runs a task, and so where its output and its news go: one value for what would
 /// otherwise be three switches that must agree.
@@ -64,6 +65,8 @@ pub struct Context {
     pub logs: Option<PathBuf>,
     pub run_id: String,
     pub host: String,
+    /// Where a log file that cannot be written is recorded.
+    pub lost: Arc<crate::lost::LostWrites>,
 }
 
 /// Runs one task to its end: every attempt, with the delays between them.
@@ -92,6 +95,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
                 label,
                 record: Box::new(record.clone()),
                 retrying: false,
+                took: Duration::ZERO,
             });
         }
         return record;
@@ -99,7 +103,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     let mut delay = job.retry_delay;
     for attempt in 1..=job.retries + 1 {
         let prepared = prepare(ctx, job, &item, index, slot, attempt);
-        let (mut out, mut err) = sinks(ctx, job, index, &label, attempt, &mut record);
+        let (mut out, mut err) = sinks(ctx, job, index, &label, attempt);
         let events = &ctx.events;
         let mut on_spawn = |pid| {
             if ctx.mode.progress() {
@@ -128,6 +132,12 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             .unwrap_or_default()
             + result.duration;
         record.stopped = result.stopped;
+        if let Some(path) = out.log_path() {
+            record.stdout_log = Some(path.to_path_buf());
+        }
+        if let Some(path) = err.log_path() {
+            record.stderr_log = Some(path.to_path_buf());
+        }
         let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
         (record.stderr_tail, record.tail_cut) = err.tail();
         record.stdout_tail = out.tail().0;
@@ -155,6 +165,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
                 label: label.clone(),
                 record: Box::new(record.clone()),
                 retrying,
+                took: result.duration,
             });
         }
         if !retrying {
@@ -168,14 +179,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     record
 }
 
-fn sinks(
-    ctx: &Context,
-    job: &Job,
-    index: u64,
-    label: &Arc<str>,
-    attempt: u32,
-    record: &mut TaskRecord,
-) -> (Sink, Sink) {
+fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32) -> (Sink, Sink) {
     let mut out = match job.to {
         Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {
@@ -197,24 +201,13 @@ fn sinks(
     }
     .keep_tail();
     if let Some(dir) = &ctx.logs {
-        let open = |stream: &str| {
+        // Opened when the process has started: a task that never started has no files.
+        let log = |stream: &str| {
             let path = dir.join(format!("{}.{}.{}", job.name, index, stream));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(attempt > 1)
-                .truncate(attempt == 1)
-                .open(&path);
-            file.ok().map(|f| (f, path))
+            Log::new(path, attempt > 1, ctx.lost.clone(), ctx.events.clone())
         };
-        if let Some((file, path)) = open("stdout") {
-            out = out.log_to(file);
-            record.stdout_log = Some(path);
-        }
-        if let Some((file, path)) = open("stderr") {
-            err = err.log_to(file);
-            record.stderr_log = Some(path);
-        }
+        out = out.log_to(log("stdout"));
+        err = err.log_to(log("stderr"));
     }
     (out, err)
 }

@@ -136,6 +136,8 @@ pub fn run(
         }
     };
     let pid = child.id();
+    stdout.open_log();
+    stderr.open_log();
     on_spawn(pid);
     let mut drive = Drive::new(&mut child, &prepared.stdin, timeout, control, clock);
     let status = drive.run(stdout, stderr);

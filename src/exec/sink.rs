@@ -6,12 +6,14 @@
 //! past `MAX_LINE`, held-back output spills to a temporary file past `SPOOL_MEMORY`, and
 //! the tail keeps at most `TAIL_BYTES`.
 
+use crate::lost::{Kind, LostWrites};
 use crate::queue::Queue;
 use crate::task::{Event, Stream};
 use crossbeam_channel::Sender;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const MAX_LINE: usize = 64 * 1024;
@@ -24,7 +26,7 @@ pub struct Sink {
     label: Arc<str>,
     target: Target,
     partial: Vec<u8>,
-    log: Option<File>,
+    log: Option<Log>,
     tail: Option<Tail>,
 }
 
@@ -78,9 +80,25 @@ impl Sink {
         }
     }
 
-    pub fn log_to(mut self, file: File) -> Sink {
-        self.log = Some(file);
+    /// Every byte also goes to this log file, from when [`Sink::open_log`] is called.
+    pub fn log_to(mut self, log: Log) -> Sink {
+        self.log = Some(log);
         self
+    }
+
+    /// The process started: its log file is created (or appended to, for a retry).
+    pub fn open_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.open();
+        }
+    }
+
+    /// The log file's path, once it was opened.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.log
+            .as_ref()
+            .filter(|log| log.opened)
+            .map(|log| log.path.as_path())
     }
 
     pub fn keep_tail(mut self) -> Sink {
@@ -91,9 +109,7 @@ impl Sink {
     /// Takes bytes as read from the pipe.
     pub fn write(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
-            if log.write_all(data).is_err() {
-                self.log = None; // A full disk must not stop the task; the summary says less.
-            }
+            log.write(data);
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);
@@ -131,7 +147,7 @@ impl Sink {
             self.emit(lines);
         }
         if let Some(log) = &mut self.log {
-            let _ = log.flush();
+            log.flush();
         }
     }
 
@@ -175,6 +191,71 @@ impl Sink {
         match &self.tail {
             Some(tail) => tail.lines(),
             None => (Vec::new(), false),
+        }
+    }
+}
+
+/// A task's log file (`--logs`). A write that fails is a lost write (see `lost.rs`):
+/// said once, counted, and the file is not written further; the task goes on.
+pub struct Log {
+    path: PathBuf,
+    /// A retry appends to its first attempt's file.
+    append: bool,
+    file: Option<File>,
+    opened: bool,
+    lost: Arc<LostWrites>,
+    events: Sender<Event>,
+}
+
+impl Log {
+    pub fn new(path: PathBuf, append: bool, lost: Arc<LostWrites>, events: Sender<Event>) -> Log {
+        Log {
+            path,
+            append,
+            file: None,
+            opened: false,
+            lost,
+            events,
+        }
+    }
+
+    fn open(&mut self) {
+        self.opened = true;
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.append)
+            .truncate(!self.append)
+            .open(&self.path);
+        match opened {
+            Ok(file) => self.file = Some(file),
+            Err(e) => self.lose(&e),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        if let Some(file) = &mut self.file {
+            if let Err(e) = file.write_all(data) {
+                self.lose(&e);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.file {
+            if let Err(e) = file.flush() {
+                self.lose(&e);
+            }
+        }
+    }
+
+    fn lose(&mut self, e: &std::io::Error) {
+        self.file = None;
+        let path = &self.path;
+        if let Some(message) = self.lost.record(Kind::Logs, || {
+            format!("cannot write {}: {e}", path.display())
+        }) {
+            let _ = self.events.send(Event::Note(message));
         }
     }
 }

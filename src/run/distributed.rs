@@ -96,6 +96,7 @@ fn result_came(shared: &Arc<Shared>, record: TaskRecord, lines: &[u8]) {
         label: task::label(job, &record.item).into(),
         record: Box::new(record.clone()),
         retrying: false,
+        took: record.duration,
     });
     let _ = task_ended(shared, REMOTE, record, None);
 }

@@ -4,6 +4,7 @@
 use super::{Options, Shared};
 use crate::error::Outcome;
 use crate::jobfile::{Items, JobFile};
+use crate::lost::{Kind, LostWrites};
 use crate::report::{self, RunInfo};
 use crate::scheduler::{JobState, Phase, Start};
 use crate::signals::Interrupt;
@@ -77,17 +78,42 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             "(and {unlisted} further skipped tasks, counted but not listed in the summary or reports)\n"
         ));
     }
-    if let Some(path) = &options.report {
-        if let Err(e) = report::write_json(path, file, &records, &info) {
-            summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
+    let lost = &shared.ctx.lost;
+    let written = [
+        options
+            .report
+            .as_ref()
+            .map(|path| (path, report::write_json(path, file, &records, &info))),
+        options
+            .junit
+            .as_ref()
+            .map(|path| (path, report::write_junit(path, file, &records, &info))),
+    ];
+    for (path, result) in written.into_iter().flatten() {
+        if let Err(e) = result {
+            let message = lost.record(Kind::Report, || {
+                format!("cannot write {}: {e}", path.display())
+            });
+            if let Some(message) = message {
+                summary.push_str(&format!("[runner] {message}\n"));
+            }
         }
     }
-    if let Some(path) = &options.junit {
-        if let Err(e) = report::write_junit(path, file, &records, &info) {
-            summary.push_str(&format!("[runner] cannot write {}: {e}\n", path.display()));
-        }
+    summary.push_str(&lost.summary());
+    let kept = with_lost_writes(outcome, lost);
+    if kept != outcome {
+        summary.push_str("[runner] exit status 1: not everything asked for was written\n");
     }
-    (outcome, summary)
+    (kept, summary)
+}
+
+/// A run that lost writes the user asked for did not do all it was asked: it exits 1
+/// even if every task succeeded.
+pub(super) fn with_lost_writes(outcome: Outcome, lost: &LostWrites) -> Outcome {
+    match outcome {
+        Outcome::Success if lost.any() => Outcome::Failed,
+        other => other,
+    }
 }
 
 /// Records for tasks that never started: their job was skipped, or the run stopped.

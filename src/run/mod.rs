@@ -170,8 +170,10 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let (outcome, summary) = end::finish(&shared, ended, &options);
     drop(ctx);
     drop(shared);
+    let lost = session.lost.clone();
     session.finish(summary);
-    Ok(outcome)
+    // The last of the tasks' output is written while the session finishes.
+    Ok(end::with_lost_writes(outcome, &lost))
 }
 
 #[cfg(feature = "distributed")]

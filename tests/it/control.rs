@@ -108,6 +108,22 @@ fn retries_with_doubling_delay_and_attempts_in_the_report() {
 }
 
 #[test]
+fn each_attempts_line_gives_that_attempts_own_time() {
+    // The delay before the retry is 2 s; the second attempt's line must not count it.
+    let out = Test::new("[jobs.bad]\ncommand = 'exit 3'\nretries = 1\nretry_delay = '2s'\n").run();
+    out.assert_code(1);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("[runner] FAIL bad") && l.ends_with("(attempt 2)"))
+        .unwrap_or_else(|| panic!("no line for the second attempt:\n{}", out.stderr));
+    assert!(
+        line.contains("exit 3 in ") && line.contains("ms (attempt 2)"),
+        "{line}"
+    );
+}
+
+#[test]
 fn retries_give_up_after_the_last_attempt() {
     let t = Test::new(
         "[jobs.bad]\ncommand = 'echo no >&2; exit 2'\nretries = 2\nretry_delay = '10ms'\n",

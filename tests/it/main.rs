@@ -11,3 +11,4 @@ mod quoting;
 mod reports;
 mod running;
 mod terminal;
+mod writes;
