@@ -69,11 +69,28 @@ pub struct Context {
     pub lost: Arc<crate::lost::LostWrites>,
 }
 
+/// One task, as its attempts see it.
+struct Task<'a> {
+    id: usize,
+    job: &'a Job,
+    index: u64,
+    item: &'a str,
+    slot: usize,
+    label: Arc<str>,
+}
+
 /// Runs one task to its end: every attempt, with the delays between them.
 pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usize) -> TaskRecord {
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
-    let label: Arc<str> = label(job, &item).into();
+    let task = Task {
+        id: job_id,
+        job,
+        index,
+        item: &item,
+        slot,
+        label: label(job, &item).into(),
+    };
     let mut record = TaskRecord::new(
         job_id,
         index,
@@ -84,99 +101,103 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     );
     record.status = Status::Failed;
     if item.contains('\0') {
-        let message = "the item holds a NUL byte, which no process can be given".to_string();
         record.end = Some(End::SpawnFailed {
-            message,
+            message: "the item holds a NUL byte, which no process can be given".to_string(),
             retryable: false,
         });
-        if ctx.mode.progress() {
-            let _ = ctx.events.send(Event::Ended {
-                job: job_id,
-                label,
-                record: Box::new(record.clone()),
-                retrying: false,
-                took: Duration::ZERO,
-            });
-        }
+        ended(ctx, &task, &record, false, Duration::ZERO);
         return record;
     }
     let mut delay = job.retry_delay;
     for attempt in 1..=job.retries + 1 {
-        let prepared = prepare(ctx, job, &item, index, slot, attempt);
-        let (mut out, mut err) = sinks(ctx, job, index, &label, attempt);
-        let events = &ctx.events;
-        let mut on_spawn = |pid| {
-            if ctx.mode.progress() {
-                let _ = events.send(Event::Spawned {
-                    job: job_id,
-                    label: label.clone(),
-                    pid,
-                    attempt,
-                });
-            }
-        };
-        let result = process::run(
-            &prepared,
-            &mut out,
-            &mut err,
-            job.timeout,
-            &ctx.control,
-            &mut on_spawn,
-        );
-        record.attempts = attempt;
-        record.pid = result.pid;
-        record.started.get_or_insert(result.started);
-        record.duration = result
-            .started
-            .duration_since(record.started.unwrap_or(result.started))
-            .unwrap_or_default()
-            + result.duration;
-        record.stopped = result.stopped;
-        if let Some(path) = out.log_path() {
-            record.stdout_log = Some(path.to_path_buf());
-        }
-        if let Some(path) = err.log_path() {
-            record.stderr_log = Some(path.to_path_buf());
-        }
-        let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
-        (record.stderr_tail, record.tail_cut) = err.tail();
-        record.stdout_tail = out.tail().0;
-        record.queue_lines = out.take_collected();
-        out.release(!ok);
-        err.release(!ok);
-        record.status = if ok {
-            Status::Succeeded
-        } else {
-            Status::Failed
-        };
-        record.end = Some(result.end.clone());
+        let result = run_attempt(ctx, &task, attempt, &mut record);
         let retryable = match &result.end {
             End::SpawnFailed { retryable, .. } => *retryable,
             _ => true,
         };
-        let retrying = !ok
+        let retrying = record.status == Status::Failed
             && retryable
             && !result.stopped
             && attempt <= job.retries
             && ctx.control.level() == Level::Run;
-        if ctx.mode.progress() {
-            let _ = ctx.events.send(Event::Ended {
-                job: job_id,
-                label: label.clone(),
-                record: Box::new(record.clone()),
-                retrying,
-                took: result.duration,
-            });
-        }
-        if !retrying {
-            break;
-        }
-        if !ctx.control.sleep(delay) {
+        ended(ctx, &task, &record, retrying, result.duration);
+        if !retrying || !ctx.control.sleep(delay) {
             break;
         }
         delay = delay.saturating_mul(2);
     }
     record
+}
+
+/// Tells the terminal an attempt ended (unless its ends are shown elsewhere).
+fn ended(ctx: &Context, task: &Task<'_>, record: &TaskRecord, retrying: bool, took: Duration) {
+    if ctx.mode.progress() {
+        let _ = ctx.events.send(Event::Ended {
+            job: task.id,
+            label: task.label.clone(),
+            record: Box::new(record.clone()),
+            retrying,
+            took,
+        });
+    }
+}
+
+/// Runs attempt number `attempt` of `task` and folds what happened into `record`.
+fn run_attempt(
+    ctx: &Context,
+    task: &Task<'_>,
+    attempt: u32,
+    record: &mut TaskRecord,
+) -> process::Attempt {
+    let job = task.job;
+    let prepared = prepare(ctx, job, task.item, task.index, task.slot, attempt);
+    let (mut out, mut err) = sinks(ctx, job, task.index, &task.label, attempt);
+    let mut on_spawn = |pid| {
+        if ctx.mode.progress() {
+            let _ = ctx.events.send(Event::Spawned {
+                job: task.id,
+                label: task.label.clone(),
+                pid,
+                attempt,
+            });
+        }
+    };
+    let result = process::run(
+        &prepared,
+        &mut out,
+        &mut err,
+        job.timeout,
+        &ctx.control,
+        &mut on_spawn,
+    );
+    record.attempts = attempt;
+    record.pid = result.pid;
+    record.started.get_or_insert(result.started);
+    record.duration = result
+        .started
+        .duration_since(record.started.unwrap_or(result.started))
+        .unwrap_or_default()
+        + result.duration;
+    record.stopped = result.stopped;
+    if let Some(path) = out.log_path() {
+        record.stdout_log = Some(path.to_path_buf());
+    }
+    if let Some(path) = err.log_path() {
+        record.stderr_log = Some(path.to_path_buf());
+    }
+    let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    (record.stderr_tail, record.tail_cut) = err.tail();
+    record.stdout_tail = out.tail().0;
+    record.queue_lines = out.take_collected();
+    out.release(!ok);
+    err.release(!ok);
+    record.status = if ok {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    record.end = Some(result.end.clone());
+    result
 }
 
 fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32) -> (Sink, Sink) {
