@@ -15,9 +15,15 @@ use crate::sys;
 use crate::task::{describe_end, duration, Event, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The heartbeat shows the last line of at most this many running tasks (the oldest),
+/// cut to this many characters.
+const LATEST_TASKS: usize = 8;
+const LATEST_LINE_CHARS: usize = 120;
 
 /// How long the writer waits between batches of events while they flow.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
@@ -84,6 +90,8 @@ pub struct Writer {
     out_broken: bool,
     /// Where a failed write to stdout is recorded (it makes the run exit 1).
     lost: Arc<LostWrites>,
+    /// Plain mode: each running task's start and last line of output, for the heartbeat.
+    latest: HashMap<Arc<str>, (Instant, String)>,
     started: Instant,
     bars: Option<Bars>,
     /// This machine's name, to tell remote tasks apart.
@@ -135,6 +143,7 @@ impl Writer {
             err: BufWriter::with_capacity(16 * 1024, io::stderr()),
             out_broken: false,
             lost,
+            latest: HashMap::new(),
             started: Instant::now(),
             bars,
             host: sys::hostname(),
@@ -223,6 +232,10 @@ impl Writer {
                 attempt,
             } => {
                 self.counts[job].running += 1;
+                if self.options.mode == Mode::Plain {
+                    self.latest
+                        .insert(label.clone(), (Instant::now(), String::new()));
+                }
                 if !self.options.quiet && self.options.mode == Mode::Plain {
                     let retry = if attempt > 1 {
                         format!(" attempt {attempt}")
@@ -238,7 +251,10 @@ impl Writer {
                 record,
                 retrying,
                 took,
-            } => self.ended(job, &label, &record, retrying, took),
+            } => {
+                self.latest.remove(&label);
+                self.ended(job, &label, &record, retrying, took);
+            }
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
@@ -301,6 +317,16 @@ impl Writer {
     }
 
     fn output(&mut self, stream: Stream, label: &str, data: &[u8]) {
+        if let Some((_, last)) = self.latest.get_mut(label) {
+            // The last line, and of it what a terminal would show last after a `\r`.
+            let last_line = data
+                .split(|&b| b == b'\n' || b == b'\r')
+                .rev()
+                .find(|l| !l.is_empty());
+            if let Some(line) = last_line {
+                *last = printable(line, LATEST_LINE_CHARS);
+            }
+        }
         let prefix = format!("[{label}]");
         let mut text = Vec::with_capacity(data.len() + 64);
         for line in data.split_inclusive(|&b| b == b'\n') {
@@ -382,6 +408,24 @@ impl Writer {
             duration(self.started.elapsed())
         );
         self.note(&line);
+        // What each running task said last, so that a long step never looks dead.
+        let mut latest: Vec<(&Arc<str>, &(Instant, String))> = self.latest.iter().collect();
+        latest.sort_by_key(|(_, (since, _))| *since);
+        let lines: Vec<String> = latest
+            .iter()
+            .take(LATEST_TASKS)
+            .map(|(label, (since, last))| {
+                let running = duration(since.elapsed());
+                if last.is_empty() {
+                    format!("  {label} ({running}): no output yet")
+                } else {
+                    format!("  {label} ({running}): {last}")
+                }
+            })
+            .collect();
+        for line in lines {
+            self.note(&line);
+        }
     }
 
     fn total_label(&self) -> String {
@@ -505,4 +549,19 @@ fn write_stream(
             Ok(())
         }
     }
+}
+
+/// A line of task output as one line of a note: control characters (escape sequences,
+/// carriage returns) shown as `?`, cut to `max` characters.
+fn printable(line: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
 }

@@ -268,3 +268,32 @@ fn binary_output_passes_through_byte_for_byte() {
     let logged = std::fs::read(t.path("logs/bin.0.stdout")).unwrap();
     assert_eq!(&logged[..256], (0u8..=255).collect::<Vec<_>>().as_slice());
 }
+
+#[test]
+fn the_heartbeat_shows_what_each_running_task_said_last() {
+    use crate::util::Collected;
+    use std::time::Duration;
+    let t = Test::new(
+        "[jobs.build]\ncommand = 'echo starting; echo \"compiling part 7\" >&2; while [ ! -e go ]; do sleep 0.05; done'\n[jobs.wait]\ncommand = 'while [ ! -e go ]; do sleep 0.05; done'\n",
+    )
+    .env("RUNNER_HEARTBEAT", "200ms");
+    let mut child = t.spawn();
+    let stderr = Collected::start(child.stderr.take().unwrap());
+    let seen = stderr.wait_for(Duration::from_secs(20), "[runner]   build (")
+        && stderr.wait_for(Duration::from_secs(20), "[runner]   wait (");
+    t.write("go", "");
+    let status = child.wait().unwrap();
+    let text = stderr.finish();
+    assert!(seen, "no heartbeat lines for the running tasks:\n{text}");
+    assert_eq!(status.code(), Some(0), "{text}");
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("[runner]   build ("))
+        .unwrap();
+    assert!(build.ends_with("): compiling part 7"), "{build}");
+    let wait = text
+        .lines()
+        .find(|l| l.starts_with("[runner]   wait ("))
+        .unwrap();
+    assert!(wait.ends_with("): no output yet"), "{wait}");
+}
