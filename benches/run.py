@@ -3,7 +3,8 @@
 and the tools people use today, in one run, interleaved, several rounds each.
 
     python3 benches/run.py             # the whole suite (a few minutes); writes docs/benchmarks.md
-    python3 benches/run.py --smoke     # tiny sizes, one round, seconds; writes nothing (CI)
+    python3 benches/run.py --smoke     # tiny sizes, one round, seconds; writes nothing
+    python3 benches/run.py --smoke --debug   # the same on the debug build (CI: shares the tests' build)
 
 Reports medians and ratios (higher is better for the runner). Peers that are not
 installed are listed as missing, not failed.
@@ -89,8 +90,9 @@ def have(tool):
     return shutil.which(tool) is not None
 
 
-def build():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "runner", "--example", "spawn_limit"], cwd=ROOT, check=True)
+def build(debug):
+    profile = [] if debug else ["--release"]
+    subprocess.run(["cargo", "build", *profile, "--quiet", "--bin", "runner", "--example", "spawn_limit"], cwd=ROOT, check=True)
 
 
 def spawn_workload(s, n, pool, table):
@@ -255,8 +257,15 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round, write nothing")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
     args = ap.parse_args()
-    build()
+    if args.debug and not args.smoke:
+        ap.error("--debug measures nothing worth writing down; use it with --smoke")
+    if args.debug:
+        global RUNNER, LIMIT
+        RUNNER = os.path.join(ROOT, "target", "debug", "runner")
+        LIMIT = os.path.join(ROOT, "target", "debug", "examples", "spawn_limit")
+    build(args.debug)
     rounds = 1 if args.smoke else args.rounds
     size = (
         dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50)
