@@ -4,6 +4,7 @@
 //! `task::Event`s; it never writes to the terminal itself.
 
 pub mod control;
+mod log;
 pub mod process;
 pub mod sink;
 
@@ -13,8 +14,9 @@ use crate::task::{label, End, Status, TaskRecord};
 use crate::task::{Event, Stream};
 use crate::template::{Quoting, Values};
 use control::{Control, Level};
+use log::Log;
 pub use process::{Prepared, StdinSource};
-use sink::{Log, Sink};
+use sink::Sink;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;

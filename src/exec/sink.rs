@@ -6,14 +6,14 @@
 //! past `MAX_LINE`, held-back output spills to a temporary file past `SPOOL_MEMORY`, and
 //! the tail keeps at most `TAIL_BYTES`.
 
-use crate::lost::{Kind, LostWrites};
+use super::log::Log;
 use crate::queue::Queue;
 use crate::task::{Event, Stream};
 use crossbeam_channel::Sender;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 const MAX_LINE: usize = 64 * 1024;
@@ -95,10 +95,7 @@ impl Sink {
 
     /// The log file's path, once it was opened.
     pub fn log_path(&self) -> Option<&Path> {
-        self.log
-            .as_ref()
-            .filter(|log| log.opened)
-            .map(|log| log.path.as_path())
+        self.log.as_ref().and_then(Log::opened_path)
     }
 
     pub fn keep_tail(mut self) -> Sink {
@@ -191,71 +188,6 @@ impl Sink {
         match &self.tail {
             Some(tail) => tail.lines(),
             None => (Vec::new(), false),
-        }
-    }
-}
-
-/// A task's log file (`--logs`). A write that fails is a lost write (see `lost.rs`):
-/// said once, counted, and the file is not written further; the task goes on.
-pub struct Log {
-    path: PathBuf,
-    /// A retry appends to its first attempt's file.
-    append: bool,
-    file: Option<File>,
-    opened: bool,
-    lost: Arc<LostWrites>,
-    events: Sender<Event>,
-}
-
-impl Log {
-    pub fn new(path: PathBuf, append: bool, lost: Arc<LostWrites>, events: Sender<Event>) -> Log {
-        Log {
-            path,
-            append,
-            file: None,
-            opened: false,
-            lost,
-            events,
-        }
-    }
-
-    fn open(&mut self) {
-        self.opened = true;
-        let opened = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(self.append)
-            .truncate(!self.append)
-            .open(&self.path);
-        match opened {
-            Ok(file) => self.file = Some(file),
-            Err(e) => self.lose(&e),
-        }
-    }
-
-    fn write(&mut self, data: &[u8]) {
-        if let Some(file) = &mut self.file {
-            if let Err(e) = file.write_all(data) {
-                self.lose(&e);
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Some(file) = &mut self.file {
-            if let Err(e) = file.flush() {
-                self.lose(&e);
-            }
-        }
-    }
-
-    fn lose(&mut self, e: &std::io::Error) {
-        self.file = None;
-        let path = &self.path;
-        if let Some(message) = self.lost.record(Kind::Logs, || {
-            format!("cannot write {}: {e}", path.display())
-        }) {
-            let _ = self.events.send(Event::Note(message));
         }
     }
 }
