@@ -3,7 +3,7 @@
 
 use crate::cli::{self, Cli, Command, RunArgs};
 use crate::error::{Error, Outcome};
-use crate::task::count;
+use crate::task::plural;
 use crate::{graph, jobfile, run, schema};
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
@@ -81,12 +81,12 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
 fn check(path: &Path) -> Result<Outcome, Error> {
     let file = jobfile::load(path)?;
     let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
-    let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| count(n, "task"));
+    let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| plural(n, "task"));
     print(&format!(
         "{}: ok ({}, {}, {tasks})\n",
         path.display(),
-        count(file.jobs.len() as u64, "job"),
-        count(file.queues.len() as u64, "queue")
+        plural(file.jobs.len() as u64, "job"),
+        plural(file.queues.len() as u64, "queue")
     ))
 }
 

@@ -12,7 +12,7 @@
 use crate::jobfile::JobFile;
 use crate::lost::{Kind, LostWrites};
 use crate::sys;
-use crate::task::{describe_end, duration, Event, Status, Stream, TaskRecord};
+use crate::task::{describe_end, duration, Event, Outcome, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -287,10 +287,11 @@ impl Writer {
         if self.options.mode == Mode::Bars && !failed {
             return;
         }
-        let word = match (failed, record.allowed_failure) {
-            (false, _) => "done",
-            (true, true) => "fail (allowed)",
-            (true, false) => "FAIL",
+        let word = match record.outcome() {
+            Outcome::Failed => "FAIL",
+            Outcome::AllowedFailure => "fail (allowed)",
+            Outcome::Stopped => "stopped",
+            Outcome::Succeeded | Outcome::Skipped => "done",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         // Tasks that ran on another machine say where.
@@ -308,7 +309,7 @@ impl Writer {
         };
         let end = record.end.as_ref().map(describe_end).unwrap_or_default();
         let line = format!("{word} {label}{pid} {end} in {}{retry}", duration(took));
-        let line = if failed && self.options.color {
+        let line = if record.outcome() == Outcome::Failed && self.options.color {
             console::style(line).red().force_styling(true).to_string()
         } else {
             line

@@ -37,6 +37,21 @@ pub enum Status {
     Skipped,
 }
 
+/// What a task came to, as the summary and the reports tell it: its [`Status`], with a
+/// failure that was allowed and a task stopped by the run told apart from a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Failed by itself: it fails the run.
+    Failed,
+    /// Failed in a job with `allow_failure`: reported, but the run goes on green.
+    AllowedFailure,
+    /// Stopped by the run (Ctrl-C, SIGTERM, fail-fast) before it could end by itself.
+    Stopped,
+    /// Never started.
+    Skipped,
+}
+
 /// One task, as reported.
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
@@ -97,6 +112,17 @@ impl TaskRecord {
             stderr_log: None,
         }
     }
+
+    /// Its outcome: a stopped task is stopped whatever its exit (unless it succeeded).
+    pub fn outcome(&self) -> Outcome {
+        match self.status {
+            Status::Succeeded => Outcome::Succeeded,
+            _ if self.stopped => Outcome::Stopped,
+            Status::Skipped => Outcome::Skipped,
+            Status::Failed if self.allowed_failure => Outcome::AllowedFailure,
+            Status::Failed => Outcome::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +181,16 @@ pub fn label(job: &Job, item: &str) -> String {
     format!("{}:{}", job.name, shown)
 }
 
+/// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".
+pub fn plural(count: impl Into<u64>, word: &str) -> String {
+    let count = count.into();
+    if count == 1 {
+        format!("{count} {word}")
+    } else {
+        format!("{count} {word}s")
+    }
+}
+
 /// "exit 1", "killed by SIGKILL", "timed out", or why it did not start.
 pub fn describe_end(end: &End) -> String {
     match end {
@@ -178,15 +214,5 @@ pub fn duration(d: Duration) -> String {
     } else {
         let s = d.as_secs();
         format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
-
-/// "1 job", "3 jobs": a count with its noun (regular plurals only).
-pub fn count(n: impl Into<u64>, noun: &str) -> String {
-    let n = n.into();
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }

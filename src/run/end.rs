@@ -64,6 +64,13 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         exit: i32::from(crate::error::exit_status(&Ok(outcome))),
         pool: ended.pool,
         interrupted: ended.interrupted.map(|s| s.describe().to_string()),
+        stopped_by: match ended.interrupted {
+            Some(Interrupt::Int) => Some("SIGINT"),
+            Some(Interrupt::Term) => Some("SIGTERM"),
+            Some(Interrupt::Hup) => Some("SIGHUP"),
+            None if options.fail_fast || file.fail_fast => Some("fail-fast"),
+            None => None,
+        },
         queues: shared
             .ctx
             .queues
@@ -75,7 +82,8 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
     let mut summary = report::summary(file, &records, &info, color);
     if unlisted > 0 {
         summary.push_str(&format!(
-            "(and {unlisted} further skipped tasks, counted but not listed in the summary or reports)\n"
+            "(and {} further skipped, counted but not listed in the summary or reports)\n",
+            crate::task::plural(unlisted, "task")
         ));
     }
     let lost = &shared.ctx.lost;

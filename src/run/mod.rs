@@ -228,9 +228,9 @@ fn wait_for_end(
                 // The note goes first, so that it is printed before the ends it causes.
                 if first {
                     session.say(format!(
-                        "{}: stopping {} running task(s) (TERM, then KILL after {}); again to kill at once",
+                        "{}: stopping {} (TERM, then KILL after {}); again to kill at once",
                         signal.describe(),
-                        core.scheduler.running(),
+                        task::plural(core.scheduler.running() as u64, "running task"),
                         task::duration(grace)
                     ));
                     session.control.stop();
@@ -349,8 +349,9 @@ fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
                 core.scheduler.stop();
                 let running = core.scheduler.running();
                 let _ = ctx.events.send(Event::Note(format!(
-                    "fail-fast: a task of `{}` failed; stopping {running} running task(s), starting nothing new",
-                    failing_job(&ctx.file, &core.scheduler)
+                    "fail-fast: a task of `{}` failed; stopping {}, starting nothing new",
+                    failing_job(&ctx.file, &core.scheduler),
+                    task::plural(running as u64, "running task")
                 )));
                 ctx.control.stop();
             }

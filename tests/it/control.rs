@@ -131,7 +131,7 @@ fn retries_give_up_after_the_last_attempt() {
     t.run()
         .assert_code(1)
         .assert_stderr_has("FAILED bad: exit 2")
-        .assert_stderr_has("3 attempt(s)");
+        .assert_stderr_has("3 attempts");
 }
 
 #[test]

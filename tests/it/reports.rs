@@ -1,8 +1,10 @@
 //! What CI systems read: plain progress lines, `--quiet`, the JSON report, JUnit XML,
 //! `--logs`, and the job file's JSON Schema.
 
-use crate::util::{root, Test, BIN};
+use crate::util::{root, wait_for, Collected, Test, BIN};
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 const MIXED: &str = "pool = 2\n[jobs.build]\ncommand = 'echo built {item}; echo warn {item} >&2'\nitems = ['x', 'y']\n[jobs.test]\ncommand = 'echo testing; echo \"assertion failed\" >&2; exit 3'\nneeds = ['build']\n[jobs.deploy]\ncommand = 'echo never'\nneeds = ['test']\n";
 
@@ -144,9 +146,8 @@ fn junit_xml_has_a_suite_per_job_and_right_counts() {
         (attr(&suites[1], "tests"), attr(&suites[1], "failures")),
         (1, 1)
     );
-    // quick-junit counts skipped cases as "disabled"; CI systems read the <skipped/> elements.
     assert_eq!(
-        (attr(&suites[2], "tests"), attr(&suites[2], "disabled")),
+        (attr(&suites[2], "tests"), attr(&suites[2], "skipped")),
         (1, 1)
     );
     let skipped = |s: &roxmltree::Node| {
@@ -223,4 +224,304 @@ fn an_unwritable_report_path_is_refused_before_anything_runs() {
         .assert_code(2)
         .assert_stderr_has("cannot write no/such/dir/junit.xml");
     assert!(!t.path("ran").exists());
+}
+
+/// Every outcome a task can have, several jobs, and text that XML cannot carry as it is.
+const EVERY_OUTCOME: &str = r#"pool = 8
+[jobs.ok]
+command = "echo fine {item}"
+items = ["plain", "a<b&c]]>", "tab	here"]
+[jobs.allowed]
+command = "printf 'allowed < & ]]> \\001\\033[31mred\\n\\377\\376 not utf-8\\n' >&2; exit 1"
+allow_failure = true
+[jobs.bad]
+command = "printf 'bad < & ]]> \\002\\n\\377 bytes\\n' >&2; exit 3"
+[jobs.slow]
+command = "echo slow >&2; sleep 5"
+timeout = "200ms"
+[jobs.after]
+command = "echo never"
+needs = ["bad"]
+[jobs.long]
+command = "sleep 30"
+items = { range = [0, 3] }
+concurrency = 1
+"#;
+
+/// Runs EVERY_OUTCOME with `args` and stops it with SIGTERM once all but `long` ended:
+/// `long:0` is stopped, `long:1` and `long:2` never start.
+fn every_outcome(args: &[&str]) -> (Test, String) {
+    let t = Test::new(EVERY_OUTCOME).args(args);
+    let mut child = t.spawn();
+    let stderr = Collected::start(child.stderr.take().unwrap());
+    let _stdout = Collected::start(child.stdout.take().unwrap());
+    let ready = || {
+        let now = stderr.now();
+        [
+            "start long:0 ",
+            "FAIL slow pid ",
+            "FAIL bad pid ",
+            "fail (allowed) allowed pid ",
+        ]
+        .iter()
+        .all(|needle| now.contains(needle))
+            && now.matches("[runner] done ok:").count() == 3
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), ready),
+        "all but `long` ended: {}",
+        stderr.now()
+    );
+    // SAFETY: signalling the runner we started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let stderr = stderr.finish();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    (t, stderr)
+}
+
+/// `xmllint --noout --schema tests/junit-10.xsd FILE` must pass.
+#[track_caller]
+fn assert_valid_junit(file: &Path) {
+    let schema = root().join("tests/junit-10.xsd");
+    let out = match Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run xmllint ({e}): this test needs it; install the Debian package \
+             libxml2-utils (scripts/test does)"
+        ),
+    };
+    assert!(
+        out.status.success(),
+        "the JUnit file fails junit-10.xsd:\n{}\n--- the file\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(file).unwrap_or_default()
+    );
+}
+
+#[test]
+fn junit_validates_against_the_jenkins_schema_with_every_outcome() {
+    let (t, _) = every_outcome(&["--junit", "junit.xml"]);
+    assert_valid_junit(&t.path("junit.xml"));
+}
+
+#[test]
+fn junit_counts_every_outcome_where_ci_systems_read_them() {
+    let (t, _) = every_outcome(&["--junit", "junit.xml"]);
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let attr = |n: &roxmltree::Node, a: &str| {
+        n.attribute(a)
+            .unwrap_or_else(|| panic!("no {a} in {n:?}"))
+            .parse::<u32>()
+            .unwrap()
+    };
+    let counts: Vec<(&str, [u32; 4])> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .map(|s| {
+            let name = s.attribute("name").unwrap();
+            let c = ["tests", "failures", "errors", "skipped"].map(|a| attr(&s, a));
+            (name, c)
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("ok", [3, 0, 0, 0]),
+            ("allowed", [1, 0, 0, 0]),
+            ("bad", [1, 1, 0, 0]),
+            ("slow", [1, 1, 0, 0]),
+            ("after", [1, 0, 0, 1]),
+            ("long", [3, 0, 0, 3]),
+        ]
+    );
+    let root = doc.root_element();
+    assert_eq!((attr(&root, "tests"), attr(&root, "failures")), (10, 2));
+    let case = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no testcase {name}"))
+    };
+    let child = |n: roxmltree::Node<'_, '_>, tag: &str| {
+        n.descendants().find(|c| c.has_tag_name(tag)).map(|c| {
+            (
+                c.attribute("message").map(String::from),
+                c.text().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|n| n.attribute("name").unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "ok:plain",
+            "ok:a<b&c]]>",
+            "ok:tab?here",
+            "allowed",
+            "bad",
+            "slow",
+            "after",
+            "long:0",
+            "long:1",
+            "long:2"
+        ]
+    );
+    // An allowed failure passes, keeps its exit and stderr, and its suite says it was
+    // allowed (junit-10.xsd has properties on a testsuite only).
+    let allowed = case("allowed");
+    assert_eq!(child(allowed, "failure"), None);
+    assert_eq!(child(allowed, "skipped"), None);
+    let property = |name: &str| {
+        allowed
+            .parent()
+            .unwrap()
+            .descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+            .and_then(|n| n.attribute("value"))
+    };
+    assert_eq!(property("allowed_failure"), Some("true"));
+    assert_eq!(property("allowed_failures"), Some("1"));
+    assert!(child(allowed, "system-out").unwrap().1.contains("exit 1"));
+    let err = child(allowed, "system-err").unwrap().1;
+    assert!(err.contains("allowed < & ]]>"), "{err:?}");
+    assert!(err.contains("not utf-8"), "{err:?}");
+    let (message, text) = child(case("bad"), "failure").unwrap();
+    assert_eq!(message.as_deref(), Some("exit 3"));
+    assert!(text.contains("bad < & ]]>"), "{text:?}");
+    let slow = case("slow");
+    let failure = slow
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(failure.attribute("type"), Some("timeout"));
+    // The task stopped by the run is skipped, with the reason; the rest never started.
+    let (message, _) = child(case("long:0"), "skipped").unwrap();
+    let message = message.unwrap_or_default();
+    assert!(
+        message.contains("stopped by the run") && message.contains("SIGTERM"),
+        "{message}"
+    );
+    assert_eq!(child(case("long:0"), "failure"), None);
+    assert!(child(case("long:1"), "skipped").is_some());
+    assert!(child(case("after"), "skipped").is_some());
+}
+
+#[test]
+fn the_summary_and_the_json_tell_stopped_and_allowed_apart() {
+    let (t, stderr) = every_outcome(&["--report", "report.json"]);
+    assert!(
+        stderr.contains(
+            "\n10 tasks: 3 succeeded, 2 failed, 1 failed (allowed), 1 stopped, 3 skipped in "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\nSTOPPED long:0: killed by SIGTERM"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("FAILED long"), "{stderr}");
+    assert!(stderr.contains("[runner] stopped long:0 pid "), "{stderr}");
+    assert!(!stderr.contains("FAIL long"), "{stderr}");
+    let header = stderr.lines().find(|l| l.starts_with("job ")).unwrap();
+    assert!(
+        header.contains(" allowed ") && header.contains(" stopped "),
+        "{header}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let tasks = report["tasks"].as_array().unwrap();
+    let find = |job: &str, item: &str| {
+        tasks
+            .iter()
+            .find(|t| t["job"] == job && t["item"] == item)
+            .unwrap()
+    };
+    let long = find("long", "0");
+    assert_eq!(
+        (&long["status"], &long["stopped"], &long["signal"]),
+        (&"failed".into(), &true.into(), &"SIGTERM".into())
+    );
+    let allowed = find("allowed", "");
+    assert_eq!(
+        (&allowed["status"], &allowed["allowed_failure"]),
+        (&"failed".into(), &true.into())
+    );
+    for never in [find("long", "1"), find("after", "")] {
+        assert_eq!(never["status"], "skipped");
+        assert!(
+            never["slot"].is_null() && never["host"].is_null(),
+            "{never}"
+        );
+    }
+    assert!(find("ok", "plain")["slot"].is_u64());
+}
+
+#[test]
+fn fail_fast_fails_its_cause_only_and_stops_the_rest() {
+    let t = Test::new(
+        "pool = 2\n[jobs.bad]\ncommand = 'sleep 0.3; echo broke >&2; exit 1'\n[jobs.long]\ncommand = 'sleep 30'\n",
+    )
+    .args(&["--fail-fast", "--junit", "junit.xml"]);
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("FAILED bad: exit 1")
+        .assert_stderr_has("\nSTOPPED long: killed by SIGTERM")
+        .assert_stderr_has("[runner] stopped long pid ")
+        .assert_stderr_has("2 tasks: 0 succeeded, 1 failed, 1 stopped, 0 skipped in ");
+    assert!(!out.stderr.contains("FAILED long"), "{}", out.stderr);
+    assert_valid_junit(&t.path("junit.xml"));
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let skipped = doc
+        .descendants()
+        .find(|n| n.has_tag_name("skipped"))
+        .expect("the stopped task is skipped");
+    assert_eq!(
+        skipped.attribute("message"),
+        Some("stopped by the run (fail-fast)")
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count(),
+        1,
+        "{xml}"
+    );
+}
+
+#[test]
+fn a_run_with_only_allowed_failures_is_green_everywhere() {
+    let t = Test::new(
+        "[jobs.ok]\ncommand = 'true'\n[jobs.lint]\ncommand = 'echo style >&2; exit 1'\nallow_failure = true\n",
+    )
+    .args(&["--junit", "junit.xml"]);
+    let out = t.run();
+    out.assert_code(0)
+        .assert_stderr_has("FAILED (allowed) lint: exit 1, pid ")
+        .assert_stderr_has("2 tasks: 1 succeeded, 0 failed, 1 failed (allowed), 0 skipped in ");
+    assert!(
+        !out.stderr.contains("all tasks succeeded"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("succeeded with 1 allowed failure"),
+        "{}",
+        out.stderr
+    );
+    assert_valid_junit(&t.path("junit.xml"));
+    let xml = t.read("junit.xml");
+    assert!(!xml.contains("<failure"), "{xml}");
+    assert!(
+        xml.contains(r#"<property name="allowed_failure" value="true"/>"#),
+        "{xml}"
+    );
 }

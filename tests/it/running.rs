@@ -211,7 +211,7 @@ fn a_program_that_does_not_exist_is_a_failed_task_naming_it() {
     let out = t.run();
     out.assert_code(1)
         .assert_stderr_has("program not found: `no-such-program-4711`");
-    out.assert_stderr_has("1 attempt(s)");
+    out.assert_stderr_has("1 attempt,");
 }
 
 #[test]

@@ -1,0 +1,131 @@
+//! The JSON report (`--report FILE`), written a task per line as it goes.
+
+use super::{time, RunInfo};
+use crate::jobfile::JobFile;
+use crate::sys;
+use crate::task::{describe_end, End, Status, TaskRecord};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// One task of the JSON report. `slot` and `host` are null for a task that never ran.
+fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
+    let (exit_code, signal, timed_out, error) = match &r.end {
+        Some(End::Exited(code)) => (Some(*code), None, false, None),
+        Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
+        Some(End::TimedOut) => (None, None, true, None),
+        Some(End::SpawnFailed { message, .. }) => (None, None, false, Some(message.clone())),
+        Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
+        None => (None, None, false, None),
+    };
+    let ran = r.started.is_some();
+    json!({
+        "job": file.jobs[r.job].name,
+        "item": r.item,
+        "index": r.index,
+        "status": match r.status {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        },
+        "pid": r.pid,
+        "host": ran.then_some(&r.host),
+        "slot": ran.then_some(r.slot),
+        "exit_code": exit_code,
+        "signal": signal,
+        "timed_out": timed_out,
+        "error": error,
+        "stopped": r.stopped,
+        "allowed_failure": r.allowed_failure,
+        "attempts": r.attempts,
+        "start": r.started.map(time),
+        "duration_s": r.duration.as_secs_f64(),
+        "stderr_tail": r.stderr_tail,
+        "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
+        "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+fn run_json(info: &RunInfo) -> Value {
+    let (cpu, children_cpu) = sys::cpu_seconds();
+    json!({
+        "id": info.id,
+        "file": info.file,
+        "start": time(info.started),
+        "duration_s": info.duration.as_secs_f64(),
+        "exit_status": info.exit,
+        "pool": info.pool,
+        "interrupted": info.interrupted,
+        "host": sys::hostname(),
+        "peak_rss_kib": sys::peak_rss_kib(),
+        "cpu_s": cpu,
+        "children_cpu_s": children_cpu,
+    })
+}
+
+/// Writes the JSON report, one task per line, without holding it whole in memory (a
+/// run of 100,000 tasks would otherwise double the runner's peak memory at its end).
+pub fn write_json(
+    path: &Path,
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write!(w, "{{\n  \"run\": ")?;
+    serde_json::to_writer(&mut w, &run_json(info))?;
+    write!(w, ",\n  \"tasks\": [")?;
+    for (i, r) in records.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        serde_json::to_writer(&mut w, &task_json(file, r))?;
+    }
+    let queues: Vec<Value> = info
+        .queues
+        .iter()
+        .map(|(name, s)| json!({"name": name, "pushed": s.pushed, "taken": s.taken, "dropped": s.dropped}))
+        .collect();
+    write!(w, "\n  ],\n  \"queues\": ")?;
+    serde_json::to_writer(&mut w, &queues)?;
+    write!(w, "\n}}\n")?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{file, records, stopped_records};
+    use super::*;
+
+    #[test]
+    fn a_task_that_never_ran_has_no_slot_and_no_host() {
+        let records = records();
+        let deploy = task_json(&file(), &records[5]);
+        assert_eq!(deploy["status"], "skipped");
+        assert!(
+            deploy["slot"].is_null() && deploy["host"].is_null(),
+            "{deploy}"
+        );
+        let build = task_json(&file(), &records[0]);
+        assert_eq!(
+            (&build["slot"], &build["host"]),
+            (&json!(0), &json!("here"))
+        );
+    }
+
+    #[test]
+    fn a_stopped_task_keeps_its_status_and_says_it_was_stopped() {
+        let c = task_json(&file(), &stopped_records()[3]);
+        assert_eq!(
+            (&c["status"], &c["stopped"], &c["signal"]),
+            (&json!("failed"), &json!(true), &json!("SIGTERM"))
+        );
+        let lint = task_json(&file(), &records()[4]);
+        assert_eq!(
+            (
+                &lint["status"],
+                &lint["allowed_failure"],
+                &lint["exit_code"]
+            ),
+            (&json!("failed"), &json!(true), &json!(1))
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! The JUnit XML (`--junit FILE`): a testsuite per job, a testcase per task, written
+//! with quick-xml so that it validates against the Jenkins xUnit plugin's
+//! `junit-10.xsd` (tests/junit-10.xsd) and reads the same in GitHub, GitLab and
+//! junitparser:
+//!
+//! - a failed task has `<failure>`; a failure that was allowed passes, its end in
+//!   `<system-out>`, its stderr tail in `<system-err>`, and its suite says
+//!   `allowed_failure` in `<properties>` (the schema has no properties on a testcase);
+//! - a task stopped by the run is `<skipped message="stopped by the run (SIGTERM)">`,
+//!   and so (with no message) is a task that never started;
+//! - suites count `tests`, `failures`, `errors` and `skipped` (never `disabled`, which
+//!   the schema refuses), and times have at most three decimals, as it requires;
+//! - text XML 1.0 cannot carry (control characters other than tab and newline) becomes
+//!   U+FFFD, as invalid UTF-8 already has.
+
+use super::{time, RunInfo};
+use crate::jobfile::{Job, JobFile};
+use crate::task::{describe_end, duration, label, plural, End, Outcome, TaskRecord};
+use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::Writer;
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+pub fn write_junit(
+    path: &Path,
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> io::Result<()> {
+    let out = io::BufWriter::new(std::fs::File::create(path)?);
+    write(out, file, records, info)?.flush()
+}
+
+/// Writes the report to `out`, a suite at a time; returns `out` for flushing.
+fn write<W: Write>(
+    out: W,
+    file: &JobFile,
+    records: &[TaskRecord],
+    info: &RunInfo,
+) -> io::Result<W> {
+    let mut w = Writer::new_with_indent(out, b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    let count = |outcome| records.iter().filter(|r| r.outcome() == outcome).count();
+    w.create_element("testsuites")
+        .with_attributes([
+            ("name", "runner"),
+            ("tests", records.len().to_string().as_str()),
+            ("failures", count(Outcome::Failed).to_string().as_str()),
+            ("errors", "0"),
+            ("time", seconds(info.duration).as_str()),
+        ])
+        .write_inner_content(|w| {
+            for job in &file.jobs {
+                let tasks: Vec<&TaskRecord> = records.iter().filter(|r| r.job == job.id).collect();
+                suite(w, job, &tasks, info)?;
+            }
+            Ok(())
+        })?;
+    let mut out = w.into_inner();
+    out.write_all(b"\n")?;
+    Ok(out)
+}
+
+/// A job's testsuite: its counts, when its first task started and the time from then to
+/// its last task's end, and a testcase per task.
+fn suite<W: Write>(
+    w: &mut Writer<W>,
+    job: &Job,
+    tasks: &[&TaskRecord],
+    info: &RunInfo,
+) -> io::Result<()> {
+    let count = |outcomes: &[Outcome]| {
+        tasks
+            .iter()
+            .filter(|r| outcomes.contains(&r.outcome()))
+            .count()
+            .to_string()
+    };
+    let allowed = count(&[Outcome::AllowedFailure]);
+    // A suite none of whose tasks started "starts" with the run, and takes no time.
+    let (start, took) = span(tasks).unwrap_or((info.started, Duration::ZERO));
+    w.create_element("testsuite")
+        .with_attributes([
+            ("name", clean(&job.name).as_ref()),
+            ("tests", tasks.len().to_string().as_str()),
+            ("failures", count(&[Outcome::Failed]).as_str()),
+            ("errors", "0"),
+            (
+                "skipped",
+                count(&[Outcome::Stopped, Outcome::Skipped]).as_str(),
+            ),
+            ("time", seconds(took).as_str()),
+            ("timestamp", time(start).as_str()),
+        ])
+        .write_inner_content(|w| {
+            if job.allow_failure {
+                w.create_element("properties").write_inner_content(|w| {
+                    property(w, "allowed_failure", "true")?;
+                    property(w, "allowed_failures", &allowed)
+                })?;
+            }
+            for r in tasks {
+                case(w, job, r, info)?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+fn property<W: Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<()> {
+    w.create_element("property")
+        .with_attributes([("name", name), ("value", value)])
+        .write_empty()?;
+    Ok(())
+}
+
+/// A task's testcase; what is inside depends on its outcome.
+fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) -> io::Result<()> {
+    let name = label(job, &r.item);
+    let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+    let stderr = r.stderr_tail.join("\n");
+    let element = w.create_element("testcase").with_attributes([
+        ("name", clean(&name).as_ref()),
+        ("classname", clean(&job.name).as_ref()),
+        ("time", seconds(r.duration).as_str()),
+    ]);
+    if r.outcome() == Outcome::Succeeded && stderr.is_empty() {
+        element.write_empty()?;
+        return Ok(());
+    }
+    element.write_inner_content(|w| {
+        match r.outcome() {
+            Outcome::Succeeded => {}
+            Outcome::Failed => {
+                let failure = w
+                    .create_element("failure")
+                    .with_attributes([("message", clean(&end).as_ref()), ("type", kind(r))]);
+                if stderr.is_empty() {
+                    failure.write_empty()?;
+                } else {
+                    failure.write_text_content(BytesText::new(&clean(&stderr)))?;
+                }
+            }
+            Outcome::AllowedFailure => {
+                let told = format!(
+                    "failed, allowed by allow_failure: {end}, {}",
+                    plural(r.attempts, "attempt")
+                );
+                text(w, "system-out", &told)?;
+            }
+            Outcome::Stopped => {
+                let why = match info.stopped_by {
+                    Some(cause) => format!("stopped by the run ({cause})"),
+                    None => "stopped by the run".to_string(),
+                };
+                let how = match &r.end {
+                    Some(_) => format!("{end} after {}", duration(r.duration)),
+                    None => "sent to a worker, no result came back".to_string(),
+                };
+                w.create_element("skipped")
+                    .with_attribute(("message", why.as_str()))
+                    .write_text_content(BytesText::new(&clean(&how)))?;
+            }
+            Outcome::Skipped => {
+                w.create_element("skipped").write_empty()?;
+            }
+        }
+        if !stderr.is_empty() {
+            text(w, "system-err", &stderr)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `<tag>text</tag>`, the text made fit for XML.
+fn text<W: Write>(w: &mut Writer<W>, tag: &str, text: &str) -> io::Result<()> {
+    w.create_element(tag)
+        .write_text_content(BytesText::new(&clean(text)))?;
+    Ok(())
+}
+
+/// The failure's `type`: how the task ended.
+fn kind(r: &TaskRecord) -> &'static str {
+    match &r.end {
+        Some(End::TimedOut) => "timeout",
+        Some(End::Signaled(_)) => "signal",
+        Some(End::SpawnFailed { .. }) => "spawn",
+        Some(End::Lost { .. }) => "lost",
+        _ => "exit",
+    }
+}
+
+/// The first task's start, and the time from it to the last one's end; `None` when
+/// none started.
+fn span(tasks: &[&TaskRecord]) -> Option<(SystemTime, Duration)> {
+    let first = tasks.iter().filter_map(|r| r.started).min()?;
+    let last = tasks
+        .iter()
+        .filter_map(|r| r.started.map(|s| s + r.duration))
+        .max()?;
+    Some((first, last.duration_since(first).unwrap_or_default()))
+}
+
+/// Seconds with three decimals, the most junit-10.xsd allows.
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// The characters XML 1.0 can carry: tab, newline, carriage return, and everything from
+/// space up but the surrogates (never in a `str`), U+FFFE and U+FFFF.
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `s` with every character XML cannot carry made U+FFFD (escaping `<`, `&` and the
+/// like is quick-xml's).
+fn clean(s: &str) -> Cow<'_, str> {
+    if s.chars().all(xml_char) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if xml_char(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{file, info, records, stopped_records};
+    use super::*;
+
+    fn junit(records: &[TaskRecord], info: &RunInfo) -> String {
+        let out = write(Vec::new(), &file(), records, info).expect("writes to memory");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn the_junit_in_full() {
+        let mut records = stopped_records();
+        records[1].stderr_tail = vec![
+            "a < b && c ]]> d".into(),
+            "bell \u{7} esc \u{1b}[31m".into(),
+        ];
+        let xml = junit(&records, &info(143, Some("terminated (SIGTERM)")));
+        let want = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="runner" tests="6" failures="1" errors="0" time="2.000">
+  <testsuite name="build" tests="1" failures="0" errors="0" skipped="0" time="1.500" timestamp="1970-01-01T00:16:40.000Z">
+    <testcase name="build" classname="build" time="1.500"/>
+  </testsuite>
+  <testsuite name="test" tests="3" failures="1" errors="0" skipped="1" time="0.300" timestamp="1970-01-01T00:16:40.100Z">
+    <testcase name="test:a" classname="test" time="0.200">
+      <system-err>a &lt; b &amp;&amp; c ]]&gt; d
+bell � esc �[31m</system-err>
+    </testcase>
+    <testcase name="test:b" classname="test" time="0.300">
+      <failure message="exit 2" type="exit">oops
+bad</failure>
+      <system-err>oops
+bad</system-err>
+    </testcase>
+    <testcase name="test:c" classname="test" time="0.050">
+      <skipped message="stopped by the run (SIGTERM)">killed by SIGTERM after 50ms</skipped>
+    </testcase>
+  </testsuite>
+  <testsuite name="lint" tests="1" failures="0" errors="0" skipped="0" time="0.005" timestamp="1970-01-01T00:16:40.000Z">
+    <properties>
+      <property name="allowed_failure" value="true"/>
+      <property name="allowed_failures" value="1"/>
+    </properties>
+    <testcase name="lint" classname="lint" time="0.005">
+      <system-out>failed, allowed by allow_failure: exit 1, 1 attempt</system-out>
+      <system-err>warn</system-err>
+    </testcase>
+  </testsuite>
+  <testsuite name="deploy" tests="1" failures="0" errors="0" skipped="1" time="0.000" timestamp="1970-01-01T00:00:00.000Z">
+    <testcase name="deploy" classname="deploy" time="0.000">
+      <skipped/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"#;
+        assert_eq!(xml, want);
+    }
+
+    #[test]
+    fn a_task_stopped_by_fail_fast_says_so() {
+        let mut info = info(1, None);
+        info.stopped_by = Some("fail-fast");
+        let xml = junit(&stopped_records(), &info);
+        assert!(
+            xml.contains(r#"<skipped message="stopped by the run (fail-fast)">"#),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_plain_failure_is_a_failure_with_its_type() {
+        let xml = junit(&records(), &info(1, None));
+        assert!(
+            xml.contains(r#"<failure message="killed by SIGKILL" type="signal"/>"#),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"tests="6" failures="2""#), "{xml}");
+    }
+
+    #[test]
+    fn only_xml_characters_are_left() {
+        assert_eq!(clean("tab\tnl\ncr\r"), "tab\tnl\ncr\r");
+        assert_eq!(clean("\u{0}\u{8}\u{b}\u{1f}\u{fffe}\u{ffff}"), "������");
+        assert_eq!(clean("\u{7f}é\u{10ffff}"), "\u{7f}é\u{10ffff}");
+    }
+}

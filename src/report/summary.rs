@@ -1,0 +1,401 @@
+//! The end-of-run summary: a table per job, the tasks the run stopped, every failed
+//! task with its stderr tail, and a last line with the counts and the verdict.
+
+use super::RunInfo;
+use crate::jobfile::JobFile;
+use crate::task::{describe_end, duration, label, plural, Outcome, TaskRecord};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+/// How the summary counts tasks: the table's column and the last line's words for each
+/// outcome (`None`: every task). An `optional` one is shown only when some task has it,
+/// so a plain run reads as it always did. A new outcome is one more line here.
+struct Count {
+    outcome: Option<Outcome>,
+    column: &'static str,
+    words: &'static str,
+    optional: bool,
+}
+
+const COUNTS: [Count; 6] = [
+    Count::always(None, "tasks", "tasks"),
+    Count::always(Some(Outcome::Succeeded), "ok", "succeeded"),
+    Count::always(Some(Outcome::Failed), "failed", "failed"),
+    Count::optional(Outcome::AllowedFailure, "allowed", "failed (allowed)"),
+    Count::optional(Outcome::Stopped, "stopped", "stopped"),
+    Count::always(Some(Outcome::Skipped), "skipped", "skipped"),
+];
+
+impl Count {
+    const fn always(outcome: Option<Outcome>, column: &'static str, words: &'static str) -> Self {
+        Count {
+            outcome,
+            column,
+            words,
+            optional: false,
+        }
+    }
+
+    const fn optional(outcome: Outcome, column: &'static str, words: &'static str) -> Self {
+        Count {
+            outcome: Some(outcome),
+            column,
+            words,
+            optional: true,
+        }
+    }
+
+    /// The column's width: its header's, and at least 6.
+    fn width(&self) -> usize {
+        self.column.len().max(6)
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    tasks: u64,
+    /// By outcome, in the order of [`Outcome`]'s variants.
+    by: [u64; 5],
+    first: Option<SystemTime>,
+    last: Option<SystemTime>,
+    slowest: Option<(Duration, String)>,
+}
+
+impl Totals {
+    fn of(&self, outcome: Option<Outcome>) -> u64 {
+        outcome.map_or(self.tasks, |o| self.by[o as usize])
+    }
+
+    fn add(&mut self, r: &TaskRecord) {
+        self.tasks += 1;
+        self.by[r.outcome() as usize] += 1;
+    }
+}
+
+/// The end-of-run summary.
+pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bool) -> String {
+    let mut out = String::new();
+    let totals = job_totals(file, records);
+    let mut all = Totals::default();
+    records.iter().for_each(|r| all.add(r));
+    let shown: Vec<&Count> = COUNTS
+        .iter()
+        .filter(|c| !c.optional || all.of(c.outcome) > 0)
+        .collect();
+    job_table(&mut out, file, &totals, &shown, color);
+    queue_lines(&mut out, info);
+    stopped_lines(&mut out, file, records, &info.host, color);
+    for outcome in [Outcome::AllowedFailure, Outcome::Failed] {
+        for r in records.iter().filter(|r| r.outcome() == outcome) {
+            failure(&mut out, file, r, &info.host, color);
+        }
+    }
+    verdict(&mut out, &all, &shown, info);
+    out
+}
+
+/// Each job's counts, span of time and slowest task.
+fn job_totals(file: &JobFile, records: &[TaskRecord]) -> Vec<Totals> {
+    let mut totals: Vec<Totals> = file.jobs.iter().map(|_| Totals::default()).collect();
+    for r in records {
+        let t = &mut totals[r.job];
+        t.add(r);
+        if let Some(start) = r.started {
+            let end = start + r.duration;
+            t.first = Some(t.first.map_or(start, |f| f.min(start)));
+            t.last = Some(t.last.map_or(end, |l| l.max(end)));
+            if t.slowest.as_ref().is_none_or(|(d, _)| r.duration > *d) {
+                t.slowest = Some((r.duration, label(&file.jobs[r.job], &r.item)));
+            }
+        }
+    }
+    totals
+}
+
+/// The table: a header, then a row per job (red when it has failures and `color`).
+fn job_table(out: &mut String, file: &JobFile, totals: &[Totals], shown: &[&Count], color: bool) {
+    let width = file
+        .jobs
+        .iter()
+        .map(|j| j.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let mut header = format!("\n{:<width$}", "job");
+    for c in shown {
+        let _ = write!(header, "  {:>w$}", c.column, w = c.width());
+    }
+    let _ = writeln!(out, "{header}  {:>9}  slowest", "time");
+    for (job, t) in file.jobs.iter().zip(totals) {
+        let time = match (t.first, t.last) {
+            (Some(f), Some(l)) => duration(l.duration_since(f).unwrap_or_default()),
+            _ => "-".to_string(),
+        };
+        let slowest = t
+            .slowest
+            .as_ref()
+            .map(|(d, label)| format!("{label} {}", duration(*d)))
+            .unwrap_or_else(|| "-".into());
+        let mut line = format!("{:<width$}", job.name);
+        for c in shown {
+            let _ = write!(line, "  {:>w$}", t.of(c.outcome), w = c.width());
+        }
+        let _ = write!(line, "  {time:>9}  {slowest}");
+        let line = if t.of(Some(Outcome::Failed)) > 0 && color {
+            console::style(line).red().force_styling(true).to_string()
+        } else {
+            line
+        };
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// A line per queue that dropped items because their consumer was gone.
+fn queue_lines(out: &mut String, info: &RunInfo) {
+    for (name, stats) in &info.queues {
+        if stats.dropped > 0 {
+            let _ = writeln!(
+                out,
+                "queue `{name}`: {} passed, {} dropped (their consumer was gone)",
+                plural(stats.taken, "item"),
+                stats.dropped
+            );
+        }
+    }
+}
+
+/// ", pid 42", or ", pid 42 on HOST" for a task that ran on another machine than `host`.
+fn pid_and_host(r: &TaskRecord, host: &str) -> String {
+    let pid = r.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+    if r.host.is_empty() || r.host == host {
+        pid
+    } else {
+        format!("{pid} on {}", r.host)
+    }
+}
+
+/// A line per task the run stopped (Ctrl-C, SIGTERM, fail-fast): not failures of their
+/// own, so no stderr tail.
+fn stopped_lines(
+    out: &mut String,
+    file: &JobFile,
+    records: &[TaskRecord],
+    host: &str,
+    color: bool,
+) {
+    let mut first = true;
+    for r in records.iter().filter(|r| r.outcome() == Outcome::Stopped) {
+        if std::mem::take(&mut first) {
+            out.push('\n');
+        }
+        let label = label(&file.jobs[r.job], &r.item);
+        let line = match &r.end {
+            Some(end) => format!(
+                "STOPPED {label}: {} after {}{}",
+                describe_end(end),
+                duration(r.duration),
+                pid_and_host(r, host)
+            ),
+            None => format!("STOPPED {label}: sent to a worker, no result came back"),
+        };
+        let line = if color {
+            console::style(line)
+                .yellow()
+                .force_styling(true)
+                .to_string()
+        } else {
+            line
+        };
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// A failed task: how it ended, then its stderr tail (or its stdout tail when it printed
+/// nothing on stderr). `host` is the coordinator's; another one is named.
+fn failure(out: &mut String, file: &JobFile, r: &TaskRecord, host: &str, color: bool) {
+    let label = label(&file.jobs[r.job], &r.item);
+    let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+    let allowed = r.outcome() == Outcome::AllowedFailure;
+    let header = format!(
+        "FAILED{} {label}: {end}{}, {}, {}",
+        if allowed { " (allowed)" } else { "" },
+        pid_and_host(r, host),
+        plural(r.attempts, "attempt"),
+        duration(r.duration)
+    );
+    let header = match (color, allowed) {
+        (false, _) => header,
+        (true, true) => console::style(header)
+            .yellow()
+            .force_styling(true)
+            .to_string(),
+        (true, false) => console::style(header)
+            .red()
+            .bold()
+            .force_styling(true)
+            .to_string(),
+    };
+    let _ = writeln!(out, "\n{header}");
+    if r.tail_cut {
+        let _ = writeln!(out, "  … (earlier stderr cut; --logs DIR keeps all of it)");
+    }
+    for line in &r.stderr_tail {
+        let _ = writeln!(out, "  | {line}");
+    }
+    if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() {
+        let _ = writeln!(out, "  (no stderr; the last lines of stdout:)");
+        for line in &r.stdout_tail {
+            let _ = writeln!(out, "  | {line}");
+        }
+    }
+}
+
+/// The last line: counts, the run's time, and why it ended as it did. "all tasks
+/// succeeded" only when none failed, allowed or not.
+fn verdict(out: &mut String, all: &Totals, shown: &[&Count], info: &RunInfo) {
+    let allowed = all.of(Some(Outcome::AllowedFailure));
+    let verdict = match (&info.interrupted, info.exit) {
+        (Some(why), _) => format!("{why}; exit status {}", info.exit),
+        (None, 0) if allowed == 0 => "all tasks succeeded".to_string(),
+        (None, 0) => format!("succeeded with {}", plural(allowed, "allowed failure")),
+        (None, code) => format!("exit status {code}"),
+    };
+    let counts: Vec<String> = shown
+        .iter()
+        .filter(|c| c.outcome.is_some())
+        .map(|c| format!("{} {}", all.of(c.outcome), c.words))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{}: {} in {} — {verdict}",
+        plural(all.tasks, "task"),
+        counts.join(", "),
+        duration(info.duration)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{file, info, records, stopped_records};
+    use super::*;
+    use crate::task::Status;
+
+    #[test]
+    fn the_summary_in_full() {
+        let text = summary(&file(), &records(), &info(1, None), false);
+        let want = "
+job      tasks      ok  failed  allowed  skipped       time  slowest
+build        1       1       0        0        0      1.50s  build 1.50s
+test         3       1       2        0        0      300ms  test:b 300ms
+lint         1       0       0        1        0        5ms  lint 5ms
+deploy       1       0       0        0        1          -  -
+queue `lossy`: 5 items passed, 3 dropped (their consumer was gone)
+
+FAILED (allowed) lint: exit 1, 1 attempt, 5ms
+  | warn
+
+FAILED test:b: exit 2, pid 101, 2 attempts, 300ms
+  … (earlier stderr cut; --logs DIR keeps all of it)
+  | oops
+  | bad
+
+FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt, 50ms
+  (no stderr; the last lines of stdout:)
+  | out1
+  | out2
+
+6 tasks: 2 succeeded, 2 failed, 1 failed (allowed), 1 skipped in 2.00s — exit status 1
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn a_stopped_task_is_counted_apart_and_not_a_failure() {
+        let text = summary(
+            &file(),
+            &stopped_records(),
+            &info(143, Some("terminated (SIGTERM)")),
+            false,
+        );
+        assert!(
+            text.starts_with(
+                "\njob      tasks      ok  failed  allowed  stopped  skipped       time  slowest\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ntest         3       1       1        0        1        0      300ms  test:b 300ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n\nSTOPPED test:c: killed by SIGTERM after 50ms, pid 102 on elsewhere\n\nFAILED (allowed) lint"),
+            "{text}"
+        );
+        assert!(!text.contains("FAILED test:c"), "{text}");
+        assert!(!text.contains("out1"), "{text}");
+        assert!(text.ends_with(
+            "\n6 tasks: 2 succeeded, 1 failed, 1 failed (allowed), 1 stopped, 1 skipped in 2.00s — terminated (SIGTERM); exit status 143\n"
+        ), "{text}");
+    }
+
+    #[test]
+    fn a_plain_run_has_todays_columns_and_says_all_succeeded() {
+        let ok: Vec<TaskRecord> = records()
+            .into_iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .collect();
+        let text = summary(&file(), &ok, &info(0, None), false);
+        assert!(
+            text.starts_with("\njob      tasks      ok  failed  skipped       time  slowest\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "\n2 tasks: 2 succeeded, 0 failed, 0 skipped in 2.00s — all tasks succeeded\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("FAILED"), "{text}");
+        let one = summary(&file(), &ok[..1], &info(0, None), false);
+        assert!(one.contains("\n1 task: 1 succeeded, "), "{one}");
+        let text = summary(
+            &file(),
+            &ok,
+            &info(130, Some("interrupted (SIGINT)")),
+            false,
+        );
+        assert!(
+            text.ends_with("— interrupted (SIGINT); exit status 130\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_allowed_failure_is_no_reason_to_say_all_succeeded() {
+        let some: Vec<TaskRecord> = records()
+            .into_iter()
+            .filter(|r| r.status == Status::Succeeded || r.allowed_failure)
+            .collect();
+        let text = summary(&file(), &some, &info(0, None), false);
+        assert!(
+            text.ends_with("\n3 tasks: 2 succeeded, 0 failed, 1 failed (allowed), 0 skipped in 2.00s — succeeded with 1 allowed failure\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn color_marks_failed_jobs_and_failures_only() {
+        let text = summary(&file(), &records(), &info(1, None), true);
+        let red = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .is_some_and(|l| l.contains("\u{1b}[31"))
+        };
+        assert!(red("test         3"), "{text}");
+        assert!(red("FAILED test:b"), "{text}");
+        assert!(!red("build        1"), "{text}");
+        assert!(!red("deploy"), "{text}");
+        assert!(!red("  | oops"), "{text}");
+        assert!(!red("lint "), "an allowed failure is not red: {text}");
+    }
+}
