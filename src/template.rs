@@ -1,9 +1,14 @@
 //! Placeholders: parsing `{item}`, `{index}` and `{job}` out of a string once, at load
 //! time, and rendering them per task.
 //!
-//! This module knows the placeholder grammar of the job-file contract and POSIX shell
-//! quoting. It does no I/O. Where a rendered string goes (argv, a shell string, an
-//! environment value) is the caller's business; the caller says which with [`Quoting`].
+//! This module knows the placeholder grammar of the job-file contract, POSIX shell
+//! quoting, and which shells that quoting is right for ([`is_posix_shell`]). It does no
+//! I/O. Where a rendered string goes (argv, a shell string, an environment value) is the
+//! caller's business; the caller says which with [`Quoting`].
+//!
+//! Longer than 400 lines because of its unit tests; the code itself is about 260.
+
+use std::ops::Range;
 
 /// A placeholder a template may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,9 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
+    /// Where each placeholder (each `Segment::Slot`, in order) is in the source string,
+    /// so that a load error can point at the placeholder itself.
+    slots: Vec<Range<usize>>,
 }
 
 /// A placeholder error, with the byte offset (in the template's source) where it is.
@@ -71,6 +79,7 @@ impl Template {
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
         let bytes = source.as_bytes();
         let mut segments = Vec::new();
+        let mut slots = Vec::new();
         let mut literal = String::new();
         let mut i = 0;
         while i < bytes.len() {
@@ -97,6 +106,7 @@ impl Template {
                         segments.push(Segment::Literal(std::mem::take(&mut literal)));
                     }
                     segments.push(Segment::Slot(placeholder));
+                    slots.push(i..i + name_len + 2);
                     i += name_len + 2;
                 } else {
                     literal.push('{');
@@ -111,18 +121,35 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
-        Ok(Template { segments })
+        Ok(Template { segments, slots })
     }
 
     /// A template that is only this text.
     pub fn literal(text: &str) -> Template {
         Template {
             segments: vec![Segment::Literal(text.to_string())],
+            slots: Vec::new(),
         }
     }
 
     pub fn uses(&self, placeholder: Placeholder) -> bool {
         self.segments.contains(&Segment::Slot(placeholder))
+    }
+
+    /// Where the first use of `placeholder` is in the source string (a byte range).
+    pub fn first_use(&self, placeholder: Placeholder) -> Option<Range<usize>> {
+        self.slots_with_ranges()
+            .find(|(p, _)| *p == placeholder)
+            .map(|(_, range)| range)
+    }
+
+    /// Each placeholder used, with its byte range in the source string.
+    fn slots_with_ranges(&self) -> impl Iterator<Item = (Placeholder, Range<usize>)> + '_ {
+        let placeholders = self.segments.iter().filter_map(|s| match s {
+            Segment::Slot(p) => Some(*p),
+            Segment::Literal(_) => None,
+        });
+        placeholders.zip(self.slots.iter().cloned())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,20 +173,30 @@ impl Template {
     }
 
     /// For a shell-string command: the first `{item}` that sits inside quotes, where
-    /// quoting it would not keep it from running as code. Returns a message.
-    pub fn item_inside_shell_quotes(&self) -> Option<&'static str> {
+    /// quoting it would not keep it from running as code. Returns the kind of quotes
+    /// ("single", "double", "backslash-escaped") and where that `{item}` is in the source.
+    pub fn item_inside_shell_quotes(&self) -> Option<(&'static str, Range<usize>)> {
         let mut state = QuoteState::Bare;
+        let mut slots = self.slots.iter();
         for segment in &self.segments {
-            match segment {
-                Segment::Literal(text) => state = state.advance(text),
-                Segment::Slot(Placeholder::Item) => match state {
-                    QuoteState::Bare => {}
-                    QuoteState::Single => return Some("single"),
-                    QuoteState::Double | QuoteState::DoubleEscape => return Some("double"),
-                    QuoteState::Escape => return Some("backslash-escaped"),
-                },
-                Segment::Slot(_) => {}
-            }
+            let kind = match segment {
+                Segment::Literal(text) => {
+                    state = state.advance(text);
+                    continue;
+                }
+                Segment::Slot(placeholder) => {
+                    let range = slots.next().cloned().unwrap_or_default();
+                    match (placeholder, state) {
+                        (Placeholder::Item, QuoteState::Single) => ("single", range),
+                        (Placeholder::Item, QuoteState::Double | QuoteState::DoubleEscape) => {
+                            ("double", range)
+                        }
+                        (Placeholder::Item, QuoteState::Escape) => ("backslash-escaped", range),
+                        _ => continue,
+                    }
+                }
+            };
+            return Some(kind);
         }
         None
     }
@@ -193,6 +230,33 @@ impl QuoteState {
             };
         }
         self
+    }
+}
+
+/// The shells whose quoting `{item}` gets: POSIX shells, named by the file name of the
+/// program (`sh`, `/bin/bash`, `/usr/local/bin/zsh`): sh, bash, dash, zsh, ksh (ksh93,
+/// mksh, oksh), ash, yash and posh; also `busybox sh` / `busybox ash`, and any of these
+/// run through `env` (`["/usr/bin/env", "bash", "-c"]`). Any other program (python3,
+/// node, fish, pwsh, …) would read a quoted item in its own way, so a string command it
+/// runs may not use `{item}` at all.
+pub fn is_posix_shell(shell: &[String]) -> bool {
+    const SHELLS: [&str; 11] = [
+        "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "oksh", "ash", "yash", "posh",
+    ];
+    let name = |arg: Option<&String>| {
+        arg.map(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    match name(shell.first()).as_deref() {
+        Some("busybox") => matches!(shell.get(1).map(String::as_str), Some("sh" | "ash")),
+        Some("env") => is_posix_shell(&shell[1..]),
+        Some(program) => SHELLS.contains(&program),
+        None => false,
     }
 }
 
@@ -284,7 +348,12 @@ mod tests {
 
     #[test]
     fn item_inside_quotes_is_found() {
-        let inside = |s: &str| Template::parse(s).unwrap().item_inside_shell_quotes();
+        let inside = |s: &str| {
+            Template::parse(s)
+                .unwrap()
+                .item_inside_shell_quotes()
+                .map(|(kind, _)| kind)
+        };
         assert_eq!(inside("echo {item}"), None);
         assert_eq!(inside("echo '{item}'"), Some("single"));
         assert_eq!(inside("echo \"x {item}\""), Some("double"));
@@ -292,6 +361,57 @@ mod tests {
         assert_eq!(inside("echo \"it's\" {item}"), None);
         assert_eq!(inside("echo \\{item}"), Some("backslash-escaped"));
         assert_eq!(inside("echo '{index}'"), None);
+    }
+
+    #[test]
+    fn item_inside_quotes_is_located() {
+        let source = "echo {job} {{item}} '{index} {item}' {item}";
+        let (kind, range) = Template::parse(source)
+            .unwrap()
+            .item_inside_shell_quotes()
+            .unwrap();
+        assert_eq!(kind, "single");
+        assert_eq!(&source[range.clone()], "{item}");
+        assert_eq!(range.start, source.find("{index} ").unwrap() + 8);
+    }
+
+    #[test]
+    fn first_use_is_located() {
+        let source = "{{item}} {job} {item} {item}";
+        let t = Template::parse(source).unwrap();
+        assert_eq!(t.first_use(Placeholder::Item), Some(15..21));
+        assert_eq!(t.first_use(Placeholder::Job), Some(9..14));
+        assert_eq!(t.first_use(Placeholder::Index), None);
+    }
+
+    #[test]
+    fn posix_shells_are_known_by_file_name() {
+        let shell =
+            |s: &[&str]| is_posix_shell(&s.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        for yes in [
+            &["sh", "-c"][..],
+            &["/bin/bash", "-c"],
+            &["/usr/local/bin/zsh", "-c"],
+            &["dash", "-ec"],
+            &["ksh", "-c"],
+            &["busybox", "sh", "-c"],
+            &["/usr/bin/env", "bash", "-c"],
+        ] {
+            assert!(shell(yes), "{yes:?}");
+        }
+        for no in [
+            &["python3", "-c"][..],
+            &["/usr/bin/python3", "-c"],
+            &["node", "-e"],
+            &["fish", "-c"],
+            &["pwsh", "-Command"],
+            &["busybox", "awk"],
+            &["env", "python3", "-c"],
+            &["bash-wrapper", "-c"],
+            &[],
+        ] {
+            assert!(!shell(no), "{no:?}");
+        }
     }
 
     #[test]

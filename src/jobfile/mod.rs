@@ -5,20 +5,24 @@
 //! does no other I/O.
 //!
 //! This module owns the model (`JobFile`, `Job`, `Items`, …), `load`/`parse` and
-//! [`LoadError`]. The rest is in submodules: `raw` mirrors the TOML as serde structs,
-//! `check` checks each job on its own and builds the model, and `wiring` checks the rules
-//! that span jobs (queue wiring, cycles) once every job is valid.
+//! [`LoadError`]. The rest is in submodules: `raw` parses the TOML and reads every key
+//! with its type (`typed` holds the readers and their words), `check` checks each job on
+//! its own and builds the model, and `wiring` checks the rules that span jobs (queue
+//! wiring, cycles) once every job is valid. Every problem is reported at once, in the
+//! order of the file; only a TOML syntax error stops reading, and is then the only one.
 
 mod check;
 mod raw;
+mod typed;
 pub mod wiring;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod type_tests;
 
-use crate::diagnostic::{suggest, Diagnostic};
+use crate::diagnostic::Diagnostic;
 use crate::template::Template;
-use raw::{RawFile, JOB_KEYS, QUEUE_KEYS, TOP_KEYS};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -151,27 +155,23 @@ pub fn parse(path: &Path, source: String) -> Result<JobFile, LoadError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let raw: RawFile = match toml::from_str(&source) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let diagnostic = toml_diagnostic(&e);
-            return Err(LoadError::Invalid {
-                path: path.to_path_buf(),
-                text: source,
-                diagnostics: vec![diagnostic],
-            });
+    let checked = match raw::read(&source) {
+        Ok((raw, found)) => {
+            let (file, mut diagnostics) = check::file(raw, found, &source, path, dir);
+            // Rules across jobs only make sense between jobs that are each valid.
+            if diagnostics.is_empty() {
+                diagnostics.extend(wiring::check(&file));
+            }
+            // In line order, whichever check found them.
+            diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+            (diagnostics.is_empty()).then_some(file).ok_or(diagnostics)
         }
+        // The file cannot be read further: the syntax error is the only problem.
+        Err(syntax) => Err(vec![syntax]),
     };
-    let (file, mut diagnostics) = check::file(raw, path, dir);
-    // Rules across jobs only make sense between jobs that are each valid.
-    if let Some(file) = &file {
-        if diagnostics.is_empty() {
-            diagnostics.extend(wiring::check(file));
-        }
-    }
-    match file {
-        Some(file) if diagnostics.is_empty() => Ok(JobFile { source, ..file }),
-        _ => Err(LoadError::Invalid {
+    match checked {
+        Ok(file) => Ok(JobFile { source, ..file }),
+        Err(diagnostics) => Err(LoadError::Invalid {
             path: path.to_path_buf(),
             text: source,
             diagnostics,
@@ -216,32 +216,6 @@ impl LoadError {
             LoadError::Invalid { diagnostics, .. } => diagnostics,
         }
     }
-}
-
-/// A serde/TOML error, with "did you mean" added to unknown keys.
-fn toml_diagnostic(e: &toml::de::Error) -> Diagnostic {
-    let message = e.message().trim().to_string();
-    let mut diagnostic = Diagnostic::new(message.clone(), e.span());
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some(name) = rest.split('`').next() {
-            let mut known: Vec<&str> = Vec::new();
-            for key in TOP_KEYS
-                .iter()
-                .chain(JOB_KEYS.iter())
-                .chain(QUEUE_KEYS.iter())
-            {
-                if message.contains(&format!("`{key}`")) && !known.contains(key) {
-                    known.push(key);
-                }
-            }
-            diagnostic.message = format!("unknown key `{name}`");
-            diagnostic = match suggest(name, known.iter().copied()) {
-                Some(s) => diagnostic.with_note(format!("did you mean `{s}`?")),
-                None => diagnostic.with_note(format!("the keys here are: {}", known.join(", "))),
-            };
-        }
-    }
-    diagnostic
 }
 
 /// Job and queue names: they appear in labels, Redis keys and file names, so they

@@ -1,9 +1,17 @@
-//! The job file as TOML says it: serde structs that mirror the file, with the byte range
-//! of every value a later check may point at. Nothing here is validated beyond types;
-//! `jobfile::load` turns this into the checked model.
+//! The job file as TOML says it, read in two steps: the TOML is parsed into a document
+//! that keeps the byte range of every key and value (a syntax error stops there: it is
+//! the only problem reported), then each key is read with its own typed check
+//! (`typed`), which records a diagnostic for a wrong value and goes on. So one pass
+//! reports every unknown key and every value of the wrong type, and the structs here
+//! hold only values of the right type. Nothing is validated beyond types (and the
+//! presence of `jobs` and `command`); `check` turns this into the checked model.
+//!
+//! Longer than 400 lines because of its tests, which tie the key lists to the checks and
+//! to the schema and belong next to the lists.
 
-use indexmap::IndexMap;
-use serde::Deserialize;
+use super::typed::{KeyPath, Reader, Value};
+use crate::diagnostic::{suggest, Diagnostic};
+use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
 pub const TOP_KEYS: [&str; 6] = ["pool", "fail_fast", "shell", "env", "queues", "jobs"];
@@ -27,41 +35,42 @@ pub const JOB_KEYS: [&str; 16] = [
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFile {
+/// A name of the file (a job's, a queue's, an environment variable's) with where it is.
+pub type Name = Spanned<String>;
+
+/// The top level. Each field holds a value of the right type, or nothing when the key is
+/// absent or its value was wrong (and reported).
+#[derive(Debug, Default)]
+pub struct RawFile<'i> {
     pub pool: Option<Spanned<i64>>,
     pub fail_fast: Option<bool>,
     pub shell: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    pub env: IndexMap<String, Spanned<String>>,
-    #[serde(default)]
-    pub queues: IndexMap<Spanned<String>, RawQueue>,
-    #[serde(default)]
-    pub jobs: Option<Spanned<IndexMap<Spanned<String>, Spanned<RawJob>>>>,
+    pub env: Vec<(Name, Name)>,
+    pub queues: Vec<(Name, RawQueue)>,
+    /// Every job, in file order; a job whose table is of the wrong type is here with no
+    /// keys (it was reported), so that `needs` naming it is not called unknown too.
+    pub jobs: Vec<(Name, RawJob<'i>)>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawQueue {
     pub capacity: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJob {
-    pub command: Spanned<toml::Value>,
-    #[serde(default)]
-    pub needs: Vec<Spanned<String>>,
-    pub items: Option<Spanned<toml::Value>>,
-    pub stdin: Option<Spanned<toml::Value>>,
-    pub to: Option<Spanned<String>>,
-    #[serde(default)]
-    pub env: IndexMap<String, Spanned<String>>,
-    pub cwd: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+/// One `[jobs.NAME]` table. `command`, `items` and `stdin` take several shapes, which
+/// `check` tells apart with messages of its own; they stay TOML values here.
+#[derive(Debug, Default)]
+pub struct RawJob<'i> {
+    pub command: Option<Value<'i>>,
+    pub needs: Vec<Name>,
+    pub items: Option<Value<'i>>,
+    pub stdin: Option<Value<'i>>,
+    pub to: Option<Name>,
+    pub env: Vec<(Name, Name)>,
+    pub cwd: Option<Name>,
+    pub timeout: Option<Name>,
     pub retries: Option<Spanned<i64>>,
-    pub retry_delay: Option<Spanned<String>>,
+    pub retry_delay: Option<Name>,
     pub concurrency: Option<Spanned<i64>>,
     pub success_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     pub allow_failure: Option<bool>,
@@ -72,50 +81,248 @@ pub struct RawJob {
     pub shell: Option<Spanned<Vec<String>>>,
 }
 
-/// The keys are written three times: the serde structs above, the `*_KEYS` lists (which
-/// the "did you mean" of an unknown key picks from) and `docs/runner.schema.json` (which
-/// editors check files against). These tests fail when the three disagree.
+/// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
+/// otherwise the file, as far as its types are right, and every problem found.
+pub fn read(source: &str) -> Result<(RawFile<'_>, Vec<Diagnostic>), Diagnostic> {
+    let document = DeTable::parse(source).map_err(|e| {
+        let message = e.message().trim().to_string();
+        Diagnostic::new(message, e.span())
+    })?;
+    let mut reader = Reader::default();
+    let file = file(document.into_inner(), &mut reader);
+    Ok((file, reader.diagnostics))
+}
+
+fn file<'i>(table: DeTable<'i>, r: &mut Reader) -> RawFile<'i> {
+    let mut keys = Keys::new(table, &TOP_KEYS, None, r);
+    RawFile {
+        pool: keys.integer("pool", "an integer ≥ 1", r),
+        fail_fast: keys.boolean("fail_fast", r),
+        shell: keys.strings("shell", r),
+        env: keys.string_table("env", r),
+        queues: keys
+            .take("queues")
+            .map_or_else(Vec::new, |(path, v)| read_queues(v, &path, r)),
+        jobs: read_jobs(keys.take("jobs"), r),
+    }
+}
+
+/// `[queues.NAME]` tables.
+fn read_queues(value: Value<'_>, path: &KeyPath, r: &mut Reader) -> Vec<(Name, RawQueue)> {
+    let Some(table) = a_table(value, path, "a table of queues ([queues.NAME])", r) else {
+        return Vec::new();
+    };
+    let mut queues = Vec::new();
+    for (name, value) in table {
+        let path = path.key(name.get_ref());
+        let Some(table) = a_table(value, &path, "a table (the queue's `capacity`)", r) else {
+            continue;
+        };
+        let mut keys = Keys::new(table, &QUEUE_KEYS, Some(path), r);
+        let capacity = keys.integer("capacity", "an integer ≥ 1", r);
+        queues.push((name_of(&name), RawQueue { capacity }));
+    }
+    queues
+}
+
+/// `[jobs.NAME]` tables; there must be at least one.
+fn read_jobs<'i>(value: Option<(KeyPath, Value<'i>)>, r: &mut Reader) -> Vec<(Name, RawJob<'i>)> {
+    let Some((path, value)) = value else {
+        r.diagnostics.push(
+            Diagnostic::new("the job file has no jobs", Some(0..0))
+                .with_note("add one: [jobs.hello]\ncommand = [\"echo\", \"hello\"]"),
+        );
+        return Vec::new();
+    };
+    let span = value.span();
+    let Some(table) = a_table(value, &path, "a table of jobs ([jobs.NAME])", r) else {
+        return Vec::new();
+    };
+    if table.is_empty() {
+        r.diagnostics.push(Diagnostic::at(
+            "`jobs` is empty: a job file needs at least one job",
+            span,
+        ));
+    }
+    let mut jobs = Vec::new();
+    for (name, value) in table {
+        let path = path.key(name.get_ref());
+        let job = match a_table(value, &path, "a table (the job's keys)", r) {
+            Some(table) => read_job(table, &name, path, r),
+            None => RawJob::default(),
+        };
+        jobs.push((name_of(&name), job));
+    }
+    jobs
+}
+
+fn read_job<'i>(
+    table: DeTable<'i>,
+    name: &Spanned<DeString<'i>>,
+    path: KeyPath,
+    r: &mut Reader,
+) -> RawJob<'i> {
+    let mut keys = Keys::new(table, &JOB_KEYS, Some(path), r);
+    let command = keys.take("command").map(|(_, v)| v);
+    // A misspelt `command` is already reported, with the right name.
+    if command.is_none() && !keys.suggested.contains(&"command") {
+        r.diagnostics.push(
+            Diagnostic::at(format!("job `{}` has no `command`", name.get_ref()), name.span())
+                .with_note("add one: command = \"…\" (run with `shell`) or command = [\"program\", \"argument\"]"),
+        );
+    }
+    let needs = keys.take("needs").and_then(|(path, v)| {
+        r.array(&v, &path, "an array of job names", |r, v, p| {
+            r.string(v, p, "a job name (a string)")
+        })
+    });
+    let success_codes = keys.take("success_codes").and_then(|(path, v)| {
+        r.array(&v, &path, "an array of exit codes (integers)", |r, v, p| {
+            r.integer(v, p, "an exit code (an integer)")
+        })
+    });
+    RawJob {
+        command,
+        needs: needs.map(Spanned::into_inner).unwrap_or_default(),
+        items: keys.take("items").map(|(_, v)| v),
+        stdin: keys.take("stdin").map(|(_, v)| v),
+        to: keys.string("to", "a queue name (a string)", r),
+        env: keys.string_table("env", r),
+        cwd: keys.string("cwd", "a folder (a string)", r),
+        timeout: keys.string("timeout", DURATION, r),
+        retries: keys.integer("retries", "an integer ≥ 0", r),
+        retry_delay: keys.string("retry_delay", DURATION, r),
+        concurrency: keys.integer("concurrency", "an integer ≥ 1", r),
+        success_codes,
+        allow_failure: keys.boolean("allow_failure", r),
+        local: keys.boolean("local", r),
+        description: keys
+            .string("description", "a string", r)
+            .map(Spanned::into_inner),
+        shell: keys.strings("shell", r),
+    }
+}
+
+const DURATION: &str = "a duration such as \"10s\"";
+
+/// The table `value` holds, or nothing (and a diagnostic) when it is not one.
+fn a_table<'i>(
+    value: Value<'i>,
+    path: &KeyPath,
+    expected: &str,
+    r: &mut Reader,
+) -> Option<DeTable<'i>> {
+    if !value.get_ref().is_table() {
+        r.mismatch(path, expected, &value);
+        return None;
+    }
+    match value.into_inner() {
+        DeValue::Table(table) => Some(table),
+        _ => None,
+    }
+}
+
+fn name_of(name: &Spanned<DeString<'_>>) -> Name {
+    Spanned::new(name.span(), name.get_ref().to_string())
+}
+
+/// The keys of one table, each taken by the check that reads it. Keys not in the list
+/// the table may hold are reported as unknown when the table is first looked at; a
+/// check taking a key that is not in the list is a bug, and panics.
+struct Keys<'i> {
+    known: &'static [&'static str],
+    /// The table's own path (none at the top level).
+    path: Option<KeyPath>,
+    entries: Vec<(Spanned<DeString<'i>>, Value<'i>)>,
+    /// The keys suggested for unknown ones ("did you mean").
+    suggested: Vec<&'static str>,
+}
+
+impl<'i> Keys<'i> {
+    fn new(
+        table: DeTable<'i>,
+        known: &'static [&'static str],
+        path: Option<KeyPath>,
+        r: &mut Reader,
+    ) -> Keys<'i> {
+        let mut entries = Vec::new();
+        let mut suggested = Vec::new();
+        for (key, value) in table {
+            if known.contains(&&**key.get_ref()) {
+                entries.push((key, value));
+                continue;
+            }
+            let name = key.get_ref();
+            let d = Diagnostic::at(format!("unknown key `{name}`"), key.span());
+            let d = match suggest(name, known.iter().copied()) {
+                Some(s) => {
+                    suggested.push(s);
+                    d.with_note(format!("did you mean `{s}`?"))
+                }
+                None => d.with_note(format!("the keys here are: {}", known.join(", "))),
+            };
+            r.diagnostics.push(d);
+        }
+        Keys {
+            known,
+            path,
+            entries,
+            suggested,
+        }
+    }
+
+    /// The value of `key`, with its path, if the table has it.
+    fn take(&mut self, key: &'static str) -> Option<(KeyPath, Value<'i>)> {
+        assert!(self.known.contains(&key), "`{key}` is not in the key list");
+        let at = self.entries.iter().position(|(k, _)| k.get_ref() == key)?;
+        let (_, value) = self.entries.swap_remove(at);
+        let path = match &self.path {
+            Some(path) => path.key(key),
+            None => KeyPath::root(key),
+        };
+        Some((path, value))
+    }
+
+    fn integer(
+        &mut self,
+        key: &'static str,
+        expected: &str,
+        r: &mut Reader,
+    ) -> Option<Spanned<i64>> {
+        let (path, value) = self.take(key)?;
+        r.integer(&value, &path, expected)
+    }
+
+    fn boolean(&mut self, key: &'static str, r: &mut Reader) -> Option<bool> {
+        let (path, value) = self.take(key)?;
+        r.boolean(&value, &path)
+    }
+
+    fn string(&mut self, key: &'static str, expected: &str, r: &mut Reader) -> Option<Name> {
+        let (path, value) = self.take(key)?;
+        r.string(&value, &path, expected)
+    }
+
+    fn strings(&mut self, key: &'static str, r: &mut Reader) -> Option<Spanned<Vec<String>>> {
+        let (path, value) = self.take(key)?;
+        r.strings(&value, &path)
+    }
+
+    fn string_table(&mut self, key: &'static str, r: &mut Reader) -> Vec<(Name, Name)> {
+        match self.take(key) {
+            Some((path, value)) => r.string_table(&value, &path),
+            None => Vec::new(),
+        }
+    }
+}
+/// The keys are written three times: the `*_KEYS` lists (which decide what is unknown
+/// and which the "did you mean" picks from), the checks that take each key by name (and
+/// panic on a name not listed), and `docs/runner.schema.json` (which editors check files
+/// against). These tests fail when the three disagree.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::de::{self, Deserializer, Visitor};
     use std::collections::BTreeSet;
-
-    /// The field names a derived `Deserialize` struct accepts, as serde itself lists
-    /// them: derived code hands them to `deserialize_struct`, which this deserializer
-    /// records and then refuses.
-    fn serde_fields<T: de::DeserializeOwned>() -> BTreeSet<&'static str> {
-        struct Probe<'a>(&'a mut &'static [&'static str]);
-
-        impl<'de> Deserializer<'de> for Probe<'_> {
-            type Error = de::value::Error;
-
-            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-                Err(de::Error::custom("only structs are probed"))
-            }
-
-            fn deserialize_struct<V: Visitor<'de>>(
-                self,
-                _name: &'static str,
-                fields: &'static [&'static str],
-                _visitor: V,
-            ) -> Result<V::Value, Self::Error> {
-                *self.0 = fields;
-                Err(de::Error::custom("probed"))
-            }
-
-            serde::forward_to_deserialize_any! {
-                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-                bytes byte_buf option unit unit_struct newtype_struct seq tuple
-                tuple_struct map enum identifier ignored_any
-            }
-        }
-
-        let mut fields: &'static [&'static str] = &[];
-        let _ = T::deserialize(Probe(&mut fields));
-        assert!(!fields.is_empty(), "not a struct with named fields");
-        fields.iter().copied().collect()
-    }
 
     fn set(keys: &[&'static str]) -> BTreeSet<&'static str> {
         keys.iter().copied().collect()
@@ -139,11 +346,48 @@ mod tests {
         keys.iter().map(|k| k.to_string()).collect()
     }
 
+    /// Every listed key is taken by a check of its own: a value no key accepts (a date)
+    /// is reported under that key's name, not as unknown and not ignored.
     #[test]
-    fn the_key_lists_are_the_serde_fields() {
-        assert_eq!(set(&TOP_KEYS), serde_fields::<RawFile>(), "TOP_KEYS");
-        assert_eq!(set(&JOB_KEYS), serde_fields::<RawJob>(), "JOB_KEYS");
-        assert_eq!(set(&QUEUE_KEYS), serde_fields::<RawQueue>(), "QUEUE_KEYS");
+    fn every_listed_key_is_read_by_its_own_check() {
+        // Where each list's keys go, and the path their messages name them by.
+        let cases = [
+            (
+                &TOP_KEYS[..],
+                "{k} = 1979-05-27\n[jobs.a]\ncommand = 'x'\n",
+                "",
+            ),
+            (
+                &JOB_KEYS,
+                "[jobs.a]\ncommand = 'x'\n{k} = 1979-05-27\n",
+                "jobs.a.",
+            ),
+            (
+                &QUEUE_KEYS,
+                "[queues.q]\n{k} = 1979-05-27\n[jobs.a]\ncommand = 'x'\n",
+                "queues.q.",
+            ),
+        ];
+        for (keys, source, prefix) in cases {
+            for key in keys {
+                // `jobs` itself is the table the other cases add a job to.
+                let source = match *key {
+                    "jobs" => "jobs = 1979-05-27\n".to_string(),
+                    "command" => "[jobs.a]\ncommand = 1979-05-27\n".to_string(),
+                    _ => source.replace("{k}", key),
+                };
+                let m = messages(&source);
+                let named = |m: &String| {
+                    m.starts_with(&format!("{prefix}{key}: expected"))
+                        || m.starts_with(&format!("`{key}` must be"))
+                };
+                assert!(m.iter().any(named), "{key}: {m:?}");
+                assert!(
+                    m.iter().all(|m| !m.starts_with("unknown key")),
+                    "{key}: {m:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -165,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn the_schema_refuses_other_keys_where_serde_does() {
+    fn the_schema_refuses_other_keys_where_the_loader_does() {
         let schema = schema();
         for pointer in [
             "",

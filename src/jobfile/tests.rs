@@ -84,7 +84,7 @@ fn unknown_key_far_from_any_lists_the_keys() {
     assert_eq!(d.message, "unknown key `zzzzzz`");
     assert_eq!(
         d.note.as_deref(),
-        Some("the keys here are: shell, env, command, needs, items, stdin, to, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description")
+        Some("the keys here are: command, needs, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell")
     );
     assert_eq!(at, "zzzzzz");
 }
@@ -93,12 +93,19 @@ fn unknown_key_far_from_any_lists_the_keys() {
 fn a_value_of_the_wrong_type() {
     let source = job("retries = 'three'\n");
     let (d, at) = problem(&source);
-    assert_eq!(d.message, "invalid type: string \"three\", expected i64");
+    assert_eq!(
+        d.message,
+        "jobs.a.retries: expected an integer ≥ 0, found the string \"three\""
+    );
     assert_eq!(at, "'three'");
 
     let source = job("needs = 'b'\n");
     let (d, at) = problem(&source);
-    assert_eq!(d.message, "invalid type: string \"b\", expected a sequence");
+    assert_eq!(
+        d.message,
+        "jobs.a.needs: expected an array of job names, found the string \"b\""
+    );
+    assert_eq!(d.note.as_deref(), Some("write it as an array: [\"b\"]"));
     assert_eq!(at, "'b'");
 }
 
@@ -272,7 +279,12 @@ fn item_inside_shell_quotes() {
         d.note.as_deref(),
         Some("the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes")
     );
-    assert_eq!(at, "\"echo '{item}'\"");
+    // The `{item}` itself is pointed at, not the whole command.
+    assert_eq!(at, "{item}");
+    assert_eq!(
+        &source[..d.span.unwrap().start],
+        "[jobs.a]\ncommand = 'x'\n[jobs.b]\ncommand = \"echo '"
+    );
 
     let (d, _) = problem("[jobs.a]\ncommand = 'echo \"x {item}\"'\nitems = ['x']\n");
     assert_eq!(
@@ -414,8 +426,7 @@ fn nul_bytes_are_refused() {
 fn environment_variable_names() {
     let (d, at) = problem(&job("env = { 'A=B' = 'x' }\n"));
     assert_eq!(d.message, "`A=B` is not an environment variable name");
-    // The span is the value's: serde keeps no span for a map's key.
-    assert_eq!(at, "'x'");
+    assert_eq!(at, "'A=B'");
     let m = messages("env = { '' = 'x' }\n[jobs.a]\ncommand = 'x'\n");
     assert_eq!(m, ["`` is not an environment variable name"]);
 }

@@ -52,7 +52,7 @@ fn wrong_types_and_values() {
     );
     rejected(
         "[jobs.a]\ncommand = 'x'\nretries = 'three'\n",
-        "invalid type: string \"three\"",
+        "jobs.a.retries: expected an integer ≥ 0, found the string \"three\"",
         "5:11",
     );
     rejected(
@@ -160,12 +160,134 @@ fn missing_files() {
 
 #[test]
 fn item_inside_quotes_of_a_shell_command() {
+    // Pointed at the `{item}` itself (column 18), not at the whole command string.
     let err = rejected(
         "[jobs.a]\ncommand = \"echo '{item}'\"\nitems = ['x']\n",
         "`{item}` inside single quotes",
-        "4:11",
+        "4:18",
     );
     assert!(err.contains("$RUNNER_ITEM"), "{err}");
+    assert!(
+        err.contains("                 ^^^^^^"),
+        "a caret under {{item}}: {err}"
+    );
+}
+
+#[test]
+fn item_in_a_command_run_by_a_shell_that_is_not_posix() {
+    let err = rejected(
+        "[jobs.a]\nshell = ['python3', '-c']\ncommand = 'print({item})'\nitems = ['x']\n",
+        "`{item}` in a command run by `python3`, which is not a POSIX shell",
+        "5:18",
+    );
+    assert!(err.contains("RUNNER_ITEM"), "{err}");
+    // The same through the top-level shell, named by its path.
+    let t = Test::new(
+        "shell = ['/usr/bin/node', '-e']\n[jobs.a]\ncommand = 'console.log({item})'\nitems = ['x']\n",
+    );
+    let out = t.args(&["check", "jobs.toml"]).run();
+    out.assert_code(2)
+        .assert_stderr_has("run by `/usr/bin/node`, which is not a POSIX shell")
+        .assert_stderr_has("jobs.toml:3:24")
+        .assert_stderr_has("RUNNER_ITEM");
+}
+
+#[test]
+fn item_in_a_command_run_by_a_posix_shell_named_by_its_path() {
+    let t = Test::new(
+        "[jobs.a]\nshell = ['/bin/bash', '-c']\ncommand = 'echo got {item} {index} {job}'\nitems = ['x y']\n",
+    );
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(out.lines_of("a:x y"), ["got x y 0 a"], "{}", out.stdout);
+}
+
+/// The mistakes users make, several kinds at once (types among them): each is reported
+/// in one run, in the order of the file, in the user's words.
+#[test]
+fn every_mistake_of_a_file_is_reported_at_once_in_line_order() {
+    let t = Test::new(concat!(
+        "pool = \"4\"\n",
+        "fail_fast = 'yes'\n",
+        "[jobs.a]\n",
+        "comand = 'touch ran'\n",
+        "needs = \"b\"\n",
+        "timeout = 10\n",
+        "retries = 99999999999999999999\n",
+        "[jobs.b]\n",
+        "command = \"echo '{item}'\"\n",
+        "items = ['x']\n",
+        "concurrency = 0\n",
+        "success_codes = [0, '1']\n",
+        "[jobs.c]\n",
+        "command = 'touch ran'\n",
+        "needs = ['bb']\n",
+    ));
+    let out = t.run();
+    out.assert_code(2);
+    let expected = [
+        (
+            "jobs.toml:1:8",
+            "pool: expected an integer ≥ 1, found the string \"4\"",
+        ),
+        (
+            "jobs.toml:2:13",
+            "fail_fast: expected true or false, found the string \"yes\"",
+        ),
+        ("jobs.toml:4:1", "unknown key `comand`"),
+        (
+            "jobs.toml:5:9",
+            "jobs.a.needs: expected an array of job names, found the string \"b\"",
+        ),
+        (
+            "jobs.toml:6:11",
+            "jobs.a.timeout: expected a duration such as \"10s\", found an integer",
+        ),
+        (
+            "jobs.toml:7:11",
+            "jobs.a.retries: expected an integer ≥ 0, found 99999999999999999999 (too large)",
+        ),
+        (
+            "jobs.toml:9:18",
+            "`{item}` inside single quotes in a shell command",
+        ),
+        (
+            "jobs.toml:11:15",
+            "`concurrency` must be at least 1 (got 0)",
+        ),
+        (
+            "jobs.toml:12:21",
+            "jobs.b.success_codes[1]: expected an exit code (an integer), found the string \"1\"",
+        ),
+        (
+            "jobs.toml:15:10",
+            "job `c` needs `bb`, which is not a job in this file",
+        ),
+    ];
+    let mut from = 0;
+    for (place, message) in expected {
+        let at = out.stderr[from..]
+            .find(&format!("error: {message}\n"))
+            .unwrap_or_else(|| panic!("{message:?} after byte {from}:\n{}", out.stderr));
+        from += at;
+        let place_at = out.stderr[from..].find("jobs.toml:").expect("a place") + from;
+        assert!(
+            out.stderr[place_at..].starts_with(place),
+            "{message:?} at {place}:\n{}",
+            out.stderr
+        );
+        from = place_at;
+    }
+    assert_eq!(
+        out.stderr.matches("error: ").count(),
+        expected.len(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !t.path("ran").exists(),
+        "nothing runs when the file is invalid"
+    );
 }
 
 #[test]

@@ -5,26 +5,23 @@
 
 use super::{article, Checker};
 use crate::diagnostic::{suggest, Diagnostic};
+use crate::jobfile::typed::{self, Value};
 use crate::jobfile::{CommandSpec, Items, JobId, QueueId, StdinSpec};
-use crate::template::Template;
+use crate::template::{is_posix_shell, Placeholder, Template};
 use std::ops::Range;
 use std::path::Path;
-use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-impl Checker {
+impl Checker<'_> {
     /// `command`: a string is a shell script, an array is argv. A wrong command becomes
     /// an empty argv, which is never run because the file is then rejected.
-    pub(super) fn command(
-        &mut self,
-        raw: &Spanned<toml::Value>,
-        shell: Vec<String>,
-    ) -> CommandSpec {
+    pub(super) fn command(&mut self, raw: &Value<'_>, shell: Vec<String>) -> CommandSpec {
         match raw.get_ref() {
-            toml::Value::String(script) => self.shell_command(script, raw.span()).map_or(
+            DeValue::String(script) => self.shell_command(script, raw.span(), &shell).map_or(
                 CommandSpec::Argv(Vec::new()),
                 |script| CommandSpec::Shell { shell, script },
             ),
-            toml::Value::Array(parts) => {
+            DeValue::Array(parts) => {
                 CommandSpec::Argv(self.argv_command(parts, raw.span()).unwrap_or_default())
             }
             other => {
@@ -37,18 +34,36 @@ impl Checker {
         }
     }
 
-    /// A string `command`. `{item}` inside quotes is refused: the runner shell-quotes the
-    /// item itself, and its quotes would close the ones around it, leaving the item bare
-    /// for the shell to run as code.
-    fn shell_command(&mut self, script: &str, span: Range<usize>) -> Option<Template> {
-        if script.trim().is_empty() {
+    /// A string `command`, run by `shell`. The runner inserts `{item}` quoted for a
+    /// POSIX shell, so `{item}` is refused where that quoting cannot protect it: inside
+    /// quotes (its quotes would close the ones around it, leaving the item bare for the
+    /// shell to run as code), and anywhere in a command run by another program. Each
+    /// error points at the `{item}` itself.
+    fn shell_command(
+        &mut self,
+        text: &str,
+        span: Range<usize>,
+        shell: &[String],
+    ) -> Option<Template> {
+        if text.trim().is_empty() {
             self.error("`command` is empty", span);
             return None;
         }
-        let script = self.template_at(script, span.clone())?;
-        if let Some(kind) = script.item_inside_shell_quotes() {
+        let script = self.template_at(text, span.clone())?;
+        let at = |item: Range<usize>| typed::content_span(self.source, span.clone(), text, item);
+        if !is_posix_shell(shell) {
+            if let Some(item) = script.first_use(Placeholder::Item) {
+                let program = shell.first().map_or("", String::as_str);
+                let d = Diagnostic::at(
+                    format!("`{{item}}` in a command run by `{program}`, which is not a POSIX shell: the runner cannot quote the item for it"),
+                    at(item),
+                )
+                .with_note("every task gets its item in the environment variable RUNNER_ITEM: read it there (in Python, os.environ[\"RUNNER_ITEM\"]), or make `command` an array (argv), where {item} is passed as one argument");
+                self.diagnostics.push(d);
+            }
+        } else if let Some((kind, item)) = script.item_inside_shell_quotes() {
             self.diagnostics.push(
-                Diagnostic::at(format!("`{{item}}` inside {kind} quotes in a shell command"), span)
+                Diagnostic::at(format!("`{{item}}` inside {kind} quotes in a shell command"), at(item))
                     .with_note("the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes"),
             );
         }
@@ -56,7 +71,7 @@ impl Checker {
     }
 
     /// An array `command`: each part one argument, the first naming the program.
-    fn argv_command(&mut self, parts: &[toml::Value], span: Range<usize>) -> Option<Vec<Template>> {
+    fn argv_command(&mut self, parts: &[Value<'_>], span: Range<usize>) -> Option<Vec<Template>> {
         if parts.is_empty() {
             self.error(
                 "`command` is empty: name a program, e.g. [\"echo\", \"hi\"]",
@@ -66,8 +81,8 @@ impl Checker {
         }
         let mut argv = Vec::new();
         for part in parts {
-            match part {
-                toml::Value::String(s) => {
+            match part.get_ref() {
+                DeValue::String(s) => {
                     if let Some(t) = self.template_at(s, span.clone()) {
                         argv.push(t);
                     }
@@ -92,11 +107,11 @@ impl Checker {
 
     /// `items`: an array of values, or a table with one of `range`, `file`, `queue`.
     /// Wrong items become an empty list, never run because the file is rejected.
-    pub(super) fn items(&mut self, raw: &Spanned<toml::Value>, job: JobId) -> Items {
+    pub(super) fn items(&mut self, raw: &Value<'_>, job: JobId) -> Items {
         let span = raw.span();
         match raw.get_ref() {
-            toml::Value::Array(values) => Items::List(self.item_list(values, span)),
-            toml::Value::Table(table) => self.items_table(table, job, span),
+            DeValue::Array(values) => Items::List(self.item_list(values, span)),
+            DeValue::Table(table) => self.items_table(table, job, span),
             other => {
                 self.error(
                     format!(
@@ -111,9 +126,10 @@ impl Checker {
     }
 
     /// `items = [...]`: scalars, each given to a process as text, so none may hold NUL.
-    fn item_list(&mut self, values: &[toml::Value], span: Range<usize>) -> Vec<String> {
+    fn item_list(&mut self, values: &[Value<'_>], span: Range<usize>) -> Vec<String> {
         let mut items = Vec::new();
         for value in values {
+            let value = value.get_ref();
             match scalar(value) {
                 Some(s) if s.contains('\0') => self.error(
                     "an item holds a NUL byte, which no process can be given",
@@ -133,7 +149,7 @@ impl Checker {
     }
 
     /// `items = { range | file | queue = ... }`.
-    fn items_table(&mut self, table: &toml::Table, job: JobId, span: Range<usize>) -> Items {
+    fn items_table(&mut self, table: &DeTable<'_>, job: JobId, span: Range<usize>) -> Items {
         if table.len() != 1 {
             self.error(
                 "`items` as a table takes exactly one of `range`, `file` or `queue`",
@@ -142,9 +158,10 @@ impl Checker {
             return Items::List(Vec::new());
         }
         let (key, value) = table.iter().next().expect("one key");
-        match (key.as_str(), value) {
-            ("range", toml::Value::Array(bounds)) => self.items_range(bounds, span),
-            ("file", toml::Value::String(file)) => {
+        match (&**key.get_ref(), value.get_ref()) {
+            ("range", DeValue::Array(bounds)) => self.items_range(bounds, span),
+            ("file", DeValue::String(file)) => {
+                let file: &str = file;
                 let path = self.dir.join(file);
                 match read_items(&path) {
                     Ok(items) => Items::List(items),
@@ -154,7 +171,7 @@ impl Checker {
                     }
                 }
             }
-            ("queue", toml::Value::String(name)) => {
+            ("queue", DeValue::String(name)) => {
                 let q = self.queue(name, span.clone());
                 self.consume(q, job, span);
                 Items::Queue(q)
@@ -178,11 +195,19 @@ impl Checker {
     }
 
     /// `items = { range = [A, B] }`: A, A+1, …, B−1.
-    fn items_range(&mut self, bounds: &[toml::Value], span: Range<usize>) -> Items {
-        match bounds {
-            [toml::Value::Integer(a), toml::Value::Integer(b)] if a <= b => Items::Range(*a, *b),
-            [toml::Value::Integer(_), toml::Value::Integer(_)] => {
+    fn items_range(&mut self, bounds: &[Value<'_>], span: Range<usize>) -> Items {
+        let bound = |v: &Value<'_>| match v.get_ref() {
+            DeValue::Integer(i) => Some(typed::integer(i)),
+            _ => None,
+        };
+        match bounds.iter().map(bound).collect::<Vec<_>>()[..] {
+            [Some(Some(a)), Some(Some(b))] if a <= b => Items::Range(a, b),
+            [Some(Some(_)), Some(Some(_))] => {
                 self.error("`range = [A, B]` needs A ≤ B (B is not included)", span);
+                Items::List(Vec::new())
+            }
+            [Some(_), Some(_)] => {
+                self.error("`range = [A, B]`: a bound is too large", span);
                 Items::List(Vec::new())
             }
             _ => {
@@ -210,18 +235,18 @@ impl Checker {
     }
 
     /// `stdin`: a string (a template), or a table with one of `file`, `queue`.
-    pub(super) fn stdin(&mut self, raw: &Spanned<toml::Value>, job: JobId) -> StdinSpec {
+    pub(super) fn stdin(&mut self, raw: &Value<'_>, job: JobId) -> StdinSpec {
         let span = raw.span();
         match raw.get_ref() {
-            toml::Value::String(text) => match self.template_at(text, span) {
+            DeValue::String(text) => match self.template_at(text, span) {
                 Some(t) => StdinSpec::Text(t),
                 None => StdinSpec::Empty,
             },
-            toml::Value::Table(table) if table.len() == 1 => {
+            DeValue::Table(table) if table.len() == 1 => {
                 let (key, value) = table.iter().next().expect("one key");
-                match (key.as_str(), value) {
-                    ("file", toml::Value::String(file)) => {
-                        let path = self.dir.join(file);
+                match (&**key.get_ref(), value.get_ref()) {
+                    ("file", DeValue::String(file)) => {
+                        let path = self.dir.join(&**file);
                         if !path.is_file() {
                             self.error(
                                 format!("stdin file {} does not exist", path.display()),
@@ -230,7 +255,7 @@ impl Checker {
                         }
                         StdinSpec::File(path)
                     }
-                    ("queue", toml::Value::String(name)) => {
+                    ("queue", DeValue::String(name)) => {
                         let q = self.queue(name, span.clone());
                         self.consume(q, job, span);
                         StdinSpec::Queue(q)
@@ -278,13 +303,21 @@ fn read_items(path: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// An item as the text a process is given; tables and arrays are not items.
-fn scalar(value: &toml::Value) -> Option<String> {
+/// An item as the text a process is given; tables, arrays and dates are not items. A
+/// number is written as its value (`1_000` and `0x10` as `1000` and `16`); an integer
+/// too large for 64 bits is still an item, as its digits.
+fn scalar(value: &DeValue<'_>) -> Option<String> {
     match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => {
+            Some(typed::integer(i).map_or_else(|| i.to_string(), |n| n.to_string()))
+        }
+        DeValue::Float(f) => Some(
+            f.as_str()
+                .parse::<f64>()
+                .map_or_else(|_| f.to_string(), |f| f.to_string()),
+        ),
+        DeValue::Boolean(b) => Some(b.to_string()),
         _ => None,
     }
 }

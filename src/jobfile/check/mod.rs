@@ -1,10 +1,11 @@
-//! The per-job checks: turning the raw serde structs of `raw` into the checked model of
+//! The per-job checks: turning the typed values of `raw` into the checked model of
 //! `jobfile`, one key at a time, and collecting a [`Diagnostic`] for every value that is
 //! wrong, each pointing at that value in the file. A wrong value is replaced by a default
-//! and checking goes on, so that one pass reports every problem, in a fixed order.
+//! and checking goes on, so that one pass reports every problem (`jobfile::parse` sorts
+//! them in line order).
 //!
 //! This module checks one job (and the top-level keys) at a time. It does not parse TOML
-//! (serde and `toml_diagnostic` in `jobfile` do), and it leaves rules that span jobs
+//! nor check types (`raw` does), and it leaves rules that span jobs
 //! (queue wiring, cycles) to `wiring`, which runs only once every job here checked out.
 //! Its only I/O is looking at the files and folders the job file names (`items = { file }`,
 //! `stdin = { file }`, `cwd`), so that a missing one is reported before anything runs.
@@ -17,25 +18,31 @@
 mod inputs;
 mod process;
 
-use super::raw::{RawFile, RawJob, RawQueue};
+use super::raw::{Name, RawFile, RawJob, RawQueue};
 use super::{
     valid_name, Items, Job, JobFile, JobId, QueueDef, QueueId, StdinSpec, DEFAULT_CAPACITY,
 };
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::Template;
-use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
-/// Checks every job of `raw` on its own. Returns the model (when the file has jobs at
-/// all) and every problem found; the model is only usable when there are none.
-pub(super) fn file(raw: RawFile, path: &Path, dir: PathBuf) -> (Option<JobFile>, Vec<Diagnostic>) {
+/// Checks every job of `raw` on its own, after the problems `raw` found (`found`).
+/// Returns the model and every problem; the model is only usable when there are none.
+pub(super) fn file(
+    raw: RawFile<'_>,
+    found: Vec<Diagnostic>,
+    source: &str,
+    path: &Path,
+    dir: PathBuf,
+) -> (JobFile, Vec<Diagnostic>) {
     let mut checker = Checker {
+        source,
         dir: dir.clone(),
-        diagnostics: Vec::new(),
+        diagnostics: found,
         queues: Vec::new(),
         queue_ids: HashMap::new(),
     };
@@ -45,7 +52,9 @@ pub(super) fn file(raw: RawFile, path: &Path, dir: PathBuf) -> (Option<JobFile>,
 
 /// The state of one pass over a file: the problems found so far, and the queues named
 /// so far (a queue is declared by `[queues.NAME]` or by the first job that names it).
-struct Checker {
+struct Checker<'s> {
+    /// The job file's text, for pointing inside a string value.
+    source: &'s str,
     /// The job file's folder, which relative paths in it are resolved against.
     dir: PathBuf,
     diagnostics: Vec<Diagnostic>,
@@ -53,42 +62,28 @@ struct Checker {
     queue_ids: HashMap<String, QueueId>,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn error(&mut self, message: impl Into<String>, span: Range<usize>) {
         self.diagnostics.push(Diagnostic::at(message, span));
     }
 
-    fn check(&mut self, raw: RawFile, path: &Path, dir: PathBuf) -> Option<JobFile> {
+    fn check(&mut self, raw: RawFile<'_>, path: &Path, dir: PathBuf) -> JobFile {
         let pool = raw.pool.and_then(|p| self.positive(&p, "pool"));
         let shell = self.top_shell(raw.shell);
         let env = self.env(raw.env);
         self.declare_queues(raw.queues);
-        let Some(jobs) = raw.jobs else {
-            self.diagnostics.push(
-                Diagnostic::new("the job file has no jobs", Some(0..0))
-                    .with_note("add one: [jobs.hello]\ncommand = [\"echo\", \"hello\"]"),
-            );
-            return None;
-        };
-        let jobs_span = jobs.span();
-        let jobs = jobs.into_inner();
-        if jobs.is_empty() {
-            self.error(
-                "`jobs` is empty: a job file needs at least one job",
-                jobs_span,
-            );
-        }
         // Every name first, so that `needs` may name a job defined further down.
-        let names: HashMap<String, JobId> = jobs
-            .keys()
+        let names: HashMap<String, JobId> = raw
+            .jobs
+            .iter()
             .enumerate()
-            .map(|(i, name)| (name.get_ref().clone(), i))
+            .map(|(i, (name, _))| (name.get_ref().clone(), i))
             .collect();
         let mut checked = Vec::new();
-        for (id, (name, job)) in jobs.into_iter().enumerate() {
+        for (id, (name, job)) in raw.jobs.into_iter().enumerate() {
             checked.push(self.job(id, name, job, &names, &shell));
         }
-        Some(JobFile {
+        JobFile {
             path: path.to_path_buf(),
             dir,
             source: String::new(),
@@ -97,7 +92,7 @@ impl Checker {
             env,
             queues: std::mem::take(&mut self.queues),
             jobs: checked,
-        })
+        }
     }
 
     /// The top-level `shell`, which every job's string command runs with unless the job
@@ -118,7 +113,7 @@ impl Checker {
 
     /// `[queues.NAME]` tables: declared before any job names them, so that their
     /// capacity holds however the jobs refer to them.
-    fn declare_queues(&mut self, raw: IndexMap<Spanned<String>, RawQueue>) {
+    fn declare_queues(&mut self, raw: Vec<(Name, RawQueue)>) {
         for (name, queue) in raw {
             let capacity = match queue.capacity {
                 Some(c) => self.positive(&c, "capacity").unwrap_or(DEFAULT_CAPACITY),
@@ -158,8 +153,8 @@ impl Checker {
     fn job(
         &mut self,
         id: JobId,
-        name: Spanned<String>,
-        job: Spanned<RawJob>,
+        name: Name,
+        job: RawJob<'_>,
         names: &HashMap<String, JobId>,
         shell: &[String],
     ) -> Job {
@@ -171,9 +166,12 @@ impl Checker {
                 span.clone(),
             );
         }
-        let job = job.into_inner();
         let shell = self.job_shell(job.shell, shell);
-        let command = self.command(&job.command, shell);
+        let command = match &job.command {
+            Some(command) => self.command(command, shell),
+            // Reported by `raw` (missing, or the job is not a table).
+            None => super::CommandSpec::Argv(Vec::new()),
+        };
         let (needs, needs_spans) = self.needs(&job.needs, id, &name, names);
         let items = match &job.items {
             None => Items::Single,

@@ -4,23 +4,22 @@
 //! checked in `inputs`.
 
 use super::Checker;
+use crate::jobfile::raw::Name;
 use crate::template::{Placeholder, Template};
-use indexmap::IndexMap;
 use std::time::Duration;
 use toml::Spanned;
 
-impl Checker {
+impl Checker<'_> {
     /// `env` (top level or a job's): names a process can be given, values as templates.
-    pub(super) fn env(
-        &mut self,
-        raw: IndexMap<String, Spanned<String>>,
-    ) -> Vec<(String, Template)> {
+    pub(super) fn env(&mut self, raw: Vec<(Name, Name)>) -> Vec<(String, Template)> {
         let mut env = Vec::new();
         for (name, value) in raw {
+            let span = name.span();
+            let name = name.into_inner();
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 self.error(
                     format!("`{name}` is not an environment variable name"),
-                    value.span(),
+                    span,
                 );
                 continue;
             }
