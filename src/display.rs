@@ -276,7 +276,9 @@ impl Writer {
         }
         if !retrying {
             count.done += 1;
-            if record.status == Status::Failed {
+            // The bars' "failed" counts what fails the run: not allowed failures, not
+            // tasks the run itself stopped.
+            if record.outcome() == Outcome::Failed {
                 count.failed += 1;
             }
         }
