@@ -25,6 +25,14 @@ use std::time::{Duration, Instant};
 const LATEST_TASKS: usize = 8;
 const LATEST_LINE_CHARS: usize = 120;
 
+/// A running task as the heartbeat shows it.
+struct Latest {
+    pid: u32,
+    since: Instant,
+    /// Its last line of output shown on the terminal, made printable.
+    last: String,
+}
+
 /// How long the writer waits between batches of events while they flow.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
@@ -91,7 +99,8 @@ pub struct Writer {
     /// Where a failed write to stdout is recorded (it makes the run exit 1).
     lost: Arc<LostWrites>,
     /// Plain mode: each running task's start and last line of output, for the heartbeat.
-    latest: HashMap<Arc<str>, (Instant, String)>,
+    /// Keyed by label, then pid: two tasks can share a label (equal or long items).
+    latest: HashMap<Arc<str>, Vec<Latest>>,
     started: Instant,
     bars: Option<Bars>,
     /// This machine's name, to tell remote tasks apart.
@@ -233,8 +242,11 @@ impl Writer {
             } => {
                 self.counts[job].running += 1;
                 if self.options.mode == Mode::Plain {
-                    self.latest
-                        .insert(label.clone(), (Instant::now(), String::new()));
+                    self.latest.entry(label.clone()).or_default().push(Latest {
+                        pid,
+                        since: Instant::now(),
+                        last: String::new(),
+                    });
                 }
                 if !self.options.quiet && self.options.mode == Mode::Plain {
                     let retry = if attempt > 1 {
@@ -252,7 +264,12 @@ impl Writer {
                 retrying,
                 took,
             } => {
-                self.latest.remove(&label);
+                if let Some(tasks) = self.latest.get_mut(&label) {
+                    tasks.retain(|t| Some(t.pid) != record.pid);
+                    if tasks.is_empty() {
+                        self.latest.remove(&label);
+                    }
+                }
                 self.ended(job, &label, &record, retrying, took);
             }
             Event::Skipped { job, count } => self.counts[job].skipped += count,
@@ -320,14 +337,18 @@ impl Writer {
     }
 
     fn output(&mut self, stream: Stream, label: &str, data: &[u8]) {
-        if let Some((_, last)) = self.latest.get_mut(label) {
+        if let Some(tasks) = self.latest.get_mut(label) {
             // The last line, and of it what a terminal would show last after a `\r`.
             let last_line = data
                 .split(|&b| b == b'\n' || b == b'\r')
                 .rev()
                 .find(|l| !l.is_empty());
             if let Some(line) = last_line {
-                *last = printable(line, LATEST_LINE_CHARS);
+                let line = printable(line, LATEST_LINE_CHARS);
+                // Tasks sharing a label cannot be told apart here; each shows the line.
+                for task in tasks {
+                    task.last.clone_from(&line);
+                }
             }
         }
         let prefix = format!("[{label}]");
@@ -412,17 +433,22 @@ impl Writer {
         );
         self.note(&line);
         // What each running task said last, so that a long step never looks dead.
-        let mut latest: Vec<(&Arc<str>, &(Instant, String))> = self.latest.iter().collect();
-        latest.sort_by_key(|(_, (since, _))| *since);
+        let mut latest: Vec<(&Arc<str>, &Latest)> = self
+            .latest
+            .iter()
+            .flat_map(|(label, tasks)| tasks.iter().map(move |t| (label, t)))
+            .collect();
+        latest.sort_by_key(|(_, t)| t.since);
         let lines: Vec<String> = latest
             .iter()
             .take(LATEST_TASKS)
-            .map(|(label, (since, last))| {
-                let running = duration(since.elapsed());
-                if last.is_empty() {
-                    format!("  {label} ({running}): no output yet")
+            .map(|(label, t)| {
+                let running = duration(t.since.elapsed());
+                if t.last.is_empty() {
+                    // Held back by --quiet, or sent to a queue, or nothing printed at all.
+                    format!("  {label} ({running}): nothing shown yet")
                 } else {
-                    format!("  {label} ({running}): {last}")
+                    format!("  {label} ({running}): {}", t.last)
                 }
             })
             .collect();

@@ -73,17 +73,24 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
         redact(&worker.url)
     ));
     let result = worker.serve_runs(&mut broker, args.once);
-    let failed = worker.failed;
-    let Worker { session, .. } = worker;
-    if let Err(e) = &result {
-        session.say(format!("error: {e}"));
-    }
-    session.finish(String::new());
-    match interrupted.get() {
-        Some(signal) => Ok(Outcome::Interrupted(*signal)),
-        None if failed => result.map(|()| Outcome::Failed),
-        None => result.map(|()| Outcome::Success),
-    }
+    let Worker {
+        session, failed, ..
+    } = worker;
+    // Said here, in order with everything else the worker said; the exit status is 1.
+    let broken = match result {
+        Ok(()) => false,
+        Err(e) => {
+            session.say(format!("error: {e}"));
+            true
+        }
+    };
+    let lost = session.lost.clone();
+    session.finish(lost.summary());
+    Ok(match interrupted.get() {
+        Some(signal) => Outcome::Interrupted(*signal),
+        None if failed || broken || lost.any() => Outcome::Failed,
+        None => Outcome::Success,
+    })
 }
 
 impl Worker {

@@ -153,7 +153,7 @@ fn run_attempt(
 ) -> process::Attempt {
     let job = task.job;
     let prepared = prepare(ctx, job, task.item, task.index, task.slot, attempt);
-    let (mut out, mut err) = sinks(ctx, job, task.index, &task.label, attempt);
+    let (mut out, mut err) = sinks(ctx, job, task.index, &task.label, record);
     let mut on_spawn = |pid| {
         if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Spawned {
@@ -202,7 +202,16 @@ fn run_attempt(
     result
 }
 
-fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32) -> (Sink, Sink) {
+/// Where an attempt's output goes. `record` says which log files an earlier attempt of
+/// the task opened: a retry appends to those, and starts afresh otherwise (a file of the
+/// same name may be left from an earlier run).
+fn sinks(
+    ctx: &Context,
+    job: &Job,
+    index: u64,
+    label: &Arc<str>,
+    record: &TaskRecord,
+) -> (Sink, Sink) {
     let mut out = match job.to {
         Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {
@@ -225,12 +234,12 @@ fn sinks(ctx: &Context, job: &Job, index: u64, label: &Arc<str>, attempt: u32) -
     .keep_tail();
     if let Some(dir) = &ctx.logs {
         // Opened when the process has started: a task that never started has no files.
-        let log = |stream: &str| {
+        let log = |stream: &str, append: bool| {
             let path = dir.join(format!("{}.{}.{}", job.name, index, stream));
-            Log::new(path, attempt > 1, ctx.lost.clone(), ctx.events.clone())
+            Log::new(path, append, ctx.lost.clone(), ctx.events.clone())
         };
-        out = out.log_to(log("stdout"));
-        err = err.log_to(log("stderr"));
+        out = out.log_to(log("stdout", record.stdout_log.is_some()));
+        err = err.log_to(log("stderr", record.stderr_log.is_some()));
     }
     (out, err)
 }

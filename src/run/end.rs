@@ -55,6 +55,11 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         None if failed => Outcome::Failed,
         None => Outcome::Success,
     };
+    // Output or logs lost during the run already decide the exit status the reports
+    // state; a report that then cannot be written can only say so on stderr.
+    let lost = &shared.ctx.lost;
+    let before_losses = outcome;
+    let outcome = with_lost_writes(outcome, lost);
     let info = RunInfo {
         id: ended.run_id,
         host: host.clone(),
@@ -86,7 +91,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             crate::task::plural(unlisted, "task")
         ));
     }
-    let lost = &shared.ctx.lost;
+
     let written = [
         options
             .report
@@ -99,17 +104,15 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
     ];
     for (path, result) in written.into_iter().flatten() {
         if let Err(e) = result {
-            let message = lost.record(Kind::Report, || {
-                format!("cannot write {}: {e}", path.display())
-            });
-            if let Some(message) = message {
-                summary.push_str(&format!("[runner] {message}\n"));
-            }
+            // Each report is named: there are at most two.
+            let message = format!("cannot write {}: {e}", path.display());
+            lost.record(Kind::Report, || message.clone());
+            summary.push_str(&format!("[runner] {message}\n"));
         }
     }
     summary.push_str(&lost.summary());
     let kept = with_lost_writes(outcome, lost);
-    if kept != outcome {
+    if kept != before_losses {
         summary.push_str("[runner] exit status 1: not everything asked for was written\n");
     }
     (kept, summary)

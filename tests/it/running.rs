@@ -295,5 +295,32 @@ fn the_heartbeat_shows_what_each_running_task_said_last() {
         .lines()
         .find(|l| l.starts_with("[runner]   wait ("))
         .unwrap();
-    assert!(wait.ends_with("): no output yet"), "{wait}");
+    assert!(wait.ends_with("): nothing shown yet"), "{wait}");
+}
+
+#[test]
+fn the_heartbeat_keeps_tasks_with_the_same_label_apart() {
+    use crate::util::Collected;
+    use std::time::Duration;
+    let t = Test::new(
+        "pool = 2\n[jobs.same]\ncommand = 'while [ ! -e go ]; do sleep 0.05; done'\nitems = ['x', 'x']\n",
+    )
+    .env("RUNNER_HEARTBEAT", "200ms");
+    let mut child = t.spawn();
+    let stderr = Collected::start(child.stderr.take().unwrap());
+    // One heartbeat that lists both: its summary line, then a line for each task.
+    let both = crate::util::wait_for(Duration::from_secs(20), || {
+        let text = stderr.now();
+        let lines: Vec<&str> = text.lines().collect();
+        lines.windows(3).any(|w| {
+            w[0].contains(" done, 2 running")
+                && w[1].starts_with("[runner]   same:x (")
+                && w[2].starts_with("[runner]   same:x (")
+        })
+    });
+    t.write("go", "");
+    let status = child.wait().unwrap();
+    let text = stderr.finish();
+    assert!(both, "both tasks in the heartbeat:\n{text}");
+    assert_eq!(status.code(), Some(0), "{text}");
 }

@@ -85,6 +85,7 @@ fn a_report_on_a_full_disk_makes_the_run_exit_1() {
     let out = t.run();
     out.assert_code(1)
         .assert_stderr_has("cannot write report.json: No space left on device")
+        .assert_stderr_has("cannot write junit.xml: No space left on device")
         .assert_stderr_has("reports incomplete: 2 failed writes")
         .assert_stderr_has("exit status 1: not everything asked for was written");
 }
@@ -122,4 +123,30 @@ fn empty_lines_are_labelled_without_a_trailing_space() {
     let out = Test::new("[jobs.gap]\ncommand = 'echo a; echo; echo b'\n").run();
     out.assert_code(0);
     assert_eq!(out.stdout, "[gap] a\n[gap]\n[gap] b\n");
+}
+
+#[test]
+fn the_report_states_the_exit_status_that_lost_logs_cause() {
+    let t = Test::new(TWO_TASKS).args(&["--logs", "logs", "--report", "r.json"]);
+    std::fs::create_dir(t.path("logs")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", t.path("logs/say.1.stderr")).unwrap();
+    let out = t.run();
+    out.assert_code(1);
+    assert!(
+        !out.stderr.contains("all tasks succeeded"),
+        "{}",
+        out.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    assert_eq!(report["run"]["exit_status"], 1);
+}
+
+#[test]
+fn a_log_file_left_by_an_earlier_run_is_started_afresh_then_appended_by_retries() {
+    let t = Test::new("[jobs.flaky]\ncommand = 'echo try-$RUNNER_ATTEMPT; exit 1'\nretries = 1\nretry_delay = '10ms'\n")
+        .args(&["--logs", "logs"]);
+    std::fs::create_dir(t.path("logs")).unwrap();
+    t.write("logs/flaky.0.stdout", "stale line from another run\n");
+    t.run().assert_code(1);
+    assert_eq!(t.read("logs/flaky.0.stdout"), "try-1\ntry-2\n");
 }
