@@ -12,7 +12,7 @@
 use crate::jobfile::JobFile;
 use crate::lost::{Kind, LostWrites};
 use crate::sys;
-use crate::task::{describe_end, duration, Event, Outcome, Status, Stream, TaskRecord};
+use crate::task::{describe_end, duration, printable, Event, Outcome, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -344,7 +344,7 @@ impl Writer {
                 .rev()
                 .find(|l| !l.is_empty());
             if let Some(line) = last_line {
-                let line = printable(line, LATEST_LINE_CHARS);
+                let line = printable(&String::from_utf8_lossy(line), LATEST_LINE_CHARS);
                 // Tasks sharing a label cannot be told apart here; each shows the line.
                 for task in tasks {
                     task.last.clone_from(&line);
@@ -578,19 +578,4 @@ fn write_stream(
             Ok(())
         }
     }
-}
-
-/// A line of task output as one line of a note: control characters (escape sequences,
-/// carriage returns) shown as `?`, cut to `max` characters.
-fn printable(line: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(line);
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
 }

@@ -6,6 +6,7 @@
 //! A reader of stdout that went away (`runner … | head`) is not a loss: the user chose
 //! to stop reading.
 
+use crate::task::plural;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +66,10 @@ impl LostWrites {
         let mut out = String::new();
         for kind in [Kind::Stdout, Kind::Logs, Kind::Report] {
             if let Some((_, count)) = &kinds[kind.index()] {
-                let writes = if *count == 1 { "write" } else { "writes" };
                 out.push_str(&format!(
-                    "[runner] {} incomplete: {count} failed {writes} (said above)\n",
-                    kind.name()
+                    "[runner] {} incomplete: {} (said above)\n",
+                    kind.name(),
+                    plural(*count, "failed write")
                 ));
             }
         }

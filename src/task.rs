@@ -170,15 +170,21 @@ pub fn label(job: &Job, item: &str) -> String {
     if !job.items.is_fan_out() {
         return job.name.clone();
     }
-    let mut shown: String = item
+    format!("{}:{}", job.name, printable(item, 40))
+}
+
+/// Text from a task made safe for one line of a terminal: control characters (escape
+/// sequences, carriage returns) shown as `?`, cut to `max` characters with `…`.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut shown: String = text
         .chars()
-        .take(40)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    if item.chars().count() > 40 {
+    if text.chars().nth(max).is_some() {
         shown.push('…');
     }
-    format!("{}:{}", job.name, shown)
+    shown
 }
 
 /// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".

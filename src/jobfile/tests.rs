@@ -9,7 +9,7 @@ use super::*;
 use crate::diagnostic::Diagnostic;
 
 /// Every problem `parse` finds in `source`; none when it loads.
-fn problems(source: &str) -> Vec<Diagnostic> {
+pub(super) fn problems(source: &str) -> Vec<Diagnostic> {
     problems_in(Path::new("x.toml"), source)
 }
 
@@ -22,7 +22,7 @@ fn problems_in(path: &Path, source: &str) -> Vec<Diagnostic> {
 
 /// The one problem in `source`, with the text its span points at.
 #[track_caller]
-fn problem(source: &str) -> (Diagnostic, String) {
+pub(super) fn problem(source: &str) -> (Diagnostic, String) {
     let found = problems(source);
     assert_eq!(found.len(), 1, "one problem expected: {found:#?}");
     let d = found.into_iter().next().expect("one");
@@ -36,7 +36,7 @@ fn messages(source: &str) -> Vec<String> {
 }
 
 /// A job `a` with a valid command and the extra lines `rest`.
-fn job(rest: &str) -> String {
+pub(super) fn job(rest: &str) -> String {
     format!("[jobs.a]\ncommand = 'x'\n{rest}")
 }
 

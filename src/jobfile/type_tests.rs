@@ -7,29 +7,8 @@
 //! the list of what users are told.
 
 use super::raw::{JOB_KEYS, QUEUE_KEYS, TOP_KEYS};
+use super::tests::{job, problem, problems};
 use super::*;
-use crate::diagnostic::Diagnostic;
-
-fn problems(source: &str) -> Vec<Diagnostic> {
-    match parse(Path::new("x.toml"), source.to_string()) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.diagnostics().to_vec(),
-    }
-}
-
-/// The one problem in `source`, with the text its span points at.
-#[track_caller]
-fn problem(source: &str) -> (Diagnostic, String) {
-    let found = problems(source);
-    assert_eq!(found.len(), 1, "one problem expected: {found:#?}");
-    let d = found.into_iter().next().expect("one");
-    let text = source[d.span.clone().expect("a span")].to_string();
-    (d, text)
-}
-
-fn job(rest: &str) -> String {
-    format!("[jobs.a]\ncommand = 'x'\n{rest}")
-}
 
 /// Words that only a programmer would understand: Rust and serde types.
 const JARGON: [&str; 17] = [
