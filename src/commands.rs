@@ -20,6 +20,9 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         }
         Err(e) => return Err(Error::CommandLine(e)),
     };
+    if let Some(warning) = crate::secrets::hide() {
+        eprintln!("{warning}");
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Check { file } => check(&file),

@@ -23,6 +23,7 @@ mod report;
 mod run;
 mod scheduler;
 mod schema;
+mod secrets;
 mod session;
 mod signals;
 mod sys;

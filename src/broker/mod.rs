@@ -105,9 +105,8 @@ pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, Error>
         }
         return Ok(Some(key));
     }
-    Ok(std::env::var_os("RUNNER_AUTHKEY")
-        .filter(|k| !k.is_empty())
-        .map(|k| k.into_encoded_bytes()))
+    // Read at start, before the variable was removed (`secrets.rs`).
+    Ok(crate::secrets::authkey())
 }
 
 #[cfg(test)]

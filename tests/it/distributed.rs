@@ -1,5 +1,7 @@
 //! Distributed runs against a real `redis-server` started by each test on a free
-//! loopback port, with workers as separate processes.
+//! loopback port, with workers as separate processes. The helpers here (`Redis`,
+//! `Worker`, `wait_child`, `stderr_of`) serve `broker_faults.rs` and `secrets.rs` too.
+//! Over 400 lines: one file per subject, and this subject is the happy and hostile paths.
 
 use crate::util::{wait_for, Test, BIN};
 use std::process::{Child, Command, Stdio};
@@ -140,12 +142,16 @@ impl Worker {
     pub fn start(t: &Test, file: &str, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(t.dir.path())
-            .args(["worker", file, "--broker", url])
+            .args(["worker", file])
             .args(extra)
             .env_remove("RUNNER_AUTHKEY")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // An empty URL: the worker takes it from RUNNER_BROKER_URL in `env`.
+        if !url.is_empty() {
+            cmd.args(["--broker", url]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -241,7 +247,7 @@ fn a_worker_killed_mid_task_loses_nothing() {
 }
 
 /// What a finished child printed on its (piped) stderr.
-fn stderr_of(child: &mut Child) -> String {
+pub fn stderr_of(child: &mut Child) -> String {
     let mut text = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -250,7 +256,7 @@ fn stderr_of(child: &mut Child) -> String {
     text
 }
 
-fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {

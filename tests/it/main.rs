@@ -2,6 +2,7 @@
 
 mod util;
 
+mod broker_faults;
 mod cli;
 pub mod control;
 mod distributed;
@@ -10,5 +11,6 @@ pub mod queues;
 mod quoting;
 mod reports;
 mod running;
+mod secrets;
 mod terminal;
 mod writes;

@@ -1,0 +1,181 @@
+//! The runner's own secrets, hidden from its tasks and from other local users: the
+//! broker password and the authkey.
+//!
+//! A task can read its parent's `/proc/PID/environ` and `/proc/PID/cmdline` (same uid,
+//! or root), and every local user can read the command line (`ps`). Removing a variable
+//! with `std::env::remove_var` does not change what `/proc/PID/environ` shows: the
+//! kernel shows the process's original environment block (`env_start..env_end`,
+//! fields 50–51 of `/proc/self/stat`), and the command line from `arg_start..arg_end`
+//! (fields 48–49). So at start, once the command line was parsed, [`hide`] keeps the
+//! authkey for the broker, overwrites the secrets in place in those two blocks with
+//! `*`, and removes the variables from the environment.
+//!
+//! It also marks the process non-dumpable (`PR_SET_DUMPABLE` 0): its `/proc/PID` files
+//! then belong to root, so a task of the same non-root user cannot read its
+//! environment or memory, nor trace it. That does not stop a task running as root,
+//! which is why the blocks are overwritten too; `cmdline` stays readable by everyone
+//! (hence the overwrite), and the flag is reset at `exec`, so tasks are not affected.
+//!
+//! All `unsafe` code of this is here, in [`overwrite`].
+
+use std::sync::OnceLock;
+
+/// The variables whose values are secret.
+const SECRET_VARS: [&str; 2] = ["RUNNER_AUTHKEY", "RUNNER_BROKER_URL"];
+
+static AUTHKEY: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+
+/// The authkey from `RUNNER_AUTHKEY`, as it was at start (the variable is gone since).
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+pub fn authkey() -> Option<Vec<u8>> {
+    AUTHKEY
+        .get_or_init(|| std::env::var_os("RUNNER_AUTHKEY").map(|k| k.into_encoded_bytes()))
+        .clone()
+        .filter(|k| !k.is_empty())
+}
+
+/// Hides the secrets (see the module's comment). Call once, after the command line was
+/// parsed (clap reads `RUNNER_BROKER_URL` from the environment) and before any thread
+/// or task starts. Returns a warning to print when a password was on the command line.
+pub fn hide() -> Option<String> {
+    authkey();
+    let blocks = Blocks::of_this_process();
+    let mut warning = None;
+    if let Some(b) = &blocks {
+        if overwrite(b.args, password_spans) {
+            warning = Some(
+                "warning: the broker password given with --broker was visible to other local \
+                 users (ps, /proc) until now; prefer RUNNER_BROKER_URL or a URL without \
+                 password on the command line"
+                    .to_string(),
+            );
+        }
+        overwrite(b.env, secret_values);
+    }
+    for var in SECRET_VARS {
+        // No other thread runs yet (see above), so changing the environment is sound.
+        std::env::remove_var(var);
+    }
+    // Without it, only the overwrite protects; nothing else to do about a failure.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    warning
+}
+
+/// Where the command line and the environment block are in this process's memory.
+struct Blocks {
+    args: (usize, usize),
+    env: (usize, usize),
+}
+
+impl Blocks {
+    fn of_this_process() -> Option<Blocks> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<usize> = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let field = |n: usize| fields.get(n - 3).copied().filter(|v| *v != 0);
+        Some(Blocks {
+            args: (field(48)?, field(49)?),
+            env: (field(50)?, field(51)?),
+        })
+    }
+}
+
+/// Overwrites with `*` the byte ranges `spans` finds in the block `start..end` of this
+/// process's memory; true if there were any.
+fn overwrite(block: (usize, usize), spans: fn(&[u8]) -> Vec<(usize, usize)>) -> bool {
+    let (start, end) = block;
+    if end <= start || end - start > 1 << 24 {
+        return false;
+    }
+    // SAFETY: the kernel reports `start..end` (from /proc/self/stat) as this process's
+    // argument or environment block, which stays mapped and writable for the process's
+    // life (it is the top of the main thread's stack, set up by `execve`). No other
+    // thread runs yet, and Rust holds no reference into it: std copied the arguments at
+    // start, and the environment's strings are only read through libc's `environ`,
+    // whose entries keep their length (bytes are replaced, never NUL-terminated anew).
+    let block = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    let found = spans(block);
+    for &(from, to) in &found {
+        block[from..to].fill(b'*');
+    }
+    !found.is_empty()
+}
+
+/// The passwords of Redis URLs in a NUL-separated argument block: in
+/// `redis://USER:PASSWORD@host`, the bytes after the first `:` of the user part.
+fn password_spans(block: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for arg in block.split(|b| *b == 0) {
+        if let Some(scheme) = find(arg, b"://") {
+            let rest = &arg[scheme + 3..];
+            let authority = rest.split(|b| *b == b'/').next().unwrap_or_default();
+            if let Some(at) = authority.iter().rposition(|b| *b == b'@') {
+                if let Some(colon) = authority[..at].iter().position(|b| *b == b':') {
+                    let base = offset + scheme + 3;
+                    if colon + 1 < at {
+                        out.push((base + colon + 1, base + at));
+                    }
+                }
+            }
+        }
+        offset += arg.len() + 1;
+    }
+    out
+}
+
+/// The values of the secret variables in a NUL-separated `NAME=value` block.
+fn secret_values(block: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for entry in block.split(|b| *b == 0) {
+        for var in SECRET_VARS {
+            let name = var.len();
+            if entry.len() > name + 1 && entry.starts_with(var.as_bytes()) && entry[name] == b'=' {
+                out.push((offset + name + 1, offset + entry.len()));
+            }
+        }
+        offset += entry.len() + 1;
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hidden(block: &[u8], spans: fn(&[u8]) -> Vec<(usize, usize)>) -> String {
+        let mut b = block.to_vec();
+        for (from, to) in spans(block) {
+            b[from..to].fill(b'*');
+        }
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn passwords_in_urls_are_found_and_nothing_else() {
+        let args = b"runner\0run\0--broker\0redis://:pw1@h:1/0\0--broker=rediss://u:p@ss@h\0x@y:z\0redis://h:6379\0";
+        assert_eq!(
+            hidden(args, password_spans),
+            "runner\0run\0--broker\0redis://:***@h:1/0\0--broker=rediss://u:****@h\0x@y:z\0redis://h:6379\0"
+        );
+    }
+
+    #[test]
+    fn only_the_values_of_the_secret_variables_are_found() {
+        let env = b"HOME=/root\0RUNNER_AUTHKEY=k3y\0RUNNER_BROKER_URL=redis://:p@h\0RUNNER_AUTHKEYS=no\0RUNNER_AUTHKEY=\0";
+        assert_eq!(
+            hidden(env, secret_values),
+            "HOME=/root\0RUNNER_AUTHKEY=***\0RUNNER_BROKER_URL=************\0RUNNER_AUTHKEYS=no\0RUNNER_AUTHKEY=\0"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Distributed runs when something goes wrong around them: hostile text in Redis, a
+//! coordinator killed, Redis restarted without persistence, a run stopped while workers
+//! run its tasks, a worker told to stop while its broker is away.
+
+use crate::distributed::{stderr_of, wait_child, Redis, Worker};
+use crate::util::{marker, processes_with, wait_for, Collected, Test};
+use std::time::Duration;
+
+/// The id of the newest run announced, once there is one.
+fn announced_run(redis: &Redis) -> String {
+    let mut run = String::new();
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            run = redis.newest_run();
+            !run.is_empty()
+        }),
+        "a run is announced"
+    );
+    run
+}
+
+#[test]
+fn terminal_escapes_from_redis_never_reach_the_terminal() {
+    for authkey in [Some("k3y"), None] {
+        let redis = Redis::start(&[]);
+        let mut t = Test::new(
+            "[jobs.gate]\ncommand = 'i=0; while [ ! -e open ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done'\n",
+        )
+        .args(&["--broker", &redis.url(), "--no-local"]);
+        if let Some(key) = authkey {
+            t = t.env("RUNNER_AUTHKEY", key);
+        }
+        let mut runner = t.spawn();
+        let err = Collected::start(runner.stderr.take().unwrap());
+        let run = announced_run(&redis);
+        let events = format!("runner:{run}:events");
+        for _ in 0..2 {
+            redis.cli(&[
+                "XADD",
+                &events,
+                "*",
+                "host",
+                "evil\x1b[31m",
+                "message",
+                "\x1b]0;PWNED\x07\x1b[2J cleared",
+            ]);
+        }
+        let seen = if authkey.is_some() {
+            "dropped"
+        } else {
+            "cleared"
+        };
+        assert!(err.wait_for(Duration::from_secs(10), seen), "{}", err.now());
+        t.write("open", "");
+        let status = wait_child(&mut runner, Duration::from_secs(20));
+        let err = err.finish();
+        assert_eq!(status, Some(0), "{err}");
+        assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+        if authkey.is_some() {
+            assert!(!err.contains("PWNED") && !err.contains("evil"), "{err}");
+            assert_eq!(err.matches("does not authenticate").count(), 1, "{err}");
+            assert!(
+                err.contains("2 worker reports that did not authenticate were dropped"),
+                "{err}"
+            );
+        } else {
+            assert!(
+                err.contains("worker evil?[31m: ?]0;PWNED??[2J cleared"),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// A job file whose fan-out tasks take a while, for runs that are cut short.
+fn slow_fan(seconds: &str, count: u32, mark: &str) -> String {
+    format!(
+        "[jobs.fan]\ncommand = 'echo {{item}} >> started.log; sleep {seconds}; echo {mark} > /dev/null'\nitems = {{ range = [0, {count}] }}\n"
+    )
+}
+
+#[test]
+fn a_killed_coordinator_does_not_hold_workers_from_the_next_run() {
+    let redis = Redis::start(&[]);
+    let mark = marker("deadcoord");
+    let t = Test::new(&slow_fan("0.2", 6, &mark)).args(&["--broker", &redis.url(), "--no-local"]);
+    let mut dead = t.spawn();
+    let first = announced_run(&redis);
+    // SAFETY: killing the coordinator this test started, by its pid.
+    unsafe { libc::kill(dead.id() as i32, libc::SIGKILL) };
+    let _ = dead.wait();
+    let mut next = t.spawn();
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let status = wait_child(&mut next, Duration::from_secs(30));
+    let err = stderr_of(&mut next);
+    assert_eq!(status, Some(0), "{err}");
+    let ttl: i64 = redis
+        .cli(&["TTL", &format!("runner:run:{first}")])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "the dead run's keys expire: TTL {ttl}");
+    let said = w.finish();
+    assert!(said.contains(&format!("run {first}")), "{said}");
+}
+
+#[test]
+fn redis_restarted_without_persistence_ends_the_run_with_its_tasks_lost() {
+    let mut redis = Redis::start(&[]);
+    let t = Test::new("[jobs.step]\ncommand = 'sleep 0.3'\nitems = { range = [0, 20] }\n").args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+    ]);
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let mut runner = t.spawn();
+    let run = announced_run(&redis);
+    assert!(wait_for(Duration::from_secs(15), || redis
+        .hash_len(&format!("runner:{run}:done"))
+        >= 2));
+    redis.restart();
+    let status = wait_child(&mut runner, Duration::from_secs(20));
+    let err = stderr_of(&mut runner);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("lost this run's state"), "{err}");
+    assert!(err.contains("FAILED step:19: lost"), "{err}");
+    drop(w);
+}
+
+#[test]
+fn fail_fast_stops_the_tasks_on_workers() {
+    let redis = Redis::start(&[]);
+    let mark = marker("failfast");
+    let t = Test::new(&format!(
+        "[jobs.fan]\ncommand = 'if [ {{item}} = 0 ]; then while [ $(wc -l < started.log) -lt 4 ]; do sleep 0.05; done; exit 3; fi; echo {{item}} >> started.log; sleep 30; echo {mark} > /dev/null'\nitems = {{ range = [0, 4] }}\n"
+    ))
+    .args(&["--broker", &redis.url(), "--no-local", "--fail-fast"]);
+    t.write("started.log", "x\n");
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "4", "--grace", "1s"],
+        &[],
+    );
+    let mut runner = t.spawn();
+    let status = wait_child(&mut runner, Duration::from_secs(20));
+    let err = stderr_of(&mut runner);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        wait_for(Duration::from_secs(10), || processes_with(&mark).is_empty()),
+        "the worker's tasks are stopped: {:?}",
+        processes_with(&mark)
+    );
+    for item in 1..4 {
+        assert!(
+            err.contains(&format!("STOPPED fan:{item}: killed by SIGTERM")),
+            "{err}"
+        );
+    }
+    drop(w);
+}
+
+#[test]
+fn a_terminated_coordinator_stops_remote_tasks_and_says_what_it_withdrew() {
+    let redis = Redis::start(&[]);
+    let mark = marker("termcoord");
+    let t = Test::new(&slow_fan("30", 3, &mark)).args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--report",
+        "report.json",
+    ]);
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "1", "--grace", "1s"],
+        &[],
+    );
+    let mut runner = t.spawn();
+    assert!(wait_for(Duration::from_secs(15), || t
+        .lines_in("started.log")
+        == 1));
+    // SAFETY: terminating the coordinator this test started, by its pid.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
+    let status = wait_child(&mut runner, Duration::from_secs(15));
+    let err = stderr_of(&mut runner);
+    assert_eq!(status, Some(143), "{err}");
+    assert!(!err.contains("os error 4"), "{err}");
+    assert!(err.contains("stopping 0 running tasks"), "{err}");
+    assert!(
+        err.contains("1 task running on workers") && err.contains("2 not yet taken are withdrawn"),
+        "{err}"
+    );
+    assert!(wait_for(Duration::from_secs(10), || processes_with(&mark).is_empty()));
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let stopped = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["stopped"] == true)
+        .count();
+    assert_eq!(stopped, 1, "{report}");
+    drop(w);
+}
+
+#[test]
+fn a_worker_whose_broker_is_gone_stops_on_the_first_term() {
+    let mut redis = Redis::start(&[]);
+    let t = Test::new("[jobs.fan]\ncommand = 'true'\nitems = [1]\n");
+    let mut w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let err = Collected::start(w.0.stderr.take().unwrap());
+    assert!(err.wait_for(Duration::from_secs(10), "worker on"));
+    redis.stop();
+    // It says what it waits for (an idle worker notices within its 1 s poll).
+    let said = err.wait_for(Duration::from_secs(10), "unreachable");
+    w.signal(libc::SIGTERM);
+    let status = wait_child(&mut w.0, Duration::from_secs(5));
+    let text = err.finish();
+    assert!(said, "{text}");
+    assert_eq!(status, Some(143), "{text}");
+    assert!(text.contains("reconnecting"), "{text}");
+}
+
+#[test]
+fn a_broker_url_without_scheme_says_what_to_write() {
+    let out = Test::new("[jobs.fan]\ncommand = 'true'\nitems = [1]\n")
+        .args(&["--broker", "127.0.0.1:6379"])
+        .run();
+    out.assert_code(2)
+        .assert_stderr_has("redis://127.0.0.1:6379");
+    assert!(
+        !out.stderr.contains("the broker: Redis URL"),
+        "{}",
+        out.stderr
+    );
+}
