@@ -310,6 +310,11 @@ impl Scheduler {
         self.jobs.iter().map(|j| j.running).sum()
     }
 
+    /// Tasks running in this process's slots (not on workers).
+    pub fn running_here(&self) -> usize {
+        self.running() - self.remote_running
+    }
+
     /// Nothing runs and nothing more will start.
     pub fn is_done(&self) -> bool {
         // A stopped run does not wait for tasks on workers: their results would come

@@ -204,6 +204,10 @@ pub fn describe_end(end: &End) -> String {
         End::Signaled(signal) => format!("killed by {}", sys::signal_name(*signal)),
         End::TimedOut => "timed out".to_string(),
         End::SpawnFailed { message, .. } => format!("did not start: {message}"),
+        End::Lost { deliveries: 0 } => {
+            "lost: the broker lost the run's state (Redis restarted without persistence?)"
+                .to_string()
+        }
         End::Lost { deliveries } => {
             format!("lost after {deliveries} deliveries (its workers died or stopped)")
         }

@@ -4,13 +4,15 @@
 
 use super::wire::Message;
 use super::worker::{serve, Serve, ServeOptions};
-use super::{authkey, digest, redact, Broker};
+use super::{authkey, check_url, digest, redact, Broker, BrokerError, RunState};
 use crate::cli::WorkerArgs;
 use crate::display;
 use crate::error::{Error, Outcome};
+use crate::exec::control::{Control, Level};
 use crate::exec::Mode;
 use crate::queue::{Queue, Waker};
 use crate::session::Session;
+use crate::task::printable;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,11 +50,22 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
             "`runner worker` needs --broker URL (or RUNNER_BROKER_URL)".into(),
         ));
     };
+    check_url(&url)?;
     let key = authkey(args.broker.authkey_file.as_deref())?;
-    let mut broker = Broker::connect(&url, Duration::from_secs(10))?;
+    let broker = Broker::connect(&url, Duration::from_secs(10))?;
     let session = Session::start(file.clone(), display::Options::detect(false), args.grace)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = session.relay_signals(stop.clone())?;
+    // Idle or between runs, it says when the broker is away and gives up on a signal.
+    let mut broker = {
+        let (events, stop) = (session.events.clone(), stop.clone());
+        broker.on_trouble(
+            move |text| {
+                let _ = events.send(crate::task::Event::Note(text));
+            },
+            move || stop.load(Ordering::SeqCst),
+        )
+    };
     let mut worker = Worker {
         digest: digest(&file.source),
         session,
@@ -78,7 +91,7 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
     } = worker;
     // Said here, in order with everything else the worker said; the exit status is 1.
     let broken = match result {
-        Ok(()) => false,
+        Ok(()) | Err(Error::Broker(BrokerError::Stopped)) => false,
         Err(e) => {
             session.say(format!("error: {e}"));
             true
@@ -122,8 +135,14 @@ impl Worker {
             if !self.seen.insert(run.clone()) {
                 continue;
             }
-            if !broker.is_running(&run).unwrap_or(false) {
-                continue;
+            match broker.run_state(&run)? {
+                RunState::Running => {}
+                RunState::Orphaned => {
+                    // Its coordinator died: nobody wants its results. Let it expire.
+                    let _ = broker.expire_run(&run);
+                    continue;
+                }
+                RunState::Stopping | RunState::Over => continue,
             }
             if let Some(why) = self.refusal(&announcement, &run) {
                 self.refuse(broker, &run, why);
@@ -142,7 +161,7 @@ impl Worker {
                 "its announcement does not authenticate (a different RUNNER_AUTHKEY?)".into(),
             );
         }
-        let theirs = announcement.text("digest").unwrap_or_default();
+        let theirs = printable(&announcement.text("digest").unwrap_or_default(), 80);
         (theirs != self.digest).then(|| {
             format!(
                 "its job file has digest {theirs}, this worker's {} has {}: run the same file on both",
@@ -153,7 +172,8 @@ impl Worker {
     }
 
     fn refuse(&self, broker: &mut Broker, run: &str, why: String) {
-        self.session.say(format!("refusing run {run}: {why}"));
+        self.session
+            .say(format!("refusing run {}: {why}", printable(run, 80)));
         let event = Message::new()
             .with("host", &self.session.host)
             .with("message", format!("refused the run: {why}"))
@@ -163,7 +183,8 @@ impl Worker {
 
     /// Serves one run until it ends or this worker stops.
     fn serve_run(&mut self, broker: &mut Broker, run: &str) {
-        self.session.say(format!("serving run {run}"));
+        let shown = printable(run, 80);
+        self.session.say(format!("serving run {shown}"));
         let file = &self.session.file;
         let queues = file
             .queues
@@ -171,16 +192,38 @@ impl Worker {
             .enumerate()
             .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(NoWake))))
             .collect();
-        let ctx = Arc::new(self.session.context(run, queues, Mode::Worker, None));
+        let mut ctx = self.session.context(run, queues, Mode::Worker, None);
+        // The run's own stop switch: the run stopping stops its tasks, and this worker
+        // serves the next run with a fresh one. The worker's own switch (its signals)
+        // reaches it through the relay below.
+        let control = match Control::new(self.session.control.grace) {
+            Ok(control) => Arc::new(control),
+            Err(e) => {
+                self.session
+                    .say(format!("error: cannot serve run {shown}: {e}"));
+                self.failed = true;
+                return;
+            }
+        };
+        ctx.control = control.clone();
+        let ctx = Arc::new(ctx);
         let lease = broker.run_lease(run);
         // The run's own stop flag: raised when the run ends, or by this worker's.
         let run_stop = Arc::new(AtomicBool::new(false));
+        // Set once the run was served: the relay below ends.
+        let served = Arc::new(AtomicBool::new(false));
         let watcher = {
             let (run_stop, stop) = (run_stop.clone(), self.stop.clone());
+            let (own, served) = (self.session.control.clone(), served.clone());
             std::thread::spawn(move || {
-                while !run_stop.load(Ordering::SeqCst) {
+                while !served.load(Ordering::SeqCst) {
                     if stop.load(Ordering::SeqCst) {
                         run_stop.store(true, Ordering::SeqCst);
+                    }
+                    match own.level() {
+                        Level::Run => {}
+                        Level::Stop => control.stop(),
+                        Level::Kill => control.kill(),
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -200,7 +243,8 @@ impl Worker {
             self.failed = true;
         }
         run_stop.store(true, Ordering::SeqCst);
+        served.store(true, Ordering::SeqCst);
         let _ = watcher.join();
-        self.session.say(format!("run {run} ended"));
+        self.session.say(format!("run {shown} ended"));
     }
 }

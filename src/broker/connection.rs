@@ -76,13 +76,16 @@ impl Broker {
 
     /// Runs `f` on the connection, reconnecting with backoff after a connection error.
     /// Server errors (a bad command, a script error) are returned at once. Every typed
-    /// method (`runs.rs`, `tasks.rs`) goes through here, so each one survives a Redis restart.
+    /// method (`runs.rs`, `tasks.rs`) goes through here, so each one survives a Redis
+    /// restart. While the broker is away it says so, and again now and then, so that a
+    /// waiting process always says what it waits for; `give_up` is asked every 50 ms.
     pub(super) fn call<T>(
         &mut self,
         mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, BrokerError> {
         let mut delay = Duration::from_millis(100);
         let mut down_since: Option<Instant> = None;
+        let mut next_word = Duration::from_secs(5);
         loop {
             if self.conn.is_none() {
                 match self
@@ -111,24 +114,58 @@ impl Broker {
                         }
                         return Ok(v);
                     }
+                    // A signal (SIGTERM to this process) cut a read that has a timeout:
+                    // not the broker's doing. The reply may still come, so the
+                    // connection is replaced, without a word.
+                    Err(e) if is_interrupted(&e) => {
+                        self.conn = None;
+                        if (self.give_up)() {
+                            return Err(BrokerError::Stopped);
+                        }
+                        continue;
+                    }
                     Err(e) if is_connection_error(&e) => {
                         self.conn = None;
                         if down_since.is_none() {
-                            (self.say)(format!("{}; reconnecting", describe(&self.url, &e)));
+                            (self.say)(format!(
+                                "{} (unreachable); reconnecting, retrying every {} at most",
+                                describe(&self.url, &e),
+                                crate::task::duration(MAX_DELAY)
+                            ));
                         }
                     }
                     Err(e) if is_loading(&e) => {}
                     Err(e) => return Err(BrokerError::Fatal(describe(&self.url, &e))),
                 }
             }
-            down_since.get_or_insert_with(Instant::now);
-            if (self.give_up)() {
-                return Err(BrokerError::Stopped);
+            let since = *down_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= next_word {
+                (self.say)(format!(
+                    "broker {} still unreachable after {}; reconnecting",
+                    redact(&self.url),
+                    crate::task::duration(since.elapsed())
+                ));
+                next_word = (next_word * 3).min(Duration::from_secs(300));
             }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(2));
+            let wake = Instant::now() + delay;
+            while Instant::now() < wake {
+                if (self.give_up)() {
+                    return Err(BrokerError::Stopped);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            delay = (delay * 2).min(MAX_DELAY);
         }
     }
+}
+
+/// The longest wait between two reconnection attempts.
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+fn is_interrupted(e: &RedisError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
 }
 
 fn is_connection_error(e: &RedisError) -> bool {

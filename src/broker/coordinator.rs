@@ -1,23 +1,30 @@
 //! The coordinator's side of a distributed run: announce the run, publish tasks, read
-//! results and workers' reports back, and declare tasks lost after `max_deliveries`.
+//! results and workers' reports back, declare tasks lost after `max_deliveries`, keep
+//! the run's heartbeat, and stop the run's tasks on workers when the run stops.
 //!
 //! The scheduler does not know where a task runs: `run` hands the tasks of remote jobs
 //! to the channel the publish thread reads instead of a slot, and results come back
-//! through the `on_result` callback, as records like any local task's.
+//! through the `on_result` callback, as records like any local task's. When Redis lost
+//! the run (restarted without persistence), `on_lost` gets the tasks it never heard of.
+//!
+//! Everything read from the broker that is printed is made printable first (control
+//! characters shown as `?`): anyone who can write to Redis can write there. With an
+//! authkey, a worker's report that does not authenticate is dropped and counted.
 
 use super::wire::Message;
 use super::worker::record_from;
-use super::{digest, Broker, Lease, Report, ReportCursor};
+use super::{check_url, digest, redact, Broker, Lease, Report, ReportCursor, HEARTBEAT_EVERY};
 use crate::error::Error;
 use crate::jobfile::JobFile;
 use crate::scheduler::Start;
-use crate::task::TaskRecord;
+use crate::signals::Interrupt;
+use crate::task::{plural, printable, TaskRecord};
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,9 +51,19 @@ pub struct Coordinator {
 }
 
 type OnResult = Box<dyn Fn(TaskRecord, Vec<u8>) + Send>;
+type OnLost = Box<dyn Fn(Vec<Start>) + Send>;
 type Say = Arc<dyn Fn(String) + Send + Sync>;
 
-/// What the coordinator and its three threads (publish, results, reclaim) share.
+/// Tasks of a run that ended without their results.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    /// Started on a worker, no result came back.
+    pub stopped: Vec<Start>,
+    /// Never started on a worker: withdrawn when the run stopped.
+    pub withdrawn: Vec<Start>,
+}
+
+/// What the coordinator and its threads (publish, results, reclaim, heartbeat) share.
 struct Run {
     file: Arc<JobFile>,
     id: String,
@@ -54,8 +71,16 @@ struct Run {
     /// Set when the run is over: the threads end, and a broker that is down is not
     /// waited for any more.
     stop: Arc<AtomicBool>,
+    /// Set when the run stops: tasks not yet published are withdrawn, not published.
+    closing: AtomicBool,
+    /// Set when Redis no longer knows the run.
+    lost: AtomicBool,
     /// Tasks published and not yet completed, by task key (`job/index`).
     in_flight: Mutex<HashMap<String, Start>>,
+    /// Tasks the scheduler handed over that were never published.
+    withdrawn: Mutex<Vec<Start>>,
+    /// Workers' reports dropped because they did not authenticate.
+    dropped: AtomicU64,
     say: Say,
 }
 
@@ -81,6 +106,10 @@ impl Run {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn withdrawn(&self) -> std::sync::MutexGuard<'_, Vec<Start>> {
+        self.withdrawn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Creates the run on the broker and announces it to workers.
     fn announce(&self, broker: &mut Broker) -> Result<(), Error> {
         let digest = digest(&self.file.source);
@@ -102,21 +131,27 @@ impl Run {
 }
 
 impl Coordinator {
-    /// Announces the run and starts the publisher, the result reader and the reclaimer.
+    /// Announces the run and starts the publisher, the result reader, the reclaimer and
+    /// the heartbeat.
     pub fn start(
         file: Arc<JobFile>,
         run_id: &str,
         options: &Options,
         tasks: Receiver<Start>,
-        on_result: OnResult,
+        (on_result, on_lost): (OnResult, OnLost),
         say: Say,
     ) -> Result<Coordinator, Error> {
+        check_url(&options.url)?;
         let run = Arc::new(Run {
             file,
             id: run_id.to_string(),
             options: options.clone(),
             stop: Arc::new(AtomicBool::new(false)),
+            closing: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
             in_flight: Mutex::default(),
+            withdrawn: Mutex::default(),
+            dropped: AtomicU64::new(0),
             say,
         });
         let mut broker = run.connect()?;
@@ -129,6 +164,9 @@ impl Coordinator {
                 reader(run, broker, &on_result);
             })?,
             spawn("reclaim", &run, reclaimer)?,
+            spawn("heartbeat", &run, move |run, broker| {
+                heartbeat(run, broker, &on_lost);
+            })?,
         ];
         Ok(Coordinator {
             run,
@@ -138,16 +176,58 @@ impl Coordinator {
     }
 
     /// The run is over: tell the workers, stop the threads, let the keys expire in a day.
-    /// Returns the tasks still on workers (a run that was stopped does not wait for them).
-    pub fn finish(mut self) -> Vec<Start> {
-        self.run.stop.store(true, Ordering::SeqCst);
-        let _ = self.broker.end_run(&self.run.id);
+    /// A run that stopped with tasks on workers asks the workers to stop them and waits
+    /// up to `wait` for their results (less if a signal comes); tasks no worker started
+    /// are withdrawn. Returns the tasks that ended without a result.
+    pub fn finish(mut self, wait: Duration, signals: &Receiver<Interrupt>) -> Unfinished {
+        let run = self.run.clone();
+        run.closing.store(true, Ordering::SeqCst);
+        let mut withdrawn = Vec::new();
+        let tasks: Vec<String> = run.in_flight().keys().cloned().collect();
+        if !tasks.is_empty() && !run.lost.load(Ordering::SeqCst) {
+            // Stopping first: from then on no worker starts a task, so `started` is exact.
+            let _ = self.broker.stop_run(&run.id);
+            let started = self.broker.started(&run.id, &tasks).unwrap_or_default();
+            {
+                let mut in_flight = run.in_flight();
+                for task in tasks.iter().filter(|t| !started.contains(t)) {
+                    withdrawn.extend(in_flight.remove(task));
+                }
+            }
+            (run.say)(format!(
+                "stopping {} running on workers (TERM, then KILL after each worker's --grace); {} not yet taken are withdrawn",
+                plural(started.len() as u64, "task"),
+                withdrawn.len()
+            ));
+            let deadline = Instant::now() + wait;
+            while !run.in_flight().is_empty() && Instant::now() < deadline {
+                if signals.try_recv().is_ok() {
+                    (run.say)("not waiting for the workers' tasks any more".to_string());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        run.stop.store(true, Ordering::SeqCst);
+        if !run.lost.load(Ordering::SeqCst) {
+            let _ = self.broker.end_run(&run.id);
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        let mut left: Vec<Start> = self.run.in_flight().drain().map(|(_, s)| s).collect();
-        left.sort_by_key(|s| (s.job, s.index));
-        left
+        let dropped = run.dropped.load(Ordering::SeqCst);
+        if dropped > 0 {
+            (run.say)(format!(
+                "{} that did not authenticate {} dropped",
+                plural(dropped, "worker report"),
+                if dropped == 1 { "was" } else { "were" }
+            ));
+        }
+        let mut stopped: Vec<Start> = run.in_flight().drain().map(|(_, s)| s).collect();
+        withdrawn.append(&mut run.withdrawn());
+        stopped.sort_by_key(|s| (s.job, s.index));
+        withdrawn.sort_by_key(|s| (s.job, s.index));
+        Unfinished { stopped, withdrawn }
     }
 }
 
@@ -173,6 +253,10 @@ fn publisher(run: &Run, broker: &mut Broker, tasks: &Receiver<Start>) {
         let Ok(start) = tasks.recv_timeout(Duration::from_millis(100)) else {
             continue;
         };
+        if run.closing.load(Ordering::SeqCst) {
+            run.withdrawn().push(start);
+            continue;
+        }
         let job = &run.file.jobs[start.job].name;
         let message = Message::new()
             .with("job", job)
@@ -183,6 +267,7 @@ fn publisher(run: &Run, broker: &mut Broker, tasks: &Receiver<Start>) {
         run.in_flight().insert(task.clone(), start.clone());
         let _ = broker.issue(&run.id, &task, &message);
     }
+    run.withdrawn().extend(tasks.try_iter());
 }
 
 /// Reads results and workers' reports until the run is over.
@@ -203,17 +288,22 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult) {
     }
 }
 
-/// Shows a worker's report, saying so when it does not authenticate.
+/// Shows a worker's report, made printable; with an authkey, one that does not
+/// authenticate is dropped: said once, counted at the end.
 fn event_came(run: &Run, message: &Message) {
-    let host = message.text("host").unwrap_or_default();
-    let text = message.text("message").unwrap_or_default();
-    if message.verify(run.key(), &run.id) {
-        (run.say)(format!("worker {host}: {text}"));
-    } else {
-        (run.say)(format!(
-            "a report that does not authenticate, from \"{host}\": {text}"
-        ));
+    if !message.verify(run.key(), &run.id) {
+        if run.dropped.fetch_add(1, Ordering::SeqCst) == 0 {
+            (run.say)(
+                "dropped a worker report that does not authenticate (a worker with another \
+                 authkey, or written by someone else); further ones are only counted"
+                    .to_string(),
+            );
+        }
+        return;
     }
+    let host = printable(&message.text("host").unwrap_or_default(), 100);
+    let text = printable(&message.text("message").unwrap_or_default(), 2000);
+    (run.say)(format!("worker {host}: {text}"));
 }
 
 /// Hands a result to `on_result` unless it is forged, unknown, or not awaited.
@@ -227,7 +317,8 @@ fn result_came(run: &Run, id: &str, message: &Message, on_result: &OnResult) {
     let job_name = message.text("job").unwrap_or_default();
     let Some(job) = run.file.jobs.iter().find(|j| j.name == job_name) else {
         (run.say)(format!(
-            "refused result entry {id}: unknown job `{job_name}`"
+            "refused result entry {id}: unknown job `{}`",
+            printable(&job_name, 80)
         ));
         return;
     };
@@ -277,6 +368,33 @@ fn reclaimer(run: &Run, broker: &mut Broker) {
                 .with("attempts", deliveries.to_string())
                 .sign(run.key(), &run.id);
             let _ = broker.complete(&run.id, &format!("{job}/{index}"), &id, &result);
+        }
+    }
+}
+
+/// Keeps the run alive for workers (its heartbeat key) until the run is over. If Redis
+/// no longer knows the run (restarted without persistence), the run cannot go on: the
+/// tasks published and not completed go to `on_lost`, and nothing more is published.
+fn heartbeat(run: &Run, broker: &mut Broker, on_lost: &OnLost) {
+    while !run.stopped() {
+        if let Ok(false) = broker.heartbeat(&run.id) {
+            run.closing.store(true, Ordering::SeqCst);
+            run.lost.store(true, Ordering::SeqCst);
+            let mut lost: Vec<Start> = run.in_flight().drain().map(|(_, s)| s).collect();
+            lost.sort_by_key(|s| (s.job, s.index));
+            (run.say)(format!(
+                "error: the broker {} lost this run's state (Redis restarted without \
+                 persistence, or the run's keys were deleted); stopping the run: {} sent to \
+                 workers without a result are lost",
+                redact(&run.options.url),
+                plural(lost.len() as u64, "task")
+            ));
+            on_lost(lost);
+            return;
+        }
+        let wake = Instant::now() + HEARTBEAT_EVERY;
+        while Instant::now() < wake && !run.stopped() {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -8,10 +8,16 @@
 //! own and none passes 400 lines; `coordinator`, `worker` and `command` see only
 //! `Broker`'s typed methods, messages and plain Rust types.
 //!
-//! Layout of a run `ID` in Redis (all keys expire a day after the run ends):
-//! - `runner:runs` — a stream of run announcements (run id, job-file digest, MAC);
-//! - `runner:run:ID` — a hash: `state` (running | done), `digest`, `lease_ms`,
-//!   `max_deliveries`;
+//! Layout of a run `ID` in Redis (all keys expire a day after the run ends, or after a
+//! worker found its coordinator dead):
+//! - `runner:runs` — a stream of run announcements (run id, job-file digest, MAC),
+//!   trimmed to about the newest thousand;
+//! - `runner:run:ID` — a hash: `state` (running | stopping | done), `digest`,
+//!   `lease_ms`, `max_deliveries`;
+//! - `runner:ID:alive` — the coordinator's heartbeat: refreshed every second, it
+//!   expires 5 s after its coordinator died; a run without it is served by no worker;
+//! - `runner:ID:started` — task key → the worker that started it (the coordinator
+//!   tells running tasks from those no worker took yet);
 //! - `runner:ID:tasks` — the task stream, consumer group `workers`; an entry is a task's
 //!   job, index and item (data only, never a command);
 //! - `runner:ID:issued` — task key → the entry id it was published as (replays have
@@ -33,7 +39,7 @@ pub mod wire;
 pub mod worker;
 
 pub use connection::Broker;
-pub use runs::{Report, ReportCursor};
+pub use runs::{Report, ReportCursor, RunState, HEARTBEAT_EVERY};
 
 use crate::error::Error;
 use std::time::Duration;
@@ -77,7 +83,26 @@ pub fn redact(url: &str) -> String {
             Some((_, host)) => format!("{scheme}://***@{host}"),
             None => url.to_string(),
         },
-        None => "the broker".to_string(),
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        },
+    }
+}
+
+/// Refuses a broker URL that is not a Redis URL at all, saying what to write.
+pub fn check_url(url: &str) -> Result<(), Error> {
+    let shown = redact(url);
+    match url.split_once("://") {
+        None => Err(Error::Usage(format!(
+            "--broker {shown}: not a Redis URL (no scheme); write redis://{shown} \
+             (rediss:// for TLS)"
+        ))),
+        Some(("redis" | "rediss" | "unix" | "redis+unix", _)) => Ok(()),
+        Some((scheme, _)) => Err(Error::Usage(format!(
+            "--broker {shown}: `{scheme}://` is not a Redis URL; write \
+             redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)"
+        ))),
     }
 }
 
@@ -122,5 +147,6 @@ mod tests {
             super::redact("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        assert_eq!(super::redact(":pw@db:6379"), "***@db:6379");
     }
 }

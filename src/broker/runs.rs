@@ -12,8 +12,36 @@ use super::{key, run_key, Broker, BrokerError, Lease, GROUP, RUNS};
 use redis::{FromRedisValue, Value};
 use std::time::Duration;
 
-/// A run's keys expire this long (a day) after the run ended.
+/// A run's keys expire this long (a day) after the run ended or its coordinator died.
 const KEEP_ENDED_RUN_SECS: u64 = 86_400;
+
+/// Announcements kept in `runner:runs` (about: the stream is trimmed, not exactly).
+const KEEP_ANNOUNCEMENTS: usize = 1000;
+
+/// How often a coordinator refreshes its run's heartbeat key, and how long the key
+/// lives without that: a run whose key is gone has no coordinator any more.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
+/// Refreshes the heartbeat, unless the run's hash is gone (Redis lost it): 0 then.
+/// KEYS: run hash, alive.
+const HEARTBEAT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return 1
+";
+
+/// Where a run stands, as workers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// Its coordinator is stopping it (fail-fast, a signal): stop its tasks, report them.
+    Stopping,
+    /// It ended, or Redis no longer knows it.
+    Over,
+    /// Its state says running, but its coordinator's heartbeat is gone.
+    Orphaned,
+}
 
 /// Where the coordinator has read up to in a run's result and event streams.
 #[derive(Debug, Clone)]
@@ -53,6 +81,12 @@ impl Broker {
                 .arg("0")
                 .arg("MKSTREAM")
                 .query::<()>(c)?;
+            redis::cmd("SET")
+                .arg(key(run, "alive"))
+                .arg("1")
+                .arg("PX")
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .query::<()>(c)?;
             redis::cmd("HSET")
                 .arg(run_key(run))
                 .arg("state")
@@ -67,9 +101,85 @@ impl Broker {
         })
     }
 
-    /// Adds a run's announcement to the stream workers watch.
+    /// Adds a run's announcement to the stream workers watch (trimmed to about the
+    /// newest thousand).
     pub fn announce(&mut self, announcement: &Message) -> Result<(), BrokerError> {
-        self.add(RUNS, announcement)
+        self.call(|c| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(RUNS)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(KEEP_ANNOUNCEMENTS)
+                .arg("*");
+            for (name, value) in &announcement.fields {
+                cmd.arg(name).arg(value.as_slice());
+            }
+            cmd.query::<String>(c)
+        })
+        .map(drop)
+    }
+
+    /// The coordinator's heartbeat (every [`HEARTBEAT_EVERY`]): false if Redis no longer
+    /// knows the run (restarted without persistence), which is then not recreated.
+    pub fn heartbeat(&mut self, run: &str) -> Result<bool, BrokerError> {
+        let script = redis::Script::new(HEARTBEAT);
+        self.call(|c| {
+            script
+                .key(run_key(run))
+                .key(key(run, "alive"))
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .invoke::<i64>(c)
+        })
+        .map(|alive| alive == 1)
+    }
+
+    /// Where the run stands: its state, and whether its coordinator is alive.
+    pub fn run_state(&mut self, run: &str) -> Result<RunState, BrokerError> {
+        let (state, alive) = self.call(|c| {
+            redis::pipe()
+                .cmd("HGET")
+                .arg(run_key(run))
+                .arg("state")
+                .cmd("EXISTS")
+                .arg(key(run, "alive"))
+                .query::<(Option<String>, bool)>(c)
+        })?;
+        Ok(match state.as_deref() {
+            Some("running") if alive => RunState::Running,
+            Some("running") => RunState::Orphaned,
+            Some("stopping") => RunState::Stopping,
+            _ => RunState::Over,
+        })
+    }
+
+    /// Asks the workers to stop the run's tasks and report them.
+    pub fn stop_run(&mut self, run: &str) -> Result<(), BrokerError> {
+        self.call(|c| {
+            redis::cmd("HSET")
+                .arg(run_key(run))
+                .arg("state")
+                .arg("stopping")
+                .query::<()>(c)
+        })
+    }
+
+    /// The task keys (`job/index`) among `tasks` that a worker has started.
+    pub fn started(&mut self, run: &str, tasks: &[String]) -> Result<Vec<String>, BrokerError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.call(|c| {
+            redis::cmd("HMGET")
+                .arg(key(run, "started"))
+                .arg(tasks)
+                .query::<Vec<Option<String>>>(c)
+        })?;
+        Ok(tasks
+            .iter()
+            .zip(found)
+            .filter(|(_, f)| f.is_some())
+            .map(|(t, _)| t.clone())
+            .collect())
     }
 
     /// The newest `count` announcements, newest first: (entry id, announcement).
@@ -114,11 +224,6 @@ impl Broker {
         })
     }
 
-    /// Whether the run is still running (false once it ended, or if it never existed).
-    pub fn is_running(&mut self, run: &str) -> Result<bool, BrokerError> {
-        Ok(self.run_field::<String>(run, "state")?.as_deref() == Some("running"))
-    }
-
     /// The run's lease settings; each one the run's hash does not give is the default.
     pub fn run_lease(&mut self, run: &str) -> Lease {
         let default = Lease::default();
@@ -145,11 +250,19 @@ impl Broker {
                 .arg(run_key(run))
                 .arg("state")
                 .arg("done")
-                .query::<()>(c)?;
+                .query::<()>(c)
+        })?;
+        self.expire_run(run)
+    }
+
+    /// Lets all the run's keys expire in a day (it ended, or its coordinator died).
+    pub fn expire_run(&mut self, run: &str) -> Result<(), BrokerError> {
+        self.call(|c| {
             for k in [
                 run_key(run),
                 key(run, "tasks"),
                 key(run, "issued"),
+                key(run, "started"),
                 key(run, "done"),
                 key(run, "results"),
                 key(run, "events"),

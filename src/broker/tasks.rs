@@ -8,21 +8,26 @@
 
 use super::reply::{entries, entry_list, pending_rows};
 use super::wire::Message;
-use super::{key, Broker, BrokerError, GROUP};
+use super::{key, run_key, Broker, BrokerError, GROUP};
 use redis::{Script, Value};
 use std::time::Duration;
 
-/// Publishes a task: the entry and the record of which entry was issued, atomically.
-/// KEYS: tasks, issued. ARGV: task key, then field/value pairs.
+/// Publishes a task: the entry and the record of which entry was issued, atomically;
+/// nothing (nil) when Redis no longer knows the run, so that no key without expiry is
+/// made. KEYS: tasks, issued, run hash. ARGV: task key, then field/value pairs.
 const ISSUE: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 redis.call('HSET', KEYS[2], ARGV[1], id)
 return id
 ";
 
-/// Records a task's first completion: result, queue lines and ack in one atomic step.
-/// KEYS: done, results, tasks. ARGV: task key, group, entry id, then field/value pairs.
+/// Records a task's first completion: result, queue lines and ack in one atomic step
+/// (nothing when Redis no longer knows the run).
+/// KEYS: done, results, tasks, run hash. ARGV: task key, group, entry id, then
+/// field/value pairs.
 const COMPLETE: &str = r"
+if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
   return 0
@@ -44,35 +49,53 @@ end
 return 0
 ";
 
-/// What Redis knows of a task before a worker runs it.
-#[derive(Debug, Clone, Default)]
-pub struct TaskState {
-    /// The entry id the task was published as, if it was.
-    pub issued_as: Option<String>,
-    /// Whether a result was already recorded.
-    pub done: bool,
+/// Before a worker runs a task: is the entry the one issued for it, is the task still
+/// undone? If so, the task is recorded as started by this consumer, in the same step.
+/// Not while the run is stopping: then the coordinator knows which tasks started.
+/// KEYS: issued, done, started, run hash. ARGV: task key, entry id, consumer.
+const START: &str = r"
+if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return 3 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 2
+";
+
+/// What Redis knows of a task entry a worker is about to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// The task was not issued as this entry (a replayed or invented entry).
+    NotIssued,
+    /// A result is recorded already.
+    Done,
+    /// Run it: it is now recorded as started.
+    Start,
+    /// The run is stopping or over: do not start it.
+    RunStopped,
 }
 
 /// Issuing, taking, renewing and completing tasks.
 impl Broker {
-    /// Publishes a task (the ISSUE script) and returns its entry id.
+    /// Publishes a task (the ISSUE script) and returns its entry id; none if Redis no
+    /// longer knows the run.
     pub fn issue(
         &mut self,
         run: &str,
         task: &str,
         message: &Message,
-    ) -> Result<String, BrokerError> {
+    ) -> Result<Option<String>, BrokerError> {
         let script = Script::new(ISSUE);
         self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(key(run, "tasks"))
                 .key(key(run, "issued"))
+                .key(run_key(run))
                 .arg(task);
             for (name, value) in &message.fields {
                 invocation.arg(name).arg(value.as_slice());
             }
-            invocation.invoke::<String>(c)
+            invocation.invoke::<Option<String>>(c)
         })
     }
 
@@ -159,19 +182,33 @@ impl Broker {
         Ok(entry_list(&reply).into_iter().next().map(|(_, m)| m))
     }
 
-    /// Which entry the task was issued as and whether it is done, in one round trip.
-    pub fn task_state(&mut self, run: &str, task: &str) -> Result<TaskState, BrokerError> {
-        let (issued_as, done) = self.call(|c| {
-            redis::pipe()
-                .cmd("HGET")
-                .arg(key(run, "issued"))
+    /// Checks the entry `id` against the task it names and, if it may run, records it as
+    /// started by `consumer` (the START script).
+    pub fn start_task(
+        &mut self,
+        run: &str,
+        task: &str,
+        id: &str,
+        consumer: &str,
+    ) -> Result<TaskState, BrokerError> {
+        let script = Script::new(START);
+        let state = self.call(|c| {
+            script
+                .key(key(run, "issued"))
+                .key(key(run, "done"))
+                .key(key(run, "started"))
+                .key(run_key(run))
                 .arg(task)
-                .cmd("HEXISTS")
-                .arg(key(run, "done"))
-                .arg(task)
-                .query::<(Option<String>, bool)>(c)
+                .arg(id)
+                .arg(consumer)
+                .invoke::<i64>(c)
         })?;
-        Ok(TaskState { issued_as, done })
+        Ok(match state {
+            0 => TaskState::NotIssued,
+            1 => TaskState::Done,
+            2 => TaskState::Start,
+            _ => TaskState::RunStopped,
+        })
     }
 
     /// Takes the entry `id` off the pending list without a result (refused, or done by
@@ -218,6 +255,7 @@ impl Broker {
                 .key(key(run, "done"))
                 .key(key(run, "results"))
                 .key(key(run, "tasks"))
+                .key(run_key(run))
                 .arg(task)
                 .arg(GROUP)
                 .arg(id);

@@ -6,13 +6,19 @@
 //! mode would (`exec::run_task`), and completed by the COMPLETE script. Nothing from the
 //! broker is run as a command: an entry names a job of the worker's own file, an index
 //! and an item, and is refused unless it authenticates, names a job that may run
-//! remotely, and is the entry the coordinator issued for that task.
+//! remotely, and is the entry the coordinator issued for that task. A watcher thread
+//! follows the run's state: a run its coordinator stops has its tasks here stopped and
+//! reported stopped; a run that ended or whose coordinator died is left.
+//!
+//! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
+//! exchange with the coordinator are one protocol and read best side by side.
 
+use super::tasks::TaskState;
 use super::wire::Message;
-use super::{Broker, Lease};
+use super::{Broker, Lease, RunState, HEARTBEAT_EVERY};
 use crate::error::Error;
-use crate::exec::{self, Context};
-use crate::task::{End, Status, TaskRecord};
+use crate::exec::{self, Context, Mode};
+use crate::task::{printable, End, Status, TaskRecord};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +43,9 @@ pub struct Serve {
     ctx: Arc<Context>,
     /// Set when the run is over (or this process is stopping).
     stop: Arc<AtomicBool>,
+    /// Set when the coordinator stops the run: tasks stopped here are reported stopped
+    /// rather than left for another worker.
+    stopping: AtomicBool,
     /// Entries this process holds, for the renewer.
     held: Mutex<HashSet<String>>,
     /// Entries read and not yet started, for whichever consumer thread is free first.
@@ -49,6 +58,7 @@ impl Serve {
             options,
             ctx,
             stop,
+            stopping: AtomicBool::new(false),
             held: Mutex::new(HashSet::new()),
             prefetched: Mutex::new(VecDeque::new()),
         }
@@ -83,7 +93,8 @@ impl Serve {
     }
 }
 
-/// Serves a run until it ends: `pool` consumer threads and a lease renewer.
+/// Serves a run until it ends: `pool` consumer threads, a lease renewer, and a watcher
+/// of the run's state.
 pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     let mut threads = Vec::new();
     for slot in 0..serve.options.pool {
@@ -100,12 +111,17 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     let renewer = std::thread::Builder::new()
         .name("renew".into())
         .spawn(move || renew(&s, &mut broker));
+    let s = serve.clone();
+    let mut broker = connect(&s)?;
+    let watcher = std::thread::Builder::new()
+        .name("watch-run".into())
+        .spawn(move || watch(&s, &mut broker));
     for thread in threads.into_iter().flatten() {
         let _ = thread.join();
     }
     serve.stop.store(true, Ordering::SeqCst);
-    if let Ok(renewer) = renewer {
-        let _ = renewer.join();
+    for thread in [renewer, watcher].into_iter().flatten() {
+        let _ = thread.join();
     }
     Ok(())
 }
@@ -126,11 +142,60 @@ fn connect(s: &Arc<Serve>) -> Result<Broker, Error> {
         .map_err(Error::from)
 }
 
-fn run_over(s: &Serve, broker: &mut Broker) -> bool {
-    if s.stop.load(Ordering::SeqCst) || s.ctx.control.level() != exec::control::Level::Run {
-        return true;
+/// Whether this process serves the run no more (the watcher or a signal said so).
+fn run_over(s: &Serve) -> bool {
+    s.stop.load(Ordering::SeqCst) || s.ctx.control.level() != exec::control::Level::Run
+}
+
+/// How long a run's heartbeat must stay missing before its coordinator counts as dead
+/// (more than a refresh, so that a coordinator that just reconnected is not left).
+const ORPHANED_AFTER: Duration = Duration::from_secs(2);
+
+/// Watches the run's state until this process stops serving it. A run its coordinator
+/// stops has its tasks here stopped (TERM, grace, KILL) and reported; a run that ended,
+/// that Redis lost, or whose coordinator died (no heartbeat) is left, its tasks
+/// stopped. The keys of a dead coordinator's run are set to expire.
+fn watch(s: &Serve, broker: &mut Broker) {
+    let mut orphaned_since: Option<Instant> = None;
+    let run = printable(s.run(), 80);
+    while !s.stop.load(Ordering::SeqCst) {
+        match broker.run_state(s.run()) {
+            Ok(RunState::Running) => orphaned_since = None,
+            Ok(RunState::Stopping) => {
+                s.stopping.store(true, Ordering::SeqCst);
+                s.say(format!(
+                    "run {run} is stopping (fail-fast or a signal on its coordinator): stopping its tasks here"
+                ));
+                return leave(s);
+            }
+            Ok(RunState::Over) => return leave(s),
+            Ok(RunState::Orphaned) => {
+                let since = *orphaned_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ORPHANED_AFTER {
+                    s.say(format!(
+                        "run {run}: its coordinator is gone (no heartbeat for {}); leaving the run",
+                        crate::task::duration(since.elapsed())
+                    ));
+                    let _ = broker.expire_run(s.run());
+                    return leave(s);
+                }
+            }
+            Err(_) => {}
+        }
+        let wake = Instant::now() + HEARTBEAT_EVERY / 4;
+        while Instant::now() < wake && !s.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    !broker.is_running(s.run()).unwrap_or(false)
+}
+
+/// Stops serving the run; on a worker, its running tasks are stopped too (the
+/// coordinator's own share is stopped by the coordinator).
+fn leave(s: &Serve) {
+    s.stop.store(true, Ordering::SeqCst);
+    if s.ctx.mode == Mode::Worker {
+        s.ctx.control.stop();
+    }
 }
 
 /// Tasks a consumer reads at once: fewer round trips per task, at the price of a few
@@ -151,7 +216,7 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
     };
     loop {
         if checked.elapsed() > Duration::from_millis(500) || s.stop.load(Ordering::SeqCst) {
-            if run_over(s, broker) {
+            if run_over(s) {
                 return;
             }
             checked = Instant::now();
@@ -225,7 +290,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         s.refuse(
             broker,
             id,
-            format!("refused task entry {id}: job `{job_name}` is not in this worker's job file"),
+            format!(
+                "refused task entry {id}: job `{}` is not in this worker's job file",
+                printable(&job_name, 80)
+            ),
         );
         return;
     };
@@ -246,19 +314,27 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         return;
     };
     let task = format!("{}/{index}", job.name);
-    // Was this entry the one issued for the task, and is the task still undone?
-    let state = broker.task_state(run, &task).unwrap_or_default();
-    if state.issued_as.as_deref() != Some(id) {
-        s.refuse(broker, id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
-        return;
+    if run_over(s) {
+        return; // Not started: left pending.
     }
-    if state.done {
-        let _ = broker.acknowledge(run, id);
-        return;
+    // Was this entry the one issued for the task, and is the task still undone?
+    match broker.start_task(run, &task, id, &s.options.consumer) {
+        Ok(TaskState::Start) => {}
+        Ok(TaskState::NotIssued) => {
+            s.refuse(broker, id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
+            return;
+        }
+        Ok(TaskState::Done) => {
+            let _ = broker.acknowledge(run, id);
+            return;
+        }
+        Ok(TaskState::RunStopped) | Err(_) => return,
     }
     let record = exec::run_task(&s.ctx, job.id, index, item, slot);
-    if record.stopped || s.ctx.control.level() != exec::control::Level::Run {
-        // Stopped with its worker: left pending, so that another worker takes it over.
+    let stopped = record.stopped || s.ctx.control.level() != exec::control::Level::Run;
+    // Stopped with its worker: left pending, so that another worker takes it over.
+    // Stopped with its run (or the coordinator's own share): reported stopped.
+    if stopped && !s.stopping.load(Ordering::SeqCst) && s.ctx.mode == Mode::Worker {
         return;
     }
     let result = result_message(&record, &job.name).sign(s.key(), run);
@@ -330,10 +406,13 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("duration_ms", (r.duration.as_millis() as u64).to_string())
         .with("stderr_tail", r.stderr_tail.join("\n"))
         .with("tail_cut", if r.tail_cut { "1" } else { "0" })
+        .with("stopped", if r.stopped { "1" } else { "0" })
         .with("lines", &r.queue_lines)
 }
 
-/// A result message back into a record (for the coordinator).
+/// A result message back into a record (for the coordinator). Text that reaches the
+/// terminal (the host, the stderr tail) is made printable: anyone who can write to the
+/// broker could put escape sequences there.
 pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord {
     let value = m.text("value").unwrap_or_default();
     let end = match m.text("end").as_deref() {
@@ -358,7 +437,7 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         m.number("index").unwrap_or(0),
         m.text("item").unwrap_or_default(),
         usize::MAX,
-        &m.text("host").unwrap_or_default(),
+        &printable(&m.text("host").unwrap_or_default(), 100),
         allowed_failure,
     );
     r.status = if m.text("status").as_deref() == Some("succeeded") {
@@ -374,8 +453,9 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
     r.stderr_tail = m
         .text("stderr_tail")
         .filter(|t| !t.is_empty())
-        .map(|t| t.lines().map(String::from).collect())
+        .map(|t| t.lines().map(|l| printable(l, 4096)).collect())
         .unwrap_or_default();
     r.tail_cut = m.text("tail_cut").as_deref() == Some("1");
+    r.stopped = m.text("stopped").as_deref() == Some("1");
     r
 }

@@ -2,18 +2,22 @@
 //! published to the broker; results come back into the same `task_ended` path as local
 //! ones; the coordinator's own pool takes a share of the tasks unless `--no-local`.
 
-use super::{task_ended, Shared};
+use super::{task_ended, Note, Shared};
 use crate::broker::{coordinator, worker};
 use crate::error::Error;
 use crate::exec::control::Level;
 use crate::exec::Mode;
 use crate::scheduler::{Start, REMOTE};
 use crate::session::Session;
-use crate::task::{self, Event, TaskRecord};
+use crate::signals::Interrupt;
+use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub(super) use coordinator::Unfinished;
 
 /// The most tasks of a distributed run published and not yet finished.
 const REMOTE_WINDOW: usize = 4096;
@@ -25,9 +29,13 @@ pub(super) struct Distributed {
 }
 
 impl Distributed {
-    /// Ends the run on the broker; returns the tasks still on workers.
-    pub(super) fn finish(self) -> Vec<Start> {
-        let unfinished = self.coordinator.finish();
+    /// Ends the run on the broker; a stopped run first has its tasks on workers stopped,
+    /// waiting up to `grace` and 5 s for them (less on a further signal). Returns the
+    /// tasks that ended without a result.
+    pub(super) fn finish(self, grace: Duration, signals: &Receiver<Interrupt>) -> Unfinished {
+        let unfinished = self
+            .coordinator
+            .finish(grace + Duration::from_secs(5), signals);
         if let Some((stop, thread)) = self.local {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
@@ -60,6 +68,10 @@ pub(super) fn start(
         let shared = shared.clone();
         Box::new(move |record: TaskRecord, lines: Vec<u8>| result_came(&shared, record, &lines))
     };
+    let on_lost = {
+        let shared = shared.clone();
+        Box::new(move |starts: Vec<Start>| run_lost(&shared, starts))
+    };
     let say = {
         let events = ctx.events.clone();
         Arc::new(move |text: String| {
@@ -71,7 +83,7 @@ pub(super) fn start(
         &ctx.run_id,
         options,
         tasks,
-        on_result,
+        (on_result, on_lost),
         say,
     )?;
     let local = if options.no_local {
@@ -99,6 +111,21 @@ fn result_came(shared: &Arc<Shared>, record: TaskRecord, lines: &[u8]) {
         took: record.duration,
     });
     let _ = task_ended(shared, REMOTE, record, None);
+}
+
+/// Redis lost the run's state: nothing more starts, local tasks are stopped, and the
+/// tasks sent to workers without a result fail as lost (the run exits 1).
+fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>) {
+    shared.lock().scheduler.stop();
+    shared.ctx.control.stop();
+    for start in starts {
+        let item = String::from_utf8_lossy(&start.item).into_owned();
+        let mut record = TaskRecord::new(start.job, start.index, item, REMOTE, "", false);
+        record.status = Status::Failed;
+        record.end = Some(End::Lost { deliveries: 0 });
+        result_came(shared, record, &[]);
+    }
+    let _ = shared.notes.send(Note::Changed);
 }
 
 /// The coordinator's own pool, serving the run like a worker.

@@ -21,6 +21,8 @@ pub(super) struct Ended {
     pub interrupted: Option<Interrupt>,
     /// Tasks still on workers when a stopped distributed run ended.
     pub unfinished: Vec<Start>,
+    /// Tasks of a stopped distributed run that no worker took: skipped.
+    pub withdrawn: Vec<Start>,
 }
 
 /// Completes the records, decides the outcome, writes the reports; returns the outcome
@@ -45,6 +47,10 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         let mut record = skipped_record(file, start.job, start.index, item, "");
         record.stopped = true;
         records.push(record);
+    }
+    for start in ended.withdrawn {
+        let item = String::from_utf8_lossy(&start.item).into_owned();
+        records.push(skipped_record(file, start.job, start.index, item, ""));
     }
     records.sort_by_key(|r| (r.job, r.index));
     let failed = records

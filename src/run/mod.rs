@@ -157,15 +157,18 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     drop(remote_rx);
     let interrupted = wait_for_end(&shared, &session, &notes, options.grace);
     #[cfg(feature = "distributed")]
-    let unfinished = distributed.map(|d| d.finish()).unwrap_or_default();
+    let distributed::Unfinished { stopped, withdrawn } = distributed
+        .map(|d| d.finish(options.grace, &session.signals))
+        .unwrap_or_default();
     #[cfg(not(feature = "distributed"))]
-    let unfinished = Vec::new();
+    let (stopped, withdrawn) = (Vec::new(), Vec::new());
     let ended = end::Ended {
         run_id,
         pool,
         started,
         interrupted,
-        unfinished,
+        unfinished: stopped,
+        withdrawn,
     };
     let (outcome, summary) = end::finish(&shared, ended, &options);
     drop(ctx);
@@ -230,7 +233,7 @@ fn wait_for_end(
                     session.say(format!(
                         "{}: stopping {} (TERM, then KILL after {}); again to kill at once",
                         signal.describe(),
-                        task::plural(core.scheduler.running() as u64, "running task"),
+                        task::plural(core.scheduler.running_here() as u64, "running task"),
                         task::duration(grace)
                     ));
                     session.control.stop();
@@ -347,7 +350,7 @@ fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
             }
             Effect::StopRun => {
                 core.scheduler.stop();
-                let running = core.scheduler.running();
+                let running = core.scheduler.running_here();
                 let _ = ctx.events.send(Event::Note(format!(
                     "fail-fast: a task of `{}` failed; stopping {}, starting nothing new",
                     failing_job(&ctx.file, &core.scheduler),
