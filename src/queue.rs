@@ -212,6 +212,28 @@ impl Queue {
         }
     }
 
+    /// Lines taken that their consumer could not be given (its process stopped reading):
+    /// they go back to the front, for the consumer's next attempt.
+    pub fn put_back(&self, lines: Vec<u8>) {
+        let count = memchr_iter(b'\n', &lines).count();
+        if count == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.discarding {
+            state.dropped += count as u64;
+            return;
+        }
+        state.chunks.push_front(Chunk {
+            data: lines,
+            pos: 0,
+            count,
+        });
+        state.len += count;
+        state.taken -= count as u64;
+        self.changed.notify_all();
+    }
+
     /// No more producers: the consumer drains what is left, then sees the end.
     pub fn close(&self) {
         let mut state = self.lock();
@@ -335,6 +357,17 @@ mod tests {
         q.discard();
         q.push(b"b\nc\n", &|| false).unwrap();
         assert_eq!(q.stats().dropped, 3);
+    }
+
+    #[test]
+    fn lines_put_back_come_out_first_and_count_as_not_taken() {
+        let (q, _) = queue(10);
+        q.push(b"a\nb\nc\n", &|| false).unwrap();
+        let taken = q.take_all(Duration::ZERO).unwrap();
+        q.put_back(taken[2..].to_vec());
+        q.push(b"d\n", &|| false).unwrap();
+        assert_eq!((q.stats().taken, q.stats().len), (1, 3));
+        assert_eq!(q.take_all(Duration::ZERO), Some(b"b\nc\nd\n".to_vec()));
     }
 
     #[test]

@@ -128,6 +128,11 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         }
         delay = delay.saturating_mul(2);
     }
+    if let StdinSpec::Queue(q) = job.stdin {
+        // A streaming consumer is gone for good only now (a retry reads on where the
+        // failed attempt stopped): what is left is dropped, so producers never hang.
+        ctx.queues[q].discard();
+    }
     record
 }
 
