@@ -321,6 +321,9 @@ impl<'a> Drive<'a> {
                     Role::Exit | Role::Control => {}
                 }
             }
+            if stdout.refused().is_some() || stderr.refused().is_some() {
+                self.term(); // A line past its limit: the task fails (exec says why).
+            }
             if self.status.is_none() {
                 self.reap();
             }

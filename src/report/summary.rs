@@ -1,5 +1,7 @@
 //! The end-of-run summary: a table per job, the tasks the run stopped, every failed
 //! task with its stderr tail, and a last line with the counts and the verdict.
+//!
+//! Longer than 400 lines because of its unit tests, which hold whole summaries.
 
 use super::RunInfo;
 use crate::jobfile::JobFile;
