@@ -321,7 +321,8 @@ impl<'a> Drive<'a> {
                     Role::Exit | Role::Control => {}
                 }
             }
-            if stdout.refused().is_some() || stderr.refused().is_some() {
+            let refused = stdout.refused().is_some() || stderr.refused().is_some();
+            if refused && self.status.is_none() {
                 self.term(); // A line past its limit: the task fails (exec says why).
             }
             if self.status.is_none() {

@@ -127,3 +127,16 @@ fn a_huge_printed_line_keeps_memory_bounded() {
     let kib = peak_kib(&t);
     assert!(kib < 16 * 1024, "peak {kib} KiB");
 }
+
+#[test]
+fn a_task_writing_an_endless_line_is_stopped_at_the_limit() {
+    let t = Test::new(
+        "[jobs.p]\ncommand = \"yes | tr -d '\\\\n'\"\nto = 'q'\n[jobs.c]\ncommand = 'wc -c'\nstdin = { queue = 'q' }\n",
+    )
+    .args(&["--grace", "1s"]);
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("FAILED p: line 1 of stdout is longer than 16 MiB")
+        .assert_stderr_has("the task was stopped");
+    assert_eq!(out.lines_of("c"), ["0"]);
+}
