@@ -16,7 +16,8 @@ use crate::task::{describe_end, duration, printable, Event, Outcome, Status, Str
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ struct Latest {
     /// Its last line of output shown on the terminal, made printable.
     last: String,
 }
+
+/// A long line is copied from its file in pieces of this size.
+const PIECE: usize = 64 * 1024;
 
 /// How long the writer waits between batches of events while they flow.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
@@ -234,6 +238,12 @@ impl Writer {
                 label,
                 data,
             } => self.output(stream, &label, &data),
+            Event::LongLine {
+                stream,
+                label,
+                file,
+                len,
+            } => self.long_line(stream, &label, file, len),
             Event::Spawned {
                 job,
                 label,
@@ -374,6 +384,44 @@ impl Writer {
                 self.out_broken,
                 false,
             )
+        };
+        if let Err(e) = result {
+            self.stdout_failed(&e);
+        }
+    }
+
+    /// One line too long to have come in memory: copied from its file in pieces, all
+    /// within this one call, so no other output falls inside it.
+    fn long_line(&mut self, stream: Stream, label: &str, mut file: File, len: u64) {
+        if let Some(tasks) = self.latest.get_mut(label) {
+            let shown = format!("(a line of {len} bytes)");
+            for task in tasks {
+                task.last.clone_from(&shown);
+            }
+        }
+        let prefix = format!("[{label}] ");
+        let (out, err, broken) = (&mut self.out, &mut self.err, self.out_broken);
+        let mut copy = || -> io::Result<()> {
+            write_stream(stream, prefix.as_bytes(), out, err, broken, false)?;
+            let mut buf = vec![0u8; PIECE];
+            let mut left = len;
+            // A temporary file that cannot be read back ends the line short; the newline
+            // still comes, so the next line is not joined to it.
+            let _ = file.rewind();
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = match file.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                write_stream(stream, &buf[..n], out, err, broken, false)?;
+                left -= n as u64;
+            }
+            write_stream(stream, b"\n", out, err, broken, true)
+        };
+        let result = match &self.bars {
+            Some(bars) => bars.multi.suspend(copy),
+            None => copy(),
         };
         if let Err(e) = result {
             self.stdout_failed(&e);

@@ -8,6 +8,11 @@
 //!
 //! Invariant: an item is handed out exactly once, and the items of one push keep their
 //! order; pushes from different producers interleave only between chunks.
+//!
+//! Invariant: a queue holds at most `capacity` items or [`MAX_BYTES`], whichever comes
+//! first, plus the one push that found room (one read of a pipe, or one long line).
+//!
+//! Longer than 400 lines because of its unit tests; the code itself is about 280.
 
 use memchr::memchr_iter;
 use std::collections::VecDeque;
@@ -32,6 +37,8 @@ pub struct Queue {
 struct State {
     chunks: VecDeque<Chunk>,
     len: usize,
+    /// The bytes of the items held.
+    bytes: usize,
     closed: bool,
     /// The consumer is gone: pushes are counted and dropped, so producers never hang.
     discarding: bool,
@@ -76,6 +83,16 @@ pub struct QueueStats {
 
 const WAIT_SLICE: Duration = Duration::from_millis(50);
 
+/// A queue also counts as full when its items hold this many bytes: an item may be up to
+/// 16 MiB (`exec::sink::ITEM_LIMIT`), and `capacity` of those would not fit in memory.
+pub const MAX_BYTES: usize = 64 << 20;
+
+impl State {
+    fn full(&self, capacity: usize) -> bool {
+        self.len >= capacity || self.bytes >= MAX_BYTES
+    }
+}
+
 impl Queue {
     pub fn new(id: usize, name: &str, capacity: usize, waker: Box<dyn Waker>) -> Queue {
         Queue {
@@ -118,7 +135,7 @@ impl Queue {
                 state.dropped += count as u64;
                 return Ok(());
             }
-            if state.len < self.capacity {
+            if !state.full(self.capacity) {
                 break;
             }
             // A producer blocked here lends its pool slot to the consumer: tell the
@@ -144,6 +161,7 @@ impl Queue {
             count,
         });
         state.len += count;
+        state.bytes += lines.len();
         state.pushed += count as u64;
         self.changed.notify_all();
         if was_empty && std::mem::take(&mut state.wake_wanted) {
@@ -172,6 +190,7 @@ impl Queue {
             state.chunks.pop_front();
         }
         state.len -= 1;
+        state.bytes -= end + 1;
         state.taken += 1;
         self.changed.notify_all();
         Take::Item(item)
@@ -194,6 +213,7 @@ impl Queue {
                     state.taken += chunk.count as u64;
                 }
                 state.len = 0;
+                state.bytes = 0;
                 self.changed.notify_all();
                 return Some(out);
             }
@@ -210,6 +230,29 @@ impl Queue {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Lines taken that their consumer could not be given (its process stopped reading):
+    /// they go back to the front, for the consumer's next attempt.
+    pub fn put_back(&self, lines: Vec<u8>) {
+        let count = memchr_iter(b'\n', &lines).count();
+        if count == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.discarding {
+            state.dropped += count as u64;
+            return;
+        }
+        state.len += count;
+        state.bytes += lines.len();
+        state.chunks.push_front(Chunk {
+            data: lines,
+            pos: 0,
+            count,
+        });
+        state.taken -= count as u64;
+        self.changed.notify_all();
     }
 
     /// No more producers: the consumer drains what is left, then sees the end.
@@ -231,11 +274,12 @@ impl Queue {
         state.dropped += dropped;
         state.chunks.clear();
         state.len = 0;
+        state.bytes = 0;
         self.changed.notify_all();
     }
 
     pub fn is_full(&self) -> bool {
-        self.lock().len >= self.capacity
+        self.lock().full(self.capacity)
     }
 
     /// Producers waiting for room right now.
@@ -335,6 +379,29 @@ mod tests {
         q.discard();
         q.push(b"b\nc\n", &|| false).unwrap();
         assert_eq!(q.stats().dropped, 3);
+    }
+
+    #[test]
+    fn lines_put_back_come_out_first_and_count_as_not_taken() {
+        let (q, _) = queue(10);
+        q.push(b"a\nb\nc\n", &|| false).unwrap();
+        let taken = q.take_all(Duration::ZERO).unwrap();
+        q.put_back(taken[2..].to_vec());
+        q.push(b"d\n", &|| false).unwrap();
+        assert_eq!((q.stats().taken, q.stats().len), (1, 3));
+        assert_eq!(q.take_all(Duration::ZERO), Some(b"b\nc\nd\n".to_vec()));
+    }
+
+    #[test]
+    fn a_queue_of_few_big_items_is_full_by_its_bytes() {
+        let (q, _) = queue(1000);
+        let big = [vec![b'x'; MAX_BYTES / 2 - 1], b"\n".to_vec()].concat();
+        q.push(&big, &|| false).unwrap();
+        assert!(!q.is_full());
+        q.push(&big, &|| false).unwrap();
+        assert!(q.is_full(), "two items of half the bytes each");
+        assert_eq!(q.try_take(), Take::Item(big[..big.len() - 1].to_vec()));
+        assert!(!q.is_full());
     }
 
     #[test]

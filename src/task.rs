@@ -22,6 +22,10 @@ pub enum End {
         message: String,
         retryable: bool,
     },
+    /// It printed a line past the limit (see `exec::sink`): it was stopped.
+    OutputRefused {
+        message: String,
+    },
     /// Distributed runs: delivered this many times to workers that never reported back.
     Lost {
         deliveries: u32,
@@ -138,6 +142,14 @@ pub enum Event {
         label: Arc<str>,
         data: Vec<u8>,
     },
+    /// One line too long to be sent in memory (see `exec::sink`): `len` bytes, without
+    /// the newline, in `file` (written, not rewound).
+    LongLine {
+        stream: Stream,
+        label: Arc<str>,
+        file: std::fs::File,
+        len: u64,
+    },
     /// An attempt's process is running.
     Spawned {
         job: usize,
@@ -208,6 +220,7 @@ pub fn describe_end(end: &End) -> String {
             "lost: the broker lost the run's state (Redis restarted without persistence?)"
                 .to_string()
         }
+        End::OutputRefused { message } => message.clone(),
         End::Lost { deliveries } => {
             format!("lost after {deliveries} deliveries (its workers died or stopped)")
         }

@@ -382,6 +382,7 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         Some(End::Signaled(signal)) => ("signal", signal.to_string()),
         Some(End::TimedOut) => ("timeout", String::new()),
         Some(End::SpawnFailed { message, .. }) => ("spawn", message.clone()),
+        Some(End::OutputRefused { message }) => ("refused", message.clone()),
         Some(End::Lost { deliveries }) => ("lost", deliveries.to_string()),
         None => ("none", String::new()),
     };
@@ -423,6 +424,7 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
             message: value,
             retryable: false,
         }),
+        Some("refused") => Some(End::OutputRefused { message: value }),
         Some("lost") => Some(End::Lost {
             deliveries: value.parse().unwrap_or(0),
         }),

@@ -22,6 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest string Linux passes in argv or the environment, its NUL included
+/// (`MAX_ARG_STRLEN`, 32 pages): a longer one makes `execve` fail with E2BIG.
+const ARG_STRING_MAX: usize = 128 * 1024;
+
 /// Who runs a task, and so where its output and its news go: one value for what would
 /// otherwise be three switches that must agree.
 #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
@@ -110,11 +114,26 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         ended(ctx, &task, &record, false, Duration::ZERO);
         return record;
     }
+    if item.len() + "RUNNER_ITEM=".len() >= ARG_STRING_MAX {
+        record.end = Some(End::SpawnFailed {
+            message: format!(
+                "the item is {} bytes, more than Linux takes in one argument or environment \
+                 variable (128 KiB; every task gets its item in RUNNER_ITEM); a streaming \
+                 consumer (`stdin = {{ queue = \"…\" }}`) reads items of up to {} MiB",
+                item.len(),
+                sink::ITEM_LIMIT >> 20
+            ),
+            retryable: false,
+        });
+        ended(ctx, &task, &record, false, Duration::ZERO);
+        return record;
+    }
     let mut delay = job.retry_delay;
     for attempt in 1..=job.retries + 1 {
         let result = run_attempt(ctx, &task, attempt, &mut record);
         let retryable = match &result.end {
             End::SpawnFailed { retryable, .. } => *retryable,
+            End::OutputRefused { .. } => false,
             _ => true,
         };
         let retrying = record.status == Status::Failed
@@ -127,6 +146,11 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
             break;
         }
         delay = delay.saturating_mul(2);
+    }
+    if let StdinSpec::Queue(q) = job.stdin {
+        // A streaming consumer is gone for good only now (a retry reads on where the
+        // failed attempt stopped): what is left is dropped, so producers never hang.
+        ctx.queues[q].discard();
     }
     record
 }
@@ -186,6 +210,12 @@ fn run_attempt(
     }
     if let Some(path) = err.log_path() {
         record.stderr_log = Some(path.to_path_buf());
+    }
+    let mut result = result;
+    if let Some(message) = out.refused().or(err.refused()) {
+        result.end = End::OutputRefused {
+            message: message.to_string(),
+        };
     }
     let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
     (record.stderr_tail, record.tail_cut) = err.tail();

@@ -321,6 +321,10 @@ impl<'a> Drive<'a> {
                     Role::Exit | Role::Control => {}
                 }
             }
+            let refused = stdout.refused().is_some() || stderr.refused().is_some();
+            if refused && self.status.is_none() {
+                self.term(); // A line past its limit: the task fails (exec says why).
+            }
             if self.status.is_none() {
                 self.reap();
             }
@@ -508,15 +512,16 @@ impl Feeder {
                         None => return, // Closed and drained: dropping the pipe is end of input.
                         Some(lines) if lines.is_empty() => continue,
                         Some(lines) => {
-                            if pipe.write_all(&lines).is_err() {
-                                // The consumer stopped reading: producers must not hang.
-                                queue.discard();
+                            if let Err(unwritten) = write_lines(&mut pipe, &lines) {
+                                // The process stopped reading: what it was not given
+                                // waits for a retry (the task discards the queue when
+                                // it has none left).
+                                queue.put_back(unwritten);
                                 return;
                             }
                         }
                     }
                 }
-                queue.discard();
             })
             .expect("spawning a thread");
         Feeder { done, thread }
@@ -526,4 +531,21 @@ impl Feeder {
         self.done.store(true, Ordering::SeqCst);
         let _ = self.thread.join();
     }
+}
+
+/// Writes whole lines; on failure, gives back those not wholly written (a line the
+/// process got only part of is given again whole).
+fn write_lines(pipe: &mut ChildStdin, lines: &[u8]) -> Result<(), Vec<u8>> {
+    let mut written = 0;
+    while written < lines.len() {
+        match pipe.write(&lines[written..]) {
+            Ok(n) if n > 0 => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => {
+                let start = memchr::memrchr(b'\n', &lines[..written]).map_or(0, |i| i + 1);
+                return Err(lines[start..].to_vec());
+            }
+        }
+    }
+    Ok(())
 }

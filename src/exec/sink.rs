@@ -2,9 +2,18 @@
 //! or into a queue, or held back (`--quiet`) until the task's end says whether to show
 //! them; a copy to a log file; and a bounded tail of stderr for the summary.
 //!
-//! Invariant: memory per task is bounded whatever it prints: a partial line is flushed
-//! past `MAX_LINE`, held-back output spills to a temporary file past `SPOOL_MEMORY`, and
-//! the tail keeps at most `TAIL_BYTES`.
+//! A line is passed on whole, whatever its length, up to a limit: [`ITEM_LIMIT`] for a
+//! queue item (held in memory, as an item is), [`PRINTED_LIMIT`] for a printed line
+//! (spilled to a temporary file past [`PIECE`], and sent to the writer as one
+//! [`Event::LongLine`]). A line past its limit is never split: the sink refuses it
+//! ([`Sink::refused`]), drops the rest of the stream, and the task is stopped and fails.
+//!
+//! Invariant: memory per task is bounded whatever it prints: a printed line is held in
+//! memory up to `PIECE`, a queue line up to `ITEM_LIMIT`; held-back output spills to a
+//! temporary file past `SPOOL_MEMORY`, and the tail keeps at most `TAIL_BYTES`.
+//!
+//! Longer than 400 lines: a line's way to every target, with its limits, and the unit
+//! tests of each (about a third of the file).
 
 use super::log::Log;
 use crate::queue::Queue;
@@ -16,7 +25,12 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-const MAX_LINE: usize = 64 * 1024;
+/// A printed line longer than this goes to the writer through a temporary file.
+pub const PIECE: usize = 64 * 1024;
+/// The longest queue item (and line of a remote producer): it is held in memory.
+pub const ITEM_LIMIT: usize = 16 << 20;
+/// The longest printed line (it is spilled to a temporary file while it grows).
+pub const PRINTED_LIMIT: u64 = 256 << 20;
 const SPOOL_MEMORY: usize = 256 * 1024;
 const TAIL_BYTES: usize = 8 * 1024;
 pub const TAIL_LINES: usize = 10;
@@ -25,7 +39,14 @@ pub struct Sink {
     stream: Stream,
     label: Arc<str>,
     target: Target,
+    /// The line being read, while it is short enough to be held in memory.
     partial: Vec<u8>,
+    /// The line being read, once it is too long for memory (printed lines only).
+    long: Option<(File, u64)>,
+    /// Whole lines passed on so far.
+    lines: u64,
+    /// Why a line was refused: the stream is dropped from there on.
+    refused: Option<String>,
     log: Option<Log>,
     tail: Option<Tail>,
 }
@@ -75,6 +96,9 @@ impl Sink {
             label,
             target,
             partial: Vec::new(),
+            long: None,
+            lines: 0,
+            refused: None,
             log: None,
             tail: None,
         }
@@ -103,6 +127,19 @@ impl Sink {
         self
     }
 
+    /// Why a line was refused (it was longer than the limit): the task must fail.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// How long a line may grow in memory, and how long at all.
+    fn limits(&self) -> (usize, u64) {
+        match self.target {
+            Target::Queue(..) | Target::Collect(_) => (ITEM_LIMIT, ITEM_LIMIT as u64),
+            Target::Display(_) | Target::Spool(..) => (PIECE, PRINTED_LIMIT),
+        }
+    }
+
     /// Takes bytes as read from the pipe.
     pub fn write(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
@@ -111,37 +148,135 @@ impl Sink {
         if let Some(tail) = &mut self.tail {
             tail.push(data);
         }
-        let cut = match memchr::memrchr(b'\n', data) {
-            Some(last) => last + 1,
-            None => 0,
-        };
-        if cut == 0 {
-            self.partial.extend_from_slice(data);
-            if self.partial.len() >= MAX_LINE {
-                // A line this long is passed on in pieces rather than held whole.
-                self.partial.push(b'\n');
-                let lines = std::mem::take(&mut self.partial);
-                self.emit(lines);
-            }
+        if self.refused.is_some() {
             return;
         }
-        let lines = if self.partial.is_empty() {
-            data[..cut].to_vec()
-        } else {
-            let mut lines = std::mem::take(&mut self.partial);
-            lines.extend_from_slice(&data[..cut]);
-            lines
+        let mut batch = Vec::new();
+        let mut rest = data;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            if self.long.is_none() && self.partial.is_empty() {
+                // Whole lines at once when none of them can be too long.
+                let cut = memchr::memrchr(b'\n', rest).map_or(0, |i| i + 1);
+                if cut <= self.limits().0 {
+                    self.lines += memchr::memchr_iter(b'\n', &rest[..cut]).count() as u64;
+                    batch.extend_from_slice(&rest[..cut]);
+                    rest = &rest[cut..];
+                    break;
+                }
+            }
+            self.end_line(&rest[..nl], &mut batch);
+            if self.refused.is_some() {
+                return;
+            }
+            rest = &rest[nl + 1..];
+        }
+        if !batch.is_empty() {
+            self.emit(batch);
+        }
+        if !rest.is_empty() {
+            if self.long.is_none() && self.partial.len() + rest.len() <= self.limits().0 {
+                self.partial.extend_from_slice(rest);
+            } else {
+                self.grow(rest);
+            }
+        }
+    }
+
+    /// `end` ends the line being read: a short line joins `batch`, a long one is passed
+    /// on by itself (after `batch`, to keep the order).
+    fn end_line(&mut self, end: &[u8], batch: &mut Vec<u8>) {
+        if self.long.is_none() && self.partial.len() + end.len() <= self.limits().0 {
+            self.lines += 1;
+            batch.append(&mut self.partial);
+            batch.extend_from_slice(end);
+            batch.push(b'\n');
+            return;
+        }
+        if !batch.is_empty() {
+            self.emit(std::mem::take(batch));
+        }
+        self.grow(end);
+        if self.refused.is_some() {
+            return;
+        }
+        self.lines += 1;
+        match self.long.take() {
+            Some((file, len)) => self.emit_long(file, len),
+            None => {
+                let mut line = std::mem::take(&mut self.partial);
+                line.push(b'\n');
+                self.emit(line);
+            }
+        }
+    }
+
+    /// Adds to a line past what memory holds for this target: in memory up to the
+    /// limit (queue items), or in a temporary file (printed lines); past the limit, the
+    /// line is refused.
+    fn grow(&mut self, data: &[u8]) {
+        let (memory, limit) = self.limits();
+        let len = self.partial.len() as u64 + self.long.as_ref().map_or(0, |l| l.1);
+        if len + data.len() as u64 > limit {
+            self.refuse(limit);
+            return;
+        }
+        if memory as u64 >= limit {
+            self.partial.extend_from_slice(data);
+            return;
+        }
+        let spilled = match self.long.take() {
+            Some(long) => Ok(long),
+            None => tempfile::tempfile().map(|file| (file, 0)),
+        }
+        .and_then(|(mut file, len)| {
+            file.write_all(&self.partial)?;
+            file.write_all(data)?;
+            Ok((file, len + (self.partial.len() + data.len()) as u64))
+        });
+        self.partial = Vec::new();
+        match spilled {
+            Ok(long) => self.long = Some(long),
+            Err(e) => {
+                self.refused = Some(format!(
+                    "line {} of {} is longer than {} and cannot be held: temporary file: {e}",
+                    self.lines + 1,
+                    self.stream_name(),
+                    size(PIECE as u64)
+                ));
+            }
+        }
+    }
+
+    fn refuse(&mut self, limit: u64) {
+        let what = match self.target {
+            Target::Queue(..) | Target::Collect(_) => "a queue item",
+            Target::Display(_) | Target::Spool(..) => "a printed line",
         };
-        self.partial.extend_from_slice(&data[cut..]);
-        self.emit(lines);
+        self.refused = Some(format!(
+            "line {} of {} is longer than {}, the most {what} may hold; the task was stopped",
+            self.lines + 1,
+            self.stream_name(),
+            size(limit)
+        ));
+        self.partial = Vec::new();
+        self.long = None;
+    }
+
+    fn stream_name(&self) -> &'static str {
+        match self.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
     }
 
     /// The pipe is closed: a last line without a newline still counts as a line.
     pub fn finish(&mut self) {
-        if !self.partial.is_empty() {
-            let mut lines = std::mem::take(&mut self.partial);
-            lines.push(b'\n');
-            self.emit(lines);
+        if self.refused.is_none() && (!self.partial.is_empty() || self.long.is_some()) {
+            let mut batch = Vec::new();
+            self.end_line(&[], &mut batch);
+            if !batch.is_empty() {
+                self.emit(batch);
+            }
         }
         if let Some(log) = &mut self.log {
             log.flush();
@@ -166,21 +301,40 @@ impl Sink {
         }
     }
 
-    /// For held-back output: show it (`show`) or drop it.
+    /// A printed line of `len` bytes (without its newline), in `file`.
+    fn emit_long(&mut self, mut file: File, len: u64) {
+        match &mut self.target {
+            Target::Display(out) => {
+                let _ = out.send(Event::LongLine {
+                    stream: self.stream,
+                    label: self.label.clone(),
+                    file,
+                    len,
+                });
+            }
+            Target::Spool(spool, _) => {
+                if file.rewind().is_ok() {
+                    let mut bytes = file.take(len);
+                    spool.copy(&mut bytes);
+                    spool.write(b"\n");
+                }
+            }
+            Target::Queue(..) | Target::Collect(_) => {}
+        }
+    }
+
+    /// For held-back output: show it (`show`) or drop it. It is shown as it was read:
+    /// through a display sink, so that long lines go to the writer the same way.
     pub fn release(&mut self, show: bool) {
         let Target::Spool(spool, out) = &mut self.target else {
             return;
         };
+        let mut spool = std::mem::take(spool);
         if show {
-            spool.replay(&mut |data| {
-                let _ = out.send(Event::Output {
-                    stream: self.stream,
-                    label: self.label.clone(),
-                    data,
-                });
-            });
+            let mut display = Sink::display(self.stream, self.label.clone(), out.clone());
+            spool.replay(&mut |data| display.write(data));
+            display.finish();
         }
-        *spool = Spool::default();
     }
 
     /// The last lines written, and whether earlier ones were cut.
@@ -189,6 +343,15 @@ impl Sink {
             Some(tail) => tail.lines(),
             None => (Vec::new(), false),
         }
+    }
+}
+
+/// "16 MiB", "64 KiB".
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
     }
 }
 
@@ -251,28 +414,33 @@ impl Spool {
         }
     }
 
-    /// Passes the held lines on in pieces that end at a line end.
-    fn replay(&mut self, send: &mut dyn FnMut(Vec<u8>)) {
+    /// Appends what `from` reads.
+    fn copy(&mut self, from: &mut dyn Read) {
+        let mut buf = vec![0u8; PIECE];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.write(&buf[..n]);
+        }
+    }
+
+    /// Passes what is held on, in pieces of at most `PIECE` bytes.
+    fn replay(&mut self, send: &mut dyn FnMut(&[u8])) {
         if let Some(mut file) = self.file.take() {
             if file.rewind().is_ok() {
-                let mut carry = Vec::new();
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = vec![0u8; PIECE];
                 while let Ok(n) = file.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    carry.extend_from_slice(&buf[..n]);
-                    if let Some(last) = memchr::memrchr(b'\n', &carry) {
-                        let rest = carry.split_off(last + 1);
-                        send(std::mem::replace(&mut carry, rest));
-                    }
-                }
-                if !carry.is_empty() {
-                    send(carry);
+                    send(&buf[..n]);
                 }
             }
-        } else if !self.memory.is_empty() {
-            send(std::mem::take(&mut self.memory));
+        } else {
+            for piece in self.memory.chunks(PIECE) {
+                send(piece);
+            }
         }
     }
 }
@@ -300,6 +468,78 @@ mod tests {
             got,
             vec![b"abc\n".to_vec(), b"de\n".to_vec(), b"f\n".to_vec()]
         );
+    }
+
+    /// What a display sink sent: short lines as they are, a long line as "<long N>".
+    fn sent(rx: &crossbeam_channel::Receiver<Event>) -> Vec<String> {
+        rx.try_iter()
+            .map(|e| match e {
+                Event::Output { data, .. } => String::from_utf8(data).unwrap(),
+                Event::LongLine { mut file, len, .. } => {
+                    file.rewind().unwrap();
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(text.len() as u64, len);
+                    assert!(text.bytes().all(|b| b == b'x'));
+                    format!("<long {len}>")
+                }
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_line_goes_whole_in_order_between_short_ones() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut sink = Sink::display(Stream::Stdout, "j".into(), tx);
+        let long = vec![b'x'; PIECE + 10];
+        sink.write(b"a\nxx");
+        for piece in long[2..].chunks(1000) {
+            sink.write(piece);
+        }
+        sink.write(b"\nb\nc\n");
+        sink.write(&long);
+        sink.finish();
+        assert_eq!(
+            sent(&rx),
+            [
+                "a\n",
+                &format!("<long {}>", PIECE + 10),
+                "b\nc\n",
+                &format!("<long {}>", PIECE + 10)
+            ]
+        );
+        assert!(sink.refused().is_none());
+    }
+
+    #[test]
+    fn a_queue_line_past_the_limit_is_refused_never_split() {
+        let mut sink = Sink::collect("j".into());
+        sink.write(b"one\ntwo\n");
+        let piece = vec![b'x'; PIECE];
+        for _ in 0..=ITEM_LIMIT / PIECE {
+            sink.write(&piece);
+        }
+        sink.write(b"\nthree\n");
+        sink.finish();
+        assert_eq!(
+            sink.refused(),
+            Some("line 3 of stdout is longer than 16 MiB, the most a queue item may hold; the task was stopped")
+        );
+        assert_eq!(sink.take_collected(), b"one\ntwo\n");
+    }
+
+    #[test]
+    fn a_queue_line_up_to_the_limit_is_one_item() {
+        let mut sink = Sink::collect("j".into());
+        let line = vec![b'x'; ITEM_LIMIT];
+        for piece in line.chunks(PIECE) {
+            sink.write(piece);
+        }
+        sink.write(b"\n");
+        sink.finish();
+        assert!(sink.refused().is_none());
+        assert_eq!(sink.take_collected().len(), ITEM_LIMIT + 1);
     }
 
     #[test]

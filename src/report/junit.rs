@@ -188,6 +188,7 @@ fn kind(r: &TaskRecord) -> &'static str {
         Some(End::TimedOut) => "timeout",
         Some(End::Signaled(_)) => "signal",
         Some(End::SpawnFailed { .. }) => "spawn",
+        Some(End::OutputRefused { .. }) => "output",
         Some(End::Lost { .. }) => "lost",
         _ => "exit",
     }

@@ -1,5 +1,7 @@
 //! The end-of-run summary: a table per job, the tasks the run stopped, every failed
 //! task with its stderr tail, and a last line with the counts and the verdict.
+//!
+//! Longer than 400 lines because of its unit tests, which hold whole summaries.
 
 use super::RunInfo;
 use crate::jobfile::JobFile;
@@ -211,7 +213,8 @@ fn stopped_lines(
 }
 
 /// A failed task: how it ended, then its stderr tail (or its stdout tail when it printed
-/// nothing on stderr). `host` is the coordinator's; another one is named.
+/// nothing on stderr; a producer's stdout went to its queue, and it says so). `host` is
+/// the coordinator's; another one is named.
 fn failure(out: &mut String, file: &JobFile, r: &TaskRecord, host: &str, color: bool) {
     let label = label(&file.jobs[r.job], &r.item);
     let end = r.end.as_ref().map(describe_end).unwrap_or_default();
@@ -236,13 +239,23 @@ fn failure(out: &mut String, file: &JobFile, r: &TaskRecord, host: &str, color: 
             .to_string(),
     };
     let _ = writeln!(out, "\n{header}");
+    if let Some(q) = file.jobs[r.job].to {
+        // A producer's stdout is its queue's items, not something to show here.
+        let queue = &file.queues[q].name;
+        let none = if r.stderr_tail.is_empty() {
+            "; no stderr"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  (its stdout went to queue `{queue}`{none})");
+    }
     if r.tail_cut {
         let _ = writeln!(out, "  … (earlier stderr cut; --logs DIR keeps all of it)");
     }
     for line in &r.stderr_tail {
         let _ = writeln!(out, "  | {line}");
     }
-    if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() {
+    if r.stderr_tail.is_empty() && !r.stdout_tail.is_empty() && file.jobs[r.job].to.is_none() {
         let _ = writeln!(out, "  (no stderr; the last lines of stdout:)");
         for line in &r.stdout_tail {
             let _ = writeln!(out, "  | {line}");

@@ -7,6 +7,7 @@ mod cli;
 pub mod control;
 mod distributed;
 mod errors;
+mod lines;
 pub mod queues;
 mod quoting;
 mod reports;

@@ -180,3 +180,48 @@ fn the_seed_queue_examples_print_what_the_seed_printed() {
         );
     }
 }
+
+#[test]
+fn a_failed_producer_says_its_stdout_went_to_the_queue_and_shows_its_stderr() {
+    let t = Test::new(
+        "[jobs.p]\ncommand = 'seq 3; echo oops >&2; exit 4'\nto = 'q'\n[jobs.p2]\ncommand = 'echo x; exit 5'\nto = 'q'\n[jobs.c]\ncommand = 'cat > got.txt'\nstdin = { queue = 'q' }\n",
+    );
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("FAILED p: exit 4")
+        .assert_stderr_has("  (its stdout went to queue `q`)\n  | oops\n")
+        .assert_stderr_has("FAILED p2: exit 5")
+        .assert_stderr_has("  (its stdout went to queue `q`; no stderr)\n");
+    assert!(
+        !out.stderr.contains("last lines of stdout"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A streaming consumer whose first attempt reads one item, closes its stdin and fails:
+/// the producer writes the rest only after that, so they must reach the retry.
+#[test]
+fn a_streaming_consumer_retry_gets_the_items_not_yet_delivered() {
+    let t = Test::new(
+        "[jobs.p]\ncommand = 'echo 1; i=0; while [ ! -e dead ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; seq 2 5'\nto = 'q'\n[jobs.c]\ncommand = 'if [ $RUNNER_ATTEMPT = 1 ]; then read -r l; echo \"$l\" > first.txt; exec 0<&-; touch dead; exit 1; fi; cat > got.txt'\nstdin = { queue = 'q' }\nretries = 2\nretry_delay = '10ms'\n",
+    );
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(t.read("first.txt"), "1\n");
+    assert_eq!(t.read("got.txt"), "2\n3\n4\n5\n");
+}
+
+/// Every attempt of a streaming consumer fails: the producer still ends (the items are
+/// dropped and counted once the consumer is gone for good) and the run fails.
+#[test]
+fn a_streaming_consumer_out_of_retries_does_not_hang_its_producer() {
+    let t = Test::new(
+        "[queues.q]\ncapacity = 4\n[jobs.p]\ncommand = 'seq 100000'\nto = 'q'\n[jobs.c]\ncommand = 'head -n 1 > /dev/null; exit 1'\nstdin = { queue = 'q' }\nretries = 2\nretry_delay = '10ms'\n",
+    );
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("FAILED c: exit 1")
+        .assert_stderr_has("3 attempts")
+        .assert_stderr_has("dropped (their consumer was gone)");
+}
