@@ -6,6 +6,7 @@ mod cli;
 pub mod control;
 mod distributed;
 mod errors;
+mod processes;
 pub mod queues;
 mod quoting;
 mod reports;
