@@ -8,7 +8,9 @@
 //!   while the group is known to be ours: before the leader is reaped, or after, while
 //!   the group still has members (a group id is not reused while the group exists).
 //! - No process of the group outlives the attempt: leftovers of a leader that exited are
-//!   sent TERM, then KILL after the grace period.
+//!   sent TERM, then KILL after the grace period. Nor does a process that left the
+//!   group, if it still carries the task's marker (`escapees.rs`, after the loop).
+//! - The watchdog knows the group while the attempt runs (`Control::started`/`ended`).
 //! - The loop never waits without a deadline on anything but the task itself: stop
 //!   requests, timeouts and grace periods all bound it.
 //!
