@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn stat_reads_a_name_with_spaces_and_parentheses() {
+    fn stat_reads_the_state_and_group_of_a_process() {
         let (state, group, _) = stat(std::process::id()).unwrap();
         assert!("RS".contains(state));
         assert_eq!(
