@@ -11,6 +11,9 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
+    if args.get(1).is_some_and(|a| a == crate::watchdog::ARG) {
+        return crate::watchdog::serve(&args[2..]);
+    }
     let cli = match Cli::try_parse_from(cli::normalize(args)) {
         Ok(cli) => cli,
         // --help and --version are "errors" to clap; they are answers to the user.
@@ -67,8 +70,11 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
             .open(path)
             .map_err(Error::path("write", path))?;
     }
+    let pool = args.pool.map(|p| p as usize).or(file.pool);
     let options = run::Options {
-        pool: args.pool.map(|p| p as usize),
+        pool: Some(crate::fds::fit_pool(
+            pool.unwrap_or_else(crate::sys::cpus).max(1),
+        )),
         fail_fast: args.fail_fast,
         quiet: args.quiet,
         logs: args.logs,

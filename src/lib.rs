@@ -14,7 +14,9 @@ mod commands;
 mod diagnostic;
 mod display;
 mod error;
+mod escapees;
 mod exec;
+mod fds;
 pub mod graph;
 pub mod jobfile;
 mod lost;
@@ -29,6 +31,7 @@ mod signals;
 mod sys;
 mod task;
 mod template;
+mod watchdog;
 
 pub use error::{exit_status, Error, Outcome};
 

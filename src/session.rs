@@ -45,7 +45,7 @@ impl Session {
         grace: Duration,
     ) -> Result<Session, Error> {
         let signals = signals::listen().map_err(Error::system("listen for signals"))?;
-        let control = Arc::new(Control::new(grace).map_err(Error::system("set up the run"))?);
+        let control = Arc::new(Control::start(grace).map_err(Error::system("set up the run"))?);
         let (events, events_rx) = crossbeam_channel::bounded::<Event>(64);
         let lost = Arc::new(LostWrites::default());
         let writer = display::Writer::new(file.clone(), display, lost.clone());

@@ -1,5 +1,6 @@
 //! The few system calls std does not offer: `poll`, `pidfd_open`, signalling a process
-//! group, non-blocking pipes, the terminal's echo of control characters. Each wrapper is
+//! group, non-blocking pipes, the terminal's echo of control characters, reaping one
+//! child by pid, the child-subreaper flag, the limit on open files. Each wrapper is
 //! safe and returns `io::Result` (or a plain value where failure has an obvious default).
 //!
 //! They go through `rustix`, which has safe bindings for all of them but `getrusage`:
@@ -48,6 +49,58 @@ pub fn kill_group(pgid: u32, signal: Signal) {
 pub fn group_exists(pgid: u32) -> bool {
     // Signal 0 only checks that the group exists and may be signalled.
     group(pgid).is_some_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
+}
+
+/// Sends `signal` to the process `pid` alone (never 0 or 1).
+pub fn kill_pid(pid: u32, signal: Signal) {
+    if let Some(pid) = group(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Reaps the child `pid` if it has ended, and only that child (never `waitpid(-1)`, which
+/// would take the statuses of tasks from their threads). True once it is gone: reaped
+/// now, or not a child of ours (any more).
+pub fn reap(pid: u32) -> bool {
+    let Some(pid) = group(pid) else { return true };
+    match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        Err(rustix::io::Errno::INTR) => false,
+        Err(_) => true,
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants: a process whose parent
+/// dies becomes our child instead of init's (`PR_SET_CHILD_SUBREAPER`).
+pub fn become_subreaper() -> io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
+}
+
+/// The soft and hard limits on open files (`None`: unlimited).
+pub fn open_files_limit() -> (Option<u64>, Option<u64>) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (limit.current, limit.maximum)
+}
+
+/// Sets the soft limit on open files to `soft` (at most the hard limit).
+pub fn set_open_files_limit(soft: u64) -> io::Result<()> {
+    let (_, hard) = open_files_limit();
+    let limit = rustix::process::Rlimit {
+        current: Some(soft),
+        maximum: hard,
+    };
+    Ok(rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        limit,
+    )?)
+}
+
+/// How many file descriptors this process has open now.
+pub fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(3, |dir| dir.count().saturating_sub(1))
 }
 
 /// Waits for events on `fds` for at most `timeout_ms` (-1: no limit). EINTR is a

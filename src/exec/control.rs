@@ -3,8 +3,13 @@
 //!
 //! It is a level plus a pipe that is written once per escalation and never read: a
 //! readable pipe wakes every task's `poll` at once, however many there are.
+//!
+//! A run's control also holds what outlives a stop: the watchdog, which stops the
+//! tasks if the runner dies without doing so (`watchdog.rs`), and the runner's role as
+//! the reaper of its orphaned descendants (`escapees.rs`).
 
 use crate::sys;
+use crate::watchdog::Watchdog;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -21,6 +26,7 @@ pub struct Control {
     read: OwnedFd,
     write: OwnedFd,
     pub grace: Duration,
+    watchdog: Option<Watchdog>,
 }
 
 impl Control {
@@ -32,7 +38,47 @@ impl Control {
             read,
             write,
             grace,
+            watchdog: None,
         })
+    }
+
+    /// The control of a run: with a watchdog, and this process made the reaper of its
+    /// orphaned descendants. Either failing is said on stderr (the terminal writer has
+    /// not started yet) and the run goes on without it.
+    pub fn start(grace: Duration) -> std::io::Result<Control> {
+        let mut control = Control::new(grace)?;
+        if let Err(e) = sys::become_subreaper() {
+            eprintln!(
+                "[runner] warning: cannot become the reaper of orphaned processes ({e}): \
+                 processes that leave their task's group will not be stopped"
+            );
+        }
+        match Watchdog::start(grace) {
+            Ok(watchdog) => control.watchdog = Some(watchdog),
+            Err(e) => eprintln!(
+                "[runner] warning: cannot start the watchdog ({e}): tasks would outlive \
+                 a runner killed with SIGKILL"
+            ),
+        }
+        Ok(control)
+    }
+
+    /// A task's process group started: the watchdog stops it if the runner dies.
+    pub fn started(&self, pgid: u32) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.watch(pgid);
+        }
+    }
+
+    /// A task's process group is gone.
+    pub fn ended(&self, pgid: u32) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.forget(pgid);
+        }
+    }
+
+    pub fn watchdog_pid(&self) -> Option<u32> {
+        self.watchdog.as_ref().map(Watchdog::pid)
     }
 
     pub fn level(&self) -> Level {

@@ -8,7 +8,9 @@
 //!   while the group is known to be ours: before the leader is reaped, or after, while
 //!   the group still has members (a group id is not reused while the group exists).
 //! - No process of the group outlives the attempt: leftovers of a leader that exited are
-//!   sent TERM, then KILL after the grace period.
+//!   sent TERM, then KILL after the grace period. Nor does a process that left the
+//!   group, if it still carries the task's marker (`escapees.rs`, after the loop).
+//! - The watchdog knows the group while the attempt runs (`Control::started`/`ended`).
 //! - The loop never waits without a deadline on anything but the task itself: stop
 //!   requests, timeouts and grace periods all bound it.
 //!
@@ -17,6 +19,8 @@
 
 use super::control::{Control, Level};
 use super::sink::Sink;
+use crate::escapees::{self, Marker};
+use crate::fds;
 use crate::queue::Queue;
 use crate::sys::{self, PollFlags, Signal};
 use crate::task::End;
@@ -83,6 +87,8 @@ pub fn run(
 ) -> Attempt {
     let started = SystemTime::now();
     let clock = Instant::now();
+    // Counted from before its pipes are made: a spawn short of descriptors waits for this.
+    let _running = fds::Running::start();
     let mut command = Command::new(&prepared.program);
     command
         .args(&prepared.args)
@@ -114,7 +120,7 @@ pub fn run(
             }
         },
     }
-    let mut child = match command.spawn() {
+    let mut child = match fds::spawn(&mut command, &|| control.level() != Level::Run) {
         Ok(child) => child,
         Err(e) => {
             let program = prepared.program.to_string_lossy();
@@ -130,12 +136,17 @@ pub fn run(
                 io::ErrorKind::PermissionDenied => {
                     (format!("permission denied running `{program}`"), false)
                 }
+                _ if fds::out_of(&e) => (
+                    format!("cannot start `{program}`: {}", fds::message(&e)),
+                    true,
+                ),
                 _ => (format!("cannot start `{program}`: {e}"), true),
             };
             return failed_spawn(started, clock, message, retryable);
         }
     };
     let pid = child.id();
+    control.started(pid);
     stdout.open_log();
     stderr.open_log();
     on_spawn(pid);
@@ -143,6 +154,8 @@ pub fn run(
     let status = drive.run(stdout, stderr);
     stdout.finish();
     stderr.finish();
+    stop_escapees(prepared, pid, control, stderr);
+    control.ended(pid);
     let end = if drive.timed_out {
         End::TimedOut
     } else if let Some(signal) = status.signal() {
@@ -156,6 +169,28 @@ pub fn run(
         started,
         duration: clock.elapsed(),
         stopped: drive.stopped,
+    }
+}
+
+/// Stops the task's processes that outlived its group (see `escapees.rs`); each that
+/// left the group is named on the task's stderr.
+fn stop_escapees(prepared: &Prepared, pgid: u32, control: &Control, stderr: &mut Sink) {
+    let marker = Marker::new(&prepared.env);
+    let kill_now = || control.level() == Level::Kill;
+    let how = escapees::Stop {
+        marker: &marker,
+        task_group: pgid,
+        grace: control.grace,
+        watchdog: control.watchdog_pid(),
+        kill_now: &kill_now,
+    };
+    let mut said = false;
+    escapees::stop(&how, &mut |note| {
+        stderr.write(format!("runner: {note}\n").as_bytes());
+        said = true;
+    });
+    if said {
+        stderr.finish();
     }
 }
 

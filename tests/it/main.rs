@@ -8,6 +8,7 @@ pub mod control;
 mod distributed;
 mod errors;
 mod lines;
+mod processes;
 pub mod queues;
 mod quoting;
 mod reports;
