@@ -1,8 +1,10 @@
 //! The command line: clap definitions and the translation of `runner FILE` into
 //! `runner run FILE`. Knows nothing of how a run works.
 
+use crate::jobfile::duration::{self, Bounds, DurationError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const COMMANDS: [&str; 7] = [
     "run",
@@ -88,7 +90,7 @@ pub struct RunArgs {
     /// Keep each task's stdout and stderr in files in DIR.
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
-    /// Time between TERM and KILL when a task is stopped.
+    /// Time between TERM and KILL when a task is stopped (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
     #[cfg(feature = "distributed")]
@@ -99,9 +101,9 @@ pub struct RunArgs {
     #[arg(long, requires = "broker")]
     pub no_local: bool,
     /// With --broker: how long a worker holds a task without renewing before another
-    /// may take it over.
+    /// may take it over (1s to 30 days).
     #[cfg(feature = "distributed")]
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, requires = "broker")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease, requires = "broker")]
     pub lease: std::time::Duration,
     /// With --broker: deliveries without a result before a task fails as lost.
     #[cfg(feature = "distributed")]
@@ -137,18 +139,69 @@ pub struct WorkerArgs {
     /// Exit when the run served ends, instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
-    /// Time between TERM and KILL when a task is stopped.
+    /// Time between TERM and KILL when a task is stopped (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 }
 
-/// A duration on the command line that did not parse, with the form to write.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} (write e.g. \"500ms\", \"10s\", \"2m\")")]
-struct BadDuration(humantime::DurationError);
+/// A duration on the command line that did not parse or is out of bounds, with the form
+/// to write.
+#[derive(Debug)]
+struct BadDuration(DurationError);
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, BadDuration> {
-    humantime::parse_duration(text).map_err(BadDuration)
+impl std::fmt::Display for BadDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            DurationError::NotADuration(e) => {
+                write!(f, "{e} (write e.g. \"500ms\", \"10s\", \"2m\")")
+            }
+            DurationError::TooLong(e) | DurationError::TooShort(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for BadDuration {}
+
+fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
+    duration::parse(text, Bounds::ANY).map_err(BadDuration)
+}
+
+/// The shortest lease. A worker renews its leases every third of the lease, so a lease
+/// much shorter than a second expires between two renewals and other workers take the
+/// tasks of live ones.
+pub const LEASE_FLOOR: Duration = Duration::from_secs(1);
+
+fn parse_lease(text: &str) -> Result<Duration, BadDuration> {
+    let bounds = Bounds {
+        min: LEASE_FLOOR,
+        max: duration::CEILING,
+        why_min: ": workers renew a lease every third of it, and a shorter lease hands the tasks of live workers to others",
+    };
+    duration::parse(text, bounds).map_err(BadDuration)
+}
+
+/// The heartbeat's period when `RUNNER_HEARTBEAT` is not set.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// `RUNNER_HEARTBEAT`: how often plain output says what is running, 1s to 1h; the
+/// default when unset or empty. The commands check it before anything runs.
+pub fn heartbeat() -> Result<Duration, String> {
+    let Some(raw) = std::env::var_os("RUNNER_HEARTBEAT").filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_HEARTBEAT);
+    };
+    let text = raw.to_string_lossy();
+    let bounds = Bounds {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(3600),
+        why_min: "",
+    };
+    duration::parse(&text, bounds).map_err(|e| {
+        let form = match e {
+            DurationError::NotADuration(_) => " (write e.g. \"10s\"; between 1s and 1h)",
+            _ => "",
+        };
+        format!("RUNNER_HEARTBEAT={text:?} {e}{form}")
+    })
 }
 
 /// `runner FILE …` means `runner run FILE …`.

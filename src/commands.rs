@@ -26,6 +26,12 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
     if let Some(warning) = crate::secrets::hide() {
         eprintln!("{warning}");
     }
+    // Settings read from the environment are checked like options, before anything runs.
+    if matches!(cli.command, Command::Run(_))
+        || cfg!(feature = "distributed") && is_worker(&cli.command)
+    {
+        cli::heartbeat().map_err(Error::Usage)?;
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Check { file } => check(&file),
@@ -47,6 +53,15 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             print(&String::from_utf8_lossy(&out))
         }
     }
+}
+
+fn is_worker(command: &Command) -> bool {
+    #[cfg(feature = "distributed")]
+    if let Command::Worker(_) = command {
+        return true;
+    }
+    let _ = command;
+    false
 }
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {

@@ -65,10 +65,8 @@ impl Options {
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         let color = terminal && !dumb && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let heartbeat = std::env::var("RUNNER_HEARTBEAT")
-            .ok()
-            .and_then(|s| humantime::parse_duration(&s).ok())
-            .unwrap_or(Duration::from_secs(5));
+        // Checked by the commands before anything runs (exit 2 on a bad value).
+        let heartbeat = crate::cli::heartbeat().unwrap_or(crate::cli::DEFAULT_HEARTBEAT);
         Options {
             mode: if terminal && !ci && !dumb {
                 Mode::Bars

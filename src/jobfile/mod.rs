@@ -12,6 +12,7 @@
 //! order of the file; only a TOML syntax error stops reading, and is then the only one.
 
 mod check;
+pub mod duration;
 mod raw;
 mod typed;
 pub mod wiring;

@@ -169,3 +169,67 @@ fn a_bad_option_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 11, point 7: a duration too long to add to a clock reading is refused before
+/// anything runs, in the job file and on the command line.
+#[test]
+fn absurd_durations_are_refused_before_anything_runs() {
+    for key in ["timeout", "retry_delay"] {
+        let t = Test::new(&format!(
+            "[jobs.a]\ncommand = 'touch ran'\n{key} = '18446744073709551615s'\n"
+        ));
+        t.run()
+            .assert_code(2)
+            .assert_stderr_has(&format!(
+                "`{key}` is too long: \"18446744073709551615s\" is more than 30days"
+            ))
+            .assert_stderr_has("jobs.toml:3:");
+        assert!(!t.path("ran").exists());
+    }
+    let t =
+        Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&["--grace", "18446744073709551615s"]);
+    t.run().assert_code(2).assert_stderr_has(
+        "invalid value '18446744073709551615s' for '--grace <DURATION>': \"18446744073709551615s\" is more than 30days",
+    );
+    assert!(!t.path("ran").exists());
+}
+
+/// Issue 11, point 16: a lease shorter than a second is refused (before connecting: the
+/// broker here does not exist).
+#[cfg(feature = "distributed")]
+#[test]
+fn a_lease_below_one_second_is_refused() {
+    for lease in ["0s", "1ms", "999ms"] {
+        let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&[
+            "--broker",
+            "redis://127.0.0.1:1",
+            "--lease",
+            lease,
+        ]);
+        t.run().assert_code(2).assert_stderr_has(&format!(
+            "invalid value '{lease}' for '--lease <DURATION>': \"{lease}\" is less than 1s: workers renew a lease every third of it"
+        ));
+        assert!(!t.path("ran").exists());
+    }
+}
+
+/// Issue 11, point 8: RUNNER_HEARTBEAT is checked like an option: a bad value is exit 2
+/// naming the variable and the value, before anything runs.
+#[test]
+fn a_bad_runner_heartbeat_is_refused_before_anything_runs() {
+    for (value, says) in [
+        ("abc", "RUNNER_HEARTBEAT=\"abc\" is not a duration"),
+        ("0s", "RUNNER_HEARTBEAT=\"0s\" is too short: \"0s\" is less than 1s"),
+        (
+            "18446744073709551615s",
+            "RUNNER_HEARTBEAT=\"18446744073709551615s\" is too long: \"18446744073709551615s\" is more than 1h",
+        ),
+    ] {
+        let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").env("RUNNER_HEARTBEAT", value);
+        t.run().assert_code(2).assert_stderr_has(says);
+        assert!(!t.path("ran").exists(), "{value}");
+    }
+    let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").env("RUNNER_HEARTBEAT", "2s");
+    t.run().assert_code(0);
+    assert!(t.path("ran").exists());
+}

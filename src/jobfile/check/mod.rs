@@ -321,14 +321,19 @@ impl Checker<'_> {
         }
     }
 
+    /// A duration, at most [`duration::CEILING`] (so that adding it to a clock reading
+    /// cannot overflow).
     fn duration(&mut self, raw: &Spanned<String>, key: &str) -> Option<Duration> {
-        match humantime::parse_duration(raw.get_ref()) {
+        match super::duration::parse(raw.get_ref(), super::duration::Bounds::ANY) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.diagnostics.push(
-                    Diagnostic::at(format!("`{key}` is not a duration: {e}"), raw.span())
-                        .with_note("write a duration like \"500ms\", \"10s\" or \"2m\""),
-                );
+                let d = Diagnostic::at(format!("`{key}` {e}"), raw.span());
+                self.diagnostics.push(match e {
+                    super::duration::DurationError::NotADuration(_) => {
+                        d.with_note(super::duration::FORM)
+                    }
+                    _ => d,
+                });
                 None
             }
         }
