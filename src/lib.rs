@@ -27,6 +27,7 @@ mod scheduler;
 mod schema;
 mod secrets;
 mod session;
+mod shell;
 mod signals;
 mod sys;
 mod task;

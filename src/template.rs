@@ -8,6 +8,7 @@
 //!
 //! Longer than 400 lines because of its unit tests; the code itself is about 260.
 
+use crate::shell;
 use std::ops::Range;
 
 /// A placeholder a template may name.
@@ -172,64 +173,27 @@ impl Template {
         out
     }
 
-    /// For a shell-string command: the first `{item}` that sits inside quotes, where
-    /// quoting it would not keep it from running as code. Returns the kind of quotes
-    /// ("single", "double", "backslash-escaped") and where that `{item}` is in the source.
-    pub fn item_inside_shell_quotes(&self) -> Option<(&'static str, Range<usize>)> {
-        let mut state = QuoteState::Bare;
+    /// For a shell-string command: the first `{item}` that sits where quoting cannot
+    /// keep it from running as code (see [`crate::shell`]): the place, in words ("inside
+    /// single quotes", "in a here-document", …), and where that `{item}` is in the source.
+    /// `{index}` and `{job}` are safe anywhere: a number and a job name need no quoting.
+    pub fn item_where_quoting_fails(&self) -> Option<(&'static str, Range<usize>)> {
+        let mut pieces = Vec::new();
         let mut slots = self.slots.iter();
         for segment in &self.segments {
-            let kind = match segment {
-                Segment::Literal(text) => {
-                    state = state.advance(text);
-                    continue;
-                }
+            match segment {
+                Segment::Literal(text) => pieces.extend(text.chars().map(shell::Piece::Char)),
                 Segment::Slot(placeholder) => {
                     let range = slots.next().cloned().unwrap_or_default();
-                    match (placeholder, state) {
-                        (Placeholder::Item, QuoteState::Single) => ("single", range),
-                        (Placeholder::Item, QuoteState::Double | QuoteState::DoubleEscape) => {
-                            ("double", range)
-                        }
-                        (Placeholder::Item, QuoteState::Escape) => ("backslash-escaped", range),
-                        _ => continue,
-                    }
+                    pieces.push(match placeholder {
+                        Placeholder::Item => shell::Piece::Quoted(range),
+                        // Inert text: stands for any word character.
+                        Placeholder::Index | Placeholder::Job => shell::Piece::Char('x'),
+                    });
                 }
-            };
-            return Some(kind);
+            }
         }
-        None
-    }
-}
-
-/// Where a POSIX shell's lexer is at the end of a literal piece.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum QuoteState {
-    Bare,
-    Escape,
-    Single,
-    Double,
-    DoubleEscape,
-}
-
-impl QuoteState {
-    fn advance(mut self, text: &str) -> QuoteState {
-        for ch in text.chars() {
-            self = match (self, ch) {
-                (QuoteState::Bare, '\\') => QuoteState::Escape,
-                (QuoteState::Bare, '\'') => QuoteState::Single,
-                (QuoteState::Bare, '"') => QuoteState::Double,
-                (QuoteState::Bare, _) => QuoteState::Bare,
-                (QuoteState::Escape, _) => QuoteState::Bare,
-                (QuoteState::Single, '\'') => QuoteState::Bare,
-                (QuoteState::Single, _) => QuoteState::Single,
-                (QuoteState::Double, '"') => QuoteState::Bare,
-                (QuoteState::Double, '\\') => QuoteState::DoubleEscape,
-                (QuoteState::Double, _) => QuoteState::Double,
-                (QuoteState::DoubleEscape, _) => QuoteState::Double,
-            };
-        }
-        self
+        shell::unsafe_placeholder(&pieces)
     }
 }
 
@@ -351,12 +315,12 @@ mod tests {
         let inside = |s: &str| {
             Template::parse(s)
                 .unwrap()
-                .item_inside_shell_quotes()
+                .item_where_quoting_fails()
                 .map(|(kind, _)| kind)
         };
         assert_eq!(inside("echo {item}"), None);
-        assert_eq!(inside("echo '{item}'"), Some("single"));
-        assert_eq!(inside("echo \"x {item}\""), Some("double"));
+        assert_eq!(inside("echo '{item}'"), Some("inside single quotes"));
+        assert_eq!(inside("echo \"x {item}\""), Some("inside double quotes"));
         assert_eq!(inside("echo 'a' {item} \"b\""), None);
         assert_eq!(inside("echo \"it's\" {item}"), None);
         assert_eq!(inside("echo \\{item}"), Some("backslash-escaped"));
@@ -368,9 +332,9 @@ mod tests {
         let source = "echo {job} {{item}} '{index} {item}' {item}";
         let (kind, range) = Template::parse(source)
             .unwrap()
-            .item_inside_shell_quotes()
+            .item_where_quoting_fails()
             .unwrap();
-        assert_eq!(kind, "single");
+        assert_eq!(kind, "inside single quotes");
         assert_eq!(&source[range.clone()], "{item}");
         assert_eq!(range.start, source.find("{index} ").unwrap() + 8);
     }

@@ -147,7 +147,9 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         }
         // Doubled, but never past the ceiling every duration keeps (a clock reading plus
         // it must not overflow).
-        delay = delay.saturating_mul(2).min(crate::jobfile::duration::CEILING);
+        delay = delay
+            .saturating_mul(2)
+            .min(crate::jobfile::duration::CEILING);
     }
     if let StdinSpec::Queue(q) = job.stdin {
         // A streaming consumer is gone for good only now (a retry reads on where the

@@ -37,3 +37,48 @@ proptest! {
         prop_assert!(!t.path("pwned").exists(), "an item ran as code");
     }
 }
+
+/// Issue 11, point 1: in a here-document the shell expands `$(…)` even around a quoted
+/// item, so `{item}` there is refused at load time (exit 2, nothing runs), pointing to
+/// `"$RUNNER_ITEM"` — which is safe there, as the second run shows.
+#[test]
+fn an_item_in_a_here_document_is_refused_and_runner_item_is_safe_there() {
+    for body in ["{item}", "'{item}'", "x $(echo {item}) y"] {
+        let t = Test::new(&format!(
+            "[jobs.h]\ncommand = \"\"\"cat <<EOF\n{body}\nEOF\"\"\"\nitems = ['$(touch PWNED)']\n"
+        ));
+        t.run()
+            .assert_code(2)
+            .assert_stderr_has("`{item}` in a here-document in a shell command")
+            .assert_stderr_has("write \"$RUNNER_ITEM\" there instead");
+        assert!(!t.path("PWNED").exists(), "{body}: an item ran as code");
+    }
+    let t = Test::new(
+        "[jobs.h]\ncommand = \"\"\"cat <<EOF\n[$RUNNER_ITEM]\nEOF\"\"\"\nitems = ['$(touch PWNED)']\n",
+    );
+    t.run().assert_code(0).assert_stdout_has("[$(touch PWNED)]");
+    assert!(!t.path("PWNED").exists());
+}
+
+/// Comments, backticks and arithmetic are refused too; `$(…)` inside double quotes is a
+/// new quoting context, where a bare `{item}` is one word.
+#[test]
+fn other_places_quoting_cannot_protect_are_refused() {
+    for (command, place) in [
+        ("echo hi # {item}", "in a comment"),
+        ("echo `echo {item}`", "inside backticks"),
+        ("echo $(( {item} + 1 ))", "inside $((…))"),
+    ] {
+        let t = Test::new(&format!("[jobs.h]\ncommand = '{command}'\nitems = ['x']\n"));
+        t.run()
+            .assert_code(2)
+            .assert_stderr_has(&format!("`{{item}}` {place} in a shell command"));
+    }
+    let t = Test::new(
+        "[jobs.h]\ncommand = 'echo \"[$(printf %s {item})]\"'\nitems = ['a  b; touch PWNED']\n",
+    );
+    t.run()
+        .assert_code(0)
+        .assert_stdout_has("[a  b; touch PWNED]");
+    assert!(!t.path("PWNED").exists());
+}

@@ -61,10 +61,16 @@ impl Checker<'_> {
                 .with_note("every task gets its item in the environment variable RUNNER_ITEM: read it there (in Python, os.environ[\"RUNNER_ITEM\"]), or make `command` an array (argv), where {item} is passed as one argument");
                 self.diagnostics.push(d);
             }
-        } else if let Some((kind, item)) = script.item_inside_shell_quotes() {
+        } else if let Some((place, item)) = script.item_where_quoting_fails() {
+            let note = match place {
+                crate::shell::HEREDOC => "in a here-document the shell expands $(…) and `…` even around a quoted word, and a line of the item could end the document early; write \"$RUNNER_ITEM\" there instead (the shell puts its text in, never runs it)",
+                crate::shell::COMMENT => "a newline in the item would end the comment and the rest would run; leave {item} out of comments",
+                crate::shell::BACKTICKS | crate::shell::ARITHMETIC => "the runner quotes {item} itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"",
+                _ => "the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes",
+            };
             self.diagnostics.push(
-                Diagnostic::at(format!("`{{item}}` inside {kind} quotes in a shell command"), at(item))
-                    .with_note("the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes"),
+                Diagnostic::at(format!("`{{item}}` {place} in a shell command"), at(item))
+                    .with_note(note),
             );
         }
         Some(script)
