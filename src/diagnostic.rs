@@ -45,6 +45,14 @@ pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
         termcolor::Buffer::no_color()
     };
     for diagnostic in diagnostics {
+        if let Some(text) = diagnostic
+            .span
+            .as_ref()
+            .and_then(|span| long_line(name, source, diagnostic, clamp(span.clone(), source.len())))
+        {
+            let _ = std::io::Write::write_all(&mut buffer, text.as_bytes());
+            continue;
+        }
         let mut report = Report::error().with_message(&diagnostic.message);
         match &diagnostic.span {
             Some(span) => {
@@ -62,6 +70,55 @@ pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
         }
     }
     String::from_utf8_lossy(buffer.as_slice()).into_owned()
+}
+
+/// The most characters of a source line a message shows; a longer line (a 400 KB line
+/// of nested arrays) is cut to this much around the place, with `…` where it was cut.
+const LINE_SHOWN: usize = 120;
+
+/// The message about a place on a line longer than [`LINE_SHOWN`], in the same layout
+/// as codespan's, showing only the part of the line around the place.
+fn long_line(name: &str, source: &str, d: &Diagnostic, span: Range<usize>) -> Option<String> {
+    let line_start = source[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[span.start..]
+        .find('\n')
+        .map_or(source.len(), |i| span.start + i);
+    let line = &source[line_start..line_end];
+    if line.chars().count() <= LINE_SHOWN {
+        return None;
+    }
+    let line_no = source[..line_start].matches('\n').count() + 1;
+    let column = source[line_start..span.start].chars().count() + 1;
+    // The window: from up to a third of it before the place, LINE_SHOWN characters long.
+    let chars: Vec<char> = line.chars().collect();
+    let from = (column - 1).saturating_sub(LINE_SHOWN / 3);
+    let to = (from + LINE_SHOWN).min(chars.len());
+    let marked = source[span.start..span.end.min(line_end)]
+        .chars()
+        .count()
+        .max(1);
+    let mut shown: String = chars[from..to].iter().collect();
+    let mut caret_at = column - 1 - from;
+    if from > 0 {
+        shown.insert(0, '…');
+        caret_at += 1;
+    }
+    if to < chars.len() {
+        shown.push('…');
+    }
+    let carets = "^".repeat(marked.min(to.saturating_sub(column - 1)).max(1));
+    let gutter = " ".repeat(line_no.to_string().len());
+    let mut text = format!(
+        "error: {}\n{gutter} ┌─ {name}:{line_no}:{column}\n{gutter} │\n{line_no} │ {shown}\n{gutter} │ {}{carets}\n",
+        d.message,
+        " ".repeat(caret_at)
+    );
+    text.push_str(&format!("{gutter} │\n"));
+    if let Some(note) = &d.note {
+        text.push_str(&format!("{gutter} = {note}\n"));
+    }
+    text.push('\n');
+    Some(text)
 }
 
 fn clamp(span: Range<usize>, len: usize) -> Range<usize> {
@@ -97,6 +154,35 @@ mod tests {
         assert!(text.contains("error: unknown field `comand`"), "{text}");
         assert!(text.contains("f.toml:3:1"), "{text}");
         assert!(text.contains("comand = \"x\""), "{text}");
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_place() {
+        let source = format!("x = {}{}\n[jobs.a]\n", "[".repeat(300), "]".repeat(300));
+        let at = 4 + 80;
+        let text = render(
+            "f.toml",
+            &source,
+            &[Diagnostic::at("too deep", at..at + 1)],
+            false,
+        );
+        assert!(text.contains("f.toml:1:85"), "{text}");
+        let snippet = text.lines().find(|l| l.starts_with("1 │")).unwrap();
+        assert!(snippet.chars().count() < 140, "{text}");
+        assert!(
+            snippet.starts_with("1 │ …") && snippet.ends_with('…'),
+            "{text}"
+        );
+        let caret = text.lines().find(|l| l.contains('^')).unwrap();
+        // The caret is under the 85th character of the line.
+        let offset = caret.find('^').unwrap() - snippet.find('…').unwrap();
+        assert_eq!(
+            snippet
+                .chars()
+                .nth(snippet[..snippet.find('…').unwrap()].chars().count() + offset),
+            Some('[')
+        );
+        assert!(text.len() < 600, "{text}");
     }
 
     #[test]

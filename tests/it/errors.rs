@@ -353,3 +353,19 @@ fn queue_wiring_errors() {
         "3:7",
     );
 }
+
+/// Issue 11, messages: a syntax error on a 400 KB line shows a cut of the line around
+/// the place, not the whole line.
+#[test]
+fn a_syntax_error_on_a_huge_line_shows_only_its_neighbourhood() {
+    let nested = format!("x = {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+    let t = Test::new(&format!("{nested}[jobs.a]\ncommand = 'true'\n"));
+    let out = t.run();
+    out.assert_code(2).assert_stderr_has("jobs.toml:1:");
+    assert!(
+        out.stderr.len() < 2_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    assert!(out.stderr.contains('…'), "{}", out.stderr);
+}
