@@ -169,8 +169,10 @@ fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
 /// The shortest lease. A worker renews its leases every third of the lease, so a lease
 /// much shorter than a second expires between two renewals and other workers take the
 /// tasks of live ones.
+#[cfg(feature = "distributed")]
 pub const LEASE_FLOOR: Duration = Duration::from_secs(1);
 
+#[cfg(feature = "distributed")]
 fn parse_lease(text: &str) -> Result<Duration, BadDuration> {
     let bounds = Bounds {
         min: LEASE_FLOOR,

@@ -10,6 +10,7 @@ fn items_label(file: &JobFile, items: &Items) -> String {
     match items {
         Items::Single => String::new(),
         Items::List(list) => format!(" × {} items", list.len()),
+        Items::File { count, .. } => format!(" × {count} items"),
         Items::Range(a, b) => format!(" × range {a}..{b}"),
         Items::Queue(q) => format!(" × items from queue `{}`", file.queues[*q].name),
     }

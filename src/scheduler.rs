@@ -15,6 +15,7 @@
 //!
 //! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
+use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, JobFile, JobId, QueueId};
 use crate::queue::Take;
 use std::collections::BTreeSet;
@@ -34,6 +35,9 @@ pub struct Start {
     pub index: u64,
     pub item: Vec<u8>,
     pub slot: usize,
+    /// The item could not be read (an items file changed or became unreadable during
+    /// the run): the task fails with this message without running.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,8 @@ pub struct JobState {
 
 pub struct Scheduler {
     file: Arc<JobFile>,
+    /// Per job with an items file: the reader its items come from, opened on first use.
+    readers: Vec<Option<ItemReader>>,
     pub jobs: Vec<JobState>,
     pool: usize,
     free: BTreeSet<usize>,
@@ -114,6 +120,7 @@ impl Scheduler {
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
         order.sort_by_key(|&j| file.jobs[j].consumes().is_none());
         let mut scheduler = Scheduler {
+            readers: file.jobs.iter().map(|_| None).collect(),
             file: file.clone(),
             jobs,
             pool: pool.max(1),
@@ -185,11 +192,13 @@ impl Scheduler {
                         return None;
                     }
                 },
-                items => {
+                _ => {
                     if state.next >= state.total.unwrap_or(0) {
                         return None;
                     }
-                    item_at(items, state.next)
+                    let (item, problem) = self.item_at(j, state.next);
+                    self.remote_running += 1;
+                    return Some(self.begin_with(j, item, REMOTE, problem));
                 }
             };
             self.remote_running += 1;
@@ -236,19 +245,29 @@ impl Scheduler {
                     }
                 }
             }
-            items => {
+            _ => {
                 let total = state.total.unwrap_or(0);
                 if state.next >= total || self.free.is_empty() {
                     return None;
                 }
-                let item = item_at(items, state.next);
+                let (item, problem) = self.item_at(j, state.next);
                 let slot = self.pool_slot().expect("a free slot");
-                Some(self.begin(j, item, slot))
+                Some(self.begin_with(j, item, slot, problem))
             }
         }
     }
 
     fn begin(&mut self, j: JobId, item: Vec<u8>, slot: usize) -> Start {
+        self.begin_with(j, item, slot, None)
+    }
+
+    fn begin_with(
+        &mut self,
+        j: JobId,
+        item: Vec<u8>,
+        slot: usize,
+        problem: Option<String>,
+    ) -> Start {
         let pool = self.pool;
         let state = &mut self.jobs[j];
         if slot >= pool && slot != REMOTE {
@@ -262,6 +281,37 @@ impl Scheduler {
             index,
             item,
             slot,
+            problem,
+        }
+    }
+
+    /// The item of a list, range or file job at `index`, or why it cannot be had.
+    fn item_at(&mut self, j: JobId, index: u64) -> (Vec<u8>, Option<String>) {
+        match &self.file.jobs[j].items {
+            Items::List(list) => (list[index as usize].clone().into_bytes(), None),
+            Items::Range(a, _) => ((a + index as i64).to_string().into_bytes(), None),
+            Items::File { path, .. } => {
+                let reader = self.readers[j].get_or_insert_with(|| ItemReader::new(path));
+                match reader.item(index) {
+                    Ok(item) => (item.into_bytes(), None),
+                    Err(problem) => {
+                        // The job ends here: this task fails with the reason, and the
+                        // items after it are not run (one message, not one per item).
+                        let state = &mut self.jobs[j];
+                        let total = state.total.unwrap_or(index + 1);
+                        state.total = Some(index + 1);
+                        let rest = total.saturating_sub(index + 1);
+                        let problem = match rest {
+                            0 => problem,
+                            _ => format!(
+                                "{problem}; the job's {rest} items after this one are not run"
+                            ),
+                        };
+                        (Vec::new(), Some(problem))
+                    }
+                }
+            }
+            Items::Single | Items::Queue(_) => (Vec::new(), None),
         }
     }
 
@@ -401,15 +451,6 @@ impl Scheduler {
                 return;
             }
         }
-    }
-}
-
-/// The item of a list or range job at `index`.
-fn item_at(items: &Items, index: u64) -> Vec<u8> {
-    match items {
-        Items::List(list) => list[index as usize].clone().into_bytes(),
-        Items::Range(a, _) => (a + index as i64).to_string().into_bytes(),
-        Items::Single | Items::Queue(_) => Vec::new(),
     }
 }
 

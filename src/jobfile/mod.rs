@@ -13,6 +13,7 @@
 
 mod check;
 pub mod duration;
+pub mod items_file;
 mod raw;
 mod typed;
 pub mod wiring;
@@ -97,6 +98,12 @@ pub enum Items {
     /// One task, with an empty item.
     Single,
     List(Vec<String>),
+    /// The non-blank lines of a file, `count` of them when it was checked; read as
+    /// tasks start (`items_file::ItemReader`), never held whole.
+    File {
+        path: PathBuf,
+        count: u64,
+    },
     Range(i64, i64),
     Queue(QueueId),
 }
@@ -107,6 +114,7 @@ impl Items {
         match self {
             Items::Single => Some(1),
             Items::List(items) => Some(items.len() as u64),
+            Items::File { count, .. } => Some(*count),
             Items::Range(a, b) => Some(b.saturating_sub(*a).max(0) as u64),
             Items::Queue(_) => None,
         }

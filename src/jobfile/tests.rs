@@ -416,7 +416,7 @@ fn nul_bytes_are_refused() {
     assert_eq!(
         found[0].message,
         format!(
-            "items file {} holds a NUL byte",
+            "items file {}: line 2 holds a NUL byte, which no process can be given",
             dir.path().join("items.txt").display()
         )
     );
@@ -520,7 +520,10 @@ fn items_from_a_file() {
     .expect("valid");
     assert_eq!(
         file.jobs[0].items,
-        Items::List(vec!["a".into(), "b c".into()])
+        Items::File {
+            path: dir.path().join("items.txt"),
+            count: 2
+        }
     );
 
     std::fs::write(dir.path().join("latin1.txt"), b"caf\xe9\n").unwrap();
@@ -531,7 +534,7 @@ fn items_from_a_file() {
     assert_eq!(
         found[0].message,
         format!(
-            "items file {} is not UTF-8 text",
+            "items file {}: line 1 is not UTF-8 text",
             dir.path().join("latin1.txt").display()
         )
     );

@@ -3,6 +3,7 @@
 
 use super::{Options, Shared};
 use crate::error::Outcome;
+use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, JobFile};
 use crate::lost::{Kind, LostWrites};
 use crate::report::{self, RunInfo};
@@ -149,10 +150,20 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRe
         let Some(total) = state.total else { continue };
         let listed_end = total.min(state.next.saturating_add(MAX_SKIPPED_RECORDS));
         unlisted += total - listed_end;
+        let mut reader = match &job.items {
+            Items::File { path, .. } => Some(ItemReader::new(path)),
+            _ => None,
+        };
         for index in state.next..listed_end {
             let item = match &job.items {
                 Items::List(list) => list[index as usize].clone(),
                 Items::Range(a, _) => (a + index as i64).to_string(),
+                // A file that cannot give the item any more: the record says so by its
+                // index; the item stays empty.
+                Items::File { .. } => reader
+                    .as_mut()
+                    .and_then(|r| r.item(index).ok())
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
             out.push(skipped_record(file, j, index, item, host));

@@ -287,6 +287,12 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         if matches!(ctx.file.jobs[start.job].items, Items::Queue(_)) {
             let _ = ctx.events.send(Event::Taken { job: start.job });
         }
+        if let Some(problem) = &start.problem {
+            let message = problem.clone();
+            fail_unstarted(core, ctx, &start, message.clone());
+            let _ = ctx.events.send(Event::Note(message));
+            continue;
+        }
         if start.slot == REMOTE {
             if let Some(remote) = &shared.remote {
                 let _ = remote.send(start);
@@ -314,17 +320,12 @@ fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
             Ok(sender) => core.slots[slot] = Some(sender),
             Err(e) => {
                 let ctx = &shared.ctx;
-                let allowed = ctx.file.jobs[start.job].allow_failure;
-                let item = String::from_utf8_lossy(&start.item).into_owned();
-                let mut record =
-                    TaskRecord::new(start.job, start.index, item, slot, &ctx.host, allowed);
-                record.status = Status::Failed;
-                record.end = Some(End::SpawnFailed {
-                    message: format!("cannot start a pool thread: {e}"),
-                    retryable: false,
-                });
-                core.scheduler.finished(start.job, slot, false, allowed);
-                core.records.push(record);
+                fail_unstarted(
+                    core,
+                    ctx,
+                    &start,
+                    format!("cannot start a pool thread: {e}"),
+                );
                 core.scheduler.stop();
                 ctx.control.stop();
                 let _ = ctx.events.send(Event::Note(format!(
@@ -337,6 +338,22 @@ fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
     if let Some(sender) = &core.slots[slot] {
         let _ = sender.send(start);
     }
+}
+
+/// Ends a task that could not start (no thread for its slot, an item that could not be
+/// read): a failed record, the scheduler told, its slot freed.
+fn fail_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start, message: String) {
+    let allowed = ctx.file.jobs[start.job].allow_failure;
+    let item = String::from_utf8_lossy(&start.item).into_owned();
+    let mut record = TaskRecord::new(start.job, start.index, item, start.slot, &ctx.host, allowed);
+    record.status = Status::Failed;
+    record.end = Some(End::SpawnFailed {
+        message,
+        retryable: false,
+    });
+    core.scheduler
+        .finished(start.job, start.slot, false, allowed);
+    core.records.push(record);
 }
 
 fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {

@@ -369,3 +369,70 @@ fn a_syntax_error_on_a_huge_line_shows_only_its_neighbourhood() {
     );
     assert!(out.stderr.contains('…'), "{}", out.stderr);
 }
+
+/// Peak resident memory of `runner ARGS` in the test's folder, in KiB. Reaped here by
+/// `wait4` (for its rusage), so std's `wait` is never called.
+#[allow(clippy::zombie_processes)]
+fn peak_rss_kib(t: &Test, args: &[&str]) -> (i32, i64) {
+    let child = std::process::Command::new(crate::util::BIN)
+        .args(args)
+        .current_dir(t.path(""))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value to be filled by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, by its pid; the pointers are to live locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// Issue 11, point 12: items files are read lazily. Checking a file of 2,000,000 items
+/// (about 30 MB) keeps the runner's memory small, and a run reads the items in order.
+#[test]
+fn an_items_file_is_never_held_whole() {
+    let t = Test::new("[jobs.a]\ncommand = ['true', '{item}']\nitems = { file = 'items.txt' }\n");
+    // Written by `seq`, not by this process: a child's peak memory as the kernel counts
+    // it starts from its parent's at the spawn.
+    let status = std::process::Command::new("sh")
+        .args(["-c", "seq -f 'item-number-%.0f' 0 1999999 > items.txt"])
+        .current_dir(t.path(""))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, kib) = peak_rss_kib(&t, &["check", "jobs.toml"]);
+    assert_eq!(code, 0);
+    assert!(kib < 24 * 1024, "runner check peaked at {kib} KiB");
+
+    let t = Test::new(
+        "pool = 1\n[jobs.a]\ncommand = 'echo {index}:{item} >> log'\nitems = { file = 'items.txt' }\n",
+    );
+    std::fs::write(t.path("items.txt"), "first\n\n  \nsecond one\r\nlast").unwrap();
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path("log")).unwrap(),
+        "0:first\n1:second one\n2:last\n",
+        "{}",
+        out.stderr
+    );
+}
+
+/// An items file that loses its lines during the run: the task whose item is gone fails
+/// saying so, the job's later items are not run, and the run exits 1 (no panic).
+#[test]
+fn an_items_file_that_shrinks_during_the_run_fails_its_job_clearly() {
+    let t = Test::new(
+        "pool = 1\n[jobs.a]\ncommand = 'if [ {index} = 0 ]; then : > items.txt; fi'\nitems = { file = 'items.txt' }\n",
+    );
+    let line = "x".repeat(10_000);
+    std::fs::write(t.path("items.txt"), format!("{line}\n").repeat(40)).unwrap();
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("changed since the run started: it has no item")
+        .assert_stderr_has("items after this one are not run");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

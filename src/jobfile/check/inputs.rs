@@ -9,7 +9,6 @@ use crate::jobfile::typed::{self, Value};
 use crate::jobfile::{CommandSpec, Items, JobId, QueueId, StdinSpec};
 use crate::template::{is_posix_shell, Placeholder, Template};
 use std::ops::Range;
-use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 impl Checker<'_> {
@@ -169,8 +168,8 @@ impl Checker<'_> {
             ("file", DeValue::String(file)) => {
                 let file: &str = file;
                 let path = self.dir.join(file);
-                match read_items(&path) {
-                    Ok(items) => Items::List(items),
+                match super::super::items_file::count(&path) {
+                    Ok(count) => Items::File { path, count },
                     Err(message) => {
                         self.error(message, span);
                         Items::List(Vec::new())
@@ -291,22 +290,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// The lines of an items file, blank ones skipped; the error is the message to show.
-fn read_items(path: &Path) -> Result<Vec<String>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read items file {}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("items file {} is not UTF-8 text", path.display()))?;
-    if text.contains('\0') {
-        return Err(format!("items file {} holds a NUL byte", path.display()));
-    }
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect())
 }
 
 /// An item as the text a process is given; tables, arrays and dates are not items. A
