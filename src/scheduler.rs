@@ -69,8 +69,6 @@ pub struct JobState {
     pub finished: u64,
     pub failed: u64,
     queue_closed: bool,
-    /// Tasks of this job running in slots beyond the pool.
-    extra: usize,
 }
 
 pub struct Scheduler {
@@ -81,6 +79,8 @@ pub struct Scheduler {
     pool: usize,
     free: BTreeSet<usize>,
     free_extra: BTreeSet<usize>,
+    /// Extra slots in use that blocked producers lent (see `can_lend`).
+    lent: BTreeSet<usize>,
     next_extra: usize,
     open_producers: Vec<usize>,
     fail_fast: bool,
@@ -114,7 +114,6 @@ impl Scheduler {
                 finished: 0,
                 failed: 0,
                 queue_closed: false,
-                extra: 0,
             })
             .collect();
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
@@ -126,6 +125,7 @@ impl Scheduler {
             pool: pool.max(1),
             free: (0..pool.max(1)).collect(),
             free_extra: BTreeSet::new(),
+            lent: BTreeSet::new(),
             next_extra: pool.max(1),
             open_producers: file.queues.iter().map(|q| q.producers.len()).collect(),
             fail_fast,
@@ -146,6 +146,12 @@ impl Scheduler {
     pub fn set_remote(&mut self, remote: Vec<bool>, window: usize) {
         self.remote = remote;
         self.remote_window = window.max(1);
+    }
+
+    /// Whether effects wait to be taken (a `next_start` that started nothing may still
+    /// have ended a job, closing its queue).
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
     }
 
     /// Effects produced since the last call, in order.
@@ -208,7 +214,7 @@ impl Scheduler {
             if state.next > 0 {
                 return None;
             }
-            let slot = self.extra_slot();
+            let slot = self.extra_slot(false);
             return Some(self.begin(j, Vec::new(), slot));
         }
         match &job.items {
@@ -218,13 +224,13 @@ impl Scheduler {
                     return None;
                 }
                 // Beyond the pool: the first task when the queue is full and every slot
-                // is taken, and one task per producer blocked on the full queue (it
-                // holds a slot it does not use).
+                // is taken (its producers are about to block), or a slot lent by a
+                // blocked producer.
                 let slot = if !self.free.is_empty() {
                     None
-                } else if (state.running == 0 && queues.is_full(q))
-                    || state.extra < queues.blocked_producers(q)
-                {
+                } else if state.running == 0 && queues.is_full(q) {
+                    Some(false)
+                } else if self.can_lend(queues) {
                     Some(true)
                 } else {
                     return None;
@@ -232,7 +238,7 @@ impl Scheduler {
                 match queues.try_take(q) {
                     Take::Item(item) => {
                         let slot = match slot {
-                            Some(_) => self.extra_slot(),
+                            Some(lent) => self.extra_slot(lent),
                             None => self.pool_slot().expect("a free slot"),
                         };
                         Some(self.begin(j, item, slot))
@@ -246,15 +252,30 @@ impl Scheduler {
                 }
             }
             _ => {
-                let total = state.total.unwrap_or(0);
-                if state.next >= total || self.free.is_empty() {
+                let (next, total) = (state.next, state.total.unwrap_or(0));
+                if next >= total {
                     return None;
                 }
-                let (item, problem) = self.item_at(j, state.next);
-                let slot = self.pool_slot().expect("a free slot");
+                let slot = match self.pool_slot() {
+                    Some(slot) => slot,
+                    None if self.can_lend(queues) => self.extra_slot(true),
+                    None => return None,
+                };
+                let (item, problem) = self.item_at(j, next);
                 Some(self.begin_with(j, item, slot, problem))
             }
         }
+    }
+
+    /// Whether a producer blocked on its full queue has a slot to lend: it holds one it
+    /// does not use, and without lending it, producers holding every slot would wait
+    /// forever for a consumer (or for a job the consumer needs) that cannot start. Each
+    /// blocked producer lends one slot, to whatever task can start.
+    fn can_lend(&self, queues: &dyn Queues) -> bool {
+        let blocked: usize = (0..self.file.queues.len())
+            .map(|q| queues.blocked_producers(q))
+            .sum();
+        self.lent.len() < blocked
     }
 
     fn begin(&mut self, j: JobId, item: Vec<u8>, slot: usize) -> Start {
@@ -268,11 +289,7 @@ impl Scheduler {
         slot: usize,
         problem: Option<String>,
     ) -> Start {
-        let pool = self.pool;
         let state = &mut self.jobs[j];
-        if slot >= pool && slot != REMOTE {
-            state.extra += 1;
-        }
         let index = state.next;
         state.next += 1;
         state.running += 1;
@@ -319,11 +336,16 @@ impl Scheduler {
         self.free.pop_first()
     }
 
-    fn extra_slot(&mut self) -> usize {
-        self.free_extra.pop_first().unwrap_or_else(|| {
+    /// A slot beyond the pool; `lent`: one lent by a blocked producer.
+    fn extra_slot(&mut self, lent: bool) -> usize {
+        let slot = self.free_extra.pop_first().unwrap_or_else(|| {
             self.next_extra += 1;
             self.next_extra - 1
-        })
+        });
+        if lent {
+            self.lent.insert(slot);
+        }
+        slot
     }
 
     /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
@@ -334,11 +356,9 @@ impl Scheduler {
             self.free.insert(slot);
         } else {
             self.free_extra.insert(slot);
+            self.lent.remove(&slot);
         }
         let state = &mut self.jobs[job];
-        if slot >= self.pool && slot != REMOTE {
-            state.extra -= 1;
-        }
         state.running -= 1;
         state.finished += 1;
         if !ok && !allowed {
@@ -453,6 +473,10 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_sim.rs"]
+mod sim;
 
 #[cfg(test)]
 mod tests {

@@ -101,7 +101,118 @@ pub fn check(file: &JobFile) -> Vec<Diagnostic> {
             .with_note("a job cannot wait on (through `needs`) or feed (through a queue) itself"),
         );
     }
+    if out.is_empty() {
+        if let Some((first, steps)) = wait_cycle(file) {
+            out.push(
+                Diagnostic::at(
+                    format!("these jobs would wait for each other forever once a queue is full: {}", steps.join("; ")),
+                    file.jobs[first].span.clone(),
+                )
+                .with_note("a producer cannot end while its queue is full and unread, and a consumer reads until every producer ended: remove one of these `needs`"),
+            );
+        }
+    }
     out
+}
+
+/// A cycle of waits between the starts and ends of jobs, which no run could get out of
+/// once a queue is full: a job starts after its `needs` ended; a consumer ends after its
+/// queue's producers ended; and a producer (that writes more than the queue holds) ends
+/// only after its consumer started. Returns the first job of the cycle and each wait
+/// along it, in words. Cycles of `needs` and queues alone are found by [`find_cycle`].
+fn wait_cycle(file: &JobFile) -> Option<(JobId, Vec<String>)> {
+    let n = file.jobs.len();
+    // Events: 2j is the start of job j, 2j+1 its end. Edges: (to, what it says).
+    let mut before: Vec<Vec<(usize, Option<String>)>> = vec![Vec::new(); 2 * n];
+    let name = |j: JobId| &file.jobs[j].name;
+    for (j, job) in file.jobs.iter().enumerate() {
+        before[2 * j].push((2 * j + 1, None));
+        for &dep in &job.needs {
+            before[2 * dep + 1].push((
+                2 * j,
+                Some(format!("`{}` starts after `{}` ends", name(j), name(dep))),
+            ));
+        }
+    }
+    for queue in &file.queues {
+        let Some(c) = queue.consumer else { continue };
+        for &p in &queue.producers {
+            before[2 * p + 1].push((
+                2 * c + 1,
+                Some(format!(
+                    "`{}` reads queue `{}` until `{}` ends",
+                    name(c),
+                    queue.name,
+                    name(p)
+                )),
+            ));
+            before[2 * c].push((
+                2 * p + 1,
+                Some(format!(
+                    "`{}` cannot end until `{}` reads queue `{}`",
+                    name(p),
+                    name(c),
+                    queue.name
+                )),
+            ));
+            // A streaming consumer reads on only while it can write: `p` also waits for
+            // the consumers downstream of it to start.
+            let mut through = c;
+            let mut seen = vec![false; n];
+            while file.jobs[through].is_streaming() && !std::mem::replace(&mut seen[through], true)
+            {
+                let Some(b) = file.jobs[through].to else {
+                    break;
+                };
+                let Some(next) = file.queues[b].consumer else {
+                    break;
+                };
+                before[2 * next].push((2 * p + 1, Some(format!(
+                    "`{}` cannot end until `{}` reads queue `{}`, and `{}` reads only while it can write to queue `{}`, read by `{}`",
+                    name(p), name(c), queue.name, name(through), file.queues[b].name, name(next)
+                ))));
+                through = next;
+            }
+        }
+    }
+    // Iterative depth-first search with colours; the path is kept to name the cycle.
+    let mut colour = vec![0u8; 2 * n];
+    for root in 0..2 * n {
+        if colour[root] != 0 {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        colour[root] = 1;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            if let Some((to, _)) = before[node].get(*next).cloned() {
+                *next += 1;
+                match colour[to] {
+                    0 => {
+                        colour[to] = 1;
+                        path.push((to, 0));
+                    }
+                    1 => {
+                        let from = path
+                            .iter()
+                            .position(|&(e, _)| e == to)
+                            .expect("on the path");
+                        let mut steps = Vec::new();
+                        for &(e, k) in &path[from..] {
+                            if let Some(text) = &before[e][k - 1].1 {
+                                steps.push(text.clone());
+                            }
+                        }
+                        return Some((to / 2, steps));
+                    }
+                    _ => {}
+                }
+            } else {
+                colour[node] = 2;
+                path.pop();
+            }
+        }
+    }
+    None
 }
 
 fn needs_transitively(file: &JobFile, job: JobId, target: JobId) -> bool {
@@ -203,5 +314,14 @@ mod tests {
         );
         assert_eq!(m.len(), 1);
         assert!(m[0].contains("needs its producer `p`"), "{m:?}");
+        // Through another queue: `c` needs `p`, whose queue feeds `r`, whose queue `c`
+        // reads; found by the scheduler's property test (a hang once `b` is full).
+        let m = messages(
+            "[jobs.p]\ncommand = 'seq 3'\nto = 'a'\n[jobs.r]\ncommand = 'cat'\nstdin = { queue = 'a' }\nto = 'b'\n[jobs.c]\ncommand = 'true {item}'\nitems = { queue = 'b' }\nneeds = ['p']\n",
+        );
+        assert_eq!(
+            m,
+            vec!["these jobs would wait for each other forever once a queue is full: `c` starts after `p` ends; `p` cannot end until `r` reads queue `a`, and `r` reads only while it can write to queue `b`, read by `c`".to_string()]
+        );
     }
 }

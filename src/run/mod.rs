@@ -279,7 +279,7 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         let effects = core.scheduler.take_effects();
         apply(&effects, core, ctx);
         let Some(start) = core.scheduler.next_start(&LiveQueues(&ctx.queues)) else {
-            if core.scheduler.take_effects().is_empty() {
+            if !core.scheduler.has_effects() {
                 break;
             }
             continue;

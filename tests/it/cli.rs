@@ -51,7 +51,7 @@ fn check_does_not_run() {
 #[test]
 fn graph_text_shows_needs_and_queues() {
     let t = Test::new(
-        "[jobs.master]\ncommand = 'seq 3'\nto = 'tasks'\n[jobs.worker]\ncommand = 'echo $(({item}*{item}))'\nitems = { queue = 'tasks' }\n[jobs.report]\ncommand = 'true'\nneeds = ['worker']\n",
+        "[jobs.master]\ncommand = 'seq 3'\nto = 'tasks'\n[jobs.worker]\ncommand = 'echo {item}'\nitems = { queue = 'tasks' }\n[jobs.report]\ncommand = 'true'\nneeds = ['worker']\n",
     )
     .args(&["graph", "jobs.toml"]);
     let out = t.run();

@@ -5,6 +5,7 @@ mod util;
 mod broker_faults;
 mod cli;
 pub mod control;
+mod deadlock;
 mod distributed;
 mod errors;
 mod lines;

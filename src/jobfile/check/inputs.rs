@@ -64,7 +64,8 @@ impl Checker<'_> {
             let note = match place {
                 crate::shell::HEREDOC => "in a here-document the shell expands $(…) and `…` even around a quoted word, and a line of the item could end the document early; write \"$RUNNER_ITEM\" there instead (the shell puts its text in, never runs it)",
                 crate::shell::COMMENT => "a newline in the item would end the comment and the rest would run; leave {item} out of comments",
-                crate::shell::BACKTICKS | crate::shell::ARITHMETIC => "the runner quotes {item} itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"",
+                crate::shell::BACKTICKS => "the runner quotes {item} itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"",
+                crate::shell::ARITHMETIC => "arithmetic evaluates its text again after removing quotes (and bash evaluates a variable's value too: an item `a[$(cmd)]` runs cmd), so no quoting protects it there; check that $RUNNER_ITEM is a number first (case $RUNNER_ITEM in ''|*[!0-9]*) exit 2;; esac), then use it",
                 _ => "the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes",
             };
             self.diagnostics.push(

@@ -1,0 +1,360 @@
+//! Property test of the scheduler: every run of a random small graph ends.
+//!
+//! A deterministic simulation drives the real [`Scheduler`] with fake processes: a
+//! producer task writes its lines one at a time into a bounded queue and blocks while
+//! the queue is full (it then holds a slot it does not use, as a real one does), a
+//! consumer task of a queue's items ends when told, a streaming consumer takes items
+//! until its queue is closed and drained, and some jobs fail (their dependents are
+//! skipped, their queues discarded). At each step the test picks one possible action
+//! from a random sequence; if none is possible while the scheduler says the run is not
+//! done, the run is stuck: a deadlock.
+//!
+//! Before slots were lent to any task (issue 11, point 6), this found the
+//! `pool = 1` producer / consumer-needs-`setup` hang within a few cases.
+
+use super::*;
+use crate::jobfile::{parse, StdinSpec};
+use proptest::prelude::*;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+/// One job of a generated graph.
+#[derive(Debug, Clone)]
+struct GenJob {
+    /// Without a queue to consume: one task (false) or a range of `items` tasks (true).
+    range: bool,
+    items: u8,
+    /// As the consumer of a queue: a task per item (false) or one streaming task (true).
+    streaming: bool,
+    /// Lines each of its tasks writes (when it writes to a queue).
+    lines: u8,
+    /// Bit k: it needs job k (only earlier jobs are taken).
+    needs: u8,
+    fails: bool,
+}
+
+fn gen_job() -> impl Strategy<Value = GenJob> {
+    (
+        any::<bool>(),
+        1u8..4,
+        any::<bool>(),
+        0u8..6,
+        any::<u8>(),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(range, items, streaming, lines, needs, fails)| GenJob {
+            range,
+            items,
+            streaming,
+            lines,
+            needs,
+            fails,
+        })
+}
+
+/// A queue of a generated graph: its consumer and producers, as picks among the jobs.
+#[derive(Debug, Clone)]
+struct GenQueue {
+    consumer: u8,
+    /// Bit k: job k writes to it (if it writes to no other queue and does not consume it).
+    producers: u8,
+    capacity: u8,
+}
+
+fn gen_queue() -> impl Strategy<Value = GenQueue> {
+    (any::<u8>(), any::<u8>(), 1u8..3).prop_map(|(consumer, producers, capacity)| GenQueue {
+        consumer,
+        producers,
+        capacity,
+    })
+}
+
+/// The job file of a generated graph; `None` when the loader refuses it (a cycle
+/// through needs and queues): such graphs never run.
+fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<JobFile>> {
+    let n = jobs.len();
+    let mut consumes: Vec<Option<usize>> = vec![None; n];
+    let mut to: Vec<Option<usize>> = vec![None; n];
+    let mut source = format!("pool = {pool}\n");
+    for (q, queue) in queues.iter().enumerate() {
+        let consumer = (0..n)
+            .map(|k| (queue.consumer as usize + k) % n)
+            .find(|&j| consumes[j].is_none())?;
+        consumes[consumer] = Some(q);
+        let eligible = |j: usize, to: &[Option<usize>]| j != consumer && to[j].is_none();
+        let mut any = false;
+        for j in 0..n {
+            if queue.producers & (1 << (j % 8)) != 0 && eligible(j, &to) {
+                to[j] = Some(q);
+                any = true;
+            }
+        }
+        if !any {
+            let j = (0..n).find(|&j| eligible(j, &to))?;
+            to[j] = Some(q);
+        }
+        source.push_str(&format!("[queues.q{q}]\ncapacity = {}\n", queue.capacity));
+    }
+    for (j, job) in jobs.iter().enumerate() {
+        source.push_str(&format!("[jobs.j{j}]\ncommand = 'true'\n"));
+        match consumes[j] {
+            Some(q) if job.streaming => source.push_str(&format!("stdin = {{ queue = 'q{q}' }}\n")),
+            Some(q) => source.push_str(&format!("items = {{ queue = 'q{q}' }}\n")),
+            None if job.range => {
+                source.push_str(&format!("items = {{ range = [0, {}] }}\n", job.items));
+            }
+            None => {}
+        }
+        if let Some(q) = to[j] {
+            source.push_str(&format!("to = 'q{q}'\n"));
+        }
+        let needs: Vec<String> = (0..j)
+            .filter(|k| job.needs & (1 << k) != 0)
+            .map(|k| format!("'j{k}'"))
+            .collect();
+        if !needs.is_empty() {
+            source.push_str(&format!("needs = [{}]\n", needs.join(", ")));
+        }
+    }
+    parse(Path::new("sim.toml"), source).ok().map(Arc::new)
+}
+
+/// Queues as the scheduler sees them, with the producers blocked on each.
+struct SimQueues {
+    items: RefCell<Vec<VecDeque<Vec<u8>>>>,
+    closed: RefCell<Vec<bool>>,
+    discarded: RefCell<Vec<bool>>,
+    blocked: RefCell<Vec<usize>>,
+    capacity: Vec<usize>,
+}
+
+impl Queues for SimQueues {
+    fn try_take(&self, q: QueueId) -> Take {
+        match self.items.borrow_mut()[q].pop_front() {
+            Some(item) => Take::Item(item),
+            None if self.closed.borrow()[q] => Take::Closed,
+            None => Take::Empty,
+        }
+    }
+    fn is_full(&self, q: QueueId) -> bool {
+        self.items.borrow()[q].len() >= self.capacity[q]
+    }
+    fn blocked_producers(&self, q: QueueId) -> usize {
+        self.blocked.borrow()[q]
+    }
+}
+
+/// A running fake process.
+struct SimTask {
+    job: JobId,
+    slot: usize,
+    lines_left: u8,
+}
+
+/// A run in progress: the scheduler, the fake queues and the fake processes.
+struct Sim<'a> {
+    file: &'a Arc<JobFile>,
+    gen: &'a [GenJob],
+    pool: usize,
+    queues: SimQueues,
+    scheduler: Scheduler,
+    running: Vec<SimTask>,
+    in_pool: HashMap<usize, JobId>,
+}
+
+impl Sim<'_> {
+    /// Which producers are blocked now (a real one tells the scheduler when it blocks).
+    fn count_blocked(&self) {
+        let mut blocked = vec![0; self.file.queues.len()];
+        for task in &self.running {
+            if let Some(q) = self.file.jobs[task.job].to {
+                if task.lines_left > 0
+                    && !self.queues.discarded.borrow()[q]
+                    && self.queues.is_full(q)
+                {
+                    blocked[q] += 1;
+                }
+            }
+        }
+        *self.queues.blocked.borrow_mut() = blocked;
+    }
+
+    /// Applies the scheduler's effects and starts what it says, until nothing more
+    /// starts; an error if a pool slot is given twice.
+    fn start_all(&mut self) -> Result<(), String> {
+        loop {
+            self.count_blocked();
+            let mut started = false;
+            loop {
+                for effect in self.scheduler.take_effects() {
+                    match effect {
+                        Effect::Close(q) => self.queues.closed.borrow_mut()[q] = true,
+                        Effect::Discard(q) => {
+                            self.queues.discarded.borrow_mut()[q] = true;
+                            self.queues.items.borrow_mut()[q].clear();
+                        }
+                        Effect::Skipped(_) | Effect::StopRun => {}
+                    }
+                }
+                let Some(start) = self.scheduler.next_start(&self.queues) else {
+                    if !self.scheduler.has_effects() {
+                        break;
+                    }
+                    continue;
+                };
+                if start.slot < self.pool {
+                    if let Some(other) = self.in_pool.insert(start.slot, start.job) {
+                        return Err(format!(
+                            "slot {} given to j{} while j{other} holds it",
+                            start.slot, start.job
+                        ));
+                    }
+                }
+                started = true;
+                let writes = self.file.jobs[start.job].to.is_some();
+                self.running.push(SimTask {
+                    job: start.job,
+                    slot: start.slot,
+                    lines_left: if writes { self.gen[start.job].lines } else { 0 },
+                });
+            }
+            if !started {
+                return Ok(());
+            }
+        }
+    }
+
+    /// What can happen next: a task writes a line (`w`), a streaming consumer takes an
+    /// item (`t`), or a task ends (`e`).
+    fn actions(&self) -> Vec<(usize, char)> {
+        let mut actions = Vec::new();
+        for (i, task) in self.running.iter().enumerate() {
+            let job = &self.file.jobs[task.job];
+            if let (Some(q), true) = (job.to, task.lines_left > 0) {
+                if self.queues.discarded.borrow()[q] || !self.queues.is_full(q) {
+                    actions.push((i, 'w'));
+                }
+                continue;
+            }
+            match job.stdin {
+                StdinSpec::Queue(q) => {
+                    if !self.queues.items.borrow()[q].is_empty() {
+                        actions.push((i, 't'));
+                    } else if self.queues.closed.borrow()[q] {
+                        actions.push((i, 'e'));
+                    }
+                }
+                _ => actions.push((i, 'e')),
+            }
+        }
+        actions
+    }
+
+    fn act(&mut self, i: usize, action: char) {
+        match action {
+            'w' => {
+                let task = &mut self.running[i];
+                task.lines_left -= 1;
+                let q = self.file.jobs[task.job].to.expect("a producer");
+                if !self.queues.discarded.borrow()[q] {
+                    self.queues.items.borrow_mut()[q].push_back(b"x".to_vec());
+                }
+            }
+            't' => {
+                let StdinSpec::Queue(q) = self.file.jobs[self.running[i].job].stdin else {
+                    unreachable!("a streaming consumer")
+                };
+                self.queues.items.borrow_mut()[q].pop_front();
+            }
+            _ => {
+                let task = self.running.swap_remove(i);
+                if task.slot < self.pool {
+                    self.in_pool.remove(&task.slot);
+                }
+                let ok = !self.gen[task.job].fails;
+                self.scheduler.finished(task.job, task.slot, ok, false);
+            }
+        }
+    }
+
+    fn stuck(&self, step: usize) -> String {
+        format!(
+            "stuck at step {step}: running {:?}, queues {:?}, blocked {:?}, jobs {:?}",
+            self.running
+                .iter()
+                .map(|t| (t.job, t.slot, t.lines_left))
+                .collect::<Vec<_>>(),
+            self.queues
+                .items
+                .borrow()
+                .iter()
+                .map(VecDeque::len)
+                .collect::<Vec<_>>(),
+            self.queues.blocked.borrow(),
+            self.scheduler
+                .jobs
+                .iter()
+                .map(|j| (j.phase, j.running, j.next))
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Runs the graph to its end, choosing among possible actions with `choices`; returns
+/// an error describing the stuck state if nothing can happen before the run is done.
+fn simulate(
+    file: &Arc<JobFile>,
+    gen: &[GenJob],
+    pool: usize,
+    choices: &[u16],
+) -> Result<(), String> {
+    let n = file.queues.len();
+    let mut sim = Sim {
+        file,
+        gen,
+        pool,
+        queues: SimQueues {
+            items: RefCell::new(vec![VecDeque::new(); n]),
+            closed: RefCell::new(vec![false; n]),
+            discarded: RefCell::new(vec![false; n]),
+            blocked: RefCell::new(vec![0; n]),
+            capacity: file.queues.iter().map(|q| q.capacity).collect(),
+        },
+        scheduler: Scheduler::new(file.clone(), pool, false),
+        running: Vec::new(),
+        in_pool: HashMap::new(),
+    };
+    for step in 0..20_000usize {
+        sim.start_all()?;
+        if sim.running.is_empty() && sim.scheduler.is_done() {
+            return Ok(());
+        }
+        let actions = sim.actions();
+        if actions.is_empty() {
+            return Err(sim.stuck(step));
+        }
+        let (i, action) = actions[choices[step % choices.len()] as usize % actions.len()];
+        sim.act(i, action);
+    }
+    Err("the run did not end in 20,000 steps".to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_run_of_a_small_graph_ends(
+        pool in 1usize..4,
+        queues in prop::collection::vec(gen_queue(), 0..3),
+        jobs in prop::collection::vec(gen_job(), 2..6),
+        choices in prop::collection::vec(any::<u16>(), 1..64),
+    ) {
+        let Some(file) = job_file(pool, &queues, &jobs) else {
+            return Ok(());
+        };
+        if let Err(stuck) = simulate(&file, &jobs, pool, &choices) {
+            prop_assert!(false, "{}", stuck);
+        }
+    }
+}
