@@ -26,6 +26,10 @@ pub enum End {
     OutputRefused {
         message: String,
     },
+    /// A bug in the runner (a panic) ended it; its processes were killed and reaped.
+    Internal {
+        message: String,
+    },
     /// Distributed runs: delivered this many times to workers that never reported back.
     Lost {
         deliveries: u32,
@@ -220,7 +224,7 @@ pub fn describe_end(end: &End) -> String {
             "lost: the broker lost the run's state (Redis restarted without persistence?)"
                 .to_string()
         }
-        End::OutputRefused { message } => message.clone(),
+        End::OutputRefused { message } | End::Internal { message } => message.clone(),
         End::Lost { deliveries } => {
             format!("lost after {deliveries} deliveries (its workers died or stopped)")
         }

@@ -383,6 +383,7 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         Some(End::TimedOut) => ("timeout", String::new()),
         Some(End::SpawnFailed { message, .. }) => ("spawn", message.clone()),
         Some(End::OutputRefused { message }) => ("refused", message.clone()),
+        Some(End::Internal { message }) => ("internal", message.clone()),
         Some(End::Lost { deliveries }) => ("lost", deliveries.to_string()),
         None => ("none", String::new()),
     };
@@ -425,6 +426,7 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
             retryable: false,
         }),
         Some("refused") => Some(End::OutputRefused { message: value }),
+        Some("internal") => Some(End::Internal { message: value }),
         Some("lost") => Some(End::Lost {
             deliveries: value.parse().unwrap_or(0),
         }),

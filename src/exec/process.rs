@@ -151,6 +151,7 @@ pub fn run(
     stderr.open_log();
     on_spawn(pid);
     let mut drive = Drive::new(&mut child, &prepared.stdin, timeout, control, clock);
+    panic_for_tests(prepared);
     let status = drive.run(stdout, stderr);
     stdout.finish();
     stderr.finish();
@@ -169,6 +170,20 @@ pub fn run(
         started,
         duration: clock.elapsed(),
         stopped: drive.stopped,
+    }
+}
+
+/// A test hook, in debug builds only: `RUNNER_TEST_PANIC=ITEM` makes the slot thread
+/// running the task of that item panic once its process started, so that the tests can
+/// see a bug end the run cleanly (`tests/it/deadlock.rs`). Release builds have no hook.
+fn panic_for_tests(prepared: &Prepared) {
+    if cfg!(debug_assertions) {
+        if let Some(wanted) = std::env::var_os("RUNNER_TEST_PANIC") {
+            let item = prepared.env.iter().find(|(k, _)| k == "RUNNER_ITEM");
+            if item.is_some_and(|(_, v)| wanted.to_str() == Some(v.as_str())) {
+                panic!("RUNNER_TEST_PANIC: a panic asked for by a test");
+            }
+        }
     }
 }
 
@@ -219,6 +234,18 @@ struct Drive<'a> {
     timed_out: bool,
     stopped: bool,
     status: Option<std::process::ExitStatus>,
+}
+
+impl Drop for Drive<'_> {
+    /// Normally the leader was reaped by now. If not, a bug is unwinding this thread:
+    /// the task's processes must not outlive it, nor stay zombies.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            sys::kill_group(self.pgid, Signal::KILL);
+            let _ = self.child.wait();
+            self.control.ended(self.pgid);
+        }
+    }
 }
 
 impl<'a> Drive<'a> {

@@ -13,9 +13,11 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         Some(End::Exited(code)) => (Some(*code), None, false, None),
         Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
         Some(End::TimedOut) => (None, None, true, None),
-        Some(End::SpawnFailed { message, .. } | End::OutputRefused { message }) => {
-            (None, None, false, Some(message.clone()))
-        }
+        Some(
+            End::SpawnFailed { message, .. }
+            | End::OutputRefused { message }
+            | End::Internal { message },
+        ) => (None, None, false, Some(message.clone())),
         Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
         None => (None, None, false, None),
     };

@@ -189,6 +189,7 @@ fn kind(r: &TaskRecord) -> &'static str {
         Some(End::Signaled(_)) => "signal",
         Some(End::SpawnFailed { .. }) => "spawn",
         Some(End::OutputRefused { .. }) => "output",
+        Some(End::Internal { .. }) => "internal",
         Some(End::Lost { .. }) => "lost",
         _ => "exit",
     }

@@ -72,3 +72,55 @@ fn jobs_that_would_wait_on_each_other_through_a_full_queue_are_refused() {
         .assert_code(2)
         .assert_stderr_has("these jobs would wait for each other forever once a queue is full: `c` starts after `p` ends; `p` cannot end until `r` reads queue `a`, and `r` reads only while it can write to queue `b`, read by `c`");
 }
+
+/// Issue 11, point 7: a bug (a panic) in a slot thread ends the run — a clear message,
+/// that task failed, the others stopped, exit 1 — and leaves no process behind; it used
+/// to leave a runner waiting forever and a zombie. The panic is asked for through a
+/// hook that exists in debug builds only (`RUNNER_TEST_PANIC`, see exec/process.rs).
+#[test]
+fn a_panic_in_a_slot_thread_ends_the_run_and_leaves_no_process() {
+    let mark = crate::util::marker("panic");
+    let t = Test::new(&format!(
+        "pool = 3\n[jobs.a]\ncommand = ['sh', '-c', 'sleep 1000; : {mark}', '{{item}}']\nitems = ['boom', 'x', 'y']\n"
+    ))
+    .args(&["--grace", "1s"])
+    .env("RUNNER_TEST_PANIC", "boom")
+    .env("RUST_BACKTRACE", "0");
+    let stderr = std::fs::File::create(t.path("stderr")).unwrap();
+    let mut child = t
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not end after the panic: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = t.read("stderr");
+    assert_eq!(code, Some(1), "{err}");
+    for expected in [
+        "internal error: RUNNER_TEST_PANIC: a panic asked for by a test; this is a bug in runner, please report it; stopping the run",
+        "FAILED a:boom: internal error",
+        "STOPPED a:x",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    assert!(
+        crate::util::wait_for(Duration::from_secs(5), || crate::util::processes_with(
+            &mark
+        )
+        .is_empty()),
+        "left behind: {:?}",
+        crate::util::processes_with(&mark)
+    );
+}
