@@ -101,7 +101,7 @@ pub struct RunArgs {
     #[arg(long, requires = "broker")]
     pub no_local: bool,
     /// With --broker: how long a worker holds a task without renewing before another
-    /// may take it over (1s to 30 days).
+    /// may take it over (500ms to 30 days).
     #[cfg(feature = "distributed")]
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease, requires = "broker")]
     pub lease: std::time::Duration,
@@ -167,10 +167,10 @@ fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
 }
 
 /// The shortest lease. A worker renews its leases every third of the lease, so a lease
-/// much shorter than a second expires between two renewals and other workers take the
-/// tasks of live ones.
+/// much shorter than that (0s, 1ms) expires between two renewals and other workers take
+/// the tasks of live ones. Half a second leaves each renewal about 160 ms.
 #[cfg(feature = "distributed")]
-pub const LEASE_FLOOR: Duration = Duration::from_secs(1);
+pub const LEASE_FLOOR: Duration = Duration::from_millis(500);
 
 #[cfg(feature = "distributed")]
 fn parse_lease(text: &str) -> Result<Duration, BadDuration> {
@@ -185,7 +185,7 @@ fn parse_lease(text: &str) -> Result<Duration, BadDuration> {
 /// The heartbeat's period when `RUNNER_HEARTBEAT` is not set.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// `RUNNER_HEARTBEAT`: how often plain output says what is running, 1s to 1h; the
+/// `RUNNER_HEARTBEAT`: how often plain output says what is running, 100ms to 1h; the
 /// default when unset or empty. The commands check it before anything runs.
 pub fn heartbeat() -> Result<Duration, String> {
     let Some(raw) = std::env::var_os("RUNNER_HEARTBEAT").filter(|v| !v.is_empty()) else {
@@ -193,13 +193,13 @@ pub fn heartbeat() -> Result<Duration, String> {
     };
     let text = raw.to_string_lossy();
     let bounds = Bounds {
-        min: Duration::from_secs(1),
+        min: Duration::from_millis(100),
         max: Duration::from_secs(3600),
         why_min: "",
     };
     duration::parse(&text, bounds).map_err(|e| {
         let form = match e {
-            DurationError::NotADuration(_) => " (write e.g. \"10s\"; between 1s and 1h)",
+            DurationError::NotADuration(_) => " (write e.g. \"10s\"; between 100ms and 1h)",
             _ => "",
         };
         format!("RUNNER_HEARTBEAT={text:?} {e}{form}")
