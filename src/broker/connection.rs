@@ -163,9 +163,13 @@ impl Broker {
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
 fn is_interrupted(e: &RedisError) -> bool {
+    // Not every path of the redis crate keeps the io::Error as the source (a worker sent
+    // TERM while reading was still reported "Interrupted system call (os error 4)"), so
+    // its text is the fallback.
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+        || (e.is_io_error() && e.to_string().contains("(os error 4)"))
 }
 
 fn is_connection_error(e: &RedisError) -> bool {

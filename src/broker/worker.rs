@@ -330,7 +330,13 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         Ok(TaskState::RunStopped) | Err(_) => return,
     }
-    let record = exec::run_task(&s.ctx, job.id, index, item, slot);
+    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot);
+    if bug {
+        // The task's processes are gone; it is reported failed, saying so.
+        if let Some(end) = &record.end {
+            s.say(format!("{task}: {}", crate::task::describe_end(end)));
+        }
+    }
     let stopped = record.stopped || s.ctx.control.level() != exec::control::Level::Run;
     // Stopped with its worker: left pending, so that another worker takes it over.
     // Stopped with its run (or the coordinator's own share): reported stopped.

@@ -85,6 +85,48 @@ struct Task<'a> {
     label: Arc<str>,
 }
 
+/// Runs one task like [`run_task`], catching a panic (a bug) of the thread running it.
+/// The task's processes were then killed and reaped as the thread unwound
+/// (`process::Drive`'s `Drop`), and the record says "internal error: …", failed whatever
+/// `allow_failure` says; the second value is then true, and the caller stops what it
+/// must.
+pub fn run_task_guarded(
+    ctx: &Context,
+    job_id: usize,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+) -> (TaskRecord, bool) {
+    let run = || run_task(ctx, job_id, index, item, slot);
+    let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(record) => return (record, false),
+        Err(payload) => payload,
+    };
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string());
+    let item = String::from_utf8_lossy(item).into_owned();
+    let job = &ctx.file.jobs[job_id];
+    let mut record = TaskRecord::new(job_id, index, item.clone(), slot, &ctx.host, false);
+    record.status = Status::Failed;
+    record.end = Some(End::Internal {
+        message: format!("internal error: {what}; this is a bug in runner, please report it"),
+    });
+    // The terminal hears of its end like any other's (progress, the heartbeat).
+    let task = Task {
+        id: job_id,
+        job,
+        index,
+        item: &item,
+        slot,
+        label: label(job, &item).into(),
+    };
+    ended(ctx, &task, &record, false, Duration::ZERO);
+    (record, true)
+}
+
 /// Runs one task to its end: every attempt, with the delays between them.
 pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usize) -> TaskRecord {
     let job = &ctx.file.jobs[job_id];

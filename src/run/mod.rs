@@ -397,12 +397,12 @@ fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>
         .spawn(move || {
             let mut next = rx.recv().ok();
             while let Some(start) = next {
-                let run =
-                    || exec::run_task(&shared.ctx, start.job, start.index, &start.item, start.slot);
-                let record = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-                    Ok(record) => record,
-                    Err(payload) => bug(&shared, &start, payload.as_ref()),
-                };
+                let ctx = &shared.ctx;
+                let (record, bug) =
+                    exec::run_task_guarded(ctx, start.job, start.index, &start.item, start.slot);
+                if bug {
+                    stop_for_bug(&shared, &record);
+                }
                 let mine = task_ended(&shared, start.slot, record, Some(slot));
                 next = mine.or_else(|| rx.recv().ok());
             }
@@ -410,39 +410,19 @@ fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>
     Ok(tx)
 }
 
-/// A bug (a panic) ended a slot thread's task: its processes were killed and reaped as
-/// the thread unwound (`exec::process`). The run stops — every other task gets TERM,
-/// the grace period, KILL — and the task fails saying what happened, so that the run
-/// ends (exit 1) instead of waiting forever for a task nobody runs.
-fn bug(shared: &Arc<Shared>, start: &Start, payload: &(dyn std::any::Any + Send)) -> TaskRecord {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string());
+/// A bug (a panic) ended a slot thread's task (`exec::run_task_guarded`): the run stops
+/// — every other task gets TERM, the grace period, KILL — so that it ends (exit 1)
+/// instead of waiting forever for a task nobody runs.
+fn stop_for_bug(shared: &Arc<Shared>, record: &TaskRecord) {
     let ctx = &shared.ctx;
-    {
-        let mut core = shared.lock();
-        core.scheduler.stop();
-    }
+    shared.lock().scheduler.stop();
     ctx.control.stop();
-    let message = format!("internal error: {what}; this is a bug in runner, please report it");
-    let _ = ctx
-        .events
-        .send(Event::Note(format!("{message}; stopping the run")));
-    let job = &ctx.file.jobs[start.job];
-    let item = String::from_utf8_lossy(&start.item).into_owned();
-    let mut record = TaskRecord::new(
-        start.job,
-        start.index,
-        item,
-        start.slot,
-        &ctx.host,
-        job.allow_failure,
-    );
-    record.status = Status::Failed;
-    record.end = Some(End::Internal { message });
-    record
+    if let Some(end) = &record.end {
+        let _ = ctx.events.send(Event::Note(format!(
+            "{}; stopping the run",
+            task::describe_end(end)
+        )));
+    }
 }
 
 fn run_id() -> String {

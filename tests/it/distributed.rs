@@ -876,3 +876,39 @@ fn tls_works_and_a_tls_mismatch_fails_fast() {
         "each fails within seconds"
     );
 }
+
+/// Issue 11, point 7, on a worker: a bug (a panic, asked for by the debug-only hook)
+/// while the worker runs a task fails that task with "internal error" — reported to the
+/// coordinator, which ends (exit 1) — and the worker goes on serving the rest.
+#[test]
+fn a_panic_on_a_worker_fails_its_task_and_the_run_ends() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.fan]\ncommand = 'echo {item}'\nitems = ['boom', 'a', 'b']\n").args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+    ]);
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "1"],
+        &[("RUNNER_TEST_PANIC", "boom"), ("RUST_BACKTRACE", "0")],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || redis.clients() >= 1),
+        "the worker is connected"
+    );
+    let mut runner = t.spawn();
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    let coordinator = stderr_of(&mut runner);
+    assert_eq!(status, Some(1), "{coordinator}");
+    assert!(
+        coordinator.contains("FAILED fan:boom")
+            && coordinator.contains("internal error: RUNNER_TEST_PANIC"),
+        "{coordinator}"
+    );
+    assert!(coordinator.contains("2 succeeded"), "{coordinator}");
+    let err = w.finish();
+    assert!(err.contains("fan/0: internal error"), "{err}");
+}
