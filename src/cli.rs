@@ -6,9 +6,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const COMMANDS: [&str; 7] = [
+pub const COMMANDS: [&str; 8] = [
     "run",
     "check",
+    "plan",
     "graph",
     "worker",
     "schema",
@@ -21,7 +22,7 @@ pub const COMMANDS: [&str; 7] = [
     name = "runner",
     version,
     about = "Run a TOML job graph with a process pool.",
-    after_help = "Example:\n  runner jobs/nslookup.toml          (same as: runner run jobs/nslookup.toml)\n  runner check jobs/nslookup.toml"
+    after_help = "Example:\n  runner jobs/nslookup.toml          (same as: runner run jobs/nslookup.toml)\n  runner jobs/ci.toml lint           (only the job lint and what it needs)\n  runner plan jobs/ci.toml           (what would run, without running it)"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,9 +31,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load, check and run a job file.
-    #[command(after_help = "Example:\n  runner run jobs/ci.toml --pool 4 --junit junit.xml")]
+    /// Load, check and run a job file (or only the jobs named, and what they need).
+    #[command(
+        after_help = "Example:\n  runner run jobs/ci.toml --pool 4 --junit junit.xml\n  runner run jobs/ci.toml lint --set profile=release"
+    )]
     Run(RunArgs),
+    /// Show every task a run would have, and what it would run; run nothing.
+    #[command(
+        after_help = "Example:\n  runner plan jobs/ci.toml lint\n  runner plan examples/matrix.toml --json | jq -r '.[].command'"
+    )]
+    Plan(PlanArgs),
     /// Load and check a job file; run nothing.
     #[command(after_help = "Example:\n  runner check jobs/nslookup.toml")]
     Check {
@@ -49,6 +57,9 @@ pub enum Command {
         dot: bool,
         /// The job file.
         file: PathBuf,
+        /// Only these jobs and what they need (default: every job).
+        #[arg(value_name = "JOB")]
+        jobs: Vec<String>,
     },
     /// Take tasks of distributed runs of FILE from a broker and run them.
     #[cfg(feature = "distributed")]
@@ -68,9 +79,33 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// The job file.
+    pub file: PathBuf,
+    /// Only these jobs and what they need (default: every job).
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Give the var NAME of `[vars]` this value (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// One JSON array of every task (streamed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// The job file.
     pub file: PathBuf,
+    /// Only these jobs and what they need (default: every job).
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+    /// Give the var NAME of `[vars]` this value (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// Show what would run (as `runner plan` does) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Process slots: the most tasks running at once (default: the file's `pool`, else
     /// the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -142,6 +177,31 @@ pub struct WorkerArgs {
     /// Time between TERM and KILL when a task is stopped (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+}
+
+/// `--set NAME=VALUE`: split at the first `=` (the value may hold more).
+fn parse_set(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        Some(_) => Err(format!(
+            "{text:?} has no var name before `=` (write NAME=VALUE)"
+        )),
+        None => Err(format!(
+            "{text:?} has no `=`: write NAME=VALUE, e.g. --set {text}=…"
+        )),
+    }
+}
+
+/// The `--set` pairs, each name once.
+pub fn check_sets(sets: &[(String, String)]) -> Result<(), String> {
+    for (i, (name, value)) in sets.iter().enumerate() {
+        if let Some((_, other)) = sets[..i].iter().find(|(n, _)| n == name) {
+            return Err(format!(
+                "--set {name} is given twice ({name}={other:?}, then {name}={value:?}): give each var once"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A duration on the command line that did not parse or is out of bounds, with the form

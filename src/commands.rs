@@ -1,10 +1,11 @@
 //! The commands of the command line, each a function from its arguments to an
-//! [`Outcome`]: `run`, `check`, `graph`, `worker`, `schema`, `completions`.
+//! [`Outcome`]: `run`, `check`, `plan`, `graph`, `worker`, `schema`, `completions`.
 
-use crate::cli::{self, Cli, Command, RunArgs};
+use crate::cli::{self, Cli, Command, PlanArgs, RunArgs};
 use crate::error::{Error, Outcome};
+use crate::jobfile::{select::select, JobFile};
 use crate::task::plural;
-use crate::{graph, jobfile, run, schema};
+use crate::{graph, jobfile, plan, run, schema};
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
 use std::io::Write;
@@ -33,10 +34,17 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         cli::heartbeat().map_err(Error::Usage)?;
     }
     match cli.command {
+        Command::Run(args) if args.dry_run => plan(PlanArgs {
+            file: args.file,
+            jobs: args.jobs,
+            set: args.set,
+            json: false,
+        }),
         Command::Run(args) => run(args),
+        Command::Plan(args) => plan(args),
         Command::Check { file } => check(&file),
-        Command::Graph { dot, file } => {
-            let file = jobfile::load(&file)?;
+        Command::Graph { dot, file, jobs } => {
+            let file = load(&file, &jobs, &[])?;
             print(&if dot {
                 graph::render_dot(&file)
             } else {
@@ -64,8 +72,26 @@ fn is_worker(command: &Command) -> bool {
     false
 }
 
+/// Loads `path` with the vars `set`, and keeps only the jobs named (and what they need).
+fn load(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFile, Error> {
+    cli::check_sets(set).map_err(Error::Usage)?;
+    let file = jobfile::load(path, set)?;
+    select(file, jobs).map_err(Error::Usage)
+}
+
+fn plan(args: PlanArgs) -> Result<Outcome, Error> {
+    let file = load(&args.file, &args.jobs, &args.set)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match plan::write(&file, args.json, &mut out) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Error::Usage(e.to_string())),
+        Err(e) => Err(Error::system("write to stdout")(e)),
+        Ok(()) => Ok(Outcome::Success),
+    }
+}
+
 fn run(args: RunArgs) -> Result<Outcome, Error> {
-    let file = jobfile::load(&args.file)?;
+    let file = load(&args.file, &args.jobs, &args.set)?;
     #[cfg(feature = "distributed")]
     let broker = match args.broker.broker.as_deref() {
         None => None,
@@ -103,7 +129,7 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
 }
 
 fn check(path: &Path) -> Result<Outcome, Error> {
-    let file = jobfile::load(path)?;
+    let file = jobfile::load(path, &[])?;
     let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| plural(n, "task"));
     print(&format!(

@@ -12,6 +12,7 @@ fn items_label(file: &JobFile, items: &Items) -> String {
         Items::List(list) => format!(" × {} items", list.len()),
         Items::File { count, .. } => format!(" × {count} items"),
         Items::Range(a, b) => format!(" × range {a}..{b}"),
+        Items::Fields(items) => format!(" × {} items ({})", items.len(), items.keys.join(", ")),
         Items::Queue(q) => format!(" × items from queue `{}`", file.queues[*q].name),
     }
 }

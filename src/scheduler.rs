@@ -305,8 +305,6 @@ impl Scheduler {
     /// The item of a list, range or file job at `index`, or why it cannot be had.
     fn item_at(&mut self, j: JobId, index: u64) -> (Vec<u8>, Option<String>) {
         match &self.file.jobs[j].items {
-            Items::List(list) => (list[index as usize].clone().into_bytes(), None),
-            Items::Range(a, _) => ((a + index as i64).to_string().into_bytes(), None),
             Items::File { path, .. } => {
                 let reader = self.readers[j].get_or_insert_with(|| ItemReader::new(path));
                 match reader.item(index) {
@@ -328,7 +326,10 @@ impl Scheduler {
                     }
                 }
             }
-            Items::Single | Items::Queue(_) => (Vec::new(), None),
+            items => (
+                items.in_memory(index).unwrap_or_default().into_bytes(),
+                None,
+            ),
         }
     }
 

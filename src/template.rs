@@ -1,49 +1,45 @@
-//! Placeholders: parsing `{item}`, `{index}` and `{job}` out of a string once, at load
-//! time, and rendering them per task.
+//! Placeholders: parsing `{item}`, `{index}`, `{job}`, `{vars.NAME}` and `{item.FIELD}`
+//! out of a string once, at load time, and rendering them per task.
 //!
 //! This module knows the placeholder grammar of the job-file contract, POSIX shell
 //! quoting, and which shells that quoting is right for ([`is_posix_shell`]). It does no
-//! I/O. Where a rendered string goes (argv, a shell string, an environment value) is the
-//! caller's business; the caller says which with [`Quoting`].
+//! I/O. Vars are known when the file loads, so `{vars.NAME}` is resolved to its value
+//! while parsing (the [`Scope`] holds them); an item's fields are given per task
+//! ([`Values`]). Where a rendered string goes (argv, a shell string, an environment
+//! value) is the caller's business; the caller says which with [`Quoting`].
 //!
-//! Longer than 400 lines because of its unit tests; the code itself is about 260.
+//! Longer than 400 lines because of its unit tests; the code itself is about 330.
 
 use crate::shell;
 use std::ops::Range;
 
-/// A placeholder a template may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A placeholder whose value differs from task to task.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placeholder {
     Item,
     Index,
     Job,
-}
-
-impl Placeholder {
-    pub const NAMES: [&'static str; 3] = ["item", "index", "job"];
-
-    fn from_name(name: &str) -> Option<Placeholder> {
-        match name {
-            "item" => Some(Placeholder::Item),
-            "index" => Some(Placeholder::Index),
-            "job" => Some(Placeholder::Job),
-            _ => None,
-        }
-    }
+    /// `{item.FIELD}`: one field of an item with fields.
+    Field(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
     Slot(Placeholder),
+    /// `{vars.NAME}`: the var's value, inserted like an item (quoted in a shell string).
+    Var {
+        name: String,
+        value: String,
+    },
 }
 
 /// A string with placeholders, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
-    /// Where each placeholder (each `Segment::Slot`, in order) is in the source string,
-    /// so that a load error can point at the placeholder itself.
+    /// Where each placeholder (each `Slot` and `Var` segment, in order) is in the source
+    /// string, so that a load error can point at the placeholder itself.
     slots: Vec<Range<usize>>,
 }
 
@@ -56,12 +52,20 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// What a template may name where it is parsed: the file's vars, with their values.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub vars: &'a [(String, String)],
+}
+
 /// The values a template is rendered with: one task's.
 #[derive(Debug, Clone, Copy)]
 pub struct Values<'a> {
     pub item: &'a str,
     pub index: u64,
     pub job: &'a str,
+    /// The item's fields (key, value), when its job's items have fields.
+    pub fields: &'a [(String, String)],
 }
 
 /// How a placeholder's value is inserted.
@@ -75,9 +79,9 @@ pub enum Quoting {
 
 impl Template {
     /// Parses `source`. `{{` and `}}` are literal braces, `${…}` is left to the shell,
-    /// `{name}` with `name` made of letters, digits and `_` is a placeholder (an unknown
-    /// name is an error), and any other brace is literal.
-    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+    /// `{name}` or `{name.name}` with names made of letters, digits and `_` is a
+    /// placeholder (an unknown one is an error), and any other brace is literal.
+    pub fn parse(source: &str, scope: Scope<'_>) -> Result<Template, TemplateError> {
         let bytes = source.as_bytes();
         let mut segments = Vec::new();
         let mut slots = Vec::new();
@@ -93,26 +97,15 @@ impl Template {
                 let end = rest.find('}').map(|e| e + 1).unwrap_or(rest.len());
                 literal.push_str(&rest[..end]);
                 i += end;
-            } else if bytes[i] == b'{' {
-                let name_len = rest[1..]
-                    .bytes()
-                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                    .count();
-                if name_len > 0 && rest.as_bytes().get(1 + name_len) == Some(&b'}') {
-                    let name = &rest[1..1 + name_len];
-                    let Some(placeholder) = Placeholder::from_name(name) else {
-                        return Err(unknown_placeholder(name, i));
-                    };
-                    if !literal.is_empty() {
-                        segments.push(Segment::Literal(std::mem::take(&mut literal)));
-                    }
-                    segments.push(Segment::Slot(placeholder));
-                    slots.push(i..i + name_len + 2);
-                    i += name_len + 2;
-                } else {
-                    literal.push('{');
-                    i += 1;
+            } else if let Some((first, second)) = placeholder_at(rest) {
+                let len = 2 + first.len() + second.map_or(0, |s| s.len() + 1);
+                let segment = segment(first, second, scope, i, len)?;
+                if !literal.is_empty() {
+                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
                 }
+                segments.push(segment);
+                slots.push(i..i + len);
+                i += len;
             } else {
                 let ch = rest.chars().next().expect("not at the end");
                 literal.push(ch);
@@ -133,30 +126,83 @@ impl Template {
         }
     }
 
-    pub fn uses(&self, placeholder: Placeholder) -> bool {
-        self.segments.contains(&Segment::Slot(placeholder))
+    pub fn uses(&self, placeholder: &Placeholder) -> bool {
+        self.placeholders().any(|(p, _)| p == placeholder)
+    }
+
+    /// Whether its value differs from task to task (it names the item, a field or the
+    /// index; `{job}` and vars are the same for every task of a job).
+    pub fn per_task(&self) -> Option<Range<usize>> {
+        self.placeholders()
+            .find(|(p, _)| !matches!(p, Placeholder::Job))
+            .map(|(_, range)| range)
     }
 
     /// Where the first use of `placeholder` is in the source string (a byte range).
-    pub fn first_use(&self, placeholder: Placeholder) -> Option<Range<usize>> {
-        self.slots_with_ranges()
+    pub fn first_use(&self, placeholder: &Placeholder) -> Option<Range<usize>> {
+        self.placeholders()
             .find(|(p, _)| *p == placeholder)
             .map(|(_, range)| range)
     }
 
-    /// Each placeholder used, with its byte range in the source string.
-    fn slots_with_ranges(&self) -> impl Iterator<Item = (Placeholder, Range<usize>)> + '_ {
-        let placeholders = self.segments.iter().filter_map(|s| match s {
-            Segment::Slot(p) => Some(*p),
-            Segment::Literal(_) => None,
-        });
-        placeholders.zip(self.slots.iter().cloned())
+    /// The first var, if any, with where it is.
+    pub fn first_var(&self) -> Option<Range<usize>> {
+        self.segments
+            .iter()
+            .filter(|s| !matches!(s, Segment::Literal(_)))
+            .zip(self.slots.iter())
+            .find(|(s, _)| matches!(s, Segment::Var { .. }))
+            .map(|(_, range)| range.clone())
+    }
+
+    /// Each per-task placeholder used, with its byte range in the source string.
+    fn placeholders(&self) -> impl Iterator<Item = (&Placeholder, Range<usize>)> + '_ {
+        self.segments
+            .iter()
+            .filter(|s| !matches!(s, Segment::Literal(_)))
+            .zip(self.slots.iter().cloned())
+            .filter_map(|(s, range)| match s {
+                Segment::Slot(p) => Some((p, range)),
+                _ => None,
+            })
+    }
+
+    /// The first placeholder that does not fit items with these fields (`None`: plain
+    /// items): `{item}` on items with fields, `{item.F}` on plain items or naming a field
+    /// they lack. The error's offset is in the template's source.
+    pub fn check_fields(&self, fields: Option<&[String]>) -> Option<TemplateError> {
+        self.placeholders().find_map(|(p, range)| {
+            let error = |message: String| TemplateError {
+                offset: range.start,
+                len: range.len(),
+                message,
+            };
+            match (p, fields) {
+                (Placeholder::Item, Some(fields)) => Some(error(format!(
+                    "`{{item}}` on items with fields: name one of them ({})",
+                    field_list(fields)
+                ))),
+                (Placeholder::Field(f), None) => Some(error(format!(
+                    "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
+                ))),
+                (Placeholder::Field(f), Some(fields)) if !fields.contains(f) => {
+                    let hint = crate::diagnostic::suggest(f, fields.iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean `{{item.{s}}}`?)"))
+                        .unwrap_or_default();
+                    Some(error(format!(
+                        "`{{item.{f}}}`: the items have no field `{f}`{hint}; their fields are {}",
+                        field_list(fields)
+                    )))
+                }
+                _ => None,
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.segments.iter().all(|s| match s {
             Segment::Literal(text) => text.is_empty(),
-            Segment::Slot(_) => false,
+            _ => false,
         })
     }
 
@@ -165,36 +211,141 @@ impl Template {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
+                Segment::Var { value, .. } => push_value(&mut out, value, quoting),
                 Segment::Slot(Placeholder::Index) => out.push_str(&values.index.to_string()),
                 Segment::Slot(Placeholder::Item) => push_value(&mut out, values.item, quoting),
                 Segment::Slot(Placeholder::Job) => push_value(&mut out, values.job, quoting),
+                Segment::Slot(Placeholder::Field(name)) => {
+                    let value = values
+                        .fields
+                        .iter()
+                        .find(|(key, _)| key == name)
+                        .map_or("", |(_, value)| value.as_str());
+                    push_value(&mut out, value, quoting)
+                }
             }
         }
         out
     }
 
-    /// For a shell-string command: the first `{item}` that sits where quoting cannot
-    /// keep it from running as code (see [`crate::shell`]): the place, in words ("inside
-    /// single quotes", "in a here-document", …), and where that `{item}` is in the source.
-    /// `{index}` and `{job}` are safe anywhere: a number and a job name need no quoting.
-    pub fn item_where_quoting_fails(&self) -> Option<(&'static str, Range<usize>)> {
+    /// For a shell-string command: the first value (an item, a field or a var) that sits
+    /// where quoting cannot keep it from running as code (see [`crate::shell`]): the
+    /// place, in words ("inside single quotes", "in a here-document", …), and where that
+    /// placeholder is in the source. `{index}` and `{job}` are safe anywhere: a number
+    /// and a job name need no quoting.
+    pub fn value_where_quoting_fails(&self) -> Option<(&'static str, Range<usize>)> {
         let mut pieces = Vec::new();
         let mut slots = self.slots.iter();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => pieces.extend(text.chars().map(shell::Piece::Char)),
-                Segment::Slot(placeholder) => {
+                Segment::Slot(Placeholder::Index | Placeholder::Job) => {
+                    slots.next();
+                    // Inert text: stands for any word character.
+                    pieces.push(shell::Piece::Char('x'));
+                }
+                Segment::Slot(_) | Segment::Var { .. } => {
                     let range = slots.next().cloned().unwrap_or_default();
-                    pieces.push(match placeholder {
-                        Placeholder::Item => shell::Piece::Quoted(range),
-                        // Inert text: stands for any word character.
-                        Placeholder::Index | Placeholder::Job => shell::Piece::Char('x'),
-                    });
+                    pieces.push(shell::Piece::Quoted(range));
                 }
             }
         }
         shell::unsafe_placeholder(&pieces)
     }
+
+    /// The first value a non-POSIX shell would be given unquoted: an item, a field or a
+    /// var.
+    pub fn first_value(&self) -> Option<Range<usize>> {
+        self.segments
+            .iter()
+            .filter(|s| !matches!(s, Segment::Literal(_)))
+            .zip(self.slots.iter())
+            .find(|(s, _)| !matches!(s, Segment::Slot(Placeholder::Index | Placeholder::Job)))
+            .map(|(_, range)| range.clone())
+    }
+}
+
+/// `{name}` or `{name.name}` at the start of `text`: the names.
+fn placeholder_at(text: &str) -> Option<(&str, Option<&str>)> {
+    let word = |s: &str| {
+        s.bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count()
+    };
+    let body = text.strip_prefix('{')?;
+    let first = word(body);
+    if first == 0 {
+        return None;
+    }
+    match body.as_bytes().get(first) {
+        Some(b'}') => Some((&body[..first], None)),
+        Some(b'.') => {
+            let rest = &body[first + 1..];
+            let second = word(rest);
+            (second > 0 && rest.as_bytes().get(second) == Some(&b'}'))
+                .then(|| (&body[..first], Some(&rest[..second])))
+        }
+        _ => None,
+    }
+}
+
+/// The segment for placeholder `first[.second]` at `offset` (`len` bytes long).
+fn segment(
+    first: &str,
+    second: Option<&str>,
+    scope: Scope<'_>,
+    offset: usize,
+    len: usize,
+) -> Result<Segment, TemplateError> {
+    let error = |message: String| TemplateError {
+        offset,
+        len,
+        message,
+    };
+    Ok(match (first, second) {
+        ("item", None) => Segment::Slot(Placeholder::Item),
+        ("index", None) => Segment::Slot(Placeholder::Index),
+        ("job", None) => Segment::Slot(Placeholder::Job),
+        ("item", Some(field)) => Segment::Slot(Placeholder::Field(field.to_string())),
+        ("vars", Some(name)) => match scope.vars.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => Segment::Var {
+                name: name.to_string(),
+                value: value.clone(),
+            },
+            None => return Err(error(unknown_var(name, scope.vars))),
+        },
+        _ => {
+            let written = match second {
+                Some(s) => format!("{first}.{s}"),
+                None => first.to_string(),
+            };
+            return Err(error(unknown_placeholder(&written)));
+        }
+    })
+}
+
+fn field_list(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{{item.{f}}}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unknown_var(name: &str, vars: &[(String, String)]) -> String {
+    if vars.is_empty() {
+        return format!(
+            "`{{vars.{name}}}`: the file declares no vars; add `[vars]` with `{name} = \"…\"`"
+        );
+    }
+    let hint = crate::diagnostic::suggest(name, vars.iter().map(|(n, _)| n.as_str()))
+        .map(|s| format!(" (did you mean `{{vars.{s}}}`?)"))
+        .unwrap_or_default();
+    let declared: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    format!(
+        "`{{vars.{name}}}` is not declared in `[vars]`{hint}; the vars are {}",
+        declared.join(", ")
+    )
 }
 
 /// The shells whose quoting `{item}` gets: POSIX shells, named by the file name of the
@@ -241,21 +392,18 @@ pub fn shell_quote(value: &str) -> String {
     }
 }
 
-fn unknown_placeholder(name: &str, offset: usize) -> TemplateError {
-    let suggestion = Placeholder::NAMES
+fn unknown_placeholder(name: &str) -> String {
+    const NAMES: [&str; 3] = ["item", "index", "job"];
+    let suggestion = NAMES
         .iter()
         .map(|known| (strsim::damerau_levenshtein(name, known), known))
         .filter(|(distance, _)| *distance <= 2)
         .min()
         .map(|(_, known)| format!(" (did you mean `{{{known}}}`?)"))
         .unwrap_or_default();
-    TemplateError {
-        offset,
-        len: name.len() + 2,
-        message: format!(
-            "unknown placeholder `{{{name}}}`{suggestion}; the placeholders are {{item}}, {{index}} and {{job}} (write `{{{{` for a literal brace)"
-        ),
-    }
+    format!(
+        "unknown placeholder `{{{name}}}`{suggestion}; the placeholders are {{item}}, {{index}}, {{job}}, {{vars.NAME}} and {{item.FIELD}} (write `{{{{` for a literal brace)"
+    )
 }
 
 #[cfg(test)]
@@ -267,30 +415,36 @@ mod tests {
             item: "a b",
             index: 7,
             job: "fetch",
+            fields: &[],
         }
+    }
+
+    const NO_VARS: Scope<'static> = Scope { vars: &[] };
+
+    fn parse(source: &str) -> Result<Template, TemplateError> {
+        Template::parse(source, NO_VARS)
     }
 
     #[test]
     fn placeholders_are_replaced() {
-        let t = Template::parse("{job}-{index}: {item}").unwrap();
+        let t = parse("{job}-{index}: {item}").unwrap();
         assert_eq!(t.render(&values(), Quoting::Raw), "fetch-7: a b");
         assert_eq!(t.render(&values(), Quoting::Shell), "fetch-7: 'a b'");
     }
 
     #[test]
     fn braces_that_are_not_placeholders_are_literal() {
-        let t =
-            Template::parse("awk '{ s += $1 } END { print s }' {a,b} ${HOME} {{item}} x}").unwrap();
+        let t = parse("awk '{ s += $1 } END { print s }' {a,b} ${HOME} {{item}} x}").unwrap();
         assert_eq!(
             t.render(&values(), Quoting::Raw),
             "awk '{ s += $1 } END { print s }' {a,b} ${HOME} {item} x}"
         );
-        assert!(!t.uses(Placeholder::Item));
+        assert!(!t.uses(&Placeholder::Item));
     }
 
     #[test]
     fn unknown_placeholder_is_an_error_with_a_suggestion() {
-        let err = Template::parse("echo {itme}").unwrap_err();
+        let err = parse("echo {itme}").unwrap_err();
         assert_eq!(err.offset, 5);
         assert!(err.message.contains("`{itme}`"), "{}", err.message);
         assert!(
@@ -298,13 +452,87 @@ mod tests {
             "{}",
             err.message
         );
-        let err = Template::parse("echo {zzzzzz}").unwrap_err();
+        let err = parse("echo {zzzzzz}").unwrap_err();
         assert!(!err.message.contains("did you mean"));
     }
 
     #[test]
+    fn vars_are_resolved_when_parsed_and_quoted_like_items() {
+        let vars = [("date".to_string(), "2026-11-27 x".to_string())];
+        let t = Template::parse("get {vars.date} {item}", Scope { vars: &vars }).unwrap();
+        assert_eq!(t.render(&values(), Quoting::Raw), "get 2026-11-27 x a b");
+        assert_eq!(
+            t.render(&values(), Quoting::Shell),
+            "get '2026-11-27 x' 'a b'"
+        );
+        assert_eq!(t.per_task(), Some(16..22));
+        let err = Template::parse("get {vars.dat}", Scope { vars: &vars }).unwrap_err();
+        assert!(
+            err.message.contains("did you mean `{vars.date}`"),
+            "{}",
+            err.message
+        );
+        assert_eq!((err.offset, err.len), (4, 10));
+        let err = parse("get {vars.date}").unwrap_err();
+        assert!(err.message.contains("declares no vars"), "{}", err.message);
+        // A var inside quotes is refused like an item.
+        let t = Template::parse("echo '{vars.date}'", Scope { vars: &vars }).unwrap();
+        assert_eq!(
+            t.value_where_quoting_fails().map(|p| p.0),
+            Some("inside single quotes")
+        );
+    }
+
+    #[test]
+    fn fields_are_rendered_and_checked_against_the_items() {
+        let fields = [
+            ("os".to_string(), "linux".to_string()),
+            ("py".to_string(), "3.12".to_string()),
+        ];
+        let values = Values {
+            fields: &fields,
+            ..values()
+        };
+        let t = parse("test-{item.os} {item.py}").unwrap();
+        assert_eq!(t.render(&values, Quoting::Shell), "test-linux 3.12");
+        let keys = ["os".to_string(), "py".to_string()];
+        assert_eq!(t.check_fields(Some(&keys)), None);
+        let plain = t.check_fields(None).unwrap();
+        assert!(
+            plain.message.contains("have no fields"),
+            "{}",
+            plain.message
+        );
+        let item = parse("x {item}")
+            .unwrap()
+            .check_fields(Some(&keys))
+            .unwrap();
+        assert!(
+            item.message.contains("{item.os}, {item.py}"),
+            "{}",
+            item.message
+        );
+        let typo = parse("x {item.pyy}")
+            .unwrap()
+            .check_fields(Some(&keys))
+            .unwrap();
+        assert!(
+            typo.message.contains("did you mean `{item.py}`"),
+            "{}",
+            typo.message
+        );
+        assert_eq!((typo.offset, typo.len), (2, 10));
+        // Other dotted names are unknown placeholders; brace expansions stay literal.
+        assert!(parse("{x.y}")
+            .unwrap_err()
+            .message
+            .contains("unknown placeholder `{x.y}`"));
+        assert!(parse("echo {1..5} {a.}").is_ok());
+    }
+
+    #[test]
     fn a_template_error_is_an_error_showing_its_message() {
-        let err = Template::parse("{nope}").unwrap_err();
+        let err = parse("{nope}").unwrap_err();
         let message = err.message.clone();
         let err: Box<dyn std::error::Error> = Box::new(err);
         assert_eq!(err.to_string(), message);
@@ -313,9 +541,9 @@ mod tests {
     #[test]
     fn item_inside_quotes_is_found() {
         let inside = |s: &str| {
-            Template::parse(s)
+            parse(s)
                 .unwrap()
-                .item_where_quoting_fails()
+                .value_where_quoting_fails()
                 .map(|(kind, _)| kind)
         };
         assert_eq!(inside("echo {item}"), None);
@@ -330,10 +558,7 @@ mod tests {
     #[test]
     fn item_inside_quotes_is_located() {
         let source = "echo {job} {{item}} '{index} {item}' {item}";
-        let (kind, range) = Template::parse(source)
-            .unwrap()
-            .item_where_quoting_fails()
-            .unwrap();
+        let (kind, range) = parse(source).unwrap().value_where_quoting_fails().unwrap();
         assert_eq!(kind, "inside single quotes");
         assert_eq!(&source[range.clone()], "{item}");
         assert_eq!(range.start, source.find("{index} ").unwrap() + 8);
@@ -342,10 +567,10 @@ mod tests {
     #[test]
     fn first_use_is_located() {
         let source = "{{item}} {job} {item} {item}";
-        let t = Template::parse(source).unwrap();
-        assert_eq!(t.first_use(Placeholder::Item), Some(15..21));
-        assert_eq!(t.first_use(Placeholder::Job), Some(9..14));
-        assert_eq!(t.first_use(Placeholder::Index), None);
+        let t = parse(source).unwrap();
+        assert_eq!(t.first_use(&Placeholder::Item), Some(15..21));
+        assert_eq!(t.first_use(&Placeholder::Job), Some(9..14));
+        assert_eq!(t.first_use(&Placeholder::Index), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::display;
 use crate::error::{Error, Outcome};
 use crate::exec::control::{Control, Level};
 use crate::exec::Mode;
+use crate::jobfile::JobFile;
 use crate::queue::{Queue, Waker};
 use crate::session::Session;
 use crate::task::printable;
@@ -44,7 +45,7 @@ struct Worker {
 /// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
 /// fails for good.
 pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
-    let file = Arc::new(crate::jobfile::load(&args.file)?);
+    let file = Arc::new(crate::jobfile::load(&args.file, &[])?);
     let Some(url) = args.broker.broker.clone() else {
         return Err(Error::Usage(
             "`runner worker` needs --broker URL (or RUNNER_BROKER_URL)".into(),
@@ -148,7 +149,13 @@ impl Worker {
                 self.refuse(broker, &run, why);
                 continue;
             }
-            self.serve_run(broker, &run);
+            match self.run_file(&announcement) {
+                Ok((file, jobs)) => self.serve_run(broker, &run, file, jobs),
+                Err(why) => {
+                    self.refuse(broker, &run, why);
+                    continue;
+                }
+            }
             return Ok(true);
         }
         Ok(false)
@@ -171,6 +178,52 @@ impl Worker {
         })
     }
 
+    /// This worker's file as the run announced uses it: with the run's vars, and the
+    /// names of the run's jobs (a run may be of a selection). Both are data: a var is
+    /// only ever inserted where this worker's own file says, quoted like an item.
+    fn run_file(&self, announcement: &Message) -> Result<(Arc<JobFile>, Vec<String>), String> {
+        let file = &self.session.file;
+        let vars: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&announcement.text("vars").unwrap_or_else(|| "{}".into()))
+                .map_err(|e| format!("its vars are not a JSON object: {e}"))?;
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(value) => Ok((name, value)),
+                _ => Err(format!(
+                    "its var `{}` is not a string",
+                    printable(&name, 40)
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let all: Vec<String> = file.jobs.iter().map(|j| j.name.clone()).collect();
+        let jobs: Vec<String> = match announcement.text("jobs") {
+            None => all.clone(),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("its list of jobs is not a JSON array of names: {e}"))?,
+        };
+        if let Some(unknown) = jobs.iter().find(|j| !all.contains(j)) {
+            return Err(format!(
+                "its job `{}` is not in this worker's file",
+                printable(unknown, 40)
+            ));
+        }
+        if vars.iter().all(|(name, value)| {
+            file.vars
+                .iter()
+                .any(|v| &v.name == name && &v.value == value)
+        }) {
+            return Ok((file.clone(), jobs));
+        }
+        match crate::jobfile::parse_with(&file.path, file.source.clone(), &vars) {
+            Ok(run_file) => Ok((Arc::new(run_file), jobs)),
+            Err(e) => Err(format!(
+                "its vars do not fit this worker's file: {}",
+                printable(e.render(false).lines().next().unwrap_or(""), 200)
+            )),
+        }
+    }
+
     fn refuse(&self, broker: &mut Broker, run: &str, why: String) {
         self.session
             .say(format!("refusing run {}: {why}", printable(run, 80)));
@@ -182,10 +235,9 @@ impl Worker {
     }
 
     /// Serves one run until it ends or this worker stops.
-    fn serve_run(&mut self, broker: &mut Broker, run: &str) {
+    fn serve_run(&mut self, broker: &mut Broker, run: &str, file: Arc<JobFile>, jobs: Vec<String>) {
         let shown = printable(run, 80);
         self.session.say(format!("serving run {shown}"));
-        let file = &self.session.file;
         let queues = file
             .queues
             .iter()
@@ -193,6 +245,7 @@ impl Worker {
             .map(|(i, q)| Arc::new(Queue::new(i, &q.name, q.capacity, Box::new(NoWake))))
             .collect();
         let mut ctx = self.session.context(run, queues, Mode::Worker, None);
+        ctx.file = file;
         // The run's own stop switch: the run stopping stops its tasks, and this worker
         // serves the next run with a fresh one. The worker's own switch (its signals)
         // reaches it through the relay below.
@@ -236,6 +289,7 @@ impl Worker {
             consumer: format!("{}:{}", self.session.host, std::process::id()),
             pool: self.pool,
             lease,
+            jobs,
         };
         let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {

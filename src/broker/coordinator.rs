@@ -120,10 +120,21 @@ impl Run {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // The run's vars and jobs are data, like items: a worker renders its own file's
+        // commands with them, and takes tasks of these jobs only.
+        let vars: serde_json::Map<String, serde_json::Value> = self
+            .file
+            .vars
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone().into()))
+            .collect();
+        let jobs: Vec<&str> = self.file.jobs.iter().map(|j| j.name.as_str()).collect();
         let announcement = Message::new()
             .with("run", &self.id)
             .with("digest", &digest)
             .with("file", &file_name)
+            .with("vars", serde_json::Value::Object(vars).to_string())
+            .with("jobs", serde_json::json!(jobs).to_string())
             .sign(self.key(), &self.id);
         broker.announce(&announcement)?;
         Ok(())

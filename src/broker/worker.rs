@@ -18,6 +18,7 @@ use super::wire::Message;
 use super::{Broker, Lease, RunState, HEARTBEAT_EVERY};
 use crate::error::Error;
 use crate::exec::{self, Context, Mode};
+use crate::jobfile::Items;
 use crate::task::{printable, End, Status, TaskRecord};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     /// Consumer threads, so tasks this process runs at once.
     pub pool: usize,
     pub lease: Lease,
+    /// The jobs of the run (it may run a selection of the file's jobs).
+    pub jobs: Vec<String>,
 }
 
 /// Everything a consumer of one run needs.
@@ -297,6 +300,14 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         );
         return;
     };
+    if !s.options.jobs.contains(&job.name) {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: job `{job_name}` is not one of the run's jobs"),
+        );
+        return;
+    }
     if !may_run_remotely(job) {
         s.refuse(
             broker,
@@ -313,6 +324,21 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         );
         return;
     };
+    // An item this worker's file knows must be the one the entry names.
+    let known = !matches!(job.items, Items::File { .. } | Items::Queue(_));
+    if known
+        && job
+            .items
+            .in_memory(index)
+            .is_none_or(|e| e.as_bytes() != item)
+    {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: its item is not item {index} of job `{job_name}` in this worker's file"),
+        );
+        return;
+    }
     let task = format!("{}/{index}", job.name);
     if run_over(s) {
         return; // Not started: left pending.

@@ -8,11 +8,11 @@ mod log;
 pub mod process;
 pub mod sink;
 
-use crate::jobfile::{CommandSpec, Job, JobFile, StdinSpec};
+use crate::jobfile::{Job, JobFile, StdinSpec};
 use crate::queue::Queue;
+use crate::render::Stdin;
 use crate::task::{label, End, Status, TaskRecord};
 use crate::task::{Event, Stream};
-use crate::template::{Quoting, Values};
 use control::{Control, Level};
 use log::Log;
 pub use process::{Prepared, StdinSource};
@@ -320,7 +320,8 @@ fn sinks(
     (out, err)
 }
 
-/// Renders a task's command, environment, working directory and stdin.
+/// Renders a task's command, environment, working directory and stdin (see
+/// [`crate::render`]), and adds the `RUNNER_*` variables.
 pub fn prepare(
     ctx: &Context,
     job: &Job,
@@ -329,29 +330,11 @@ pub fn prepare(
     slot: usize,
     attempt: u32,
 ) -> Prepared {
-    let values = Values {
-        item,
-        index,
-        job: &job.name,
-    };
-    let (program, args): (OsString, Vec<OsString>) = match &job.command {
-        CommandSpec::Argv(argv) => {
-            let mut rendered = argv
-                .iter()
-                .map(|t| OsString::from(t.render(&values, Quoting::Raw)));
-            let program = rendered.next().unwrap_or_default();
-            (program, rendered.collect())
-        }
-        CommandSpec::Shell { shell, script } => {
-            let mut args: Vec<OsString> = shell[1..].iter().map(OsString::from).collect();
-            args.push(script.render(&values, Quoting::Shell).into());
-            (shell[0].clone().into(), args)
-        }
-    };
-    let mut env: Vec<(String, String)> = Vec::new();
-    for (name, value) in ctx.file.env.iter().chain(job.env.iter()) {
-        env.push((name.clone(), value.render(&values, Quoting::Raw)));
-    }
+    let rendered = crate::render::task(&ctx.file, job, item, index);
+    let mut argv = rendered.command.argv().into_iter().map(OsString::from);
+    let program = argv.next().unwrap_or_default();
+    let args = argv.collect();
+    let mut env = rendered.env;
     env.extend([
         ("RUNNER_JOB".to_string(), job.name.clone()),
         ("RUNNER_ITEM".to_string(), item.to_string()),
@@ -360,17 +343,18 @@ pub fn prepare(
         ("RUNNER_SLOT".to_string(), slot.to_string()),
         ("RUNNER_RUN_ID".to_string(), ctx.run_id.clone()),
     ]);
-    let cwd = match &job.cwd {
-        Some(cwd) => ctx.file.dir.join(cwd.render(&values, Quoting::Raw)),
-        None => ctx.file.dir.clone(),
-    };
-    let stdin = match &job.stdin {
-        StdinSpec::Empty => StdinSource::Null,
-        StdinSpec::Text(text) => {
-            StdinSource::Bytes(text.render(&values, Quoting::Raw).into_bytes().into())
-        }
-        StdinSpec::File(path) => StdinSource::File(path.clone()),
-        StdinSpec::Queue(q) => StdinSource::Queue(ctx.queues[*q].clone()),
+    env.extend(
+        rendered
+            .fields
+            .into_iter()
+            .map(|(key, value)| (crate::jobfile::fields::env_name(&key), value)),
+    );
+    let cwd = rendered.cwd;
+    let stdin = match rendered.stdin {
+        Stdin::Null => StdinSource::Null,
+        Stdin::Bytes(bytes) => StdinSource::Bytes(bytes.into()),
+        Stdin::File(path) => StdinSource::File(path),
+        Stdin::Queue(q) => StdinSource::Queue(ctx.queues[q].clone()),
     };
     Prepared {
         program,

@@ -13,8 +13,10 @@
 
 mod check;
 pub mod duration;
+pub mod fields;
 pub mod items_file;
 mod raw;
+pub mod select;
 mod typed;
 pub mod wiring;
 
@@ -25,6 +27,7 @@ mod type_tests;
 
 use crate::diagnostic::Diagnostic;
 use crate::template::Template;
+pub use fields::FieldItems;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,8 +48,18 @@ pub struct JobFile {
     pub pool: Option<usize>,
     pub fail_fast: bool,
     pub env: Vec<(String, Template)>,
+    /// `[vars]`, in file order, with `--set` applied.
+    pub vars: Vec<Var>,
     pub queues: Vec<QueueDef>,
     pub jobs: Vec<Job>,
+}
+
+/// A var: its name and value, and whether `--set` gave the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Var {
+    pub name: String,
+    pub value: String,
+    pub set: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +118,8 @@ pub enum Items {
         count: u64,
     },
     Range(i64, i64),
+    /// Items with fields: tables or a matrix.
+    Fields(FieldItems),
     Queue(QueueId),
 }
 
@@ -116,7 +131,40 @@ impl Items {
             Items::List(items) => Some(items.len() as u64),
             Items::File { count, .. } => Some(*count),
             Items::Range(a, b) => Some(b.saturating_sub(*a).max(0) as u64),
+            Items::Fields(items) => Some(items.len()),
             Items::Queue(_) => None,
+        }
+    }
+
+    /// The item at `index` (the label, for items with fields) of the kinds held in
+    /// memory; `None` for a file's lines (read through `items_file::ItemReader`) and for
+    /// queue-fed items.
+    pub fn in_memory(&self, index: u64) -> Option<String> {
+        if self.count().is_some_and(|n| index >= n) {
+            return None;
+        }
+        match self {
+            Items::Single => Some(String::new()),
+            Items::List(list) => list.get(index as usize).cloned(),
+            Items::Range(a, _) => Some(a.saturating_add(index as i64).to_string()),
+            Items::Fields(items) => Some(items.label(index)),
+            Items::File { .. } | Items::Queue(_) => None,
+        }
+    }
+
+    /// The fields of the item at `index` (key, value), empty for items without fields.
+    pub fn fields(&self, index: u64) -> Vec<(String, String)> {
+        match self {
+            Items::Fields(items) if index < items.len() => items.fields(index),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The keys of items with fields.
+    pub fn keys(&self) -> Option<&[String]> {
+        match self {
+            Items::Fields(items) => Some(&items.keys),
+            _ => None,
         }
     }
 
@@ -129,7 +177,9 @@ impl Items {
 pub enum StdinSpec {
     Empty,
     Text(Template),
-    File(PathBuf),
+    /// A file, relative to the job file's folder; with per-task placeholders, each
+    /// task's file is only known (and looked for) when it starts.
+    File(Template),
     Queue(QueueId),
 }
 
@@ -150,23 +200,33 @@ impl Job {
 
 /// Reads and checks `path`. On failure, every problem found (already rendered, with
 /// snippets) is in the error.
-pub fn load(path: &Path) -> Result<JobFile, LoadError> {
+/// `set`: the `--set NAME=VALUE` pairs, each naming a var of `[vars]`.
+pub fn load(path: &Path, set: &[(String, String)]) -> Result<JobFile, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
         path: path.to_path_buf(),
         reason: e,
     })?;
-    parse(path, source)
+    parse_with(path, source, set)
 }
 
 /// Checks `source` as if read from `path`.
 pub fn parse(path: &Path, source: String) -> Result<JobFile, LoadError> {
+    parse_with(path, source, &[])
+}
+
+/// Checks `source` as if read from `path`, with the vars `set` on the command line.
+pub fn parse_with(
+    path: &Path,
+    source: String,
+    set: &[(String, String)],
+) -> Result<JobFile, LoadError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let checked = match raw::read(&source) {
         Ok((raw, found)) => {
-            let (file, mut diagnostics) = check::file(raw, found, &source, path, dir);
+            let (file, mut diagnostics) = check::file(raw, found, &source, path, dir, set);
             // Rules across jobs only make sense between jobs that are each valid.
             if diagnostics.is_empty() {
                 diagnostics.extend(wiring::check(&file));

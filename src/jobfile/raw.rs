@@ -14,7 +14,15 @@ use crate::diagnostic::{suggest, Diagnostic};
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
-pub const TOP_KEYS: [&str; 6] = ["pool", "fail_fast", "shell", "env", "queues", "jobs"];
+pub const TOP_KEYS: [&str; 7] = [
+    "pool",
+    "fail_fast",
+    "shell",
+    "env",
+    "vars",
+    "queues",
+    "jobs",
+];
 pub const JOB_KEYS: [&str; 16] = [
     "command",
     "needs",
@@ -38,6 +46,9 @@ pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// A name of the file (a job's, a queue's, an environment variable's) with where it is.
 pub type Name = Spanned<String>;
 
+/// `[vars]`: where the table is, and each name with its value as text.
+pub type RawVars = (std::ops::Range<usize>, Vec<(Name, Name)>);
+
 /// The top level. Each field holds a value of the right type, or nothing when the key is
 /// absent or its value was wrong (and reported).
 #[derive(Debug, Default)]
@@ -46,6 +57,8 @@ pub struct RawFile<'i> {
     pub fail_fast: Option<bool>,
     pub shell: Option<Spanned<Vec<String>>>,
     pub env: Vec<(Name, Name)>,
+    /// `[vars]`: where the table is, and each name with its value as text.
+    pub vars: Option<RawVars>,
     pub queues: Vec<(Name, RawQueue)>,
     /// Every job, in file order; a job whose table is of the wrong type is here with no
     /// keys (it was reported), so that `needs` naming it is not called unknown too.
@@ -100,6 +113,9 @@ fn file<'i>(table: DeTable<'i>, r: &mut Reader) -> RawFile<'i> {
         fail_fast: keys.boolean("fail_fast", r),
         shell: keys.strings("shell", r),
         env: keys.string_table("env", r),
+        vars: keys
+            .take("vars")
+            .map(|(path, v)| (v.span(), r.scalar_table(&v, &path))),
         queues: keys
             .take("queues")
             .map_or_else(Vec::new, |(path, v)| read_queues(v, &path, r)),

@@ -302,9 +302,10 @@ fn unknown_placeholder() {
     let (d, at) = problem(source);
     assert_eq!(
         d.message,
-        "unknown placeholder `{itme}` (did you mean `{item}`?); the placeholders are {item}, {index} and {job} (write `{{` for a literal brace)"
+        "unknown placeholder `{itme}` (did you mean `{item}`?); the placeholders are {item}, {index}, {job}, {vars.NAME} and {item.FIELD} (write `{{` for a literal brace)"
     );
-    assert_eq!(at, "'echo {itme}'");
+    // It points at the placeholder itself.
+    assert_eq!(at, "{itme}");
 
     // The same check guards every template: argv, env, stdin, cwd.
     for rest in ["env = { A = '{x}' }\n", "stdin = '{x}'\n", "cwd = '{x}'\n"] {
@@ -473,11 +474,11 @@ fn items_of_the_wrong_shape() {
     let cases = [
         (
             "items = 'abc'",
-            "`items` must be an array or a table (`range`, `file` or `queue`), not a string",
+            "`items` must be an array or a table (`range`, `file`, `queue` or `matrix`), not a string",
         ),
         (
             "items = [1, {}]",
-            "`items` holds a table; items are strings, numbers or booleans",
+            "`items` mixes tables and an integer: either every item is a table (items with fields) or none is",
         ),
         (
             "items = { range = [5, 1] }",
@@ -491,7 +492,7 @@ fn items_of_the_wrong_shape() {
         ("items = { file = 3 }", "`file` cannot be an integer"),
         (
             "items = { range = [0, 1], file = 'x' }",
-            "`items` as a table takes exactly one of `range`, `file` or `queue`",
+            "`items` as a table takes exactly one of `range`, `file`, `queue` or `matrix`",
         ),
         (
             "items = { rnage = [1, 2] }",
@@ -598,7 +599,7 @@ fn load_errors_render_and_are_errors() {
     let text = err.render(false);
     assert!(text.contains("x.toml:3:11"), "{text}");
 
-    let err = load(Path::new("/no/such/runner-job-file.toml")).unwrap_err();
+    let err = load(Path::new("/no/such/runner-job-file.toml"), &[]).unwrap_err();
     assert!(err.diagnostics().is_empty());
     assert!(err
         .render(false)

@@ -175,6 +175,55 @@ impl Reader {
     }
 }
 
+/// A scalar as the text a process is given: a string as is, a number as its value
+/// (`1_000` and `0x10` as `1000` and `16`; an integer too large for 64 bits as its
+/// digits), a boolean as `true`/`false`. Tables, arrays and dates are not scalars.
+pub fn scalar(value: &DeValue<'_>) -> Option<String> {
+    match value {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => Some(integer(i).map_or_else(|| i.to_string(), |n| n.to_string())),
+        DeValue::Float(f) => Some(
+            f.as_str()
+                .parse::<f64>()
+                .map_or_else(|_| f.to_string(), |f| f.to_string()),
+        ),
+        DeValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Reader {
+    /// A table of scalars (`[vars]`): each name (with where it is written) and its value
+    /// as text (see [`scalar`]), with where the value is.
+    pub fn scalar_table(
+        &mut self,
+        value: &Value<'_>,
+        path: &KeyPath,
+    ) -> Vec<(Spanned<String>, Spanned<String>)> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.mismatch(path, "a table of strings, numbers or booleans", value);
+            return Vec::new();
+        };
+        table
+            .iter()
+            .filter_map(|(name, v)| {
+                let Some(text) = scalar(v.get_ref()) else {
+                    self.mismatch(
+                        &path.key(name.get_ref()),
+                        "a string, a number or a boolean",
+                        v,
+                    );
+                    return None;
+                };
+                Some((
+                    Spanned::new(name.span(), name.get_ref().to_string()),
+                    Spanned::new(v.span(), text),
+                ))
+            })
+            .collect()
+    }
+}
+
 /// A TOML value in words, for "found …": `the string "4"`, `an integer`, `an array`.
 pub fn found(value: &DeValue<'_>) -> String {
     match value {

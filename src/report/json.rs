@@ -22,7 +22,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         None => (None, None, false, None),
     };
     let ran = r.started.is_some();
-    json!({
+    let mut task = json!({
         "job": file.jobs[r.job].name,
         "item": r.item,
         "index": r.index,
@@ -46,14 +46,32 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "stderr_tail": r.stderr_tail,
         "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
         "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
-    })
+    });
+    // Items with fields: each field by its key, after `item` (the label).
+    let fields = file.jobs[r.job].items.fields(r.index);
+    if let (false, Value::Object(task)) = (fields.is_empty(), &mut task) {
+        let fields: serde_json::Map<String, Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        task.shift_insert(2, "fields".to_string(), Value::Object(fields));
+    }
+    task
 }
 
-fn run_json(info: &RunInfo) -> Value {
+fn run_json(file: &JobFile, info: &RunInfo) -> Value {
     let (cpu, children_cpu) = sys::cpu_seconds();
+    let vars: serde_json::Map<String, Value> = file
+        .vars
+        .iter()
+        .map(|v| (v.name.clone(), Value::String(v.value.clone())))
+        .collect();
+    let jobs: Vec<&str> = file.jobs.iter().map(|j| j.name.as_str()).collect();
     json!({
         "id": info.id,
         "file": info.file,
+        "jobs": jobs,
+        "vars": vars,
         "start": time(info.started),
         "duration_s": info.duration.as_secs_f64(),
         "exit_status": info.exit,
@@ -77,7 +95,7 @@ pub fn write_json(
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
     write!(w, "{{\n  \"run\": ")?;
-    serde_json::to_writer(&mut w, &run_json(info))?;
+    serde_json::to_writer(&mut w, &run_json(file, info))?;
     write!(w, ",\n  \"tasks\": [")?;
     for (i, r) in records.iter().enumerate() {
         w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;

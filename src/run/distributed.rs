@@ -151,6 +151,7 @@ fn start_share(
         consumer: format!("coordinator@{}:{}", ctx.host, std::process::id()),
         pool,
         lease: options.lease(),
+        jobs: ctx.file.jobs.iter().map(|j| j.name.clone()).collect(),
     };
     let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();

@@ -156,15 +156,13 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRe
         };
         for index in state.next..listed_end {
             let item = match &job.items {
-                Items::List(list) => list[index as usize].clone(),
-                Items::Range(a, _) => (a + index as i64).to_string(),
                 // A file that cannot give the item any more: the record says so by its
                 // index; the item stays empty.
                 Items::File { .. } => reader
                     .as_mut()
                     .and_then(|r| r.item(index).ok())
                     .unwrap_or_default(),
-                _ => String::new(),
+                items => items.in_memory(index).unwrap_or_default(),
             };
             out.push(skipped_record(file, j, index, item, host));
         }

@@ -128,7 +128,7 @@ fn unknown_placeholder() {
     let err = rejected(
         "[jobs.a]\ncommand = 'echo {itme}'\n",
         "unknown placeholder `{itme}`",
-        "4:11",
+        "4:17",
     );
     assert!(err.contains("did you mean `{item}`?"), "{err}");
 }

@@ -7,7 +7,7 @@ use super::{article, Checker};
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::jobfile::typed::{self, Value};
 use crate::jobfile::{CommandSpec, Items, JobId, QueueId, StdinSpec};
-use crate::template::{is_posix_shell, Placeholder, Template};
+use crate::template::{is_posix_shell, Template};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -51,25 +51,33 @@ impl Checker<'_> {
         let script = self.template_at(text, span.clone())?;
         let at = |item: Range<usize>| typed::content_span(self.source, span.clone(), text, item);
         if !is_posix_shell(shell) {
-            if let Some(item) = script.first_use(Placeholder::Item) {
+            if let Some(value) = script.first_value() {
                 let program = shell.first().map_or("", String::as_str);
+                let written = &text[value.clone()];
+                let what = match written {
+                    "{item}" => "the item",
+                    w if w.starts_with("{vars.") => "the var",
+                    _ => "the field",
+                };
                 let d = Diagnostic::at(
-                    format!("`{{item}}` in a command run by `{program}`, which is not a POSIX shell: the runner cannot quote the item for it"),
-                    at(item),
+                    format!("`{written}` in a command run by `{program}`, which is not a POSIX shell: the runner cannot quote {what} for it"),
+                    at(value),
                 )
-                .with_note("every task gets its item in the environment variable RUNNER_ITEM: read it there (in Python, os.environ[\"RUNNER_ITEM\"]), or make `command` an array (argv), where {item} is passed as one argument");
+                .with_note("pass it in the environment instead: every task gets its item in RUNNER_ITEM (and fields in RUNNER_ITEM_<KEY>), and `env = { NAME = \"{vars.NAME}\" }` hands a var over (in Python, os.environ[\"NAME\"]); or make `command` an array (argv), where a placeholder is passed inside one argument");
                 self.diagnostics.push(d);
             }
-        } else if let Some((place, item)) = script.item_where_quoting_fails() {
+        } else if let Some((place, value)) = script.value_where_quoting_fails() {
+            let written = text[value.clone()].to_string();
             let note = match place {
-                crate::shell::HEREDOC => "in a here-document the shell expands $(…) and `…` even around a quoted word, and a line of the item could end the document early; write \"$RUNNER_ITEM\" there instead (the shell puts its text in, never runs it)",
-                crate::shell::COMMENT => "a newline in the item would end the comment and the rest would run; leave {item} out of comments",
-                crate::shell::BACKTICKS => "the runner quotes {item} itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"",
-                crate::shell::ARITHMETIC => "arithmetic evaluates its text again after removing quotes (and bash evaluates a variable's value too: an item `a[$(cmd)]` runs cmd), so no quoting protects it there; check that $RUNNER_ITEM is a number first (case $RUNNER_ITEM in ''|*[!0-9]*) exit 2;; esac), then use it",
-                _ => "the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes",
+                crate::shell::HEREDOC => "in a here-document the shell expands $(…) and `…` even around a quoted word, and a line of the value could end the document early; write \"$RUNNER_ITEM\" there instead (the shell puts its text in, never runs it)".to_string(),
+                crate::shell::COMMENT => "a newline in the value would end the comment and the rest would run; leave placeholders out of comments".to_string(),
+                crate::shell::BACKTICKS => "the runner quotes the value itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"".to_string(),
+                crate::shell::ARITHMETIC => "arithmetic evaluates its text again after removing quotes (and bash evaluates a variable's value too: an item `a[$(cmd)]` runs cmd), so no quoting protects it there; check that $RUNNER_ITEM is a number first (case $RUNNER_ITEM in ''|*[!0-9]*) exit 2;; esac), then use it".to_string(),
+                _ if written == "{item}" => "the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes".to_string(),
+                _ => format!("the runner quotes {written} itself; write it bare (echo {written}), or hand it over in the environment (env = {{ NAME = \"{written}\" }}) and use \"$NAME\" inside quotes"),
             };
             self.diagnostics.push(
-                Diagnostic::at(format!("`{{item}}` {place} in a shell command"), at(item))
+                Diagnostic::at(format!("`{written}` {place} in a shell command"), at(value))
                     .with_note(note),
             );
         }
@@ -116,12 +124,22 @@ impl Checker<'_> {
     pub(super) fn items(&mut self, raw: &Value<'_>, job: JobId) -> Items {
         let span = raw.span();
         match raw.get_ref() {
+            DeValue::Array(values) if values.iter().any(|v| v.get_ref().is_table()) => {
+                self.item_tables(values, span)
+            }
             DeValue::Array(values) => Items::List(self.item_list(values, span)),
+            DeValue::Table(table)
+                if table
+                    .keys()
+                    .any(|k| k.get_ref() == "matrix" || k.get_ref() == "exclude") =>
+            {
+                self.item_matrix(table, span)
+            }
             DeValue::Table(table) => self.items_table(table, job, span),
             other => {
                 self.error(
                     format!(
-                        "`items` must be an array or a table (`range`, `file` or `queue`), not {}",
+                        "`items` must be an array or a table (`range`, `file`, `queue` or `matrix`), not {}",
                         article(other.type_str())
                     ),
                     span,
@@ -132,15 +150,21 @@ impl Checker<'_> {
     }
 
     /// `items = [...]`: scalars, each given to a process as text, so none may hold NUL.
+    /// A string item may use `{vars.NAME}` (and `{job}`).
     fn item_list(&mut self, values: &[Value<'_>], span: Range<usize>) -> Vec<String> {
         let mut items = Vec::new();
-        for value in values {
-            let value = value.get_ref();
-            match scalar(value) {
+        for spanned in values {
+            let value = spanned.get_ref();
+            match typed::scalar(value) {
                 Some(s) if s.contains('\0') => self.error(
                     "an item holds a NUL byte, which no process can be given",
                     span.clone(),
                 ),
+                Some(s) if value.is_str() => {
+                    if let Some(item) = self.fixed_template(&s, spanned.span(), "an item") {
+                        items.push(item);
+                    }
+                }
                 Some(s) => items.push(s),
                 None => self.error(
                     format!(
@@ -158,7 +182,7 @@ impl Checker<'_> {
     fn items_table(&mut self, table: &DeTable<'_>, job: JobId, span: Range<usize>) -> Items {
         if table.len() != 1 {
             self.error(
-                "`items` as a table takes exactly one of `range`, `file` or `queue`",
+                "`items` as a table takes exactly one of `range`, `file`, `queue` or `matrix`",
                 span,
             );
             return Items::List(Vec::new());
@@ -167,7 +191,10 @@ impl Checker<'_> {
         match (&**key.get_ref(), value.get_ref()) {
             ("range", DeValue::Array(bounds)) => self.items_range(bounds, span),
             ("file", DeValue::String(file)) => {
-                let file: &str = file;
+                let Some(file) = self.fixed_template(file, value.span(), "the path of `items`")
+                else {
+                    return Items::List(Vec::new());
+                };
                 let path = self.dir.join(file);
                 match super::super::items_file::count(&path) {
                     Ok(count) => Items::File { path, count },
@@ -191,7 +218,7 @@ impl Checker<'_> {
             }
             (other, _) => {
                 let mut d = Diagnostic::at(format!("unknown key `{other}` in `items`"), span);
-                if let Some(s) = suggest(other, ["range", "file", "queue"]) {
+                if let Some(s) = suggest(other, ["range", "file", "queue", "matrix"]) {
                     d = d.with_note(format!("did you mean `{s}`?"));
                 }
                 self.diagnostics.push(d);
@@ -252,12 +279,18 @@ impl Checker<'_> {
                 let (key, value) = table.iter().next().expect("one key");
                 match (&**key.get_ref(), value.get_ref()) {
                     ("file", DeValue::String(file)) => {
-                        let path = self.dir.join(&**file);
-                        if !path.is_file() {
-                            self.error(
-                                format!("stdin file {} does not exist", path.display()),
-                                span,
-                            );
+                        let Some(path) = self.template_at(file, value.span()) else {
+                            return StdinSpec::Empty;
+                        };
+                        // Known now unless it names the item or index: look for it now.
+                        if path.per_task().is_none() {
+                            let path = self.dir.join(self.render_fixed(&path));
+                            if !path.is_file() {
+                                self.error(
+                                    format!("stdin file {} does not exist", path.display()),
+                                    span,
+                                );
+                            }
                         }
                         StdinSpec::File(path)
                     }
@@ -290,24 +323,5 @@ impl Checker<'_> {
                 StdinSpec::Empty
             }
         }
-    }
-}
-
-/// An item as the text a process is given; tables, arrays and dates are not items. A
-/// number is written as its value (`1_000` and `0x10` as `1000` and `16`); an integer
-/// too large for 64 bits is still an item, as its digits.
-fn scalar(value: &DeValue<'_>) -> Option<String> {
-    match value {
-        DeValue::String(s) => Some(s.to_string()),
-        DeValue::Integer(i) => {
-            Some(typed::integer(i).map_or_else(|| i.to_string(), |n| n.to_string()))
-        }
-        DeValue::Float(f) => Some(
-            f.as_str()
-                .parse::<f64>()
-                .map_or_else(|_| f.to_string(), |f| f.to_string()),
-        ),
-        DeValue::Boolean(b) => Some(b.to_string()),
-        _ => None,
     }
 }

@@ -15,16 +15,17 @@
 //! runs and reads (`command`, `items`, `stdin`), `process` how its process is run (`env`,
 //! `cwd`, `timeout`, `retries`, `success_codes`).
 
+mod fields;
 mod inputs;
 mod process;
 
-use super::raw::{Name, RawFile, RawJob, RawQueue};
+use super::raw::{Name, RawFile, RawJob, RawQueue, RawVars};
 use super::{
-    valid_name, Items, Job, JobFile, JobId, QueueDef, QueueId, StdinSpec, DEFAULT_CAPACITY,
+    valid_name, Items, Job, JobFile, JobId, QueueDef, QueueId, StdinSpec, Var, DEFAULT_CAPACITY,
 };
 use crate::diagnostic::{suggest, Diagnostic};
-use crate::template::Template;
-use std::collections::HashMap;
+use crate::template::{Scope, Template, TemplateError, Values};
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub(super) fn file(
     source: &str,
     path: &Path,
     dir: PathBuf,
+    set: &[(String, String)],
 ) -> (JobFile, Vec<Diagnostic>) {
     let mut checker = Checker {
         source,
@@ -45,8 +47,12 @@ pub(super) fn file(
         diagnostics: found,
         queues: Vec::new(),
         queue_ids: HashMap::new(),
+        vars: Vec::new(),
+        job_name: String::new(),
+        templates: Vec::new(),
+        reported: HashSet::new(),
     };
-    let file = checker.check(raw, path, dir);
+    let file = checker.check(raw, path, dir, set);
     (file, checker.diagnostics)
 }
 
@@ -60,6 +66,17 @@ struct Checker<'s> {
     diagnostics: Vec<Diagnostic>,
     queues: Vec<QueueDef>,
     queue_ids: HashMap<String, QueueId>,
+    /// The vars (name, value), which every template may name.
+    vars: Vec<(String, String)>,
+    /// The job being checked (for `{job}` in values known at load time).
+    job_name: String,
+    /// The templates read so far of the job being checked (or of the top level), each
+    /// with where it is written and its text: checked against the job's items once
+    /// they are known.
+    templates: Vec<(Template, Range<usize>, String)>,
+    /// Problems already reported, so that one in the top-level `env` is said once, not
+    /// once per job.
+    reported: HashSet<(Range<usize>, String)>,
 }
 
 impl Checker<'_> {
@@ -67,10 +84,23 @@ impl Checker<'_> {
         self.diagnostics.push(Diagnostic::at(message, span));
     }
 
-    fn check(&mut self, raw: RawFile<'_>, path: &Path, dir: PathBuf) -> JobFile {
+    fn check(
+        &mut self,
+        raw: RawFile<'_>,
+        path: &Path,
+        dir: PathBuf,
+        set: &[(String, String)],
+    ) -> JobFile {
         let pool = raw.pool.and_then(|p| self.positive(&p, "pool"));
         let shell = self.top_shell(raw.shell);
+        let vars = self.vars(raw.vars, set);
+        self.vars = vars
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
         let env = self.env(raw.env);
+        // Every job checks the top-level `env` against its own items.
+        let top_templates = std::mem::take(&mut self.templates);
         self.declare_queues(raw.queues);
         // Every name first, so that `needs` may name a job defined further down.
         let names: HashMap<String, JobId> = raw
@@ -81,6 +111,7 @@ impl Checker<'_> {
             .collect();
         let mut checked = Vec::new();
         for (id, (name, job)) in raw.jobs.into_iter().enumerate() {
+            self.templates = top_templates.clone();
             checked.push(self.job(id, name, job, &names, &shell));
         }
         JobFile {
@@ -90,6 +121,7 @@ impl Checker<'_> {
             pool,
             fail_fast: raw.fail_fast.unwrap_or(false),
             env,
+            vars,
             queues: std::mem::take(&mut self.queues),
             jobs: checked,
         }
@@ -160,6 +192,7 @@ impl Checker<'_> {
     ) -> Job {
         let span = name.span();
         let name = name.into_inner();
+        self.job_name = name.clone();
         if !valid_name(&name) {
             self.error(
                 format!("job name `{name}` may only hold letters, digits, `_` and `-`"),
@@ -207,6 +240,7 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|c| self.positive(c, "concurrency"));
         let success_codes = self.success_codes(job.success_codes.as_ref());
+        self.check_fields(&name, items.keys());
         Job {
             id,
             name,
@@ -288,22 +322,126 @@ impl Checker<'_> {
         (needs, needs_spans)
     }
 
+    /// `[vars]`, with the `--set` values (`set`) in place of the file's. A name `--set`
+    /// gives that `[vars]` does not declare is reported (at `[vars]`, or at the top of
+    /// the file when there is none).
+    fn vars(&mut self, raw: Option<RawVars>, set: &[(String, String)]) -> Vec<Var> {
+        let (span, raw) = raw.unwrap_or((0..0, Vec::new()));
+        let mut vars = Vec::new();
+        for (name, value) in raw {
+            let (at, name) = (name.span(), name.into_inner());
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                self.error(
+                    format!("var name `{name}` may only hold letters, digits and `_` (it is written {{vars.NAME}})"),
+                    at,
+                );
+                continue;
+            }
+            if value.get_ref().contains('\0') {
+                self.error("a NUL byte cannot be passed to a process", value.span());
+                continue;
+            }
+            vars.push(Var {
+                name,
+                value: value.into_inner(),
+                set: false,
+            });
+        }
+        for (name, value) in set {
+            match vars.iter_mut().find(|v| &v.name == name) {
+                Some(var) => {
+                    var.value = value.clone();
+                    var.set = true;
+                }
+                None => {
+                    let known: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+                    let note = match (suggest(name, known.iter().copied()), known.is_empty()) {
+                        (_, true) => format!("this file declares no vars; add `[vars]` with `{name} = \"…\"` to make it one"),
+                        (Some(s), _) => format!("did you mean `--set {s}=…`? the vars are {}", known.join(", ")),
+                        (None, _) => format!("the vars are {}", known.join(", ")),
+                    };
+                    let message = format!("`--set {name}=…`: `{name}` is not declared in `[vars]`");
+                    self.diagnostics
+                        .push(Diagnostic::at(message, span.clone()).with_note(note));
+                }
+            }
+        }
+        vars
+    }
+
+    /// Checks the job's templates (and the top-level `env`) against its items: `{item}`
+    /// on items with fields, `{item.F}` on plain items or naming a field they lack.
+    fn check_fields(&mut self, job: &str, keys: Option<&[String]>) {
+        for (template, span, text) in std::mem::take(&mut self.templates) {
+            let Some(TemplateError {
+                offset,
+                len,
+                message,
+            }) = template.check_fields(keys)
+            else {
+                continue;
+            };
+            let at = super::typed::content_span(self.source, span, &text, offset..offset + len);
+            let message = format!("job `{job}`: {message}");
+            if self.reported.insert((at.clone(), message.clone())) {
+                self.error(message, at);
+            }
+        }
+    }
+
+    /// A value known at load time (an item of a list, the path of an items file): it may
+    /// name vars and `{job}`, nothing that differs from task to task.
+    fn fixed_template(&mut self, text: &str, span: Range<usize>, what: &str) -> Option<String> {
+        let template = self.parse_template(text, span.clone())?;
+        if let Some(at) = template.per_task() {
+            let written = &text[at.clone()];
+            let at = super::typed::content_span(self.source, span, text, at);
+            self.error(
+                format!("`{written}` in {what}: only {{vars.NAME}} and {{job}} are known before tasks start"),
+                at,
+            );
+            return None;
+        }
+        Some(self.render_fixed(&template))
+    }
+
+    /// A template without per-task placeholders, rendered.
+    fn render_fixed(&self, template: &Template) -> String {
+        let values = Values {
+            item: "",
+            index: 0,
+            job: &self.job_name,
+            fields: &[],
+        };
+        template.render(&values, crate::template::Quoting::Raw)
+    }
+
     fn template(&mut self, raw: &Spanned<String>) -> Option<Template> {
         self.template_at(raw.get_ref(), raw.span())
     }
 
-    /// Parses a template that appears in the file at `span` (a TOML string, quotes and
-    /// all). A NUL byte is refused here because no process argument, environment value
-    /// or path can hold one.
+    /// Parses a template of the job (or the top-level `env`) that appears in the file at
+    /// `span` (a TOML string, quotes and all), kept to be checked against the job's items.
     fn template_at(&mut self, text: &str, span: Range<usize>) -> Option<Template> {
+        let template = self.parse_template(text, span.clone())?;
+        self.templates
+            .push((template.clone(), span, text.to_string()));
+        Some(template)
+    }
+
+    /// Parses a template. A NUL byte is refused here because no process argument,
+    /// environment value or path can hold one. An error points at the placeholder.
+    fn parse_template(&mut self, text: &str, span: Range<usize>) -> Option<Template> {
         if text.contains('\0') {
             self.error("a NUL byte cannot be passed to a process", span);
             return None;
         }
-        match Template::parse(text) {
+        match Template::parse(text, Scope { vars: &self.vars }) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.error(e.message, span);
+                let at =
+                    super::typed::content_span(self.source, span, text, e.offset..e.offset + e.len);
+                self.error(e.message, at);
                 None
             }
         }

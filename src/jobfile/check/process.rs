@@ -37,11 +37,8 @@ impl Checker<'_> {
         let cwd = self.template(raw)?;
         if cwd.is_empty() {
             self.error("`cwd` is empty", raw.span());
-        } else if !(cwd.uses(Placeholder::Item)
-            || cwd.uses(Placeholder::Index)
-            || cwd.uses(Placeholder::Job))
-        {
-            let dir = self.dir.join(raw.get_ref());
+        } else if cwd.per_task().is_none() && !cwd.uses(&Placeholder::Job) {
+            let dir = self.dir.join(self.render_fixed(&cwd));
             if !dir.is_dir() {
                 self.error(
                     format!("`cwd` {} is not a folder", dir.display()),

@@ -1,0 +1,356 @@
+//! `runner plan FILE [JOB…]` (and `runner run --dry-run`): every task a run would have,
+//! in an order the graph allows, each with its label, what it would run (rendered by
+//! [`crate::render`], the same function the run uses), its stdin, its environment
+//! additions, and what would happen to it and why. Runs nothing.
+//!
+//! Text is for people: a bounded preview per job (a range of a billion items shows its
+//! first tasks and the count), control characters shown escaped. `--json` is for
+//! programs: one object per task, streamed (never held in memory), byte-exact.
+
+use crate::jobfile::items_file::ItemReader;
+use crate::jobfile::{Items, Job, JobFile, JobId};
+use crate::render::{self, Command, Rendered, Stdin};
+use crate::task::{label, plural};
+use crate::template::shell_quote;
+use serde_json::{json, Map, Value};
+use std::io::{self, Write};
+
+/// At most this many tasks of a job are listed in text; past it, the first
+/// [`PREVIEW`] and a count.
+const LISTED: u64 = 20;
+const PREVIEW: u64 = 10;
+
+/// What would happen to a task, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `run`, `up_to_date` or `done_earlier`.
+    pub action: &'static str,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn run(reason: &str) -> Verdict {
+        Verdict {
+            action: "run",
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The jobs in an order the graph allows: a job after the jobs it needs and after the
+/// producers of the queue it reads; otherwise in file order.
+pub fn start_order(file: &JobFile) -> Vec<JobId> {
+    let before = |j: JobId| -> Vec<JobId> {
+        let job = &file.jobs[j];
+        let mut before = job.needs.clone();
+        if let Some(q) = job.consumes() {
+            before.extend(&file.queues[q].producers);
+        }
+        before
+    };
+    let mut placed = vec![false; file.jobs.len()];
+    let mut order = Vec::new();
+    while order.len() < file.jobs.len() {
+        // The graph has no cycle (the loader refuses one), so some job is always ready.
+        let next = (0..file.jobs.len())
+            .find(|&j| !placed[j] && before(j).iter().all(|b| placed[*b]))
+            .expect("the job graph has no cycle");
+        placed[next] = true;
+        order.push(next);
+    }
+    order
+}
+
+/// Writes the plan of `file` to `out`, as text or JSON.
+pub fn write(file: &JobFile, json: bool, out: &mut impl Write) -> io::Result<()> {
+    if json {
+        write_json(file, out)
+    } else {
+        write_text(file, out)
+    }
+}
+
+/// Each task of `job`, in item order: (index, item, rendered), or the reason the items
+/// file cannot give the next one. Tasks fed by a queue are not known: none.
+fn tasks<'a>(
+    file: &'a JobFile,
+    job: &'a Job,
+) -> impl Iterator<Item = Result<(u64, String, Rendered), String>> + 'a {
+    let count = match job.items {
+        Items::Queue(_) => 0,
+        _ => job.items.count().unwrap_or(0),
+    };
+    let mut reader = match &job.items {
+        Items::File { path, .. } => Some(ItemReader::new(path)),
+        _ => None,
+    };
+    (0..count).map(move |index| {
+        let item = match &mut reader {
+            Some(reader) => reader.item(index)?,
+            None => job.items.in_memory(index).unwrap_or_default(),
+        };
+        let rendered = render::task(file, job, &item, index);
+        Ok((index, item, rendered))
+    })
+}
+
+fn verdict(_job: &Job, _rendered: &Rendered) -> Verdict {
+    Verdict::run("never ran")
+}
+
+fn write_text(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
+    let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
+    let tasks_word = match known {
+        Some(n) => plural(n, "task"),
+        None => {
+            let n: u64 = file.jobs.iter().filter_map(|j| j.items.count()).sum();
+            format!("{} and tasks fed by queues", plural(n, "task"))
+        }
+    };
+    writeln!(
+        out,
+        "plan of {}: {}, {}",
+        file.path.display(),
+        plural(file.jobs.len() as u64, "job"),
+        tasks_word
+    )?;
+    if !file.vars.is_empty() {
+        let vars: Vec<String> = file
+            .vars
+            .iter()
+            .map(|v| {
+                let set = if v.set { " (--set)" } else { "" };
+                format!("{}={}{set}", v.name, shown(&shell_quote(&v.value)))
+            })
+            .collect();
+        writeln!(out, "vars: {}", vars.join(", "))?;
+    }
+    for j in start_order(file) {
+        let job = &file.jobs[j];
+        writeln!(out)?;
+        if let Items::Queue(q) = job.items {
+            writeln!(
+                out,
+                "{}: one task per item of queue `{}`, as the run goes",
+                job.name, file.queues[q].name
+            )?;
+            writeln!(out, "  run  tasks cannot be known before the run")?;
+            continue;
+        }
+        let count = job.items.count().unwrap_or(0);
+        let listed = if count > LISTED { PREVIEW } else { count };
+        let heading = match (count, job.items.is_fan_out()) {
+            (_, false) => job.name.clone(),
+            (n, true) if n > LISTED => {
+                format!(
+                    "{}: {}, the first {PREVIEW} shown",
+                    job.name,
+                    plural(n, "task")
+                )
+            }
+            (n, true) => format!("{}: {}", job.name, plural(n, "task")),
+        };
+        writeln!(out, "{heading}")?;
+        for task in tasks(file, job).take(listed as usize) {
+            match task {
+                Ok((_, item, rendered)) => {
+                    write_task_text(file, job, &item, &rendered, out)?;
+                }
+                Err(problem) => {
+                    writeln!(out, "  error: {}", shown(&problem))?;
+                    break;
+                }
+            }
+        }
+        if count > listed {
+            writeln!(
+                out,
+                "  … and {} more tasks (runner plan --json lists every one)",
+                count - listed
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_task_text(
+    file: &JobFile,
+    job: &Job,
+    item: &str,
+    rendered: &Rendered,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let verdict = verdict(job, rendered);
+    writeln!(
+        out,
+        "  {}  {} ({})",
+        label(job, item),
+        verdict.action,
+        verdict.reason
+    )?;
+    let command = match &rendered.command {
+        Command::Argv(argv) => argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Command::Shell { shell, script } if shell[..] == ["sh", "-c"] => script.clone(),
+        Command::Shell { shell, script } => {
+            format!("[{}] {script}", shell.join(" "))
+        }
+    };
+    writeln!(out, "    $ {}", shown(&command))?;
+    match &rendered.stdin {
+        Stdin::Null => {}
+        Stdin::Bytes(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("");
+            let more = lines.count();
+            let more = match more {
+                0 => String::new(),
+                n => format!(" + {}", plural(n as u64, "more line")),
+            };
+            writeln!(
+                out,
+                "    stdin: {}{more} ({})",
+                shown(&format!("{first:?}")),
+                plural(bytes.len() as u64, "byte")
+            )?;
+        }
+        Stdin::File(path) => {
+            let size = match std::fs::metadata(path) {
+                Ok(m) => plural(m.len(), "byte"),
+                Err(_) => "not there now".to_string(),
+            };
+            writeln!(
+                out,
+                "    stdin: file {} ({size})",
+                shown(&relative(file, path))
+            )?;
+        }
+        Stdin::Queue(q) => writeln!(out, "    stdin: queue `{}`, streamed", file.queues[*q].name)?,
+    }
+    if !rendered.env.is_empty() {
+        let env: Vec<String> = rendered
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+            .collect();
+        writeln!(out, "    env: {}", shown(&env.join(" ")))?;
+    }
+    if job.cwd.is_some() {
+        writeln!(out, "    cwd: {}", shown(&relative(file, &rendered.cwd)))?;
+    }
+    Ok(())
+}
+
+/// A path the plan shows, relative to the job file's folder when it is inside it.
+fn relative(file: &JobFile, path: &std::path::Path) -> String {
+    path.strip_prefix(&file.dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Text shown on one line of a terminal: control characters escaped (`\n`, `\t`,
+/// `\u{1b}`), everything else as is.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn write_json(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"[")?;
+    let mut first = true;
+    let mut object = |out: &mut dyn Write, value: Value| -> io::Result<()> {
+        out.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        serde_json::to_writer(&mut *out, &value).map_err(io::Error::from)
+    };
+    for j in start_order(file) {
+        let job = &file.jobs[j];
+        if let Items::Queue(q) = job.items {
+            object(
+                out,
+                json!({
+                    "job": job.name,
+                    "item": null,
+                    "index": null,
+                    "command": null,
+                    "queue": file.queues[q].name,
+                    "action": "run",
+                    "reason": "tasks come from the queue as the run goes",
+                }),
+            )?;
+            continue;
+        }
+        for task in tasks(file, job) {
+            match task {
+                Ok((index, item, rendered)) => {
+                    object(out, task_json(file, job, index, &item, &rendered))?;
+                }
+                Err(problem) => {
+                    return Err(io::Error::other(format!("job `{}`: {problem}", job.name)));
+                }
+            }
+        }
+    }
+    out.write_all(b"\n]\n")?;
+    out.flush()
+}
+
+fn task_json(file: &JobFile, job: &Job, index: u64, item: &str, rendered: &Rendered) -> Value {
+    let verdict = verdict(job, rendered);
+    let mut task = Map::new();
+    task.insert("job".into(), json!(job.name));
+    task.insert("item".into(), json!(item));
+    task.insert("index".into(), json!(index));
+    task.insert("label".into(), json!(label(job, item)));
+    match &rendered.command {
+        Command::Argv(argv) => {
+            task.insert("command".into(), json!(argv));
+        }
+        Command::Shell { shell, script } => {
+            task.insert("command".into(), json!(script));
+            task.insert("shell".into(), json!(shell));
+        }
+    }
+    let stdin = match &rendered.stdin {
+        Stdin::Null => Value::Null,
+        Stdin::Bytes(bytes) => json!({
+            "text": String::from_utf8_lossy(bytes),
+            "bytes": bytes.len(),
+        }),
+        Stdin::File(path) => json!({ "file": path.display().to_string() }),
+        Stdin::Queue(q) => json!({ "queue": file.queues[*q].name }),
+    };
+    task.insert("stdin".into(), stdin);
+    let env: Map<String, Value> = rendered
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    task.insert("env".into(), Value::Object(env));
+    task.insert("cwd".into(), json!(rendered.cwd.display().to_string()));
+    if !rendered.fields.is_empty() {
+        let fields: Map<String, Value> = rendered
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        task.insert("fields".into(), Value::Object(fields));
+    }
+    task.insert("action".into(), json!(verdict.action));
+    task.insert("reason".into(), json!(verdict.reason));
+    Value::Object(task)
+}

@@ -1,0 +1,97 @@
+//! What one task would run, rendered from its job and item: the command (argv, or the
+//! shell and its script), the environment the file adds, the working folder and the
+//! stdin. Pure: the same function serves the run (`exec::prepare`, which adds the
+//! `RUNNER_*` variables and turns a queue id into the queue) and `runner plan`, so that
+//! the plan shows exactly what would run.
+
+use crate::jobfile::{CommandSpec, Job, JobFile, QueueId, StdinSpec};
+use crate::template::{Quoting, Values};
+use std::path::PathBuf;
+
+/// A task's command, as it will be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The program and its arguments.
+    Argv(Vec<String>),
+    /// `shell… script`.
+    Shell { shell: Vec<String>, script: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stdin {
+    Null,
+    Bytes(Vec<u8>),
+    File(PathBuf),
+    Queue(QueueId),
+}
+
+/// One task, rendered.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub command: Command,
+    /// The file's `env` and the job's, rendered (the `RUNNER_*` variables are not here).
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub stdin: Stdin,
+    /// The item's fields (key, value), for items with fields.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Command {
+    /// The program and its arguments, as `execve` gets them.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(argv) => argv.clone(),
+            Command::Shell { shell, script } => {
+                let mut argv = shell.clone();
+                argv.push(script.clone());
+                argv
+            }
+        }
+    }
+}
+
+/// The task of `job` for `item` (the label, for items with fields) at `index`.
+pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
+    let fields = job.items.fields(index);
+    let values = Values {
+        item,
+        index,
+        job: &job.name,
+        fields: &fields,
+    };
+    let command = match &job.command {
+        CommandSpec::Argv(argv) => Command::Argv(
+            argv.iter()
+                .map(|t| t.render(&values, Quoting::Raw))
+                .collect(),
+        ),
+        CommandSpec::Shell { shell, script } => Command::Shell {
+            shell: shell.clone(),
+            script: script.render(&values, Quoting::Shell),
+        },
+    };
+    let env = file
+        .env
+        .iter()
+        .chain(job.env.iter())
+        .map(|(name, value)| (name.clone(), value.render(&values, Quoting::Raw)))
+        .collect();
+    let cwd = match &job.cwd {
+        Some(cwd) => file.dir.join(cwd.render(&values, Quoting::Raw)),
+        None => file.dir.clone(),
+    };
+    let stdin = match &job.stdin {
+        StdinSpec::Empty => Stdin::Null,
+        StdinSpec::Text(text) => Stdin::Bytes(text.render(&values, Quoting::Raw).into_bytes()),
+        StdinSpec::File(path) => Stdin::File(file.dir.join(path.render(&values, Quoting::Raw))),
+        StdinSpec::Queue(q) => Stdin::Queue(*q),
+    };
+    Rendered {
+        command,
+        env,
+        cwd,
+        stdin,
+        fields,
+    }
+}
