@@ -5,8 +5,8 @@ use crate::cli::{self, Cli, Command, PlanArgs, RunArgs};
 use crate::error::{Error, Outcome};
 use crate::jobfile::{select::select, JobFile};
 use crate::task::plural;
-use crate::{graph, jobfile, plan, run, schema};
-use clap::{CommandFactory, Parser};
+use crate::{completions, graph, jobfile, plan, run, schema};
+use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +14,9 @@ use std::path::Path;
 pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
     if args.get(1).is_some_and(|a| a == crate::watchdog::ARG) {
         return crate::watchdog::serve(&args[2..]);
+    }
+    if args.get(1).is_some_and(|a| a == completions::COMMAND) {
+        return complete_jobs(&args[2..]);
     }
     let cli = match Cli::try_parse_from(cli::normalize(args)) {
         Ok(cli) => cli,
@@ -54,12 +57,22 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         #[cfg(feature = "distributed")]
         Command::Worker(args) => crate::broker::command::worker(args),
         Command::Schema => print(&schema::json_schema()),
-        Command::Completions { shell } => {
-            let mut command = Cli::command();
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut command, "runner", &mut out);
-            print(&String::from_utf8_lossy(&out))
-        }
+        Command::Completions { shell } => print(&completions::script(shell)),
+    }
+}
+
+/// `runner __complete-jobs WORDS…` (called by the completion scripts): the job names of
+/// the file the words name, one a line, when a job name comes next; else exit 1.
+fn complete_jobs(words: &[OsString]) -> Result<Outcome, Error> {
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let file =
+        completions::job_file(&words).and_then(|path| jobfile::load(Path::new(&path), &[]).ok());
+    match file {
+        Some(file) => print(&(jobfile::select::job_names(&file).join("\n") + "\n")),
+        None => Ok(Outcome::Failed),
     }
 }
 

@@ -11,6 +11,7 @@
 mod broker;
 mod cli;
 mod commands;
+mod completions;
 mod diagnostic;
 mod display;
 mod error;

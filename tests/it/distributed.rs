@@ -912,3 +912,33 @@ fn a_panic_on_a_worker_fails_its_task_and_the_run_ends() {
     let err = w.finish();
     assert!(err.contains("fan/0: internal error"), "{err}");
 }
+
+/// Issue 13: a run of a selection with `--set` is served by a worker started with no
+/// flag for either: the run's announcement carries its jobs and vars, and the worker
+/// renders its own file's commands with them.
+#[test]
+fn a_worker_serves_a_selection_with_the_runs_vars() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[vars]\nregion = 'eu'\n[jobs.fan]\ncommand = 'echo {vars.region}-{item.n} >> fan.log'\nitems = [ { n = 1 }, { n = 2 }, { n = 3 }, { n = 4 } ]\n[jobs.other]\ncommand = 'echo other >> other.log'\nitems = [1, 2]\n",
+    );
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let out = t.run_with(&[
+        "run",
+        "jobs.toml",
+        "fan",
+        "--set",
+        "region=us west",
+        "--broker",
+        &redis.url(),
+        "--no-local",
+    ]);
+    out.assert_code(0);
+    let mut got: Vec<String> = t.read("fan.log").lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["us west-1", "us west-2", "us west-3", "us west-4"]);
+    assert!(!t.path("other.log").exists(), "only the selection ran");
+    let err = w.finish();
+    assert!(err.contains("serving run"), "{err}");
+    assert!(!err.contains("refus"), "{err}");
+}

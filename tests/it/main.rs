@@ -3,10 +3,11 @@
 mod util;
 
 mod broker_faults;
+mod choosing;
 mod cli;
 pub mod control;
 mod deadlock;
-mod distributed;
+pub mod distributed;
 mod errors;
 mod lines;
 mod processes;

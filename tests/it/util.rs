@@ -111,17 +111,31 @@ impl Test {
         self
     }
 
-    /// The command that `run` runs: `runner ARGS… jobs.toml` unless ARGS name a command.
+    /// The command that `run` runs: `runner run jobs.toml ARGS…` unless ARGS name a
+    /// command.
     pub fn command(&self) -> Command {
+        self.command_for(&self.args)
+    }
+
+    fn command_for(&self, args: &[String]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(self.dir.path());
-        let has_command = self.args.first().is_some_and(|a| {
-            ["run", "check", "graph", "worker", "schema", "completions"].contains(&a.as_str())
+        let has_command = args.first().is_some_and(|a| {
+            [
+                "run",
+                "check",
+                "plan",
+                "graph",
+                "worker",
+                "schema",
+                "completions",
+            ]
+            .contains(&a.as_str())
         });
         if has_command {
-            cmd.args(&self.args);
+            cmd.args(args);
         } else {
-            cmd.arg("run").arg("jobs.toml").args(&self.args);
+            cmd.arg("run").arg("jobs.toml").args(args);
         }
         cmd.env_remove("CI")
             .env_remove("RUNNER_BROKER_URL")
@@ -143,6 +157,21 @@ impl Test {
     /// How many lines a file (written by tasks) has now.
     pub fn lines_in(&self, name: &str) -> usize {
         self.read(name).lines().count()
+    }
+
+    /// Runs `runner ARGS…` (as `command` builds it) in the test's folder, stdin empty.
+    pub fn run_with(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = self
+            .command_for(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runner runs");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     pub fn run(&self) -> Output {

@@ -382,9 +382,8 @@ impl Checker<'_> {
                 continue;
             };
             let at = super::typed::content_span(self.source, span, &text, offset..offset + len);
-            let message = format!("job `{job}`: {message}");
             if self.reported.insert((at.clone(), message.clone())) {
-                self.error(message, at);
+                self.error(format!("job `{job}`: {message}"), at);
             }
         }
     }
