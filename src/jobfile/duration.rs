@@ -50,22 +50,38 @@ pub const FORM: &str = "write a duration like \"500ms\", \"10s\" or \"2m\"";
 
 /// Parses `text` and checks it against `bounds`.
 pub fn parse(text: &str, bounds: Bounds) -> Result<Duration, DurationError> {
-    let d =
-        humantime::parse_duration(text).map_err(|e| DurationError::NotADuration(e.to_string()))?;
+    let d = humantime::parse_duration(text).map_err(|e| DurationError::NotADuration(reason(&e)))?;
     if d > bounds.max {
         return Err(DurationError::TooLong(format!(
             "{text:?} is more than {}",
-            humantime::format_duration(bounds.max)
+            words(bounds.max)
         )));
     }
     if d < bounds.min {
         return Err(DurationError::TooShort(format!(
             "{text:?} is less than {}{}",
-            humantime::format_duration(bounds.min),
+            words(bounds.min),
             bounds.why_min
         )));
     }
     Ok(d)
+}
+
+/// A bound in words: "30 days", "1h", "500ms" (humantime writes "30days").
+fn words(d: Duration) -> String {
+    let text = humantime::format_duration(d).to_string();
+    text.replace("day", " day")
+}
+
+/// Why text is not a duration, in words: humantime says "expected number at 0".
+fn reason(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::InvalidCharacter(_)
+        | humantime::DurationError::NumberExpected(_) => "it needs a number and a unit".to_string(),
+        humantime::DurationError::Empty => "it is empty".to_string(),
+        // The units it knows, listed: already in words.
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -79,7 +95,7 @@ mod tests {
         let err = parse("18446744073709551615s", Bounds::ANY).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "is too long: \"18446744073709551615s\" is more than 30days"
+            "is too long: \"18446744073709551615s\" is more than 30 days"
         );
         let floor = Bounds {
             min: Duration::from_secs(1),

@@ -335,7 +335,7 @@ fn bad_durations() {
     let (d, at) = problem(&job("retry_delay = 'soon'\n"));
     assert_eq!(
         d.message,
-        "`retry_delay` is not a duration: expected number at 0"
+        "`retry_delay` is not a duration: it needs a number and a unit"
     );
     assert_eq!(at, "'soon'");
 

@@ -181,7 +181,7 @@ fn absurd_durations_are_refused_before_anything_runs() {
         t.run()
             .assert_code(2)
             .assert_stderr_has(&format!(
-                "`{key}` is too long: \"18446744073709551615s\" is more than 30days"
+                "`{key}` is too long: \"18446744073709551615s\" is more than 30 days"
             ))
             .assert_stderr_has("jobs.toml:3:");
         assert!(!t.path("ran").exists());
@@ -189,7 +189,7 @@ fn absurd_durations_are_refused_before_anything_runs() {
     let t =
         Test::new("[jobs.a]\ncommand = 'touch ran'\n").args(&["--grace", "18446744073709551615s"]);
     t.run().assert_code(2).assert_stderr_has(
-        "invalid value '18446744073709551615s' for '--grace <DURATION>': \"18446744073709551615s\" is more than 30days",
+        "invalid value '18446744073709551615s' for '--grace <DURATION>': \"18446744073709551615s\" is more than 30 days",
     );
     assert!(!t.path("ran").exists());
 }
