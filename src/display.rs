@@ -318,7 +318,7 @@ impl Writer {
             Outcome::Failed => "FAIL",
             Outcome::AllowedFailure => "fail (allowed)",
             Outcome::Stopped => "stopped",
-            Outcome::Succeeded | Outcome::Skipped => "done",
+            Outcome::Succeeded | Outcome::Skipped | Outcome::DoneEarlier => "done",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         // Tasks that ran on another machine say where.

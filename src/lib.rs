@@ -32,6 +32,7 @@ mod secrets;
 mod session;
 mod shell;
 mod signals;
+mod state;
 mod sys;
 mod task;
 mod template;

@@ -5,14 +5,16 @@
 //! job-file model and `sys`'s signal names.
 
 use crate::jobfile::Job;
+use crate::state::identity::TaskId;
 use crate::sys;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How an attempt ended.
 #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum End {
     Exited(i32),
     Signaled(i32),
@@ -37,12 +39,15 @@ pub enum End {
 }
 
 /// What a task came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Succeeded,
     Failed,
     /// Never started: a job it needs failed, or the run stopped first.
     Skipped,
+    /// Not run: it succeeded in the run this one resumes (`--resume`). Counts as a
+    /// success.
+    DoneEarlier,
 }
 
 /// What a task came to, as the summary and the reports tell it: its [`Status`], with a
@@ -58,10 +63,12 @@ pub enum Outcome {
     Stopped,
     /// Never started.
     Skipped,
+    /// Not run again: it succeeded in the run this one resumes.
+    DoneEarlier,
 }
 
 /// One task, as reported.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub job: usize,
     pub index: u64,
@@ -83,9 +90,15 @@ pub struct TaskRecord {
     /// The last lines of stdout, shown for a failed task that printed nothing on stderr.
     pub stdout_tail: Vec<String>,
     /// On a worker: the stdout lines bound for the job's queue, sent with the result.
+    #[serde(skip)]
     pub queue_lines: Vec<u8>,
     pub stdout_log: Option<PathBuf>,
     pub stderr_log: Option<PathBuf>,
+    /// What the task is (its identity) and why it ran, when the run knows (a worker's
+    /// own records do not).
+    pub id: Option<TaskId>,
+    /// Why it ran or did not, in words (`never ran`, `done earlier`, …).
+    pub reason: String,
 }
 
 impl TaskRecord {
@@ -118,6 +131,8 @@ impl TaskRecord {
             queue_lines: Vec::new(),
             stdout_log: None,
             stderr_log: None,
+            id: None,
+            reason: String::new(),
         }
     }
 
@@ -125,6 +140,7 @@ impl TaskRecord {
     pub fn outcome(&self) -> Outcome {
         match self.status {
             Status::Succeeded => Outcome::Succeeded,
+            Status::DoneEarlier => Outcome::DoneEarlier,
             _ if self.stopped => Outcome::Stopped,
             Status::Skipped => Outcome::Skipped,
             Status::Failed if self.allowed_failure => Outcome::AllowedFailure,

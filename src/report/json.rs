@@ -1,5 +1,6 @@
 //! The JSON report (`--report FILE`), written a task per line as it goes.
 
+use super::tally::Records;
 use super::{time, RunInfo};
 use crate::jobfile::JobFile;
 use crate::sys;
@@ -30,7 +31,9 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::DoneEarlier => "done_earlier",
         },
+        "reason": r.reason,
         "pid": r.pid,
         "host": ran.then_some(&r.host),
         "slot": ran.then_some(r.slot),
@@ -89,7 +92,7 @@ fn run_json(file: &JobFile, info: &RunInfo) -> Value {
 pub fn write_json(
     path: &Path,
     file: &JobFile,
-    records: &[TaskRecord],
+    records: &dyn Records,
     info: &RunInfo,
 ) -> std::io::Result<()> {
     use std::io::Write;
@@ -97,9 +100,17 @@ pub fn write_json(
     write!(w, "{{\n  \"run\": ")?;
     serde_json::to_writer(&mut w, &run_json(file, info))?;
     write!(w, ",\n  \"tasks\": [")?;
-    for (i, r) in records.iter().enumerate() {
-        w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-        serde_json::to_writer(&mut w, &task_json(file, r))?;
+    let mut first = true;
+    for job in 0..file.jobs.len() {
+        records.each(job, &mut |r| {
+            w.write_all(if std::mem::take(&mut first) {
+                b"\n    "
+            } else {
+                b",\n    "
+            })?;
+            serde_json::to_writer(&mut w, &task_json(file, r))?;
+            Ok(())
+        })?;
     }
     let queues: Vec<Value> = info
         .queues

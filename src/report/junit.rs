@@ -13,6 +13,7 @@
 //! - text XML 1.0 cannot carry (control characters other than tab and newline) becomes
 //!   U+FFFD, as invalid UTF-8 already has.
 
+use super::tally::{Records, Tally, Totals};
 use super::{time, RunInfo};
 use crate::jobfile::{Job, JobFile};
 use crate::task::{describe_end, duration, label, plural, End, Outcome, TaskRecord};
@@ -21,40 +22,45 @@ use quick_xml::Writer;
 use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub fn write_junit(
     path: &Path,
     file: &JobFile,
-    records: &[TaskRecord],
+    tally: &Tally,
+    records: &dyn Records,
     info: &RunInfo,
 ) -> io::Result<()> {
     let out = io::BufWriter::new(std::fs::File::create(path)?);
-    write(out, file, records, info)?.flush()
+    write(out, file, tally, records, info)?.flush()
 }
 
-/// Writes the report to `out`, a suite at a time; returns `out` for flushing.
+/// Writes the report to `out`, a suite at a time (the counts from `tally`, the cases
+/// read from `records`); returns `out` for flushing.
 fn write<W: Write>(
     out: W,
     file: &JobFile,
-    records: &[TaskRecord],
+    tally: &Tally,
+    records: &dyn Records,
     info: &RunInfo,
 ) -> io::Result<W> {
     let mut w = Writer::new_with_indent(out, b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let count = |outcome| records.iter().filter(|r| r.outcome() == outcome).count();
+    let all = &tally.all;
     w.create_element("testsuites")
         .with_attributes([
             ("name", "runner"),
-            ("tests", records.len().to_string().as_str()),
-            ("failures", count(Outcome::Failed).to_string().as_str()),
+            ("tests", all.tasks.to_string().as_str()),
+            (
+                "failures",
+                all.of(Some(Outcome::Failed)).to_string().as_str(),
+            ),
             ("errors", "0"),
             ("time", seconds(info.duration).as_str()),
         ])
         .write_inner_content(|w| {
             for job in &file.jobs {
-                let tasks: Vec<&TaskRecord> = records.iter().filter(|r| r.job == job.id).collect();
-                suite(w, job, &tasks, info)?;
+                suite(w, job, &tally.jobs[job.id], records, info)?;
             }
             Ok(())
         })?;
@@ -68,23 +74,24 @@ fn write<W: Write>(
 fn suite<W: Write>(
     w: &mut Writer<W>,
     job: &Job,
-    tasks: &[&TaskRecord],
+    totals: &Totals,
+    records: &dyn Records,
     info: &RunInfo,
 ) -> io::Result<()> {
     let count = |outcomes: &[Outcome]| {
-        tasks
+        outcomes
             .iter()
-            .filter(|r| outcomes.contains(&r.outcome()))
-            .count()
+            .map(|o| totals.of(Some(*o)))
+            .sum::<u64>()
             .to_string()
     };
     let allowed = count(&[Outcome::AllowedFailure]);
     // A suite none of whose tasks started "starts" with the run, and takes no time.
-    let (start, took) = span(tasks).unwrap_or((info.started, Duration::ZERO));
+    let (start, took) = totals.span().unwrap_or((info.started, Duration::ZERO));
     w.create_element("testsuite")
         .with_attributes([
             ("name", clean(&job.name).as_ref()),
-            ("tests", tasks.len().to_string().as_str()),
+            ("tests", totals.tasks.to_string().as_str()),
             ("failures", count(&[Outcome::Failed]).as_str()),
             ("errors", "0"),
             (
@@ -101,10 +108,7 @@ fn suite<W: Write>(
                     property(w, "allowed_failures", &allowed)
                 })?;
             }
-            for r in tasks {
-                case(w, job, r, info)?;
-            }
-            Ok(())
+            records.each(job.id, &mut |r| case(w, job, r, info))
         })?;
     Ok(())
 }
@@ -127,12 +131,21 @@ fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) 
         ("time", seconds(r.duration).as_str()),
     ]);
     if r.outcome() == Outcome::Succeeded && stderr.is_empty() {
+        // (A task done earlier says so in `system-out`.)
         element.write_empty()?;
         return Ok(());
     }
     element.write_inner_content(|w| {
         match r.outcome() {
             Outcome::Succeeded => {}
+            // A passed test: it succeeded in the run this one resumed.
+            Outcome::DoneEarlier => {
+                let earlier = r
+                    .id
+                    .as_ref()
+                    .map_or("done earlier", |id| id.reason.as_str());
+                text(w, "system-out", &format!("{earlier}: it succeeded in the run this one resumed, and was not run again"))?;
+            }
             Outcome::Failed => {
                 let failure = w
                     .create_element("failure")
@@ -195,17 +208,6 @@ fn kind(r: &TaskRecord) -> &'static str {
     }
 }
 
-/// The first task's start, and the time from it to the last one's end; `None` when
-/// none started.
-fn span(tasks: &[&TaskRecord]) -> Option<(SystemTime, Duration)> {
-    let first = tasks.iter().filter_map(|r| r.started).min()?;
-    let last = tasks
-        .iter()
-        .filter_map(|r| r.started.map(|s| s + r.duration))
-        .max()?;
-    Some((first, last.duration_since(first).unwrap_or_default()))
-}
-
 /// Seconds with three decimals, the most junit-10.xsd allows.
 fn seconds(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
@@ -237,7 +239,10 @@ mod tests {
     use super::*;
 
     fn junit(records: &[TaskRecord], info: &RunInfo) -> String {
-        let out = write(Vec::new(), &file(), records, info).expect("writes to memory");
+        let file = file();
+        let tally = Tally::of(&file, records);
+        let out =
+            write(Vec::new(), &file, &tally, &records.to_vec(), info).expect("writes to memory");
         String::from_utf8(out).expect("UTF-8")
     }
 

@@ -10,6 +10,7 @@
 mod json;
 mod junit;
 mod summary;
+pub mod tally;
 
 pub use json::write_json;
 pub use junit::write_junit;

@@ -3,11 +3,11 @@
 //!
 //! Longer than 400 lines because of its unit tests, which hold whole summaries.
 
+use super::tally::{Tally, Totals};
 use super::RunInfo;
 use crate::jobfile::JobFile;
 use crate::task::{describe_end, duration, label, plural, Outcome, TaskRecord};
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
 
 /// How the summary counts tasks: the table's column and the last line's words for each
 /// outcome (`None`: every task). An `optional` one is shown only when some task has it,
@@ -19,9 +19,10 @@ struct Count {
     optional: bool,
 }
 
-const COUNTS: [Count; 6] = [
+const COUNTS: [Count; 7] = [
     Count::always(None, "tasks", "tasks"),
     Count::always(Some(Outcome::Succeeded), "ok", "succeeded"),
+    Count::optional(Outcome::DoneEarlier, "earlier", "done earlier"),
     Count::always(Some(Outcome::Failed), "failed", "failed"),
     Count::optional(Outcome::AllowedFailure, "allowed", "failed (allowed)"),
     Count::optional(Outcome::Stopped, "stopped", "stopped"),
@@ -53,65 +54,38 @@ impl Count {
     }
 }
 
-#[derive(Default)]
-struct Totals {
-    tasks: u64,
-    /// By outcome, in the order of [`Outcome`]'s variants.
-    by: [u64; 5],
-    first: Option<SystemTime>,
-    last: Option<SystemTime>,
-    slowest: Option<(Duration, String)>,
-}
-
-impl Totals {
-    fn of(&self, outcome: Option<Outcome>) -> u64 {
-        outcome.map_or(self.tasks, |o| self.by[o as usize])
-    }
-
-    fn add(&mut self, r: &TaskRecord) {
-        self.tasks += 1;
-        self.by[r.outcome() as usize] += 1;
-    }
-}
-
 /// The end-of-run summary.
-pub fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bool) -> String {
+pub fn summary(file: &JobFile, tally: &Tally, info: &RunInfo, color: bool) -> String {
     let mut out = String::new();
-    let totals = job_totals(file, records);
-    let mut all = Totals::default();
-    records.iter().for_each(|r| all.add(r));
+    let all = &tally.all;
     let shown: Vec<&Count> = COUNTS
         .iter()
         .filter(|c| !c.optional || all.of(c.outcome) > 0)
         .collect();
-    job_table(&mut out, file, &totals, &shown, color);
+    job_table(&mut out, file, &tally.jobs, &shown, color);
     queue_lines(&mut out, info);
-    stopped_lines(&mut out, file, records, &info.host, color);
+    stopped_lines(&mut out, file, &tally.stopped, &info.host, color);
+    if tally.stopped_unshown > 0 {
+        let _ = writeln!(
+            out,
+            "(and {} more stopped; --report lists them all)",
+            tally.stopped_unshown
+        );
+    }
     for outcome in [Outcome::AllowedFailure, Outcome::Failed] {
-        for r in records.iter().filter(|r| r.outcome() == outcome) {
+        for r in tally.failures.iter().filter(|r| r.outcome() == outcome) {
             failure(&mut out, file, r, &info.host, color);
         }
     }
-    verdict(&mut out, &all, &shown, info);
-    out
-}
-
-/// Each job's counts, span of time and slowest task.
-fn job_totals(file: &JobFile, records: &[TaskRecord]) -> Vec<Totals> {
-    let mut totals: Vec<Totals> = file.jobs.iter().map(|_| Totals::default()).collect();
-    for r in records {
-        let t = &mut totals[r.job];
-        t.add(r);
-        if let Some(start) = r.started {
-            let end = start + r.duration;
-            t.first = Some(t.first.map_or(start, |f| f.min(start)));
-            t.last = Some(t.last.map_or(end, |l| l.max(end)));
-            if t.slowest.as_ref().is_none_or(|(d, _)| r.duration > *d) {
-                t.slowest = Some((r.duration, label(&file.jobs[r.job], &r.item)));
-            }
-        }
+    if tally.failures_unshown > 0 {
+        let _ = writeln!(
+            out,
+            "\n(and {} more failed tasks, not shown; --report lists them all)",
+            tally.failures_unshown
+        );
     }
-    totals
+    verdict(&mut out, all, &shown, info);
+    out
 }
 
 /// The table: a header, then a row per job (red when it has failures and `color`).
@@ -186,7 +160,7 @@ fn stopped_lines(
     color: bool,
 ) {
     let mut first = true;
-    for r in records.iter().filter(|r| r.outcome() == Outcome::Stopped) {
+    for r in records {
         if std::mem::take(&mut first) {
             out.push('\n');
         }
@@ -292,6 +266,10 @@ mod tests {
     use super::super::fixtures::{file, info, records, stopped_records};
     use super::*;
     use crate::task::Status;
+
+    fn summary(file: &JobFile, records: &[TaskRecord], info: &RunInfo, color: bool) -> String {
+        super::summary(file, &Tally::of(file, records), info, color)
+    }
 
     #[test]
     fn the_summary_in_full() {

@@ -6,10 +6,11 @@ use crate::error::Outcome;
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, JobFile};
 use crate::lost::{Kind, LostWrites};
+use crate::report::tally::{Recorder, Records};
 use crate::report::{self, RunInfo};
 use crate::scheduler::{JobState, Phase, Start};
 use crate::signals::Interrupt;
-use crate::task::{Status, TaskRecord};
+use crate::task::TaskRecord;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -31,32 +32,29 @@ pub(super) struct Ended {
 pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (Outcome, String) {
     let file = &shared.ctx.file;
     let host = &shared.ctx.host;
-    let (mut records, scheduler_jobs) = {
+    let (mut recorder, scheduler_jobs) = {
         let mut core = shared.lock();
         // Dropping the channels ends the idle slot threads.
         core.slots.clear();
-        (
-            std::mem::take(&mut core.records),
-            core.scheduler.jobs.clone(),
-        )
+        let recorder = std::mem::replace(&mut core.recorder, Recorder::new(file, false));
+        (recorder, core.scheduler.jobs.clone())
     };
-    let (skipped, unlisted) = skipped_records(file, &scheduler_jobs, host);
-    records.extend(skipped);
+    let unlisted = skipped_records(file, &scheduler_jobs, host, &mut recorder);
     // Tasks still on workers when a stopped run ended: no result came back for them.
     for start in ended.unfinished {
         let item = String::from_utf8_lossy(&start.item).into_owned();
         let mut record = skipped_record(file, start.job, start.index, item, "");
         record.stopped = true;
-        records.push(record);
+        recorder.add(file, &record);
     }
     for start in ended.withdrawn {
         let item = String::from_utf8_lossy(&start.item).into_owned();
-        records.push(skipped_record(file, start.job, start.index, item, ""));
+        recorder.add(
+            file,
+            &skipped_record(file, start.job, start.index, item, ""),
+        );
     }
-    records.sort_by_key(|r| (r.job, r.index));
-    let failed = records
-        .iter()
-        .any(|r| r.status == Status::Failed && !r.allowed_failure);
+    let failed = recorder.tally.failed();
     let outcome = match ended.interrupted {
         Some(signal) => Outcome::Interrupted(signal),
         None if failed => Outcome::Failed,
@@ -91,7 +89,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             .collect(),
     };
     let color = crate::display::Options::detect(false).color;
-    let mut summary = report::summary(file, &records, &info, color);
+    let mut summary = report::summary(file, &recorder.tally, &info, color);
     if unlisted > 0 {
         summary.push_str(&format!(
             "(and {} further skipped, counted but not listed in the summary or reports)\n",
@@ -99,15 +97,29 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         ));
     }
 
+    if let Some(spool) = &mut recorder.spool {
+        if let Err(e) = spool.finish() {
+            recorder.spool_error = Some(format!("cannot write the records' temporary file: {e}"));
+        }
+    }
+    let records = || match (&recorder.spool, &recorder.spool_error) {
+        (Some(spool), None) => Ok(spool as &dyn Records),
+        (_, error) => Err(std::io::Error::other(
+            error
+                .clone()
+                .unwrap_or_else(|| "no records were kept".into()),
+        )),
+    };
     let written = [
-        options
-            .report
-            .as_ref()
-            .map(|path| (path, report::write_json(path, file, &records, &info))),
-        options
-            .junit
-            .as_ref()
-            .map(|path| (path, report::write_junit(path, file, &records, &info))),
+        options.report.as_ref().map(|path| {
+            let result = records().and_then(|r| report::write_json(path, file, r, &info));
+            (path, result)
+        }),
+        options.junit.as_ref().map(|path| {
+            let result =
+                records().and_then(|r| report::write_junit(path, file, &recorder.tally, r, &info));
+            (path, result)
+        }),
     ];
     for (path, result) in written.into_iter().flatten() {
         if let Err(e) = result {
@@ -139,8 +151,9 @@ pub(super) fn with_lost_writes(outcome: Outcome, lost: &LostWrites) -> Outcome {
 /// (a skipped `range` of a billion items must not take a billion records).
 const MAX_SKIPPED_RECORDS: u64 = 100_000;
 
-fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRecord>, u64) {
-    let mut out = Vec::new();
+/// Adds a record for each task that never started to `recorder`; returns how many more
+/// were only counted.
+fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str, recorder: &mut Recorder) -> u64 {
     let mut unlisted = 0;
     for (j, state) in jobs.iter().enumerate() {
         let job = &file.jobs[j];
@@ -164,10 +177,10 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str) -> (Vec<TaskRe
                     .unwrap_or_default(),
                 items => items.in_memory(index).unwrap_or_default(),
             };
-            out.push(skipped_record(file, j, index, item, host));
+            recorder.add(file, &skipped_record(file, j, index, item, host));
         }
     }
-    (out, unlisted)
+    unlisted
 }
 
 /// The record of a task that never ran (or whose result never came back).

@@ -22,6 +22,7 @@ use crate::error::{Error, Outcome};
 use crate::exec::{self, Mode};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
+use crate::report::tally::Recorder;
 use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
@@ -77,7 +78,9 @@ impl Queues for LiveQueues<'_> {
 /// What the slot threads and the run loop share, under one lock.
 struct Core {
     scheduler: Scheduler,
-    records: Vec<TaskRecord>,
+    /// Every ended task goes here (counted, and spooled for the reports): never kept
+    /// in a list, so memory does not grow with the number of tasks.
+    recorder: Recorder,
     /// A channel to each slot's thread, created on first use.
     slots: Vec<Option<Sender<Start>>>,
 }
@@ -139,7 +142,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             scheduler,
-            records: Vec::new(),
+            recorder: Recorder::new(&file, options.report.is_some() || options.junit.is_some()),
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
@@ -260,7 +263,7 @@ fn task_ended(
         let ok = record.status == Status::Succeeded;
         core.scheduler
             .finished(record.job, slot, ok, record.allowed_failure);
-        core.records.push(record);
+        core.recorder.add(&shared.ctx.file, &record);
         let mine = dispatch(shared, &mut core, own_slot);
         (mine, core.scheduler.is_done())
     };
@@ -353,7 +356,7 @@ fn fail_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start, message: 
     });
     core.scheduler
         .finished(start.job, start.slot, false, allowed);
-    core.records.push(record);
+    core.recorder.add(&ctx.file, &record);
 }
 
 fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {

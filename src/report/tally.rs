@@ -1,0 +1,237 @@
+//! Where ended tasks go, so that the runner's memory does not grow with their number:
+//! a [`Tally`] keeps what the summary needs (per-job counts, times and slowest task,
+//! and the first failures and stopped tasks whole, the rest counted), and a [`Spool`]
+//! (a temporary file, only when a report was asked for) keeps every record for the JSON
+//! and JUnit reports, written from it at the end. [`Records`] is how a report reads
+//! them back, job by job.
+
+use crate::jobfile::JobFile;
+use crate::task::{label, Outcome, TaskRecord};
+use std::io::{self, BufRead, BufReader, Seek, Write};
+use std::time::{Duration, SystemTime};
+
+/// How many failed (and how many stopped) tasks the summary shows whole; the rest are
+/// counted.
+pub const SHOWN: usize = 50;
+
+/// One job's (or the whole run's) counts.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub tasks: u64,
+    /// By outcome, in the order of [`Outcome`]'s variants.
+    pub by: [u64; 6],
+    pub first: Option<SystemTime>,
+    pub last: Option<SystemTime>,
+    pub slowest: Option<(Duration, String)>,
+}
+
+impl Totals {
+    pub fn of(&self, outcome: Option<Outcome>) -> u64 {
+        outcome.map_or(self.tasks, |o| self.by[o as usize])
+    }
+
+    fn add(&mut self, r: &TaskRecord, label: impl FnOnce() -> String) {
+        self.tasks += 1;
+        self.by[r.outcome() as usize] += 1;
+        if let Some(start) = r.started {
+            let end = start + r.duration;
+            self.first = Some(self.first.map_or(start, |f| f.min(start)));
+            self.last = Some(self.last.map_or(end, |l| l.max(end)));
+            if self.slowest.as_ref().is_none_or(|(d, _)| r.duration > *d) {
+                self.slowest = Some((r.duration, label()));
+            }
+        }
+    }
+
+    /// When its first task started, and the time from then to its last one's end.
+    pub fn span(&self) -> Option<(SystemTime, Duration)> {
+        let (first, last) = (self.first?, self.last?);
+        Some((first, last.duration_since(first).unwrap_or_default()))
+    }
+}
+
+/// What the summary needs of every ended task, in bounded memory.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub jobs: Vec<Totals>,
+    pub all: Totals,
+    /// The first [`SHOWN`] failed tasks (allowed or not), whole, in the order they ended.
+    pub failures: Vec<TaskRecord>,
+    pub failures_unshown: u64,
+    /// The first [`SHOWN`] tasks the run stopped.
+    pub stopped: Vec<TaskRecord>,
+    pub stopped_unshown: u64,
+}
+
+impl Tally {
+    pub fn new(file: &JobFile) -> Tally {
+        Tally {
+            jobs: vec![Totals::default(); file.jobs.len()],
+            ..Tally::default()
+        }
+    }
+
+    /// A tally of `records` (the reports' unit tests).
+    #[cfg(test)]
+    pub fn of(file: &JobFile, records: &[TaskRecord]) -> Tally {
+        let mut tally = Tally::new(file);
+        for r in records {
+            tally.add(file, r);
+        }
+        tally
+    }
+
+    pub fn add(&mut self, file: &JobFile, r: &TaskRecord) {
+        let name = || label(&file.jobs[r.job], &r.item);
+        self.jobs[r.job].add(r, name);
+        self.all.add(r, name);
+        let (list, unshown) = match r.outcome() {
+            Outcome::Failed | Outcome::AllowedFailure => {
+                (&mut self.failures, &mut self.failures_unshown)
+            }
+            Outcome::Stopped => (&mut self.stopped, &mut self.stopped_unshown),
+            _ => return,
+        };
+        if list.len() < SHOWN {
+            let mut kept = r.clone();
+            kept.queue_lines = Vec::new();
+            list.push(kept);
+        } else {
+            *unshown += 1;
+        }
+    }
+
+    /// Whether a task failed (not allowed to).
+    pub fn failed(&self) -> bool {
+        self.all.of(Some(Outcome::Failed)) > 0
+    }
+}
+
+/// The records of a run, read job by job by the reports.
+pub trait Records {
+    /// Calls `each` with every record of job `job`, in the order they ended.
+    fn each(
+        &self,
+        job: usize,
+        each: &mut dyn FnMut(&TaskRecord) -> io::Result<()>,
+    ) -> io::Result<()>;
+}
+
+impl Records for Vec<TaskRecord> {
+    fn each(
+        &self,
+        job: usize,
+        each: &mut dyn FnMut(&TaskRecord) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut mine: Vec<&TaskRecord> = self.iter().filter(|r| r.job == job).collect();
+        mine.sort_by_key(|r| r.index);
+        mine.into_iter().try_for_each(each)
+    }
+}
+
+/// A job with at most this many records is read back in item order (sorted in memory,
+/// one job at a time, at the end); a larger one in the order its tasks ended.
+pub const SORTED_UP_TO: u64 = 100_000;
+
+/// Every record, one JSON line each, in an unnamed temporary file.
+pub struct Spool {
+    file: std::fs::File,
+    out: io::BufWriter<std::fs::File>,
+    /// Records per job.
+    counts: Vec<u64>,
+}
+
+impl Spool {
+    pub fn new() -> io::Result<Spool> {
+        let file = tempfile::tempfile()?;
+        let out = io::BufWriter::new(file.try_clone()?);
+        Ok(Spool {
+            file,
+            out,
+            counts: Vec::new(),
+        })
+    }
+
+    pub fn add(&mut self, r: &TaskRecord) -> io::Result<()> {
+        if self.counts.len() <= r.job {
+            self.counts.resize(r.job + 1, 0);
+        }
+        self.counts[r.job] += 1;
+        serde_json::to_writer(&mut self.out, r)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Writes what is buffered; then the records can be read.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Records for Spool {
+    fn each(
+        &self,
+        job: usize,
+        each: &mut dyn FnMut(&TaskRecord) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let count = self.counts.get(job).copied().unwrap_or(0);
+        if count == 0 {
+            return Ok(());
+        }
+        let mut file = self.file.try_clone()?;
+        file.rewind()?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        let mut sorted = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let r: TaskRecord = serde_json::from_slice(&line)?;
+            match (r.job == job, count <= SORTED_UP_TO) {
+                (false, _) => {}
+                (true, true) => sorted.push(r),
+                (true, false) => each(&r)?,
+            }
+        }
+        sorted.sort_by_key(|r| r.index);
+        sorted.iter().try_for_each(each)
+    }
+}
+
+/// Where the run puts each ended task: the tally, and the spool when reports are asked
+/// for.
+pub struct Recorder {
+    pub tally: Tally,
+    pub spool: Option<Spool>,
+    /// Why the spool could not be made or written (the reports then say so).
+    pub spool_error: Option<String>,
+}
+
+impl Recorder {
+    pub fn new(file: &JobFile, reports: bool) -> Recorder {
+        let (spool, spool_error) = match reports.then(Spool::new) {
+            None => (None, None),
+            Some(Ok(spool)) => (Some(spool), None),
+            Some(Err(e)) => (
+                None,
+                Some(format!("cannot make a temporary file for the records: {e}")),
+            ),
+        };
+        Recorder {
+            tally: Tally::new(file),
+            spool,
+            spool_error,
+        }
+    }
+
+    pub fn add(&mut self, file: &JobFile, r: &TaskRecord) {
+        self.tally.add(file, r);
+        if let Some(spool) = &mut self.spool {
+            if let Err(e) = spool.add(r) {
+                self.spool_error = Some(format!("cannot write the records' temporary file: {e}"));
+                self.spool = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Task identity: what a task is, as a hash, so that a later run can tell whether it
+//! already did this exact task. A task is its job's name and what it would do: its
+//! rendered command (argv, or the shell and its script), its stdin (the payload's bytes,
+//! or the stdin file's content), its environment additions, its cwd and its item's
+//! label. Change any of them and it is another task. The `RUNNER_*` variables (slot,
+//! attempt, run id) are not part of it: they differ from run to run.
+//!
+//! Hashed with BLAKE3 over a length-prefixed encoding (so that no two different tasks
+//! encode alike); 128 bits are kept. A second, shorter hash, the task's *key* (job and
+//! label only), tells "this item ran before, but as something else" (`command changed`).
+
+use crate::render::{Command, Rendered, Stdin};
+use std::io::Read;
+use std::path::Path;
+
+/// 128 bits of a task's BLAKE3 identity.
+pub type Identity = u128;
+
+/// What the run knows of a task before it starts: its identity and key, and why it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskId {
+    pub identity: Identity,
+    pub key: u64,
+    pub reason: String,
+}
+
+/// The task's identity. `dir` is the job file's folder: the cwd counts relative to it, so
+/// that the same project in another folder (a fresh CI checkout) has the same tasks. A
+/// stdin file is read to hash its content; one that cannot be read makes an identity of
+/// its own (the task will fail to start anyway).
+pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered) -> Identity {
+    let mut h = blake3::Hasher::new();
+    h.update(b"runner task v1");
+    field(&mut h, job.as_bytes());
+    match &rendered.command {
+        Command::Argv(argv) => {
+            field(&mut h, b"argv");
+            list(&mut h, argv);
+        }
+        Command::Shell { shell, script } => {
+            field(&mut h, b"shell");
+            list(&mut h, shell);
+            field(&mut h, script.as_bytes());
+        }
+    }
+    match &rendered.stdin {
+        Stdin::Null => field(&mut h, b"stdin:none"),
+        Stdin::Bytes(bytes) => {
+            field(&mut h, b"stdin:bytes");
+            field(&mut h, bytes);
+        }
+        Stdin::File(path) => {
+            field(&mut h, b"stdin:file");
+            match file_hash(path) {
+                Ok(hash) => field(&mut h, hash.as_bytes()),
+                Err(e) => field(&mut h, format!("unreadable: {e}").as_bytes()),
+            }
+        }
+        Stdin::Queue(q) => {
+            field(&mut h, b"stdin:queue");
+            field(&mut h, &q.to_le_bytes());
+        }
+    }
+    h.update(&(rendered.env.len() as u64).to_le_bytes());
+    for (name, value) in &rendered.env {
+        field(&mut h, name.as_bytes());
+        field(&mut h, value.as_bytes());
+    }
+    let cwd = rendered.cwd.strip_prefix(dir).unwrap_or(&rendered.cwd);
+    field(&mut h, cwd.as_os_str().as_encoded_bytes());
+    field(&mut h, label.as_bytes());
+    first_128(h.finalize())
+}
+
+/// The task's key: its job and label, whatever it runs.
+pub fn key(job: &str, label: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"runner key v1");
+    field(&mut h, job.as_bytes());
+    field(&mut h, label.as_bytes());
+    let bytes = h.finalize();
+    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// A file's content hash, read in blocks (never whole in memory).
+pub fn file_hash(path: &std::path::Path) -> std::io::Result<blake3::Hash> {
+    let mut file = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn first_128(hash: blake3::Hash) -> Identity {
+    u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
+}
+
+fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+fn list(h: &mut blake3::Hasher, items: &[String]) {
+    h.update(&(items.len() as u64).to_le_bytes());
+    for item in items {
+        field(h, item.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn rendered(argv: &[&str]) -> Rendered {
+        Rendered {
+            command: Command::Argv(argv.iter().map(|s| s.to_string()).collect()),
+            env: Vec::new(),
+            cwd: PathBuf::from("."),
+            stdin: Stdin::Null,
+            fields: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn any_part_changes_the_identity() {
+        let base = of(Path::new("."), "j", "a", &rendered(&["echo", "a"]));
+        assert_eq!(
+            base,
+            of(Path::new("."), "j", "a", &rendered(&["echo", "a"]))
+        );
+        assert_ne!(
+            base,
+            of(Path::new("."), "k", "a", &rendered(&["echo", "a"]))
+        );
+        assert_ne!(
+            base,
+            of(Path::new("."), "j", "b", &rendered(&["echo", "a"]))
+        );
+        assert_ne!(
+            base,
+            of(Path::new("."), "j", "a", &rendered(&["echo", "a", ""]))
+        );
+        assert_ne!(base, of(Path::new("."), "j", "a", &rendered(&["echo a"])));
+        let mut env = rendered(&["echo", "a"]);
+        env.env.push(("X".into(), "1".into()));
+        assert_ne!(base, of(Path::new("."), "j", "a", &env));
+        let mut cwd = rendered(&["echo", "a"]);
+        cwd.cwd = PathBuf::from("sub");
+        assert_ne!(base, of(Path::new("."), "j", "a", &cwd));
+        let mut stdin = rendered(&["echo", "a"]);
+        stdin.stdin = Stdin::Bytes(b"x".to_vec());
+        assert_ne!(base, of(Path::new("."), "j", "a", &stdin));
+        // A shell string is not the same as argv with the same words.
+        let shell = Rendered {
+            command: Command::Shell {
+                shell: vec!["sh".into(), "-c".into()],
+                script: "echo a".into(),
+            },
+            ..rendered(&[])
+        };
+        assert_ne!(
+            of(Path::new("."), "j", "a", &shell),
+            of(Path::new("."), "j", "a", &rendered(&["sh", "-c", "echo a"]))
+        );
+    }
+
+    #[test]
+    fn a_stdin_file_counts_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "one").unwrap();
+        let mut task = rendered(&["cat"]);
+        task.stdin = Stdin::File(path.clone());
+        let first = of(Path::new("."), "j", "", &task);
+        std::fs::write(&path, "two").unwrap();
+        assert_ne!(first, of(Path::new("."), "j", "", &task));
+        std::fs::write(&path, "one").unwrap();
+        assert_eq!(first, of(Path::new("."), "j", "", &task));
+    }
+}

@@ -1,0 +1,352 @@
+//! A run's journal: one JSON line per ended task, appended as each task ends (before
+//! the run reports it done), and read back, by the next run, into an [`Index`] of what
+//! succeeded there.
+//!
+//! Writes go to the file with one `write` each, not fsynced: a runner killed by SIGKILL
+//! loses nothing the kernel took, and a power cut may lose the last second (those tasks
+//! run again: at least once). A torn last line (the runner died while writing it) is
+//! ignored when reading; so is any other line that does not read as a record (counted).
+//! A write that fails (a full disk) is said once, and the run goes on unjournaled.
+
+use super::identity::Identity;
+use crate::task::{End, Status, TaskRecord};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The first line of a journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`]: a file without it is not a runner journal.
+    pub runner_journal: u32,
+    pub run: String,
+    /// The job file, as the user named it.
+    pub file: String,
+    pub started: String,
+    /// The run this one resumed, if any.
+    pub resumes: Option<String>,
+}
+
+pub const FORMAT: u32 = 1;
+
+/// One ended task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// The identity, 32 hex digits.
+    pub id: String,
+    /// The key (job and label), 16 hex digits.
+    pub key: String,
+    pub job: String,
+    pub index: u64,
+    /// `succeeded`, `failed`, `stopped` or `done_earlier`.
+    pub status: String,
+    pub exit: Option<i32>,
+    pub signal: Option<i32>,
+    pub attempts: u32,
+    pub ms: u64,
+}
+
+impl Entry {
+    pub fn of(record: &TaskRecord, job: &str, id: Identity, key: u64) -> Entry {
+        let (exit, signal) = match &record.end {
+            Some(End::Exited(code)) => (Some(*code), None),
+            Some(End::Signaled(s)) => (None, Some(*s)),
+            _ => (None, None),
+        };
+        let status = match record.status {
+            Status::Succeeded => "succeeded",
+            Status::DoneEarlier => "done_earlier",
+            _ if record.stopped => "stopped",
+            _ => "failed",
+        };
+        Entry {
+            id: format!("{id:032x}"),
+            key: format!("{key:016x}"),
+            job: job.to_string(),
+            index: record.index,
+            status: status.to_string(),
+            exit,
+            signal,
+            attempts: record.attempts,
+            ms: record.duration.as_millis() as u64,
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "done_earlier")
+    }
+}
+
+/// The journal a run writes.
+pub struct Journal {
+    pub path: PathBuf,
+    inner: Mutex<Writer>,
+}
+
+struct Writer {
+    /// `None` once a write failed: the run goes on unjournaled.
+    file: Option<File>,
+    /// Lines not written yet (tasks done earlier, carried over in bulk).
+    pending: Vec<u8>,
+}
+
+/// What a failed write of the journal says, once.
+pub type Warn<'a> = &'a dyn Fn(String);
+
+impl Journal {
+    /// Creates the journal at `path` and writes its header.
+    pub fn create(path: &Path, header: &Header) -> std::io::Result<Journal> {
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)?;
+        let mut line = serde_json::to_vec(header)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            inner: Mutex::new(Writer {
+                file: Some(file),
+                pending: Vec::new(),
+            }),
+        })
+    }
+
+    /// Appends a task's end. `bulk`: it may wait in memory for the next write (a task
+    /// done earlier, whose success the earlier journal already holds).
+    pub fn append(&self, entry: &Entry, bulk: bool, warn: Warn<'_>) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if w.file.is_none() {
+            return;
+        }
+        if serde_json::to_writer(&mut w.pending, entry).is_err() {
+            return;
+        }
+        w.pending.push(b'\n');
+        if !bulk || w.pending.len() >= 64 * 1024 {
+            w.flush(&self.path, warn);
+        }
+    }
+
+    /// Writes what waits in memory.
+    pub fn flush(&self, warn: Warn<'_>) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.flush(&self.path, warn);
+    }
+}
+
+impl Writer {
+    fn flush(&mut self, path: &Path, warn: Warn<'_>) {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(file) = &mut self.file else { return };
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = file.write_all(&pending) {
+            warn(format!(
+                "cannot write the journal {}: {e}; the run goes on, but what ends from now on is not journaled (a --resume would run it again)",
+                path.display()
+            ));
+            self.file = None;
+        }
+    }
+}
+
+/// What an earlier run did, by identity: the tasks it (and the runs it resumed)
+/// succeeded, and the keys of every task it ended (with the first 64 bits of their
+/// identity), for the reasons a task runs again.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub header: Option<Header>,
+    /// Identities that succeeded, sorted.
+    done: Vec<u128>,
+    /// (key << 64) | the identity's high 64 bits, of every task ended, sorted.
+    tried: Vec<u128>,
+    /// Lines that did not read as records (a torn last one included).
+    pub unreadable: u64,
+}
+
+/// Why a task runs, or that it need not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It succeeded in the earlier run.
+    Done,
+    NeverRan,
+    /// The same job and item ran, as another task.
+    Changed,
+    /// It ran and did not succeed.
+    FailedEarlier,
+}
+
+impl Verdict {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Verdict::Done => "done earlier",
+            Verdict::NeverRan => "never ran",
+            Verdict::Changed => "command changed",
+            Verdict::FailedEarlier => "failed earlier",
+        }
+    }
+}
+
+impl Index {
+    /// Reads the journal at `path`. An error only when it cannot be opened or its first
+    /// line is not a journal header.
+    pub fn read(path: &Path) -> Result<Index, String> {
+        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut reader = BufReader::new(file);
+        let mut index = Index::default();
+        let mut line = Vec::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            }
+            // A last line without its newline was torn by a death mid-write.
+            if line.last() != Some(&b'\n') {
+                index.unreadable += 1;
+                break;
+            }
+            if std::mem::take(&mut first) {
+                match serde_json::from_slice::<Header>(&line) {
+                    Ok(h) if h.runner_journal == FORMAT => index.header = Some(h),
+                    _ => {
+                        return Err(format!(
+                            "{} is not a runner journal (its first line is not a journal header)",
+                            path.display()
+                        ))
+                    }
+                }
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(&line) {
+                Ok(entry) => index.add(&entry),
+                Err(_) => index.unreadable += 1,
+            }
+        }
+        if index.header.is_none() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        index.done.sort_unstable();
+        index.done.dedup();
+        index.tried.sort_unstable();
+        index.tried.dedup();
+        index.done.shrink_to_fit();
+        index.tried.shrink_to_fit();
+        Ok(index)
+    }
+
+    fn add(&mut self, entry: &Entry) {
+        let (Ok(id), Ok(key)) = (
+            u128::from_str_radix(&entry.id, 16),
+            u64::from_str_radix(&entry.key, 16),
+        ) else {
+            self.unreadable += 1;
+            return;
+        };
+        if entry.succeeded() {
+            self.done.push(id);
+        }
+        self.tried.push((u128::from(key) << 64) | (id >> 64));
+    }
+
+    /// How many tasks succeeded there.
+    pub fn done_count(&self) -> usize {
+        self.done.len()
+    }
+
+    /// What the earlier run says of the task `id` with key `key`.
+    pub fn verdict(&self, id: Identity, key: u64) -> Verdict {
+        if self.done.binary_search(&id).is_ok() {
+            return Verdict::Done;
+        }
+        let low = u128::from(key) << 64;
+        let start = self.tried.partition_point(|t| *t < low);
+        let mut same_key = self.tried[start..]
+            .iter()
+            .take_while(|t| (*t >> 64) as u64 == key)
+            .peekable();
+        if same_key.peek().is_none() {
+            return Verdict::NeverRan;
+        }
+        let high = id >> 64;
+        if same_key.any(|t| t & u128::from(u64::MAX) == high) {
+            Verdict::FailedEarlier
+        } else {
+            Verdict::Changed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u128, key: u64, status: &str) -> Entry {
+        Entry {
+            id: format!("{id:032x}"),
+            key: format!("{key:016x}"),
+            job: "j".into(),
+            index: 0,
+            status: status.into(),
+            exit: Some(0),
+            signal: None,
+            attempts: 1,
+            ms: 1,
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            runner_journal: FORMAT,
+            run: "r1".into(),
+            file: "x.toml".into(),
+            started: "now".into(),
+            resumes: None,
+        }
+    }
+
+    #[test]
+    fn what_was_written_is_read_back_and_a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r1.journal");
+        let journal = Journal::create(&path, &header()).unwrap();
+        let no_warning = |m: String| panic!("{m}");
+        let a = (7u128 << 64) | 1;
+        let b = (8u128 << 64) | 2;
+        journal.append(&entry(a, 1, "succeeded"), false, &no_warning);
+        journal.append(&entry(b, 2, "failed"), true, &no_warning);
+        journal.flush(&no_warning);
+        // A record torn by a death mid-write.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{\"id\":\"0000").unwrap();
+        let index = Index::read(&path).unwrap();
+        assert_eq!(index.unreadable, 1);
+        assert_eq!(index.verdict(a, 1), Verdict::Done);
+        assert_eq!(index.verdict(b, 2), Verdict::FailedEarlier);
+        assert_eq!(index.verdict((9u128 << 64) | 2, 2), Verdict::Changed);
+        assert_eq!(index.verdict(3, 3), Verdict::NeverRan);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.journal");
+        std::fs::write(&path, "hello\n").unwrap();
+        assert!(Index::read(&path)
+            .unwrap_err()
+            .contains("is not a runner journal"));
+        std::fs::write(&path, b"\xff\xfe\x00garbage").unwrap();
+        assert!(Index::read(&path).is_err());
+        std::fs::write(&path, "").unwrap();
+        assert!(Index::read(&path).unwrap_err().contains("is empty"));
+    }
+}

@@ -1,0 +1,282 @@
+//! The state a run leaves for the next: where it lives, who may write it, and what the
+//! latest run did. By default `.runner/` in the job file's folder (`--state DIR` for a
+//! CI cache), one folder per job file in it:
+//!
+//! ```text
+//! .runner/
+//!   .gitignore            "*": git leaves the folder alone
+//!   ci.toml/              one job file's state
+//!     lock                held (flock) by the run writing here; holds its pid
+//!     latest              the id of the latest run
+//!     runs/ID.journal     each kept run's journal (the newest few)
+//! ```
+//!
+//! A state that cannot be created, read or written never stops a plain run: it goes on
+//! unjournaled and says so once. Only `--resume` needs it, and fails (exit 2) without.
+//! Identity is in `identity`, the journal format and its index in `journal`.
+
+pub mod identity;
+pub mod journal;
+
+use crate::jobfile::JobFile;
+use journal::{Header, Index, Journal};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Runs kept per job file; older journals are deleted when a run starts.
+pub const KEPT_RUNS: usize = 5;
+
+/// How a command uses the state.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--state DIR`.
+    pub dir: Option<PathBuf>,
+    /// `--resume`.
+    pub resume: bool,
+}
+
+/// A run's state: the journal it writes (none when the state cannot be used), the
+/// index of the run before it, and what to tell the user about either.
+#[derive(Default)]
+pub struct RunState {
+    pub journal: Option<Journal>,
+    pub earlier: Option<Index>,
+    /// Said once, on stderr, before the run: why the run is not journaled, or what of
+    /// the earlier journal could not be read.
+    pub warnings: Vec<String>,
+    /// Held for the run: the lock of the job file's state.
+    _lock: Option<File>,
+}
+
+/// Where the state of `file` lives: the folder for it, under `--state DIR` or the
+/// job file's `.runner/`.
+pub fn folder(file: &JobFile, options: &Options) -> PathBuf {
+    let base = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| file.dir.join(".runner"));
+    base.join(key(file, options))
+}
+
+/// The name of a job file's folder in the state: its file name beside it; under
+/// `--state DIR` (which several job files may share) its path as given, `/` made `_`.
+fn key(file: &JobFile, options: &Options) -> String {
+    let name = || {
+        file.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "jobs".into())
+    };
+    if options.dir.is_none() {
+        return name();
+    }
+    let parts: Vec<String> = file
+        .path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        name()
+    } else {
+        parts.join("_")
+    }
+}
+
+/// The state for a new run `run` of `file`: the earlier run read, the lock taken, the
+/// journal created. Only `--resume` turns a problem into an error (said as the error's
+/// message, exit 2).
+pub fn open(
+    file: &JobFile,
+    options: &Options,
+    run: &str,
+    started: &str,
+) -> Result<RunState, String> {
+    let dir = folder(file, options);
+    let mut state = RunState::default();
+    let shown = dir.display().to_string();
+    let earlier = latest(&dir);
+    match (&earlier, options.resume) {
+        (Ok(None), true) => {
+            return Err(format!(
+                "--resume: there is no earlier run of {} to resume (its state would be in {shown})",
+                file.path.display()
+            ))
+        }
+        (Err(e), true) => return Err(format!("--resume: {e}")),
+        (Err(e), false) => state.warnings.push(format!(
+            "{e}; this run starts afresh (and is journaled anew)"
+        )),
+        _ => {}
+    }
+    state.earlier = earlier.ok().flatten();
+    if let Some(index) = &state.earlier {
+        if index.unreadable > 0 {
+            state.warnings.push(format!(
+                "{} of the latest journal in {shown} could not be read and were ignored (a run that died mid-write leaves one)",
+                crate::task::plural(index.unreadable, "record")
+            ));
+        }
+    }
+    match prepare(&dir) {
+        Ok(()) => {}
+        Err(e) if options.resume => {
+            return Err(format!("--resume: cannot write the state in {shown}: {e}"))
+        }
+        Err(e) => {
+            state.warnings.push(format!(
+                "cannot write the state in {shown}: {e}; the run goes on, but it cannot be resumed"
+            ));
+            return Ok(state);
+        }
+    }
+    match lock(&dir) {
+        Ok(lock) => state._lock = Some(lock),
+        Err(holder) if options.resume => {
+            return Err(format!(
+                "--resume: another run of {} is running{holder} and holds its state in {shown}; wait for it to end",
+                file.path.display()
+            ))
+        }
+        Err(holder) => {
+            state.warnings.push(format!(
+                "another run of {} is running{holder} and holds its state in {shown}: this run is not journaled (it cannot be resumed)",
+                file.path.display()
+            ));
+            return Ok(state);
+        }
+    }
+    let header = Header {
+        runner_journal: journal::FORMAT,
+        run: run.to_string(),
+        file: file.path.display().to_string(),
+        started: started.to_string(),
+        resumes: options
+            .resume
+            .then(|| {
+                state
+                    .earlier
+                    .as_ref()?
+                    .header
+                    .as_ref()
+                    .map(|h| h.run.clone())
+            })
+            .flatten(),
+    };
+    let path = dir.join("runs").join(format!("{run}.journal"));
+    let created = Journal::create(&path, &header).and_then(|journal| {
+        write_atomically(&dir.join("latest"), run.as_bytes())?;
+        Ok(journal)
+    });
+    match created {
+        Ok(journal) => state.journal = Some(journal),
+        Err(e) if options.resume => {
+            return Err(format!(
+                "--resume: cannot write the journal {}: {e}",
+                path.display()
+            ))
+        }
+        Err(e) => {
+            state.warnings.push(format!(
+                "cannot write the journal {}: {e}; the run goes on, but it cannot be resumed",
+                path.display()
+            ));
+            return Ok(state);
+        }
+    }
+    prune(&dir.join("runs"), run);
+    Ok(state)
+}
+
+/// The index of the latest run in `dir`, if there is one.
+pub fn latest(dir: &Path) -> Result<Option<Index>, String> {
+    let pointer = dir.join("latest");
+    let id = match std::fs::read_to_string(&pointer) {
+        Ok(id) => id.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", pointer.display())),
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(format!(
+            "{} does not name a run (is this folder runner's state?)",
+            pointer.display()
+        ));
+    }
+    Index::read(&dir.join("runs").join(format!("{id}.journal"))).map(Some)
+}
+
+/// Creates the state folders, and a `.gitignore` that keeps git out of them.
+fn prepare(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("runs"))?;
+    if let Some(base) = dir.parent() {
+        let ignore = base.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(
+                ignore,
+                "# runner's state (see docs/state.md): not for git\n*\n",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the lock of `dir` without waiting; on refusal, " (pid N)" naming the holder
+/// when it wrote its pid.
+fn lock(dir: &Path) -> Result<File, String> {
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!(" (its lock {} cannot be opened: {e})", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(
+            if holder.chars().all(|c| c.is_ascii_digit()) && !holder.is_empty() {
+                format!(" (pid {holder})")
+            } else {
+                String::new()
+            },
+        );
+    }
+    let _ = file.set_len(0);
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+/// Writes `path` whole or not at all (a temporary file renamed over it).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Deletes all but the newest [`KEPT_RUNS`] journals (never the current run's).
+fn prune(runs: &Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut journals: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    journals.sort_by(|a, b| b.0.cmp(&a.0));
+    let current = format!("{current}.journal");
+    for (_, path) in journals.into_iter().skip(KEPT_RUNS) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() != current)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
