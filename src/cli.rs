@@ -91,6 +91,18 @@ pub struct PlanArgs {
     /// One JSON array of every task (streamed) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Continue the latest run of FILE: tasks that succeeded there are not run again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Keep the run's state (its journal) in DIR instead of .runner/ beside FILE.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -106,6 +118,8 @@ pub struct RunArgs {
     /// Show what would run (as `runner plan` does) and run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Process slots: the most tasks running at once (default: the file's `pool`, else
     /// the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

@@ -42,6 +42,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             jobs: args.jobs,
             set: args.set,
             json: false,
+            state: args.state,
         }),
         Command::Run(args) => run(args),
         Command::Plan(args) => plan(args),
@@ -94,8 +95,20 @@ fn load(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFil
 
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.file, &args.jobs, &args.set)?;
+    let options = crate::state::Options {
+        dir: args.state.state.clone(),
+        resume: args.state.resume,
+    };
+    let (index, warning) = crate::state::read_latest(&file, &options).map_err(Error::Usage)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let earlier = plan::Earlier {
+        index,
+        resume: args.state.resume,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match plan::write(&file, args.json, &mut out) {
+    match plan::write(&file, args.json, &earlier, &mut out) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
         Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Error::Usage(e.to_string())),
         Err(e) => Err(Error::system("write to stdout")(e)),
@@ -125,7 +138,13 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
             .map_err(Error::path("write", path))?;
     }
     let pool = args.pool.map(|p| p as usize).or(file.pool);
+    let resume_hint = resume_hint(&args);
     let options = run::Options {
+        state: crate::state::Options {
+            dir: args.state.state.clone(),
+            resume: args.state.resume,
+        },
+        resume_hint,
         pool: Some(crate::fds::fit_pool(
             pool.unwrap_or_else(crate::sys::cpus).max(1),
         )),
@@ -139,6 +158,26 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         broker,
     };
     run::run(file, options)
+}
+
+/// The command that resumes a run started with `args`: the same file, jobs, vars and
+/// state folder, and `--resume`.
+fn resume_hint(args: &RunArgs) -> String {
+    let quote = |s: &str| crate::template::shell_quote(s);
+    let mut words = vec![
+        "runner".to_string(),
+        "run".to_string(),
+        quote(&args.file.to_string_lossy()),
+    ];
+    words.extend(args.jobs.iter().map(|j| quote(j)));
+    for (name, value) in &args.set {
+        words.push(format!("--set {}", quote(&format!("{name}={value}"))));
+    }
+    if let Some(dir) = &args.state.state {
+        words.push(format!("--state {}", quote(&dir.to_string_lossy())));
+    }
+    words.push("--resume".to_string());
+    words.join(" ")
 }
 
 fn check(path: &Path) -> Result<Outcome, Error> {

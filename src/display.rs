@@ -281,6 +281,7 @@ impl Writer {
                 self.ended(job, &label, &record, retrying, took);
             }
             Event::Skipped { job, count } => self.counts[job].skipped += count,
+            Event::DoneEarlier { job, count } => self.counts[job].done += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
             Event::Finish(_) => {}

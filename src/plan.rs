@@ -10,6 +10,7 @@
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, Job, JobFile, JobId};
 use crate::render::{self, Command, Rendered, Stdin};
+use crate::state::{self, journal::Index};
 use crate::task::{label, plural};
 use crate::template::shell_quote;
 use serde_json::{json, Map, Value};
@@ -28,13 +29,12 @@ pub struct Verdict {
     pub reason: String,
 }
 
-impl Verdict {
-    fn run(reason: &str) -> Verdict {
-        Verdict {
-            action: "run",
-            reason: reason.to_string(),
-        }
-    }
+/// What the plan compares with: the latest run of the file, and whether the run would
+/// resume it.
+#[derive(Default)]
+pub struct Earlier {
+    pub index: Option<Index>,
+    pub resume: bool,
 }
 
 /// The jobs in an order the graph allows: a job after the jobs it needs and after the
@@ -62,11 +62,11 @@ pub fn start_order(file: &JobFile) -> Vec<JobId> {
 }
 
 /// Writes the plan of `file` to `out`, as text or JSON.
-pub fn write(file: &JobFile, json: bool, out: &mut impl Write) -> io::Result<()> {
+pub fn write(file: &JobFile, json: bool, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
     if json {
-        write_json(file, out)
+        write_json(file, earlier, out)
     } else {
-        write_text(file, out)
+        write_text(file, earlier, out)
     }
 }
 
@@ -94,11 +94,20 @@ fn tasks<'a>(
     })
 }
 
-fn verdict(_job: &Job, _rendered: &Rendered) -> Verdict {
-    Verdict::run("never ran")
+fn verdict(file: &JobFile, job: &Job, item: &str, rendered: &Rendered, earlier: &Earlier) -> Verdict {
+    let id = state::decide(file, job, item, rendered, earlier.index.as_ref(), earlier.resume);
+    let action = if id.reason == state::DONE_EARLIER {
+        "done_earlier"
+    } else {
+        "run"
+    };
+    Verdict {
+        action,
+        reason: id.reason,
+    }
 }
 
-fn write_text(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
+fn write_text(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
     let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks_word = match known {
         Some(n) => plural(n, "task"),
@@ -154,7 +163,7 @@ fn write_text(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
         for task in tasks(file, job).take(listed as usize) {
             match task {
                 Ok((_, item, rendered)) => {
-                    write_task_text(file, job, &item, &rendered, out)?;
+                    write_task_text(file, job, &item, &rendered, earlier, out)?;
                 }
                 Err(problem) => {
                     writeln!(out, "  error: {}", shown(&problem))?;
@@ -178,16 +187,16 @@ fn write_task_text(
     job: &Job,
     item: &str,
     rendered: &Rendered,
+    earlier: &Earlier,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let verdict = verdict(job, rendered);
-    writeln!(
-        out,
-        "  {}  {} ({})",
-        label(job, item),
-        verdict.action,
-        verdict.reason
-    )?;
+    let verdict = verdict(file, job, item, rendered, earlier);
+    let action = verdict.action.replace('_', " ");
+    if verdict.reason == action {
+        writeln!(out, "  {}  {action}", label(job, item))?;
+    } else {
+        writeln!(out, "  {}  {action} ({})", label(job, item), verdict.reason)?;
+    }
     let command = match &rendered.command {
         Command::Argv(argv) => argv
             .iter()
@@ -269,7 +278,7 @@ fn shown(text: &str) -> String {
     out
 }
 
-fn write_json(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
+fn write_json(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"[")?;
     let mut first = true;
     let mut object = |out: &mut dyn Write, value: Value| -> io::Result<()> {
@@ -297,7 +306,7 @@ fn write_json(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
         for task in tasks(file, job) {
             match task {
                 Ok((index, item, rendered)) => {
-                    object(out, task_json(file, job, index, &item, &rendered))?;
+                    object(out, task_json(file, job, index, &item, &rendered, earlier))?;
                 }
                 Err(problem) => {
                     return Err(io::Error::other(format!("job `{}`: {problem}", job.name)));
@@ -309,8 +318,15 @@ fn write_json(file: &JobFile, out: &mut impl Write) -> io::Result<()> {
     out.flush()
 }
 
-fn task_json(file: &JobFile, job: &Job, index: u64, item: &str, rendered: &Rendered) -> Value {
-    let verdict = verdict(job, rendered);
+fn task_json(
+    file: &JobFile,
+    job: &Job,
+    index: u64,
+    item: &str,
+    rendered: &Rendered,
+    earlier: &Earlier,
+) -> Value {
+    let verdict = verdict(file, job, item, rendered, earlier);
     let mut task = Map::new();
     task.insert("job".into(), json!(job.name));
     task.insert("item".into(), json!(item));

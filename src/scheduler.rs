@@ -38,6 +38,9 @@ pub struct Start {
     /// The item could not be read (an items file changed or became unreadable during
     /// the run): the task fails with this message without running.
     pub problem: Option<String>,
+    /// What the task is and why it runs: filled in by the run (the scheduler does not
+    /// look at it).
+    pub id: Option<crate::state::identity::TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +302,7 @@ impl Scheduler {
             item,
             slot,
             problem,
+            id: None,
         }
     }
 

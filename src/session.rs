@@ -87,6 +87,7 @@ impl Session {
             run_id: run_id.to_string(),
             host: self.host.clone(),
             lost: self.lost.clone(),
+            journal: None,
         }
     }
 

@@ -136,6 +136,14 @@ impl TaskRecord {
         }
     }
 
+    /// Takes what the run knows of the task: its identity and the reason it runs.
+    pub fn set_id(&mut self, id: Option<&TaskId>) {
+        if let Some(id) = id {
+            self.reason = id.reason.clone();
+            self.id = Some(id.clone());
+        }
+    }
+
     /// Its outcome: a stopped task is stopped whatever its exit (unless it succeeded).
     pub fn outcome(&self) -> Outcome {
         match self.status {
@@ -188,6 +196,8 @@ pub enum Event {
     },
     /// Tasks that will not run.
     Skipped { job: usize, count: u64 },
+    /// Tasks not run again: they succeeded in the run this one resumes.
+    DoneEarlier { job: usize, count: u64 },
     /// Items a queue-fed job has taken so far.
     Taken { job: usize },
     /// A message of the runner's own, printed on stderr as is.

@@ -337,14 +337,17 @@ fn result_came(run: &Run, id: &str, message: &Message, on_result: &OnResult) {
     let task = format!("{job_name}/{index}");
     // Only a task that was published and has no result yet can end: a replayed
     // or invented result is refused rather than counted.
-    if run.in_flight().remove(&task).is_none() {
+    let Some(start) = run.in_flight().remove(&task) else {
         (run.say)(format!(
             "refused result entry {id}: task {task} is not waiting for a result (a replay, or never published)"
         ));
         return;
-    }
+    };
     let lines = message.get("lines").map(<[u8]>::to_vec).unwrap_or_default();
-    on_result(record_from(message, job.id, job.allow_failure), lines);
+    let mut record = record_from(message, job.id, job.allow_failure);
+    // The task's identity and reason are the coordinator's, not the worker's word.
+    record.set_id(start.id.as_ref());
+    on_result(record, lines);
 }
 
 /// Declares tasks lost that were delivered `max_deliveries` times without a result.

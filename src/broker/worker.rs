@@ -356,7 +356,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         Ok(TaskState::RunStopped) | Err(_) => return,
     }
-    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot);
+    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, None);
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {

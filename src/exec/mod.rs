@@ -11,6 +11,8 @@ pub mod sink;
 use crate::jobfile::{Job, JobFile, StdinSpec};
 use crate::queue::Queue;
 use crate::render::Stdin;
+use crate::state::identity::TaskId;
+use crate::state::journal::Entry;
 use crate::task::{label, End, Status, TaskRecord};
 use crate::task::{Event, Stream};
 use control::{Control, Level};
@@ -73,6 +75,9 @@ pub struct Context {
     pub host: String,
     /// Where a log file that cannot be written is recorded.
     pub lost: Arc<crate::lost::LostWrites>,
+    /// The run's journal (`Mode::Local`): each task's end is appended before the
+    /// terminal hears of it.
+    pub journal: Option<Arc<crate::state::journal::Journal>>,
 }
 
 /// One task, as its attempts see it.
@@ -96,8 +101,9 @@ pub fn run_task_guarded(
     index: u64,
     item: &[u8],
     slot: usize,
+    id: Option<&TaskId>,
 ) -> (TaskRecord, bool) {
-    let run = || run_task(ctx, job_id, index, item, slot);
+    let run = || run_task(ctx, job_id, index, item, slot, id);
     let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(record) => return (record, false),
         Err(payload) => payload,
@@ -110,6 +116,7 @@ pub fn run_task_guarded(
     let item = String::from_utf8_lossy(item).into_owned();
     let job = &ctx.file.jobs[job_id];
     let mut record = TaskRecord::new(job_id, index, item.clone(), slot, &ctx.host, false);
+    record.set_id(id);
     record.status = Status::Failed;
     record.end = Some(End::Internal {
         message: format!("internal error: {what}; this is a bug in runner, please report it"),
@@ -127,8 +134,16 @@ pub fn run_task_guarded(
     (record, true)
 }
 
-/// Runs one task to its end: every attempt, with the delays between them.
-pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usize) -> TaskRecord {
+/// Runs one task to its end: every attempt, with the delays between them. `id`: what
+/// the run knows of the task (its identity, why it runs), journaled with its end.
+pub fn run_task(
+    ctx: &Context,
+    job_id: usize,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    id: Option<&TaskId>,
+) -> TaskRecord {
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
     let task = Task {
@@ -147,6 +162,7 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
         &ctx.host,
         job.allow_failure,
     );
+    record.set_id(id);
     record.status = Status::Failed;
     if item.contains('\0') {
         record.end = Some(End::SpawnFailed {
@@ -201,8 +217,12 @@ pub fn run_task(ctx: &Context, job_id: usize, index: u64, item: &[u8], slot: usi
     record
 }
 
-/// Tells the terminal an attempt ended (unless its ends are shown elsewhere).
+/// Tells the terminal an attempt ended (unless its ends are shown elsewhere); the last
+/// one is journaled first.
 fn ended(ctx: &Context, task: &Task<'_>, record: &TaskRecord, retrying: bool, took: Duration) {
+    if !retrying && matches!(ctx.mode, Mode::Local { .. }) {
+        journal(ctx, record);
+    }
     if ctx.mode.progress() {
         let _ = ctx.events.send(Event::Ended {
             job: task.id,
@@ -212,6 +232,19 @@ fn ended(ctx: &Context, task: &Task<'_>, record: &TaskRecord, retrying: bool, to
             took,
         });
     }
+}
+
+/// Appends a task's end to the run's journal, if it has one and the task an identity.
+/// A write that fails is said once (and the journal stops).
+pub fn journal(ctx: &Context, record: &TaskRecord) {
+    let (Some(journal), Some(id)) = (&ctx.journal, &record.id) else {
+        return;
+    };
+    let entry = Entry::of(record, &ctx.file.jobs[record.job].name, id.identity, id.key);
+    let bulk = record.status == Status::DoneEarlier;
+    journal.append(&entry, bulk, &|message| {
+        let _ = ctx.events.send(Event::Note(message));
+    });
 }
 
 /// Runs attempt number `attempt` of `task` and folds what happened into `record`.

@@ -103,6 +103,8 @@ fn result_came(shared: &Arc<Shared>, record: TaskRecord, lines: &[u8]) {
         let control = ctx.control.clone();
         let _ = ctx.queues[q].push(lines, &|| control.level() == Level::Kill);
     }
+    // Journaled before the run says it ended.
+    crate::exec::journal(ctx, &record);
     let _ = ctx.events.send(Event::Ended {
         job: record.job,
         label: task::label(job, &record.item).into(),
@@ -121,6 +123,7 @@ fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>) {
     for start in starts {
         let item = String::from_utf8_lossy(&start.item).into_owned();
         let mut record = TaskRecord::new(start.job, start.index, item, REMOTE, "", false);
+        record.set_id(start.id.as_ref());
         record.status = Status::Failed;
         record.end = Some(End::Lost { deliveries: 0 });
         result_came(shared, record, &[]);

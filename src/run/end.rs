@@ -134,6 +134,17 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
     if kept != before_losses {
         summary.push_str("[runner] exit status 1: not everything asked for was written\n");
     }
+    // The journal is complete; a run that did not finish says how to go on from it.
+    if let Some(journal) = &shared.ctx.journal {
+        let warning = std::cell::RefCell::new(None);
+        journal.flush(&|message| *warning.borrow_mut() = Some(message));
+        if let Some(message) = warning.into_inner() {
+            summary.push_str(&format!("[runner] warning: {message}\n"));
+        }
+        if matches!(outcome, Outcome::Failed | Outcome::Interrupted(_)) {
+            summary.push_str(&format!("to resume: {}\n", options.resume_hint));
+        }
+    }
     (kept, summary)
 }
 

@@ -23,6 +23,9 @@ use crate::exec::{self, Mode};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
 use crate::report::tally::Recorder;
+use crate::state::identity::TaskId;
+use crate::state::journal::Index;
+use crate::state::DONE_EARLIER;
 use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
@@ -41,6 +44,10 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub grace: Duration,
+    /// Where the run's state is, and whether it resumes the latest run.
+    pub state: crate::state::Options,
+    /// The command that resumes this run, shown when it fails or is interrupted.
+    pub resume_hint: String,
     /// A distributed run: tasks of fan-out jobs go through this broker.
     #[cfg(feature = "distributed")]
     pub broker: Option<crate::broker::coordinator::Options>,
@@ -88,6 +95,10 @@ struct Core {
 struct Shared {
     core: Mutex<Core>,
     ctx: Arc<exec::Context>,
+    /// The latest earlier run, by task identity (when the state has one).
+    earlier: Option<Index>,
+    /// `--resume`: tasks that succeeded there are not run again.
+    resume: bool,
     notes: Sender<Note>,
     /// Distributed runs: where tasks of remote jobs go.
     remote: Option<Sender<Start>>,
@@ -110,6 +121,10 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let logs = logs_folder(options.logs.as_ref())?;
     let run_id = run_id();
     let started = (SystemTime::now(), Instant::now());
+    let started_text = humantime::format_rfc3339_millis(started.0).to_string();
+    // Before anything runs: `--resume` without a usable earlier run is an error.
+    let run_state =
+        crate::state::open(&file, &options.state, &run_id, &started_text).map_err(Error::Usage)?;
     let session = Session::start(
         file.clone(),
         display::Options::detect(options.quiet),
@@ -129,14 +144,32 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
             ))
         })
         .collect();
-    let ctx = Arc::new(session.context(
+    for warning in &run_state.warnings {
+        session.say(format!("warning: {warning}"));
+    }
+    let mut ctx = session.context(
         &run_id,
         queues,
         Mode::Local {
             quiet: options.quiet,
         },
         logs,
-    ));
+    );
+    let crate::state::RunState {
+        journal,
+        earlier,
+        lock: _lock,
+        ..
+    } = run_state;
+    ctx.journal = journal.map(Arc::new);
+    let ctx = Arc::new(ctx);
+    if let (true, Some(index)) = (options.state.resume, &earlier) {
+        let run = index.header.as_ref().map_or("?", |h| h.run.as_str());
+        session.say(format!(
+            "resuming run {run}: {} succeeded there and are not run again",
+            task::plural(index.done_count() as u64, "task")
+        ));
+    }
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
     let shared = Arc::new(Shared {
@@ -146,6 +179,8 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
+        earlier,
+        resume: options.state.resume,
         notes: notes_tx,
         remote: distributed_remote(&options).then_some(remote_tx),
     });
@@ -278,6 +313,8 @@ fn task_ended(
 fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
     let ctx = &shared.ctx;
     let mut mine = None;
+    // Tasks done earlier, per job, told to the terminal once at the end.
+    let mut earlier: std::collections::BTreeMap<usize, u64> = Default::default();
     loop {
         let effects = core.scheduler.take_effects();
         apply(&effects, core, ctx);
@@ -296,6 +333,13 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
             let _ = ctx.events.send(Event::Note(message));
             continue;
         }
+        let mut start = start;
+        start.id = task_id(shared, &start);
+        if start.id.as_ref().is_some_and(|id| id.reason == DONE_EARLIER) {
+            done_earlier(core, ctx, &start);
+            *earlier.entry(start.job).or_insert(0) += 1;
+            continue;
+        }
         if start.slot == REMOTE {
             if let Some(remote) = &shared.remote {
                 let _ = remote.send(start);
@@ -308,7 +352,52 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         send_to_slot(shared, core, start);
     }
+    for (job, count) in earlier {
+        let _ = ctx.events.send(Event::DoneEarlier { job, count });
+    }
     mine
+}
+
+/// What the task is (its identity) and why it runs, when the run has a journal to write
+/// or an earlier run to compare with.
+fn task_id(shared: &Shared, start: &Start) -> Option<TaskId> {
+    let ctx = &shared.ctx;
+    if ctx.journal.is_none() && shared.earlier.is_none() {
+        return None;
+    }
+    let file = &ctx.file;
+    let job = &file.jobs[start.job];
+    let item = String::from_utf8_lossy(&start.item);
+    let rendered = crate::render::task(file, job, &item, start.index);
+    Some(crate::state::decide(
+        file,
+        job,
+        &item,
+        &rendered,
+        shared.earlier.as_ref(),
+        shared.resume,
+    ))
+}
+
+/// A task that succeeded in the run this one resumes: journaled and recorded as done
+/// earlier, a success for the jobs that need it, never run.
+fn done_earlier(core: &mut Core, ctx: &exec::Context, start: &Start) {
+    let job = &ctx.file.jobs[start.job];
+    let item = String::from_utf8_lossy(&start.item).into_owned();
+    let mut record = TaskRecord::new(
+        start.job,
+        start.index,
+        item,
+        start.slot,
+        &ctx.host,
+        job.allow_failure,
+    );
+    record.status = Status::DoneEarlier;
+    record.set_id(start.id.as_ref());
+    exec::journal(ctx, &record);
+    core.scheduler
+        .finished(start.job, start.slot, true, job.allow_failure);
+    core.recorder.add(&ctx.file, &record);
 }
 
 /// Hands a start to its slot's thread, creating the thread on first use. A thread that
@@ -402,7 +491,14 @@ fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>
             while let Some(start) = next {
                 let ctx = &shared.ctx;
                 let (record, bug) =
-                    exec::run_task_guarded(ctx, start.job, start.index, &start.item, start.slot);
+                    exec::run_task_guarded(
+                        ctx,
+                        start.job,
+                        start.index,
+                        &start.item,
+                        start.slot,
+                        start.id.as_ref(),
+                    );
                 if bug {
                     stop_for_bug(&shared, &record);
                 }

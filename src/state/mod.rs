@@ -24,6 +24,41 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+/// The reason of a task that succeeded in the run this one resumes.
+pub const DONE_EARLIER: &str = "done earlier";
+
+/// What a task is and why it runs (or that it need not: [`DONE_EARLIER`]), given the
+/// earlier run (if any) and whether this one resumes it. `item` is the label.
+pub fn decide(
+    file: &JobFile,
+    job: &crate::jobfile::Job,
+    item: &str,
+    rendered: &crate::render::Rendered,
+    earlier: Option<&Index>,
+    resume: bool,
+) -> identity::TaskId {
+    let identity = identity::of(&file.dir, &job.name, item, rendered);
+    let key = identity::key(&job.name, item);
+    let verdict = earlier.map_or(journal::Verdict::NeverRan, |index| {
+        index.verdict(identity, key)
+    });
+    let reason = match verdict {
+        // Its output is a stream, not a stored result: it runs again.
+        journal::Verdict::Done if job.to.is_some() => "its stdout feeds a queue: it runs again",
+        journal::Verdict::Done if job.is_streaming() => {
+            "it reads a queue on stdin: it runs again"
+        }
+        journal::Verdict::Done if resume => DONE_EARLIER,
+        journal::Verdict::Done => "succeeded earlier; runs again without --resume",
+        other => other.reason(),
+    };
+    identity::TaskId {
+        identity,
+        key,
+        reason: reason.to_string(),
+    }
+}
+
 /// Runs kept per job file; older journals are deleted when a run starts.
 pub const KEPT_RUNS: usize = 5;
 
@@ -46,7 +81,7 @@ pub struct RunState {
     /// the earlier journal could not be read.
     pub warnings: Vec<String>,
     /// Held for the run: the lock of the job file's state.
-    _lock: Option<File>,
+    pub lock: Option<File>,
 }
 
 /// Where the state of `file` lives: the folder for it, under `--state DIR` or the
@@ -135,7 +170,7 @@ pub fn open(
         }
     }
     match lock(&dir) {
-        Ok(lock) => state._lock = Some(lock),
+        Ok(lock) => state.lock = Some(lock),
         Err(holder) if options.resume => {
             return Err(format!(
                 "--resume: another run of {} is running{holder} and holds its state in {shown}; wait for it to end",
@@ -190,6 +225,22 @@ pub fn open(
     }
     prune(&dir.join("runs"), run);
     Ok(state)
+}
+
+/// The latest run of `file`, read only (for `runner plan`): `--resume` without one is
+/// an error; a state that cannot be read is a warning (returned) for a plain plan.
+pub fn read_latest(file: &JobFile, options: &Options) -> Result<(Option<Index>, Option<String>), String> {
+    let dir = folder(file, options);
+    match latest(&dir) {
+        Ok(None) if options.resume => Err(format!(
+            "--resume: there is no earlier run of {} to resume (its state would be in {})",
+            file.path.display(),
+            dir.display()
+        )),
+        Ok(index) => Ok((index, None)),
+        Err(e) if options.resume => Err(format!("--resume: {e}")),
+        Err(e) => Ok((None, Some(e))),
+    }
 }
 
 /// The index of the latest run in `dir`, if there is one.
