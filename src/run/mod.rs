@@ -166,7 +166,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     if let (true, Some(index)) = (options.state.resume, &earlier) {
         let run = index.header.as_ref().map_or("?", |h| h.run.as_str());
         session.say(format!(
-            "resuming run {run}: {} succeeded there and are not run again",
+            "resuming run {run}: {} done there, not run again",
             task::plural(index.done_count() as u64, "task")
         ));
     }

@@ -248,7 +248,15 @@ pub fn latest(dir: &Path) -> Result<Option<Index>, String> {
     let pointer = dir.join("latest");
     let id = match std::fs::read_to_string(&pointer) {
         Ok(id) => id.trim().to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No state there (yet), or its place is taken by a file (said when writing).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(format!("cannot read {}: {e}", pointer.display())),
     };
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {

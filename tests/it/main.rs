@@ -14,6 +14,7 @@ mod processes;
 pub mod queues;
 mod quoting;
 mod reports;
+mod resume;
 mod running;
 mod secrets;
 mod terminal;
