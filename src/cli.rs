@@ -46,6 +46,9 @@ pub enum Command {
     Check {
         /// The job file.
         file: PathBuf,
+        /// Give the var NAME of `[vars]` this value (repeatable).
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
+        set: Vec<(String, String)>,
     },
     /// Print the job graph (jobs, needs, queues).
     #[command(
@@ -60,6 +63,9 @@ pub enum Command {
         /// Only these jobs and what they need (default: every job).
         #[arg(value_name = "JOB")]
         jobs: Vec<String>,
+        /// Give the var NAME of `[vars]` this value (repeatable).
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
+        set: Vec<(String, String)>,
     },
     /// Take tasks of distributed runs of FILE from a broker and run them.
     #[cfg(feature = "distributed")]

@@ -37,18 +37,30 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         cli::heartbeat().map_err(Error::Usage)?;
     }
     match cli.command {
-        Command::Run(args) if args.dry_run => plan(PlanArgs {
-            file: args.file,
-            jobs: args.jobs,
-            set: args.set,
-            json: false,
-            state: args.state,
-        }),
+        Command::Run(args) if args.dry_run => {
+            if args.report.is_some() || args.junit.is_some() || args.logs.is_some() {
+                eprintln!(
+                    "note: --dry-run runs nothing, so --report, --junit and --logs write nothing"
+                );
+            }
+            plan(PlanArgs {
+                file: args.file,
+                jobs: args.jobs,
+                set: args.set,
+                json: false,
+                state: args.state,
+            })
+        }
         Command::Run(args) => run(args),
         Command::Plan(args) => plan(args),
-        Command::Check { file } => check(&file),
-        Command::Graph { dot, file, jobs } => {
-            let file = load(&file, &jobs, &[])?;
+        Command::Check { file, set } => check(&file, &set),
+        Command::Graph {
+            dot,
+            file,
+            jobs,
+            set,
+        } => {
+            let file = load(&file, &jobs, &set)?;
             print(&if dot {
                 graph::render_dot(&file)
             } else {
@@ -180,8 +192,8 @@ fn resume_hint(args: &RunArgs) -> String {
     words.join(" ")
 }
 
-fn check(path: &Path) -> Result<Outcome, Error> {
-    let file = jobfile::load(path, &[])?;
+fn check(path: &Path, set: &[(String, String)]) -> Result<Outcome, Error> {
+    let file = load(path, &[], set)?;
     let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| plural(n, "task"));
     print(&format!(

@@ -39,7 +39,7 @@ _runner_jobs() {
     fi
     _runner "$@"
 }
-complete -F _runner_jobs -o bashdefault -o default runner
+complete -F _runner_jobs -o nosort -o bashdefault -o default runner
 "#;
 
 const ZSH: &str = r#"
@@ -69,7 +69,7 @@ complete -c runner -n '__runner_jobs >/dev/null' -f -a '(__runner_jobs)'
 /// The job file named by `words` (the command line after `runner`, up to the word being
 /// completed) when the next word is a job name: after `run FILE`, `plan FILE`,
 /// `graph FILE` or `FILE`, and not right after an option that takes a value.
-pub fn job_file(words: &[String]) -> Option<String> {
+pub fn job_file(words: &[String]) -> Option<std::path::PathBuf> {
     let root = Cli::command();
     let first = words.first()?;
     let (sub, rest) = match first.as_str() {
@@ -87,18 +87,46 @@ pub fn job_file(words: &[String]) -> Option<String> {
     };
     let mut file = None;
     let mut skip = false;
+    let mut last_option_takes_value = false;
     for word in rest {
+        // bash splits `--report=x` into `--report`, `=`, `x`: the value follows.
+        if word == "=" {
+            skip = last_option_takes_value;
+            continue;
+        }
         if std::mem::take(&mut skip) {
             continue;
         }
         if word.starts_with('-') {
-            skip = !word.contains('=') && takes_value(word);
+            last_option_takes_value = !word.contains('=') && takes_value(word);
+            skip = last_option_takes_value;
             continue;
         }
+        last_option_takes_value = false;
         file.get_or_insert_with(|| word.clone());
     }
     // The word being completed is a value of the option before it.
-    (!skip).then_some(file).flatten()
+    (!skip).then_some(file).flatten().map(|w| as_path(&w))
+}
+
+/// A word as the shell typed it, as the path it means: quotes and backslashes removed,
+/// a leading `~/` made the home folder.
+fn as_path(word: &str) -> std::path::PathBuf {
+    let mut text = String::new();
+    let mut quote = None;
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\'', None) | ('"', None) => quote = Some(c),
+            (c, Some(q)) if c == q => quote = None,
+            ('\\', q) if q != Some('\'') => text.extend(chars.next()),
+            (c, _) => text.push(c),
+        }
+    }
+    match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(text),
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +135,7 @@ mod tests {
 
     fn file(line: &str) -> Option<String> {
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        job_file(&words)
+        job_file(&words).map(|p| p.display().to_string())
     }
 
     #[test]
@@ -138,5 +166,29 @@ mod tests {
         // The value of an option comes next.
         assert_eq!(file("run jobs/ci.toml --pool"), None);
         assert_eq!(file("run jobs/ci.toml --report"), None);
+        // bash's words for `--report=<TAB>` and `--set region=<TAB>`.
+        assert_eq!(file("run jobs/ci.toml --report ="), None);
+        assert_eq!(
+            file("run jobs/ci.toml --report = r.json"),
+            Some("jobs/ci.toml".into())
+        );
+        assert_eq!(file("run jobs/ci.toml --set region ="), None);
+    }
+
+    #[test]
+    fn the_file_word_is_dequoted() {
+        let words = |w: &[&str]| {
+            let w: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+            job_file(&w).map(|p| p.display().to_string())
+        };
+        assert_eq!(
+            words(&["run", "'my jobs.toml'"]),
+            Some("my jobs.toml".into())
+        );
+        assert_eq!(
+            words(&["run", "my\\ jobs.toml"]),
+            Some("my jobs.toml".into())
+        );
+        assert_eq!(words(&["run", "\"a b.toml\""]), Some("a b.toml".into()));
     }
 }

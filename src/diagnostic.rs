@@ -128,6 +128,11 @@ fn clamp(span: Range<usize>, len: usize) -> Range<usize> {
 
 /// "did you mean …" for `name` among `known`, when one is close.
 pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let known: Vec<&'a str> = known.into_iter().collect();
+    // A slip of case is the likeliest of all.
+    if let Some(same) = known.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return Some(same);
+    }
     known
         .into_iter()
         .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))

@@ -27,7 +27,7 @@ pub fn render_text(file: &JobFile) -> String {
         }
         out.push('\n');
         if let Some(d) = &job.description {
-            let _ = writeln!(out, "  {d}");
+            let _ = writeln!(out, "  {}", crate::task::printable(d, 200));
         }
         for &dep in &job.needs {
             let _ = writeln!(out, "  needs {}", file.jobs[dep].name);

@@ -62,11 +62,17 @@ pub fn start_order(file: &JobFile) -> Vec<JobId> {
 }
 
 /// Writes the plan of `file` to `out`, as text or JSON.
-pub fn write(file: &JobFile, json: bool, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
+pub fn write(
+    file: &JobFile,
+    json: bool,
+    earlier: &Earlier,
+    out: &mut impl Write,
+) -> io::Result<()> {
     if json {
         write_json(file, earlier, out)
     } else {
-        write_text(file, earlier, out)
+        write_text(file, earlier, out)?;
+        out.flush()
     }
 }
 
@@ -94,8 +100,21 @@ fn tasks<'a>(
     })
 }
 
-fn verdict(file: &JobFile, job: &Job, item: &str, rendered: &Rendered, earlier: &Earlier) -> Verdict {
-    let id = state::decide(file, job, item, rendered, earlier.index.as_ref(), earlier.resume);
+fn verdict(
+    file: &JobFile,
+    job: &Job,
+    item: &str,
+    rendered: &Rendered,
+    earlier: &Earlier,
+) -> Verdict {
+    let id = state::decide(
+        file,
+        job,
+        item,
+        rendered,
+        earlier.index.as_ref(),
+        earlier.resume,
+    );
     let action = if id.reason == state::DONE_EARLIER {
         "done_earlier"
     } else {
@@ -200,7 +219,7 @@ fn write_task_text(
     let command = match &rendered.command {
         Command::Argv(argv) => argv
             .iter()
-            .map(|a| shell_quote(a))
+            .map(|a| pasteable(a))
             .collect::<Vec<_>>()
             .join(" "),
         Command::Shell { shell, script } if shell[..] == ["sh", "-c"] => script.clone(),
@@ -254,12 +273,45 @@ fn write_task_text(
     Ok(())
 }
 
-/// A path the plan shows, relative to the job file's folder when it is inside it.
+/// A path the plan shows, relative to the job file's folder when it is inside it (`.`
+/// for the folder itself).
 fn relative(file: &JobFile, path: &std::path::Path) -> String {
-    path.strip_prefix(&file.dir)
+    let shown = path
+        .strip_prefix(&file.dir)
         .unwrap_or(path)
         .display()
-        .to_string()
+        .to_string();
+    if shown.is_empty() {
+        ".".to_string()
+    } else {
+        shown
+    }
+}
+
+/// One argument as a shell would need it pasted: quoted as usual, or, when it holds
+/// control characters, in bash's `$'…'` with them escaped (so that the line stays one
+/// line, and pasting it passes the same bytes).
+fn pasteable(arg: &str) -> String {
+    if !arg.chars().any(char::is_control) {
+        return shell_quote(arg);
+    }
+    let mut out = String::from("$'");
+    for c in arg.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Text shown on one line of a terminal: control characters escaped (`\n`, `\t`,

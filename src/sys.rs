@@ -21,6 +21,26 @@ pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens `path` for reading as a task's stdin without ever waiting: a FIFO with no
+/// writer would block `open` (and the thread doing it) until one came. The file is
+/// opened non-blocking, then made blocking again for the task. A folder is refused.
+pub fn open_stdin_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a folder",
+        ));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
 /// A file descriptor that becomes readable when the process exits (Linux ≥ 5.3).
 /// `None` where the kernel has no pidfd; callers then check the child periodically.
 pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {

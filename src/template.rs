@@ -170,7 +170,8 @@ impl Template {
     /// The first placeholder that does not fit items with these fields (`None`: plain
     /// items): `{item}` on items with fields, `{item.F}` on plain items or naming a field
     /// they lack. The error's offset is in the template's source.
-    pub fn check_fields(&self, fields: Option<&[String]>) -> Option<TemplateError> {
+    /// `fan_out`: the job has items at all (else `{item.F}` is told apart).
+    pub fn check_fields(&self, fields: Option<&[String]>, fan_out: bool) -> Option<TemplateError> {
         self.placeholders().find_map(|(p, range)| {
             let error = |message: String| TemplateError {
                 offset: range.start,
@@ -181,6 +182,9 @@ impl Template {
                 (Placeholder::Item, Some(fields)) => Some(error(format!(
                     "`{{item}}` on items with fields: name one of them ({})",
                     field_list(fields)
+                ))),
+                (Placeholder::Field(f), None) if !fan_out => Some(error(format!(
+                    "`{{item.{f}}}`: this job has no `items`, so no fields"
                 ))),
                 (Placeholder::Field(f), None) => Some(error(format!(
                     "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
@@ -496,8 +500,8 @@ mod tests {
         let t = parse("test-{item.os} {item.py}").unwrap();
         assert_eq!(t.render(&values, Quoting::Shell), "test-linux 3.12");
         let keys = ["os".to_string(), "py".to_string()];
-        assert_eq!(t.check_fields(Some(&keys)), None);
-        let plain = t.check_fields(None).unwrap();
+        assert_eq!(t.check_fields(Some(&keys), true), None);
+        let plain = t.check_fields(None, true).unwrap();
         assert!(
             plain.message.contains("have no fields"),
             "{}",
@@ -505,7 +509,7 @@ mod tests {
         );
         let item = parse("x {item}")
             .unwrap()
-            .check_fields(Some(&keys))
+            .check_fields(Some(&keys), true)
             .unwrap();
         assert!(
             item.message.contains("{item.os}, {item.py}"),
@@ -514,7 +518,7 @@ mod tests {
         );
         let typo = parse("x {item.pyy}")
             .unwrap()
-            .check_fields(Some(&keys))
+            .check_fields(Some(&keys), true)
             .unwrap();
         assert!(
             typo.message.contains("did you mean `{item.py}`"),

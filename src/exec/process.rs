@@ -106,7 +106,7 @@ pub fn run(
         StdinSource::Bytes(_) | StdinSource::Queue(_) => {
             command.stdin(Stdio::piped());
         }
-        StdinSource::File(path) => match std::fs::File::open(path) {
+        StdinSource::File(path) => match crate::sys::open_stdin_file(path) {
             Ok(file) => {
                 command.stdin(file);
             }

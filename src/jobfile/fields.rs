@@ -40,19 +40,29 @@ impl FieldItems {
     }
 
     /// The items of a matrix of `lists` (one per key, none empty, their product at most
-    /// [`MAX_COMBINATIONS`]) without the combinations `excluded` says.
+    /// [`MAX_COMBINATIONS`]) without the combinations `excluded` says: it names the first
+    /// of `excludes` entries that matches, if one does. Also says which entries were
+    /// ever the first to match (an entry that never was removes nothing).
     pub fn matrix(
         keys: Vec<String>,
         lists: Vec<Vec<String>>,
-        excluded: impl Fn(&[&str]) -> bool,
-    ) -> FieldItems {
+        excluded: impl Fn(&[&str]) -> Option<usize>,
+        excludes: usize,
+    ) -> (FieldItems, Vec<bool>) {
         let mut items = FieldItems {
             keys,
             rows: Rows::Matrix { lists, kept: None },
         };
         let total = items.len();
+        let mut used = vec![false; excludes];
         let kept: Vec<u32> = (0..total)
-            .filter(|&p| !excluded(&items.values(p)))
+            .filter(|&p| match excluded(&items.values(p)) {
+                Some(entry) => {
+                    used[entry] = true;
+                    false
+                }
+                None => true,
+            })
             .map(|p| p as u32)
             .collect();
         if kept.len() as u64 != total {
@@ -60,7 +70,12 @@ impl FieldItems {
                 *k = Some(kept);
             }
         }
-        items
+        (items, used)
+    }
+
+    /// Items from tables (not a matrix).
+    pub fn is_tables(&self) -> bool {
+        matches!(self.rows, Rows::Tables(_))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,10 +154,12 @@ mod tests {
     fn a_matrix_is_the_product_with_the_last_key_fastest_less_its_excludes() {
         let keys = strings(&["os", "py"]);
         let lists = vec![strings(&["linux", "mac"]), strings(&["3.11", "3.12"])];
-        let all = FieldItems::matrix(keys.clone(), lists.clone(), |_| false);
+        let (all, _) = FieldItems::matrix(keys.clone(), lists.clone(), |_| None, 0);
         let labels: Vec<String> = (0..all.len()).map(|i| all.label(i)).collect();
         assert_eq!(labels, ["linux,3.11", "linux,3.12", "mac,3.11", "mac,3.12"]);
-        let some = FieldItems::matrix(keys, lists, |v| v == ["mac", "3.11"]);
+        let (some, used) =
+            FieldItems::matrix(keys, lists, |v| (v == ["mac", "3.11"]).then_some(0), 1);
+        assert_eq!(used, [true]);
         let labels: Vec<String> = (0..some.len()).map(|i| some.label(i)).collect();
         assert_eq!(labels, ["linux,3.11", "linux,3.12", "mac,3.12"]);
         assert_eq!(

@@ -248,6 +248,21 @@ pub fn parse_with(
     }
 }
 
+/// The names of the jobs of the file at `path`, read from its TOML alone (nothing else
+/// checked, no items file read): for shell completion, which must answer quickly even
+/// for a file being edited. `None` if it cannot be read or is not TOML.
+pub fn job_names_in(path: &Path) -> Option<Vec<String>> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let table = toml::de::DeTable::parse(&source).ok()?.into_inner();
+    let (_, jobs) = table.into_iter().find(|(k, _)| k.get_ref() == "jobs")?;
+    match jobs.into_inner() {
+        toml::de::DeValue::Table(jobs) => {
+            Some(jobs.keys().map(|k| k.get_ref().to_string()).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Why a job file did not load.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

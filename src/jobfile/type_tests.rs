@@ -397,7 +397,7 @@ fn numbers_in_items_become_their_value() {
     assert_eq!(
         file.jobs[0].items,
         Items::List(
-            ["99999999999999999999", "16", "1000", "3", "1.5", "true"]
+            ["99999999999999999999", "16", "1000", "3", "1.50", "true"]
                 .map(String::from)
                 .to_vec()
         )

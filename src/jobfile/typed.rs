@@ -175,18 +175,15 @@ impl Reader {
     }
 }
 
-/// A scalar as the text a process is given: a string as is, a number as its value
-/// (`1_000` and `0x10` as `1000` and `16`; an integer too large for 64 bits as its
-/// digits), a boolean as `true`/`false`. Tables, arrays and dates are not scalars.
+/// A scalar as the text a process is given: a string as is, an integer as its value
+/// (`1_000` and `0x10` as `1000` and `16`; one too large for 64 bits as its digits), a
+/// decimal number as written (`3.10` stays `3.10`, never `3.1`; only `_` separators are
+/// dropped), a boolean as `true`/`false`. Tables, arrays and dates are not scalars.
 pub fn scalar(value: &DeValue<'_>) -> Option<String> {
     match value {
         DeValue::String(s) => Some(s.to_string()),
         DeValue::Integer(i) => Some(integer(i).map_or_else(|| i.to_string(), |n| n.to_string())),
-        DeValue::Float(f) => Some(
-            f.as_str()
-                .parse::<f64>()
-                .map_or_else(|_| f.to_string(), |f| f.to_string()),
-        ),
+        DeValue::Float(f) => Some(f.as_str().replace('_', "")),
         DeValue::Boolean(b) => Some(b.to_string()),
         _ => None,
     }

@@ -23,12 +23,12 @@ use crate::exec::{self, Mode};
 use crate::jobfile::{Items, JobFile};
 use crate::queue::{Queue, Take, Waker};
 use crate::report::tally::Recorder;
-use crate::state::identity::TaskId;
-use crate::state::journal::Index;
-use crate::state::DONE_EARLIER;
 use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
+use crate::state::identity::TaskId;
+use crate::state::journal::Index;
+use crate::state::DONE_EARLIER;
 use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -335,7 +335,11 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         let mut start = start;
         start.id = task_id(shared, &start);
-        if start.id.as_ref().is_some_and(|id| id.reason == DONE_EARLIER) {
+        if start
+            .id
+            .as_ref()
+            .is_some_and(|id| id.reason == DONE_EARLIER)
+        {
             done_earlier(core, ctx, &start);
             *earlier.entry(start.job).or_insert(0) += 1;
             continue;
@@ -490,15 +494,14 @@ fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>
             let mut next = rx.recv().ok();
             while let Some(start) = next {
                 let ctx = &shared.ctx;
-                let (record, bug) =
-                    exec::run_task_guarded(
-                        ctx,
-                        start.job,
-                        start.index,
-                        &start.item,
-                        start.slot,
-                        start.id.as_ref(),
-                    );
+                let (record, bug) = exec::run_task_guarded(
+                    ctx,
+                    start.job,
+                    start.index,
+                    &start.item,
+                    start.slot,
+                    start.id.as_ref(),
+                );
                 if bug {
                     stop_for_bug(&shared, &record);
                 }

@@ -45,9 +45,7 @@ pub fn decide(
     let reason = match verdict {
         // Its output is a stream, not a stored result: it runs again.
         journal::Verdict::Done if job.to.is_some() => "its stdout feeds a queue: it runs again",
-        journal::Verdict::Done if job.is_streaming() => {
-            "it reads a queue on stdin: it runs again"
-        }
+        journal::Verdict::Done if job.is_streaming() => "it reads a queue on stdin: it runs again",
         journal::Verdict::Done if resume => DONE_EARLIER,
         journal::Verdict::Done => "succeeded earlier; runs again without --resume",
         other => other.reason(),
@@ -229,7 +227,10 @@ pub fn open(
 
 /// The latest run of `file`, read only (for `runner plan`): `--resume` without one is
 /// an error; a state that cannot be read is a warning (returned) for a plain plan.
-pub fn read_latest(file: &JobFile, options: &Options) -> Result<(Option<Index>, Option<String>), String> {
+pub fn read_latest(
+    file: &JobFile,
+    options: &Options,
+) -> Result<(Option<Index>, Option<String>), String> {
     let dir = folder(file, options);
     match latest(&dir) {
         Ok(None) if options.resume => Err(format!(

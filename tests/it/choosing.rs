@@ -374,7 +374,7 @@ items = { matrix = { os = ["linux", "mac", "win"], py = ["3.11", "3.12", "3.13"]
     // A key that cannot be a placeholder name is refused; then with a plain key.
     t.run()
         .assert_code(2)
-        .assert_stderr_has("field name `py-v` may only hold letters, digits and `_`");
+        .assert_stderr_has("field name `py-v` may only hold ASCII letters, digits and `_`");
     t.write(
         "jobs.toml",
         &t.read("jobs.toml").replace("py-v = [1]", "py_v = [1]"),
@@ -595,5 +595,94 @@ fn docs_show_the_plan_of_every_shipped_file() {
     assert!(
         shown == doc,
         "docs/plans.md is out of date: run RUNNER_BLESS=1 cargo nextest run docs_show_the_plan"
+    );
+}
+
+/// Found by a hostile probe of issue 13: each of these once went wrong.
+#[test]
+fn mistakes_found_by_probing_are_handled() {
+    // Decimal numbers stay as written.
+    let t = Test::new("[vars]\nv = 1.0\n[jobs.t]\ncommand = ['echo', 'py{item.py}', '{vars.v}']\nitems = { matrix = { py = [3.9, 3.10] } }\n");
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(out.lines_of("t:3.10"), ["py3.10 1.0"]);
+    // A variable the runner sets cannot be set in `env`.
+    refused(
+        "[jobs.t]\ncommand = 'true'\nenv = { RUNNER_ITEM = 'x' }\n",
+        "`RUNNER_ITEM` is set by the runner for every task",
+    );
+    // Two items with one label.
+    refused(
+        "[jobs.t]\ncommand = ['echo', '{item.a}']\nitems = [ { a = 'x,y', b = 'z' }, { a = 'x', b = 'y,z' } ]\n",
+        "items 0 and 1 have the same label `x,y,z`",
+    );
+    // An exclude that earlier entries together already cover.
+    refused(
+        "[jobs.t]\ncommand = ['echo', '{item.a}']\nitems = { matrix = { a = [1, 2], b = ['x', 'y'] }, exclude = [ { a = 1, b = 'x' }, { a = 1, b = 'y' }, { a = 1 } ] }\n",
+        "this `exclude` entry matches nothing that an earlier entry has not already removed",
+    );
+    // A broken matrix is reported once, without advice about its placeholders.
+    let err = refused(
+        "[jobs.t]\ncommand = ['echo', '{item.os}']\nitems = { matrix = { os = ['a', 'a'] } }\n",
+        "matrix key `os` lists \"a\" twice",
+    );
+    assert!(!err.contains("have no fields"), "{err}");
+    let err = refused(
+        "[jobs.t]\ncommand = ['echo', '{item.os}']\n",
+        "this job has no `items`, so no fields",
+    );
+    assert!(!err.contains("write `{item}`"), "{err}");
+    // A slip of case gets its suggestion; an argv error points at its argument.
+    let err = refused(
+        "[vars]\nv = 'x'\n[jobs.t]\ncommand = ['echo', 'a', '{vars.V}']\n",
+        "did you mean `{vars.v}`?",
+    );
+    assert!(err.contains("jobs.toml:4:26"), "{err}");
+    // `check` and `graph` take `--set`, as `plan` and `run` do.
+    let t = Test::new("[vars]\nlist = 'missing'\n[jobs.t]\ncommand = ['echo', '{item}']\nitems = { file = '{vars.list}.txt' }\n");
+    t.write("real.txt", "a\n");
+    t.run_with(&["check", "jobs.toml"]).assert_code(2);
+    t.run_with(&["check", "jobs.toml", "--set", "list=real"])
+        .assert_code(0);
+    t.run_with(&["graph", "jobs.toml", "--set", "list=real"])
+        .assert_code(0);
+    // A write error of the text plan is an error (exit 1), as it is for --json.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = Command::new(BIN)
+        .current_dir(t.dir.path())
+        .args(["plan", "jobs.toml", "--set", "list=real"])
+        .stdout(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    // Control characters in an argv argument are shown as `$'…'`, pasteable.
+    let t = Test::new(
+        "[jobs.t]\ncommand = ['printf', '%s', '{item}']\nitems = [\"a\\nb\\u001b[31m\"]\n",
+    );
+    let out = t.run_with(&["plan", "jobs.toml"]);
+    assert!(
+        out.stdout.contains("$ printf '%s' $'a\\nb\\x1b[31m'\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A stdin file that is a FIFO with no writer (or a device) never blocks the run; a
+/// folder fails its task.
+#[test]
+fn a_stdin_file_that_is_a_fifo_or_a_folder_never_hangs_the_run() {
+    let t = Test::new("[jobs.g]\ncommand = 'head -c 10 | wc -c'\nstdin = { file = '{item}' }\nitems = ['ff', '/dev/zero', '.']\n");
+    let made = Command::new("mkfifo").arg(t.path("ff")).status().unwrap();
+    assert!(made.success());
+    let mut child = t.spawn();
+    let status = crate::distributed::wait_child(&mut child, std::time::Duration::from_secs(20));
+    let err = crate::distributed::stderr_of(&mut child);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        err.contains("cannot open stdin file ./.: it is a folder"),
+        "{err}"
     );
 }

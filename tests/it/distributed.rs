@@ -942,3 +942,63 @@ fn a_worker_serves_a_selection_with_the_runs_vars() {
     assert!(err.contains("serving run"), "{err}");
     assert!(!err.contains("refus"), "{err}");
 }
+
+/// Issue 14: the coordinator journals what its workers did. Killed with SIGKILL mid-run
+/// and started again with `--resume` against the same Redis and the same two workers,
+/// it completes the run, and no task whose success it had journaled runs twice.
+#[test]
+fn a_coordinator_killed_mid_run_resumes_without_rerunning_what_succeeded() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.fan]\ncommand = 'sleep 0.05; echo {item} >> fan.log'\nitems = { range = [0, 200] }\n",
+    );
+    let w1 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let w2 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let coordinator = |resume: bool| {
+        let mut cmd = t.command();
+        cmd.args(["--broker", &redis.url(), "--no-local"]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let mut first = coordinator(false);
+    assert!(
+        wait_for(Duration::from_secs(60), || t.lines_in("fan.log") >= 40),
+        "workers took tasks"
+    );
+    // SAFETY: killing the coordinator this test started, by its pid.
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait();
+    let run = t.read(".runner/jobs.toml/latest");
+    let journal = t.read(&format!(".runner/jobs.toml/runs/{}.journal", run.trim()));
+    let journaled: Vec<u64> = journal
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["status"] == "succeeded")
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert!(!journaled.is_empty(), "the coordinator journaled results");
+    let mut second = coordinator(true);
+    let status = wait_child(&mut second, Duration::from_secs(120));
+    let err = stderr_of(&mut second);
+    assert_eq!(status, Some(0), "{err}");
+    assert!(err.contains("resuming run"), "{err}");
+    let log = t.read("fan.log");
+    let mut seen: std::collections::HashMap<u64, usize> = Default::default();
+    for line in log.lines() {
+        *seen.entry(line.parse().unwrap()).or_insert(0) += 1;
+    }
+    for item in 0..200u64 {
+        assert!(seen.contains_key(&item), "item {item} never ran");
+    }
+    for item in &journaled {
+        assert_eq!(
+            seen[item], 1,
+            "item {item} had succeeded (journaled) yet ran again"
+        );
+    }
+    drop((w1, w2));
+}

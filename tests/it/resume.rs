@@ -39,7 +39,10 @@ fn a_runner_killed_with_sigkill_resumes_where_it_stopped() {
     out.assert_code(0).assert_stderr_has("resuming run ");
     let seen = counts(&t.read("items.log"));
     for item in 0..2000 {
-        assert!(seen.contains_key(&item.to_string()), "item {item} never ran");
+        assert!(
+            seen.contains_key(&item.to_string()),
+            "item {item} never ran"
+        );
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
@@ -54,7 +57,9 @@ fn a_runner_killed_with_sigkill_resumes_where_it_stopped() {
 fn ctrl_c_then_resume_runs_the_rest() {
     let t = Test::new(MANY);
     let mut runner = t.spawn();
-    assert!(wait_for(Duration::from_secs(60), || t.lines_in("items.log") >= 200));
+    assert!(wait_for(Duration::from_secs(60), || t
+        .lines_in("items.log")
+        >= 200));
     signal(&runner, libc::SIGINT);
     let out = runner.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
@@ -78,15 +83,31 @@ fn a_failed_run_fixed_and_resumed_runs_only_the_failed_and_skipped_tasks() {
     t.write("broken.3", "");
     let out = t.run();
     out.assert_code(1);
-    assert!(out.stderr.ends_with("to resume: runner run jobs.toml --resume\n"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("to resume: runner run jobs.toml --resume\n"),
+        "{}",
+        out.stderr
+    );
     std::fs::remove_file(t.path("broken.3")).unwrap();
     std::fs::remove_file(t.path("ran.log")).unwrap();
-    let out = t.run_with(&["run", "jobs.toml", "--resume", "--report", "report.json", "--junit", "junit.xml"]);
+    let out = t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--resume",
+        "--report",
+        "report.json",
+        "--junit",
+        "junit.xml",
+    ]);
     out.assert_code(0);
     let mut ran: Vec<String> = t.read("ran.log").lines().map(String::from).collect();
     ran.sort();
     assert_eq!(ran, ["a3", "b"]);
-    assert!(!out.stderr.contains("to resume"), "a run that succeeded says nothing of resuming");
+    assert!(
+        !out.stderr.contains("to resume"),
+        "a run that succeeded says nothing of resuming"
+    );
     let report: Value = serde_json::from_str(&t.read("report.json")).unwrap();
     let tasks = report["tasks"].as_array().unwrap();
     let by = |job: &str, index: u64| {
@@ -109,7 +130,9 @@ fn a_failed_run_fixed_and_resumed_runs_only_the_failed_and_skipped_tasks() {
         .descendants()
         .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("a:0"))
         .unwrap();
-    assert!(!case.descendants().any(|n| n.has_tag_name("failure") || n.has_tag_name("skipped")));
+    assert!(!case
+        .descendants()
+        .any(|n| n.has_tag_name("failure") || n.has_tag_name("skipped")));
     let out_text = case
         .descendants()
         .find(|n| n.has_tag_name("system-out"))
@@ -117,7 +140,11 @@ fn a_failed_run_fixed_and_resumed_runs_only_the_failed_and_skipped_tasks() {
         .unwrap_or_default();
     assert!(out_text.contains("done earlier"), "{xml}");
     // The summary: a column and the last line's words.
-    assert!(out.stderr.contains("7 done earlier") || out.stderr.contains("6 done earlier"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("7 done earlier") || out.stderr.contains("6 done earlier"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -146,7 +173,12 @@ fn a_changed_command_reruns_its_tasks_and_new_items_run_alone() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["action"].as_str().unwrap().into(), t["reason"].as_str().unwrap().into()))
+        .map(|t| {
+            (
+                t["action"].as_str().unwrap().into(),
+                t["reason"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
@@ -186,7 +218,11 @@ fn a_torn_journal_resumes_cleanly() {
     let out = t.run_with(&["run", "jobs.toml", "--resume"]);
     out.assert_code(0)
         .assert_stderr_has("1 record of the latest journal");
-    assert_eq!(t.lines_in("ran.log"), 1, "only the task of the torn record ran again");
+    assert_eq!(
+        t.lines_in("ran.log"),
+        1,
+        "only the task of the torn record ran again"
+    );
     assert!(!out.stderr.contains("panicked"));
 }
 
@@ -196,7 +232,8 @@ fn resume_without_an_earlier_run_is_an_error() {
     t.run_with(&["run", "jobs.toml", "--resume"])
         .assert_code(2)
         .assert_stderr_has("--resume: there is no earlier run of jobs.toml to resume");
-    t.run_with(&["plan", "jobs.toml", "--resume"]).assert_code(2);
+    t.run_with(&["plan", "jobs.toml", "--resume"])
+        .assert_code(2);
     assert!(!t.path("ran.log").exists());
 }
 
@@ -206,8 +243,14 @@ fn a_state_that_cannot_be_written_warns_and_only_resume_fails() {
     // The state folder's place is taken by a file.
     t.write("blocked", "not a folder");
     let out = t.run_with(&["run", "jobs.toml", "--state", "blocked"]);
-    out.assert_code(0).assert_stderr_has("warning: cannot write the state in blocked/jobs.toml");
-    assert_eq!(out.stderr.matches("warning:").count(), 1, "said once: {}", out.stderr);
+    out.assert_code(0)
+        .assert_stderr_has("warning: cannot write the state in blocked/jobs.toml");
+    assert_eq!(
+        out.stderr.matches("warning:").count(),
+        1,
+        "said once: {}",
+        out.stderr
+    );
     assert_eq!(t.read("ran.log"), "ran\n");
     t.run_with(&["run", "jobs.toml", "--state", "blocked", "--resume"])
         .assert_code(2)
@@ -225,10 +268,12 @@ fn a_foreign_or_corrupt_state_never_stops_a_plain_run() {
     let path = journal(&t);
     std::fs::write(&path, b"\x00\x01garbage\n{}\n").unwrap();
     let out = t.run();
-    out.assert_code(0).assert_stderr_has("is not a runner journal");
+    out.assert_code(0)
+        .assert_stderr_has("is not a runner journal");
     std::fs::write(journal(&t), b"\x00\x01garbage\n{}\n").unwrap();
     let out = t.run_with(&["run", "jobs.toml", "--resume"]);
-    out.assert_code(2).assert_stderr_has("is not a runner journal");
+    out.assert_code(2)
+        .assert_stderr_has("is not a runner journal");
     assert!(!out.stderr.contains("panicked"));
 }
 
@@ -236,7 +281,9 @@ fn a_foreign_or_corrupt_state_never_stops_a_plain_run() {
 fn two_runs_at_once_do_not_share_a_journal() {
     let t = Test::new("[jobs.slow]\ncommand = 'echo go >> started.log; sleep 30'\n");
     let mut first = t.spawn();
-    assert!(wait_for(Duration::from_secs(20), || t.lines_in("started.log") >= 1));
+    assert!(wait_for(Duration::from_secs(20), || t
+        .lines_in("started.log")
+        >= 1));
     let second = t.run_with(&["plan", "jobs.toml"]);
     second.assert_code(0);
     t.write("jobs2.toml", "");
@@ -245,7 +292,10 @@ fn two_runs_at_once_do_not_share_a_journal() {
         .assert_code(2)
         .assert_stderr_has("another run of jobs.toml is running (pid ")
         .assert_stderr_has("wait for it to end");
-    t.write("jobs.toml", "[jobs.slow]\ncommand = 'echo quick >> quick.log'\n");
+    t.write(
+        "jobs.toml",
+        "[jobs.slow]\ncommand = 'echo quick >> quick.log'\n",
+    );
     let plain = t.run();
     plain
         .assert_code(0)
@@ -261,7 +311,9 @@ fn old_runs_are_pruned_and_the_state_keeps_out_of_git() {
     for _ in 0..7 {
         t.run().assert_code(0);
     }
-    let runs = std::fs::read_dir(t.path(".runner/jobs.toml/runs")).unwrap().count();
+    let runs = std::fs::read_dir(t.path(".runner/jobs.toml/runs"))
+        .unwrap()
+        .count();
     assert_eq!(runs, 5);
     assert!(t.read(".runner/.gitignore").lines().any(|l| l == "*"));
 }
@@ -278,5 +330,42 @@ fn producers_and_streaming_consumers_run_again_but_done_items_do_not() {
     t.run_with(&["run", "jobs.toml", "--resume"]).assert_code(0);
     let mut ran: Vec<String> = t.read("ran.log").lines().map(String::from).collect();
     ran.sort();
-    assert_eq!(ran, ["c3", "p"], "the producer ran again; only the failed item's task did");
+    assert_eq!(
+        ran,
+        ["c3", "p"],
+        "the producer ran again; only the failed item's task did"
+    );
+}
+
+/// A full disk while journaling: one warning, the run goes on and ends as it would.
+#[test]
+#[ignore = "needs root (mount -t tmpfs); scripts/test runs ignored tests"]
+fn a_full_disk_while_journaling_is_a_warning_not_a_lost_run() {
+    let t = Test::new("pool = 4\n[jobs.many]\ncommand = ['true']\nitems = { range = [0, 1500] }\n");
+    let disk = t.path("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 64 KiB tmpfs (needs root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let out = t.run_with(&["run", "jobs.toml", "--state", "disk"]);
+    out.assert_code(0)
+        .assert_stderr_has("cannot write the journal")
+        .assert_stderr_has("No space left on device")
+        .assert_stderr_has("1500 tasks: 1500 succeeded");
+    assert_eq!(
+        out.stderr.matches("cannot write the journal").count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }

@@ -71,7 +71,32 @@ impl Checker<'_> {
             }
             rows.push(row);
         }
-        Items::Fields(FieldItems::tables(keys.unwrap_or_default(), rows))
+        let items = FieldItems::tables(keys.unwrap_or_default(), rows);
+        self.unique_labels(items, span)
+    }
+
+    /// The items, if no two have the same label (values joined by `,`): a label names a
+    /// task in output, reports and the journal. Only a value holding `,` (or two equal
+    /// tables) can make two alike.
+    fn unique_labels(&mut self, items: FieldItems, span: Range<usize>) -> Items {
+        let commas = (0..items.len()).any(|i| items.values(i).iter().any(|v| v.contains(',')));
+        let may_repeat = commas || items.is_tables();
+        if may_repeat {
+            let mut seen = std::collections::HashMap::new();
+            for i in 0..items.len() {
+                if let Some(first) = seen.insert(items.label(i), i) {
+                    self.error(
+                        format!(
+                            "items {first} and {i} have the same label `{}` (their values joined by `,`): each task needs its own",
+                            crate::task::printable(&items.label(i), 80)
+                        ),
+                        span,
+                    );
+                    return Items::List(Vec::new());
+                }
+            }
+        }
+        Items::Fields(items)
     }
 
     /// `items = { matrix = { KEY = [values], … }, exclude = [ { KEY = value, … }, … ] }`.
@@ -113,12 +138,13 @@ impl Checker<'_> {
             );
             return Items::List(Vec::new());
         }
-        let Some((keys, lists)) = self.matrix_lists(lists_table, matrix.span()) else {
-            return Items::List(Vec::new());
-        };
-        let combinations = lists
+        // The size first: a matrix far too large is refused before its values are read.
+        let combinations = lists_table
             .iter()
-            .try_fold(1u64, |n, l| n.checked_mul(l.len() as u64));
+            .try_fold(1u64, |n, (_, v)| match v.get_ref() {
+                DeValue::Array(values) => n.checked_mul(values.len() as u64),
+                _ => Some(n),
+            });
         if combinations.is_none_or(|n| n > MAX_COMBINATIONS) {
             self.diagnostics.push(
                 Diagnostic::at(format!("the matrix has more than {MAX_COMBINATIONS} combinations"), matrix.span())
@@ -126,6 +152,9 @@ impl Checker<'_> {
             );
             return Items::List(Vec::new());
         }
+        let Some((keys, lists)) = self.matrix_lists(lists_table, matrix.span()) else {
+            return Items::List(Vec::new());
+        };
         let excludes = match table.iter().find(|(k, _)| k.get_ref() == "exclude") {
             None => Vec::new(),
             Some((_, exclude)) => match self.excludes(exclude, &keys, &lists) {
@@ -136,14 +165,22 @@ impl Checker<'_> {
         let excluded = |values: &[&str]| {
             excludes
                 .iter()
-                .any(|ex| ex.iter().all(|(k, v)| values[*k] == v.as_str()))
+                .position(|ex| ex.pairs.iter().all(|(k, v)| values[*k] == v.as_str()))
         };
-        let items = FieldItems::matrix(keys, lists, excluded);
+        let (items, used) = FieldItems::matrix(keys, lists, excluded, excludes.len());
+        // An entry that was never the first to match a combination removes nothing.
+        if let Some(unused) = used.iter().position(|u| !u) {
+            self.error(
+                "this `exclude` entry matches nothing that an earlier entry has not already removed",
+                excludes[unused].span.clone(),
+            );
+            return Items::List(Vec::new());
+        }
         if items.is_empty() {
             self.error("the excludes remove every combination of the matrix", span);
             return Items::List(Vec::new());
         }
-        Items::Fields(items)
+        self.unique_labels(items, span)
     }
 
     /// The keys of a matrix and each one's list of values.
@@ -180,9 +217,10 @@ impl Checker<'_> {
                 return None;
             }
             let mut list: Vec<String> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for v in values {
                 let text = self.field_value(key, v)?;
-                if list.contains(&text) {
+                if !seen.insert(text.clone()) {
                     self.error(format!("matrix key `{key}` lists {text:?} twice"), v.span());
                     return None;
                 }
@@ -194,8 +232,7 @@ impl Checker<'_> {
     }
 
     /// `exclude = [ { KEY = value, … }, … ]`: for each entry, (key index, value) pairs.
-    /// An entry naming an unknown key or value, an empty one, or one that removes nothing
-    /// that an earlier entry did not already remove, is reported.
+    /// An entry naming an unknown key or value, or an empty one, is reported.
     fn excludes(
         &mut self,
         exclude: &Value<'_>,
@@ -209,6 +246,13 @@ impl Checker<'_> {
             );
             return None;
         };
+        if entries.len() > MAX_EXCLUDES {
+            self.error(
+                format!("`exclude` has {} entries, more than {MAX_EXCLUDES}: list the items you want as tables instead", entries.len()),
+                exclude.span(),
+            );
+            return None;
+        }
         let mut out: Vec<Exclude> = Vec::new();
         for entry in entries {
             let DeValue::Table(table) = entry.get_ref() else {
@@ -257,15 +301,10 @@ impl Checker<'_> {
                 }
                 pairs.push((k, text));
             }
-            // Removes nothing new: every combination it matches is already excluded.
-            let covered = out
-                .iter()
-                .any(|earlier| earlier.iter().all(|e| pairs.contains(e)));
-            if covered {
-                self.error("this `exclude` entry matches nothing that an earlier entry has not already removed", entry.span());
-                return None;
-            }
-            out.push(pairs);
+            out.push(Exclude {
+                pairs,
+                span: entry.span(),
+            });
         }
         Some(out)
     }
@@ -277,7 +316,7 @@ impl Checker<'_> {
         for key in keys {
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 self.error(
-                    format!("field name `{key}` may only hold letters, digits and `_` (it is written {{item.{key}}})"),
+                    format!("field name `{key}` may only hold ASCII letters, digits and `_` (it is written {{item.{key}}})"),
                     span,
                 );
                 return false;
@@ -321,8 +360,16 @@ impl Checker<'_> {
     }
 }
 
-/// One `exclude` entry: (key index, value) pairs, all of which a combination must match.
-type Exclude = Vec<(usize, String)>;
+/// One `exclude` entry: (key index, value) pairs, all of which a combination must
+/// match, and where the entry is.
+struct Exclude {
+    pairs: Vec<(usize, String)>,
+    span: Range<usize>,
+}
+
+/// The most `exclude` entries a matrix may have: each combination is checked against
+/// them all.
+const MAX_EXCLUDES: usize = 256;
 
 fn same_keys(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|k| b.contains(k))

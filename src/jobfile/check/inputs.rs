@@ -68,7 +68,9 @@ impl Checker<'_> {
             }
         } else if let Some((place, value)) = script.value_where_quoting_fails() {
             let written = text[value.clone()].to_string();
+            let env_note = format!("hand it over in the environment (env = {{ NAME = \"{written}\" }}) and use \"$NAME\" there: the shell puts a variable's text in, never runs it");
             let note = match place {
+                _ if written.starts_with("{vars.") && place != crate::shell::ARITHMETIC => env_note,
                 crate::shell::HEREDOC => "in a here-document the shell expands $(…) and `…` even around a quoted word, and a line of the value could end the document early; write \"$RUNNER_ITEM\" there instead (the shell puts its text in, never runs it)".to_string(),
                 crate::shell::COMMENT => "a newline in the value would end the comment and the rest would run; leave placeholders out of comments".to_string(),
                 crate::shell::BACKTICKS => "the runner quotes the value itself, which protects it only as a plain word; write $(…) instead of backticks, or use \"$RUNNER_ITEM\"".to_string(),
@@ -97,7 +99,8 @@ impl Checker<'_> {
         for part in parts {
             match part.get_ref() {
                 DeValue::String(s) => {
-                    if let Some(t) = self.template_at(s, span.clone()) {
+                    // Errors point at the argument itself.
+                    if let Some(t) = self.template_at(s, part.span()) {
                         argv.push(t);
                     }
                 }
@@ -162,6 +165,13 @@ impl Checker<'_> {
                 ),
                 Some(s) if value.is_str() => {
                     if let Some(item) = self.fixed_template(&s, spanned.span(), "an item") {
+                        // Every task gets its item in RUNNER_ITEM, which Linux caps.
+                        if item.len() >= 128 * 1024 - "RUNNER_ITEM=".len() {
+                            self.error(
+                                format!("an item is {} bytes, more than Linux takes in one environment variable (128 KiB; every task gets its item in RUNNER_ITEM)", item.len()),
+                                spanned.span(),
+                            );
+                        }
                         items.push(item);
                     }
                 }
@@ -285,11 +295,11 @@ impl Checker<'_> {
                         // Known now unless it names the item or index: look for it now.
                         if path.per_task().is_none() {
                             let path = self.dir.join(self.render_fixed(&path));
-                            if !path.is_file() {
-                                self.error(
-                                    format!("stdin file {} does not exist", path.display()),
-                                    span,
-                                );
+                            let shown = crate::task::printable(&path.display().to_string(), 200);
+                            if path.is_dir() {
+                                self.error(format!("stdin file {shown} is a folder"), span);
+                            } else if !path.exists() {
+                                self.error(format!("stdin file {shown} does not exist"), span);
                             }
                         }
                         StdinSpec::File(path)

@@ -206,10 +206,13 @@ impl Checker<'_> {
             None => super::CommandSpec::Argv(Vec::new()),
         };
         let (needs, needs_spans) = self.needs(&job.needs, id, &name, names);
+        let before_items = self.diagnostics.len();
         let items = match &job.items {
             None => Items::Single,
             Some(items) => self.items(items, id),
         };
+        // Items that did not check out say nothing about the placeholders naming them.
+        let items_ok = self.diagnostics.len() == before_items;
         let stdin = match &job.stdin {
             None => StdinSpec::Empty,
             Some(stdin) => self.stdin(stdin, id),
@@ -240,7 +243,11 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|c| self.positive(c, "concurrency"));
         let success_codes = self.success_codes(job.success_codes.as_ref());
-        self.check_fields(&name, items.keys());
+        if items_ok {
+            self.check_fields(&name, items.keys(), items.is_fan_out());
+        } else {
+            self.templates.clear();
+        }
         Job {
             id,
             name,
@@ -332,7 +339,7 @@ impl Checker<'_> {
             let (at, name) = (name.span(), name.into_inner());
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 self.error(
-                    format!("var name `{name}` may only hold letters, digits and `_` (it is written {{vars.NAME}})"),
+                    format!("var name `{name}` may only hold ASCII letters, digits and `_` (it is written {{vars.NAME}})"),
                     at,
                 );
                 continue;
@@ -360,6 +367,7 @@ impl Checker<'_> {
                         (Some(s), _) => format!("did you mean `--set {s}=…`? the vars are {}", known.join(", ")),
                         (None, _) => format!("the vars are {}", known.join(", ")),
                     };
+                    let name = crate::task::printable(name, 60);
                     let message = format!("`--set {name}=…`: `{name}` is not declared in `[vars]`");
                     self.diagnostics
                         .push(Diagnostic::at(message, span.clone()).with_note(note));
@@ -371,13 +379,13 @@ impl Checker<'_> {
 
     /// Checks the job's templates (and the top-level `env`) against its items: `{item}`
     /// on items with fields, `{item.F}` on plain items or naming a field they lack.
-    fn check_fields(&mut self, job: &str, keys: Option<&[String]>) {
+    fn check_fields(&mut self, job: &str, keys: Option<&[String]>, fan_out: bool) {
         for (template, span, text) in std::mem::take(&mut self.templates) {
             let Some(TemplateError {
                 offset,
                 len,
                 message,
-            }) = template.check_fields(keys)
+            }) = template.check_fields(keys, fan_out)
             else {
                 continue;
             };

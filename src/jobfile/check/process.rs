@@ -9,6 +9,16 @@ use crate::template::{Placeholder, Template};
 use std::time::Duration;
 use toml::Spanned;
 
+/// The variables the runner gives every task (and `RUNNER_ITEM_<KEY>` for fields).
+const RUNNER_SETS: [&str; 6] = [
+    "RUNNER_JOB",
+    "RUNNER_ITEM",
+    "RUNNER_INDEX",
+    "RUNNER_ATTEMPT",
+    "RUNNER_SLOT",
+    "RUNNER_RUN_ID",
+];
+
 impl Checker<'_> {
     /// `env` (top level or a job's): names a process can be given, values as templates.
     pub(super) fn env(&mut self, raw: Vec<(Name, Name)>) -> Vec<(String, Template)> {
@@ -19,6 +29,13 @@ impl Checker<'_> {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 self.error(
                     format!("`{name}` is not an environment variable name"),
+                    span,
+                );
+                continue;
+            }
+            if RUNNER_SETS.contains(&name.as_str()) || name.starts_with("RUNNER_ITEM_") {
+                self.error(
+                    format!("`{name}` is set by the runner for every task (it would hide this value); choose another name"),
                     span,
                 );
                 continue;
