@@ -317,7 +317,16 @@ fn a_poison_task_fails_as_lost_after_max_deliveries() {
         if let Some(status) = runner.try_wait().unwrap() {
             break status.code();
         }
-        assert!(Instant::now() < deadline, "the run did not end");
+        if Instant::now() >= deadline {
+            let _ = runner.kill();
+            let _ = runner.wait();
+            let workers: Vec<String> = workers.into_iter().map(Worker::finish).collect();
+            panic!(
+                "the run did not end\n--- coordinator\n{}\n--- workers\n{}",
+                stderr_of(&mut runner),
+                workers.join("\n---\n")
+            );
+        }
         let alive = workers
             .iter_mut()
             .any(|w: &mut Worker| w.0.try_wait().unwrap().is_none());
