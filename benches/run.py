@@ -172,6 +172,62 @@ def scale_workload(s, jobs, items, table, memory):
     memory.append((f"running {items:,} items", s.peak_kib(["-q", fan]), 200 * 1024))
 
 
+def journal_workload(s, n, table):
+    """Spawn n × true with the journal (the default) and without (a state folder that
+    cannot be made): the journal's cost, as a ratio."""
+    job = s.jobfile("journal.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    state = os.path.join(s.work, "journal-state")
+    medians = s.compare(
+        "journal",
+        [
+            ("runner, no journal", [RUNNER, "-q", job, "--state", "/dev/null/none"]),
+            ("runner, journal", [RUNNER, "-q", job, "--state", state]),
+        ],
+    )
+    base = medians["runner, no journal"]
+    for name, t in medians.items():
+        table.append((f"spawn {n} × true, pool 2, journal cost", name, t, n / t, base / t))
+
+
+def memory_by_items(s, sizes, memory):
+    """Peak memory of runs of `true` over growing item counts (--quiet): flat, not
+    growing with the number of tasks."""
+    peaks = []
+    for n in sizes:
+        job = s.jobfile(f"items{n}.toml", f'[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+        kib = s.peak_kib(["-q", job, "--state", os.path.join(s.work, f"state{n}")])
+        peaks.append((n, kib))
+        memory.append((f"{n:,} items of true (--quiet, journaled)", kib, 64 * 1024))
+    (n0, k0), (n1, k1) = peaks[0], peaks[-1]
+    growth = (k1 - k0) * 1024 / (n1 - n0)
+    memory.append((f"growth per item between {n0:,} and {n1:,}: {growth:.2f} bytes", k1, 64 * 1024))
+
+
+def resume_workload(s, n, table):
+    """A run of n items of which 90 % succeed, then --resume: the time from start to the
+    first new task's start line."""
+    job = s.jobfile(
+        "resume.toml",
+        f'[jobs.t]\ncommand = "test {{index}} -lt {n * 9 // 10} || test -e ok.flag"\nitems = {{ range = [0, {n}] }}\n',
+    )
+    flag = os.path.join(s.work, "ok.flag")
+    if os.path.exists(flag):
+        os.remove(flag)
+    state = os.path.join(s.work, "resume-state")
+    subprocess.run([RUNNER, "-q", job, "--state", state], cwd=s.work, stdout=DEVNULL, stderr=DEVNULL)
+    open(flag, "w").close()
+    started = time.perf_counter()
+    proc = subprocess.Popen([RUNNER, job, "--state", state, "--resume"], cwd=s.work, stdout=DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = None
+    for line in proc.stderr:
+        if first is None and "] start t:" in line:
+            first = time.perf_counter() - started
+    proc.wait()
+    total = time.perf_counter() - started
+    table.append((f"--resume of {n:,} items, 90 % done: to the first new task", "runner --resume", first or total, None, None))
+    table.append((f"--resume of {n:,} items, 90 % done: the whole resumed run", "runner --resume", total, n / 10 / total, None))
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -258,6 +314,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume); prints, writes nothing")
     args = ap.parse_args()
     if args.debug and not args.smoke:
         ap.error("--debug measures nothing worth writing down; use it with --smoke")
@@ -268,9 +325,9 @@ def main():
     build(args.debug)
     rounds = 1 if args.smoke else args.rounds
     size = (
-        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50)
+        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200)
         if args.smoke
-        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000)
+        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000)
     )
     work = tempfile.mkdtemp(prefix="runner-bench-")
     s = Suite(rounds, args.smoke, work)
@@ -280,6 +337,16 @@ def main():
     table, memory = [], []
     started = time.time()
     try:
+        if args.only:
+            only = args.only.split(",")
+            if "journal" in only:
+                journal_workload(s, size["spawn"], table)
+            if "memory" in only:
+                memory_by_items(s, size["mem"], memory)
+            if "resume" in only:
+                resume_workload(s, size["resume"], table)
+            args.smoke = True
+            raise StopIteration
         for pool in (2, 8):
             spawn_workload(s, size["spawn"], pool, table)
         memory.append((f"{size['spawn']} tasks (spawn, pool 2)", s.peak_kib(["-q", os.path.join(work, "spawn2.toml")]), 32 * 1024))
@@ -289,6 +356,11 @@ def main():
         output_workload(s, size["gb"], memory)
         scale_workload(s, size["jobs"], size["items"], table, memory)
         distributed_workload(s, size["dist"], table)
+        journal_workload(s, size["spawn"], table)
+        memory_by_items(s, size["mem"], memory)
+        resume_workload(s, size["resume"], table)
+    except StopIteration:
+        pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.time() - started

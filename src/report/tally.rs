@@ -131,7 +131,7 @@ impl Records for Vec<TaskRecord> {
 
 /// A job with at most this many records is read back in item order (sorted in memory,
 /// one job at a time, at the end); a larger one in the order its tasks ended.
-pub const SORTED_UP_TO: u64 = 100_000;
+pub const SORTED_UP_TO: u64 = 10_000;
 
 /// Every record, one JSON line each, in an unnamed temporary file.
 pub struct Spool {
@@ -167,6 +167,39 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Calls `each` with every line of the spool whose record's job `keep` accepts
+    /// (lines of other jobs are skipped without being parsed: a record starts with its
+    /// job, `{"job":N,`).
+    fn scan(
+        &self,
+        keep: &dyn Fn(usize) -> bool,
+        each: &mut dyn FnMut(TaskRecord) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut file = self.file.try_clone()?;
+        file.rewind()?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if job_of(&line).is_some_and(|j| !keep(j)) {
+                continue;
+            }
+            each(serde_json::from_slice(&line)?)?;
+        }
+    }
+}
+
+/// The job of a spooled record, read from the start of its line.
+fn job_of(line: &[u8]) -> Option<usize> {
+    let rest = line.strip_prefix(b"{\"job\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 impl Records for Spool {
     fn each(
         &self,
@@ -177,23 +210,14 @@ impl Records for Spool {
         if count == 0 {
             return Ok(());
         }
-        let mut file = self.file.try_clone()?;
-        file.rewind()?;
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
-        let mut sorted = Vec::new();
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            let r: TaskRecord = serde_json::from_slice(&line)?;
-            match (r.job == job, count <= SORTED_UP_TO) {
-                (false, _) => {}
-                (true, true) => sorted.push(r),
-                (true, false) => each(&r)?,
-            }
+        if count > SORTED_UP_TO {
+            return self.scan(&|j| j == job, &mut |r| each(&r));
         }
+        let mut sorted = Vec::new();
+        self.scan(&|j| j == job, &mut |r| {
+            sorted.push(r);
+            Ok(())
+        })?;
         sorted.sort_by_key(|r| r.index);
         sorted.iter().try_for_each(each)
     }
@@ -233,5 +257,36 @@ impl Recorder {
                 self.spool = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskRecord;
+
+    #[test]
+    fn the_spool_gives_each_job_its_records_in_item_order() {
+        let mut spool = Spool::new().unwrap();
+        for (job, index) in [(1, 2), (0, 1), (1, 0), (12, 5), (0, 0), (1, 1)] {
+            let r = TaskRecord::new(job, index, format!("i{index}"), 0, "h", false);
+            spool.add(&r).unwrap();
+        }
+        spool.finish().unwrap();
+        let read = |job| {
+            let mut got = Vec::new();
+            spool
+                .each(job, &mut |r| {
+                    got.push((r.job, r.index));
+                    Ok(())
+                })
+                .unwrap();
+            got
+        };
+        assert_eq!(read(0), [(0, 0), (0, 1)]);
+        assert_eq!(read(1), [(1, 0), (1, 1), (1, 2)]);
+        assert_eq!(read(12), [(12, 5)]);
+        assert_eq!(read(3), []);
+        assert_eq!(job_of(b"{\"job\":12,\"index\":5}"), Some(12));
     }
 }

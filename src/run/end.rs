@@ -97,30 +97,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         ));
     }
 
-    if let Some(spool) = &mut recorder.spool {
-        if let Err(e) = spool.finish() {
-            recorder.spool_error = Some(format!("cannot write the records' temporary file: {e}"));
-        }
-    }
-    let records = || match (&recorder.spool, &recorder.spool_error) {
-        (Some(spool), None) => Ok(spool as &dyn Records),
-        (_, error) => Err(std::io::Error::other(
-            error
-                .clone()
-                .unwrap_or_else(|| "no records were kept".into()),
-        )),
-    };
-    let written = [
-        options.report.as_ref().map(|path| {
-            let result = records().and_then(|r| report::write_json(path, file, r, &info));
-            (path, result)
-        }),
-        options.junit.as_ref().map(|path| {
-            let result =
-                records().and_then(|r| report::write_junit(path, file, &recorder.tally, r, &info));
-            (path, result)
-        }),
-    ];
+    let written = write_reports(&mut recorder, file, &info, options);
     for (path, result) in written.into_iter().flatten() {
         if let Err(e) = result {
             // Each report is named: there are at most two.
@@ -146,6 +123,40 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         }
     }
     (kept, summary)
+}
+
+/// Writes the JSON and JUnit reports asked for, from the spooled records; returns each
+/// report's path and how its writing went.
+fn write_reports<'o>(
+    recorder: &mut Recorder,
+    file: &JobFile,
+    info: &RunInfo,
+    options: &'o Options,
+) -> [Option<(&'o std::path::PathBuf, std::io::Result<()>)>; 2] {
+    if let Some(spool) = &mut recorder.spool {
+        if let Err(e) = spool.finish() {
+            recorder.spool_error = Some(format!("cannot write the records' temporary file: {e}"));
+        }
+    }
+    let records = || match (&recorder.spool, &recorder.spool_error) {
+        (Some(spool), None) => Ok(spool as &dyn Records),
+        (_, error) => Err(std::io::Error::other(
+            error
+                .clone()
+                .unwrap_or_else(|| "no records were kept".into()),
+        )),
+    };
+    [
+        options.report.as_ref().map(|path| {
+            let result = records().and_then(|r| report::write_json(path, file, r, info));
+            (path, result)
+        }),
+        options.junit.as_ref().map(|path| {
+            let result =
+                records().and_then(|r| report::write_junit(path, file, &recorder.tally, r, info));
+            (path, result)
+        }),
+    ]
 }
 
 /// A run that lost writes the user asked for did not do all it was asked: it exits 1

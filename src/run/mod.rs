@@ -144,9 +144,6 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
             ))
         })
         .collect();
-    for warning in &run_state.warnings {
-        session.say(format!("warning: {warning}"));
-    }
     let mut ctx = session.context(
         &run_id,
         queues,
@@ -155,21 +152,9 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         },
         logs,
     );
-    let crate::state::RunState {
-        journal,
-        earlier,
-        lock: _lock,
-        ..
-    } = run_state;
+    let (journal, earlier, _lock) = announce_state(run_state, &session, options.state.resume);
     ctx.journal = journal.map(Arc::new);
     let ctx = Arc::new(ctx);
-    if let (true, Some(index)) = (options.state.resume, &earlier) {
-        let run = index.header.as_ref().map_or("?", |h| h.run.as_str());
-        session.say(format!(
-            "resuming run {run}: {} done there, not run again",
-            task::plural(index.done_count() as u64, "task")
-        ));
-    }
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
     let shared = Arc::new(Shared {
@@ -215,6 +200,30 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     session.finish(summary);
     // The last of the tasks' output is written while the session finishes.
     Ok(end::with_lost_writes(outcome, &lost))
+}
+
+/// Says what the state told (warnings, the run resumed) and hands over its parts: the
+/// journal, the earlier run's index, and the lock to hold for the run.
+fn announce_state(
+    state: crate::state::RunState,
+    session: &Session,
+    resume: bool,
+) -> (
+    Option<crate::state::journal::Journal>,
+    Option<Index>,
+    Option<std::fs::File>,
+) {
+    for warning in &state.warnings {
+        session.say(format!("warning: {warning}"));
+    }
+    if let (true, Some(index)) = (resume, &state.earlier) {
+        let run = index.header.as_ref().map_or("?", |h| h.run.as_str());
+        session.say(format!(
+            "resuming run {run}: {} done there, not run again",
+            task::plural(index.done_count() as u64, "task")
+        ));
+    }
+    (state.journal, state.earlier, state.lock)
 }
 
 #[cfg(feature = "distributed")]

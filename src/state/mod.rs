@@ -329,7 +329,7 @@ fn prune(runs: &Path, current: &str) {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    journals.sort_by(|a, b| b.0.cmp(&a.0));
+    journals.sort_by_key(|j| std::cmp::Reverse(j.0));
     let current = format!("{current}.journal");
     for (_, path) in journals.into_iter().skip(KEPT_RUNS) {
         if path

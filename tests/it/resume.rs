@@ -56,7 +56,7 @@ fn a_runner_killed_with_sigkill_resumes_where_it_stopped() {
 #[test]
 fn ctrl_c_then_resume_runs_the_rest() {
     let t = Test::new(MANY);
-    let mut runner = t.spawn();
+    let runner = t.spawn();
     assert!(wait_for(Duration::from_secs(60), || t
         .lines_in("items.log")
         >= 200));
