@@ -51,8 +51,14 @@ pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered) -> Identity {
         }
         Stdin::File(path) => {
             field(&mut h, b"stdin:file");
-            match file_hash(path) {
-                Ok(hash) => field(&mut h, hash.as_bytes()),
+            // A regular file counts by its content; a FIFO or a device (which may never
+            // end, or block until a writer comes) by its path.
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => match file_hash(path) {
+                    Ok(hash) => field(&mut h, hash.as_bytes()),
+                    Err(e) => field(&mut h, format!("unreadable: {e}").as_bytes()),
+                },
+                Ok(_) => field(&mut h, path.as_os_str().as_encoded_bytes()),
                 Err(e) => field(&mut h, format!("unreadable: {e}").as_bytes()),
             }
         }
@@ -82,9 +88,10 @@ pub fn key(job: &str, label: &str) -> u64 {
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// A file's content hash, read in blocks (never whole in memory).
+/// A file's content hash, read in blocks (never whole in memory). Opened without
+/// waiting (a FIFO swapped in would otherwise block).
 pub fn file_hash(path: &std::path::Path) -> std::io::Result<blake3::Hash> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::sys::open_stdin_file(path)?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
