@@ -126,6 +126,20 @@ fn clamp(span: Range<usize>, len: usize) -> Range<usize> {
     start..span.end.clamp(start, len)
 }
 
+/// Text (from a task, a file, the command line) made safe for one line of a terminal: control characters (escape
+/// sequences, carriage returns) shown as `?`, cut to `max` characters with `…`.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut shown: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
 /// "did you mean …" for `name` among `known`, when one is close.
 pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let known: Vec<&'a str> = known.into_iter().collect();

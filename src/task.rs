@@ -215,19 +215,7 @@ pub fn label(job: &Job, item: &str) -> String {
     format!("{}:{}", job.name, printable(item, 40))
 }
 
-/// Text from a task made safe for one line of a terminal: control characters (escape
-/// sequences, carriage returns) shown as `?`, cut to `max` characters with `…`.
-pub fn printable(text: &str, max: usize) -> String {
-    let mut shown: String = text
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if text.chars().nth(max).is_some() {
-        shown.push('…');
-    }
-    shown
-}
+pub use crate::diagnostic::printable;
 
 /// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".
 pub fn plural(count: impl Into<u64>, word: &str) -> String {

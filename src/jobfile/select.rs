@@ -45,7 +45,7 @@ pub fn job_names(file: &JobFile) -> Vec<&str> {
 
 fn unknown_job(file: &JobFile, name: &str) -> String {
     let names = job_names(file);
-    let name = &crate::task::printable(name, 60);
+    let name = &crate::diagnostic::printable(name, 60);
     let hint = suggest(name, names.iter().copied())
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();

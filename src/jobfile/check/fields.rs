@@ -88,7 +88,7 @@ impl Checker<'_> {
                     self.error(
                         format!(
                             "items {first} and {i} have the same label `{}` (their values joined by `,`): each task needs its own",
-                            crate::task::printable(&items.label(i), 80)
+                            crate::diagnostic::printable(&items.label(i), 80)
                         ),
                         span,
                     );

@@ -295,7 +295,8 @@ impl Checker<'_> {
                         // Known now unless it names the item or index: look for it now.
                         if path.per_task().is_none() {
                             let path = self.dir.join(self.render_fixed(&path));
-                            let shown = crate::task::printable(&path.display().to_string(), 200);
+                            let shown =
+                                crate::diagnostic::printable(&path.display().to_string(), 200);
                             if path.is_dir() {
                                 self.error(format!("stdin file {shown} is a folder"), span);
                             } else if !path.exists() {

@@ -367,7 +367,7 @@ impl Checker<'_> {
                         (Some(s), _) => format!("did you mean `--set {s}=…`? the vars are {}", known.join(", ")),
                         (None, _) => format!("the vars are {}", known.join(", ")),
                     };
-                    let name = crate::task::printable(name, 60);
+                    let name = crate::diagnostic::printable(name, 60);
                     let message = format!("`--set {name}=…`: `{name}` is not declared in `[vars]`");
                     self.diagnostics
                         .push(Diagnostic::at(message, span.clone()).with_note(note));
