@@ -932,9 +932,8 @@ fn a_worker_serves_a_selection_with_the_runs_vars() {
         "[vars]\nregion = 'eu'\n[jobs.fan]\ncommand = 'echo {vars.region}-{item.n} >> fan.log'\nitems = [ { n = 1 }, { n = 2 }, { n = 3 }, { n = 4 } ]\n[jobs.other]\ncommand = 'echo other >> other.log'\nitems = [1, 2]\n",
     );
     let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
-    let out = t.run_with(&[
-        "run",
-        "jobs.toml",
+    let mut cmd = t.command();
+    cmd.args([
         "fan",
         "--set",
         "region=us west",
@@ -942,7 +941,20 @@ fn a_worker_serves_a_selection_with_the_runs_vars() {
         &redis.url(),
         "--no-local",
     ]);
-    out.assert_code(0);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut coordinator = cmd.spawn().unwrap();
+    let status = wait_child(&mut coordinator, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = coordinator.kill();
+        let _ = coordinator.wait();
+    }
+    let err = stderr_of(&mut coordinator);
+    if status != Some(0) {
+        panic!(
+            "exit {status:?}\ncoordinator:\n{err}\nworker:\n{}",
+            w.finish()
+        );
+    }
     let mut got: Vec<String> = t.read("fan.log").lines().map(String::from).collect();
     got.sort();
     assert_eq!(got, ["us west-1", "us west-2", "us west-3", "us west-4"]);
