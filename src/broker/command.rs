@@ -36,6 +36,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     /// Runs already considered (served or refused).
     seen: HashSet<String>,
+    /// Runs this worker left while they went on (a connection it could not make, a
+    /// coordinator that missed its heartbeat for a while): served again while running.
+    left: HashSet<String>,
     /// The newest announcement read, to wait for the next one.
     newest: String,
     /// A run could not be served (said when it happened; the exit status is then 1).
@@ -75,6 +78,7 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
         pool: args.pool.map_or_else(crate::sys::cpus, |p| p as usize),
         stop,
         seen: HashSet::new(),
+        left: HashSet::new(),
         newest: "0-0".to_string(),
         failed: false,
     };
@@ -133,17 +137,23 @@ impl Worker {
             let Some(run) = announcement.text("run") else {
                 continue;
             };
-            if !self.seen.insert(run.clone()) {
+            let again = self.left.contains(&run);
+            if !self.seen.insert(run.clone()) && !again {
                 continue;
             }
             match broker.run_state(&run)? {
                 RunState::Running => {}
+                // Left, and its coordinator not back (yet): looked at again next time.
+                RunState::Orphaned if again => continue,
                 RunState::Orphaned => {
                     // Its coordinator died: nobody wants its results. Let it expire.
                     let _ = broker.expire_run(&run);
                     continue;
                 }
-                RunState::Stopping | RunState::Over => continue,
+                RunState::Stopping | RunState::Over => {
+                    self.left.remove(&run);
+                    continue;
+                }
             }
             if let Some(why) = self.refusal(&announcement, &run) {
                 self.refuse(broker, &run, why);
@@ -156,6 +166,26 @@ impl Worker {
                     continue;
                 }
             }
+            // Left while it goes on: the tasks this worker held were released, and it may
+            // be the run's only worker. Served again once it is running (its coordinator
+            // back), so not served yet for `--once`.
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if !stopping
+                && matches!(
+                    broker.run_state(&run),
+                    Ok(RunState::Running | RunState::Orphaned)
+                )
+            {
+                self.session.say(format!(
+                    "run {} goes on: the tasks held here were released; serving it again while it runs",
+                    printable(&run, 80)
+                ));
+                self.left.insert(run);
+                return Ok(false);
+            }
+            self.left.remove(&run);
+            self.session
+                .say(format!("run {} ended", printable(&run, 80)));
             return Ok(true);
         }
         Ok(false)
@@ -299,6 +329,5 @@ impl Worker {
         run_stop.store(true, Ordering::SeqCst);
         served.store(true, Ordering::SeqCst);
         let _ = watcher.join();
-        self.session.say(format!("run {shown} ended"));
     }
 }

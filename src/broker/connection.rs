@@ -41,27 +41,16 @@ impl Broker {
         // install (another connection) is refused, and that is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(url).map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
-        let conn = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
-        conn.set_read_timeout(Some(read_timeout))
-            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
-        let mut broker = Broker {
+        let conn =
+            open(&client, read_timeout).map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
+        Ok(Broker {
             client,
             conn: Some(conn),
             url: url.to_string(),
             read_timeout,
             say: Box::new(|_| {}),
             give_up: Box::new(|| false),
-        };
-        // A wrong password may only show on the first command.
-        broker
-            .conn
-            .as_mut()
-            .map(|c| redis::cmd("PING").query::<String>(c))
-            .transpose()
-            .map_err(|e| BrokerError::Fatal(describe(url, &e)))?;
-        Ok(broker)
+        })
     }
 
     pub fn on_trouble(
@@ -155,6 +144,27 @@ impl Broker {
                 std::thread::sleep(Duration::from_millis(50));
             }
             delay = (delay * 2).min(MAX_DELAY);
+        }
+    }
+}
+
+/// A new connection that has answered PING (a wrong password may only show on the
+/// first command). A read cut short by EINTR is tried again, as [`Broker::call`] does: it
+/// says nothing about the broker, and under load it happens (it failed a worker's
+/// connection while its consumers held tasks, which then waited for another worker).
+fn open(client: &redis::Client, read_timeout: Duration) -> redis::RedisResult<Connection> {
+    let mut interrupted = 0;
+    loop {
+        let conn = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .and_then(|mut conn| {
+                conn.set_read_timeout(Some(read_timeout))?;
+                redis::cmd("PING").query::<String>(&mut conn)?;
+                Ok(conn)
+            });
+        match conn {
+            Err(e) if is_interrupted(&e) && interrupted < 10 => interrupted += 1,
+            conn => return conn,
         }
     }
 }

@@ -49,6 +49,19 @@ end
 return 0
 ";
 
+/// Gives back every entry a consumer holds, for a consumer that stops serving a run
+/// which may go on: each is made idle for a whole lease, so that the next worker to look
+/// takes it over at once, its delivery count unchanged (JUSTID). In one step, so that no
+/// entry another worker took over meanwhile is taken back.
+/// KEYS: tasks. ARGV: group, consumer, idle ms.
+const RELEASE: &str = r"
+local rows = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+for _, row in ipairs(rows) do
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, row[1], 'IDLE', ARGV[3], 'JUSTID')
+end
+return #rows
+";
+
 /// Before a worker runs a task: is the entry the one issued for it, is the task still
 /// undone? If so, the task is recorded as started by this consumer, in the same step.
 /// Not while the run is stopping: then the coordinator knows which tasks started.
@@ -237,6 +250,25 @@ impl Broker {
                 .invoke::<i64>(c)
         })
         .map(|renewed| renewed == 1)
+    }
+
+    /// Gives back every task entry `consumer` holds (the RELEASE script), for another
+    /// worker, or this one serving the run again, to take over at once. Returns how many.
+    pub fn release(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        lease: Duration,
+    ) -> Result<usize, BrokerError> {
+        let script = Script::new(RELEASE);
+        self.call(|c| {
+            script
+                .key(key(run, "tasks"))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(lease.as_millis() as u64)
+                .invoke::<usize>(c)
+        })
     }
 
     /// Records the task's result and acknowledges its entry `id` (the COMPLETE script);

@@ -97,12 +97,20 @@ impl Serve {
 }
 
 /// Serves a run until it ends: `pool` consumer threads, a lease renewer, and a watcher
-/// of the run's state.
+/// of the run's state. Every connection is made before any thread starts, so that one
+/// that cannot be made fails the run here, before a consumer took tasks. The entries
+/// this process still holds when it stops serving are given back (released), for
+/// another worker, or this one serving the run again, to take over at once: a run this
+/// process leaves may go on, and no other worker may be there to wait out the lease.
 pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
+    let consumers = (0..serve.options.pool)
+        .map(|_| connect(&serve))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut renewer_broker = connect(&serve)?;
+    let mut watcher_broker = connect(&serve)?;
     let mut threads = Vec::new();
-    for slot in 0..serve.options.pool {
+    for (slot, mut broker) in consumers.into_iter().enumerate() {
         let s = serve.clone();
-        let mut broker = connect(&s)?;
         threads.push(
             std::thread::Builder::new()
                 .name(format!("consume-{slot}"))
@@ -110,21 +118,26 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
         );
     }
     let s = serve.clone();
-    let mut broker = connect(&s)?;
     let renewer = std::thread::Builder::new()
         .name("renew".into())
-        .spawn(move || renew(&s, &mut broker));
+        .spawn(move || renew(&s, &mut renewer_broker));
     let s = serve.clone();
-    let mut broker = connect(&s)?;
     let watcher = std::thread::Builder::new()
         .name("watch-run".into())
-        .spawn(move || watch(&s, &mut broker));
+        .spawn(move || {
+            watch(&s, &mut watcher_broker);
+            watcher_broker
+        });
     for thread in threads.into_iter().flatten() {
         let _ = thread.join();
     }
     serve.stop.store(true, Ordering::SeqCst);
-    for thread in [renewer, watcher].into_iter().flatten() {
-        let _ = thread.join();
+    if let Ok(renewer) = renewer {
+        let _ = renewer.join();
+    }
+    if let Ok(Ok(mut broker)) = watcher.map(|w| w.join()) {
+        let o = &serve.options;
+        let _ = broker.release(&o.run_id, &o.consumer, o.lease.duration);
     }
     Ok(())
 }

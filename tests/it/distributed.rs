@@ -355,6 +355,53 @@ fn a_poison_task_fails_as_lost_after_max_deliveries() {
 }
 
 #[test]
+fn a_worker_that_left_a_running_run_comes_back_for_the_tasks_it_held() {
+    // The run's only worker leaves it while holding tasks: here because its coordinator,
+    // paused, missed its heartbeat (under load, a connection the worker could not make
+    // did the same). The run goes on when the coordinator is back; the tasks must not
+    // wait for another worker that never comes.
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.fan]\ncommand = 'echo {item} >> started.log; test -e resumed || sleep 60; echo {item} >> fan.log'\nitems = [1, 2, 3, 4]\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let mut runner = t.spawn();
+    assert!(
+        wait_for(Duration::from_secs(15), || t.path("started.log").exists()),
+        "the worker holds the tasks"
+    );
+    let run = redis.newest_run();
+    // SAFETY: pausing the coordinator this test started, by its pid.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGSTOP) };
+    // A worker that judges the coordinator gone lets the run's keys expire.
+    let left = wait_for(Duration::from_secs(20), || {
+        redis
+            .cli(&["TTL", &format!("runner:run:{run}")])
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|ttl| ttl > 0)
+    });
+    t.write("resumed", "");
+    // SAFETY: as above.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGCONT) };
+    assert!(left, "the worker left the run");
+    let status = wait_child(&mut runner, Duration::from_secs(60));
+    let err = w.finish();
+    assert_eq!(
+        status,
+        Some(0),
+        "the run ends: {}\n--- worker\n{err}",
+        stderr_of(&mut runner)
+    );
+    let mut got: Vec<String> = t.read("fan.log").lines().map(String::from).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, ["1", "2", "3", "4"]);
+    assert!(err.contains("goes on"), "{err}");
+}
+
+#[test]
 fn a_redis_restart_mid_run_is_survived() {
     let mut redis = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let t = Test::new(
