@@ -84,8 +84,9 @@ pub enum Command {
     },
 }
 
+/// What a run is of: the file, the jobs chosen, the vars set (`run` and `plan`).
 #[derive(Debug, Clone, clap::Args)]
-pub struct PlanArgs {
+pub struct SelectArgs {
     /// The job file.
     pub file: PathBuf,
     /// Only these jobs and what they need (default: every job).
@@ -94,6 +95,12 @@ pub struct PlanArgs {
     /// Give the var NAME of `[vars]` this value (repeatable).
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
     pub set: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// One JSON array of every task (streamed) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -113,14 +120,8 @@ pub struct StateArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The job file.
-    pub file: PathBuf,
-    /// Only these jobs and what they need (default: every job).
-    #[arg(value_name = "JOB")]
-    pub jobs: Vec<String>,
-    /// Give the var NAME of `[vars]` this value (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
-    pub set: Vec<(String, String)>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Show what would run (as `runner plan` does) and run nothing.
     #[arg(long)]
     pub dry_run: bool,

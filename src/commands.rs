@@ -44,9 +44,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
                 );
             }
             plan(PlanArgs {
-                file: args.file,
-                jobs: args.jobs,
-                set: args.set,
+                select: args.select,
                 json: false,
                 state: args.state,
             })
@@ -60,7 +58,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             jobs,
             set,
         } => {
-            let file = load(&file, &jobs, &set)?;
+            let file = load_selected(&file, &jobs, &set)?;
             print(&if dot {
                 graph::render_dot(&file)
             } else {
@@ -81,10 +79,10 @@ fn complete_jobs(words: &[OsString]) -> Result<Outcome, Error> {
         .iter()
         .map(|w| w.to_string_lossy().into_owned())
         .collect();
-    let file =
-        completions::job_file(&words).and_then(|path| jobfile::load(Path::new(&path), &[]).ok());
-    match file {
-        Some(file) => print(&(jobfile::select::job_names(&file).join("\n") + "\n")),
+    // Only the [jobs] keys are read: quick, and it works on a file being edited.
+    let names = completions::job_file(&words).and_then(|path| jobfile::job_names_in(&path));
+    match names {
+        Some(names) => print(&(names.join("\n") + "\n")),
         None => Ok(Outcome::Failed),
     }
 }
@@ -98,15 +96,20 @@ fn is_worker(command: &Command) -> bool {
     false
 }
 
+/// Loads the file of `select` with its vars, and keeps the jobs it names.
+fn load(select: &cli::SelectArgs) -> Result<JobFile, Error> {
+    load_selected(&select.file, &select.jobs, &select.set)
+}
+
 /// Loads `path` with the vars `set`, and keeps only the jobs named (and what they need).
-fn load(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFile, Error> {
+fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFile, Error> {
     cli::check_sets(set).map_err(Error::Usage)?;
     let file = jobfile::load(path, set)?;
     select(file, jobs).map_err(Error::Usage)
 }
 
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
-    let file = load(&args.file, &args.jobs, &args.set)?;
+    let file = load(&args.select)?;
     let options = crate::state::Options {
         dir: args.state.state.clone(),
         resume: args.state.resume,
@@ -129,7 +132,7 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 }
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
-    let file = load(&args.file, &args.jobs, &args.set)?;
+    let file = load(&args.select)?;
     #[cfg(feature = "distributed")]
     let broker = match args.broker.broker.as_deref() {
         None => None,
@@ -179,10 +182,10 @@ fn resume_hint(args: &RunArgs) -> String {
     let mut words = vec![
         "runner".to_string(),
         "run".to_string(),
-        quote(&args.file.to_string_lossy()),
+        quote(&args.select.file.to_string_lossy()),
     ];
-    words.extend(args.jobs.iter().map(|j| quote(j)));
-    for (name, value) in &args.set {
+    words.extend(args.select.jobs.iter().map(|j| quote(j)));
+    for (name, value) in &args.select.set {
         words.push(format!("--set {}", quote(&format!("{name}={value}"))));
     }
     if let Some(dir) = &args.state.state {
@@ -193,7 +196,7 @@ fn resume_hint(args: &RunArgs) -> String {
 }
 
 fn check(path: &Path, set: &[(String, String)]) -> Result<Outcome, Error> {
-    let file = load(path, &[], set)?;
+    let file = load_selected(path, &[], set)?;
     let tasks: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks = tasks.map_or("tasks fed by queues".to_string(), |n| plural(n, "task"));
     print(&format!(

@@ -403,22 +403,17 @@ fn task_json(
         Stdin::Queue(q) => json!({ "queue": file.queues[*q].name }),
     };
     task.insert("stdin".into(), stdin);
-    let env: Map<String, Value> = rendered
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    task.insert("env".into(), Value::Object(env));
+    task.insert("env".into(), object(&rendered.env));
     task.insert("cwd".into(), json!(rendered.cwd.display().to_string()));
     if !rendered.fields.is_empty() {
-        let fields: Map<String, Value> = rendered
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        task.insert("fields".into(), Value::Object(fields));
+        task.insert("fields".into(), object(&rendered.fields));
     }
     task.insert("action".into(), json!(verdict.action));
     task.insert("reason".into(), json!(verdict.reason));
     Value::Object(task)
+}
+
+/// (name, value) pairs as a JSON object, in their order.
+fn object(pairs: &[(String, String)]) -> Value {
+    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }

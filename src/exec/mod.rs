@@ -90,6 +90,19 @@ struct Task<'a> {
     label: Arc<str>,
 }
 
+impl<'a> Task<'a> {
+    fn new(id: usize, job: &'a Job, index: u64, item: &'a str, slot: usize) -> Task<'a> {
+        Task {
+            id,
+            job,
+            index,
+            item,
+            slot,
+            label: label(job, item).into(),
+        }
+    }
+}
+
 /// Runs one task like [`run_task`], catching a panic (a bug) of the thread running it.
 /// The task's processes were then killed and reaped as the thread unwound
 /// (`process::Drive`'s `Drop`), and the record says "internal error: …", failed whatever
@@ -122,14 +135,7 @@ pub fn run_task_guarded(
         message: format!("internal error: {what}; this is a bug in runner, please report it"),
     });
     // The terminal hears of its end like any other's (progress, the heartbeat).
-    let task = Task {
-        id: job_id,
-        job,
-        index,
-        item: &item,
-        slot,
-        label: label(job, &item).into(),
-    };
+    let task = Task::new(job_id, job, index, &item, slot);
     ended(ctx, &task, &record, false, Duration::ZERO);
     (record, true)
 }
@@ -146,14 +152,7 @@ pub fn run_task(
 ) -> TaskRecord {
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
-    let task = Task {
-        id: job_id,
-        job,
-        index,
-        item: &item,
-        slot,
-        label: label(job, &item).into(),
-    };
+    let task = Task::new(job_id, job, index, &item, slot);
     let mut record = TaskRecord::new(
         job_id,
         index,

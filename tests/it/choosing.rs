@@ -548,6 +548,12 @@ fn bash_completes_job_names_after_the_file() {
     // Elsewhere clap's completion answers: options, not jobs.
     assert!(complete("runner run jobs.toml --po").contains("--pool"));
     assert!(!complete("runner check ''").contains("clippy"));
+    // A file being edited, with an error in it, still gives its job names.
+    t.write(
+        "broken.toml",
+        "[jobs.one]\ncommand = 'echo {itme}'\n[jobs.two]\ncommand = 'true'\n",
+    );
+    assert_eq!(complete("runner run broken.toml ''"), "one two");
 }
 
 /// docs/plans.md shows `runner plan` of every shipped job file, as the runner prints it
@@ -658,6 +664,16 @@ fn mistakes_found_by_probing_are_handled() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(1));
+    // A list item too big for RUNNER_ITEM is refused at load, not when its task starts.
+    let big = "x".repeat(130 * 1024);
+    refused(
+        &format!("[jobs.t]\ncommand = ['true']\nitems = ['{big}']\n"),
+        "more than Linux takes in one environment variable",
+    );
+    // --dry-run says that the reports it was asked for are not written.
+    let dry = Test::new(GRAPH).run_with(&["run", "jobs.toml", "--dry-run", "--report", "r.json"]);
+    dry.assert_code(0)
+        .assert_stderr_has("--dry-run runs nothing, so --report, --junit and --logs write nothing");
     // Control characters in an argv argument are shown as `$'…'`, pasteable.
     let t = Test::new(
         "[jobs.t]\ncommand = ['printf', '%s', '{item}']\nitems = [\"a\\nb\\u001b[31m\"]\n",

@@ -108,6 +108,27 @@ fn a_failed_run_fixed_and_resumed_runs_only_the_failed_and_skipped_tasks() {
         !out.stderr.contains("to resume"),
         "a run that succeeded says nothing of resuming"
     );
+    // The command to resume repeats the selection, the vars and the state folder.
+    let t2 = Test::new(
+        "[vars]\nday = 'mon'\n[jobs.a]\ncommand = 'exit 1'\n[jobs.b]\ncommand = 'true'\n",
+    );
+    let failed = t2.run_with(&[
+        "run",
+        "jobs.toml",
+        "a",
+        "--set",
+        "day=it's",
+        "--state",
+        "my state",
+    ]);
+    failed.assert_code(1);
+    assert!(
+        failed.stderr.ends_with(
+            "to resume: runner run jobs.toml a --set \"day=it's\" --state 'my state' --resume\n"
+        ),
+        "{}",
+        failed.stderr
+    );
     let report: Value = serde_json::from_str(&t.read("report.json")).unwrap();
     let tasks = report["tasks"].as_array().unwrap();
     let by = |job: &str, index: u64| {
