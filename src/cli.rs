@@ -113,9 +113,23 @@ pub struct StateArgs {
     /// Continue the latest run of FILE: tasks that succeeded there are not run again.
     #[arg(long)]
     pub resume: bool,
-    /// Keep the run's state (its journal) in DIR instead of .runner/ beside FILE.
+    /// Keep the run's state (its journal, what tasks read and wrote) in DIR instead of
+    /// .runner/ beside FILE.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Run every task, even those whose sources and outputs are up to date.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+}
+
+impl StateArgs {
+    pub fn options(&self) -> crate::state::Options {
+        crate::state::Options {
+            dir: self.state.clone(),
+            resume: self.resume,
+            force: self.force,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -110,20 +110,15 @@ fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Resu
 
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.select)?;
-    let options = crate::state::Options {
-        dir: args.state.state.clone(),
-        resume: args.state.resume,
-    };
+    let options = args.state.options();
     let (index, warning) = crate::state::read_latest(&file, &options).map_err(Error::Usage)?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }
-    let earlier = plan::Earlier {
-        index,
-        resume: args.state.resume,
-    };
+    // A plan only reads the state: it writes no stamp.
+    let memory = crate::state::Memory::new(&file, &options, index, false);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match plan::write(&file, args.json, &earlier, &mut out) {
+    match plan::write(&file, args.json, &memory, &mut out) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
         Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Error::Usage(e.to_string())),
         Err(e) => Err(Error::system("write to stdout")(e)),
@@ -155,10 +150,7 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
     let pool = args.pool.map(|p| p as usize).or(file.pool);
     let resume_hint = resume_hint(&args);
     let options = run::Options {
-        state: crate::state::Options {
-            dir: args.state.state.clone(),
-            resume: args.state.resume,
-        },
+        state: args.state.options(),
         resume_hint,
         pool: Some(crate::fds::fit_pool(
             pool.unwrap_or_else(crate::sys::cpus).max(1),

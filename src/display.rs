@@ -281,7 +281,7 @@ impl Writer {
                 self.ended(job, &label, &record, retrying, took);
             }
             Event::Skipped { job, count } => self.counts[job].skipped += count,
-            Event::DoneEarlier { job, count } => self.counts[job].done += count,
+            Event::NotRun { job, count } => self.counts[job].done += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
             Event::Finish(_) => {}
@@ -319,7 +319,7 @@ impl Writer {
             Outcome::Failed => "FAIL",
             Outcome::AllowedFailure => "fail (allowed)",
             Outcome::Stopped => "stopped",
-            Outcome::Succeeded | Outcome::Skipped | Outcome::DoneEarlier => "done",
+            Outcome::Succeeded | Outcome::Skipped | Outcome::DoneEarlier | Outcome::UpToDate => "done",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         // Tasks that ran on another machine say where.

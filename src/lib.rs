@@ -21,6 +21,7 @@ mod fds;
 pub mod graph;
 pub mod jobfile;
 mod lost;
+mod pattern;
 mod plan;
 mod queue;
 mod render;

@@ -10,7 +10,7 @@
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, Job, JobFile, JobId};
 use crate::render::{self, Command, Rendered, Stdin};
-use crate::state::{self, journal::Index};
+use crate::state::{self, Memory};
 use crate::task::{label, plural};
 use crate::template::shell_quote;
 use serde_json::{json, Map, Value};
@@ -27,14 +27,6 @@ pub struct Verdict {
     /// `run`, `up_to_date` or `done_earlier`.
     pub action: &'static str,
     pub reason: String,
-}
-
-/// What the plan compares with: the latest run of the file, and whether the run would
-/// resume it.
-#[derive(Default)]
-pub struct Earlier {
-    pub index: Option<Index>,
-    pub resume: bool,
 }
 
 /// The jobs in an order the graph allows: a job after the jobs it needs and after the
@@ -65,13 +57,13 @@ pub fn start_order(file: &JobFile) -> Vec<JobId> {
 pub fn write(
     file: &JobFile,
     json: bool,
-    earlier: &Earlier,
+    memory: &Memory,
     out: &mut impl Write,
 ) -> io::Result<()> {
     if json {
-        write_json(file, earlier, out)
+        write_json(file, memory, out)
     } else {
-        write_text(file, earlier, out)?;
+        write_text(file, memory, out)?;
         out.flush()
     }
 }
@@ -105,28 +97,16 @@ fn verdict(
     job: &Job,
     item: &str,
     rendered: &Rendered,
-    earlier: &Earlier,
+    memory: &Memory,
 ) -> Verdict {
-    let id = state::decide(
-        file,
-        job,
-        item,
-        rendered,
-        earlier.index.as_ref(),
-        earlier.resume,
-    );
-    let action = if id.reason == state::DONE_EARLIER {
-        "done_earlier"
-    } else {
-        "run"
-    };
+    let id = state::decide(file, job, item, rendered, memory);
     Verdict {
-        action,
+        action: id.action.word(),
         reason: id.reason,
     }
 }
 
-fn write_text(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
+fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
     let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks_word = match known {
         Some(n) => plural(n, "task"),
@@ -182,7 +162,7 @@ fn write_text(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Re
         for task in tasks(file, job).take(listed as usize) {
             match task {
                 Ok((_, item, rendered)) => {
-                    write_task_text(file, job, &item, &rendered, earlier, out)?;
+                    write_task_text(file, job, &item, &rendered, memory, out)?;
                 }
                 Err(problem) => {
                     writeln!(out, "  error: {}", shown(&problem))?;
@@ -206,10 +186,10 @@ fn write_task_text(
     job: &Job,
     item: &str,
     rendered: &Rendered,
-    earlier: &Earlier,
+    memory: &Memory,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let verdict = verdict(file, job, item, rendered, earlier);
+    let verdict = verdict(file, job, item, rendered, memory);
     let action = verdict.action.replace('_', " ");
     if verdict.reason == action {
         writeln!(out, "  {}  {action}", label(job, item))?;
@@ -330,7 +310,7 @@ fn shown(text: &str) -> String {
     out
 }
 
-fn write_json(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Result<()> {
+fn write_json(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"[")?;
     let mut first = true;
     let mut object = |out: &mut dyn Write, value: Value| -> io::Result<()> {
@@ -358,7 +338,7 @@ fn write_json(file: &JobFile, earlier: &Earlier, out: &mut impl Write) -> io::Re
         for task in tasks(file, job) {
             match task {
                 Ok((index, item, rendered)) => {
-                    object(out, task_json(file, job, index, &item, &rendered, earlier))?;
+                    object(out, task_json(file, job, index, &item, &rendered, memory))?;
                 }
                 Err(problem) => {
                     return Err(io::Error::other(format!("job `{}`: {problem}", job.name)));
@@ -376,9 +356,9 @@ fn task_json(
     index: u64,
     item: &str,
     rendered: &Rendered,
-    earlier: &Earlier,
+    memory: &Memory,
 ) -> Value {
-    let verdict = verdict(file, job, item, rendered, earlier);
+    let verdict = verdict(file, job, item, rendered, memory);
     let mut task = Map::new();
     task.insert("job".into(), json!(job.name));
     task.insert("item".into(), json!(item));

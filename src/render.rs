@@ -35,6 +35,9 @@ pub struct Rendered {
     pub stdin: Stdin,
     /// The item's fields (key, value), for items with fields.
     pub fields: Vec<(String, String)>,
+    /// `sources` and `outputs`, relative to `cwd`, the values inserted matched literally.
+    pub sources: Vec<String>,
+    pub outputs: Vec<String>,
 }
 
 impl Command {
@@ -87,11 +90,18 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
         StdinSpec::File(path) => Stdin::File(file.dir.join(path.render(&values, Quoting::Raw))),
         StdinSpec::Queue(q) => Stdin::Queue(*q),
     };
+    let patterns = |list: &[crate::template::Template]| {
+        list.iter()
+            .map(|t| t.render(&values, Quoting::Glob))
+            .collect()
+    };
     Rendered {
         command,
         env,
         cwd,
         stdin,
+        sources: patterns(&job.sources),
+        outputs: patterns(&job.outputs),
         fields,
     }
 }

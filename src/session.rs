@@ -88,6 +88,7 @@ impl Session {
             host: self.host.clone(),
             lost: self.lost.clone(),
             journal: None,
+            memory: None,
         }
     }
 

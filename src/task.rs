@@ -48,6 +48,9 @@ pub enum Status {
     /// Not run: it succeeded in the run this one resumes (`--resume`). Counts as a
     /// success.
     DoneEarlier,
+    /// Not run: its sources and outputs are as its last success left them. Counts as a
+    /// success.
+    UpToDate,
 }
 
 /// What a task came to, as the summary and the reports tell it: its [`Status`], with a
@@ -65,6 +68,8 @@ pub enum Outcome {
     Skipped,
     /// Not run again: it succeeded in the run this one resumes.
     DoneEarlier,
+    /// Not run: up to date.
+    UpToDate,
 }
 
 /// One task, as reported.
@@ -99,6 +104,9 @@ pub struct TaskRecord {
     pub id: Option<TaskId>,
     /// Why it ran or did not, in words (`never ran`, `done earlier`, …).
     pub reason: String,
+    /// A task of a job with `sources` that succeeded: its outputs, hashed where it ran.
+    #[serde(skip)]
+    pub outputs: Option<crate::state::uptodate::Outputs>,
 }
 
 impl TaskRecord {
@@ -133,6 +141,7 @@ impl TaskRecord {
             stderr_log: None,
             id: None,
             reason: String::new(),
+            outputs: None,
         }
     }
 
@@ -149,6 +158,7 @@ impl TaskRecord {
         match self.status {
             Status::Succeeded => Outcome::Succeeded,
             Status::DoneEarlier => Outcome::DoneEarlier,
+            Status::UpToDate => Outcome::UpToDate,
             _ if self.stopped => Outcome::Stopped,
             Status::Skipped => Outcome::Skipped,
             Status::Failed if self.allowed_failure => Outcome::AllowedFailure,
@@ -196,8 +206,8 @@ pub enum Event {
     },
     /// Tasks that will not run.
     Skipped { job: usize, count: u64 },
-    /// Tasks not run again: they succeeded in the run this one resumes.
-    DoneEarlier { job: usize, count: u64 },
+    /// Tasks not run: done earlier, or up to date.
+    NotRun { job: usize, count: u64 },
     /// Items a queue-fed job has taken so far.
     Taken { job: usize },
     /// A message of the runner's own, printed on stderr as is.

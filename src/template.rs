@@ -75,6 +75,9 @@ pub enum Quoting {
     Raw,
     /// Quoted for a POSIX shell, left bare where it needs no quoting.
     Shell,
+    /// A glob pattern's metacharacters made literal (`sources`, `outputs`): an item
+    /// names one file, never a pattern.
+    Glob,
 }
 
 impl Template {
@@ -383,6 +386,7 @@ fn push_value(out: &mut String, value: &str, quoting: Quoting) {
     match quoting {
         Quoting::Raw => out.push_str(value),
         Quoting::Shell => out.push_str(&shell_quote(value)),
+        Quoting::Glob => out.push_str(&globset::escape(value)),
     }
 }
 

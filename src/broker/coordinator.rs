@@ -347,6 +347,7 @@ fn result_came(run: &Run, id: &str, message: &Message, on_result: &OnResult) {
     let mut record = record_from(message, job.id, job.allow_failure);
     // The task's identity and reason are the coordinator's, not the worker's word.
     record.set_id(start.id.as_ref());
+
     on_result(record, lines);
 }
 

@@ -455,6 +455,13 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("tail_cut", if r.tail_cut { "1" } else { "0" })
         .with("stopped", if r.stopped { "1" } else { "0" })
         .with("lines", &r.queue_lines)
+        .with(
+            "outputs",
+            r.outputs
+                .as_ref()
+                .and_then(|o| serde_json::to_string(o).ok())
+                .unwrap_or_default(),
+        )
 }
 
 /// A result message back into a record (for the coordinator). Text that reaches the
@@ -506,5 +513,10 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .unwrap_or_default();
     r.tail_cut = m.text("tail_cut").as_deref() == Some("1");
     r.stopped = m.text("stopped").as_deref() == Some("1");
+    // A task with `sources`: its outputs' hashes, where it wrote them.
+    r.outputs = m
+        .get("outputs")
+        .filter(|o| !o.is_empty())
+        .and_then(|o| serde_json::from_slice(o).ok());
     r
 }

@@ -78,6 +78,9 @@ pub struct Context {
     /// The run's journal (`Mode::Local`): each task's end is appended before the
     /// terminal hears of it.
     pub journal: Option<Arc<crate::state::journal::Journal>>,
+    /// What the run knows of earlier runs (`Mode::Local`): the stamps of tasks with
+    /// `sources` are written through it as they end.
+    pub memory: Option<Arc<crate::state::Memory>>,
 }
 
 /// One task, as its attempts see it.
@@ -198,6 +201,9 @@ pub fn run_task(
             && !result.stopped
             && attempt <= job.retries
             && ctx.control.level() == Level::Run;
+        if !retrying && record.status == Status::Succeeded {
+            record.outputs = outputs(ctx, &task);
+        }
         ended(ctx, &task, &record, retrying, result.duration);
         if !retrying || !ctx.control.sleep(delay) {
             break;
@@ -214,6 +220,35 @@ pub fn run_task(
         ctx.queues[q].discard();
     }
     record
+}
+
+/// The outputs of a task of a job with `sources` that just succeeded, hashed, when they
+/// will be recorded (a local run holding the state) or sent with the result (a worker,
+/// which says where it wrote them). An output not found is said: the task will run again
+/// next time.
+fn outputs(ctx: &Context, task: &Task<'_>) -> Option<crate::state::uptodate::Outputs> {
+    let job = task.job;
+    let recorded = ctx.memory.as_ref().is_some_and(|m| m.writes);
+    if job.sources.is_empty() || job.outputs.is_empty() || !(recorded || ctx.mode.collect()) {
+        return None;
+    }
+    let rendered = crate::render::task(&ctx.file, job, task.item, task.index);
+    let fresh = crate::state::files::Hashes::default();
+    let (hashes, skip) = match &ctx.memory {
+        Some(memory) => (&memory.hashes, &memory.skip[..]),
+        None => (&fresh, &[][..]),
+    };
+    let (mut outputs, missing) = crate::state::uptodate::outputs(&rendered, hashes, skip);
+    if let Some(first) = missing.first() {
+        let _ = ctx.events.send(Event::Note(format!(
+            "{}: succeeded, but its output {first} was not found: it will run again next time",
+            task.label
+        )));
+    }
+    if ctx.mode.collect() {
+        outputs.elsewhere = Some(crate::state::uptodate::place(&ctx.host, &rendered.cwd));
+    }
+    Some(outputs)
 }
 
 /// Tells the terminal an attempt ended (unless its ends are shown elsewhere); the last
@@ -233,14 +268,21 @@ fn ended(ctx: &Context, task: &Task<'_>, record: &TaskRecord, retrying: bool, to
     }
 }
 
-/// Appends a task's end to the run's journal, if it has one and the task an identity.
-/// A write that fails is said once (and the journal stops).
+/// Appends a task's end to the run's journal, if it has one and the task an identity,
+/// and records what a task with `sources` read and wrote (its stamp). A write that
+/// fails is said once (and the journal stops).
 pub fn journal(ctx: &Context, record: &TaskRecord) {
+    let job = &ctx.file.jobs[record.job];
+    if let Some(memory) = &ctx.memory {
+        if let Some(warning) = memory.record(job, record) {
+            let _ = ctx.events.send(Event::Note(warning));
+        }
+    }
     let (Some(journal), Some(id)) = (&ctx.journal, &record.id) else {
         return;
     };
-    let entry = Entry::of(record, &ctx.file.jobs[record.job].name, id.identity, id.key);
-    let bulk = record.status == Status::DoneEarlier;
+    let entry = Entry::of(record, &job.name, id.identity, id.key);
+    let bulk = matches!(record.status, Status::DoneEarlier | Status::UpToDate);
     journal.append(&entry, bulk, &|message| {
         let _ = ctx.events.send(Event::Note(message));
     });

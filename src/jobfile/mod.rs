@@ -93,6 +93,11 @@ pub struct Job {
     pub success_codes: Vec<i32>,
     pub allow_failure: bool,
     pub local: bool,
+    /// Glob patterns of the files each task reads, relative to its cwd: with them a task
+    /// can be up to date (`state::uptodate`).
+    pub sources: Vec<Template>,
+    /// Paths or patterns of the files each task writes.
+    pub outputs: Vec<Template>,
 }
 
 #[derive(Debug, Clone)]

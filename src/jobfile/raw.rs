@@ -23,7 +23,7 @@ pub const TOP_KEYS: [&str; 7] = [
     "queues",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 16] = [
+pub const JOB_KEYS: [&str; 18] = [
     "command",
     "needs",
     "items",
@@ -40,6 +40,8 @@ pub const JOB_KEYS: [&str; 16] = [
     "local",
     "description",
     "shell",
+    "sources",
+    "outputs",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 
@@ -92,6 +94,10 @@ pub struct RawJob<'i> {
     pub description: Option<String>,
     /// Overrides the top-level `shell` for this job.
     pub shell: Option<Spanned<Vec<String>>>,
+    /// Glob patterns of the files a task reads (with where the array is).
+    pub sources: Option<Spanned<Vec<Name>>>,
+    /// Paths or patterns of the files a task writes.
+    pub outputs: Option<Spanned<Vec<Name>>>,
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -192,6 +198,15 @@ fn read_job<'i>(
             r.string(v, p, "a job name (a string)")
         })
     });
+    let mut patterns = |key: &'static str| {
+        keys.take(key).and_then(|(path, v)| {
+            r.array(&v, &path, "an array of glob patterns (strings)", |r, v, p| {
+                r.string(v, p, "a glob pattern (a string)")
+            })
+        })
+    };
+    let sources = patterns("sources");
+    let outputs = patterns("outputs");
     let success_codes = keys.take("success_codes").and_then(|(path, v)| {
         r.array(&v, &path, "an array of exit codes (integers)", |r, v, p| {
             r.integer(v, p, "an exit code (an integer)")
@@ -216,6 +231,8 @@ fn read_job<'i>(
             .string("description", "a string", r)
             .map(Spanned::into_inner),
         shell: keys.strings("shell", r),
+        sources,
+        outputs,
     }
 }
 

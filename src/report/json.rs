@@ -32,6 +32,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
             Status::Failed => "failed",
             Status::Skipped => "skipped",
             Status::DoneEarlier => "done_earlier",
+            Status::UpToDate => "up_to_date",
         },
         "reason": r.reason,
         "pid": r.pid,

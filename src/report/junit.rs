@@ -146,6 +146,10 @@ fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) 
                     .map_or("done earlier", |id| id.reason.as_str());
                 text(w, "system-out", &format!("{earlier}: it succeeded in the run this one resumed, and was not run again"))?;
             }
+            // A passed test: its sources and outputs did not change since it passed.
+            Outcome::UpToDate => {
+                text(w, "system-out", "up to date: its sources and outputs are as its last success left them, and it was not run")?;
+            }
             Outcome::Failed => {
                 let failure = w
                     .create_element("failure")

@@ -19,9 +19,10 @@ struct Count {
     optional: bool,
 }
 
-const COUNTS: [Count; 7] = [
+const COUNTS: [Count; 8] = [
     Count::always(None, "tasks", "tasks"),
     Count::always(Some(Outcome::Succeeded), "ok", "succeeded"),
+    Count::optional(Outcome::UpToDate, "up to date", "up to date"),
     Count::optional(Outcome::DoneEarlier, "earlier", "done earlier"),
     Count::always(Some(Outcome::Failed), "failed", "failed"),
     Count::optional(Outcome::AllowedFailure, "allowed", "failed (allowed)"),
@@ -63,6 +64,7 @@ pub fn summary(file: &JobFile, tally: &Tally, info: &RunInfo, color: bool) -> St
         .filter(|c| !c.optional || all.of(c.outcome) > 0)
         .collect();
     job_table(&mut out, file, &tally.jobs, &shown, color);
+    reason_lines(&mut out, file, tally);
     queue_lines(&mut out, info);
     stopped_lines(&mut out, file, &tally.stopped, &info.host, color);
     if tally.stopped_unshown > 0 {
@@ -122,6 +124,55 @@ fn job_table(out: &mut String, file: &JobFile, totals: &[Totals], shown: &[&Coun
         } else {
             line
         };
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// A line per job with `sources`: how many tasks were up to date, how many ran, and
+/// why (`build: 12 up to date, 3 ran: source changed: data/b.csv, data/c.csv`).
+fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
+    for (j, job) in file.jobs.iter().enumerate() {
+        if job.sources.is_empty() {
+            continue;
+        }
+        let t = &tally.jobs[j];
+        let reasons = &tally.reasons[j];
+        let ran: u64 = t.tasks
+            - t.of(Some(Outcome::Skipped))
+            - t.of(Some(Outcome::UpToDate))
+            - t.of(Some(Outcome::DoneEarlier));
+        let mut line = format!(
+            "{}: {} up to date, {} ran",
+            job.name,
+            t.of(Some(Outcome::UpToDate)),
+            ran
+        );
+        let parts: Vec<String> = reasons
+            .kinds
+            .iter()
+            .map(|(kind, names, tasks, named)| {
+                if names.is_empty() {
+                    return if *tasks > 1 {
+                        format!("{kind} ({tasks})")
+                    } else {
+                        kind.clone()
+                    };
+                }
+                let more = named.saturating_sub(names.len() as u64);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("{kind}: {}{more}", names.join(", "))
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ = write!(line, ": {}", parts.join("; "));
+        }
+        if reasons.others > 0 {
+            let _ = write!(line, "; {} more (--report has every reason)", reasons.others);
+        }
         let _ = writeln!(out, "{line}");
     }
 }

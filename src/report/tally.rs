@@ -19,7 +19,7 @@ pub const SHOWN: usize = 50;
 pub struct Totals {
     pub tasks: u64,
     /// By outcome, in the order of [`Outcome`]'s variants.
-    pub by: [u64; 6],
+    pub by: [u64; 7],
     pub first: Option<SystemTime>,
     pub last: Option<SystemTime>,
     pub slowest: Option<(Duration, String)>,
@@ -50,10 +50,67 @@ impl Totals {
     }
 }
 
+/// Why the tasks of a job with `sources` ran, grouped by kind of reason (`source
+/// changed`, `never ran`, …), each with the first few files it named: bounded, however
+/// many tasks ran.
+#[derive(Debug, Default, Clone)]
+pub struct Reasons {
+    /// (kind, the first files named, how many tasks, how many names in all).
+    pub kinds: Vec<(String, Vec<String>, u64, u64)>,
+    /// Tasks whose reason was of a kind past the first [`Reasons::KINDS`].
+    pub others: u64,
+}
+
+impl Reasons {
+    pub const KINDS: usize = 6;
+    pub const NAMES: usize = 3;
+
+    fn add(&mut self, reason: &str) {
+        for part in reason.split("; ") {
+            let (kind, names) = match part.split_once(": ") {
+                Some((kind, names)) => (kind, names),
+                None => (part, ""),
+            };
+            let at = match self.kinds.iter().position(|k| k.0 == kind) {
+                Some(at) => at,
+                None if self.kinds.len() < Self::KINDS => {
+                    self.kinds.push((kind.to_string(), Vec::new(), 0, 0));
+                    self.kinds.len() - 1
+                }
+                None => {
+                    self.others += 1;
+                    continue;
+                }
+            };
+            let entry = &mut self.kinds[at];
+            entry.2 += 1;
+            if !names.is_empty() {
+                // A reason names a few files and counts the rest: "a, b and 3 more".
+                let (listed, more) = match names.rsplit_once(" and ") {
+                    Some((listed, more)) if more.ends_with(" more") => (
+                        listed,
+                        more.trim_end_matches(" more").parse::<u64>().unwrap_or(0),
+                    ),
+                    _ => (names, 0),
+                };
+                for name in listed.split(", ") {
+                    entry.3 += 1;
+                    if entry.1.len() < Self::NAMES && !entry.1.iter().any(|n| n == name) {
+                        entry.1.push(name.to_string());
+                    }
+                }
+                entry.3 += more;
+            }
+        }
+    }
+}
+
 /// What the summary needs of every ended task, in bounded memory.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub jobs: Vec<Totals>,
+    /// Per job with `sources`: why its tasks ran.
+    pub reasons: Vec<Reasons>,
     pub all: Totals,
     /// The first [`SHOWN`] failed tasks (allowed or not), whole, in the order they ended.
     pub failures: Vec<TaskRecord>,
@@ -67,6 +124,7 @@ impl Tally {
     pub fn new(file: &JobFile) -> Tally {
         Tally {
             jobs: vec![Totals::default(); file.jobs.len()],
+            reasons: vec![Reasons::default(); file.jobs.len()],
             ..Tally::default()
         }
     }
@@ -85,6 +143,13 @@ impl Tally {
         let name = || label(&file.jobs[r.job], &r.item);
         self.jobs[r.job].add(r, name);
         self.all.add(r, name);
+        let ran = !matches!(
+            r.outcome(),
+            Outcome::Skipped | Outcome::UpToDate | Outcome::DoneEarlier
+        );
+        if ran && !file.jobs[r.job].sources.is_empty() && !r.reason.is_empty() {
+            self.reasons[r.job].add(&r.reason);
+        }
         let (list, unshown) = match r.outcome() {
             Outcome::Failed | Outcome::AllowedFailure => {
                 (&mut self.failures, &mut self.failures_unshown)

@@ -96,9 +96,18 @@ pub(super) fn start(
 
 /// A worker's result: its queue lines go into the queue, its end is shown, and it is
 /// recorded like a local task's.
-fn result_came(shared: &Arc<Shared>, record: TaskRecord, lines: &[u8]) {
+fn result_came(shared: &Arc<Shared>, mut record: TaskRecord, lines: &[u8]) {
     let ctx = &shared.ctx;
     let job = &ctx.file.jobs[record.job];
+    // Outputs written here (the coordinator's own share, or a worker in this very
+    // folder) are looked at next time; others can only be trusted.
+    if let Some(outputs) = &mut record.outputs {
+        let rendered = crate::render::task(&ctx.file, job, &record.item, record.index);
+        let here = crate::state::uptodate::place(&ctx.host, &rendered.cwd);
+        if outputs.elsewhere.as_deref() == Some(here.as_str()) {
+            outputs.elsewhere = None;
+        }
+    }
     if let (Some(q), false) = (job.to, lines.is_empty()) {
         let control = ctx.control.clone();
         let _ = ctx.queues[q].push(lines, &|| control.level() == Level::Kill);

@@ -26,9 +26,7 @@ use crate::report::tally::Recorder;
 use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
-use crate::state::identity::TaskId;
-use crate::state::journal::Index;
-use crate::state::DONE_EARLIER;
+use crate::state::identity::{Action, TaskId};
 use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -95,10 +93,6 @@ struct Core {
 struct Shared {
     core: Mutex<Core>,
     ctx: Arc<exec::Context>,
-    /// The latest earlier run, by task identity (when the state has one).
-    earlier: Option<Index>,
-    /// `--resume`: tasks that succeeded there are not run again.
-    resume: bool,
     notes: Sender<Note>,
     /// Distributed runs: where tasks of remote jobs go.
     remote: Option<Sender<Start>>,
@@ -152,8 +146,11 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         },
         logs,
     );
-    let (journal, earlier, _lock) = announce_state(run_state, &session, options.state.resume);
+    let (journal, earlier, lock) = announce_state(run_state, &session, options.state.resume);
     ctx.journal = journal.map(Arc::new);
+    // Stamps are written only by the run that holds the state.
+    let memory = crate::state::Memory::new(&file, &options.state, earlier, lock.is_some());
+    ctx.memory = Some(Arc::new(memory));
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
@@ -164,8 +161,6 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
-        earlier,
-        resume: options.state.resume,
         notes: notes_tx,
         remote: distributed_remote(&options).then_some(remote_tx),
     });
@@ -194,6 +189,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         withdrawn,
     };
     let (outcome, summary) = end::finish(&shared, ended, &options);
+    drop(lock);
     drop(ctx);
     drop(shared);
     let lost = session.lost.clone();
@@ -210,7 +206,7 @@ fn announce_state(
     resume: bool,
 ) -> (
     Option<crate::state::journal::Journal>,
-    Option<Index>,
+    Option<crate::state::journal::Index>,
     Option<std::fs::File>,
 ) {
     for warning in &state.warnings {
@@ -322,8 +318,8 @@ fn task_ended(
 fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
     let ctx = &shared.ctx;
     let mut mine = None;
-    // Tasks done earlier, per job, told to the terminal once at the end.
-    let mut earlier: std::collections::BTreeMap<usize, u64> = Default::default();
+    // Tasks done earlier or up to date, per job, told to the terminal once at the end.
+    let mut not_run_count: std::collections::BTreeMap<usize, u64> = Default::default();
     loop {
         let effects = core.scheduler.take_effects();
         apply(&effects, core, ctx);
@@ -343,15 +339,20 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
             continue;
         }
         let mut start = start;
-        start.id = task_id(shared, &start);
-        if start
-            .id
-            .as_ref()
-            .is_some_and(|id| id.reason == DONE_EARLIER)
-        {
-            done_earlier(core, ctx, &start);
-            *earlier.entry(start.job).or_insert(0) += 1;
-            continue;
+        start.id = task_id(ctx, &start);
+        if let Some(id) = &start.id {
+            if let Some(problem) = id.inputs.as_ref().and_then(|i| i.problem.as_ref()) {
+                let job = &ctx.file.jobs[start.job];
+                let label = task::label(job, &String::from_utf8_lossy(&start.item));
+                let _ = ctx
+                    .events
+                    .send(Event::Note(format!("{label}: {problem}; it runs")));
+            }
+            if id.action != Action::Run {
+                not_run(core, ctx, &start);
+                *not_run_count.entry(start.job).or_insert(0) += 1;
+                continue;
+            }
         }
         if start.slot == REMOTE {
             if let Some(remote) = &shared.remote {
@@ -365,36 +366,26 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         send_to_slot(shared, core, start);
     }
-    for (job, count) in earlier {
-        let _ = ctx.events.send(Event::DoneEarlier { job, count });
+    for (job, count) in not_run_count {
+        let _ = ctx.events.send(Event::NotRun { job, count });
     }
     mine
 }
 
-/// What the task is (its identity) and why it runs, when the run has a journal to write
-/// or an earlier run to compare with.
-fn task_id(shared: &Shared, start: &Start) -> Option<TaskId> {
-    let ctx = &shared.ctx;
-    if ctx.journal.is_none() && shared.earlier.is_none() {
-        return None;
-    }
+/// What the task is (its identity), what happens to it and why.
+fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
+    let memory = ctx.memory.as_ref()?;
     let file = &ctx.file;
     let job = &file.jobs[start.job];
     let item = String::from_utf8_lossy(&start.item);
     let rendered = crate::render::task(file, job, &item, start.index);
-    Some(crate::state::decide(
-        file,
-        job,
-        &item,
-        &rendered,
-        shared.earlier.as_ref(),
-        shared.resume,
-    ))
+    Some(crate::state::decide(file, job, &item, &rendered, memory))
 }
 
-/// A task that succeeded in the run this one resumes: journaled and recorded as done
-/// earlier, a success for the jobs that need it, never run.
-fn done_earlier(core: &mut Core, ctx: &exec::Context, start: &Start) {
+/// A task that need not run (done earlier, up to date): journaled and recorded so, a
+/// success for the jobs that need it. An up-to-date task whose files' stats changed has
+/// its stamp written back.
+fn not_run(core: &mut Core, ctx: &exec::Context, start: &Start) {
     let job = &ctx.file.jobs[start.job];
     let item = String::from_utf8_lossy(&start.item).into_owned();
     let mut record = TaskRecord::new(
@@ -405,8 +396,17 @@ fn done_earlier(core: &mut Core, ctx: &exec::Context, start: &Start) {
         &ctx.host,
         job.allow_failure,
     );
-    record.status = Status::DoneEarlier;
-    record.set_id(start.id.as_ref());
+    let id = start.id.as_ref().expect("decided");
+    record.status = match id.action {
+        Action::UpToDate => Status::UpToDate,
+        _ => Status::DoneEarlier,
+    };
+    record.set_id(Some(id));
+    if let Some(memory) = &ctx.memory {
+        if let Some(warning) = memory.refresh(job, &record.item, id) {
+            let _ = ctx.events.send(Event::Note(warning));
+        }
+    }
     exec::journal(ctx, &record);
     core.scheduler
         .finished(start.job, start.slot, true, job.allow_failure);

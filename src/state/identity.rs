@@ -10,25 +10,73 @@
 //! label only), tells "this item ran before, but as something else" (`command changed`).
 
 use crate::render::{Command, Rendered, Stdin};
-use std::io::Read;
+use super::files::{Hashes, Stat};
 use std::path::Path;
 
 /// 128 bits of a task's BLAKE3 identity.
 pub type Identity = u128;
 
-/// What the run knows of a task before it starts: its identity and key, and why it runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What the run knows of a task before it starts: its identity and key, what happens to
+/// it and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskId {
     pub identity: Identity,
     pub key: u64,
+    pub action: Action,
     pub reason: String,
+    /// A task with `sources`: what was found of them, carried to its end.
+    #[serde(skip)]
+    pub inputs: Option<std::sync::Arc<Inputs>>,
+}
+
+/// Two are the same when they say the same (what was found of the sources aside).
+impl PartialEq for TaskId {
+    fn eq(&self, other: &TaskId) -> bool {
+        (self.identity, self.key, self.action, &self.reason)
+            == (other.identity, other.key, other.action, &other.reason)
+    }
+}
+
+impl Eq for TaskId {}
+
+/// What happens to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Action {
+    Run,
+    /// Its sources and outputs are as its last success left them.
+    UpToDate,
+    /// It succeeded in the run this one resumes.
+    DoneEarlier,
+}
+
+impl Action {
+    /// As `runner plan --json` and the reports name it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Run => "run",
+            Action::UpToDate => "up_to_date",
+            Action::DoneEarlier => "done_earlier",
+        }
+    }
+}
+
+/// A task with `sources`, as its decision left it.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The sources hashed before it ran, recorded if it succeeds (`None`: they could
+    /// not be, and the task will not be up to date next time either).
+    pub sources: Option<Vec<super::uptodate::FileRecord>>,
+    /// Up to date, but with stats that changed: the stamp to write back.
+    pub refreshed: Option<super::uptodate::Stamp>,
+    /// A source or output that could not be read: said on stderr.
+    pub problem: Option<String>,
 }
 
 /// The task's identity. `dir` is the job file's folder: the cwd counts relative to it, so
 /// that the same project in another folder (a fresh CI checkout) has the same tasks. A
-/// stdin file is read to hash its content; one that cannot be read makes an identity of
-/// its own (the task will fail to start anyway).
-pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered) -> Identity {
+/// stdin file is read to hash its content (once per run and stat, through `hashes`); one
+/// that cannot be read makes an identity of its own (the task will fail to start anyway).
+pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered, hashes: &Hashes) -> Identity {
     let mut h = blake3::Hasher::new();
     h.update(b"runner task v1");
     field(&mut h, job.as_bytes());
@@ -54,8 +102,8 @@ pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered) -> Identity {
             // A regular file counts by its content; a FIFO or a device (which may never
             // end, or block until a writer comes) by its path.
             match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => match file_hash(path) {
-                    Ok(hash) => field(&mut h, hash.as_bytes()),
+                Ok(m) if m.is_file() => match hashes.hash(path, &Stat::of(&m)) {
+                    Ok(hash) => field(&mut h, &hash),
                     Err(e) => field(&mut h, format!("unreadable: {e}").as_bytes()),
                 },
                 Ok(_) => field(&mut h, path.as_os_str().as_encoded_bytes()),
@@ -88,21 +136,6 @@ pub fn key(job: &str, label: &str) -> u64 {
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// A file's content hash, read in blocks (never whole in memory). Opened without
-/// waiting (a FIFO swapped in would otherwise block).
-pub fn file_hash(path: &std::path::Path) -> std::io::Result<blake3::Hash> {
-    let mut file = crate::sys::open_stdin_file(path)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finalize());
-        }
-        h.update(&buf[..n]);
-    }
-}
-
 fn first_128(hash: blake3::Hash) -> Identity {
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
@@ -124,6 +157,10 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    fn id(job: &str, label: &str, rendered: &Rendered) -> Identity {
+        of(Path::new("."), job, label, rendered, &Hashes::default())
+    }
+
     fn rendered(argv: &[&str]) -> Rendered {
         Rendered {
             command: Command::Argv(argv.iter().map(|s| s.to_string()).collect()),
@@ -131,38 +168,40 @@ mod tests {
             cwd: PathBuf::from("."),
             stdin: Stdin::Null,
             fields: Vec::new(),
+            sources: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
     #[test]
     fn any_part_changes_the_identity() {
-        let base = of(Path::new("."), "j", "a", &rendered(&["echo", "a"]));
+        let base = id("j", "a", &rendered(&["echo", "a"]));
         assert_eq!(
             base,
-            of(Path::new("."), "j", "a", &rendered(&["echo", "a"]))
+            id("j", "a", &rendered(&["echo", "a"]))
         );
         assert_ne!(
             base,
-            of(Path::new("."), "k", "a", &rendered(&["echo", "a"]))
+            id("k", "a", &rendered(&["echo", "a"]))
         );
         assert_ne!(
             base,
-            of(Path::new("."), "j", "b", &rendered(&["echo", "a"]))
+            id("j", "b", &rendered(&["echo", "a"]))
         );
         assert_ne!(
             base,
-            of(Path::new("."), "j", "a", &rendered(&["echo", "a", ""]))
+            id("j", "a", &rendered(&["echo", "a", ""]))
         );
-        assert_ne!(base, of(Path::new("."), "j", "a", &rendered(&["echo a"])));
+        assert_ne!(base, id("j", "a", &rendered(&["echo a"])));
         let mut env = rendered(&["echo", "a"]);
         env.env.push(("X".into(), "1".into()));
-        assert_ne!(base, of(Path::new("."), "j", "a", &env));
+        assert_ne!(base, id("j", "a", &env));
         let mut cwd = rendered(&["echo", "a"]);
         cwd.cwd = PathBuf::from("sub");
-        assert_ne!(base, of(Path::new("."), "j", "a", &cwd));
+        assert_ne!(base, id("j", "a", &cwd));
         let mut stdin = rendered(&["echo", "a"]);
         stdin.stdin = Stdin::Bytes(b"x".to_vec());
-        assert_ne!(base, of(Path::new("."), "j", "a", &stdin));
+        assert_ne!(base, id("j", "a", &stdin));
         // A shell string is not the same as argv with the same words.
         let shell = Rendered {
             command: Command::Shell {
@@ -172,8 +211,8 @@ mod tests {
             ..rendered(&[])
         };
         assert_ne!(
-            of(Path::new("."), "j", "a", &shell),
-            of(Path::new("."), "j", "a", &rendered(&["sh", "-c", "echo a"]))
+            id("j", "a", &shell),
+            id("j", "a", &rendered(&["sh", "-c", "echo a"]))
         );
     }
 
@@ -184,10 +223,10 @@ mod tests {
         std::fs::write(&path, "one").unwrap();
         let mut task = rendered(&["cat"]);
         task.stdin = Stdin::File(path.clone());
-        let first = of(Path::new("."), "j", "", &task);
+        let first = id("j", "", &task);
         std::fs::write(&path, "two").unwrap();
-        assert_ne!(first, of(Path::new("."), "j", "", &task));
+        assert_ne!(first, id("j", "", &task));
         std::fs::write(&path, "one").unwrap();
-        assert_eq!(first, of(Path::new("."), "j", "", &task));
+        assert_eq!(first, id("j", "", &task));
     }
 }

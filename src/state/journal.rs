@@ -40,7 +40,7 @@ pub struct Entry {
     pub key: String,
     pub job: String,
     pub index: u64,
-    /// `succeeded`, `failed`, `stopped` or `done_earlier`.
+    /// `succeeded`, `failed`, `stopped`, `done_earlier` or `up_to_date`.
     pub status: String,
     pub exit: Option<i32>,
     pub signal: Option<i32>,
@@ -58,6 +58,7 @@ impl Entry {
         let status = match record.status {
             Status::Succeeded => "succeeded",
             Status::DoneEarlier => "done_earlier",
+            Status::UpToDate => "up_to_date",
             _ if record.stopped => "stopped",
             _ => "failed",
         };
@@ -75,7 +76,10 @@ impl Entry {
     }
 
     fn succeeded(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "done_earlier")
+        matches!(
+            self.status.as_str(),
+            "succeeded" | "done_earlier" | "up_to_date"
+        )
     }
 }
 

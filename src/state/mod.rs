@@ -15,45 +15,185 @@
 //! unjournaled and says so once. Only `--resume` needs it, and fails (exit 2) without.
 //! Identity is in `identity`, the journal format and its index in `journal`.
 
+pub mod files;
 pub mod identity;
 pub mod journal;
+pub mod uptodate;
 
-use crate::jobfile::JobFile;
-use journal::{Header, Index, Journal};
+use crate::jobfile::{Job, JobFile};
+use crate::render::Rendered;
+use crate::task::{Status, TaskRecord};
+use files::Hashes;
+use identity::{Action, Inputs, TaskId};
+use journal::{Header, Index, Journal, Verdict};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use uptodate::{Seen, Stamp, Stamps};
 
 /// The reason of a task that succeeded in the run this one resumes.
 pub const DONE_EARLIER: &str = "done earlier";
 
-/// What a task is and why it runs (or that it need not: [`DONE_EARLIER`]), given the
-/// earlier run (if any) and whether this one resumes it. `item` is the label.
+/// What a run (or a plan) knows of the runs before it, and what it learns of files.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// The latest earlier run, by task identity.
+    pub index: Option<Index>,
+    /// `--resume`: tasks that succeeded there are done.
+    pub resume: bool,
+    /// `--force`: every task runs.
+    pub force: bool,
+    /// The tasks' stamps (sources and outputs), read; and written when `writes` (a run
+    /// that holds the state's lock).
+    pub stamps: Option<Stamps>,
+    pub writes: bool,
+    pub hashes: Hashes,
+    /// Folders never searched for sources or outputs: the state's.
+    pub skip: Vec<PathBuf>,
+    /// A stamp could not be written: said once.
+    said: AtomicBool,
+}
+
+impl Memory {
+    /// The memory of `file`'s state (`options`), with the earlier run `index`; `writes`
+    /// when this process holds the state.
+    pub fn new(file: &JobFile, options: &Options, index: Option<Index>, writes: bool) -> Memory {
+        let folder = folder(file, options);
+        let base = folder.parent().map(Path::to_path_buf).unwrap_or_default();
+        Memory {
+            index,
+            resume: options.resume,
+            force: options.force,
+            stamps: Some(Stamps::new(&folder)),
+            writes,
+            skip: vec![absolute(&base)],
+            ..Memory::default()
+        }
+    }
+
+    /// Records a task of a job with `sources` that ended: a success writes its stamp
+    /// (its sources as hashed before it ran, its outputs as after), a failure a failed
+    /// one; a task stopped by the run leaves the stamp alone. A write that fails is
+    /// returned, to be said once.
+    pub fn record(&self, job: &Job, r: &TaskRecord) -> Option<String> {
+        let (Some(stamps), true, Some(id)) = (&self.stamps, self.writes, &r.id) else {
+            return None;
+        };
+        if job.sources.is_empty() {
+            return None;
+        }
+        let stamp = match (r.status, &id.inputs) {
+            (Status::Succeeded, Some(inputs)) => Stamp {
+                identity: id.identity,
+                failed: false,
+                sources: inputs.sources.clone()?,
+                outputs: r.outputs.clone().unwrap_or_default(),
+            },
+            (Status::Failed, _) if !r.stopped => Stamp {
+                identity: id.identity,
+                failed: true,
+                sources: Vec::new(),
+                outputs: Default::default(),
+            },
+            _ => return None,
+        };
+        self.write(stamps, id.key, &job.name, &r.item, &stamp)
+    }
+
+    /// Writes back the stamp of an up-to-date task whose files' stats changed.
+    pub fn refresh(&self, job: &Job, item: &str, id: &TaskId) -> Option<String> {
+        let (Some(stamps), true) = (&self.stamps, self.writes) else {
+            return None;
+        };
+        let stamp = id.inputs.as_ref()?.refreshed.as_ref()?;
+        self.write(stamps, id.key, &job.name, item, stamp)
+    }
+
+    fn write(&self, stamps: &Stamps, key: u64, job: &str, item: &str, stamp: &Stamp) -> Option<String> {
+        match stamps.write(key, job, item, stamp) {
+            Ok(()) => None,
+            Err(e) if !self.said.swap(true, Ordering::SeqCst) => Some(format!(
+                "cannot record what the tasks of `{job}` read and wrote in the state: {e}; they will run again next time"
+            )),
+            Err(_) => None,
+        }
+    }
+}
+
+/// `path` made absolute against the current folder (a search compares with it).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What a task is, what happens to it and why, given what `memory` holds: done earlier
+/// (`--resume`), up to date (its `sources` and `outputs`), or run, with the reason.
+/// `item` is the label.
 pub fn decide(
     file: &JobFile,
-    job: &crate::jobfile::Job,
+    job: &Job,
     item: &str,
-    rendered: &crate::render::Rendered,
-    earlier: Option<&Index>,
-    resume: bool,
-) -> identity::TaskId {
-    let identity = identity::of(&file.dir, &job.name, item, rendered);
+    rendered: &Rendered,
+    memory: &Memory,
+) -> TaskId {
+    let identity = identity::of(&file.dir, &job.name, item, rendered, &memory.hashes);
     let key = identity::key(&job.name, item);
-    let verdict = earlier.map_or(journal::Verdict::NeverRan, |index| {
-        index.verdict(identity, key)
-    });
-    let reason = match verdict {
-        // Its output is a stream, not a stored result: it runs again.
-        journal::Verdict::Done if job.to.is_some() => "its stdout feeds a queue: it runs again",
-        journal::Verdict::Done if job.is_streaming() => "it reads a queue on stdin: it runs again",
-        journal::Verdict::Done if resume => DONE_EARLIER,
-        journal::Verdict::Done => "succeeded earlier; runs again without --resume",
-        other => other.reason(),
-    };
-    identity::TaskId {
+    let verdict = memory
+        .index
+        .as_ref()
+        .map_or(Verdict::NeverRan, |index| index.verdict(identity, key));
+    let id = |action, reason: &str, inputs| TaskId {
         identity,
         key,
+        action,
         reason: reason.to_string(),
+        inputs,
+    };
+    // Its output is a stream, not a stored result: it runs again.
+    let streams = if job.to.is_some() {
+        Some("its stdout feeds a queue: it runs again")
+    } else if job.is_streaming() {
+        Some("it reads a queue on stdin: it runs again")
+    } else {
+        None
+    };
+    if let Some(why) = streams {
+        if verdict == Verdict::Done || !job.sources.is_empty() {
+            return id(Action::Run, why, None);
+        }
+    }
+    if memory.force && job.sources.is_empty() {
+        return id(Action::Run, "forced", None);
+    }
+    if job.sources.is_empty() {
+        return match verdict {
+            Verdict::Done if memory.resume => id(Action::DoneEarlier, DONE_EARLIER, None),
+            Verdict::Done => id(Action::Run, "succeeded earlier; runs again without --resume", None),
+            other => id(Action::Run, other.reason(), None),
+        };
+    }
+    let no_stamp = match verdict {
+        Verdict::Done => "its sources were not recorded",
+        other => other.reason(),
+    };
+    let seen = Seen {
+        stamps: memory.stamps.as_ref(),
+        hashes: &memory.hashes,
+        skip: &memory.skip,
+    };
+    let look = uptodate::look(&seen, rendered, identity, key, memory.force, no_stamp);
+    let inputs = Some(Arc::new(Inputs {
+        sources: look.sources,
+        refreshed: look.refreshed,
+        problem: look.problem,
+    }));
+    match look.reason {
+        None if memory.resume && verdict == Verdict::Done => {
+            id(Action::DoneEarlier, DONE_EARLIER, inputs)
+        }
+        None => id(Action::UpToDate, uptodate::UP_TO_DATE, inputs),
+        Some(reason) => id(Action::Run, &reason, inputs),
     }
 }
 
@@ -67,6 +207,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// `--resume`.
     pub resume: bool,
+    /// `--force`.
+    pub force: bool,
 }
 
 /// A run's state: the journal it writes (none when the state cannot be used), the

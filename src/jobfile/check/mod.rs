@@ -16,6 +16,7 @@
 //! `cwd`, `timeout`, `retries`, `success_codes`).
 
 mod fields;
+mod files;
 mod inputs;
 mod process;
 
@@ -243,6 +244,8 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|c| self.positive(c, "concurrency"));
         let success_codes = self.success_codes(job.success_codes.as_ref());
+        let sources = self.patterns(job.sources.as_ref(), "sources");
+        let outputs = self.patterns(job.outputs.as_ref(), "outputs");
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -268,6 +271,8 @@ impl Checker<'_> {
             success_codes,
             allow_failure: job.allow_failure.unwrap_or(false),
             local: job.local.unwrap_or(false),
+            sources,
+            outputs,
         }
     }
 

@@ -1,0 +1,51 @@
+//! `sources` and `outputs`: arrays of glob patterns, each a template (placeholders are
+//! allowed, and the values inserted are matched literally), each checked to parse as a
+//! pattern once its placeholders are filled in.
+
+use super::Checker;
+use crate::jobfile::raw::Name;
+use crate::template::{Quoting, Template, Values};
+use toml::Spanned;
+
+impl Checker<'_> {
+    /// The patterns of `key` (`sources` or `outputs`), as templates.
+    pub(super) fn patterns(
+        &mut self,
+        raw: Option<&Spanned<Vec<Name>>>,
+        key: &str,
+    ) -> Vec<Template> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        if raw.get_ref().is_empty() {
+            let what = if key == "sources" { "reads" } else { "writes" };
+            self.error(
+                format!("`{key}` is empty: list the files each task {what} (such as \"src/**/*.rs\"), or leave the key out"),
+                raw.span(),
+            );
+        }
+        let mut patterns = Vec::new();
+        for text in raw.get_ref() {
+            let Some(template) = self.template(text) else {
+                continue;
+            };
+            // The values are matched literally: any stands for all of them here.
+            let values = Values {
+                item: "item",
+                index: 0,
+                job: &self.job_name,
+                fields: &[],
+            };
+            let rendered = template.render(&values, Quoting::Glob);
+            if let Err(why) = crate::pattern::parse(&rendered) {
+                self.error(
+                    format!("`{key}`: {:?} is not a glob pattern: {why}", text.get_ref()),
+                    text.span(),
+                );
+                continue;
+            }
+            patterns.push(template);
+        }
+        patterns
+    }
+}

@@ -1,0 +1,135 @@
+//! The glob patterns of `sources` and `outputs`, after their placeholders were rendered:
+//! each split into the folder a search starts from (its leading components without a
+//! metacharacter) and a matcher for the rest, so that `data/{item}.csv` is one `stat`
+//! and `src/**/*.rs` walks `src/` only.
+//!
+//! The syntax is `globset`'s, with `*` and `?` never matching `/`, `**` matching any
+//! number of folders, `[…]` classes, `{a,b}` alternatives and `\` escaping the next
+//! character. Paths are relative to the task's cwd; absolute ones and `..` are allowed.
+//! No I/O here: `jobfile` checks patterns with [`parse`] at load time, and
+//! `state::files` searches with them.
+
+use globset::{GlobBuilder, GlobMatcher};
+use std::path::{Component, Path, PathBuf};
+
+/// A pattern, parsed.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// Where a search starts, relative to the task's cwd (or absolute); the path itself
+    /// when the pattern has no metacharacter. `.` components are dropped.
+    pub base: PathBuf,
+    /// The rest, matched against paths relative to `base`; `None` for a plain path.
+    pub glob: Option<GlobMatcher>,
+    /// How many folders below `base` a match can be (`None`: any, for `**`).
+    pub depth: Option<usize>,
+}
+
+/// Characters that make a component a pattern rather than a name.
+const META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+
+/// Parses `text`: an error says what is wrong with it, in globset's words.
+pub fn parse(text: &str) -> Result<Pattern, String> {
+    if text.is_empty() {
+        return Err("the pattern is empty".to_string());
+    }
+    let absolute = text.starts_with('/');
+    let parts: Vec<&str> = text
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let literal = parts
+        .iter()
+        .position(|p| p.contains(META))
+        .unwrap_or(parts.len());
+    let mut base = PathBuf::from(if absolute { "/" } else { "" });
+    for part in &parts[..literal] {
+        base.push(part);
+    }
+    if literal == parts.len() {
+        return Ok(Pattern {
+            base,
+            glob: None,
+            depth: Some(0),
+        });
+    }
+    let rest = parts[literal..].join("/");
+    let glob = GlobBuilder::new(&rest)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| e.kind().to_string())?;
+    let depth = (!parts[literal..].iter().any(|p| p.contains("**")))
+        .then_some(parts.len() - literal);
+    Ok(Pattern {
+        base,
+        glob: Some(glob.compile_matcher()),
+        depth,
+    })
+}
+
+/// A path as a pattern's matches are named: its components joined by `/`, without `.`.
+pub fn shown(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => out.push('/'),
+            Component::CurDir => {}
+            other => {
+                if !out.is_empty() && !out.ends_with('/') {
+                    out.push('/');
+                }
+                out.push_str(&other.as_os_str().to_string_lossy());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_starts_its_search_at_its_literal_folders() {
+        let p = parse("data/in/*.csv").unwrap();
+        assert_eq!(p.base, PathBuf::from("data/in"));
+        assert_eq!(p.depth, Some(1));
+        assert!(p.glob.as_ref().unwrap().is_match("a.csv"));
+        assert!(!p.glob.as_ref().unwrap().is_match("sub/a.csv"));
+        let p = parse("./src/**/*.rs").unwrap();
+        assert_eq!(p.base, PathBuf::from("src"));
+        assert_eq!(p.depth, None);
+        assert!(p.glob.as_ref().unwrap().is_match("a/b/c.rs"));
+        assert!(p.glob.as_ref().unwrap().is_match("c.rs"));
+        let p = parse("../shared/x.txt").unwrap();
+        assert_eq!(p.base, PathBuf::from("../shared/x.txt"));
+        assert!(p.glob.is_none());
+        let p = parse("/etc/*.conf").unwrap();
+        assert_eq!(p.base, PathBuf::from("/etc"));
+        let p = parse("*.{c,h}").unwrap();
+        assert_eq!(p.base, PathBuf::from(""));
+        assert!(p.glob.as_ref().unwrap().is_match("x.h"));
+    }
+
+    #[test]
+    fn an_escaped_item_matches_only_itself() {
+        let item = globset::escape("a*[b].csv");
+        let p = parse(&format!("in/{item}")).unwrap();
+        assert!(p.glob.as_ref().unwrap().is_match("a*[b].csv"));
+        assert!(!p.glob.as_ref().unwrap().is_match("axb.csv"));
+    }
+
+    #[test]
+    fn a_broken_pattern_says_why() {
+        assert!(parse("src/[a").unwrap_err().contains("unclosed character class"));
+        assert!(parse("{a,b").unwrap_err().contains("unclosed"));
+        assert_eq!(parse("").unwrap_err(), "the pattern is empty");
+    }
+
+    #[test]
+    fn shown_paths_drop_dots() {
+        assert_eq!(shown(Path::new("./a/./b.txt")), "a/b.txt");
+        assert_eq!(shown(Path::new("/x/y")), "/x/y");
+        assert_eq!(shown(Path::new("../x")), "../x");
+    }
+}

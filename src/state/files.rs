@@ -1,0 +1,312 @@
+//! Files a task names (`sources`, `outputs`, a stdin file): found by their patterns, and
+//! hashed by content (BLAKE3) with a cache keyed by what `stat` says (path, size, mtime,
+//! inode), so that a file whose `stat` did not change is not read again.
+//!
+//! A stat is trusted only when the file's mtime was at least [`RACY`] older than the
+//! moment it was hashed: a file changed again within the file system's timestamp
+//! granularity, at the same size, would otherwise keep its old hash (git's "racily
+//! clean" entries). An untrusted one is simply hashed again next time.
+//!
+//! A search follows the pattern's literal folders, walks only as deep as the pattern can
+//! match, and never enters `.git` or the runner's own state folder. Symbolic links count
+//! as the file they point to; one that points nowhere, or a folder named as a file, is a
+//! problem (said in the task's reason), never a silent skip.
+
+use crate::pattern::{self, Pattern};
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How much older than its hashing a file's mtime must be for its stat to be trusted.
+pub const RACY: Duration = Duration::from_secs(2);
+
+/// What `stat` says of a file: the cache's key (with the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stat {
+    #[serde(rename = "n")]
+    pub size: u64,
+    /// Nanoseconds since the epoch.
+    #[serde(rename = "m")]
+    pub mtime: i64,
+    #[serde(rename = "i")]
+    pub ino: u64,
+}
+
+impl Stat {
+    pub fn of(m: &std::fs::Metadata) -> Stat {
+        Stat {
+            size: m.size(),
+            mtime: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            ino: m.ino(),
+        }
+    }
+
+    /// Whether the file was last changed long enough before `now` to trust this stat.
+    pub fn settled(&self, now: SystemTime) -> bool {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        self.mtime < now - RACY.as_nanos() as i64
+    }
+}
+
+/// One file a search found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// As the reasons name it: relative to the task's cwd (or absolute, as the pattern
+    /// was), `/`-separated.
+    pub name: String,
+    pub path: PathBuf,
+    pub stat: Stat,
+}
+
+/// What a search of some patterns found: the files (sorted by name, each once), the
+/// first pattern that matched nothing, and what could not be looked at.
+#[derive(Debug, Default)]
+pub struct Matched {
+    pub files: Vec<Found>,
+    pub unmatched: Option<String>,
+    pub problems: Vec<String>,
+}
+
+/// The files `patterns` match in `cwd`. `skip`: folders never entered (the state).
+pub fn find(cwd: &Path, patterns: &[String], skip: &[PathBuf]) -> Matched {
+    let mut matched = Matched::default();
+    for text in patterns {
+        let before = matched.files.len() + matched.problems.len();
+        match pattern::parse(text) {
+            Ok(p) => search(cwd, &p, skip, &mut matched),
+            // Checked at load; rendered values are escaped, so this cannot happen.
+            Err(why) => matched
+                .problems
+                .push(format!("the pattern {text:?} is not a glob pattern: {why}")),
+        }
+        if matched.files.len() + matched.problems.len() == before && matched.unmatched.is_none()
+        {
+            matched.unmatched = Some(text.clone());
+        }
+    }
+    matched.files.sort_by(|a, b| a.name.cmp(&b.name));
+    matched.files.dedup_by(|a, b| a.name == b.name);
+    matched
+}
+
+fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
+    let base = cwd.join(&p.base);
+    let base = std::path::absolute(&base).unwrap_or(base);
+    let name_of = |rel: &Path| pattern::shown(&p.base.join(rel));
+    let Some(glob) = &p.glob else {
+        // A plain path: one stat.
+        match file_at(&base) {
+            Ok(Some(stat)) => matched.files.push(Found {
+                name: name_of(Path::new("")),
+                path: base,
+                stat,
+            }),
+            Ok(None) => {}
+            Err(why) => matched
+                .problems
+                .push(format!("{}: {why}", name_of(Path::new("")))),
+        }
+        return;
+    };
+    if !base.is_dir() {
+        return;
+    }
+    let mut walk = walkdir::WalkDir::new(&base).min_depth(1).follow_links(false);
+    if let Some(depth) = p.depth {
+        walk = walk.max_depth(depth);
+    }
+    let walk = walk.into_iter().filter_entry(|e| {
+        !(e.file_type().is_dir()
+            && (e.file_name() == ".git" || skip.iter().any(|s| s == e.path())))
+    });
+    for entry in walk {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let at = e
+                    .path()
+                    .and_then(|p| p.strip_prefix(&base).ok())
+                    .map(name_of)
+                    .unwrap_or_else(|| name_of(Path::new("")));
+                let why = e
+                    .io_error()
+                    .map_or_else(|| e.to_string(), |io| io.kind().to_string());
+                matched.problems.push(format!("{at}: {why}"));
+                continue;
+            }
+        };
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(&base).unwrap_or(entry.path());
+        if !glob.is_match(rel) {
+            continue;
+        }
+        let stat = if entry.file_type().is_symlink() {
+            match std::fs::metadata(entry.path()) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => Stat::of(&m),
+                Err(_) => {
+                    matched
+                        .problems
+                        .push(format!("{}: a symbolic link to nothing", name_of(rel)));
+                    continue;
+                }
+            }
+        } else {
+            match entry.metadata() {
+                Ok(m) => Stat::of(&m),
+                Err(e) => {
+                    matched.problems.push(format!("{}: {e}", name_of(rel)));
+                    continue;
+                }
+            }
+        };
+        matched.files.push(Found {
+            name: name_of(rel),
+            path: entry.into_path(),
+            stat,
+        });
+    }
+}
+
+/// A plain path's stat: `None` when nothing is there; an error for a folder or a link
+/// to nothing.
+fn file_at(path: &Path) -> Result<Option<Stat>, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err("a folder, not a file (name its files, such as \"DIR/**\")".into()),
+        Ok(m) => Ok(Some(Stat::of(&m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                Err("a symbolic link to nothing".into())
+            } else {
+                Ok(None)
+            }
+        }
+        Err(e) => Err(e.kind().to_string()),
+    }
+}
+
+/// A 32-byte BLAKE3 hash.
+pub type Hash = [u8; 32];
+
+/// Content hashes learnt during one run, by path and stat: a file several tasks read is
+/// read once. Bounded: past [`Hashes::LIMIT`] files it stops learning.
+#[derive(Debug, Default)]
+pub struct Hashes {
+    known: Mutex<HashMap<PathBuf, (Stat, Hash)>>,
+}
+
+impl Hashes {
+    pub const LIMIT: usize = 200_000;
+
+    /// The content hash of the file at `path`, whose stat is `stat`.
+    pub fn hash(&self, path: &Path, stat: &Stat) -> std::io::Result<Hash> {
+        let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, hash)) = lock().get(path) {
+            if known == stat {
+                return Ok(*hash);
+            }
+        }
+        let hash = *content_hash(path)?.as_bytes();
+        if stat.settled(SystemTime::now()) {
+            let mut known = lock();
+            if known.len() < Self::LIMIT {
+                known.insert(path.to_path_buf(), (*stat, hash));
+            }
+        }
+        Ok(hash)
+    }
+
+    /// The content hash of the file at `path`, stat'ed first.
+    #[cfg(test)]
+    pub fn hash_file(&self, path: &Path) -> std::io::Result<Hash> {
+        let stat = Stat::of(&std::fs::metadata(path)?);
+        self.hash(path, &stat)
+    }
+}
+
+/// A file's content hash, read in blocks (never whole in memory). Opened without
+/// waiting (a FIFO swapped in would otherwise block).
+pub fn content_hash(path: &Path) -> std::io::Result<blake3::Hash> {
+    let mut file = crate::sys::open_stdin_file(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(m: &Matched) -> Vec<&str> {
+        m.files.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn patterns_find_files_each_once_sorted_and_say_which_matched_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("src/deep/er")).unwrap();
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        std::fs::create_dir_all(d.join(".runner")).unwrap();
+        for f in ["src/b.rs", "src/a.rs", "src/deep/er/c.rs", "src/x.txt", ".git/a.rs", ".runner/a.rs", "top.rs"] {
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        let pats = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let skip = [d.join(".runner")];
+        let m = find(d, &pats(&["src/*.rs", "src/**/*.rs", "./top.rs"]), &skip);
+        assert_eq!(names(&m), ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]);
+        assert!(m.unmatched.is_none() && m.problems.is_empty());
+        let m = find(d, &pats(&["**/*.rs"]), &skip);
+        assert_eq!(names(&m), ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]);
+        let m = find(d, &pats(&["src/*.rs", "data/*.csv", "nope.txt"]), &skip);
+        assert_eq!(m.unmatched.as_deref(), Some("data/*.csv"));
+    }
+
+    #[test]
+    fn a_folder_or_a_dangling_link_is_a_problem_not_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("data")).unwrap();
+        std::os::unix::fs::symlink(d.join("gone"), d.join("data/link.csv")).unwrap();
+        let m = find(d, &["data".to_string()], &[]);
+        assert!(m.problems[0].starts_with("data: a folder"), "{m:?}");
+        let m = find(d, &["data/*.csv".to_string()], &[]);
+        assert_eq!(m.problems, ["data/link.csv: a symbolic link to nothing"]);
+        let m = find(d, &["data/link.csv".to_string()], &[]);
+        assert_eq!(m.problems, ["data/link.csv: a symbolic link to nothing"]);
+    }
+
+    #[test]
+    fn a_hash_is_learnt_once_per_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let hashes = Hashes::default();
+        let first = hashes.hash_file(&path).unwrap();
+        assert_eq!(first, *blake3::hash(b"one").as_bytes());
+        // Too fresh to be trusted: not learnt, so a same-size change is still seen.
+        std::fs::write(&path, "two").unwrap();
+        assert_eq!(hashes.hash_file(&path).unwrap(), *blake3::hash(b"two").as_bytes());
+        // A settled file is learnt: a stat that did not change is not read again.
+        let old = std::fs::File::options().write(true).open(&path).unwrap();
+        old.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+        let stat = Stat::of(&std::fs::metadata(&path).unwrap());
+        hashes.hash(&path, &stat).unwrap();
+        let fake = Stat { ..stat };
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(hashes.hash(&path, &fake).unwrap(), *blake3::hash(b"two").as_bytes());
+    }
+}

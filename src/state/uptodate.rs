@@ -1,0 +1,445 @@
+//! Up to date: a task of a job with `sources` need not run when an earlier success of
+//! the same task (the same identity) recorded, before it ran, the same set of source
+//! files with the same contents, and, after it ran, outputs that are all still there,
+//! unchanged. Content, never modification times: a fresh clone with a restored state
+//! folder is up to date.
+//!
+//! Each task (job and label: its key) has one *stamp* in the state folder,
+//! `stamps/KK/KEY` (KK: the key's first two hex digits): a header line, then one line per
+//! source and per output file (its name, BLAKE3 hash and, when settled, its stat, which
+//! lets the next run skip reading it). A success writes the stamp; a failure replaces it
+//! with a "failed" one (so a failed task never passes for up to date on the strength of
+//! an older success); a stopped task leaves it alone. Written whole (a temporary file
+//! renamed), so a reader never sees half of one; one that does not read is no stamp.
+
+use super::files::{self, Found, Hash, Hashes, Stat};
+use super::identity::Identity;
+use crate::render::Rendered;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub const FORMAT: u32 = 1;
+
+/// The reason of a task that need not run.
+pub const UP_TO_DATE: &str = "up to date";
+
+/// How many file names a reason lists before it counts the rest.
+const NAMED: usize = 3;
+
+/// One file as a stamp records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    #[serde(rename = "p")]
+    pub name: String,
+    #[serde(rename = "h", with = "hex")]
+    pub hash: Hash,
+    /// Its stat when it was hashed, if the file had settled by then.
+    #[serde(rename = "s")]
+    pub stat: Option<Stat>,
+}
+
+impl FileRecord {
+    fn new(found: &Found, hash: Hash, now: SystemTime) -> FileRecord {
+        FileRecord {
+            name: found.name.clone(),
+            hash,
+            stat: found.stat.settled(now).then_some(found.stat),
+        }
+    }
+}
+
+/// A task's outputs as hashed after it succeeded, and where, when not here (a worker's
+/// `HOST:CWD`): outputs written elsewhere cannot be looked at, only trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outputs {
+    pub files: Vec<FileRecord>,
+    pub elsewhere: Option<String>,
+}
+
+/// What the last run of a task left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub identity: Identity,
+    pub failed: bool,
+    pub sources: Vec<FileRecord>,
+    pub outputs: Outputs,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Head {
+    runner_stamp: u32,
+    identity: String,
+    job: String,
+    label: String,
+    failed: bool,
+    sources: u64,
+    outputs: u64,
+    elsewhere: Option<String>,
+}
+
+/// The stamps of one job file's tasks.
+#[derive(Debug, Clone)]
+pub struct Stamps {
+    dir: PathBuf,
+}
+
+impl Stamps {
+    /// The stamps in the state folder `state`.
+    pub fn new(state: &Path) -> Stamps {
+        Stamps {
+            dir: state.join("stamps"),
+        }
+    }
+
+    fn path(&self, key: u64) -> PathBuf {
+        let hex = format!("{key:016x}");
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    /// The stamp of the task `key`, if there is one that reads.
+    pub fn read(&self, key: u64) -> Option<Stamp> {
+        let file = std::fs::File::open(self.path(key)).ok()?;
+        let mut lines = BufReader::new(file).lines();
+        let head: Head = serde_json::from_str(&lines.next()?.ok()?).ok()?;
+        if head.runner_stamp != FORMAT {
+            return None;
+        }
+        let mut records = |n: u64| -> Option<Vec<FileRecord>> {
+            (0..n)
+                .map(|_| serde_json::from_str(&lines.next()?.ok()?).ok())
+                .collect()
+        };
+        let sources = records(head.sources)?;
+        let outputs = records(head.outputs)?;
+        Some(Stamp {
+            identity: u128::from_str_radix(&head.identity, 16).ok()?,
+            failed: head.failed,
+            sources,
+            outputs: Outputs {
+                files: outputs,
+                elsewhere: head.elsewhere,
+            },
+        })
+    }
+
+    /// Writes the stamp of the task `key` (`job`, `label`: for a person reading it).
+    pub fn write(&self, key: u64, job: &str, label: &str, stamp: &Stamp) -> std::io::Result<()> {
+        let path = self.path(key);
+        let folder = path.parent().expect("a stamp is in a folder");
+        std::fs::create_dir_all(folder)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
+        {
+            let mut out = BufWriter::new(tmp.as_file_mut());
+            let head = Head {
+                runner_stamp: FORMAT,
+                identity: format!("{:032x}", stamp.identity),
+                job: job.to_string(),
+                label: label.to_string(),
+                failed: stamp.failed,
+                sources: stamp.sources.len() as u64,
+                outputs: stamp.outputs.files.len() as u64,
+                elsewhere: stamp.outputs.elsewhere.clone(),
+            };
+            serde_json::to_writer(&mut out, &head)?;
+            out.write_all(b"\n")?;
+            for record in stamp.sources.iter().chain(&stamp.outputs.files) {
+                serde_json::to_writer(&mut out, record)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// What looking at a task's sources and outputs found.
+#[derive(Debug, Default)]
+pub struct Look {
+    /// Why the task runs; `None`: it is up to date.
+    pub reason: Option<String>,
+    /// The sources as they are now, hashed, to be recorded if the task succeeds; `None`
+    /// when they cannot be (a pattern matched nothing, a file could not be read).
+    pub sources: Option<Vec<FileRecord>>,
+    /// Up to date, but some file's stat changed (touched, copied): the stamp to write
+    /// back, so that the next run need not read them again.
+    pub refreshed: Option<Stamp>,
+    /// A source or output that could not be read: said on stderr.
+    pub problem: Option<String>,
+}
+
+/// Where a look happens, and with what it compares.
+pub struct Seen<'a> {
+    pub stamps: Option<&'a Stamps>,
+    pub hashes: &'a Hashes,
+    /// Folders never searched (the state).
+    pub skip: &'a [PathBuf],
+}
+
+/// Looks at the task `rendered` (identity `identity`, key `key`): whether it is up to
+/// date, and if not, why. `force`: it runs whatever. `no_stamp`: the reason when it has
+/// no stamp (from the journal: `never ran`, `command changed`, `failed earlier`).
+pub fn look(
+    seen: &Seen<'_>,
+    rendered: &Rendered,
+    identity: Identity,
+    key: u64,
+    force: bool,
+    no_stamp: &str,
+) -> Look {
+    let found = files::find(&rendered.cwd, &rendered.sources, seen.skip);
+    if let Some(problem) = found.problems.first() {
+        return unreadable(format!("cannot read source {problem}"));
+    }
+    if let Some(pattern) = found.unmatched {
+        return Look {
+            reason: Some(format!("no file matches: {pattern}")),
+            ..Look::default()
+        };
+    }
+    let stamp = seen.stamps.and_then(|s| s.read(key));
+    let before = stamp.as_ref().map_or(&[][..], |s| &s.sources[..]);
+    let now = SystemTime::now();
+    let mut diff = Diff::default();
+    let mut sources = Vec::with_capacity(found.files.len());
+    let mut old = before.iter().peekable();
+    for file in &found.files {
+        while let Some(gone) = old.next_if(|o| o.name < file.name) {
+            diff.removed.push(gone.name.clone());
+        }
+        let earlier = old.next_if(|o| o.name == file.name);
+        let hash = match earlier {
+            Some(e) if e.stat == Some(file.stat) => e.hash,
+            _ => match seen.hashes.hash(&file.path, &file.stat) {
+                Ok(hash) => hash,
+                Err(e) => {
+                    return unreadable(format!("cannot read source {}: {}", file.name, e.kind()))
+                }
+            },
+        };
+        match earlier {
+            Some(e) if e.hash != hash => diff.changed.push(file.name.clone()),
+            Some(_) => {}
+            None => diff.added.push(file.name.clone()),
+        }
+        sources.push(FileRecord::new(file, hash, now));
+    }
+    diff.removed.extend(old.map(|o| o.name.clone()));
+    let mut look = Look::default();
+    let reason = match &stamp {
+        _ if force => Some("forced".to_string()),
+        None => Some(no_stamp.to_string()),
+        Some(s) if s.identity != identity => Some("command changed".to_string()),
+        Some(s) if s.failed => Some("failed earlier".to_string()),
+        Some(s) => diff.reason().or_else(|| {
+            let (reason, outputs) = look_at_outputs(seen, rendered, &s.outputs, now);
+            if reason.is_none() && (sources != s.sources || outputs != s.outputs) {
+                look.refreshed = Some(Stamp {
+                    identity,
+                    failed: false,
+                    sources: sources.clone(),
+                    outputs,
+                });
+            }
+            reason
+        }),
+    };
+    if let Some(reason) = &reason {
+        if reason.starts_with("cannot read") {
+            look.problem = Some(reason.clone());
+        }
+    }
+    look.reason = reason;
+    look.sources = Some(sources);
+    look
+}
+
+fn unreadable(reason: String) -> Look {
+    Look {
+        problem: Some(reason.clone()),
+        reason: Some(reason),
+        ..Look::default()
+    }
+}
+
+/// Whether the outputs `before` recorded are still there, unchanged, and every output
+/// pattern still matches: the reason if not, and the outputs with their stats as now.
+fn look_at_outputs(
+    seen: &Seen<'_>,
+    rendered: &Rendered,
+    before: &Outputs,
+    now: SystemTime,
+) -> (Option<String>, Outputs) {
+    let found = files::find(&rendered.cwd, &rendered.outputs, seen.skip);
+    let mut now_outputs = Outputs {
+        files: Vec::with_capacity(before.files.len()),
+        elsewhere: before.elsewhere.clone(),
+    };
+    if let Some(problem) = found.problems.first() {
+        return (Some(format!("cannot read output {problem}")), now_outputs);
+    }
+    // Written elsewhere: what is not here is trusted to be there.
+    let here = before.elsewhere.is_none();
+    if let (Some(pattern), true) = (&found.unmatched, here) {
+        return (Some(format!("output missing: {pattern}")), now_outputs);
+    }
+    for record in &before.files {
+        let Ok(i) = found.files.binary_search_by(|f| f.name.cmp(&record.name)) else {
+            if here {
+                return (Some(format!("output missing: {}", record.name)), now_outputs);
+            }
+            now_outputs.files.push(record.clone());
+            continue;
+        };
+        let file = &found.files[i];
+        let hash = if record.stat == Some(file.stat) {
+            record.hash
+        } else {
+            match seen.hashes.hash(&file.path, &file.stat) {
+                Ok(hash) => hash,
+                Err(e) => {
+                    let reason = format!("cannot read output {}: {}", file.name, e.kind());
+                    return (Some(reason), now_outputs);
+                }
+            }
+        };
+        if hash != record.hash {
+            return (Some(format!("output changed: {}", record.name)), now_outputs);
+        }
+        now_outputs.files.push(FileRecord::new(file, hash, now));
+    }
+    (None, now_outputs)
+}
+
+/// The outputs of a task that just succeeded in `rendered.cwd`, hashed, and the patterns
+/// that matched nothing (or could not be read), to be said.
+pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &[PathBuf]) -> (Outputs, Vec<String>) {
+    let found = files::find(&rendered.cwd, &rendered.outputs, skip);
+    let mut missing = found.problems;
+    missing.extend(found.unmatched);
+    let now = SystemTime::now();
+    let mut files = Vec::with_capacity(found.files.len());
+    for file in &found.files {
+        match hashes.hash(&file.path, &file.stat) {
+            Ok(hash) => files.push(FileRecord::new(file, hash, now)),
+            Err(e) => missing.push(format!("{}: {}", file.name, e.kind())),
+        }
+    }
+    (
+        Outputs {
+            files,
+            elsewhere: None,
+        },
+        missing,
+    )
+}
+
+/// Where outputs were written: `HOST:CWD` (the cwd made absolute).
+pub fn place(host: &str, cwd: &Path) -> String {
+    let cwd = std::path::absolute(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+    format!("{host}:{}", cwd.display())
+}
+
+/// How the sources differ from the stamp's.
+#[derive(Debug, Default)]
+struct Diff {
+    changed: Vec<String>,
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl Diff {
+    fn reason(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("source changed", &self.changed),
+            ("sources added", &self.added),
+            ("source removed", &self.removed),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what}: {}", listed(names)))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// `a, b, c and 4 more`.
+fn listed(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMED)].join(", ");
+    match names.len().saturating_sub(NAMED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+/// A hash as 64 hex digits.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hash: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&blake3::Hash::from_bytes(*hash).to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        blake3::Hash::from_hex(text.as_bytes())
+            .map(|h| *h.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_is_read_back_as_written_and_a_torn_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamps = Stamps::new(dir.path());
+        let record = |name: &str| FileRecord {
+            name: name.into(),
+            hash: *blake3::hash(name.as_bytes()).as_bytes(),
+            stat: Some(Stat {
+                size: 1,
+                mtime: 2,
+                ino: 3,
+            }),
+        };
+        let stamp = Stamp {
+            identity: 0xabc,
+            failed: false,
+            sources: vec![record("a"), record("b \"quoted\"\n")],
+            outputs: Outputs {
+                files: vec![FileRecord {
+                    stat: None,
+                    ..record("out")
+                }],
+                elsewhere: Some("host:/w".into()),
+            },
+        };
+        stamps.write(7, "j", "l", &stamp).unwrap();
+        assert_eq!(stamps.read(7), Some(stamp));
+        assert_eq!(stamps.read(8), None);
+        let path = stamps.path(7);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 10]).unwrap();
+        assert_eq!(stamps.read(7), None);
+    }
+
+    #[test]
+    fn reasons_name_a_few_files_and_count_the_rest() {
+        let names: Vec<String> = (1..=5).map(|i| format!("f{i}")).collect();
+        let diff = Diff {
+            changed: names[..1].to_vec(),
+            added: names.clone(),
+            removed: Vec::new(),
+        };
+        assert_eq!(
+            diff.reason().unwrap(),
+            "source changed: f1; sources added: f1, f2, f3 and 2 more"
+        );
+        assert_eq!(Diff::default().reason(), None);
+    }
+}
