@@ -58,8 +58,8 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
         .backslash_escape(true)
         .build()
         .map_err(|e| e.kind().to_string())?;
-    let depth = (!parts[literal..].iter().any(|p| p.contains("**")))
-        .then_some(parts.len() - literal);
+    let depth =
+        (!parts[literal..].iter().any(|p| p.contains("**"))).then_some(parts.len() - literal);
     Ok(Pattern {
         base,
         glob: Some(glob.compile_matcher()),
@@ -121,7 +121,9 @@ mod tests {
 
     #[test]
     fn a_broken_pattern_says_why() {
-        assert!(parse("src/[a").unwrap_err().contains("unclosed character class"));
+        assert!(parse("src/[a")
+            .unwrap_err()
+            .contains("unclosed character class"));
         assert!(parse("{a,b").unwrap_err().contains("unclosed"));
         assert_eq!(parse("").unwrap_err(), "the pattern is empty");
     }

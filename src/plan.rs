@@ -54,12 +54,7 @@ pub fn start_order(file: &JobFile) -> Vec<JobId> {
 }
 
 /// Writes the plan of `file` to `out`, as text or JSON.
-pub fn write(
-    file: &JobFile,
-    json: bool,
-    memory: &Memory,
-    out: &mut impl Write,
-) -> io::Result<()> {
+pub fn write(file: &JobFile, json: bool, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
     if json {
         write_json(file, memory, out)
     } else {
@@ -92,13 +87,7 @@ fn tasks<'a>(
     })
 }
 
-fn verdict(
-    file: &JobFile,
-    job: &Job,
-    item: &str,
-    rendered: &Rendered,
-    memory: &Memory,
-) -> Verdict {
+fn verdict(file: &JobFile, job: &Job, item: &str, rendered: &Rendered, memory: &Memory) -> Verdict {
     let id = state::decide(file, job, item, rendered, memory);
     Verdict {
         action: id.action.word(),

@@ -200,9 +200,12 @@ fn read_job<'i>(
     });
     let mut patterns = |key: &'static str| {
         keys.take(key).and_then(|(path, v)| {
-            r.array(&v, &path, "an array of glob patterns (strings)", |r, v, p| {
-                r.string(v, p, "a glob pattern (a string)")
-            })
+            r.array(
+                &v,
+                &path,
+                "an array of glob patterns (strings)",
+                |r, v, p| r.string(v, p, "a glob pattern (a string)"),
+            )
         })
     };
     let sources = patterns("sources");

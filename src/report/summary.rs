@@ -171,7 +171,11 @@ fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
             let _ = write!(line, ": {}", parts.join("; "));
         }
         if reasons.others > 0 {
-            let _ = write!(line, "; {} more (--report has every reason)", reasons.others);
+            let _ = write!(
+                line,
+                "; {} more (--report has every reason)",
+                reasons.others
+            );
         }
         let _ = writeln!(out, "{line}");
     }

@@ -53,13 +53,12 @@ impl Stat {
     }
 }
 
-/// One file a search found.
+/// One file a search found (at `cwd.join(name)`).
 #[derive(Debug, Clone)]
 pub struct Found {
     /// As the reasons name it: relative to the task's cwd (or absolute, as the pattern
     /// was), `/`-separated.
     pub name: String,
-    pub path: PathBuf,
     pub stat: Stat,
 }
 
@@ -84,8 +83,7 @@ pub fn find(cwd: &Path, patterns: &[String], skip: &[PathBuf]) -> Matched {
                 .problems
                 .push(format!("the pattern {text:?} is not a glob pattern: {why}")),
         }
-        if matched.files.len() + matched.problems.len() == before && matched.unmatched.is_none()
-        {
+        if matched.files.len() + matched.problems.len() == before && matched.unmatched.is_none() {
             matched.unmatched = Some(text.clone());
         }
     }
@@ -103,7 +101,6 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
         match file_at(&base) {
             Ok(Some(stat)) => matched.files.push(Found {
                 name: name_of(Path::new("")),
-                path: base,
                 stat,
             }),
             Ok(None) => {}
@@ -116,13 +113,14 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
     if !base.is_dir() {
         return;
     }
-    let mut walk = walkdir::WalkDir::new(&base).min_depth(1).follow_links(false);
+    let mut walk = walkdir::WalkDir::new(&base)
+        .min_depth(1)
+        .follow_links(false);
     if let Some(depth) = p.depth {
         walk = walk.max_depth(depth);
     }
     let walk = walk.into_iter().filter_entry(|e| {
-        !(e.file_type().is_dir()
-            && (e.file_name() == ".git" || skip.iter().any(|s| s == e.path())))
+        !(e.file_type().is_dir() && (e.file_name() == ".git" || skip.iter().any(|s| s == e.path())))
     });
     for entry in walk {
         let entry = match entry {
@@ -169,7 +167,6 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
         };
         matched.files.push(Found {
             name: name_of(rel),
-            path: entry.into_path(),
             stat,
         });
     }
@@ -179,7 +176,9 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
 /// to nothing.
 fn file_at(path: &Path) -> Result<Option<Stat>, String> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err("a folder, not a file (name its files, such as \"DIR/**\")".into()),
+        Ok(m) if m.is_dir() => {
+            Err("a folder, not a file (name its files, such as \"DIR/**\")".into())
+        }
         Ok(m) => Ok(Some(Stat::of(&m))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::symlink_metadata(path).is_ok() {
@@ -203,7 +202,7 @@ pub struct Hashes {
 }
 
 impl Hashes {
-    pub const LIMIT: usize = 200_000;
+    pub const LIMIT: usize = 20_000;
 
     /// The content hash of the file at `path`, whose stat is `stat`.
     pub fn hash(&self, path: &Path, stat: &Stat) -> std::io::Result<Hash> {
@@ -261,16 +260,30 @@ mod tests {
         std::fs::create_dir_all(d.join("src/deep/er")).unwrap();
         std::fs::create_dir_all(d.join(".git")).unwrap();
         std::fs::create_dir_all(d.join(".runner")).unwrap();
-        for f in ["src/b.rs", "src/a.rs", "src/deep/er/c.rs", "src/x.txt", ".git/a.rs", ".runner/a.rs", "top.rs"] {
+        for f in [
+            "src/b.rs",
+            "src/a.rs",
+            "src/deep/er/c.rs",
+            "src/x.txt",
+            ".git/a.rs",
+            ".runner/a.rs",
+            "top.rs",
+        ] {
             std::fs::write(d.join(f), f).unwrap();
         }
         let pats = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let skip = [d.join(".runner")];
         let m = find(d, &pats(&["src/*.rs", "src/**/*.rs", "./top.rs"]), &skip);
-        assert_eq!(names(&m), ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]);
+        assert_eq!(
+            names(&m),
+            ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]
+        );
         assert!(m.unmatched.is_none() && m.problems.is_empty());
         let m = find(d, &pats(&["**/*.rs"]), &skip);
-        assert_eq!(names(&m), ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]);
+        assert_eq!(
+            names(&m),
+            ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]
+        );
         let m = find(d, &pats(&["src/*.rs", "data/*.csv", "nope.txt"]), &skip);
         assert_eq!(m.unmatched.as_deref(), Some("data/*.csv"));
     }
@@ -299,14 +312,21 @@ mod tests {
         assert_eq!(first, *blake3::hash(b"one").as_bytes());
         // Too fresh to be trusted: not learnt, so a same-size change is still seen.
         std::fs::write(&path, "two").unwrap();
-        assert_eq!(hashes.hash_file(&path).unwrap(), *blake3::hash(b"two").as_bytes());
+        assert_eq!(
+            hashes.hash_file(&path).unwrap(),
+            *blake3::hash(b"two").as_bytes()
+        );
         // A settled file is learnt: a stat that did not change is not read again.
         let old = std::fs::File::options().write(true).open(&path).unwrap();
-        old.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+        old.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
         let stat = Stat::of(&std::fs::metadata(&path).unwrap());
         hashes.hash(&path, &stat).unwrap();
         let fake = Stat { ..stat };
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(hashes.hash(&path, &fake).unwrap(), *blake3::hash(b"two").as_bytes());
+        assert_eq!(
+            hashes.hash(&path, &fake).unwrap(),
+            *blake3::hash(b"two").as_bytes()
+        );
     }
 }

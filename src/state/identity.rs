@@ -9,8 +9,8 @@
 //! encode alike); 128 bits are kept. A second, shorter hash, the task's *key* (job and
 //! label only), tells "this item ran before, but as something else" (`command changed`).
 
-use crate::render::{Command, Rendered, Stdin};
 use super::files::{Hashes, Stat};
+use crate::render::{Command, Rendered, Stdin};
 use std::path::Path;
 
 /// 128 bits of a task's BLAKE3 identity.
@@ -176,22 +176,10 @@ mod tests {
     #[test]
     fn any_part_changes_the_identity() {
         let base = id("j", "a", &rendered(&["echo", "a"]));
-        assert_eq!(
-            base,
-            id("j", "a", &rendered(&["echo", "a"]))
-        );
-        assert_ne!(
-            base,
-            id("k", "a", &rendered(&["echo", "a"]))
-        );
-        assert_ne!(
-            base,
-            id("j", "b", &rendered(&["echo", "a"]))
-        );
-        assert_ne!(
-            base,
-            id("j", "a", &rendered(&["echo", "a", ""]))
-        );
+        assert_eq!(base, id("j", "a", &rendered(&["echo", "a"])));
+        assert_ne!(base, id("k", "a", &rendered(&["echo", "a"])));
+        assert_ne!(base, id("j", "b", &rendered(&["echo", "a"])));
+        assert_ne!(base, id("j", "a", &rendered(&["echo", "a", ""])));
         assert_ne!(base, id("j", "a", &rendered(&["echo a"])));
         let mut env = rendered(&["echo", "a"]);
         env.env.push(("X".into(), "1".into()));

@@ -111,7 +111,14 @@ impl Memory {
         self.write(stamps, id.key, &job.name, item, stamp)
     }
 
-    fn write(&self, stamps: &Stamps, key: u64, job: &str, item: &str, stamp: &Stamp) -> Option<String> {
+    fn write(
+        &self,
+        stamps: &Stamps,
+        key: u64,
+        job: &str,
+        item: &str,
+        stamp: &Stamp,
+    ) -> Option<String> {
         match stamps.write(key, job, item, stamp) {
             Ok(()) => None,
             Err(e) if !self.said.swap(true, Ordering::SeqCst) => Some(format!(
@@ -169,7 +176,11 @@ pub fn decide(
     if job.sources.is_empty() {
         return match verdict {
             Verdict::Done if memory.resume => id(Action::DoneEarlier, DONE_EARLIER, None),
-            Verdict::Done => id(Action::Run, "succeeded earlier; runs again without --resume", None),
+            Verdict::Done => id(
+                Action::Run,
+                "succeeded earlier; runs again without --resume",
+                None,
+            ),
             other => id(Action::Run, other.reason(), None),
         };
     }

@@ -161,7 +161,7 @@ pub struct Look {
     /// Why the task runs; `None`: it is up to date.
     pub reason: Option<String>,
     /// The sources as they are now, hashed, to be recorded if the task succeeds; `None`
-    /// when they cannot be (a pattern matched nothing, a file could not be read).
+    /// when they cannot be (a file could not be read).
     pub sources: Option<Vec<FileRecord>>,
     /// Up to date, but some file's stat changed (touched, copied): the stamp to write
     /// back, so that the next run need not read them again.
@@ -193,12 +193,6 @@ pub fn look(
     if let Some(problem) = found.problems.first() {
         return unreadable(format!("cannot read source {problem}"));
     }
-    if let Some(pattern) = found.unmatched {
-        return Look {
-            reason: Some(format!("no file matches: {pattern}")),
-            ..Look::default()
-        };
-    }
     let stamp = seen.stamps.and_then(|s| s.read(key));
     let before = stamp.as_ref().map_or(&[][..], |s| &s.sources[..]);
     let now = SystemTime::now();
@@ -212,7 +206,7 @@ pub fn look(
         let earlier = old.next_if(|o| o.name == file.name);
         let hash = match earlier {
             Some(e) if e.stat == Some(file.stat) => e.hash,
-            _ => match seen.hashes.hash(&file.path, &file.stat) {
+            _ => match seen.hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
                     return unreadable(format!("cannot read source {}: {}", file.name, e.kind()))
@@ -230,6 +224,11 @@ pub fn look(
     let mut look = Look::default();
     let reason = match &stamp {
         _ if force => Some("forced".to_string()),
+        // Recorded all the same: when a file comes, the reason names it.
+        _ if found.unmatched.is_some() => found
+            .unmatched
+            .as_ref()
+            .map(|pattern| format!("no file matches: {pattern}")),
         None => Some(no_stamp.to_string()),
         Some(s) if s.identity != identity => Some("command changed".to_string()),
         Some(s) if s.failed => Some("failed earlier".to_string()),
@@ -288,7 +287,10 @@ fn look_at_outputs(
     for record in &before.files {
         let Ok(i) = found.files.binary_search_by(|f| f.name.cmp(&record.name)) else {
             if here {
-                return (Some(format!("output missing: {}", record.name)), now_outputs);
+                return (
+                    Some(format!("output missing: {}", record.name)),
+                    now_outputs,
+                );
             }
             now_outputs.files.push(record.clone());
             continue;
@@ -297,7 +299,7 @@ fn look_at_outputs(
         let hash = if record.stat == Some(file.stat) {
             record.hash
         } else {
-            match seen.hashes.hash(&file.path, &file.stat) {
+            match seen.hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
                     let reason = format!("cannot read output {}: {}", file.name, e.kind());
@@ -306,7 +308,10 @@ fn look_at_outputs(
             }
         };
         if hash != record.hash {
-            return (Some(format!("output changed: {}", record.name)), now_outputs);
+            return (
+                Some(format!("output changed: {}", record.name)),
+                now_outputs,
+            );
         }
         now_outputs.files.push(FileRecord::new(file, hash, now));
     }
@@ -322,7 +327,7 @@ pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &[PathBuf]) -> (Outpu
     let now = SystemTime::now();
     let mut files = Vec::with_capacity(found.files.len());
     for file in &found.files {
-        match hashes.hash(&file.path, &file.stat) {
+        match hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
             Ok(hash) => files.push(FileRecord::new(file, hash, now)),
             Err(e) => missing.push(format!("{}: {}", file.name, e.kind())),
         }

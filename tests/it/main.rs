@@ -18,4 +18,5 @@ mod resume;
 mod running;
 mod secrets;
 mod terminal;
+mod uptodate;
 mod writes;

@@ -79,6 +79,19 @@ impl Test {
         t
     }
 
+    /// Like `new`, in cargo's temporary folder for tests (in the target folder): on this
+    /// machine's /tmp, creating many files costs twenty times as much.
+    pub fn new_in_target(jobfile: &str) -> Test {
+        let t = Test {
+            dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir"),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        };
+        t.write("jobs.toml", jobfile);
+        t
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -1,0 +1,414 @@
+//! Up to date by content (issue 15): `sources` and `outputs`, the stamps in the state
+//! folder, `--force`, and the reasons in the plan, the JSON report and the summary. Real
+//! files, real processes; what a test looks at is what ran (each task appends its item
+//! to `ran.log`), the report's statuses and reasons, and the summary's lines.
+
+use crate::util::Test;
+use serde_json::Value;
+use std::time::{Duration, SystemTime};
+
+/// Three items converted one file each, and a job that reads them all.
+const PIPELINE: &str = r#"
+[jobs.convert]
+items = ["a", "b", "c"]
+command = "tr a-z A-Z < in/{item}.txt > out/{item}.txt && echo convert:{item} >> ran.log"
+sources = ["in/{item}.txt"]
+outputs = ["out/{item}.txt"]
+
+[jobs.all]
+needs = ["convert"]
+command = "cat in/*.txt > all.txt && echo all >> ran.log"
+sources = ["in/*.txt"]
+outputs = ["all.txt"]
+"#;
+
+fn pipeline() -> Test {
+    let t = Test::new(PIPELINE);
+    for item in ["a", "b", "c"] {
+        t.write(&format!("in/{item}.txt"), &format!("data {item}\n"));
+    }
+    std::fs::create_dir_all(t.path("out")).unwrap();
+    t
+}
+
+/// Runs the file with a JSON report: what ran (in `ran.log`, which is then emptied),
+/// each task's (status, reason) by label, and the output.
+fn run(t: &Test, args: &[&str]) -> (Vec<String>, Vec<(String, String, String)>, String) {
+    let _ = std::fs::remove_file(t.path("ran.log"));
+    let mut all = vec!["run", "jobs.toml", "--report", "report.json"];
+    all.extend(args);
+    let out = t.run_with(&all);
+    out.assert_code(0);
+    let mut ran: Vec<String> = t.read("ran.log").lines().map(str::to_string).collect();
+    ran.sort();
+    let report: Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let tasks = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| {
+            let label = match task["item"].as_str() {
+                Some("") | None => task["job"].as_str().unwrap().to_string(),
+                Some(item) => format!("{}:{item}", task["job"].as_str().unwrap()),
+            };
+            (
+                label,
+                task["status"].as_str().unwrap().to_string(),
+                task["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (ran, tasks, out.stderr)
+}
+
+fn reason_of<'a>(tasks: &'a [(String, String, String)], label: &str) -> (&'a str, &'a str) {
+    let task = tasks
+        .iter()
+        .find(|t| t.0 == label)
+        .unwrap_or_else(|| panic!("no task {label} in {tasks:?}"));
+    (task.1.as_str(), task.2.as_str())
+}
+
+/// Sets a file's mtime without touching its content.
+fn touch(path: &std::path::Path, when: SystemTime) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(when).unwrap();
+}
+
+#[test]
+fn the_second_run_is_up_to_date_and_each_change_runs_only_what_it_touches() {
+    let t = pipeline();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["all", "convert:a", "convert:b", "convert:c"]);
+    assert_eq!(reason_of(&tasks, "convert:a"), ("succeeded", "never ran"));
+
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(reason_of(&tasks, "convert:b"), ("up_to_date", "up to date"));
+    assert_eq!(reason_of(&tasks, "all"), ("up_to_date", "up to date"));
+    assert!(stderr.contains("convert: 3 up to date, 0 ran"), "{stderr}");
+    assert!(stderr.contains("4 up to date"), "{stderr}");
+
+    // New mtimes, same content: still up to date.
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    for f in ["in/a.txt", "in/b.txt", "in/c.txt", "out/a.txt"] {
+        touch(&t.path(f), later);
+    }
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty(), "touched files ran {ran:?}");
+
+    // One byte of one source: its task runs, and the job reading every source.
+    t.write("in/b.txt", "data B\n");
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert_eq!(ran, ["all", "convert:b"]);
+    assert_eq!(
+        reason_of(&tasks, "convert:b"),
+        ("succeeded", "source changed: in/b.txt")
+    );
+    assert_eq!(reason_of(&tasks, "convert:a"), ("up_to_date", "up to date"));
+    assert!(
+        stderr.contains("convert: 2 up to date, 1 ran: source changed: in/b.txt"),
+        "{stderr}"
+    );
+
+    // A file added where a pattern looks.
+    t.write("in/d.txt", "data d\n");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["all"]);
+    assert_eq!(reason_of(&tasks, "all").1, "sources added: in/d.txt");
+    std::fs::remove_file(t.path("in/d.txt")).unwrap();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["all"]);
+    assert_eq!(reason_of(&tasks, "all").1, "source removed: in/d.txt");
+
+    // An output deleted, another edited.
+    std::fs::remove_file(t.path("out/a.txt")).unwrap();
+    t.write("out/c.txt", "tampered\n");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["convert:a", "convert:c"]);
+    assert_eq!(
+        reason_of(&tasks, "convert:a").1,
+        "output missing: out/a.txt"
+    );
+    assert_eq!(
+        reason_of(&tasks, "convert:c").1,
+        "output changed: out/c.txt"
+    );
+    assert_eq!(t.read("out/c.txt"), "DATA C\n");
+
+    // The command changed: its job's tasks run, the other job's do not.
+    t.write(
+        "jobs.toml",
+        &PIPELINE.replace("tr a-z A-Z", "tr 'a-z' 'A-Z'"),
+    );
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["convert:a", "convert:b", "convert:c"]);
+    assert_eq!(reason_of(&tasks, "convert:a").1, "command changed");
+    assert_eq!(reason_of(&tasks, "all").0, "up_to_date");
+}
+
+#[test]
+fn a_copied_project_with_its_state_is_still_up_to_date() {
+    let t = pipeline();
+    run(&t, &[]);
+    // New inodes and new mtimes (a fresh clone with a restored cache).
+    let copy = Test::new("");
+    copy_tree(t.dir.path(), copy.dir.path());
+    let (ran, tasks, _) = run(&copy, &[]);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert!(tasks.iter().all(|t| t.1 == "up_to_date"), "{tasks:?}");
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            touch(&target, SystemTime::now() + Duration::from_secs(60));
+        }
+    }
+}
+
+#[test]
+fn a_fan_out_of_100_with_3_inputs_changed_runs_3_tasks() {
+    let t = Test::new(
+        "[jobs.each]\nitems = { range = [0, 100] }\ncommand = 'echo {item} >> ran.log'\nsources = ['in/{item}.txt']\n",
+    );
+    for i in 0..100 {
+        t.write(&format!("in/{i}.txt"), &format!("{i}\n"));
+    }
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran.len(), 100);
+    for i in [7, 42, 99] {
+        t.write(&format!("in/{i}.txt"), "changed\n");
+    }
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert_eq!(ran, ["42", "7", "99"]);
+    assert_eq!(reason_of(&tasks, "each:42").1, "source changed: in/42.txt");
+    // Named in the order the tasks ended.
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("each: "))
+        .unwrap_or_else(|| panic!("no reasons line: {stderr}"));
+    assert!(
+        line.starts_with("each: 97 up to date, 3 ran: source changed: in/"),
+        "{line}"
+    );
+    for name in ["in/7.txt", "in/42.txt", "in/99.txt"] {
+        assert!(line.contains(name), "{line}");
+    }
+}
+
+#[test]
+fn force_runs_every_task_and_the_plan_tells_every_reason() {
+    let t = pipeline();
+    let plan = t.run_with(&["plan", "jobs.toml"]);
+    plan.assert_code(0)
+        .assert_stdout_has("convert:a  run (never ran)")
+        .assert_stdout_has("all  run (never ran)");
+    run(&t, &[]);
+    t.write("in/a.txt", "new\n");
+    let plan = t.run_with(&["plan", "jobs.toml"]);
+    plan.assert_code(0)
+        .assert_stdout_has("convert:a  run (source changed: in/a.txt)")
+        .assert_stdout_has("convert:b  up to date\n");
+    let json = t.run_with(&["plan", "jobs.toml", "--json"]);
+    let tasks: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    let b = tasks.iter().find(|t| t["item"] == "b").unwrap();
+    assert_eq!(
+        (&b["action"], &b["reason"]),
+        (&"up_to_date".into(), &"up to date".into())
+    );
+    let a = tasks.iter().find(|t| t["item"] == "a").unwrap();
+    assert_eq!(a["reason"], "source changed: in/a.txt");
+    // The plan read the state and wrote nothing: the run still sees the change.
+    let forced = t.run_with(&["plan", "jobs.toml", "--force"]);
+    forced.assert_stdout_has("convert:b  run (forced)");
+    let (ran, tasks, _) = run(&t, &["--force"]);
+    assert_eq!(ran, ["all", "convert:a", "convert:b", "convert:c"]);
+    assert_eq!(reason_of(&tasks, "convert:b"), ("succeeded", "forced"));
+    // Recorded as usual: the next run is up to date.
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty(), "{ran:?}");
+    t.run_with(&["run", "jobs.toml", "--force", "--resume"])
+        .assert_code(2)
+        .assert_stderr_has("cannot be used with");
+}
+
+#[test]
+fn a_source_that_cannot_be_read_is_said_and_its_task_runs_every_time() {
+    let t = Test::new(
+        "[jobs.read]\nitems = ['folder', 'dangling']\ncommand = 'echo {item} >> ran.log'\nsources = ['in/{item}']\n",
+    );
+    std::fs::create_dir_all(t.path("in/folder")).unwrap();
+    std::os::unix::fs::symlink(t.path("nowhere"), t.path("in/dangling")).unwrap();
+    for _ in 0..2 {
+        let (ran, tasks, stderr) = run(&t, &[]);
+        assert_eq!(ran, ["dangling", "folder"], "never wrongly up to date");
+        assert!(
+            reason_of(&tasks, "read:folder")
+                .1
+                .starts_with("cannot read source in/folder: a folder, not a file"),
+            "{tasks:?}"
+        );
+        assert_eq!(
+            reason_of(&tasks, "read:dangling").1,
+            "cannot read source in/dangling: a symbolic link to nothing"
+        );
+        assert!(
+            stderr.contains("read:dangling: cannot read source in/dangling: a symbolic link to nothing; it runs"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn unreadable_by_permissions_runs_with_a_message() {
+    // Root reads any file: nothing to test there.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    let t = Test::new("[jobs.read]\ncommand = 'echo x >> ran.log'\nsources = ['secret.txt']\n");
+    t.write("secret.txt", "s");
+    run(&t, &[]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path("secret.txt"), std::fs::Permissions::from_mode(0)).unwrap();
+    t.write(
+        "jobs.toml",
+        "[jobs.read]\ncommand = 'echo y >> ran.log'\nsources = ['secret.txt']\n",
+    );
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["y"]);
+    assert!(
+        reason_of(&tasks, "read").1.contains("permission denied"),
+        "{tasks:?}"
+    );
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_runs_and_names_the_pattern() {
+    let t = Test::new(
+        "[jobs.csv]\ncommand = 'echo csv >> ran.log'\nsources = ['data/*.csv', 'jobs.toml']\n",
+    );
+    for _ in 0..2 {
+        let (ran, tasks, _) = run(&t, &[]);
+        assert_eq!(ran, ["csv"]);
+        assert_eq!(reason_of(&tasks, "csv").1, "no file matches: data/*.csv");
+    }
+    t.write("data/x.csv", "1");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(
+        (ran.len(), reason_of(&tasks, "csv").1),
+        (1, "sources added: data/x.csv")
+    );
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty());
+}
+
+#[test]
+fn a_failed_task_runs_again_even_if_an_older_success_matches() {
+    let t = Test::new(
+        "[jobs.flaky]\ncommand = 'echo x >> ran.log; test ! -e fail'\nsources = ['in.txt']\n",
+    );
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    t.write("fail", "");
+    let out = t.run_with(&["run", "jobs.toml", "--force"]);
+    out.assert_code(1);
+    std::fs::remove_file(t.path("fail")).unwrap();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["x"]);
+    assert_eq!(reason_of(&tasks, "flaky").1, "failed earlier");
+}
+
+#[test]
+fn an_item_is_a_file_name_never_a_pattern() {
+    let t = Test::new(
+        "[jobs.each]\nitems = ['a*', 'ab']\ncommand = 'echo {item} >> ran.log'\nsources = ['in/{item}.txt']\n",
+    );
+    t.write("in/a*.txt", "star");
+    t.write("in/ab.txt", "ab");
+    run(&t, &[]);
+    t.write("in/ab.txt", "changed");
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran, ["ab"], "a* does not read ab.txt");
+}
+
+#[test]
+fn a_queue_producer_with_sources_always_runs() {
+    let t = Test::new(
+        "[jobs.list]\ncommand = 'echo p >> ran.log; echo one'\nto = 'q'\nsources = ['in.txt']\n\
+         [jobs.use]\nitems = { queue = 'q' }\ncommand = 'echo {item} >> ran.log'\nsources = ['in.txt']\n",
+    );
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["p"]);
+    assert_eq!(
+        reason_of(&tasks, "list").1,
+        "its stdout feeds a queue: it runs again"
+    );
+    assert_eq!(reason_of(&tasks, "use:one").0, "up_to_date");
+}
+
+#[test]
+fn sources_and_outputs_mistakes_are_load_errors_with_their_place() {
+    let cases = [
+        (
+            "sources = 'in.txt'",
+            "expected an array of glob patterns (strings)",
+        ),
+        ("sources = [1]", "expected a glob pattern (a string)"),
+        ("sources = []", "`sources` is empty"),
+        ("outputs = ['']", "the pattern is empty"),
+        (
+            "sources = ['src/[a']",
+            "is not a glob pattern: unclosed character class",
+        ),
+        ("sources = ['in/{itme}.txt']", "unknown placeholder"),
+    ];
+    for (line, message) in cases {
+        let t = Test::new(&format!("[jobs.a]\ncommand = 'true'\n{line}\n"));
+        let out = t.run_with(&["check", "jobs.toml"]);
+        out.assert_code(2).assert_stderr_has(message);
+        assert!(
+            out.stderr.contains("jobs.toml:3:"),
+            "{line}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_pattern_matching_100000_files_works_within_the_memory_bound() {
+    let t =
+        Test::new_in_target("[jobs.all]\ncommand = 'echo all >> ran.log'\nsources = ['many/**']\n");
+    for d in 0..100 {
+        let dir = t.path(&format!("many/{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..1000 {
+            std::fs::write(dir.join(format!("{f:03}.txt")), f.to_string()).unwrap();
+        }
+    }
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran, ["all"]);
+    t.write("many/50/500.txt", "changed");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["all"]);
+    assert_eq!(
+        reason_of(&tasks, "all").1,
+        "source changed: many/50/500.txt"
+    );
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty());
+    // The children of this test are the runs above: the largest one's peak.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
