@@ -1070,3 +1070,77 @@ fn a_coordinator_killed_mid_run_resumes_without_rerunning_what_succeeded() {
     }
     drop((w1, w2));
 }
+
+/// Issue 15: with `--broker`, the coordinator decides what is up to date (by its own
+/// sources) before it publishes; a worker in another folder sends its outputs' hashes
+/// with each result, and the coordinator records them as written there (they cannot be
+/// looked at from here, only trusted).
+#[test]
+fn the_coordinator_skips_up_to_date_tasks_and_records_the_workers_outputs() {
+    let redis = Redis::start(&[]);
+    let file = "[jobs.copy]\ncommand = 'mkdir -p out && cp in/{item}.txt out/{item}.txt && echo {item} >> ran.log'\nitems = { range = [0, 6] }\nsources = ['in/{item}.txt']\noutputs = ['out/{item}.txt']\n";
+    let t = Test::new(file);
+    // The worker's own copy of the project, in another folder.
+    let elsewhere = Test::new(file);
+    for i in 0..6 {
+        t.write(&format!("in/{i}.txt"), &format!("{i}\n"));
+        elsewhere.write(&format!("in/{i}.txt"), &format!("{i}\n"));
+    }
+    let w = Worker::start(&elsewhere, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let run = |t: &Test| {
+        let out = t.run_with(&[
+            "run",
+            "jobs.toml",
+            "--broker",
+            &redis.url(),
+            "--no-local",
+            "--report",
+            "report.json",
+        ]);
+        out.assert_code(0);
+        let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+        report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(run(&t).iter().all(|s| s == "succeeded"));
+    assert_eq!(elsewhere.lines_in("ran.log"), 6, "the worker ran them");
+    assert!(
+        !t.path("out").exists(),
+        "outputs stay where they were written"
+    );
+    // Each stamp holds the output's hash and where it was written.
+    let place = format!(
+        "{}:{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        elsewhere.dir.path().display()
+    );
+    let mut stamps = Vec::new();
+    for dir in std::fs::read_dir(t.path(".runner/jobs.toml/stamps")).unwrap() {
+        for stamp in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            stamps.push(std::fs::read_to_string(stamp.unwrap().path()).unwrap());
+        }
+    }
+    assert_eq!(stamps.len(), 6);
+    for stamp in &stamps {
+        assert!(
+            stamp.contains(&format!("\"elsewhere\":{place:?}")),
+            "{stamp}"
+        );
+        assert!(stamp.contains("{\"p\":\"out/"), "{stamp}");
+    }
+    // Nothing changed: nothing is published.
+    assert!(run(&t).iter().all(|s| s == "up_to_date"));
+    assert_eq!(elsewhere.lines_in("ran.log"), 6);
+    // One source changed where the coordinator looks: that task alone is published.
+    t.write("in/3.txt", "three\n");
+    let statuses = run(&t);
+    assert_eq!(statuses.iter().filter(|s| *s == "succeeded").count(), 1);
+    assert_eq!(elsewhere.read("ran.log").lines().last(), Some("3"));
+    drop(w);
+}
