@@ -228,6 +228,65 @@ def resume_workload(s, n, table):
     table.append((f"--resume of {n:,} items, 90 % done: the whole resumed run", "runner --resume", total, n / 10 / total, None))
 
 
+def sources_workload(s, n, table):
+    """`runner plan` on a job whose sources match n unchanged files of 10 KiB (100 MB at
+    10,000): cold (every file's stat differs from the stamp's, so every file is read and
+    hashed) and warm (the stat cache: nothing read), with the hashing rate next to b3sum
+    and sha256sum on the same files. The files are in the page cache in every case: cold
+    means the runner's cache, not the disk's. Made in target/, not /tmp: creating many
+    files in this machine's /tmp costs twenty times as much."""
+    base = tempfile.mkdtemp(prefix="bench-sources-", dir=os.path.join(ROOT, "target"))
+    try:
+        paths = []
+        for i in range(n):
+            folder = os.path.join(base, "data", f"{i // 100:03}")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{i:05}.bin")
+            with open(path, "wb") as f:
+                f.write(os.urandom(10 * 1024))
+            paths.append(path)
+        megabytes = n * 10 * 1024 / 1e6
+        job = os.path.join(base, "sources.toml")
+        with open(job, "w") as f:
+            f.write('[jobs.t]\ncommand = ["true"]\nsources = ["data/**"]\n')
+        state = os.path.join(base, "state")
+        # Two sets of mtimes, both settled (older than the racy window): the stamp is
+        # made with the first; the second makes every stat differ (cold).
+        warm_at, cold_at = time.time() - 3600, time.time() - 1800
+
+        def set_mtimes(t):
+            for p in paths:
+                os.utime(p, (t, t))
+
+        set_mtimes(warm_at)
+        subprocess.run([RUNNER, "-q", job, "--state", state], check=True, stdout=DEVNULL, stderr=DEVNULL)
+        plan = [RUNNER, "plan", job, "--state", state]
+        listing = subprocess.run(plan, check=True, capture_output=True, text=True).stdout
+        assert "up to date" in listing, listing
+        hashers = [name for name in ("b3sum", "sha256sum") if have(name)]
+        s.missing.extend(name for name in ("b3sum",) if not have(name))
+        times = {name: [] for name in ["runner plan, warm", "runner plan, cold", *hashers]}
+        for _ in range(s.rounds):
+            set_mtimes(cold_at)
+            times["runner plan, cold"].append(s.time(plan))
+            set_mtimes(warm_at)
+            times["runner plan, warm"].append(s.time(plan))
+            for name in hashers:
+                times[name].append(s.time(f"find {base}/data -type f -print0 | xargs -0 {name} > /dev/null"))
+        medians = {name: statistics.median(ts) for name, ts in times.items()}
+        for name, ts in times.items():
+            s.results.append(("sources", name, medians[name], {"runs": [round(t, 3) for t in ts]}))
+        reference = medians.get("b3sum") or medians.get("sha256sum")
+        what = f"plan, sources = {n:,} unchanged files ({megabytes:.0f} MB); rate in MB/s"
+        table.append((what, "runner plan, warm (stat cache)", medians["runner plan, warm"], None, None))
+        cold = medians["runner plan, cold"]
+        table.append((what, "runner plan, cold (all hashed)", cold, megabytes / cold, reference / cold if reference else None))
+        for name in hashers:
+            table.append((what, name, medians[name], megabytes / medians[name], None))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -314,7 +373,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources); prints, writes nothing")
     args = ap.parse_args()
     if args.debug and not args.smoke:
         ap.error("--debug measures nothing worth writing down; use it with --smoke")
@@ -325,9 +384,9 @@ def main():
     build(args.debug)
     rounds = 1 if args.smoke else args.rounds
     size = (
-        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200)
+        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200, sources=200)
         if args.smoke
-        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000)
+        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000, sources=10_000)
     )
     work = tempfile.mkdtemp(prefix="runner-bench-")
     s = Suite(rounds, args.smoke, work)
@@ -345,6 +404,8 @@ def main():
                 memory_by_items(s, size["mem"], memory)
             if "resume" in only:
                 resume_workload(s, size["resume"], table)
+            if "sources" in only:
+                sources_workload(s, size["sources"], table)
             args.smoke = True
             raise StopIteration
         for pool in (2, 8):
@@ -359,13 +420,14 @@ def main():
         journal_workload(s, size["spawn"], table)
         memory_by_items(s, size["mem"], memory)
         resume_workload(s, size["resume"], table)
+        sources_workload(s, size["sources"], table)
     except StopIteration:
         pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.time() - started
 
-    lines = ["| workload | tool | median | tasks (or lines)/s | ratio |", "|---|---|---:|---:|---:|"]
+    lines = ["| workload | tool | median | tasks (or lines, or MB)/s | ratio |", "|---|---|---:|---:|---:|"]
     for workload, name, t, rate, ratio in table:
         rate_s = f"{rate:,.0f}" if rate else "–"
         ratio_s = f"{ratio:.2f}" if ratio else "–"

@@ -31,7 +31,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use uptodate::{Seen, Stamp, Stamps};
+use uptodate::{Outputs, Seen, StampRef, Stamps};
 
 /// The reason of a task that succeeded in the run this one resumes.
 pub const DONE_EARLIER: &str = "done earlier";
@@ -84,22 +84,23 @@ impl Memory {
         if job.sources.is_empty() {
             return None;
         }
+        let none = Outputs::default();
         let stamp = match (r.status, &id.inputs) {
-            (Status::Succeeded, Some(inputs)) => Stamp {
+            (Status::Succeeded, Some(inputs)) => StampRef {
                 identity: id.identity,
                 failed: false,
-                sources: inputs.sources.clone()?,
-                outputs: r.outputs.clone().unwrap_or_default(),
+                sources: inputs.sources.as_deref()?,
+                outputs: r.outputs.as_ref().unwrap_or(&none),
             },
-            (Status::Failed, _) if !r.stopped => Stamp {
+            (Status::Failed, _) if !r.stopped => StampRef {
                 identity: id.identity,
                 failed: true,
-                sources: Vec::new(),
-                outputs: Default::default(),
+                sources: &[],
+                outputs: &none,
             },
             _ => return None,
         };
-        self.write(stamps, id.key, &job.name, &r.item, &stamp)
+        self.write(stamps, id.key, &job.name, &r.item, stamp)
     }
 
     /// Writes back the stamp of an up-to-date task whose files' stats changed.
@@ -108,7 +109,7 @@ impl Memory {
             return None;
         };
         let stamp = id.inputs.as_ref()?.refreshed.as_ref()?;
-        self.write(stamps, id.key, &job.name, item, stamp)
+        self.write(stamps, id.key, &job.name, item, stamp.parts())
     }
 
     fn write(
@@ -117,7 +118,7 @@ impl Memory {
         key: u64,
         job: &str,
         item: &str,
-        stamp: &Stamp,
+        stamp: StampRef<'_>,
     ) -> Option<String> {
         match stamps.write(key, job, item, stamp) {
             Ok(()) => None,

@@ -42,10 +42,14 @@ pub struct FileRecord {
 
 impl FileRecord {
     fn new(found: &Found, hash: Hash, now: SystemTime) -> FileRecord {
+        FileRecord::from(found.clone(), hash, now)
+    }
+
+    fn from(found: Found, hash: Hash, now: SystemTime) -> FileRecord {
         FileRecord {
-            name: found.name.clone(),
-            hash,
             stat: found.stat.settled(now).then_some(found.stat),
+            name: found.name,
+            hash,
         }
     }
 }
@@ -65,6 +69,26 @@ pub struct Stamp {
     pub failed: bool,
     pub sources: Vec<FileRecord>,
     pub outputs: Outputs,
+}
+
+/// A stamp's parts, borrowed: what is written.
+#[derive(Debug, Clone, Copy)]
+pub struct StampRef<'a> {
+    pub identity: Identity,
+    pub failed: bool,
+    pub sources: &'a [FileRecord],
+    pub outputs: &'a Outputs,
+}
+
+impl Stamp {
+    pub fn parts(&self) -> StampRef<'_> {
+        StampRef {
+            identity: self.identity,
+            failed: self.failed,
+            sources: &self.sources,
+            outputs: &self.outputs,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,7 +149,13 @@ impl Stamps {
     }
 
     /// Writes the stamp of the task `key` (`job`, `label`: for a person reading it).
-    pub fn write(&self, key: u64, job: &str, label: &str, stamp: &Stamp) -> std::io::Result<()> {
+    pub fn write(
+        &self,
+        key: u64,
+        job: &str,
+        label: &str,
+        stamp: StampRef<'_>,
+    ) -> std::io::Result<()> {
         let path = self.path(key);
         let folder = path.parent().expect("a stamp is in a folder");
         std::fs::create_dir_all(folder)?;
@@ -199,7 +229,7 @@ pub fn look(
     let mut diff = Diff::default();
     let mut sources = Vec::with_capacity(found.files.len());
     let mut old = before.iter().peekable();
-    for file in &found.files {
+    for file in found.files {
         while let Some(gone) = old.next_if(|o| o.name < file.name) {
             diff.removed.push(gone.name.clone());
         }
@@ -218,10 +248,11 @@ pub fn look(
             Some(_) => {}
             None => diff.added.push(file.name.clone()),
         }
-        sources.push(FileRecord::new(file, hash, now));
+        sources.push(FileRecord::from(file, hash, now));
     }
     diff.removed.extend(old.map(|o| o.name.clone()));
     let mut look = Look::default();
+    let mut refreshed_outputs = None;
     let reason = match &stamp {
         _ if force => Some("forced".to_string()),
         // Recorded all the same: when a file comes, the reason names it.
@@ -235,16 +266,21 @@ pub fn look(
         Some(s) => diff.reason().or_else(|| {
             let (reason, outputs) = look_at_outputs(seen, rendered, &s.outputs, now);
             if reason.is_none() && (sources != s.sources || outputs != s.outputs) {
-                look.refreshed = Some(Stamp {
-                    identity,
-                    failed: false,
-                    sources: sources.clone(),
-                    outputs,
-                });
+                refreshed_outputs = Some(outputs);
             }
             reason
         }),
     };
+    // Up to date: the sources are not needed again, unless their stats changed.
+    if reason.is_none() {
+        look.refreshed = refreshed_outputs.map(|outputs| Stamp {
+            identity,
+            failed: false,
+            sources,
+            outputs,
+        });
+        return look;
+    }
     if let Some(reason) = &reason {
         if reason.starts_with("cannot read") {
             look.problem = Some(reason.clone());
@@ -424,7 +460,7 @@ mod tests {
                 elsewhere: Some("host:/w".into()),
             },
         };
-        stamps.write(7, "j", "l", &stamp).unwrap();
+        stamps.write(7, "j", "l", stamp.parts()).unwrap();
         assert_eq!(stamps.read(7), Some(stamp));
         assert_eq!(stamps.read(8), None);
         let path = stamps.path(7);
