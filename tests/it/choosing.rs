@@ -600,7 +600,9 @@ fn docs_show_the_plan_of_every_shipped_file() {
     let shown = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         shown == doc,
-        "docs/plans.md is out of date: run RUNNER_BLESS=1 cargo nextest run docs_show_the_plan"
+        "docs/plans.md is out of date: run RUNNER_BLESS=1 cargo nextest run docs_show_the_plan \
+         (a plan depends on the files there: if you ran examples/pipeline.toml in place, \
+         delete examples/out first)"
     );
 }
 

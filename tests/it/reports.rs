@@ -282,7 +282,7 @@ fn every_outcome(args: &[&str]) -> (Test, String) {
 
 /// `xmllint --noout --schema tests/junit-10.xsd FILE` must pass.
 #[track_caller]
-fn assert_valid_junit(file: &Path) {
+pub(crate) fn assert_valid_junit(file: &Path) {
     let schema = root().join("tests/junit-10.xsd");
     let out = match Command::new("xmllint")
         .arg("--noout")

@@ -412,3 +412,33 @@ fn a_pattern_matching_100000_files_works_within_the_memory_bound() {
     let peak_mib = usage.ru_maxrss / 1024;
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
 }
+
+/// docs/state.md's example, run as the docs show it: the shipped `examples/pipeline.toml`
+/// and its data, in a copy; the JUnit report of an up-to-date run is valid and says so.
+#[test]
+fn the_pipeline_example_does_what_the_docs_say() {
+    let t = Test::new(
+        &std::fs::read_to_string(crate::util::root().join("examples/pipeline.toml")).unwrap(),
+    );
+    std::fs::create_dir(t.path("data")).unwrap();
+    for entry in std::fs::read_dir(crate::util::root().join("examples/data")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), t.path("data").join(entry.file_name())).unwrap();
+    }
+    t.run_with(&["run", "jobs.toml"]).assert_code(0);
+    assert_eq!(t.read("out/report.txt"), "total 26\n");
+    let out = t.run_with(&["run", "jobs.toml", "--junit", "junit.xml"]);
+    out.assert_code(0)
+        .assert_stderr_has("sum: 3 up to date, 0 ran\n")
+        .assert_stderr_has("report: 1 up to date, 0 ran\n");
+    crate::reports::assert_valid_junit(&t.path("junit.xml"));
+    assert!(t.read("junit.xml").contains("<system-out>up to date: "));
+    let mut day = t.read("data/2026-11-02.csv");
+    day.push_str("x,5\n");
+    t.write("data/2026-11-02.csv", &day);
+    t.run_with(&["run", "jobs.toml"])
+        .assert_code(0)
+        .assert_stderr_has("sum: 2 up to date, 1 ran: source changed: data/2026-11-02.csv\n")
+        .assert_stderr_has("report: 0 up to date, 1 ran: source changed: out/2026-11-02.txt\n");
+    assert_eq!(t.read("out/report.txt"), "total 31\n");
+}
