@@ -267,26 +267,60 @@ fn a_source_that_cannot_be_read_is_said_and_its_task_runs_every_time() {
 }
 
 #[test]
-fn unreadable_by_permissions_runs_with_a_message() {
-    // Root reads any file: nothing to test there.
-    if unsafe { libc::geteuid() } == 0 {
-        return;
-    }
+fn a_source_without_read_permission_is_said_and_its_task_runs() {
+    use std::os::unix::fs::PermissionsExt;
     let t = Test::new("[jobs.read]\ncommand = 'echo x >> ran.log'\nsources = ['secret.txt']\n");
     t.write("secret.txt", "s");
-    run(&t, &[]);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(t.path("secret.txt"), std::fs::Permissions::from_mode(0)).unwrap();
-    t.write(
-        "jobs.toml",
-        "[jobs.read]\ncommand = 'echo y >> ran.log'\nsources = ['secret.txt']\n",
-    );
-    let (ran, tasks, _) = run(&t, &[]);
-    assert_eq!(ran, ["y"]);
-    assert!(
-        reason_of(&tasks, "read").1.contains("permission denied"),
-        "{tasks:?}"
-    );
+    // Root reads any file: as root, the runner runs as `nobody` (setpriv), in a folder
+    // it may write.
+    let root = unsafe { libc::geteuid() } == 0;
+    let runner = |t: &Test| {
+        let _ = std::fs::remove_file(t.path("ran.log"));
+        let mut cmd = if root {
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                crate::util::BIN,
+            ]);
+            cmd
+        } else {
+            std::process::Command::new(crate::util::BIN)
+        };
+        let out = cmd
+            .current_dir(t.dir.path())
+            .args(["run", "jobs.toml"])
+            .env("NO_COLOR", "1")
+            .env_remove("CI")
+            .output()
+            .expect("setpriv (util-linux) runs the runner");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(t.path("jobs.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(t.path("secret.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, stderr) = runner(&t);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, stderr) = runner(&t);
+    assert!(stderr.contains("read: 1 up to date, 0 ran"), "{stderr}");
+    std::fs::set_permissions(t.path("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    for _ in 0..2 {
+        let (code, stderr) = runner(&t);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(t.read("ran.log"), "x\n", "it ran: {stderr}");
+        assert!(
+            stderr.contains("read: cannot read source secret.txt: permission denied; it runs"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("read: 0 up to date, 1 ran: cannot read source secret.txt"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
