@@ -229,7 +229,7 @@ pub fn run_task(
 fn outputs(ctx: &Context, task: &Task<'_>) -> Option<crate::state::uptodate::Outputs> {
     let job = task.job;
     let recorded = ctx.memory.as_ref().is_some_and(|m| m.writes);
-    if job.sources.is_empty() || job.outputs.is_empty() || !(recorded || ctx.mode.collect()) {
+    if job.sources.is_empty() || !(recorded || ctx.mode.collect()) {
         return None;
     }
     let rendered = crate::render::task(&ctx.file, job, task.item, task.index);

@@ -60,6 +60,9 @@ impl FileRecord {
 pub struct Outputs {
     pub files: Vec<FileRecord>,
     pub elsewhere: Option<String>,
+    /// The `outputs` patterns they were found with: another list runs the task again.
+    #[serde(default)]
+    pub patterns: Vec<String>,
 }
 
 /// What the last run of a task left.
@@ -101,6 +104,8 @@ struct Head {
     sources: u64,
     outputs: u64,
     elsewhere: Option<String>,
+    #[serde(default)]
+    output_patterns: Vec<String>,
 }
 
 /// The stamps of one job file's tasks.
@@ -144,6 +149,7 @@ impl Stamps {
             outputs: Outputs {
                 files: outputs,
                 elsewhere: head.elsewhere,
+                patterns: head.output_patterns,
             },
         })
     }
@@ -171,6 +177,7 @@ impl Stamps {
                 sources: stamp.sources.len() as u64,
                 outputs: stamp.outputs.files.len() as u64,
                 elsewhere: stamp.outputs.elsewhere.clone(),
+                output_patterns: stamp.outputs.patterns.clone(),
             };
             serde_json::to_writer(&mut out, &head)?;
             out.write_all(b"\n")?;
@@ -311,7 +318,11 @@ fn look_at_outputs(
     let mut now_outputs = Outputs {
         files: Vec::with_capacity(before.files.len()),
         elsewhere: before.elsewhere.clone(),
+        patterns: before.patterns.clone(),
     };
+    if before.patterns != rendered.outputs {
+        return (Some("outputs list changed".to_string()), now_outputs);
+    }
     if let Some(problem) = found.problems.first() {
         return (Some(format!("cannot read output {problem}")), now_outputs);
     }
@@ -372,6 +383,7 @@ pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &[PathBuf]) -> (Outpu
         Outputs {
             files,
             elsewhere: None,
+            patterns: rendered.outputs.clone(),
         },
         missing,
     )
@@ -458,6 +470,7 @@ mod tests {
                     ..record("out")
                 }],
                 elsewhere: Some("host:/w".into()),
+                patterns: vec!["out".into()],
             },
         };
         stamps.write(7, "j", "l", stamp.parts()).unwrap();

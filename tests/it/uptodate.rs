@@ -476,3 +476,24 @@ fn the_pipeline_example_does_what_the_docs_say() {
         .assert_stderr_has("report: 0 up to date, 1 ran: source changed: out/2026-11-02.txt\n");
     assert_eq!(t.read("out/report.txt"), "total 31\n");
 }
+
+#[test]
+fn declaring_another_output_runs_the_task_again() {
+    let file = "[jobs.make]\ncommand = 'echo x >> ran.log; echo a > a.txt; echo b > b.txt'\nsources = ['in.txt']\noutputs = ['a.txt']\n";
+    let t = Test::new(file);
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    t.write(
+        "jobs.toml",
+        &file.replace("['a.txt']", "['a.txt', 'b.txt']"),
+    );
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(
+        (ran.len(), reason_of(&tasks, "make").1),
+        (1, "outputs list changed")
+    );
+    // b.txt is recorded now: editing it runs the task.
+    t.write("b.txt", "edited\n");
+    let (_, tasks, _) = run(&t, &[]);
+    assert_eq!(reason_of(&tasks, "make").1, "output changed: b.txt");
+}
