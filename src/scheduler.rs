@@ -40,7 +40,7 @@ pub struct Start {
     pub problem: Option<String>,
     /// What the task is and why it runs: filled in by the run (the scheduler does not
     /// look at it).
-    pub id: Option<crate::state::identity::TaskId>,
+    pub id: Option<crate::state::decision::TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

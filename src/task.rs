@@ -5,7 +5,7 @@
 //! job-file model and `sys`'s signal names.
 
 use crate::jobfile::Job;
-use crate::state::identity::TaskId;
+use crate::state::decision::TaskId;
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

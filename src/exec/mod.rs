@@ -11,7 +11,7 @@ pub mod sink;
 use crate::jobfile::{Job, JobFile, StdinSpec};
 use crate::queue::Queue;
 use crate::render::Stdin;
-use crate::state::identity::TaskId;
+use crate::state::decision::TaskId;
 use crate::state::journal::Entry;
 use crate::task::{label, End, Status, TaskRecord};
 use crate::task::{Event, Stream};

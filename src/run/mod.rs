@@ -26,7 +26,7 @@ use crate::report::tally::Recorder;
 use crate::scheduler::{Effect, Queues, Scheduler, Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
-use crate::state::identity::{Action, TaskId};
+use crate::state::decision::{Action, TaskId};
 use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use std::path::PathBuf;

@@ -15,6 +15,7 @@
 //! unjournaled and says so once. Only `--resume` needs it, and fails (exit 2) without.
 //! Identity is in `identity`, the journal format and its index in `journal`.
 
+pub mod decision;
 pub mod files;
 pub mod identity;
 pub mod journal;
@@ -23,8 +24,8 @@ pub mod uptodate;
 use crate::jobfile::{Job, JobFile};
 use crate::render::Rendered;
 use crate::task::{Status, TaskRecord};
+pub use decision::{Action, Inputs, TaskId};
 use files::Hashes;
-use identity::{Action, Inputs, TaskId};
 use journal::{Header, Index, Journal, Verdict};
 use std::fs::File;
 use std::io::{Read, Write};
