@@ -4,8 +4,9 @@
 //! and `src/**/*.rs` walks `src/` only.
 //!
 //! The syntax is `globset`'s, with `*` and `?` never matching `/`, `**` matching any
-//! number of folders, `[…]` classes, `{a,b}` alternatives and `\` escaping the next
-//! character. Paths are relative to the task's cwd; absolute ones and `..` are allowed.
+//! number of folders, `[…]` classes and `{a,b}` alternatives; `\` is an ordinary
+//! character (`[*]` matches a literal `*`), so a value with a backslash in it stays
+//! one name. Paths are relative to the task's cwd; absolute ones and `..` are allowed.
 //! No I/O here: `jobfile` checks patterns with [`parse`] at load time, and
 //! `state::files` searches with them.
 
@@ -24,8 +25,9 @@ pub struct Pattern {
     pub depth: Option<usize>,
 }
 
-/// Characters that make a component a pattern rather than a name.
-const META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+/// Characters that make a component a pattern rather than a name. `\` is not one: it
+/// is an ordinary character of a name (`[*]` matches a literal `*`).
+const META: &[char] = &['*', '?', '[', ']', '{', '}'];
 
 /// Parses `text`: an error says what is wrong with it, in globset's words.
 pub fn parse(text: &str) -> Result<Pattern, String> {
@@ -55,7 +57,7 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
     let rest = parts[literal..].join("/");
     let glob = GlobBuilder::new(&rest)
         .literal_separator(true)
-        .backslash_escape(true)
+        .backslash_escape(false)
         .build()
         .map_err(|e| e.kind().to_string())?;
     let depth =
@@ -81,6 +83,9 @@ pub fn shown(path: &Path) -> String {
                 out.push_str(&other.as_os_str().to_string_lossy());
             }
         }
+    }
+    if out.is_empty() {
+        out.push('.');
     }
     out
 }
@@ -117,6 +122,17 @@ mod tests {
         let p = parse(&format!("in/{item}")).unwrap();
         assert!(p.glob.as_ref().unwrap().is_match("a*[b].csv"));
         assert!(!p.glob.as_ref().unwrap().is_match("axb.csv"));
+    }
+
+    #[test]
+    fn a_backslash_is_part_of_a_name() {
+        let p = parse(&format!("d/{}", globset::escape("a\\*"))).unwrap();
+        let glob = p.glob.as_ref().unwrap();
+        assert!(glob.is_match("a\\*"));
+        assert!(!glob.is_match("a[zz]") && !glob.is_match("a*"));
+        let p = parse("d/a\\b").unwrap();
+        assert!(p.glob.is_none());
+        assert_eq!(p.base, PathBuf::from("d/a\\b"));
     }
 
     #[test]

@@ -183,7 +183,12 @@ fn write_task_text(
     if verdict.reason == action {
         writeln!(out, "  {}  {action}", label(job, item))?;
     } else {
-        writeln!(out, "  {}  {action} ({})", label(job, item), verdict.reason)?;
+        writeln!(
+            out,
+            "  {}  {action} ({})",
+            label(job, item),
+            shown(&verdict.reason)
+        )?;
     }
     let command = match &rendered.command {
         Command::Argv(argv) => argv

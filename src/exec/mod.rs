@@ -239,10 +239,11 @@ fn outputs(ctx: &Context, task: &Task<'_>) -> Option<crate::state::uptodate::Out
         None => (&fresh, &[][..]),
     };
     let (mut outputs, missing) = crate::state::uptodate::outputs(&rendered, hashes, skip);
-    if let Some(first) = missing.first() {
+    if !missing.is_empty() {
         let _ = ctx.events.send(Event::Note(format!(
-            "{}: succeeded, but its output {first} was not found: it will run again next time",
-            task.label
+            "{}: succeeded, but {}: it will run again next time",
+            task.label,
+            missing.join("; ")
         )));
     }
     if ctx.mode.collect() {

@@ -177,7 +177,7 @@ fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
                 reasons.others
             );
         }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", crate::diagnostic::printable(&line, 4096));
     }
 }
 

@@ -63,13 +63,24 @@ pub struct Reasons {
 
 impl Reasons {
     pub const KINDS: usize = 6;
+    /// The reasons that list file names.
+    const LISTS: [&'static str; 6] = [
+        "source changed",
+        "sources added",
+        "source removed",
+        "no file matches",
+        "output missing",
+        "output changed",
+    ];
     pub const NAMES: usize = 3;
 
     fn add(&mut self, reason: &str) {
         for part in reason.split("; ") {
+            // Only these name files ("a, b and 3 more"); any other reason is a kind of
+            // its own, whole.
             let (kind, names) = match part.split_once(": ") {
-                Some((kind, names)) => (kind, names),
-                None => (part, ""),
+                Some((kind, names)) if Self::LISTS.contains(&kind) => (kind, names),
+                _ => (part, ""),
             };
             let at = match self.kinds.iter().position(|k| k.0 == kind) {
                 Some(at) => at,

@@ -269,6 +269,10 @@ fn wait_for_end(
                 let Ok(signal) = signal else { continue };
                 let first = interrupted.is_none();
                 interrupted.get_or_insert(signal);
+                // A decision hashing sources holds the lock: it gives up first.
+                if let Some(memory) = &shared.ctx.memory {
+                    memory.hashes.stop();
+                }
                 let mut core = shared.lock();
                 core.scheduler.stop();
                 // The note goes first, so that it is printed before the ends it causes.

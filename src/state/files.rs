@@ -60,19 +60,61 @@ pub struct Found {
     /// was), `/`-separated.
     pub name: String,
     pub stat: Stat,
+    /// The path itself, relative to the cwd, when its name is not UTF-8 (`name` then
+    /// shows it with U+FFFD).
+    pub raw: Option<Box<Path>>,
+}
+
+impl Found {
+    /// Where the file is, for a search in `cwd`.
+    pub fn path(&self, cwd: &Path) -> PathBuf {
+        match &self.raw {
+            Some(raw) => cwd.join(raw),
+            None => cwd.join(&self.name),
+        }
+    }
+}
+
+/// Folders a search never enters, by device and inode (however their path is spelt):
+/// the state's.
+pub type Skip = [(u64, u64)];
+
+/// The (device, inode) of the folder `path`, if it exists.
+pub fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    m.is_dir().then(|| (m.dev(), m.ino()))
+}
+
+/// An I/O error in a few words of its own (never Rust's).
+pub fn why(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "no such file".into(),
+        PermissionDenied => "permission denied".into(),
+        IsADirectory => "a folder, not a file".into(),
+        Interrupted => "the run was stopped".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
+    }
 }
 
 /// What a search of some patterns found: the files (sorted by name, each once), the
-/// first pattern that matched nothing, and what could not be looked at.
+/// patterns that matched nothing, and what could not be looked at.
 #[derive(Debug, Default)]
 pub struct Matched {
     pub files: Vec<Found>,
-    pub unmatched: Option<String>,
+    /// The patterns that matched nothing, in order.
+    pub unmatched: Vec<String>,
     pub problems: Vec<String>,
 }
 
-/// The files `patterns` match in `cwd`. `skip`: folders never entered (the state).
-pub fn find(cwd: &Path, patterns: &[String], skip: &[PathBuf]) -> Matched {
+/// The files `patterns` match in `cwd`. Never entered: `.git`, `.runner` and `skip`.
+pub fn find(cwd: &Path, patterns: &[String], skip: &Skip) -> Matched {
     let mut matched = Matched::default();
     for text in patterns {
         let before = matched.files.len() + matched.problems.len();
@@ -83,8 +125,8 @@ pub fn find(cwd: &Path, patterns: &[String], skip: &[PathBuf]) -> Matched {
                 .problems
                 .push(format!("the pattern {text:?} is not a glob pattern: {why}")),
         }
-        if matched.files.len() + matched.problems.len() == before && matched.unmatched.is_none() {
-            matched.unmatched = Some(text.clone());
+        if matched.files.len() + matched.problems.len() == before {
+            matched.unmatched.push(text.clone());
         }
     }
     matched.files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -92,17 +134,22 @@ pub fn find(cwd: &Path, patterns: &[String], skip: &[PathBuf]) -> Matched {
     matched
 }
 
-fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
+fn search(cwd: &Path, p: &Pattern, skip: &Skip, matched: &mut Matched) {
     let base = cwd.join(&p.base);
     let base = std::path::absolute(&base).unwrap_or(base);
     let name_of = |rel: &Path| pattern::shown(&p.base.join(rel));
+    let found = |rel: &Path, stat: Stat| {
+        let path = p.base.join(rel);
+        Found {
+            name: pattern::shown(&path),
+            stat,
+            raw: path.to_str().is_none().then(|| path.into_boxed_path()),
+        }
+    };
     let Some(glob) = &p.glob else {
         // A plain path: one stat.
         match file_at(&base) {
-            Ok(Some(stat)) => matched.files.push(Found {
-                name: name_of(Path::new("")),
-                stat,
-            }),
+            Ok(Some(stat)) => matched.files.push(found(Path::new(""), stat)),
             Ok(None) => {}
             Err(why) => matched
                 .problems
@@ -120,7 +167,15 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
         walk = walk.max_depth(depth);
     }
     let walk = walk.into_iter().filter_entry(|e| {
-        !(e.file_type().is_dir() && (e.file_name() == ".git" || skip.iter().any(|s| s == e.path())))
+        if !e.file_type().is_dir() {
+            return true;
+        }
+        if e.file_name() == ".git" || e.file_name() == ".runner" {
+            return false;
+        }
+        skip.is_empty()
+            || e.metadata()
+                .is_ok_and(|m| !skip.contains(&(m.dev(), m.ino())))
     });
     for entry in walk {
         let entry = match entry {
@@ -131,9 +186,7 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
                     .and_then(|p| p.strip_prefix(&base).ok())
                     .map(name_of)
                     .unwrap_or_else(|| name_of(Path::new("")));
-                let why = e
-                    .io_error()
-                    .map_or_else(|| e.to_string(), |io| io.kind().to_string());
+                let why = e.io_error().map_or_else(|| e.to_string(), why);
                 matched.problems.push(format!("{at}: {why}"));
                 continue;
             }
@@ -145,30 +198,22 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
         if !glob.is_match(rel) {
             continue;
         }
-        let stat = if entry.file_type().is_symlink() {
+        let metadata = if entry.file_type().is_symlink() {
             match std::fs::metadata(entry.path()) {
                 Ok(m) if m.is_dir() => continue,
-                Ok(m) => Stat::of(&m),
-                Err(_) => {
-                    matched
-                        .problems
-                        .push(format!("{}: a symbolic link to nothing", name_of(rel)));
-                    continue;
-                }
+                Ok(m) => Ok(m),
+                Err(_) => Err("a symbolic link to nothing".to_string()),
             }
         } else {
-            match entry.metadata() {
-                Ok(m) => Stat::of(&m),
-                Err(e) => {
-                    matched.problems.push(format!("{}: {e}", name_of(rel)));
-                    continue;
-                }
-            }
+            entry.metadata().map_err(|e| e.to_string())
         };
-        matched.files.push(Found {
-            name: name_of(rel),
-            stat,
-        });
+        match metadata {
+            Ok(m) if m.is_file() => matched.files.push(found(rel, Stat::of(&m))),
+            Ok(_) => matched
+                .problems
+                .push(format!("{}: {NOT_REGULAR}", name_of(rel))),
+            Err(why) => matched.problems.push(format!("{}: {why}", name_of(rel))),
+        }
     }
 }
 
@@ -176,9 +221,8 @@ fn search(cwd: &Path, p: &Pattern, skip: &[PathBuf], matched: &mut Matched) {
 /// to nothing.
 fn file_at(path: &Path) -> Result<Option<Stat>, String> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            Err("a folder, not a file (name its files, such as \"DIR/**\")".into())
-        }
+        Ok(m) if m.is_dir() => Err("a folder (name its files: DIR/**)".into()),
+        Ok(m) if !m.is_file() => Err(NOT_REGULAR.into()),
         Ok(m) => Ok(Some(Stat::of(&m))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::symlink_metadata(path).is_ok() {
@@ -187,9 +231,13 @@ fn file_at(path: &Path) -> Result<Option<Stat>, String> {
                 Ok(None)
             }
         }
-        Err(e) => Err(e.kind().to_string()),
+        Err(e) => Err(why(&e)),
     }
 }
+
+/// Why a device, a FIFO or a socket is never a source: it may never end, or block, or
+/// be another reader's data.
+const NOT_REGULAR: &str = "not a regular file (a device, FIFO or socket is never read)";
 
 /// A 32-byte BLAKE3 hash.
 pub type Hash = [u8; 32];
@@ -199,10 +247,19 @@ pub type Hash = [u8; 32];
 #[derive(Debug, Default)]
 pub struct Hashes {
     known: Mutex<HashMap<PathBuf, (Stat, Hash)>>,
+    /// Set when the run stops: hashing gives up at once (the decision holds the run's
+    /// lock).
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Hashes {
     pub const LIMIT: usize = 20_000;
+
+    /// Makes every hashing from now on fail as interrupted.
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 
     /// The content hash of the file at `path`, whose stat is `stat`.
     pub fn hash(&self, path: &Path, stat: &Stat) -> std::io::Result<Hash> {
@@ -212,7 +269,7 @@ impl Hashes {
                 return Ok(*hash);
             }
         }
-        let hash = *content_hash(path)?.as_bytes();
+        let hash = *content_hash(path, &self.stopped)?.as_bytes();
         if stat.settled(SystemTime::now()) {
             let mut known = lock();
             if known.len() < Self::LIMIT {
@@ -232,11 +289,17 @@ impl Hashes {
 
 /// A file's content hash, read in blocks (never whole in memory). Opened without
 /// waiting (a FIFO swapped in would otherwise block).
-pub fn content_hash(path: &Path) -> std::io::Result<blake3::Hash> {
+pub fn content_hash(
+    path: &Path,
+    stopped: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<blake3::Hash> {
     let mut file = crate::sys::open_stdin_file(path)?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         let n = file.read(&mut buf)?;
         if n == 0 {
             return Ok(h.finalize());
@@ -272,20 +335,20 @@ mod tests {
             std::fs::write(d.join(f), f).unwrap();
         }
         let pats = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let skip = [d.join(".runner")];
+        let skip = [];
         let m = find(d, &pats(&["src/*.rs", "src/**/*.rs", "./top.rs"]), &skip);
         assert_eq!(
             names(&m),
             ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]
         );
-        assert!(m.unmatched.is_none() && m.problems.is_empty());
+        assert!(m.unmatched.is_empty() && m.problems.is_empty());
         let m = find(d, &pats(&["**/*.rs"]), &skip);
         assert_eq!(
             names(&m),
             ["src/a.rs", "src/b.rs", "src/deep/er/c.rs", "top.rs"]
         );
         let m = find(d, &pats(&["src/*.rs", "data/*.csv", "nope.txt"]), &skip);
-        assert_eq!(m.unmatched.as_deref(), Some("data/*.csv"));
+        assert_eq!(m.unmatched, ["data/*.csv", "nope.txt"]);
     }
 
     #[test]
@@ -295,7 +358,19 @@ mod tests {
         std::fs::create_dir(d.join("data")).unwrap();
         std::os::unix::fs::symlink(d.join("gone"), d.join("data/link.csv")).unwrap();
         let m = find(d, &["data".to_string()], &[]);
-        assert!(m.problems[0].starts_with("data: a folder"), "{m:?}");
+        std::fs::create_dir(d.join("state")).unwrap();
+        std::fs::write(d.join("state/x"), "").unwrap();
+        std::fs::write(d.join("y"), "").unwrap();
+        let skip = [folder_id(&d.join("state")).unwrap()];
+        let all = find(d, &["./*/*".to_string(), "./*".to_string()], &skip);
+        assert_eq!(
+            all.files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>(),
+            ["y"]
+        );
+        assert_eq!(m.problems, ["data: a folder (name its files: DIR/**)"]);
         let m = find(d, &["data/*.csv".to_string()], &[]);
         assert_eq!(m.problems, ["data/link.csv: a symbolic link to nothing"]);
         let m = find(d, &["data/link.csv".to_string()], &[]);

@@ -52,7 +52,7 @@ pub struct Memory {
     pub writes: bool,
     pub hashes: Hashes,
     /// Folders never searched for sources or outputs: the state's.
-    pub skip: Vec<PathBuf>,
+    pub skip: Vec<(u64, u64)>,
     /// A stamp could not be written: said once.
     said: AtomicBool,
 }
@@ -69,7 +69,7 @@ impl Memory {
             force: options.force,
             stamps: Some(Stamps::new(&folder)),
             writes,
-            skip: vec![absolute(&base)],
+            skip: files::folder_id(&base).into_iter().collect(),
             ..Memory::default()
         }
     }
@@ -129,11 +129,6 @@ impl Memory {
             Err(_) => None,
         }
     }
-}
-
-/// `path` made absolute against the current folder (a search compares with it).
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// What a task is, what happens to it and why, given what `memory` holds: done earlier

@@ -212,7 +212,7 @@ pub struct Seen<'a> {
     pub stamps: Option<&'a Stamps>,
     pub hashes: &'a Hashes,
     /// Folders never searched (the state).
-    pub skip: &'a [PathBuf],
+    pub skip: &'a files::Skip,
 }
 
 /// Looks at the task `rendered` (identity `identity`, key `key`): whether it is up to
@@ -243,10 +243,14 @@ pub fn look(
         let earlier = old.next_if(|o| o.name == file.name);
         let hash = match earlier {
             Some(e) if e.stat == Some(file.stat) => e.hash,
-            _ => match seen.hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
+            _ => match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
-                    return unreadable(format!("cannot read source {}: {}", file.name, e.kind()))
+                    return unreadable(format!(
+                        "cannot read source {}: {}",
+                        file.name,
+                        files::why(&e)
+                    ))
                 }
             },
         };
@@ -263,10 +267,9 @@ pub fn look(
     let reason = match &stamp {
         _ if force => Some("forced".to_string()),
         // Recorded all the same: when a file comes, the reason names it.
-        _ if found.unmatched.is_some() => found
-            .unmatched
-            .as_ref()
-            .map(|pattern| format!("no file matches: {pattern}")),
+        _ if !found.unmatched.is_empty() => {
+            Some(format!("no file matches: {}", found.unmatched.join(", ")))
+        }
         None => Some(no_stamp.to_string()),
         Some(s) if s.identity != identity => Some("command changed".to_string()),
         Some(s) if s.failed => Some("failed earlier".to_string()),
@@ -328,7 +331,7 @@ fn look_at_outputs(
     }
     // Written elsewhere: what is not here is trusted to be there.
     let here = before.elsewhere.is_none();
-    if let (Some(pattern), true) = (&found.unmatched, here) {
+    if let (Some(pattern), true) = (found.unmatched.first(), here) {
         return (Some(format!("output missing: {pattern}")), now_outputs);
     }
     for record in &before.files {
@@ -346,10 +349,10 @@ fn look_at_outputs(
         let hash = if record.stat == Some(file.stat) {
             record.hash
         } else {
-            match seen.hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
+            match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
-                    let reason = format!("cannot read output {}: {}", file.name, e.kind());
+                    let reason = format!("cannot read output {}: {}", file.name, files::why(&e));
                     return (Some(reason), now_outputs);
                 }
             }
@@ -367,16 +370,20 @@ fn look_at_outputs(
 
 /// The outputs of a task that just succeeded in `rendered.cwd`, hashed, and the patterns
 /// that matched nothing (or could not be read), to be said.
-pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &[PathBuf]) -> (Outputs, Vec<String>) {
+pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &files::Skip) -> (Outputs, Vec<String>) {
     let found = files::find(&rendered.cwd, &rendered.outputs, skip);
-    let mut missing = found.problems;
-    missing.extend(found.unmatched);
+    let mut missing: Vec<String> = found
+        .unmatched
+        .iter()
+        .map(|pattern| format!("no file matches its output {pattern}"))
+        .chain(found.problems.iter().map(|p| format!("its output {p}")))
+        .collect();
     let now = SystemTime::now();
     let mut files = Vec::with_capacity(found.files.len());
     for file in &found.files {
-        match hashes.hash(&rendered.cwd.join(&file.name), &file.stat) {
+        match hashes.hash(&file.path(&rendered.cwd), &file.stat) {
             Ok(hash) => files.push(FileRecord::new(file, hash, now)),
-            Err(e) => missing.push(format!("{}: {}", file.name, e.kind())),
+            Err(e) => missing.push(format!("its output {}: {}", file.name, files::why(&e))),
         }
     }
     (

@@ -252,7 +252,7 @@ fn a_source_that_cannot_be_read_is_said_and_its_task_runs_every_time() {
         assert!(
             reason_of(&tasks, "read:folder")
                 .1
-                .starts_with("cannot read source in/folder: a folder, not a file"),
+                .starts_with("cannot read source in/folder: a folder (name its files: DIR/**)"),
             "{tasks:?}"
         );
         assert_eq!(
@@ -496,4 +496,88 @@ fn declaring_another_output_runs_the_task_again() {
     t.write("b.txt", "edited\n");
     let (_, tasks, _) = run(&t, &[]);
     assert_eq!(reason_of(&tasks, "make").1, "output changed: b.txt");
+}
+
+/// Found by a hostile probe of this issue: each of these once went wrong.
+#[test]
+fn mistakes_found_by_probing_are_handled() {
+    // A backslash in an item is part of the file's name, never a glob escape: the task
+    // reading `a\*` is not satisfied by a file `a[zz]`.
+    let t = Test::new(
+        "[jobs.j]\nitems = ['a\\*']\ncommand = 'cat d/{item} > out.txt; echo j >> ran.log'\nsources = ['d/{item}']\noutputs = ['out.txt']\n",
+    );
+    t.write("d/a\\*", "bs\n").write("d/a[zz]", "decoy\n");
+    run(&t, &[]);
+    t.write("d/a\\*", "changed\n");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["j"], "{tasks:?}");
+    assert_eq!(reason_of(&tasks, "j:a\\*").1, "source changed: d/a\\*");
+
+    // A pattern made of one field alone loads, and names that field's file.
+    let t = Test::new(
+        "[jobs.f]\nitems = [ { n = 'f1' } ]\ncommand = 'echo f >> ran.log'\nsources = ['{item.n}']\n",
+    );
+    t.write("f1", "1");
+    t.run_with(&["check", "jobs.toml"]).assert_code(0);
+    run(&t, &[]);
+    assert!(run(&t, &[]).0.is_empty());
+
+    // A device or a FIFO is never read (it may never end, or be another reader's data):
+    // the task runs, saying so; the run ends.
+    let t =
+        Test::new("[jobs.dev]\ncommand = 'echo dev >> ran.log'\nsources = ['/dev/zero', 'fifo']\n");
+    let fifo = std::ffi::CString::new(t.path("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    for _ in 0..2 {
+        let (ran, tasks, stderr) = run(&t, &[]);
+        assert_eq!(ran, ["dev"]);
+        assert_eq!(
+            reason_of(&tasks, "dev").1,
+            "cannot read source /dev/zero: not a regular file (a device, FIFO or socket is never read)"
+        );
+        assert!(
+            stderr.contains("dev: cannot read source /dev/zero: not a regular file"),
+            "{stderr}"
+        );
+    }
+
+    // The state folder is never searched, however `--state` spells it.
+    let t = Test::new("[jobs.all]\ncommand = 'echo all >> ran.log'\nsources = ['data/**']\n");
+    t.write("data/in.txt", "1");
+    std::fs::create_dir(t.path("data/st")).unwrap();
+    for _ in 0..2 {
+        run(&t, &["--state", "data/st/../st"]);
+    }
+    let (ran, tasks, _) = run(&t, &["--state", "data/st/../st"]);
+    assert!(ran.is_empty(), "{tasks:?}");
+
+    // A file whose name is not UTF-8 is read by its own name.
+    let t = Test::new("[jobs.bin]\ncommand = 'echo bin >> ran.log'\nsources = ['d/*']\n");
+    std::fs::create_dir(t.path("d")).unwrap();
+    let name = std::ffi::OsStr::from_encoded_bytes_unchecked_safe(b"bad\xff\xfe");
+    std::fs::write(t.path("d").join(name), "b").unwrap();
+    run(&t, &[]);
+    let (ran, tasks, _) = run(&t, &[]);
+    assert!(ran.is_empty(), "{tasks:?}");
+
+    // Every output pattern that matched nothing is named, in words of their own.
+    let t = Test::new(
+        "[jobs.o]\ncommand = 'mkdir -p outdir'\nsources = ['jobs.toml']\noutputs = ['nothing/*.json', 'nofile.txt', 'outdir']\n",
+    );
+    let out = t.run_with(&["run", "jobs.toml"]);
+    out.assert_code(0).assert_stderr_has(
+        "o: succeeded, but no file matches its output nothing/*.json; no file matches its output nofile.txt; its output outdir: a folder (name its files: DIR/**): it will run again next time",
+    );
+}
+
+/// `OsStr::from_encoded_bytes_unchecked` for bytes that are valid on Unix.
+trait FromBytes {
+    fn from_encoded_bytes_unchecked_safe(bytes: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl FromBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_unchecked_safe(bytes: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(bytes)
+    }
 }

@@ -37,6 +37,12 @@ impl Checker<'_> {
                 fields: &[],
             };
             let rendered = template.render(&values, Quoting::Glob);
+            // A pattern made only of a field (`{item.name}`): known per task.
+            let per_task_only = rendered.is_empty() && !template.is_empty();
+            if per_task_only {
+                patterns.push(template);
+                continue;
+            }
             if let Err(why) = crate::pattern::parse(&rendered) {
                 self.error(
                     format!("`{key}`: {:?} is not a glob pattern: {why}", text.get_ref()),
