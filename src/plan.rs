@@ -122,10 +122,13 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             .collect();
         writeln!(out, "vars: {}", vars.join(", "))?;
     }
+    // Jobs some of whose tasks may run (and so may change files that later jobs read).
+    let mut may_run = vec![false; file.jobs.len()];
     for j in start_order(file) {
         let job = &file.jobs[j];
         writeln!(out)?;
         if let Items::Queue(q) = job.items {
+            may_run[j] = true;
             writeln!(
                 out,
                 "{}: one task per item of queue `{}`, as the run goes",
@@ -148,10 +151,15 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             (n, true) => format!("{}: {}", job.name, plural(n, "task")),
         };
         writeln!(out, "{heading}")?;
+        // Unlisted tasks may run.
+        may_run[j] = count > listed;
+        let mut up_to_date = false;
         for task in tasks(file, job).take(listed as usize) {
             match task {
                 Ok((_, item, rendered)) => {
-                    write_task_text(file, job, &item, &rendered, memory, out)?;
+                    let action = write_task_text(file, job, &item, &rendered, memory, out)?;
+                    may_run[j] |= action == "run";
+                    up_to_date |= action == "up_to_date";
                 }
                 Err(problem) => {
                     writeln!(out, "  error: {}", shown(&problem))?;
@@ -166,10 +174,25 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
                 count - listed
             )?;
         }
+        // Up to date as the files are now; a job it needs runs first and may change them.
+        let before: Vec<&str> = job
+            .needs
+            .iter()
+            .filter(|n| may_run[**n])
+            .map(|n| file.jobs[*n].name.as_str())
+            .collect();
+        if up_to_date && !before.is_empty() {
+            writeln!(
+                out,
+                "  (as the files are now: {} runs first and may change them; decided again when each task starts)",
+                before.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            )?;
+        }
     }
     Ok(())
 }
 
+/// One task, as text; what would happen to it (`run`, `up_to_date`, `done_earlier`).
 fn write_task_text(
     file: &JobFile,
     job: &Job,
@@ -177,8 +200,9 @@ fn write_task_text(
     rendered: &Rendered,
     memory: &Memory,
     out: &mut impl Write,
-) -> io::Result<()> {
+) -> io::Result<&'static str> {
     let verdict = verdict(file, job, item, rendered, memory);
+    let word = verdict.action;
     let action = verdict.action.replace('_', " ");
     if verdict.reason == action {
         writeln!(out, "  {}  {action}", label(job, item))?;
@@ -244,7 +268,7 @@ fn write_task_text(
     if job.cwd.is_some() {
         writeln!(out, "    cwd: {}", shown(&relative(file, &rendered.cwd)))?;
     }
-    Ok(())
+    Ok(word)
 }
 
 /// A path the plan shows, relative to the job file's folder when it is inside it (`.`

@@ -470,6 +470,13 @@ fn the_pipeline_example_does_what_the_docs_say() {
     let mut day = t.read("data/2026-11-02.csv");
     day.push_str("x,5\n");
     t.write("data/2026-11-02.csv", &day);
+    // The plan says the report is up to date as the files are now, and why that may
+    // change.
+    t.run_with(&["plan", "jobs.toml"])
+        .assert_code(0)
+        .assert_stdout_has("sum:2026-11-02  run (source changed: data/2026-11-02.csv)")
+        .assert_stdout_has("  report  up to date\n")
+        .assert_stdout_has("(as the files are now: `sum` runs first and may change them; decided again when each task starts)");
     t.run_with(&["run", "jobs.toml"])
         .assert_code(0)
         .assert_stderr_has("sum: 2 up to date, 1 ran: source changed: data/2026-11-02.csv\n")
