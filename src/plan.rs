@@ -181,6 +181,8 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             .filter(|n| may_run[**n])
             .map(|n| file.jobs[*n].name.as_str())
             .collect();
+        // What it writes may change too, when it runs after all.
+        may_run[j] |= up_to_date && !before.is_empty();
         if up_to_date && !before.is_empty() {
             writeln!(
                 out,

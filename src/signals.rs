@@ -46,6 +46,9 @@ pub fn listen() -> std::io::Result<Receiver<Interrupt>> {
                     SIGTERM => Interrupt::Term,
                     _ => Interrupt::Hup,
                 };
+                // A decision hashing sources may hold the thread that reads this
+                // channel: it gives up at once.
+                crate::state::files::stop_hashing();
                 if tx.send(event).is_err() {
                     return;
                 }

@@ -245,6 +245,8 @@ fn outputs(ctx: &Context, task: &Task<'_>) -> Option<crate::state::uptodate::Out
             task.label,
             missing.join("; ")
         )));
+        // Not a clean success: nothing of it is recorded as up to date.
+        return None;
     }
     if ctx.mode.collect() {
         outputs.elsewhere = Some(crate::state::uptodate::place(&ctx.host, &rendered.cwd));

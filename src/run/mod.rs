@@ -269,10 +269,6 @@ fn wait_for_end(
                 let Ok(signal) = signal else { continue };
                 let first = interrupted.is_none();
                 interrupted.get_or_insert(signal);
-                // A decision hashing sources holds the lock: it gives up first.
-                if let Some(memory) = &shared.ctx.memory {
-                    memory.hashes.stop();
-                }
                 let mut core = shared.lock();
                 core.scheduler.stop();
                 // The note goes first, so that it is printed before the ends it causes.
@@ -344,6 +340,11 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         let mut start = start;
         start.id = task_id(ctx, &start);
+        // Interrupted while deciding: nothing more starts.
+        if crate::state::files::hashing_stopped() {
+            stopped_unstarted(core, ctx, &start);
+            continue;
+        }
         if let Some(id) = &start.id {
             if let Some(problem) = id.inputs.as_ref().and_then(|i| i.problem.as_ref()) {
                 let job = &ctx.file.jobs[start.job];
@@ -418,6 +419,25 @@ fn not_run(core: &mut Core, ctx: &exec::Context, start: &Start) {
     exec::journal(ctx, &record);
     core.scheduler
         .finished(start.job, start.slot, true, job.allow_failure);
+    core.recorder.add(&ctx.file, &record);
+}
+
+/// A task the run was stopped before it could start (a signal came while its sources
+/// were hashed): stopped, never run.
+fn stopped_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start) {
+    let job = &ctx.file.jobs[start.job];
+    let item = String::from_utf8_lossy(&start.item).into_owned();
+    let mut record = TaskRecord::new(
+        start.job,
+        start.index,
+        item,
+        start.slot,
+        &ctx.host,
+        job.allow_failure,
+    );
+    record.stopped = true;
+    core.scheduler
+        .finished(start.job, start.slot, false, job.allow_failure);
     core.recorder.add(&ctx.file, &record);
 }
 

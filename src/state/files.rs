@@ -39,7 +39,10 @@ impl Stat {
     pub fn of(m: &std::fs::Metadata) -> Stat {
         Stat {
             size: m.size(),
-            mtime: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            mtime: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
             ino: m.ino(),
         }
     }
@@ -242,24 +245,29 @@ const NOT_REGULAR: &str = "not a regular file (a device, FIFO or socket is never
 /// A 32-byte BLAKE3 hash.
 pub type Hash = [u8; 32];
 
+/// Set when the run is interrupted (by the signal listener, which never waits for the
+/// run loop): every hashing from then on gives up.
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every hashing from now on fail as interrupted ("the run was stopped").
+pub fn stop_hashing() {
+    STOPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the run was interrupted while it hashed.
+pub fn hashing_stopped() -> bool {
+    STOPPED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Content hashes learnt during one run, by path and stat: a file several tasks read is
 /// read once. Bounded: past [`Hashes::LIMIT`] files it stops learning.
 #[derive(Debug, Default)]
 pub struct Hashes {
     known: Mutex<HashMap<PathBuf, (Stat, Hash)>>,
-    /// Set when the run stops: hashing gives up at once (the decision holds the run's
-    /// lock).
-    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Hashes {
     pub const LIMIT: usize = 20_000;
-
-    /// Makes every hashing from now on fail as interrupted.
-    pub fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
 
     /// The content hash of the file at `path`, whose stat is `stat`.
     pub fn hash(&self, path: &Path, stat: &Stat) -> std::io::Result<Hash> {
@@ -269,8 +277,10 @@ impl Hashes {
                 return Ok(*hash);
             }
         }
-        let hash = *content_hash(path, &self.stopped)?.as_bytes();
-        if stat.settled(SystemTime::now()) {
+        // Settled before it was read: a change during the read is caught next time.
+        let settled = stat.settled(SystemTime::now());
+        let hash = *content_hash(path, &STOPPED)?.as_bytes();
+        if settled {
             let mut known = lock();
             if known.len() < Self::LIMIT {
                 known.insert(path.to_path_buf(), (*stat, hash));

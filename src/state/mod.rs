@@ -79,29 +79,43 @@ impl Memory {
     /// one; a task stopped by the run leaves the stamp alone. A write that fails is
     /// returned, to be said once.
     pub fn record(&self, job: &Job, r: &TaskRecord) -> Option<String> {
-        let (Some(stamps), true, Some(id)) = (&self.stamps, self.writes, &r.id) else {
+        let (Some(stamps), Some(id)) = (&self.stamps, &r.id) else {
             return None;
         };
-        if job.sources.is_empty() {
-            return None;
-        }
         let none = Outputs::default();
-        let stamp = match (r.status, &id.inputs) {
-            (Status::Succeeded, Some(inputs)) => StampRef {
-                identity: id.identity,
-                failed: false,
-                sources: inputs.sources.as_deref()?,
-                outputs: r.outputs.as_ref().unwrap_or(&none),
-            },
-            (Status::Failed, _) if !r.stopped => StampRef {
-                identity: id.identity,
-                failed: true,
-                sources: &[],
-                outputs: &none,
-            },
-            _ => return None,
-        };
-        self.write(stamps, id.key, &job.name, &r.item, stamp)
+        // A clean success: not one the run had asked to stop, every output hashed.
+        let clean = r.status == Status::Succeeded
+            && !r.stopped
+            && (job.outputs.is_empty() || r.outputs.is_some());
+        let recorded = !job.sources.is_empty() && self.writes;
+        match r.status {
+            // A failure of its own never leaves an older success behind: even for a
+            // job without `sources` now, or in a run that does not hold the state.
+            Status::Failed if !r.stopped && !recorded => stamps.remove(id.key),
+            Status::Failed if !r.stopped => {
+                let failed = StampRef {
+                    identity: id.identity,
+                    failed: true,
+                    sources: &[],
+                    outputs: &none,
+                };
+                return self.write(stamps, id.key, &job.name, &r.item, failed);
+            }
+            Status::Succeeded if !clean => stamps.remove(id.key),
+            Status::Succeeded if recorded => {
+                let sources = id.inputs.as_ref()?.sources.as_deref()?;
+                let stamp = StampRef {
+                    identity: id.identity,
+                    failed: false,
+                    sources,
+                    outputs: r.outputs.as_ref().unwrap_or(&none),
+                };
+                return self.write(stamps, id.key, &job.name, &r.item, stamp);
+            }
+            // Stopped by the run: what it left is checked by its outputs' hashes.
+            _ => {}
+        }
+        None
     }
 
     /// Writes back the stamp of an up-to-date task whose files' stats changed.

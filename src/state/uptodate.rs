@@ -154,6 +154,12 @@ impl Stamps {
         })
     }
 
+    /// Forgets the task `key`: it runs next time (a stamp that cannot be removed is
+    /// one that was never there, or a folder the run cannot write, said elsewhere).
+    pub fn remove(&self, key: u64) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+
     /// Writes the stamp of the task `key` (`job`, `label`: for a person reading it).
     pub fn write(
         &self,

@@ -588,3 +588,30 @@ impl FromBytes for std::ffi::OsStr {
         std::os::unix::ffi::OsStrExt::from_bytes(bytes)
     }
 }
+
+/// Found by a review: a failure never leaves an older success behind, even when the job
+/// had no `sources` at the time; a far-future mtime is no overflow.
+#[test]
+fn a_failure_without_sources_forgets_the_older_success() {
+    let with = "[jobs.t]\ncommand = 'echo t >> ran.log; test ! -e fail'\nsources = ['in.txt']\n";
+    let t = Test::new(with);
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    t.write(
+        "jobs.toml",
+        "[jobs.t]\ncommand = 'echo t >> ran.log; test ! -e fail'\n",
+    );
+    t.write("fail", "");
+    t.run_with(&["run", "jobs.toml"]).assert_code(1);
+    std::fs::remove_file(t.path("fail")).unwrap();
+    t.write("jobs.toml", with);
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran, ["t"], "the last run of this task failed");
+    // An mtime far in the future.
+    touch(
+        &t.path("in.txt"),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(9_300_000_000),
+    );
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty());
+}
