@@ -255,6 +255,20 @@ fn wait_for_end(
     dispatch(shared, &mut shared.lock(), None);
     loop {
         if shared.lock().scheduler.is_done() {
+            // A signal that came while this thread was deciding (hashing sources) is
+            // still in the channel: the run was interrupted all the same.
+            if interrupted.is_none() {
+                // (The listener stops hashing just before it sends the signal.)
+                let signal = if crate::state::files::hashing_stopped() {
+                    session.signals.recv_timeout(Duration::from_secs(1)).ok()
+                } else {
+                    session.signals.try_recv().ok()
+                };
+                if let Some(signal) = signal {
+                    session.say(format!("{}: stopping", signal.describe()));
+                    interrupted = Some(signal);
+                }
+            }
             return interrupted;
         }
         select! {
@@ -396,15 +410,7 @@ fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
 /// its stamp written back.
 fn not_run(core: &mut Core, ctx: &exec::Context, start: &Start) {
     let job = &ctx.file.jobs[start.job];
-    let item = String::from_utf8_lossy(&start.item).into_owned();
-    let mut record = TaskRecord::new(
-        start.job,
-        start.index,
-        item,
-        start.slot,
-        &ctx.host,
-        job.allow_failure,
-    );
+    let mut record = unstarted(ctx, start);
     let id = start.id.as_ref().expect("decided");
     record.status = match id.action {
         Action::UpToDate => Status::UpToDate,
@@ -417,28 +423,29 @@ fn not_run(core: &mut Core, ctx: &exec::Context, start: &Start) {
         }
     }
     exec::journal(ctx, &record);
-    core.scheduler
-        .finished(start.job, start.slot, true, job.allow_failure);
-    core.recorder.add(&ctx.file, &record);
+    settle(core, ctx, start, &record, true);
 }
 
 /// A task the run was stopped before it could start (a signal came while its sources
-/// were hashed): stopped, never run.
+/// were hashed): skipped, like every task the stop kept from starting.
 fn stopped_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start) {
-    let job = &ctx.file.jobs[start.job];
+    let record = unstarted(ctx, start);
+    settle(core, ctx, start, &record, false);
+}
+
+/// The record of a task that ends without a process of its own (skipped until filled in).
+fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
     let item = String::from_utf8_lossy(&start.item).into_owned();
-    let mut record = TaskRecord::new(
-        start.job,
-        start.index,
-        item,
-        start.slot,
-        &ctx.host,
-        job.allow_failure,
-    );
-    record.stopped = true;
+    let allowed = ctx.file.jobs[start.job].allow_failure;
+    TaskRecord::new(start.job, start.index, item, start.slot, &ctx.host, allowed)
+}
+
+/// Ends a task that had no process: its slot freed (a success for `needs` when `ok`),
+/// its record counted.
+fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
     core.scheduler
-        .finished(start.job, start.slot, false, job.allow_failure);
-    core.recorder.add(&ctx.file, &record);
+        .finished(start.job, start.slot, ok, record.allowed_failure);
+    core.recorder.add(&ctx.file, record);
 }
 
 /// Hands a start to its slot's thread, creating the thread on first use. A thread that
@@ -476,17 +483,13 @@ fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
 /// Ends a task that could not start (no thread for its slot, an item that could not be
 /// read): a failed record, the scheduler told, its slot freed.
 fn fail_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start, message: String) {
-    let allowed = ctx.file.jobs[start.job].allow_failure;
-    let item = String::from_utf8_lossy(&start.item).into_owned();
-    let mut record = TaskRecord::new(start.job, start.index, item, start.slot, &ctx.host, allowed);
+    let mut record = unstarted(ctx, start);
     record.status = Status::Failed;
     record.end = Some(End::SpawnFailed {
         message,
         retryable: false,
     });
-    core.scheduler
-        .finished(start.job, start.slot, false, allowed);
-    core.recorder.add(&ctx.file, &record);
+    settle(core, ctx, start, &record, false);
 }
 
 fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {

@@ -74,10 +74,13 @@ impl Memory {
         }
     }
 
-    /// Records a task of a job with `sources` that ended: a success writes its stamp
-    /// (its sources as hashed before it ran, its outputs as after), a failure a failed
-    /// one; a task stopped by the run leaves the stamp alone. A write that fails is
-    /// returned, to be said once.
+    /// Records a task that ended. For a job with `sources`, in the run that holds the
+    /// state: a clean success writes its stamp (its sources as hashed before it ran, its
+    /// outputs as after), a failure a failed one. Anywhere else, a failure or a success
+    /// that is not clean (stopped by the run, outputs not all hashed) removes the stamp,
+    /// so that no older success stands for it. A failure the run caused (stopped) leaves
+    /// the stamp alone: its outputs' hashes tell. A write that fails is returned, to be
+    /// said once.
     pub fn record(&self, job: &Job, r: &TaskRecord) -> Option<String> {
         let (Some(stamps), Some(id)) = (&self.stamps, &r.id) else {
             return None;
@@ -181,11 +184,9 @@ pub fn decide(
             return id(Action::Run, why, None);
         }
     }
-    if memory.force && job.sources.is_empty() {
-        return id(Action::Run, "forced", None);
-    }
     if job.sources.is_empty() {
         return match verdict {
+            _ if memory.force => id(Action::Run, "forced", None),
             Verdict::Done if memory.resume => id(Action::DoneEarlier, DONE_EARLIER, None),
             Verdict::Done => id(
                 Action::Run,

@@ -244,7 +244,7 @@ pub fn look(
     let mut old = before.iter().peekable();
     for file in found.files {
         while let Some(gone) = old.next_if(|o| o.name < file.name) {
-            diff.removed.push(gone.name.clone());
+            diff.removed.push(&gone.name);
         }
         let earlier = old.next_if(|o| o.name == file.name);
         let hash = match earlier {
@@ -261,13 +261,15 @@ pub fn look(
             },
         };
         match earlier {
-            Some(e) if e.hash != hash => diff.changed.push(file.name.clone()),
+            Some(e) if e.hash != hash => diff.changed.push(&file.name),
             Some(_) => {}
-            None => diff.added.push(file.name.clone()),
+            None => diff.added.push(&file.name),
         }
         sources.push(FileRecord::from(file, hash, now));
     }
-    diff.removed.extend(old.map(|o| o.name.clone()));
+    for gone in old {
+        diff.removed.push(&gone.name);
+    }
     let mut look = Look::default();
     let mut refreshed_outputs = None;
     let reason = match &stamp {
@@ -297,11 +299,10 @@ pub fn look(
         });
         return look;
     }
-    if let Some(reason) = &reason {
-        if reason.starts_with("cannot read") {
-            look.problem = Some(reason.clone());
-        }
-    }
+    look.problem = reason
+        .as_ref()
+        .filter(|r| r.starts_with("cannot read"))
+        .cloned();
     look.reason = reason;
     look.sources = Some(sources);
     look
@@ -408,12 +409,38 @@ pub fn place(host: &str, cwd: &Path) -> String {
     format!("{host}:{}", cwd.display())
 }
 
-/// How the sources differ from the stamp's.
+/// How the sources differ from the stamp's: the first few names of each kind, and how
+/// many in all (never every name: a first run "adds" every source).
 #[derive(Debug, Default)]
 struct Diff {
-    changed: Vec<String>,
-    added: Vec<String>,
-    removed: Vec<String>,
+    changed: Named,
+    added: Named,
+    removed: Named,
+}
+
+/// The first [`NAMED`] names of a list, and its length.
+#[derive(Debug, Default)]
+struct Named {
+    names: Vec<String>,
+    count: usize,
+}
+
+impl Named {
+    fn push(&mut self, name: &str) {
+        if self.names.len() < NAMED {
+            self.names.push(name.to_string());
+        }
+        self.count += 1;
+    }
+
+    /// `a, b, c and 4 more`.
+    fn listed(&self) -> String {
+        let shown = self.names.join(", ");
+        match self.count - self.names.len() {
+            0 => shown,
+            more => format!("{shown} and {more} more"),
+        }
+    }
 }
 
 impl Diff {
@@ -424,19 +451,10 @@ impl Diff {
             ("source removed", &self.removed),
         ]
         .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(what, names)| format!("{what}: {}", listed(names)))
+        .filter(|(_, names)| names.count > 0)
+        .map(|(what, names)| format!("{what}: {}", names.listed()))
         .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
-    }
-}
-
-/// `a, b, c and 4 more`.
-fn listed(names: &[String]) -> String {
-    let shown = names[..names.len().min(NAMED)].join(", ");
-    match names.len().saturating_sub(NAMED) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -497,12 +515,11 @@ mod tests {
 
     #[test]
     fn reasons_name_a_few_files_and_count_the_rest() {
-        let names: Vec<String> = (1..=5).map(|i| format!("f{i}")).collect();
-        let diff = Diff {
-            changed: names[..1].to_vec(),
-            added: names.clone(),
-            removed: Vec::new(),
-        };
+        let mut diff = Diff::default();
+        diff.changed.push("f1");
+        for i in 1..=5 {
+            diff.added.push(&format!("f{i}"));
+        }
         assert_eq!(
             diff.reason().unwrap(),
             "source changed: f1; sources added: f1, f2, f3 and 2 more"

@@ -228,6 +228,11 @@ fn force_runs_every_task_and_the_plan_tells_every_reason() {
     // The plan read the state and wrote nothing: the run still sees the change.
     let forced = t.run_with(&["plan", "jobs.toml", "--force"]);
     forced.assert_stdout_has("convert:b  run (forced)");
+    // A job without sources says so too.
+    let plain = Test::new("[jobs.p]\ncommand = 'true'\n");
+    plain
+        .run_with(&["plan", "jobs.toml", "--force"])
+        .assert_stdout_has("  p  run (forced)");
     let (ran, tasks, _) = run(&t, &["--force"]);
     assert_eq!(ran, ["all", "convert:a", "convert:b", "convert:c"]);
     assert_eq!(reason_of(&tasks, "convert:b"), ("succeeded", "forced"));
@@ -614,4 +619,80 @@ fn a_failure_without_sources_forgets_the_older_success() {
     );
     let (ran, _, _) = run(&t, &[]);
     assert!(ran.is_empty());
+}
+
+/// A success whose output could not be hashed (a link to nothing when it ended) is not
+/// recorded as up to date: once the output exists, the task still runs.
+#[test]
+fn a_success_with_an_unhashed_output_is_not_up_to_date_later() {
+    let t = Test::new(
+        "[jobs.o]\ncommand = 'echo o >> ran.log; ln -sf target.txt out.txt'\nsources = ['in.txt']\noutputs = ['out.txt']\n",
+    );
+    t.write("in.txt", "1");
+    let out = t.run_with(&["run", "jobs.toml"]);
+    out.assert_code(0).assert_stderr_has(
+        "o: succeeded, but its output out.txt: a symbolic link to nothing: it will run again next time",
+    );
+    t.write("target.txt", "now there");
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran, ["o"], "its output was never recorded");
+    let (ran, _, _) = run(&t, &[]);
+    assert!(ran.is_empty());
+}
+
+/// A run that does not hold the state (another run does) records nothing, but a task of
+/// it that fails still forgets the older success.
+#[test]
+fn a_failure_in_a_run_without_the_state_forgets_the_older_success() {
+    let t = Test::new(
+        "[jobs.t]\ncommand = 'echo t >> ran.log; test ! -e fail'\nsources = ['in.txt']\n",
+    );
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    // Another run holds the state's lock.
+    let lock = std::fs::File::open(t.path(".runner/jobs.toml/lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    t.write("fail", "");
+    t.run_with(&["run", "jobs.toml", "--force"])
+        .assert_code(1)
+        .assert_stderr_has("this run is not journaled");
+    drop(lock);
+    std::fs::remove_file(t.path("fail")).unwrap();
+    let (ran, _, _) = run(&t, &[]);
+    assert_eq!(ran, ["t"], "its last run failed");
+}
+
+/// Ctrl-C while a task's sources are being hashed stops the run at once; the task
+/// never starts.
+#[test]
+fn ctrl_c_while_hashing_sources_stops_the_run_at_once() {
+    let t = Test::new("[jobs.big]\ncommand = 'echo big >> ran.log'\nsources = ['big.bin']\n");
+    // 64 GB of holes: minutes of hashing, no disk.
+    let big = std::fs::File::create(t.path("big.bin")).unwrap();
+    big.set_len(64 << 30).unwrap();
+    drop(big);
+    let mut runner = t.spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling the runner this test started, by its pid.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let ended = crate::util::wait_for(Duration::from_secs(30), || {
+        runner.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = runner.kill();
+    }
+    let status = runner.wait().unwrap();
+    assert!(ended, "still hashing after 30 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(!t.path("ran.log").exists(), "the task never started");
 }
