@@ -136,9 +136,12 @@ impl Stamps {
             return None;
         }
         let mut records = |n: u64| -> Option<Vec<FileRecord>> {
-            (0..n)
-                .map(|_| serde_json::from_str(&lines.next()?.ok()?).ok())
-                .collect()
+            // Sized by the header (bounded, should a stamp lie), not grown by doubling.
+            let mut records = Vec::with_capacity(n.min(1 << 20) as usize);
+            for _ in 0..n {
+                records.push(serde_json::from_str(&lines.next()?.ok()?).ok()?);
+            }
+            Some(records)
         };
         let sources = records(head.sources)?;
         let outputs = records(head.outputs)?;
