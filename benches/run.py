@@ -230,8 +230,8 @@ def resume_workload(s, n, table):
 
 def sources_workload(s, n, table):
     """`runner plan` on a job whose sources match n unchanged files of 10 KiB (100 MB at
-    10,000): cold (every file's stat differs from the stamp's, so every file is read and
-    hashed) and warm (the stat cache: nothing read), with the hashing rate next to b3sum
+    10,000): warm (the stat cache: nothing read) and cold (every file touched, so every
+    stat differs from the stamp's and every file is read and hashed), with the hashing rate next to b3sum
     and sha256sum on the same files. The files are in the page cache in every case: cold
     means the runner's cache, not the disk's. Made in target/, not /tmp: creating many
     files in this machine's /tmp costs twenty times as much."""
@@ -250,15 +250,14 @@ def sources_workload(s, n, table):
         with open(job, "w") as f:
             f.write('[jobs.t]\ncommand = ["true"]\nsources = ["data/**"]\n')
         state = os.path.join(base, "state")
-        # Two sets of mtimes, both settled (older than the racy window): the stamp is
-        # made with the first; the second makes every stat differ (cold).
-        warm_at, cold_at = time.time() - 3600, time.time() - 1800
-
-        def set_mtimes(t):
-            for p in paths:
-                os.utime(p, (t, t))
-
-        set_mtimes(warm_at)
+        # The stamp trusts a file's stat only once its mtime and ctime are 2 s old: the
+        # files settle first. Warm: nothing changed since. Cold: every file touched (a
+        # new mtime and ctime), so every stat differs from the stamp's and every file is
+        # read (a plan writes no stamp, so each cold plan hashes them all again).
+        old = time.time() - 3600
+        for p in paths:
+            os.utime(p, (old, old))
+        time.sleep(2.5)
         subprocess.run([RUNNER, "-q", job, "--state", state], check=True, stdout=DEVNULL, stderr=DEVNULL)
         plan = [RUNNER, "plan", job, "--state", state]
         listing = subprocess.run(plan, check=True, capture_output=True, text=True).stdout
@@ -267,10 +266,11 @@ def sources_workload(s, n, table):
         s.missing.extend(name for name in ("b3sum",) if not have(name))
         times = {name: [] for name in ["runner plan, warm", "runner plan, cold", *hashers]}
         for _ in range(s.rounds):
-            set_mtimes(cold_at)
-            times["runner plan, cold"].append(s.time(plan))
-            set_mtimes(warm_at)
             times["runner plan, warm"].append(s.time(plan))
+        for p in paths:
+            os.utime(p, (old + 60, old + 60))
+        for _ in range(s.rounds):
+            times["runner plan, cold"].append(s.time(plan))
             for name in hashers:
                 times[name].append(s.time(f"find {base}/data -type f -print0 | xargs -0 {name} > /dev/null"))
         medians = {name: statistics.median(ts) for name, ts in times.items()}

@@ -69,6 +69,17 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
     })
 }
 
+/// A name as text: bytes that are not UTF-8 written `\xFF`, so that two names that
+/// differ only there stay two names.
+fn push_name(out: &mut String, name: &std::ffi::OsStr) {
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+}
+
 /// A path as a pattern's matches are named: its components joined by `/`, without `.`.
 pub fn shown(path: &Path) -> String {
     let mut out = String::new();
@@ -80,7 +91,7 @@ pub fn shown(path: &Path) -> String {
                 if !out.is_empty() && !out.ends_with('/') {
                     out.push('/');
                 }
-                out.push_str(&other.as_os_str().to_string_lossy());
+                push_name(&mut out, other.as_os_str());
             }
         }
     }
@@ -149,5 +160,10 @@ mod tests {
         assert_eq!(shown(Path::new("./a/./b.txt")), "a/b.txt");
         assert_eq!(shown(Path::new("/x/y")), "/x/y");
         assert_eq!(shown(Path::new("../x")), "../x");
+        use std::os::unix::ffi::OsStrExt;
+        let a = std::ffi::OsStr::from_bytes(b"d/a\xff");
+        let b = std::ffi::OsStr::from_bytes(b"d/a\xfe");
+        assert_eq!(shown(Path::new(a)), "d/a\\xFF");
+        assert_ne!(shown(Path::new(a)), shown(Path::new(b)));
     }
 }

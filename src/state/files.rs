@@ -1,8 +1,8 @@
 //! Files a task names (`sources`, `outputs`, a stdin file): found by their patterns, and
 //! hashed by content (BLAKE3) with a cache keyed by what `stat` says (path, size, mtime,
-//! inode), so that a file whose `stat` did not change is not read again.
+//! inode, ctime), so that a file whose `stat` did not change is not read again.
 //!
-//! A stat is trusted only when the file's mtime was at least [`RACY`] older than the
+//! A stat is trusted only when the file's mtime and ctime were at least [`RACY`] older than the
 //! moment it was hashed: a file changed again within the file system's timestamp
 //! granularity, at the same size, would otherwise keep its old hash (git's "racily
 //! clean" entries). An untrusted one is simply hashed again next time.
@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How much older than its hashing a file's mtime must be for its stat to be trusted.
 pub const RACY: Duration = Duration::from_secs(2);
 
-/// What `stat` says of a file: the cache's key (with the path).
+/// What `stat` says of a file: the cache's key (with the path). Besides the size, mtime
+/// and inode the contract names, the ctime: it cannot be set back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     #[serde(rename = "n")]
@@ -33,6 +34,10 @@ pub struct Stat {
     pub mtime: i64,
     #[serde(rename = "i")]
     pub ino: u64,
+    /// The inode's change time, nanoseconds: a rewrite that puts the old mtime back
+    /// (`touch -r`, `cp -p`) still changes it.
+    #[serde(rename = "c")]
+    pub ctime: i64,
 }
 
 impl Stat {
@@ -44,6 +49,10 @@ impl Stat {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(m.mtime_nsec()),
             ino: m.ino(),
+            ctime: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
         }
     }
 
@@ -52,7 +61,7 @@ impl Stat {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        self.mtime < now - RACY.as_nanos() as i64
+        self.mtime.max(self.ctime) < now - RACY.as_nanos() as i64
     }
 }
 
@@ -388,6 +397,31 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_ctime_is_a_changed_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let hashes = Hashes::default();
+        // Settled long ago, as far as this stat says: learnt.
+        let old = Stat {
+            mtime: 1_000_000_000,
+            ctime: 1_000_000_000,
+            ..Stat::of(&std::fs::metadata(&path).unwrap())
+        };
+        hashes.hash(&path, &old).unwrap();
+        // Same size, mtime put back, same inode: only the ctime tells.
+        std::fs::write(&path, "two").unwrap();
+        let rewritten = Stat {
+            ctime: 2_000_000_000,
+            ..old
+        };
+        assert_eq!(
+            hashes.hash(&path, &rewritten).unwrap(),
+            *blake3::hash(b"two").as_bytes()
+        );
+    }
+
+    #[test]
     fn a_hash_is_learnt_once_per_stat() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
@@ -401,11 +435,14 @@ mod tests {
             hashes.hash_file(&path).unwrap(),
             *blake3::hash(b"two").as_bytes()
         );
-        // A settled file is learnt: a stat that did not change is not read again.
-        let old = std::fs::File::options().write(true).open(&path).unwrap();
-        old.set_modified(SystemTime::now() - Duration::from_secs(60))
-            .unwrap();
-        let stat = Stat::of(&std::fs::metadata(&path).unwrap());
+        // A settled file is learnt: a stat that did not change is not read again. (Its
+        // ctime cannot be set back, so the stat says so.)
+        let long_ago = 1_000_000_000;
+        let stat = Stat {
+            mtime: long_ago,
+            ctime: long_ago,
+            ..Stat::of(&std::fs::metadata(&path).unwrap())
+        };
         hashes.hash(&path, &stat).unwrap();
         let fake = Stat { ..stat };
         std::fs::remove_file(&path).unwrap();

@@ -138,7 +138,12 @@ impl Memory {
         item: &str,
         stamp: StampRef<'_>,
     ) -> Option<String> {
-        match stamps.write(key, job, item, stamp) {
+        let written = stamps.write(key, job, item, stamp);
+        if written.is_err() && stamp.failed {
+            // A failure not written: at least no older success may stand for it.
+            stamps.remove(key);
+        }
+        match written {
             Ok(()) => None,
             Err(e) if !self.said.swap(true, Ordering::SeqCst) => Some(format!(
                 "cannot record what the tasks of `{job}` read and wrote in the state: {e}; they will run again next time"

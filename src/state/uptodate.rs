@@ -406,9 +406,12 @@ pub fn outputs(rendered: &Rendered, hashes: &Hashes, skip: &files::Skip) -> (Out
     )
 }
 
-/// Where outputs were written: `HOST:CWD` (the cwd made absolute).
+/// Where outputs were written: `HOST:CWD` (the cwd canonical).
 pub fn place(host: &str, cwd: &Path) -> String {
-    let cwd = std::path::absolute(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+    // Canonical, so that one folder spelt two ways (a link, `..`) is one place.
+    let cwd = std::fs::canonicalize(cwd)
+        .or_else(|_| std::path::absolute(cwd))
+        .unwrap_or_else(|_| cwd.to_path_buf());
     format!("{host}:{}", cwd.display())
 }
 
@@ -492,6 +495,7 @@ mod tests {
                 size: 1,
                 mtime: 2,
                 ino: 3,
+                ctime: 4,
             }),
         };
         let stamp = Stamp {
@@ -514,6 +518,17 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &text[..text.len() - 10]).unwrap();
         assert_eq!(stamps.read(7), None);
+    }
+
+    #[test]
+    fn one_folder_spelt_two_ways_is_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("w")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("w"), dir.path().join("link")).unwrap();
+        let here = place("h", &dir.path().join("w"));
+        assert_eq!(place("h", &dir.path().join("link")), here);
+        assert_eq!(place("h", &dir.path().join("w/../w")), here);
+        assert_ne!(place("other", &dir.path().join("w")), here);
     }
 
     #[test]

@@ -567,11 +567,18 @@ fn mistakes_found_by_probing_are_handled() {
     // A file whose name is not UTF-8 is read by its own name.
     let t = Test::new("[jobs.bin]\ncommand = 'echo bin >> ran.log'\nsources = ['d/*']\n");
     std::fs::create_dir(t.path("d")).unwrap();
-    let name = std::ffi::OsStr::from_encoded_bytes_unchecked_safe(b"bad\xff\xfe");
+    let name = std::ffi::OsStr::from_encoded_bytes_unchecked_safe(b"bad\xff");
+    let twin = std::ffi::OsStr::from_encoded_bytes_unchecked_safe(b"bad\xfe");
     std::fs::write(t.path("d").join(name), "b").unwrap();
+    std::fs::write(t.path("d").join(twin), "b").unwrap();
     run(&t, &[]);
     let (ran, tasks, _) = run(&t, &[]);
     assert!(ran.is_empty(), "{tasks:?}");
+    // Two names that differ only in bytes that are not UTF-8 stay two files.
+    std::fs::write(t.path("d").join(twin), "changed").unwrap();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["bin"]);
+    assert_eq!(reason_of(&tasks, "bin").1, "source changed: d/bad\\xFE");
 
     // Every output pattern that matched nothing is named, in words of their own.
     let t = Test::new(
