@@ -107,6 +107,20 @@ pub struct TaskRecord {
     /// A task of a job with `sources` that succeeded: its outputs, hashed where it ran.
     #[serde(skip)]
     pub outputs: Option<crate::state::uptodate::Outputs>,
+    /// Each attempt's process, in order (at most `retries` + 1: 1,001). Empty for a
+    /// task that never had a process, and for a worker's task whose result did not
+    /// list them (see [`TaskRecord::each_try`]).
+    #[serde(default)]
+    pub tries: Vec<Try>,
+}
+
+/// One attempt of a task: when its process started, how long it ran, how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Try {
+    pub started: SystemTime,
+    pub duration: Duration,
+    pub pid: Option<u32>,
+    pub end: End,
 }
 
 impl TaskRecord {
@@ -142,6 +156,24 @@ impl TaskRecord {
             id: None,
             reason: String::new(),
             outputs: None,
+            tries: Vec::new(),
+        }
+    }
+
+    /// Its attempts: those it listed, or else, for a task that ran, one spanning
+    /// them all (its first start, its whole duration, its last end).
+    pub fn each_try(&self) -> Vec<Try> {
+        if !self.tries.is_empty() {
+            return self.tries.clone();
+        }
+        match (self.started, &self.end) {
+            (Some(started), Some(end)) => vec![Try {
+                started,
+                duration: self.duration,
+                pid: self.pid,
+                end: end.clone(),
+            }],
+            _ => Vec::new(),
         }
     }
 

@@ -341,6 +341,12 @@ fn run_attempt(
         };
     }
     let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    record.tries.push(crate::task::Try {
+        started: result.started,
+        duration: result.duration,
+        pid: result.pid,
+        end: result.end.clone(),
+    });
     (record.stderr_tail, record.tail_cut) = err.tail();
     record.stdout_tail = out.tail().0;
     record.queue_lines = out.take_collected();
