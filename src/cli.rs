@@ -157,6 +157,18 @@ pub struct RunArgs {
     /// Write JUnit XML (a testsuite per job, a testcase per task) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// How task output is printed: lines (each line as it comes), grouped (a task's
+    /// output together when it ends), keep-order (grouped, a job's tasks in item
+    /// order). Overrides the file's `output`.
+    #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(crate::jobfile::OutputMode::NAMES))]
+    pub output: Option<String>,
+    /// Print task output without the `[job:label] ` prefix (to pipe it on as it is).
+    #[arg(long)]
+    pub no_label: bool,
+    /// Write the run's timeline to FILE in the Chrome trace event format (Perfetto,
+    /// chrome://tracing): one event per attempt, by host and slot.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Keep each task's stdout and stderr in files in DIR.
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,

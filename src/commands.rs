@@ -127,7 +127,10 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 }
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
-    let file = load(&args.select)?;
+    let mut file = load(&args.select)?;
+    if let Some(mode) = args.output.as_deref().and_then(crate::jobfile::OutputMode::parse) {
+        file.set_output(mode);
+    }
     #[cfg(feature = "distributed")]
     let broker = match args.broker.broker.as_deref() {
         None => None,
@@ -157,6 +160,8 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         )),
         fail_fast: args.fail_fast,
         quiet: args.quiet,
+        label: !args.no_label,
+        trace: args.trace,
         logs: args.logs,
         report: args.report,
         junit: args.junit,

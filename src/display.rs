@@ -9,17 +9,18 @@
 //!
 //! Longer than 400 lines: bars and plain lines share the counts and the writer.
 
-use crate::jobfile::JobFile;
+use crate::held::{Held, PIECE};
+use crate::jobfile::{JobFile, OutputMode};
 use crate::lost::{Kind, LostWrites};
 use crate::sys;
 use crate::task::{describe_end, duration, printable, Event, Outcome, Status, Stream, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The heartbeat shows the last line of at most this many running tasks (the oldest),
 /// cut to this many characters.
@@ -32,10 +33,9 @@ struct Latest {
     since: Instant,
     /// Its last line of output shown on the terminal, made printable.
     last: String,
+    /// Its output is grouped: shown when it ends.
+    grouped: bool,
 }
-
-/// A long line is copied from its file in pieces of this size.
-const PIECE: usize = 64 * 1024;
 
 /// How long the writer waits between batches of events while they flow.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
@@ -48,12 +48,40 @@ pub enum Mode {
     Plain,
 }
 
+/// The CI system whose log this is, when it has ways to fold output and annotate a
+/// run: GitHub Actions (`GITHUB_ACTIONS=true`) or GitLab CI (`GITLAB_CI=true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ci {
+    None,
+    GitHub,
+    GitLab,
+}
+
+impl Ci {
+    pub fn detect() -> Ci {
+        let is = |name: &str| std::env::var(name).is_ok_and(|v| v == "true");
+        if is("GITHUB_ACTIONS") {
+            Ci::GitHub
+        } else if is("GITLAB_CI") {
+            Ci::GitLab
+        } else {
+            Ci::None
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
     pub quiet: bool,
     pub color: bool,
     pub heartbeat: Duration,
+    /// Task lines start with `[job:label] ` (not with `--no-label`).
+    pub label: bool,
+    pub ci: Ci,
+    /// `keep-order` jobs print their tasks in item order. A worker never does: its
+    /// tasks are a share of a run whose order it cannot know.
+    pub keep_order: bool,
 }
 
 impl Options {
@@ -76,6 +104,9 @@ impl Options {
             quiet,
             color,
             heartbeat,
+            label: true,
+            ci: Ci::detect(),
+            keep_order: false,
         }
     }
 }
@@ -95,9 +126,7 @@ pub struct Writer {
     file: Arc<JobFile>,
     options: Options,
     counts: Vec<Count>,
-    out: BufWriter<io::Stdout>,
-    err: BufWriter<io::Stderr>,
-    out_broken: bool,
+    term: Terminal,
     /// Where a failed write to stdout is recorded (it makes the run exit 1).
     lost: Arc<LostWrites>,
     /// Plain mode: each running task's start and last line of output, for the heartbeat.
@@ -107,6 +136,65 @@ pub struct Writer {
     bars: Option<Bars>,
     /// This machine's name, to tell remote tasks apart.
     host: String,
+    /// Per job: its order, when it is a `keep-order` job.
+    order: Vec<Option<Order>>,
+    /// Output of `keep-order` tasks waiting for the tasks before them.
+    waiting: Waiting,
+    /// Groups printed so far (GitLab sections are named by it).
+    groups: u64,
+}
+
+/// Stdout and stderr, buffered; stdout is not written once it failed.
+struct Terminal {
+    out: BufWriter<io::Stdout>,
+    err: BufWriter<io::Stderr>,
+    out_broken: bool,
+}
+
+impl Terminal {
+    fn write(&mut self, stream: Stream, text: &[u8], flush: bool) -> io::Result<()> {
+        write_stream(
+            stream,
+            text,
+            &mut self.out,
+            &mut self.err,
+            self.out_broken,
+            flush,
+        )
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = self.err.flush();
+        if self.out_broken {
+            return Ok(());
+        }
+        self.out.flush()
+    }
+}
+
+/// A `keep-order` job as the writer prints it: the next task (by index) to print, the
+/// tasks past it that are over, and the output of those that wait.
+#[derive(Default)]
+struct Order {
+    next: u64,
+    settled: BTreeSet<u64>,
+    waiting: BTreeMap<u64, Vec<Parked>>,
+}
+
+/// One attempt's output set aside in the [`Waiting`] file: its label, and where each
+/// stream's part is.
+struct Parked {
+    label: Arc<str>,
+    parts: Vec<(Stream, u64, u64)>,
+}
+
+/// The one temporary file that output waiting for its turn goes to (so that it is never
+/// held in memory, however many tasks wait); emptied whenever nothing waits.
+#[derive(Default)]
+struct Waiting {
+    file: Option<File>,
+    len: u64,
+    count: u64,
 }
 
 struct Bars {
@@ -146,18 +234,40 @@ impl Writer {
                 jobs: vec![None; file.jobs.len()],
             }
         });
+        let order = file
+            .jobs
+            .iter()
+            .map(|j| {
+                (options.keep_order && file.output_of(j) == OutputMode::KeepOrder)
+                    .then(Order::default)
+            })
+            .collect();
         Writer {
-            file,
-            options,
             counts,
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
-            err: BufWriter::with_capacity(16 * 1024, io::stderr()),
-            out_broken: false,
+            term: Terminal {
+                out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+                err: BufWriter::with_capacity(16 * 1024, io::stderr()),
+                out_broken: false,
+            },
             lost,
             latest: HashMap::new(),
             started: Instant::now(),
             bars,
             host: sys::hostname(),
+            order,
+            waiting: Waiting::default(),
+            groups: 0,
+            file,
+            options,
+        }
+    }
+
+    /// Runs `f` on the terminal with the bars (if any) cleared for the time it writes.
+    fn with_terminal<R>(&mut self, f: impl FnOnce(&mut Terminal) -> R) -> R {
+        let term = &mut self.term;
+        match &self.bars {
+            Some(bars) => bars.multi.suspend(|| f(term)),
+            None => f(term),
         }
     }
 
@@ -250,10 +360,12 @@ impl Writer {
             } => {
                 self.counts[job].running += 1;
                 if self.options.mode == Mode::Plain {
+                    let grouped = self.file.output_of(&self.file.jobs[job]).grouped();
                     self.latest.entry(label.clone()).or_default().push(Latest {
                         pid,
                         since: Instant::now(),
                         last: String::new(),
+                        grouped,
                     });
                 }
                 if !self.options.quiet && self.options.mode == Mode::Plain {
@@ -280,6 +392,14 @@ impl Writer {
                 }
                 self.ended(job, &label, &record, retrying, took);
             }
+            Event::Group {
+                job,
+                index,
+                label,
+                out,
+                err,
+            } => self.group(job, index, label, [out, err]),
+            Event::Settled { job, index } => self.settled(job, index),
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::NotRun { job, count } => self.counts[job].done += count,
             Event::Taken { job } => self.counts[job].taken += 1,
@@ -296,6 +416,9 @@ impl Writer {
         retrying: bool,
         took: Duration,
     ) {
+        if !retrying && self.options.ci == Ci::GitHub {
+            self.annotate(label, record);
+        }
         let count = &mut self.counts[job];
         if record.pid.is_some() {
             count.running = count.running.saturating_sub(1);
@@ -364,31 +487,20 @@ impl Writer {
         }
         let prefix = format!("[{label}]");
         let mut text = Vec::with_capacity(data.len() + 64);
-        for line in data.split_inclusive(|&b| b == b'\n') {
-            text.extend_from_slice(prefix.as_bytes());
-            // An empty line gets the label alone, with no trailing space.
-            if line != b"\n" {
-                text.push(b' ');
-            }
-            text.extend_from_slice(line);
-        }
-        let result = if let Some(bars) = &self.bars {
-            let (out, err, broken) = (&mut self.out, &mut self.err, self.out_broken);
-            bars.multi
-                .suspend(|| write_stream(stream, &text, out, err, broken, true))
-        } else {
-            write_stream(
-                stream,
-                &text,
-                &mut self.out,
-                &mut self.err,
-                self.out_broken,
-                false,
-            )
-        };
+        self.labeller(&prefix).feed(data, &mut text);
+        let result = self.with_terminal(|t| t.write(stream, &text, true));
         if let Err(e) = result {
             self.stdout_failed(&e);
         }
+    }
+
+    /// What puts the label before each line of a task's output (nothing with
+    /// `--no-label`).
+    fn labeller<'p>(&self, prefix: &'p str) -> Labeller<'p> {
+        Labeller::new(
+            self.options.label.then_some(prefix.as_bytes()),
+            self.options.ci == Ci::GitHub,
+        )
     }
 
     /// One line too long to have come in memory: copied from its file in pieces, all
@@ -400,11 +512,11 @@ impl Writer {
                 task.last.clone_from(&shown);
             }
         }
-        let prefix = format!("[{label}] ");
-        let (out, err, broken) = (&mut self.out, &mut self.err, self.out_broken);
-        let mut copy = || -> io::Result<()> {
-            write_stream(stream, prefix.as_bytes(), out, err, broken, false)?;
+        let prefix = format!("[{label}]");
+        let mut labeller = self.labeller(&prefix);
+        let result = self.with_terminal(|t| -> io::Result<()> {
             let mut buf = vec![0u8; PIECE];
+            let mut text = Vec::with_capacity(PIECE + 64);
             let mut left = len;
             // A temporary file that cannot be read back ends the line short; the newline
             // still comes, so the next line is not joined to it.
@@ -415,15 +527,257 @@ impl Writer {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                write_stream(stream, &buf[..n], out, err, broken, false)?;
+                text.clear();
+                labeller.feed(&buf[..n], &mut text);
+                t.write(stream, &text, false)?;
                 left -= n as u64;
             }
-            write_stream(stream, b"\n", out, err, broken, true)
+            text.clear();
+            labeller.feed(b"\n", &mut text);
+            t.write(stream, &text, true)
+        });
+        if let Err(e) = result {
+            self.stdout_failed(&e);
+        }
+    }
+
+    /// An attempt's grouped output. A task of a `keep-order` job waits (set aside on
+    /// disk) until every task before it is over.
+    fn group(&mut self, job: usize, index: u64, label: Arc<str>, parts: [Option<Held>; 2]) {
+        for held in parts.iter().flatten() {
+            if let Some(error) = held.error() {
+                let message = format!("output of {label} was lost: {error}");
+                if let Some(message) = self.lost.record(Kind::Stdout, || message) {
+                    self.note(&message);
+                }
+            }
+        }
+        let [out, err] = parts;
+        let parts = [(Stream::Stdout, out), (Stream::Stderr, err)];
+        let waits = self
+            .order
+            .get(job)
+            .and_then(Option::as_ref)
+            .is_some_and(|order| index > order.next);
+        if waits {
+            match self.park(parts) {
+                Ok(parked) => {
+                    if let Some(order) = self.order[job].as_mut() {
+                        let parked = Parked { label, parts: parked };
+                        order.waiting.entry(index).or_default().push(parked);
+                        self.waiting.count += 1;
+                    }
+                }
+                Err((e, parts)) => {
+                    let message = format!(
+                        "keep-order: cannot set output aside (temporary file: {e}); {label} is printed out of order"
+                    );
+                    self.note(&message);
+                    self.print_group(&label, parts);
+                }
+            }
+            return;
+        }
+        self.print_group(&label, parts);
+    }
+
+    /// Copies an attempt's output to the waiting file; gives it back if the file cannot
+    /// be made.
+    #[allow(clippy::type_complexity)]
+    fn park(
+        &mut self,
+        parts: [(Stream, Option<Held>); 2],
+    ) -> Result<Vec<(Stream, u64, u64)>, (io::Error, [(Stream, Option<Held>); 2])> {
+        if self.waiting.file.is_none() {
+            match tempfile::tempfile() {
+                Ok(file) => self.waiting.file = Some(file),
+                Err(e) => return Err((e, parts)),
+            }
+        }
+        let mut parked = Vec::new();
+        for (stream, held) in parts {
+            let Some(held) = held else { continue };
+            let start = self.waiting.len;
+            let copied = (|| -> io::Result<u64> {
+                let file = self.waiting.file.as_mut().ok_or(io::ErrorKind::NotFound)?;
+                file.seek(SeekFrom::Start(start))?;
+                io::copy(&mut held.into_reader()?, file)
+            })();
+            match copied {
+                Ok(n) => {
+                    self.waiting.len += n;
+                    parked.push((stream, start, n));
+                }
+                Err(e) => {
+                    let message = format!("output set aside for keep-order was lost: {e}");
+                    if let Some(message) = self.lost.record(Kind::Stdout, || message) {
+                        self.note(&message);
+                    }
+                }
+            }
+        }
+        Ok(parked)
+    }
+
+    /// A task of a `keep-order` job is over: the tasks after it that are over too print.
+    fn settled(&mut self, job: usize, index: u64) {
+        let Some(order) = self.order.get_mut(job).and_then(Option::as_mut) else {
+            return;
         };
-        let result = match &self.bars {
-            Some(bars) => bars.multi.suspend(copy),
-            None => copy(),
+        if index < order.next {
+            return;
+        }
+        order.settled.insert(index);
+        loop {
+            let Some(order) = self.order[job].as_mut() else {
+                return;
+            };
+            if !order.settled.remove(&order.next) {
+                return;
+            }
+            order.next += 1;
+            let ready = order.waiting.remove(&order.next).unwrap_or_default();
+            for parked in ready {
+                self.unpark(parked);
+            }
+        }
+    }
+
+    /// Prints output that waited, and empties the waiting file once nothing waits.
+    fn unpark(&mut self, parked: Parked) {
+        let parts = parked
+            .parts
+            .iter()
+            .map(|&(stream, start, len)| {
+                let file = self.waiting.file.as_ref().and_then(|f| f.try_clone().ok());
+                let slice = file.map(|file| {
+                    Box::new(Slice {
+                        file,
+                        at: start,
+                        end: start + len,
+                    }) as Box<dyn Read>
+                });
+                (stream, slice)
+            })
+            .collect();
+        self.print_parts(&parked.label, parts);
+        self.waiting.count = self.waiting.count.saturating_sub(1);
+        if self.waiting.count == 0 && self.waiting.len > 0 {
+            if let Some(file) = &self.waiting.file {
+                let _ = file.set_len(0);
+            }
+            self.waiting.len = 0;
+        }
+    }
+
+    /// The end of the run: whatever still waits is printed, each job's in item order.
+    fn unpark_all(&mut self) {
+        for job in 0..self.order.len() {
+            let waiting = match self.order[job].as_mut() {
+                Some(order) => std::mem::take(&mut order.waiting),
+                None => continue,
+            };
+            for parked in waiting.into_values().flatten() {
+                self.unpark(parked);
+            }
+        }
+    }
+
+    fn print_group(&mut self, label: &str, parts: [(Stream, Option<Held>); 2]) {
+        let parts = parts
+            .into_iter()
+            .map(|(stream, held)| {
+                let reader = held.and_then(|h| h.into_reader().ok());
+                (stream, reader.map(|r| r as Box<dyn Read>))
+            })
+            .collect();
+        self.print_parts(label, parts);
+    }
+
+    /// Prints one group in one piece: in a CI log, between its folding markers, and
+    /// all of it on stdout — the GitHub Actions runner reads stdout and stderr apart and
+    /// hands on each batch's stderr lines first, so a group split across the two would
+    /// come apart; elsewhere stdout's part to stdout and stderr's to stderr.
+    fn print_parts(&mut self, label: &str, parts: Vec<(Stream, Option<Box<dyn Read>>)>) {
+        self.groups += 1;
+        let ci = self.options.ci;
+        let prefix = format!("[{label}]");
+        let labellers: Vec<Labeller<'_>> = parts.iter().map(|_| self.labeller(&prefix)).collect();
+        let section = format!("runner_{}", self.groups);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let result = self.with_terminal(|t| -> io::Result<()> {
+            match ci {
+                Ci::GitHub => {
+                    let line = format!("::group::{}\n", github_data(label));
+                    t.write(Stream::Stdout, line.as_bytes(), false)?;
+                }
+                Ci::GitLab => {
+                    let line = format!(
+                        "\x1b[0Ksection_start:{now}:{section}[collapsed=true]\r\x1b[0K{label}\n"
+                    );
+                    t.write(Stream::Stdout, line.as_bytes(), false)?;
+                }
+                Ci::None => {}
+            }
+            let mut buf = vec![0u8; PIECE];
+            let mut text = Vec::with_capacity(PIECE + 64);
+            for ((stream, reader), mut labeller) in parts.into_iter().zip(labellers) {
+                let Some(mut reader) = reader else { continue };
+                let stream = if ci == Ci::None {
+                    stream
+                } else {
+                    Stream::Stdout
+                };
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    text.clear();
+                    labeller.feed(&buf[..n], &mut text);
+                    t.write(stream, &text, false)?;
+                }
+                // Each stream's part is out before the next one starts.
+                t.flush()?;
+            }
+            match ci {
+                Ci::GitHub => t.write(Stream::Stdout, b"::endgroup::\n", false)?,
+                Ci::GitLab => {
+                    let line = format!("\x1b[0Ksection_end:{now}:{section}\r\x1b[0K\n");
+                    t.write(Stream::Stdout, line.as_bytes(), false)?;
+                }
+                Ci::None => {}
+            }
+            t.flush()
+        });
+        if let Err(e) = result {
+            self.stdout_failed(&e);
+        }
+    }
+
+    /// GitHub Actions: an annotation for a failed task, with its end and its last line
+    /// of stderr (or stdout), escaped as workflow commands require.
+    fn annotate(&mut self, label: &str, record: &TaskRecord) {
+        let (command, title) = match record.outcome() {
+            Outcome::Failed => ("error", format!("{} failed", github_title(label))),
+            Outcome::AllowedFailure => (
+                "warning",
+                format!("{} failed (allowed)", github_title(label)),
+            ),
+            _ => return,
         };
+        let end = record.end.as_ref().map(describe_end).unwrap_or_default();
+        let last_of = |tail: &[String]| tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
+        let last = last_of(&record.stderr_tail).or_else(|| last_of(&record.stdout_tail));
+        let message = match last {
+            Some(line) => format!("{end}: {line}"),
+            None => end,
+        };
+        let line = format!("::{command} title={title}::{}\n", github_data(&message));
+        let result = self.with_terminal(|t| t.write(Stream::Stdout, line.as_bytes(), true));
         if let Err(e) = result {
             self.stdout_failed(&e);
         }
@@ -432,7 +786,7 @@ impl Writer {
     /// Stdout cannot be written: stop writing it. A reader that went away (`| head`)
     /// is the user's choice; anything else (a full disk) is a lost write, said once.
     fn stdout_failed(&mut self, e: &io::Error) {
-        self.out_broken = true;
+        self.term.out_broken = true;
         if e.kind() == io::ErrorKind::BrokenPipe {
             return;
         }
@@ -446,15 +800,13 @@ impl Writer {
 
     fn note(&mut self, text: &str) {
         let line = format!("[runner] {text}\n");
-        if let Some(bars) = &self.bars {
-            let err = &mut self.err;
-            bars.multi.suspend(|| {
-                let _ = err.write_all(line.as_bytes());
-                let _ = err.flush();
-            });
-        } else {
-            let _ = self.err.write_all(line.as_bytes());
-        }
+        let bars = self.bars.is_some();
+        self.with_terminal(|t| {
+            let _ = t.err.write_all(line.as_bytes());
+            if bars {
+                let _ = t.err.flush();
+            }
+        });
     }
 
     fn heartbeat(&mut self) {
@@ -493,7 +845,9 @@ impl Writer {
             .take(LATEST_TASKS)
             .map(|(label, t)| {
                 let running = duration(t.since.elapsed());
-                if t.last.is_empty() {
+                if t.last.is_empty() && t.grouped {
+                    format!("  {label} ({running}): output grouped, shown when it ends")
+                } else if t.last.is_empty() {
                     // Held back by --quiet, or sent to a queue, or nothing printed at all.
                     format!("  {label} ({running}): nothing shown yet")
                 } else {
@@ -582,21 +936,22 @@ impl Writer {
         }
     }
 
-    /// The last words: task output is flushed first (so that a failure to write it is
-    /// said before the summary), then the summary.
+    /// The last words: what still waits is printed, task output is flushed (so that a
+    /// failure to write it is said before the summary), then the summary.
     fn finish(&mut self, summary: &str) {
+        self.unpark_all();
         self.clear_bars();
         self.flush();
-        let _ = self.err.write_all(summary.as_bytes());
+        let _ = self.term.err.write_all(summary.as_bytes());
     }
 
     fn flush(&mut self) {
-        if !self.out_broken {
-            if let Err(e) = self.out.flush() {
+        if !self.term.out_broken {
+            if let Err(e) = self.term.out.flush() {
                 self.stdout_failed(&e);
             }
         }
-        let _ = self.err.flush();
+        let _ = self.term.err.flush();
     }
 }
 
@@ -626,5 +981,122 @@ fn write_stream(
             }
             Ok(())
         }
+    }
+}
+
+/// Puts the `[job:label] ` prefix before each line of a task's output as it passes in
+/// pieces (a piece may end mid-line); an empty line gets the label alone.
+///
+/// In GitHub Actions it also keeps a labelled line from being read as a workflow
+/// command. The Actions runner takes a line starting with `::` as a command (the label
+/// comes first, so that is covered), but also `##[` anywhere in a line (the legacy
+/// form), and it ends lines at a lone CR too. So there `##[` is written with a zero-width
+/// space after `##`, and a lone CR starts a new labelled line.
+struct Labeller<'p> {
+    prefix: Option<&'p [u8]>,
+    github: bool,
+    at_start: bool,
+    /// `#`s just passed on this line (at most 2 counted).
+    hashes: u8,
+    after_cr: bool,
+}
+
+impl<'p> Labeller<'p> {
+    fn new(prefix: Option<&'p [u8]>, github: bool) -> Labeller<'p> {
+        Labeller {
+            prefix,
+            github,
+            at_start: true,
+            hashes: 0,
+            after_cr: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let Some(prefix) = self.prefix else {
+            out.extend_from_slice(data);
+            return;
+        };
+        if !self.github {
+            for line in data.split_inclusive(|&b| b == b'\n') {
+                if self.at_start {
+                    out.extend_from_slice(prefix);
+                    if line != b"\n" {
+                        out.push(b' ');
+                    }
+                }
+                out.extend_from_slice(line);
+                self.at_start = line.ends_with(b"\n");
+            }
+            return;
+        }
+        for &b in data {
+            if std::mem::take(&mut self.after_cr) && b != b'\n' {
+                out.extend_from_slice(prefix);
+                out.push(b' ');
+                self.hashes = 0;
+            }
+            if self.at_start {
+                out.extend_from_slice(prefix);
+                if b != b'\n' {
+                    out.push(b' ');
+                }
+                self.at_start = false;
+                self.hashes = 0;
+            }
+            if b == b'[' && self.hashes >= 2 {
+                out.extend_from_slice("\u{200B}".as_bytes());
+            }
+            out.push(b);
+            self.hashes = if b == b'#' { (self.hashes + 1).min(2) } else { 0 };
+            match b {
+                b'\n' => self.at_start = true,
+                b'\r' => self.after_cr = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Text after a workflow command's `::`: `%`, CR and LF escaped.
+fn github_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A property value of a workflow command: also `:` and `,` escaped.
+fn github_property(text: &str) -> String {
+    github_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `title=` of a task's annotation: `JOB:LABEL`, the job's colon kept (a job name holds
+/// neither `:` nor `,`), the item's escaped.
+fn github_title(label: &str) -> String {
+    match label.split_once(':') {
+        Some((job, item)) => format!("{job}:{}", github_property(item)),
+        None => github_property(label),
+    }
+}
+
+/// A part of the waiting file, read at its own offset (clones of a file share theirs).
+struct Slice {
+    file: File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Slice {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - self.at).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }

@@ -18,6 +18,7 @@ mod error;
 mod escapees;
 mod exec;
 mod fds;
+mod held;
 pub mod graph;
 pub mod jobfile;
 mod lost;

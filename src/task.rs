@@ -236,6 +236,17 @@ pub enum Event {
         /// How long this attempt took (the record's duration spans every attempt).
         took: Duration,
     },
+    /// A task's output held back until its attempt ended (grouped output): printed in
+    /// one piece, stdout's then stderr's.
+    Group {
+        job: usize,
+        index: u64,
+        label: Arc<str>,
+        out: Option<crate::held::Held>,
+        err: Option<crate::held::Held>,
+    },
+    /// A task of a `keep-order` job is over (run, or not): the tasks after it may print.
+    Settled { job: usize, index: u64 },
     /// Tasks that will not run.
     Skipped { job: usize, count: u64 },
     /// Tasks not run: done earlier, or up to date.

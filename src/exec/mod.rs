@@ -350,8 +350,23 @@ fn run_attempt(
     (record.stderr_tail, record.tail_cut) = err.tail();
     record.stdout_tail = out.tail().0;
     record.queue_lines = out.take_collected();
-    out.release(!ok);
-    err.release(!ok);
+    if ctx.file.output_of(job).grouped() {
+        // Grouped: the attempt's output goes to the writer in one event, so that no
+        // other task's line falls inside it (with --quiet, only a failure's).
+        let (out, err) = (out.take_held(), err.take_held());
+        if (out.is_some() || err.is_some()) && (!ok || !ctx.mode.quiet()) {
+            let _ = ctx.events.send(Event::Group {
+                job: task.id,
+                index: task.index,
+                label: task.label.clone(),
+                out,
+                err,
+            });
+        }
+    } else {
+        out.release(!ok);
+        err.release(!ok);
+    }
     record.status = if ok {
         Status::Succeeded
     } else {
@@ -371,6 +386,8 @@ fn sinks(
     label: &Arc<str>,
     record: &TaskRecord,
 ) -> (Sink, Sink) {
+    // Held back until the attempt ends: with --quiet (shown if it fails) or grouped.
+    let held = ctx.mode.quiet() || ctx.file.output_of(job).grouped();
     let mut out = match job.to {
         Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {
@@ -381,11 +398,11 @@ fn sinks(
                 Arc::new(move || control.level() != Level::Run),
             )
         }
-        None if ctx.mode.quiet() => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
+        None if held => Sink::held(Stream::Stdout, label.clone(), ctx.events.clone()),
         None => Sink::display(Stream::Stdout, label.clone(), ctx.events.clone()),
     }
     .keep_tail();
-    let mut err = if ctx.mode.quiet() {
+    let mut err = if held {
         Sink::held(Stream::Stderr, label.clone(), ctx.events.clone())
     } else {
         Sink::display(Stream::Stderr, label.clone(), ctx.events.clone())

@@ -16,6 +16,7 @@
 //! tests of each (about a third of the file).
 
 use super::log::Log;
+pub use crate::held::Held;
 use crate::queue::Queue;
 use crate::task::{Event, Stream};
 use crossbeam_channel::Sender;
@@ -31,7 +32,6 @@ pub const PIECE: usize = 64 * 1024;
 pub const ITEM_LIMIT: usize = 16 << 20;
 /// The longest printed line (it is spilled to a temporary file while it grows).
 pub const PRINTED_LIMIT: u64 = 256 << 20;
-const SPOOL_MEMORY: usize = 256 * 1024;
 const TAIL_BYTES: usize = 8 * 1024;
 pub const TAIL_LINES: usize = 10;
 
@@ -54,7 +54,7 @@ pub struct Sink {
 enum Target {
     Display(Sender<Event>),
     Queue(Arc<Queue>, Arc<dyn Fn() -> bool + Send + Sync>),
-    Spool(Spool, Sender<Event>),
+    Spool(Held, Sender<Event>),
     Collect(Vec<u8>),
 }
 
@@ -74,7 +74,7 @@ impl Sink {
 
     /// Held back until [`Sink::release`]: shown only if the task failed.
     pub fn held(stream: Stream, label: Arc<str>, out: Sender<Event>) -> Sink {
-        Sink::with(stream, label, Target::Spool(Spool::default(), out))
+        Sink::with(stream, label, Target::Spool(Held::default(), out))
     }
 
     /// Lines kept for a remote task's result (see [`Sink::take_collected`]).
@@ -337,6 +337,15 @@ impl Sink {
         }
     }
 
+    /// For grouped output: what was held back, to be printed in one piece by the
+    /// terminal writer (`Event::Group`); `None` when nothing was printed.
+    pub fn take_held(&mut self) -> Option<Held> {
+        match &mut self.target {
+            Target::Spool(spool, _) if !spool.is_empty() => Some(std::mem::take(spool)),
+            _ => None,
+        }
+    }
+
     /// The last lines written, and whether earlier ones were cut.
     pub fn tail(&self) -> (Vec<String>, bool) {
         match &self.tail {
@@ -386,62 +395,6 @@ impl Tail {
         let start = lines.len().saturating_sub(TAIL_LINES);
         let cut = self.dropped || start > 0;
         (lines[start..].iter().map(|l| l.to_string()).collect(), cut)
-    }
-}
-
-/// Output held in memory, then in an unnamed temporary file once it grows.
-#[derive(Default)]
-struct Spool {
-    memory: Vec<u8>,
-    file: Option<File>,
-}
-
-impl Spool {
-    fn write(&mut self, data: &[u8]) {
-        if self.file.is_none() && self.memory.len() + data.len() > SPOOL_MEMORY {
-            if let Ok(mut file) = tempfile::tempfile() {
-                if file.write_all(&self.memory).is_ok() {
-                    self.memory = Vec::new();
-                    self.file = Some(file);
-                }
-            }
-        }
-        match &mut self.file {
-            Some(file) => {
-                let _ = file.write_all(data);
-            }
-            None => self.memory.extend_from_slice(data),
-        }
-    }
-
-    /// Appends what `from` reads.
-    fn copy(&mut self, from: &mut dyn Read) {
-        let mut buf = vec![0u8; PIECE];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            self.write(&buf[..n]);
-        }
-    }
-
-    /// Passes what is held on, in pieces of at most `PIECE` bytes.
-    fn replay(&mut self, send: &mut dyn FnMut(&[u8])) {
-        if let Some(mut file) = self.file.take() {
-            if file.rewind().is_ok() {
-                let mut buf = vec![0u8; PIECE];
-                while let Ok(n) = file.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    send(&buf[..n]);
-                }
-            }
-        } else {
-            for piece in self.memory.chunks(PIECE) {
-                send(piece);
-            }
-        }
     }
 }
 

@@ -47,11 +47,62 @@ pub struct JobFile {
     pub source: String,
     pub pool: Option<usize>,
     pub fail_fast: bool,
+    /// How task output is printed, unless a job says otherwise.
+    pub output: OutputMode,
     pub env: Vec<(String, Template)>,
     /// `[vars]`, in file order, with `--set` applied.
     pub vars: Vec<Var>,
     pub queues: Vec<QueueDef>,
     pub jobs: Vec<Job>,
+}
+
+/// How a task's output reaches the terminal (`output`, `--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Each whole line as soon as it is complete.
+    #[default]
+    Lines,
+    /// A task's lines together when it ends, stdout and stderr each in one piece.
+    Grouped,
+    /// Grouped, and a job's tasks printed in item order.
+    KeepOrder,
+}
+
+impl OutputMode {
+    pub const NAMES: [&'static str; 3] = ["lines", "grouped", "keep-order"];
+
+    pub fn parse(name: &str) -> Option<OutputMode> {
+        match name {
+            "lines" => Some(OutputMode::Lines),
+            "grouped" => Some(OutputMode::Grouped),
+            "keep-order" => Some(OutputMode::KeepOrder),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// A task's output waits for its end.
+    pub fn grouped(self) -> bool {
+        self != OutputMode::Lines
+    }
+}
+
+impl JobFile {
+    /// The output mode of `job`: its own, or the file's.
+    pub fn output_of(&self, job: &Job) -> OutputMode {
+        job.output.unwrap_or(self.output)
+    }
+
+    /// `--output MODE`: every job prints so, whatever the file says.
+    pub fn set_output(&mut self, mode: OutputMode) {
+        self.output = mode;
+        for job in &mut self.jobs {
+            job.output = None;
+        }
+    }
 }
 
 /// A var: its name and value, and whether `--set` gave the value.
@@ -98,6 +149,8 @@ pub struct Job {
     pub sources: Vec<Template>,
     /// Paths or patterns of the files each task writes.
     pub outputs: Vec<Template>,
+    /// Its own output mode (`None`: the file's).
+    pub output: Option<OutputMode>,
 }
 
 #[derive(Debug, Clone)]

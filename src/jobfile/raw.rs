@@ -14,16 +14,17 @@ use crate::diagnostic::{suggest, Diagnostic};
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
-pub const TOP_KEYS: [&str; 7] = [
+pub const TOP_KEYS: [&str; 8] = [
     "pool",
     "fail_fast",
+    "output",
     "shell",
     "env",
     "vars",
     "queues",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 18] = [
+pub const JOB_KEYS: [&str; 19] = [
     "command",
     "needs",
     "items",
@@ -42,8 +43,11 @@ pub const JOB_KEYS: [&str; 18] = [
     "shell",
     "sources",
     "outputs",
+    "output",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
+
+const OUTPUT: &str = "\"lines\", \"grouped\" or \"keep-order\"";
 
 /// A name of the file (a job's, a queue's, an environment variable's) with where it is.
 pub type Name = Spanned<String>;
@@ -57,6 +61,8 @@ pub type RawVars = (std::ops::Range<usize>, Vec<(Name, Name)>);
 pub struct RawFile<'i> {
     pub pool: Option<Spanned<i64>>,
     pub fail_fast: Option<bool>,
+    /// How task output is printed (`lines`, `grouped`, `keep-order`).
+    pub output: Option<Name>,
     pub shell: Option<Spanned<Vec<String>>>,
     pub env: Vec<(Name, Name)>,
     /// `[vars]`: where the table is, and each name with its value as text.
@@ -98,6 +104,8 @@ pub struct RawJob<'i> {
     pub sources: Option<Spanned<Vec<Name>>>,
     /// Paths or patterns of the files a task writes.
     pub outputs: Option<Spanned<Vec<Name>>>,
+    /// This job's output mode.
+    pub output: Option<Name>,
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -117,6 +125,7 @@ fn file<'i>(table: DeTable<'i>, r: &mut Reader) -> RawFile<'i> {
     RawFile {
         pool: keys.integer("pool", "an integer ≥ 1", r),
         fail_fast: keys.boolean("fail_fast", r),
+        output: keys.string("output", OUTPUT, r),
         shell: keys.strings("shell", r),
         env: keys.string_table("env", r),
         vars: keys
@@ -236,6 +245,7 @@ fn read_job<'i>(
         shell: keys.strings("shell", r),
         sources,
         outputs,
+        output: keys.string("output", OUTPUT, r),
     }
 }
 

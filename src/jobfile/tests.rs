@@ -84,7 +84,7 @@ fn unknown_key_far_from_any_lists_the_keys() {
     assert_eq!(d.message, "unknown key `zzzzzz`");
     assert_eq!(
         d.note.as_deref(),
-        Some("the keys here are: command, needs, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs")
+        Some("the keys here are: command, needs, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output")
     );
     assert_eq!(at, "zzzzzz");
 }
@@ -606,4 +606,23 @@ fn load_errors_render_and_are_errors() {
         .starts_with("error: cannot read job file /no/such/runner-job-file.toml: "));
     let source: Option<&dyn std::error::Error> = std::error::Error::source(&err);
     assert!(source.is_some());
+}
+
+#[test]
+fn output_modes_are_read_at_both_levels_and_a_wrong_one_is_named() {
+    let file = parse(
+        Path::new("x.toml"),
+        "output = 'grouped'\n[jobs.a]\ncommand = 'true'\n[jobs.b]\ncommand = 'true'\noutput = 'keep-order'\n"
+            .to_string(),
+    )
+    .unwrap_or_else(|_| panic!("it loads"));
+    assert_eq!(file.output, OutputMode::Grouped);
+    assert_eq!(file.output_of(&file.jobs[0]), OutputMode::Grouped);
+    assert_eq!(file.output_of(&file.jobs[1]), OutputMode::KeepOrder);
+    let found = problems("[jobs.a]\ncommand = 'true'\noutput = 'group'\n");
+    assert_eq!(
+        found[0].message,
+        "`output` must be \"lines\", \"grouped\" or \"keep-order\", not \"group\""
+    );
+    assert_eq!(found[0].note.as_deref(), Some("did you mean \"grouped\"?"));
 }

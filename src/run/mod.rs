@@ -38,6 +38,10 @@ pub struct Options {
     pub pool: Option<usize>,
     pub fail_fast: bool,
     pub quiet: bool,
+    /// Task lines start with `[job:label] ` (not with `--no-label`).
+    pub label: bool,
+    /// `--trace FILE`: the run's timeline, written as tasks end.
+    pub trace: Option<PathBuf>,
     pub logs: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
@@ -119,11 +123,12 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     // Before anything runs: `--resume` without a usable earlier run is an error.
     let run_state =
         crate::state::open(&file, &options.state, &run_id, &started_text).map_err(Error::Usage)?;
-    let session = Session::start(
-        file.clone(),
-        display::Options::detect(options.quiet),
-        options.grace,
-    )?;
+    let display = display::Options {
+        label: options.label,
+        keep_order: true,
+        ..display::Options::detect(options.quiet)
+    };
+    let session = Session::start(file.clone(), display, options.grace)?;
     let (notes_tx, notes) = unbounded::<Note>();
     let queues: Vec<Arc<Queue>> = file
         .queues
@@ -317,7 +322,7 @@ fn task_ended(
         let ok = record.status == Status::Succeeded;
         core.scheduler
             .finished(record.job, slot, ok, record.allowed_failure);
-        core.recorder.add(&shared.ctx.file, &record);
+        recorded(&mut core.recorder, &shared.ctx, &record);
         let mine = dispatch(shared, &mut core, own_slot);
         (mine, core.scheduler.is_done())
     };
@@ -445,7 +450,20 @@ fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
 fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
     core.scheduler
         .finished(start.job, start.slot, ok, record.allowed_failure);
-    core.recorder.add(&ctx.file, record);
+    recorded(&mut core.recorder, ctx, record);
+}
+
+/// Every task's end, when it is over: counted and spooled, and for a `keep-order` job
+/// the terminal told that the tasks after it may print.
+fn recorded(recorder: &mut Recorder, ctx: &exec::Context, record: &TaskRecord) {
+    recorder.add(&ctx.file, record);
+    let job = &ctx.file.jobs[record.job];
+    if ctx.file.output_of(job) == crate::jobfile::OutputMode::KeepOrder {
+        let _ = ctx.events.send(Event::Settled {
+            job: record.job,
+            index: record.index,
+        });
+    }
 }
 
 /// Hands a start to its slot's thread, creating the thread on first use. A thread that

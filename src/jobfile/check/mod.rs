@@ -22,7 +22,7 @@ mod process;
 
 use super::raw::{Name, RawFile, RawJob, RawQueue, RawVars};
 use super::{
-    valid_name, Items, Job, JobFile, JobId, QueueDef, QueueId, StdinSpec, Var, DEFAULT_CAPACITY,
+    valid_name, Items, Job, JobFile, OutputMode, JobId, QueueDef, QueueId, StdinSpec, Var, DEFAULT_CAPACITY,
 };
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::{Scope, Template, TemplateError, Values};
@@ -93,6 +93,7 @@ impl Checker<'_> {
         set: &[(String, String)],
     ) -> JobFile {
         let pool = raw.pool.and_then(|p| self.positive(&p, "pool"));
+        let output = self.output_mode(raw.output);
         let shell = self.top_shell(raw.shell);
         let vars = self.vars(raw.vars, set);
         self.vars = vars
@@ -121,6 +122,7 @@ impl Checker<'_> {
             source: String::new(),
             pool,
             fail_fast: raw.fail_fast.unwrap_or(false),
+            output: output.unwrap_or_default(),
             env,
             vars,
             queues: std::mem::take(&mut self.queues),
@@ -273,7 +275,28 @@ impl Checker<'_> {
             local: job.local.unwrap_or(false),
             sources,
             outputs,
+            output: self.output_mode(job.output),
         }
+    }
+
+    /// `output = "…"`: one of the modes, or an error saying which.
+    fn output_mode(&mut self, raw: Option<Spanned<String>>) -> Option<OutputMode> {
+        let raw = raw?;
+        let name = raw.get_ref();
+        if let Some(mode) = OutputMode::parse(name) {
+            return Some(mode);
+        }
+        let mut d = Diagnostic::at(
+            format!(
+                "`output` must be \"lines\", \"grouped\" or \"keep-order\", not {name:?}"
+            ),
+            raw.span(),
+        );
+        if let Some(s) = suggest(name, OutputMode::NAMES) {
+            d = d.with_note(format!("did you mean \"{s}\"?"));
+        }
+        self.diagnostics.push(d);
+        None
     }
 
     /// A job's own `shell`, or the top-level one (`inherited`) when it sets none.
