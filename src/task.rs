@@ -112,6 +112,9 @@ pub struct TaskRecord {
     /// list them (see [`TaskRecord::each_try`]).
     #[serde(default)]
     pub tries: Vec<Try>,
+    /// A task a worker ran: that worker (`host:pid`), as the trace names it.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// One attempt of a task: when its process started, how long it ran, how it ended.
@@ -157,6 +160,7 @@ impl TaskRecord {
             reason: String::new(),
             outputs: None,
             tries: Vec::new(),
+            worker: None,
         }
     }
 

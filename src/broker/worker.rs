@@ -382,6 +382,8 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if stopped && !s.stopping.load(Ordering::SeqCst) && s.ctx.mode == Mode::Worker {
         return;
     }
+    let mut record = record;
+    record.worker = Some(s.options.consumer.clone());
     let result = result_message(&record, &job.name).sign(s.key(), run);
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
@@ -448,6 +450,9 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("value", value)
         .with("pid", r.pid.map(|p| p.to_string()).unwrap_or_default())
         .with("host", &r.host)
+        .with("worker", r.worker.as_deref().unwrap_or_default())
+        .with("slot", r.slot.to_string())
+        .with("tries", serde_json::to_string(&r.tries).unwrap_or_default())
         .with("attempts", r.attempts.to_string())
         .with("started_ms", millis(r.started).to_string())
         .with("duration_ms", (r.duration.as_millis() as u64).to_string())
@@ -518,5 +523,19 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .get("outputs")
         .filter(|o| !o.is_empty())
         .and_then(|o| serde_json::from_slice(o).ok());
+    // Where and when each attempt ran (the trace and the HTML timeline draw them).
+    r.worker = m
+        .text("worker")
+        .filter(|w| !w.is_empty())
+        .map(|w| printable(&w, 100));
+    r.slot = m.number("slot").unwrap_or(usize::MAX);
+    r.tries = m
+        .get("tries")
+        .and_then(|t| serde_json::from_slice::<Vec<crate::task::Try>>(t).ok())
+        .filter(|t| t.len() <= MAX_TRIES)
+        .unwrap_or_default();
     r
 }
+
+/// The most attempts a result may list: `retries` is at most 1,000.
+const MAX_TRIES: usize = 1001;

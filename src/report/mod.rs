@@ -11,6 +11,7 @@ mod json;
 mod junit;
 mod summary;
 pub mod tally;
+pub mod trace;
 
 pub use json::write_json;
 pub use junit::write_junit;

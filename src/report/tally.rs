@@ -304,6 +304,8 @@ impl Records for Spool {
 pub struct Recorder {
     pub tally: Tally,
     pub spool: Option<Spool>,
+    /// `--trace`: each task's attempts written as it ends.
+    pub trace: Option<super::trace::Trace>,
     /// Why the spool could not be made or written (the reports then say so).
     pub spool_error: Option<String>,
 }
@@ -322,11 +324,16 @@ impl Recorder {
             tally: Tally::new(file),
             spool,
             spool_error,
+            trace: None,
         }
     }
 
     pub fn add(&mut self, file: &JobFile, r: &TaskRecord) {
         self.tally.add(file, r);
+        if let Some(trace) = &mut self.trace {
+            let job = &file.jobs[r.job];
+            trace.add(&job.name, &label(job, &r.item), r);
+        }
         if let Some(spool) = &mut self.spool {
             if let Err(e) = spool.add(r) {
                 self.spool_error = Some(format!("cannot write the records' temporary file: {e}"));

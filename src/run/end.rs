@@ -97,8 +97,13 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         ));
     }
 
+    let trace = recorder
+        .trace
+        .take()
+        .map(|t| (t.path().to_path_buf(), t.finish()));
     let written = write_reports(&mut recorder, file, &info, options);
-    for (path, result) in written.into_iter().flatten() {
+    let written = written.into_iter().flatten().map(|(p, r)| (p.clone(), r));
+    for (path, result) in written.chain(trace) {
         if let Err(e) = result {
             // Each report is named: there are at most two.
             let message = format!("cannot write {}: {e}", path.display());

@@ -123,6 +123,14 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     // Before anything runs: `--resume` without a usable earlier run is an error.
     let run_state =
         crate::state::open(&file, &options.state, &run_id, &started_text).map_err(Error::Usage)?;
+    // The trace is written as tasks end: a file that cannot be made stops the run here.
+    let trace = match &options.trace {
+        Some(path) => Some(
+            crate::report::trace::Trace::create(path, started.0, &crate::sys::hostname())
+                .map_err(Error::path("write", path))?,
+        ),
+        None => None,
+    };
     let display = display::Options {
         label: options.label,
         keep_order: true,
@@ -159,10 +167,12 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
+    let mut recorder = Recorder::new(&file, options.report.is_some() || options.junit.is_some());
+    recorder.trace = trace;
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             scheduler,
-            recorder: Recorder::new(&file, options.report.is_some() || options.junit.is_some()),
+            recorder,
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
