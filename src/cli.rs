@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// `run` takes many options; the command line is parsed once, so its size is no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Load, check and run a job file (or only the jobs named, and what they need).
     #[command(

@@ -128,7 +128,11 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
-    if let Some(mode) = args.output.as_deref().and_then(crate::jobfile::OutputMode::parse) {
+    if let Some(mode) = args
+        .output
+        .as_deref()
+        .and_then(crate::jobfile::OutputMode::parse)
+    {
         file.set_output(mode);
     }
     #[cfg(feature = "distributed")]

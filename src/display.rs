@@ -560,40 +560,38 @@ impl Writer {
             .and_then(Option::as_ref)
             .is_some_and(|order| index > order.next);
         if waits {
-            match self.park(parts) {
-                Ok(parked) => {
-                    if let Some(order) = self.order[job].as_mut() {
-                        let parked = Parked { label, parts: parked };
-                        order.waiting.entry(index).or_default().push(parked);
-                        self.waiting.count += 1;
-                    }
+            if let Err(e) = self.waiting_file() {
+                let message = format!(
+                    "keep-order: cannot set output aside (temporary file: {e}); {label} is printed out of order"
+                );
+                self.note(&message);
+            } else {
+                let parked = self.park(parts);
+                if let Some(order) = self.order[job].as_mut() {
+                    let parked = Parked {
+                        label,
+                        parts: parked,
+                    };
+                    order.waiting.entry(index).or_default().push(parked);
+                    self.waiting.count += 1;
                 }
-                Err((e, parts)) => {
-                    let message = format!(
-                        "keep-order: cannot set output aside (temporary file: {e}); {label} is printed out of order"
-                    );
-                    self.note(&message);
-                    self.print_group(&label, parts);
-                }
+                return;
             }
-            return;
         }
         self.print_group(&label, parts);
     }
 
-    /// Copies an attempt's output to the waiting file; gives it back if the file cannot
-    /// be made.
-    #[allow(clippy::type_complexity)]
-    fn park(
-        &mut self,
-        parts: [(Stream, Option<Held>); 2],
-    ) -> Result<Vec<(Stream, u64, u64)>, (io::Error, [(Stream, Option<Held>); 2])> {
+    /// The file output waiting for its turn goes to, made on first use.
+    fn waiting_file(&mut self) -> io::Result<()> {
         if self.waiting.file.is_none() {
-            match tempfile::tempfile() {
-                Ok(file) => self.waiting.file = Some(file),
-                Err(e) => return Err((e, parts)),
-            }
+            self.waiting.file = Some(tempfile::tempfile()?);
         }
+        Ok(())
+    }
+
+    /// Copies an attempt's output to the waiting file: where each part is. A part that
+    /// cannot be copied is a lost write, said once.
+    fn park(&mut self, parts: [(Stream, Option<Held>); 2]) -> Vec<(Stream, u64, u64)> {
         let mut parked = Vec::new();
         for (stream, held) in parts {
             let Some(held) = held else { continue };
@@ -616,7 +614,7 @@ impl Writer {
                 }
             }
         }
-        Ok(parked)
+        parked
     }
 
     /// A task of a `keep-order` job is over: the tasks after it that are over too print.
@@ -1048,7 +1046,11 @@ impl<'p> Labeller<'p> {
                 out.extend_from_slice("\u{200B}".as_bytes());
             }
             out.push(b);
-            self.hashes = if b == b'#' { (self.hashes + 1).min(2) } else { 0 };
+            self.hashes = if b == b'#' {
+                (self.hashes + 1).min(2)
+            } else {
+                0
+            };
             match b {
                 b'\n' => self.at_start = true,
                 b'\r' => self.after_cr = true,

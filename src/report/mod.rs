@@ -15,7 +15,7 @@ pub mod trace;
 
 pub use json::write_json;
 pub use junit::write_junit;
-pub use summary::summary;
+pub use summary::{markdown, summary};
 
 use crate::queue::QueueStats;
 use std::time::{Duration, SystemTime};

@@ -316,6 +316,98 @@ fn verdict(out: &mut String, all: &Totals, shown: &[&Count], info: &RunInfo) {
     );
 }
 
+/// The summary as Markdown, for GitHub Actions' job summary (`$GITHUB_STEP_SUMMARY`):
+/// the verdict, the table per job, and the failed tasks with their ends and last line
+/// of stderr. Every text from a task is escaped, so none of it becomes Markdown.
+pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let all = &tally.all;
+    let verdict = match (&info.interrupted, info.exit) {
+        (Some(signal), _) => format!("interrupted ({}), exit status {}", md(signal), info.exit),
+        (None, 0) => "succeeded".to_string(),
+        (None, code) => format!("failed, exit status {code}"),
+    };
+    let _ = writeln!(out, "### runner: {} — {verdict}\n", md(&info.file));
+    let shown: Vec<&Count> = COUNTS
+        .iter()
+        .filter(|c| !c.optional || all.of(c.outcome) > 0)
+        .collect();
+    let mut header = String::from("| job |");
+    let mut rule = String::from("|---|");
+    for c in &shown {
+        let _ = write!(header, " {} |", c.column);
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header} time | slowest |\n{rule}---:|---|");
+    let rows = file.jobs.iter().map(|j| md(&j.name)).zip(&tally.jobs);
+    for (name, t) in rows.chain([("**all**".to_string(), all)]) {
+        let mut line = format!("| {name} |");
+        for c in &shown {
+            let _ = write!(line, " {} |", t.of(c.outcome));
+        }
+        let time = t.span().map_or("-".to_string(), |(_, d)| duration(d));
+        let slowest = t.slowest.as_ref().map_or("-".to_string(), |(d, label)| {
+            format!("{} {}", md(label), duration(*d))
+        });
+        let _ = writeln!(out, "{line} {time} | {slowest} |");
+    }
+    if !tally.failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n#### Failed tasks\n\n| task | end | last line of stderr |\n|---|---|---|"
+        );
+        for r in &tally.failures {
+            let job = &file.jobs[r.job];
+            let allowed = if r.outcome() == Outcome::AllowedFailure {
+                " (allowed)"
+            } else {
+                ""
+            };
+            let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+            let last = r
+                .stderr_tail
+                .iter()
+                .rev()
+                .chain(r.stdout_tail.iter().rev())
+                .find(|l| !l.trim().is_empty())
+                .map_or(String::new(), |l| md(l));
+            let _ = writeln!(
+                out,
+                "| {}{allowed} | {} | {last} |",
+                md(&label(job, &r.item)),
+                md(&end)
+            );
+        }
+        if tally.failures_unshown > 0 {
+            let _ = writeln!(out, "\n(and {} more)", tally.failures_unshown);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Text that stays text in a Markdown table cell: HTML and Markdown characters escaped,
+/// `|` too (it would end the cell even in code), lines joined.
+fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' => out.push_str("\\|"),
+            '`' => out.push_str("&#96;"),
+            '\\' | '*' | '_' | '[' | ']' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{file, info, records, stopped_records};
@@ -443,5 +535,30 @@ FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt, 50ms
         assert!(!red("deploy"), "{text}");
         assert!(!red("  | oops"), "{text}");
         assert!(!red("lint "), "an allowed failure is not red: {text}");
+    }
+
+    #[test]
+    fn the_markdown_summary_escapes_what_tasks_said() {
+        let mut records = records();
+        records[2].stderr_tail = vec!["a|b <script> *x* `y`".into()];
+        let tally = Tally::of(&file(), &records);
+        let text = markdown(&file(), &tally, &info(1, None));
+        assert!(
+            text.starts_with("### runner: x.toml — failed, exit status 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| job | tasks | ok | failed | allowed | skipped | time | slowest |"),
+            "{text}"
+        );
+        assert!(text.contains("| test | 3 | 1 | 2 | 0 | 0 |"), "{text}");
+        assert!(
+            text.contains("| test:b | exit 2 | a\\|b &lt;script&gt; \\*x\\* &#96;y&#96; |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| lint (allowed) | exit 1 | warn |"),
+            "{text}"
+        );
     }
 }

@@ -62,10 +62,14 @@ impl Trace {
         let pid = self.process(r.worker.as_deref().unwrap_or(&r.host));
         let tid = if r.slot == usize::MAX { 0 } else { r.slot };
         if self.threads.insert((pid, tid)) {
-            self.event(json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                "args": {"name": format!("slot {tid}")}}));
-            self.event(json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
-                "args": {"sort_index": tid}}));
+            self.event(
+                json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                "args": {"name": format!("slot {tid}")}}),
+            );
+            self.event(
+                json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
+                "args": {"sort_index": tid}}),
+            );
         }
         let last = tries.len();
         for (n, t) in tries.iter().enumerate() {
@@ -215,7 +219,10 @@ mod tests {
         let b: Vec<_> = x.iter().filter(|e| e["args"]["index"] == 1).collect();
         assert_eq!(b[0]["args"]["outcome"], "retried");
         assert_eq!(b[1]["args"]["outcome"], "failed");
-        assert_eq!(b[1]["ts"].as_i64().unwrap() - b[0]["ts"].as_i64().unwrap(), 150_000);
+        assert_eq!(
+            b[1]["ts"].as_i64().unwrap() - b[0]["ts"].as_i64().unwrap(),
+            150_000
+        );
         assert_eq!(b[1]["dur"], 150_000);
         let names: Vec<(&serde_json::Value, &serde_json::Value)> = events
             .iter()

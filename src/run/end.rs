@@ -111,6 +111,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             summary.push_str(&format!("[runner] {message}\n"));
         }
     }
+    write_step_summary(file, &recorder, &info, lost, &mut summary);
     summary.push_str(&lost.summary());
     let kept = with_lost_writes(outcome, lost);
     if kept != before_losses {
@@ -162,6 +163,39 @@ fn write_reports<'o>(
             (path, result)
         }),
     ]
+}
+
+/// GitHub Actions: the job summary page gets the table too, in Markdown. A write that
+/// fails is lost, said in the summary.
+fn write_step_summary(
+    file: &JobFile,
+    recorder: &Recorder,
+    info: &RunInfo,
+    lost: &LostWrites,
+    summary: &mut String,
+) {
+    let Some(path) = step_summary() else { return };
+    let text = report::markdown(file, &recorder.tally, info);
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = appended {
+        let message = format!("cannot write the job summary to {}: {e}", path.display());
+        lost.record(Kind::Report, || message.clone());
+        summary.push_str(&format!("[runner] {message}\n"));
+    }
+}
+
+/// In GitHub Actions, the file the step's job summary is appended to.
+fn step_summary() -> Option<std::path::PathBuf> {
+    if crate::display::Ci::detect() != crate::display::Ci::GitHub {
+        return None;
+    }
+    std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|p| !p.is_empty())
+        .map(Into::into)
 }
 
 /// A run that lost writes the user asked for did not do all it was asked: it exits 1

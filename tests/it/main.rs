@@ -10,6 +10,7 @@ mod deadlock;
 pub mod distributed;
 mod errors;
 mod lines;
+mod output;
 mod processes;
 pub mod queues;
 mod quoting;

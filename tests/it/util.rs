@@ -151,6 +151,9 @@ impl Test {
             cmd.arg("run").arg("jobs.toml").args(args);
         }
         cmd.env_remove("CI")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env_remove("GITLAB_CI")
             .env_remove("RUNNER_BROKER_URL")
             .env_remove("RUNNER_AUTHKEY");
         cmd.env("NO_COLOR", "1");

@@ -22,7 +22,8 @@ mod process;
 
 use super::raw::{Name, RawFile, RawJob, RawQueue, RawVars};
 use super::{
-    valid_name, Items, Job, JobFile, OutputMode, JobId, QueueDef, QueueId, StdinSpec, Var, DEFAULT_CAPACITY,
+    valid_name, Items, Job, JobFile, JobId, OutputMode, QueueDef, QueueId, StdinSpec, Var,
+    DEFAULT_CAPACITY,
 };
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::template::{Scope, Template, TemplateError, Values};
@@ -287,9 +288,7 @@ impl Checker<'_> {
             return Some(mode);
         }
         let mut d = Diagnostic::at(
-            format!(
-                "`output` must be \"lines\", \"grouped\" or \"keep-order\", not {name:?}"
-            ),
+            format!("`output` must be \"lines\", \"grouped\" or \"keep-order\", not {name:?}"),
             raw.span(),
         );
         if let Some(s) = suggest(name, OutputMode::NAMES) {

@@ -1,0 +1,403 @@
+//! Output modes (`lines`, `grouped`, `keep-order`, `--no-label`), CI logs (GitHub
+//! Actions groups and annotations, GitLab sections, the job summary) and `--trace`.
+
+use crate::util::{Collected, Test};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Two tasks printing 1,000 lines each on both streams; each waits half way for the
+/// other to be half way too, so that printed as they come their lines must interleave.
+const TWO_TALKERS: &str = r#"
+pool = 2
+[jobs.talk]
+command = """
+other=a; [ $RUNNER_ITEM = a ] && other=b
+i=0
+while [ $i -lt 1000 ]; do
+  echo "$RUNNER_ITEM out $i"; echo "$RUNNER_ITEM err $i" >&2
+  i=$((i+1))
+  if [ $i = 500 ]; then touch $RUNNER_ITEM.half; while [ ! -e $other.half ]; do sleep 0.01; done; fi
+done
+"""
+items = ["a", "b"]
+"#;
+
+/// The labels of a stream's task lines, with runs of one label collapsed.
+fn runs(text: &str) -> Vec<String> {
+    let mut runs: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("[talk:")) {
+        let label = line.split(']').next().unwrap().to_string();
+        if runs.last() != Some(&label) {
+            runs.push(label);
+        }
+    }
+    runs
+}
+
+#[test]
+fn grouped_output_keeps_each_tasks_stream_together() {
+    let t = Test::new(TWO_TALKERS).args(&["--output", "grouped"]);
+    let out = t.run();
+    out.assert_code(0);
+    // Each task's stdout is one block, and so is its stderr, whole and in order.
+    for (stream, text) in [("out", &out.stdout), ("err", &out.stderr)] {
+        let mut blocks = runs(text);
+        blocks.sort();
+        assert_eq!(blocks, ["[talk:a", "[talk:b"], "{stream}: {text}");
+        for item in ["a", "b"] {
+            let lines: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("[talk:{item}] ")))
+                .map(str::to_string)
+                .collect();
+            let expected: Vec<String> = (0..1000).map(|i| format!("{item} {stream} {i}")).collect();
+            assert_eq!(lines, expected);
+        }
+    }
+    // The same file in lines mode does interleave (the test above could fail).
+    let lines = Test::new(TWO_TALKERS).run();
+    assert!(runs(&lines.stdout).len() > 2, "{}", lines.stdout);
+}
+
+#[test]
+fn the_jobs_own_output_key_groups_it_and_the_command_line_overrides_it() {
+    let file = TWO_TALKERS.replace(
+        "items = [\"a\", \"b\"]",
+        "items = [\"a\", \"b\"]\noutput = \"grouped\"",
+    );
+    let grouped = Test::new(&file).run();
+    grouped.assert_code(0);
+    assert_eq!(runs(&grouped.stdout).len(), 2, "{}", grouped.stdout);
+    let lines = Test::new(&file).args(&["--output", "lines"]).run();
+    lines.assert_code(0);
+    assert!(runs(&lines.stdout).len() > 2, "{}", lines.stdout);
+}
+
+#[test]
+fn keep_order_prints_tasks_in_item_order_when_they_end_out_of_order() {
+    // Item i sleeps (5 - i) tenths: they end in reverse, and print in order.
+    let t = Test::new(
+        "output = 'keep-order'\npool = 6\n[jobs.k]\ncommand = 'sleep 0.$((5 - RUNNER_ITEM)); echo \"item $RUNNER_ITEM\"; echo \"note $RUNNER_ITEM\" >&2'\nitems = { range = [0, 6] }\n",
+    );
+    let out = t.run();
+    out.assert_code(0);
+    let printed: Vec<&str> = out.stdout.lines().collect();
+    let expected: Vec<String> = (0..6).map(|i| format!("[k:{i}] item {i}")).collect();
+    assert_eq!(printed, expected);
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[k:"))
+        .collect();
+    let expected: Vec<String> = (0..6).map(|i| format!("[k:{i}] note {i}")).collect();
+    assert_eq!(notes, expected);
+    // They did end out of order: the progress lines say so.
+    let ends: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[runner] done k:"))
+        .map(|l| &l[..1])
+        .collect();
+    assert_eq!(ends, ["5", "4", "3", "2", "1", "0"], "{}", out.stderr);
+}
+
+#[test]
+fn keep_order_goes_on_past_tasks_that_did_not_run_or_failed() {
+    // `gate` fails, so `after` is skipped; in `k`, item 1 fails (after a retry) and
+    // item 2 is slow: everything still prints, in order.
+    let t = Test::new(
+        "output = 'keep-order'\npool = 4\n[jobs.k]\ncommand = 'test $RUNNER_ITEM = 2 && sleep 0.3; echo \"k $RUNNER_ITEM try $RUNNER_ATTEMPT\"; test $RUNNER_ITEM != 1'\nitems = { range = [0, 4] }\nretries = 1\n[jobs.gate]\ncommand = 'false'\n[jobs.after]\ncommand = 'echo never'\nneeds = ['gate']\n",
+    );
+    let out = t.run();
+    out.assert_code(1);
+    let printed: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        printed,
+        [
+            "[k:0] k 0 try 1",
+            "[k:1] k 1 try 1",
+            "[k:1] k 1 try 2",
+            "[k:2] k 2 try 1",
+            "[k:3] k 3 try 1"
+        ]
+    );
+}
+
+#[test]
+fn grouped_output_still_shows_progress_while_a_task_runs() {
+    // The task prints, then waits for a file: its line is held back, but its start is
+    // news now, and so is the heartbeat.
+    let t = Test::new(
+        "[jobs.slow]\ncommand = 'echo early; while [ ! -e go ]; do sleep 0.02; done; echo late'\n",
+    )
+    .args(&["--output", "grouped"])
+    .env("RUNNER_HEARTBEAT", "200ms");
+    let mut child = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Collected::start(child.stdout.take().unwrap());
+    let err = Collected::start(child.stderr.take().unwrap());
+    assert!(
+        err.wait_for(Duration::from_secs(10), "[runner] start slow pid"),
+        "{}",
+        err.now()
+    );
+    assert!(
+        err.wait_for(Duration::from_secs(10), "slow (")
+            && err.wait_for(
+                Duration::from_secs(10),
+                "output grouped, shown when it ends"
+            ),
+        "{}",
+        err.now()
+    );
+    assert_eq!(out.now(), "", "grouped output waits for the task's end");
+    t.write("go", "");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(out.finish(), "[slow] early\n[slow] late\n");
+}
+
+#[test]
+fn a_gigabyte_of_grouped_output_keeps_the_runner_small() {
+    let t = Test::new("[jobs.flood]\ncommand = 'yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 1000000000'\n")
+        .args(&["--output", "grouped", "--report", "report.json"]);
+    let mut child = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Counted as it comes: every byte arrives, labelled.
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    assert!(child.wait().unwrap().success());
+    // 101-byte lines: 9,900,990 whole ones and a last one of 10 bytes (ended by the
+    // runner), each with "[flood] " before it.
+    assert_eq!(lines, 9_900_991);
+    assert_eq!(bytes, 1_000_000_000 + 1 + lines * 8);
+    let kib = crate::queues::peak_kib(&t);
+    assert!(kib < 64 * 1024, "peak {kib} KiB");
+}
+
+#[test]
+fn no_label_passes_task_lines_as_they_are() {
+    let t = Test::new("[jobs.a]\ncommand = 'echo one; echo; echo two >&2'\n").args(&["--no-label"]);
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "one\n\n");
+    assert!(
+        out.stderr.starts_with("two\n") || out.stderr.contains("\ntwo\n"),
+        "{}",
+        out.stderr
+    );
+    let grouped = Test::new("[jobs.a]\ncommand = 'echo one; echo two'\n")
+        .args(&["--no-label", "--output", "grouped"])
+        .run();
+    assert_eq!(grouped.stdout, "one\ntwo\n");
+}
+
+/// A task that tries every way to slip a workflow command into a GitHub Actions log.
+const INJECTOR: &str = r#"
+[jobs.sly]
+command = "printf '::add-mask::secret\n::error::injected\n  ::warning::indented\nsee ##[error]legacy\na\r::notice::after a CR\n'; echo 'it broke 100%' >&2; exit 3"
+items = ["x,y:z"]
+[jobs.fine]
+command = "echo fine"
+"#;
+
+/// The workflow commands the GitHub Actions runner would find in `log`: it splits
+/// lines at LF, CR LF and a lone CR, takes a line whose trimmed start is `::` as a
+/// command, and also `##[` anywhere in a line (the legacy form).
+fn github_commands(log: &str) -> Vec<String> {
+    log.split(['\n', '\r'])
+        .filter(|l| l.trim_start().starts_with("::") || l.contains("##["))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn github_actions_gets_groups_and_annotations_and_no_injected_command() {
+    let t = Test::new(INJECTOR)
+        .args(&["--output", "grouped"])
+        .env("GITHUB_ACTIONS", "true");
+    let summary = t.path("summary.md");
+    let t = t.env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    t.write("summary.md", "earlier step\n");
+    let out = t.run();
+    out.assert_code(1);
+    // Only the runner's own commands: a group per task and one annotation, escaped.
+    let mut commands = github_commands(&out.stdout);
+    commands.extend(github_commands(&out.stderr));
+    commands.sort();
+    let mut expected = vec![
+        "::endgroup::".to_string(),
+        "::endgroup::".to_string(),
+        "::error title=sly:x%2Cy%3Az failed::exit 3: it broke 100%25".to_string(),
+        "::group::fine".to_string(),
+        "::group::sly:x,y:z".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(commands, expected, "{}", out.stdout);
+    // The task's lines are all there, labelled, inside its group, with its stderr.
+    let group: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "::group::sly:x,y:z")
+        .take_while(|l| *l != "::endgroup::")
+        .collect();
+    assert_eq!(
+        group,
+        [
+            "::group::sly:x,y:z",
+            "[sly:x,y:z] ::add-mask::secret",
+            "[sly:x,y:z] ::error::injected",
+            "[sly:x,y:z]   ::warning::indented",
+            "[sly:x,y:z] see ##\u{200B}[error]legacy",
+            "[sly:x,y:z] a\r[sly:x,y:z] ::notice::after a CR",
+            "[sly:x,y:z] it broke 100%",
+        ]
+    );
+    // The job summary was appended to, as Markdown.
+    let md = t.read("summary.md");
+    assert!(
+        md.starts_with("earlier step\n### runner: jobs.toml — failed, exit status 1"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| sly:x,y:z | exit 3 | it broke 100% |"),
+        "{md}"
+    );
+    // With --no-label the task's lines pass as they are: the user asked for it.
+    let raw = Test::new(INJECTOR)
+        .args(&["--no-label", "sly"])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    assert!(
+        raw.stdout.lines().any(|l| l == "::error::injected"),
+        "{}",
+        raw.stdout
+    );
+}
+
+#[test]
+fn github_actions_lines_mode_labels_and_annotates_too() {
+    let out = Test::new(INJECTOR).env("GITHUB_ACTIONS", "true").run();
+    out.assert_code(1);
+    let commands = github_commands(&out.stdout);
+    assert_eq!(
+        commands,
+        ["::error title=sly:x%2Cy%3Az failed::exit 3: it broke 100%25"],
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("::group::"));
+}
+
+#[test]
+fn gitlab_ci_gets_a_collapsible_section_per_task() {
+    let out = Test::new(
+        "[jobs.t]\ncommand = 'echo hi $RUNNER_ITEM; echo there >&2'\nitems = ['a', 'b']\n",
+    )
+    .args(&["--output", "grouped", "--pool", "1"])
+    .env("GITLAB_CI", "true")
+    .run();
+    out.assert_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 8, "{}", out.stdout);
+    for (n, item) in [(0, "a"), (4, "b")] {
+        let start = lines[n];
+        let (head, title) = start.split_once("\r\x1b[0K").unwrap();
+        assert_eq!(title, format!("t:{item}"));
+        let name = head
+            .strip_prefix("\x1b[0Ksection_start:")
+            .and_then(|r| r.strip_suffix("[collapsed=true]"))
+            .unwrap_or_else(|| panic!("{start:?}"));
+        let (_, section) = name.split_once(':').unwrap();
+        assert_eq!(lines[n + 1], format!("[t:{item}] hi {item}"));
+        assert_eq!(lines[n + 2], format!("[t:{item}] there"));
+        let end = lines[n + 3];
+        assert!(
+            end.starts_with("\x1b[0Ksection_end:")
+                && end.ends_with(&format!(":{section}\r\x1b[0K")),
+            "{end:?}"
+        );
+    }
+}
+
+#[test]
+fn a_trace_has_an_event_per_attempt_with_slots_named() {
+    // b fails once and is retried; c is allowed to fail; pool 2.
+    let t = Test::new(
+        "pool = 2\n[jobs.t]\ncommand = 'test $RUNNER_ITEM != b || test $RUNNER_ATTEMPT = 2'\nitems = ['a', 'b', 'c', 'd']\nretries = 1\n[jobs.bad]\ncommand = 'exit 4'\nallow_failure = true\n",
+    )
+    .args(&["--trace", "trace.json"]);
+    t.run().assert_code(0);
+    let trace: serde_json::Value =
+        serde_json::from_str(&t.read("trace.json")).expect("the trace is JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let x: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(x.len(), 6, "{trace:#}");
+    let named = |what: &str, pid: &serde_json::Value, tid: Option<&serde_json::Value>| {
+        events.iter().any(|e| {
+            e["ph"] == "M"
+                && e["name"] == what
+                && &e["pid"] == pid
+                && tid.is_none_or(|t| &e["tid"] == t)
+        })
+    };
+    for e in &x {
+        assert!(
+            e["ts"].as_i64().unwrap() >= 0 && e["dur"].as_u64().is_some(),
+            "{e}"
+        );
+        assert!(named("process_name", &e["pid"], None), "{e}");
+        assert!(named("thread_name", &e["pid"], Some(&e["tid"])), "{e}");
+        assert!(e["tid"].as_u64().unwrap() < 2, "{e}");
+    }
+    let b: Vec<&&serde_json::Value> = x.iter().filter(|e| e["name"] == "t:b").collect();
+    assert_eq!(b.len(), 2);
+    assert_eq!(
+        (&b[0]["args"]["outcome"], &b[1]["args"]["outcome"]),
+        (
+            &serde_json::json!("retried"),
+            &serde_json::json!("succeeded")
+        )
+    );
+    assert!(b[1]["ts"].as_i64() >= b[0]["ts"].as_i64());
+    let bad = x.iter().find(|e| e["name"] == "bad").unwrap();
+    assert_eq!(bad["cat"], "bad");
+    assert_eq!(bad["args"]["end"], "exit 4");
+    assert_eq!(bad["args"]["outcome"], "allowed failure");
+}
+
+#[test]
+fn output_mistakes_are_named_before_anything_runs() {
+    let t = Test::new("[jobs.a]\ncommand = 'touch ran'\noutput = 'group'\n");
+    let out = t.run();
+    out.assert_code(2)
+        .assert_stderr_has("jobs.toml:3:")
+        .assert_stderr_has(
+            "`output` must be \"lines\", \"grouped\" or \"keep-order\", not \"group\"",
+        )
+        .assert_stderr_has("did you mean \"grouped\"?");
+    let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n");
+    t.run_with(&["--output", "sideways"])
+        .assert_code(2)
+        .assert_stderr_has("invalid value 'sideways'");
+    t.run_with(&["--trace", "no/such/folder/trace.json"])
+        .assert_code(2)
+        .assert_stderr_has("no/such/folder/trace.json");
+    assert!(!t.path("ran").exists(), "nothing ran");
+}
