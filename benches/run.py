@@ -160,6 +160,37 @@ def output_workload(s, size, memory):
     memory.append((f"one task printing {size / 1e9:g} GB", s.peak_kib([job]), 64 * 1024))
 
 
+def output_modes_workload(s, size, n, table, memory):
+    """Output modes side by side: one task printing `size` bytes (MB/s), `n` tasks
+    printing 100 lines each (tasks/s), and the cost of `--trace` on `n` × true."""
+    line = "0123456789012345678901234567890123456789012345678"
+    flood = s.jobfile("modes.toml", f"[jobs.flood]\ncommand = 'yes {line} | head -c {size}'\n")
+    contenders = [("shell pipe", f"yes {line} | head -c {size} > /dev/null")]
+    contenders += [
+        (f"runner --output {mode}", [RUNNER, "run", flood, "--output", mode]) for mode in ("lines", "grouped", "keep-order")
+    ]
+    contenders.append(("runner --no-label", [RUNNER, "run", flood, "--no-label"]))
+    medians = s.compare("output", contenders)
+    work = f"one task printing {size / 1e6:g} MB"
+    for name, _ in contenders:
+        t = medians[name]
+        table.append((work, name, t, size / 1e6 / t, medians["runner --output lines"] / t))
+    memory.append((f"one task printing {size / 1e6:g} MB, grouped", s.peak_kib([flood, "--output", "grouped"]), 64 * 1024))
+    many = s.jobfile("many.toml", f"pool = 2\n[jobs.t]\ncommand = ['seq', '100']\nitems = {{ range = [0, {n}] }}\n")
+    contenders = [(f"runner --output {mode}", [RUNNER, "run", many, "--output", mode]) for mode in ("lines", "grouped", "keep-order")]
+    medians = s.compare("fan-out output", contenders)
+    for name, _ in contenders:
+        t = medians[name]
+        table.append((f"{n:,} tasks × 100 lines, pool 2", name, t, n / t, medians["runner --output lines"] / t))
+    spawn = s.jobfile("trace.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    trace = os.path.join(s.work, "trace.json")
+    contenders = [("runner", [RUNNER, "run", spawn]), ("runner --trace", [RUNNER, "run", spawn, "--trace", trace])]
+    medians = s.compare("trace", contenders)
+    for name, _ in contenders:
+        t = medians[name]
+        table.append((f"spawn {n:,} × true, pool 2", name, t, n / t, medians["runner"] / t))
+
+
 def scale_workload(s, jobs, items, table, memory):
     lines = []
     for j in range(jobs):
@@ -373,7 +404,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,output); prints, writes nothing")
     args = ap.parse_args()
     if args.debug and not args.smoke:
         ap.error("--debug measures nothing worth writing down; use it with --smoke")
@@ -384,9 +415,9 @@ def main():
     build(args.debug)
     rounds = 1 if args.smoke else args.rounds
     size = (
-        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200, sources=200)
+        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200, sources=200, out=1_000_000)
         if args.smoke
-        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000, sources=10_000)
+        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000, sources=10_000, out=200_000_000)
     )
     work = tempfile.mkdtemp(prefix="runner-bench-")
     s = Suite(rounds, args.smoke, work)
@@ -406,6 +437,8 @@ def main():
                 resume_workload(s, size["resume"], table)
             if "sources" in only:
                 sources_workload(s, size["sources"], table)
+            if "output" in only:
+                output_modes_workload(s, size["out"], size["spawn"], table, memory)
             args.smoke = True
             raise StopIteration
         for pool in (2, 8):
@@ -421,6 +454,7 @@ def main():
         memory_by_items(s, size["mem"], memory)
         resume_workload(s, size["resume"], table)
         sources_workload(s, size["sources"], table)
+        output_modes_workload(s, size["out"], size["spawn"], table, memory)
     except StopIteration:
         pass
     finally:
