@@ -1,6 +1,6 @@
 //! Where the bytes a task prints go: whole lines to the terminal writer (labelled there),
-//! or into a queue, or held back (`--quiet`) until the task's end says whether to show
-//! them; a copy to a log file; and a bounded tail of stderr for the summary.
+//! or into a queue, or held back (`--quiet`, grouped output) until the attempt ends: shown
+//! whole then (or, with `--quiet`, only if it failed); a copy to a log file; and a bounded tail of stderr for the summary.
 //!
 //! A line is passed on whole, whatever its length, up to a limit: [`ITEM_LIMIT`] for a
 //! queue item (held in memory, as an item is), [`PRINTED_LIMIT`] for a printed line
@@ -10,7 +10,7 @@
 //!
 //! Invariant: memory per task is bounded whatever it prints: a printed line is held in
 //! memory up to `PIECE`, a queue line up to `ITEM_LIMIT`; held-back output spills to a
-//! temporary file past `SPOOL_MEMORY`, and the tail keeps at most `TAIL_BYTES`.
+//! temporary file past 64 KiB (`crate::held`), and the tail keeps at most `TAIL_BYTES`.
 //!
 //! Longer than 400 lines: a line's way to every target, with its limits, and the unit
 //! tests of each (about a third of the file).
