@@ -1,6 +1,7 @@
 //! Where the bytes a task prints go: whole lines to the terminal writer (labelled there),
-//! or into a queue, or held back (`--quiet`, grouped output) until the attempt ends: shown
-//! whole then (or, with `--quiet`, only if it failed); a copy to a log file; and a bounded tail of stderr for the summary.
+//! or into a queue, or held back (`--quiet`, grouped output) until the attempt ends and
+//! then shown whole (with `--quiet`, only if it failed); a copy to a log file; and a
+//! bounded tail of stderr for the summary.
 //!
 //! A line is passed on whole, whatever its length, up to a limit: [`ITEM_LIMIT`] for a
 //! queue item (held in memory, as an item is), [`PRINTED_LIMIT`] for a printed line
