@@ -1144,3 +1144,54 @@ fn the_coordinator_skips_up_to_date_tasks_and_records_the_workers_outputs() {
     assert_eq!(elsewhere.read("ran.log").lines().last(), Some("3"));
     drop(w);
 }
+
+#[test]
+fn a_distributed_trace_shows_each_worker_as_a_process_and_each_attempt() {
+    // Item 3 fails its first attempt on whichever worker takes it.
+    let redis = Redis::start(&[]);
+    let file = "[jobs.fan]\ncommand = 'test {item} != 3 || test $RUNNER_ATTEMPT = 2'\nitems = { range = [0, 12] }\nretries = 1\n[jobs.here]\ncommand = 'true'\nneeds = ['fan']\n";
+    let t = Test::new(file).args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--trace",
+        "trace.json",
+    ]);
+    let w1 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let w2 = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    t.run().assert_code(0);
+    let trace: serde_json::Value = serde_json::from_str(&t.read("trace.json")).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let process = |pid: &serde_json::Value| {
+        events
+            .iter()
+            .find(|e| e["name"] == "process_name" && &e["pid"] == pid)
+            .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("process {pid} is named"))
+    };
+    let x: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    // 12 fan-out tasks, one of them twice, and the local task.
+    assert_eq!(x.len(), 14, "{trace:#}");
+    let here = x.iter().find(|e| e["cat"] == "here").unwrap();
+    let fan: Vec<&&serde_json::Value> = x.iter().filter(|e| e["cat"] == "fan").collect();
+    let workers: std::collections::BTreeSet<String> =
+        fan.iter().map(|e| process(&e["pid"])).collect();
+    let pids = [w1.0.id(), w2.0.id()];
+    for name in &workers {
+        // A worker is named by its host and pid.
+        let pid: u32 = name.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(pids.contains(&pid), "{name} is one of the workers {pids:?}");
+    }
+    assert!(
+        !workers.contains(&process(&here["pid"])),
+        "the coordinator is a process of its own"
+    );
+    for e in &fan {
+        assert!(e["tid"].as_u64().unwrap() < 2, "a worker's slot: {e}");
+    }
+    let three: Vec<&&&serde_json::Value> = fan.iter().filter(|e| e["name"] == "fan:3").collect();
+    assert_eq!(three.len(), 2);
+    assert_eq!(three[0]["args"]["outcome"], "retried");
+    assert_eq!(three[1]["args"]["outcome"], "succeeded");
+    drop((w1, w2));
+}
