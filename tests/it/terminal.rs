@@ -161,3 +161,33 @@ fn more_running_jobs_than_rows_stay_readable() {
     let gone = wait_for(Duration::from_secs(5), || processes_with(&mark).is_empty());
     assert!(gone, "left behind: {:?}", processes_with(&mark));
 }
+
+#[test]
+#[ignore = "needs tmux; scripts/test runs ignored tests"]
+fn grouped_output_waits_while_the_bars_move() {
+    // Each task prints a line, then waits for its go file: its output is held, yet the
+    // bars show the tasks running and the clock moving; when they end, each task's two
+    // lines come together above the bars.
+    let t = Test::new(
+        "pool = 2\noutput = 'grouped'\n[jobs.g]\ncommand = 'echo first {item}; while [ ! -e go-{item} ]; do sleep 0.05; done; echo second {item}'\nitems = ['a', 'b']\n",
+    );
+    let tmux = Tmux::start("grouped", t.dir.path(), &format!("{BIN} jobs.toml"));
+    let live = tmux.wait_for_screen_with(&[
+        "0/2 tasks done, 0 failed, 2 running",
+        "2 running, 0 failed, 2s",
+    ]);
+    assert!(!live.contains("first"), "grouped output waits:\n{live}");
+    t.write("go-b", "");
+    let after_b = tmux.wait_for_screen_with(&["[g:b] second b", "1/2 tasks done"]);
+    let lines: Vec<&str> = after_b.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| *l == "[g:b] first b")
+        .expect("b's first line");
+    assert_eq!(lines[first + 1], "[g:b] second b", "{after_b}");
+    assert!(!after_b.contains("[g:a]"), "{after_b}");
+    t.write("go-a", "");
+    let end = tmux.wait_for_screen("EXIT=");
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(end.contains("[g:a] first a\n[g:a] second a"), "{end}");
+}
