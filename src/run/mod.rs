@@ -41,6 +41,7 @@ pub struct Options {
     pub logs: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub grace: Duration,
     /// Where the run's state is, and whether it resumes the latest run.
     pub state: crate::state::Options,
@@ -157,7 +158,10 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             scheduler,
-            recorder: Recorder::new(&file, options.report.is_some() || options.junit.is_some()),
+            recorder: Recorder::new(
+                &file,
+                options.report.is_some() || options.junit.is_some() || options.html.is_some(),
+            ),
             slots: Vec::new(),
         }),
         ctx: ctx.clone(),
