@@ -3,8 +3,9 @@
 //! from which the other reports are written as they are at the end of a run.
 //!
 //! Typed serde structs of only the keys the reports need, read from a buffered stream
-//! (never a whole `serde_json::Value`): a report of 100,000 tasks takes about as much
-//! memory as its records. A file that is not JSON, or not a report, is said in words
+//! (never a whole `serde_json::Value`), each task made a record as it is read (when
+//! `run`, which names the jobs, came first, as the runner writes it): a report of
+//! 100,000 tasks takes about as much memory as its records. A file that is not JSON, or not a report, is said in words
 //! that name what is missing and where (the run, or which task).
 
 use super::RunInfo;
@@ -71,8 +72,15 @@ impl fmt::Display for Place {
 
 struct Json {
     run: RunJson,
-    tasks: Vec<TaskJson>,
+    tasks: Tasks,
     queues: Vec<QueueJson>,
+}
+
+/// The tasks: records, or, in a report whose `tasks` came before `run`, tasks still to
+/// be made records.
+enum Tasks {
+    Records(Vec<TaskRecord>),
+    Read(Vec<TaskJson>),
 }
 
 #[derive(Deserialize)]
@@ -208,7 +216,14 @@ impl<'de> Visitor<'de> for ReportSeed<'_> {
                     self.0.set(Place::Run);
                     run = Some(map.next_value()?);
                 }
-                "tasks" => tasks = Some(map.next_value_seed(TasksSeed(self.0))?),
+                "tasks" => {
+                    let jobs = run.as_ref().map(|run: &RunJson| run.job_numbers());
+                    let seed = TasksSeed {
+                        at: self.0,
+                        jobs: jobs.as_ref(),
+                    };
+                    tasks = Some(map.next_value_seed(seed)?);
+                }
                 "queues" => queues = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -224,30 +239,44 @@ impl<'de> Visitor<'de> for ReportSeed<'_> {
     }
 }
 
-/// The `tasks` list, counted as it is read.
-struct TasksSeed<'a>(&'a Cell<Place>);
+/// The `tasks` list, counted as it is read; each task made a record at once when the
+/// jobs are known.
+struct TasksSeed<'a> {
+    at: &'a Cell<Place>,
+    jobs: Option<&'a HashMap<&'a str, usize>>,
+}
 
 impl<'de> DeserializeSeed<'de> for TasksSeed<'_> {
-    type Value = Vec<TaskJson>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<TaskJson>, D::Error> {
+    type Value = Tasks;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Tasks, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for TasksSeed<'_> {
-    type Value = Vec<TaskJson>;
+    type Value = Tasks;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of tasks")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<TaskJson>, A::Error> {
-        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tasks, A::Error> {
+        let Some(jobs) = self.jobs else {
+            let mut tasks = Vec::new();
+            loop {
+                self.at.set(Place::Task(tasks.len()));
+                match seq.next_element()? {
+                    Some(task) => tasks.push(task),
+                    None => return Ok(Tasks::Read(tasks)),
+                }
+            }
+        };
+        let mut records = Vec::new();
         loop {
-            self.0.set(Place::Task(tasks.len()));
-            match seq.next_element()? {
-                Some(task) => tasks.push(task),
-                None => return Ok(tasks),
+            self.at.set(Place::Task(records.len()));
+            match seq.next_element::<TaskJson>()? {
+                Some(task) => records.push(task.into_record(jobs).map_err(de::Error::custom)?),
+                None => return Ok(Tasks::Records(records)),
             }
         }
     }
@@ -276,21 +305,34 @@ fn end_of(
     }
 }
 
-impl Json {
-    fn into_report(self) -> Result<Report, String> {
-        let run = self.run;
-        let jobs: HashMap<&str, usize> = run
-            .jobs
+impl RunJson {
+    /// Each job's number, by name.
+    fn job_numbers(&self) -> HashMap<&str, usize> {
+        self.jobs
             .iter()
             .enumerate()
             .map(|(i, name)| (name.as_str(), i))
-            .collect();
-        let records = self
-            .tasks
-            .into_iter()
-            .enumerate()
-            .map(|(n, task)| task.into_record(n, &jobs))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect()
+    }
+}
+
+impl Json {
+    fn into_report(self) -> Result<Report, String> {
+        let run = self.run;
+        let records = match self.tasks {
+            Tasks::Records(records) => records,
+            Tasks::Read(tasks) => {
+                let jobs = run.job_numbers();
+                tasks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, task)| {
+                        task.into_record(&jobs)
+                            .map_err(|e| format!("{}{e}", Place::Task(n)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
         let info = RunInfo {
             id: run.id,
             host: run.host,
@@ -325,13 +367,10 @@ impl Json {
 }
 
 impl TaskJson {
-    /// The record of task number `n`, whose job is one of `jobs`.
-    fn into_record(self, n: usize, jobs: &HashMap<&str, usize>) -> Result<TaskRecord, String> {
+    /// The task's record; its job must be one of `jobs`.
+    fn into_record(self, jobs: &HashMap<&str, usize>) -> Result<TaskRecord, String> {
         let Some(&job) = jobs.get(self.job.as_str()) else {
-            return Err(format!(
-                "task {n} of `tasks` (counting from 0) is of job {:?}, which `run.jobs` does not list",
-                self.job
-            ));
+            return Err(format!("its job {:?} is not one of `run.jobs`", self.job));
         };
         let host = self.host.unwrap_or_default();
         let mut r = TaskRecord::new(
@@ -362,8 +401,8 @@ impl TaskJson {
         for (a, t) in self.tries.into_iter().enumerate() {
             let Some(end) = end_of(t.exit_code, t.signal, t.timed_out, t.error) else {
                 return Err(format!(
-                    "task {n} of `tasks` (counting from 0), attempt {}: no end \
-                     (one of `exit_code`, `signal`, `timed_out` or `error`)",
+                    "its attempt {} has no end (one of `exit_code`, `signal`, `timed_out` \
+                     or `error`)",
                     a + 1
                 ));
             };
@@ -468,10 +507,23 @@ mod tests {
         .err()
         .unwrap();
         assert!(
-            err.ends_with("task 0 of `tasks` (counting from 0) is of job \"b\", which `run.jobs` does not list"),
+            err.contains("FILE`): in task 0 of `tasks` (counting from 0): its job \"b\" is not one of `run.jobs` at line 1 column"),
             "{err}"
         );
         assert!(read(&format!("{{{run}, \"tasks\": [{task}]}}")).is_ok());
+        // Tasks before the run (a report rewritten by a tool): read all the same.
+        let report = read(&format!("{{\"tasks\": [{task}], {run}}}")).unwrap();
+        assert_eq!(report.records[0].status, Status::Succeeded);
+        let err = read(&format!(
+            "{{\"tasks\": [{}], {run}}}",
+            task.replace("\"a\"", "\"b\"")
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            err.ends_with("FILE`): in task 0 of `tasks` (counting from 0): its job \"b\" is not one of `run.jobs`"),
+            "{err}"
+        );
         let err = read_json(Path::new("/no/such/run.json")).err().unwrap();
         assert_eq!(
             err,
