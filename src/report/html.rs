@@ -6,16 +6,22 @@
 //!
 //! Memory stays bounded whatever the number of tasks: the records are read three times
 //! through [`Records`] (a survey of counts, lanes and the first failures; the timeline;
-//! the task tables), never held as a list. Tables list at most [`ROWS`] tasks per job,
-//! the failures section the first [`SHOWN`] whole, and the timeline turns into time
-//! buckets past [`timeline::DRAWN_UP_TO`] attempts, so that a page of 100,000 tasks
-//! stays a few MB.
+//! the task tables), never held as a list. Tables list at most [`jobs::ROWS`] tasks
+//! per job, the failures section the first [`SHOWN`] whole, and the timeline turns into
+//! time buckets past [`timeline::DRAWN_UP_TO`] attempts, so that a page of 100,000
+//! tasks stays a few MB.
 //!
-//! Longer than 400 lines because of its unit tests, which look at whole pages.
+//! This file holds the page's frame (the head, the run's header) and the words every
+//! part shares; [`failures`], [`jobs`] and [`timeline`] write the rest.
 
+mod failures;
+mod jobs;
 mod timeline;
 
-use super::json::{shown_stdout_tail, EndFields};
+#[cfg(test)]
+use jobs::ROWS;
+
+use super::json::EndFields;
 use super::tally::{Records, Totals, SHOWN};
 use super::{time, RunInfo};
 use crate::task::{duration, plural, printable, End, Outcome, TaskRecord};
@@ -24,9 +30,6 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-/// The most tasks a job's table lists; the rest are counted.
-pub const ROWS: u64 = 1000;
 
 /// The outcomes, in the order the page shows them: (outcome, class name, words).
 const OUTCOMES: [(Outcome, &str, &str); 7] = [
@@ -64,8 +67,8 @@ pub fn write_html(
     head(&mut w, info, &survey)?;
     header(&mut w, info, &survey)?;
     timeline::write(&mut w, jobs, records, info, &survey)?;
-    failures(&mut w, jobs, info, &survey)?;
-    job_sections(&mut w, jobs, records, info, &survey)?;
+    failures::write(&mut w, jobs, info, &survey)?;
+    jobs::write(&mut w, jobs, records, info, &survey)?;
     w.write_all(b"</main>\n</body>\n</html>\n")?;
     w.flush()
 }
@@ -274,7 +277,7 @@ tr.o-stopped td.status,tr.o-skipped td.status{color:#59636e}
 p.counts span{margin-right:14px}p.counts b{font-variant-numeric:tabular-nums}
 .more,.muted{color:#59636e}
 ol.failures{padding-left:20px}li.failure,li.stopped{margin:10px 0}
-li.failure h3,li.stopped h3{margin:0}li.failure.allowed h3{color:#9a6700}li.failure h3{color:#cf222e}
+li.failure h3,li.stopped h3{margin:0}li.failure p{margin:2px 0}li.failure.allowed h3{color:#9a6700}li.failure h3{color:#cf222e}
 pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:6px 10px;font-size:12px;margin:4px 0;white-space:pre-wrap;word-break:break-all}
 ";
 
@@ -327,7 +330,11 @@ fn header(w: &mut dyn Write, info: &RunInfo, s: &Survey) -> io::Result<()> {
         w,
         "</dl>\n<p class=\"counts\" id=\"counts\" data-tasks=\"{}\"><span><b>{}</b></span>",
         s.all.tasks,
-        plural(s.all.tasks, "task")
+        if s.all.tasks == 1 {
+            "1 task".to_string()
+        } else {
+            format!("{} tasks", thousands(s.all.tasks))
+        }
     )?;
     for (outcome, class, words) in OUTCOMES {
         let n = s.all.of(Some(outcome));
@@ -341,239 +348,6 @@ fn header(w: &mut dyn Write, info: &RunInfo, s: &Survey) -> io::Result<()> {
         }
     }
     writeln!(w, "</p>\n</header>")
-}
-
-/// A failed task's header line: "test:b: exit 2".
-fn failure_title(jobs: &[String], r: &TaskRecord) -> String {
-    let end = r.end.as_ref().map(end_words).unwrap_or_default();
-    format!("{}: {end}", label(jobs, r))
-}
-
-/// Attempts, duration, pid and place of a task that ran.
-fn task_facts(r: &TaskRecord) -> String {
-    let mut facts = vec![plural(r.attempts, "attempt"), duration(r.duration)];
-    if let Some(pid) = r.pid {
-        facts.push(format!("pid {pid}"));
-    }
-    if r.started.is_some() {
-        facts.push(place(&r.host, r.slot));
-    }
-    facts.join(", ")
-}
-
-/// Every failed task (allowed or not) with its tail, the first [`SHOWN`] whole; then
-/// the tasks the run stopped, without tails (theirs is not a failure of their own).
-fn failures(w: &mut dyn Write, jobs: &[String], info: &RunInfo, s: &Survey) -> io::Result<()> {
-    let count = s.failures.len() as u64 + s.failures_unshown;
-    writeln!(
-        w,
-        "<section id=\"failures\">\n<h2>Failures ({})</h2>",
-        thousands(count)
-    )?;
-    if count == 0 {
-        writeln!(w, "<p class=\"muted\">No task failed.</p>")?;
-    } else {
-        writeln!(w, "<ol class=\"failures\">")?;
-    }
-    for outcome in [Outcome::Failed, Outcome::AllowedFailure] {
-        for r in s.failures.iter().filter(|r| r.outcome() == outcome) {
-            let (class, words) = outcome_name(outcome);
-            let allowed = if outcome == Outcome::AllowedFailure {
-                " allowed"
-            } else {
-                ""
-            };
-            writeln!(
-                w,
-                "<li class=\"failure{allowed}\" data-job=\"{}\" data-label=\"{}\" data-outcome=\"{class}\">\
-                 <h3>{}</h3>\n<p class=\"muted\">{words}, {}{}</p>",
-                Esc(jobs.get(r.job).map_or("?", String::as_str)),
-                Esc(&label(jobs, r)),
-                Esc(&failure_title(jobs, r)),
-                Esc(&task_facts(r)),
-                r.started
-                    .map(|t| format!(", started {}", offset(info.started, t)))
-                    .unwrap_or_default()
-            )?;
-            tail(w, r)?;
-            writeln!(w, "</li>")?;
-        }
-    }
-    if count > 0 {
-        writeln!(w, "</ol>")?;
-    }
-    if s.failures_unshown > 0 {
-        writeln!(
-            w,
-            "<p class=\"more\">and {} more failed tasks, not shown (the JSON report, --report, lists them all)</p>",
-            thousands(s.failures_unshown)
-        )?;
-    }
-    writeln!(w, "</section>")?;
-    if s.stopped.is_empty() {
-        return Ok(());
-    }
-    writeln!(
-        w,
-        "<section id=\"stopped\">\n<h2>Stopped by the run ({})</h2>\n<ul>",
-        thousands(s.stopped.len() as u64 + s.stopped_unshown)
-    )?;
-    for r in &s.stopped {
-        let what = match &r.end {
-            Some(_) => format!("{}, {}", failure_title(jobs, r), task_facts(r)),
-            None => format!("{}: sent to a worker, no result came back", label(jobs, r)),
-        };
-        writeln!(
-            w,
-            "<li class=\"stopped\" data-job=\"{}\" data-label=\"{}\">{}</li>",
-            Esc(jobs.get(r.job).map_or("?", String::as_str)),
-            Esc(&label(jobs, r)),
-            Esc(&what)
-        )?;
-    }
-    writeln!(w, "</ul>")?;
-    if s.stopped_unshown > 0 {
-        writeln!(
-            w,
-            "<p class=\"more\">and {} more stopped</p>",
-            thousands(s.stopped_unshown)
-        )?;
-    }
-    writeln!(w, "</section>")
-}
-
-/// A failed task's stderr tail, or its stdout tail when it printed nothing on stderr.
-fn tail(w: &mut dyn Write, r: &TaskRecord) -> io::Result<()> {
-    let stdout = shown_stdout_tail(r);
-    let (lines, note) = match (&r.stderr_tail[..], stdout) {
-        ([], []) => return writeln!(w, "<p class=\"muted\">(nothing on stderr)</p>"),
-        ([], stdout) => (stdout, Some("no stderr; the last lines of stdout:")),
-        (stderr, _) if r.tail_cut => (
-            stderr,
-            Some("… earlier stderr cut (--logs DIR keeps all of it)"),
-        ),
-        (stderr, _) => (stderr, None),
-    };
-    if let Some(note) = note {
-        writeln!(w, "<p class=\"muted\">({note})</p>")?;
-    }
-    write!(w, "<pre class=\"tail\">")?;
-    for (i, line) in lines.iter().enumerate() {
-        let newline = if i + 1 < lines.len() { "\n" } else { "" };
-        write!(w, "{}{newline}", Esc(&plain(line)))?;
-    }
-    writeln!(w, "</pre>")
-}
-
-/// A section per job: its counts by outcome, its span and slowest task, then its
-/// tasks (the first [`ROWS`]; the rest counted).
-fn job_sections(
-    w: &mut dyn Write,
-    jobs: &[String],
-    records: &dyn Records,
-    info: &RunInfo,
-    s: &Survey,
-) -> io::Result<()> {
-    writeln!(w, "<section id=\"jobs\">\n<h2>Jobs</h2>")?;
-    for (j, name) in jobs.iter().enumerate() {
-        let t = &s.jobs[j];
-        writeln!(
-            w,
-            "<section class=\"job\" id=\"job-{j}\" data-job=\"{}\">\n<h3>{}</h3>",
-            Esc(name),
-            Esc(name)
-        )?;
-        write!(w, "<table class=\"job\"><tr><th>tasks</th>")?;
-        for (_, _, words) in OUTCOMES {
-            write!(w, "<th>{words}</th>")?;
-        }
-        write!(
-            w,
-            "<th>span</th><th>slowest</th></tr>\n<tr><td class=\"n\">{}</td>",
-            thousands(t.tasks)
-        )?;
-        for (outcome, class, _) in OUTCOMES {
-            let n = t.of(Some(outcome));
-            let zero = if n == 0 { " zero" } else { "" };
-            write!(
-                w,
-                "<td class=\"n{zero}\" data-outcome=\"{class}\">{}</td>",
-                thousands(n)
-            )?;
-        }
-        let span = t.span().map_or("-".to_string(), |(first, took)| {
-            format!("{}, from {}", duration(took), offset(info.started, first))
-        });
-        let slowest = t.slowest.as_ref().map_or("-".to_string(), |(d, label)| {
-            format!("{label} {}", duration(*d))
-        });
-        writeln!(
-            w,
-            "<td>{}</td><td class=\"label\">{}</td></tr></table>",
-            Esc(&span),
-            Esc(&slowest)
-        )?;
-        task_table(w, jobs, j, records, info)?;
-        writeln!(w, "</section>")?;
-    }
-    writeln!(w, "</section>")
-}
-
-/// A job's tasks, a row each, up to [`ROWS`].
-fn task_table(
-    w: &mut dyn Write,
-    jobs: &[String],
-    job: usize,
-    records: &dyn Records,
-    info: &RunInfo,
-) -> io::Result<()> {
-    writeln!(
-        w,
-        "<table class=\"tasks\" data-job=\"{}\">\n<tr><th>task</th><th>status</th><th>exit</th>\
-         <th>attempts</th><th>duration</th><th>started</th><th>where</th></tr>",
-        Esc(&jobs[job])
-    )?;
-    let mut rows = 0u64;
-    records.each(job, &mut |r| {
-        rows += 1;
-        if rows > ROWS {
-            return Ok(());
-        }
-        let (class, words) = outcome_name(r.outcome());
-        let ran = r.started.is_some();
-        writeln!(
-            w,
-            "<tr class=\"task o-{class}\" data-outcome=\"{class}\"><td class=\"label\">{}</td>\
-             <td class=\"status\" title=\"{}\">{words}</td><td class=\"end\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            Esc(&label(jobs, r)),
-            Esc(&r.reason),
-            Esc(&r.end.as_ref().map(end_words).unwrap_or_default()),
-            r.attempts,
-            if ran {
-                duration(r.duration)
-            } else {
-                "-".into()
-            },
-            r.started
-                .map_or("-".to_string(), |t| offset(info.started, t)),
-            if ran {
-                Esc(&place(&r.host, r.slot)).to_string()
-            } else {
-                "-".into()
-            }
-        )
-    })?;
-    writeln!(w, "</table>")?;
-    if rows > ROWS {
-        writeln!(
-            w,
-            "<p class=\"more\">and {} more tasks of {} (the JSON report, --report, lists them all)</p>",
-            thousands(rows - ROWS),
-            Esc(&jobs[job])
-        )?;
-    }
-    Ok(())
 }
 
 /// The duration of `secs` seconds, for the timeline's hover text and buckets.

@@ -7,6 +7,8 @@
 //! `run`, which names the jobs, came first, as the runner writes it): a report of
 //! 100,000 tasks takes about as much memory as its records. A file that is not JSON, or not a report, is said in words
 //! that name what is missing and where (the run, or which task).
+//!
+//! Longer than 400 lines because of its unit tests.
 
 use super::RunInfo;
 use crate::queue::QueueStats;

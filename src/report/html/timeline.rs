@@ -7,6 +7,9 @@
 //! the bucket; opacity: how busy the slot was), with the attempts that did not simply
 //! succeed still drawn one by one on top (the first [`NOTABLE_UP_TO`]), and a note
 //! saying so.
+//!
+//! Longer than 400 lines: the two drawings of a lane (a bar per attempt, time buckets)
+//! share its scale, its lookup and the bar itself, which are private to this file.
 
 use super::{end_words, label, offset, place, secs, thousands, Esc, Survey};
 use crate::report::tally::Records;
@@ -87,7 +90,7 @@ pub fn style() -> String {
         "svg.timeline{width:100%;height:auto;display:block;border:1px solid #d0d7de;border-radius:6px;background:#fff}
 svg.timeline text{font:11px ui-monospace,monospace;fill:#59636e}
 svg.timeline .grid{stroke:#d8dee4;stroke-width:.6}svg.timeline .stripe{fill:#f6f8fa}
-rect.bar{stroke:#fff;stroke-width:.6}rect.bar:hover,rect.bucket:hover{stroke:#1f2328;stroke-width:1}
+rect.bar:hover,rect.bucket:hover{stroke:#1f2328;stroke-width:1}
 ul.legend{list-style:none;padding:0;margin:6px 0;display:flex;gap:18px;flex-wrap:wrap}
 span.sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:5px}
 p.note{background:#fff8c5;border:1px solid #e6d28f;padding:6px 10px;border-radius:6px}
@@ -119,7 +122,8 @@ impl Scale {
                 .max(0.001);
         // Lanes get thinner as they get many; labels are drawn while they fit.
         let lane_height = match s.lanes.len() {
-            0..=48 => 18.0,
+            0..=16 => 22.0,
+            17..=48 => 18.0,
             49..=200 => 11.0,
             _ => 4.0,
         };
@@ -338,7 +342,17 @@ fn bar(
     let kind = Kind::of(r, i, n).class();
     let start = scale.at(t.started);
     let end = scale.at(t.started + t.duration);
-    let (x, width) = (scale.x(start), (scale.x(end) - scale.x(start)).max(0.8));
+    // A gap after a bar wide enough to spare one, so that two attempts in a row show
+    // as two; a narrow one keeps its width, and at least 0.8 to be seen.
+    let wide = scale.x(end) - scale.x(start);
+    let (x, width) = (
+        scale.x(start),
+        if wide > 3.0 {
+            wide - 0.8
+        } else {
+            wide.max(0.8)
+        },
+    );
     let (y, height) = scale.bar_y(lane);
     let label = label(jobs, r);
     // A worker's result may not list its attempts: the one bar then spans them all.
