@@ -179,16 +179,25 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
-/// A duration in seconds (`duration_s`).
+/// A duration in seconds (`duration_s`), at most [`Seconds::MAX`]: a time plus it
+/// cannot overflow.
 #[derive(Default)]
 struct Seconds(Duration);
+
+impl Seconds {
+    /// A hundred years.
+    const MAX: f64 = 100.0 * 365.25 * 86_400.0;
+}
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
         let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs)
-            .map(Seconds)
-            .map_err(|_| de::Error::custom(format!("{secs} is not a duration in seconds")))
+        match Duration::try_from_secs_f64(secs) {
+            Ok(duration) if secs <= Seconds::MAX => Ok(Seconds(duration)),
+            _ => Err(de::Error::custom(format!(
+                "{secs:?} is not a duration in seconds (0 to 100 years)"
+            ))),
+        }
     }
 }
 
@@ -513,6 +522,16 @@ mod tests {
             "{err}"
         );
         assert!(read(&format!("{{{run}, \"tasks\": [{task}]}}")).is_ok());
+        let err = read(&format!(
+            "{{{}}}",
+            run.replace("\"duration_s\": 1", "\"duration_s\": 1e300")
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("in `run`: 1e300 is not a duration in seconds (0 to 100 years)"),
+            "{err}"
+        );
         // Tasks before the run (a report rewritten by a tool): read all the same.
         let report = read(&format!("{{\"tasks\": [{task}], {run}}}")).unwrap();
         assert_eq!(report.records[0].status, Status::Succeeded);
