@@ -6,11 +6,12 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const COMMANDS: [&str; 8] = [
+pub const COMMANDS: [&str; 9] = [
     "run",
     "check",
     "plan",
     "graph",
+    "report",
     "worker",
     "schema",
     "completions",
@@ -69,6 +70,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
         set: Vec<(String, String)>,
     },
+    /// Write the HTML page of a run from its JSON report (`runner run --report`).
+    #[command(after_help = "Example:\n  runner report run.json --html run.html")]
+    Report(ReportArgs),
     /// Take tasks of distributed runs of FILE from a broker and run them.
     #[cfg(feature = "distributed")]
     #[command(
@@ -171,6 +175,10 @@ pub struct RunArgs {
     /// chrome://tracing): one event per attempt, by host and slot.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write one self-contained HTML page of the run (its jobs, a timeline of every
+    /// attempt, its failures) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Keep each task's stdout and stderr in files in DIR.
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
@@ -193,6 +201,17 @@ pub struct RunArgs {
     #[cfg(feature = "distributed")]
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
     pub max_deliveries: u32,
+}
+
+/// `runner report`: a JSON report read back, written in another form.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// A JSON report, written by `runner run --report FILE`.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+    /// Write the run's HTML page (as `runner run --html` does) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,8 @@
 //! The commands of the command line, each a function from its arguments to an
-//! [`Outcome`]: `run`, `check`, `plan`, `graph`, `worker`, `schema`, `completions`.
+//! [`Outcome`]: `run`, `check`, `plan`, `graph`, `report`, `worker`, `schema`,
+//! `completions`.
 
-use crate::cli::{self, Cli, Command, PlanArgs, RunArgs};
+use crate::cli::{self, Cli, Command, PlanArgs, ReportArgs, RunArgs};
 use crate::error::{Error, Outcome};
 use crate::jobfile::{select::select, JobFile};
 use crate::task::plural;
@@ -38,9 +39,13 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
     }
     match cli.command {
         Command::Run(args) if args.dry_run => {
-            if args.report.is_some() || args.junit.is_some() || args.logs.is_some() {
+            if args.report.is_some()
+                || args.junit.is_some()
+                || args.html.is_some()
+                || args.logs.is_some()
+            {
                 eprintln!(
-                    "note: --dry-run runs nothing, so --report, --junit and --logs write nothing"
+                    "note: --dry-run runs nothing, so --report, --junit, --html and --logs write nothing"
                 );
             }
             plan(PlanArgs {
@@ -65,6 +70,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
                 graph::render_text(&file)
             })
         }
+        Command::Report(args) => report(&args),
         #[cfg(feature = "distributed")]
         Command::Worker(args) => crate::broker::command::worker(args),
         Command::Schema => print(&schema::json_schema()),
@@ -147,7 +153,10 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         }),
     };
     // A report that cannot be written would be lost after the run: say so first.
-    for path in [&args.report, &args.junit].into_iter().flatten() {
+    for path in [&args.report, &args.junit, &args.html]
+        .into_iter()
+        .flatten()
+    {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -169,6 +178,7 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         logs: args.logs,
         report: args.report,
         junit: args.junit,
+        html: args.html,
         grace: args.grace,
         #[cfg(feature = "distributed")]
         broker,
@@ -194,6 +204,14 @@ fn resume_hint(args: &RunArgs) -> String {
     }
     words.push("--resume".to_string());
     words.join(" ")
+}
+
+/// `runner report REPORT --html FILE`: the page of a run, from its JSON report.
+fn report(args: &ReportArgs) -> Result<Outcome, Error> {
+    let report = crate::report::read_json(&args.report).map_err(Error::Usage)?;
+    crate::report::write_html(&args.html, &report.jobs, &report.records, &report.info)
+        .map_err(Error::path("write", &args.html))?;
+    Ok(Outcome::Success)
 }
 
 fn check(path: &Path, set: &[(String, String)]) -> Result<Outcome, Error> {

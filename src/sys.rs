@@ -181,6 +181,15 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
+/// The number of the signal [`signal_name`] calls `name` ("SIGKILL", or "signal 42"):
+/// a JSON report's signal read back.
+pub fn signal_number(name: &str) -> Option<i32> {
+    match NAMED.iter().find(|(_, n)| *n == name) {
+        Some((signal, _)) => Some(signal.as_raw()),
+        None => name.strip_prefix("signal ")?.parse().ok(),
+    }
+}
+
 /// This machine's host name, for reports.
 pub fn hostname() -> String {
     // On Linux, gethostname(2) is the node name of uname(2).

@@ -4,24 +4,66 @@ use super::tally::Records;
 use super::{time, RunInfo};
 use crate::jobfile::JobFile;
 use crate::sys;
-use crate::task::{describe_end, End, Status, TaskRecord};
+use crate::task::{describe_end, End, Status, TaskRecord, Try};
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// How an attempt ended, as the JSON report spells it: `exit_code`, `signal`,
+/// `timed_out` and `error`, at most one of them set (none for a task that never ended).
+/// `runner report` reads them back (`report::read`), and the HTML page words an end
+/// from the same parts, so that the page of a run and the page of its report agree.
+pub(super) struct EndFields {
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub error: Option<String>,
+}
+
+impl EndFields {
+    pub fn of(end: Option<&End>) -> EndFields {
+        let (exit_code, signal, timed_out, error) = match end {
+            Some(End::Exited(code)) => (Some(*code), None, false, None),
+            Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
+            Some(End::TimedOut) => (None, None, true, None),
+            Some(
+                End::SpawnFailed { message, .. }
+                | End::OutputRefused { message }
+                | End::Internal { message },
+            ) => (None, None, false, Some(message.clone())),
+            Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
+            None => (None, None, false, None),
+        };
+        EndFields {
+            exit_code,
+            signal,
+            timed_out,
+            error,
+        }
+    }
+}
+
+/// One attempt of a task, in the JSON report.
+fn try_json(t: &Try) -> Value {
+    let end = EndFields::of(Some(&t.end));
+    json!({
+        "start": time(t.started),
+        "duration_s": t.duration.as_secs_f64(),
+        "pid": t.pid,
+        "exit_code": end.exit_code,
+        "signal": end.signal,
+        "timed_out": end.timed_out,
+        "error": end.error,
+    })
+}
+
 /// One task of the JSON report. `slot` and `host` are null for a task that never ran.
 fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
-    let (exit_code, signal, timed_out, error) = match &r.end {
-        Some(End::Exited(code)) => (Some(*code), None, false, None),
-        Some(End::Signaled(s)) => (None, Some(sys::signal_name(*s)), false, None),
-        Some(End::TimedOut) => (None, None, true, None),
-        Some(
-            End::SpawnFailed { message, .. }
-            | End::OutputRefused { message }
-            | End::Internal { message },
-        ) => (None, None, false, Some(message.clone())),
-        Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
-        None => (None, None, false, None),
-    };
+    let EndFields {
+        exit_code,
+        signal,
+        timed_out,
+        error,
+    } = EndFields::of(r.end.as_ref());
     let ran = r.started.is_some();
     let mut task = json!({
         "job": file.jobs[r.job].name,
@@ -48,8 +90,10 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "start": r.started.map(time),
         "duration_s": r.duration.as_secs_f64(),
         "stderr_tail": r.stderr_tail,
+        "stdout_tail": shown_stdout_tail(r),
         "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
         "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
+        "tries": r.tries.iter().map(try_json).collect::<Vec<_>>(),
     });
     // Items with fields: each field by its key, after `item` (the label).
     let fields = file.jobs[r.job].items.fields(r.index);
@@ -61,6 +105,16 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         task.shift_insert(2, "fields".to_string(), Value::Object(fields));
     }
     task
+}
+
+/// The last lines of stdout, kept only where they stand in for stderr: a failed task
+/// that printed nothing on stderr (the summary and the HTML page show them then).
+pub(super) fn shown_stdout_tail(r: &TaskRecord) -> &[String] {
+    if r.status == Status::Failed && r.stderr_tail.is_empty() {
+        &r.stdout_tail
+    } else {
+        &[]
+    }
 }
 
 fn run_json(file: &JobFile, info: &RunInfo) -> Value {
@@ -81,7 +135,7 @@ fn run_json(file: &JobFile, info: &RunInfo) -> Value {
         "exit_status": info.exit,
         "pool": info.pool,
         "interrupted": info.interrupted,
-        "host": sys::hostname(),
+        "host": info.host,
         "peak_rss_kib": sys::peak_rss_kib(),
         "cpu_s": cpu,
         "children_cpu_s": children_cpu,
@@ -160,6 +214,41 @@ mod tests {
                 &lint["exit_code"]
             ),
             (&json!("failed"), &json!(true), &json!(1))
+        );
+    }
+
+    #[test]
+    fn each_attempt_is_listed_with_its_end() {
+        let mut b = records()[2].clone();
+        let started = b.started.unwrap();
+        b.tries = vec![
+            Try {
+                started,
+                duration: std::time::Duration::from_millis(100),
+                pid: Some(7),
+                end: End::Exited(2),
+            },
+            Try {
+                started: started + std::time::Duration::from_millis(250),
+                duration: std::time::Duration::from_millis(50),
+                pid: None,
+                end: End::TimedOut,
+            },
+        ];
+        let task = task_json(&file(), &b);
+        assert_eq!(
+            task["tries"],
+            json!([
+                {"start": "1970-01-01T00:16:40.100Z", "duration_s": 0.1, "pid": 7,
+                 "exit_code": 2, "signal": null, "timed_out": false, "error": null},
+                {"start": "1970-01-01T00:16:40.350Z", "duration_s": 0.05, "pid": null,
+                 "exit_code": null, "signal": null, "timed_out": true, "error": null},
+            ])
+        );
+        assert_eq!(task["stdout_tail"], json!([]), "it printed on stderr");
+        assert_eq!(
+            task_json(&file(), &records()[3])["stdout_tail"],
+            json!(["out1", "out2"])
         );
     }
 }

@@ -1,20 +1,25 @@
 //! What a run leaves behind: the summary printed at the end ([`summary`]), the JSON
-//! report (`--report`, [`json`]) and the JUnit XML (`--junit`, [`junit`]). Pure
-//! functions of the task records, but for the `write_*` functions that put a report in
-//! its file.
+//! report (`--report`, [`json`]), the JUnit XML (`--junit`, [`junit`]) and the HTML
+//! page (`--html`, [`html`]); and the JSON report read back ([`read`], for `runner
+//! report`). Pure functions of the task records, but for the `write_*` functions that
+//! put a report in its file and `read_json`.
 //!
 //! Every one of them tells a task by its [`Outcome`](crate::task::Outcome): a failure
 //! that was allowed and a task stopped by the run are not failures. The JSON schema and
 //! the JUnit layout are documented in `docs/reports.md`; they change only with it.
 
+mod html;
 mod json;
 mod junit;
+mod read;
 mod summary;
 pub mod tally;
 pub mod trace;
 
+pub use html::write_html;
 pub use json::write_json;
 pub use junit::write_junit;
+pub use read::read_json;
 pub use summary::{markdown, summary};
 
 use crate::queue::QueueStats;

@@ -30,7 +30,8 @@ impl Totals {
         outcome.map_or(self.tasks, |o| self.by[o as usize])
     }
 
-    fn add(&mut self, r: &TaskRecord, label: impl FnOnce() -> String) {
+    /// Counts `r`; `label` names it, asked for only when it is the slowest so far.
+    pub(super) fn add(&mut self, r: &TaskRecord, label: impl FnOnce() -> String) {
         self.tasks += 1;
         self.by[r.outcome() as usize] += 1;
         if let Some(start) = r.started {

@@ -105,7 +105,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
     let written = written.into_iter().flatten().map(|(p, r)| (p.clone(), r));
     for (path, result) in written.chain(trace) {
         if let Err(e) = result {
-            // Each report is named: there are at most two.
+            // Each report is named: there are at most three.
             let message = format!("cannot write {}: {e}", path.display());
             lost.record(Kind::Report, || message.clone());
             summary.push_str(&format!("[runner] {message}\n"));
@@ -131,14 +131,14 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
     (kept, summary)
 }
 
-/// Writes the JSON and JUnit reports asked for, from the spooled records; returns each
-/// report's path and how its writing went.
+/// Writes the JSON report, the JUnit XML and the HTML page asked for, from the spooled
+/// records; returns each one's path and how its writing went.
 fn write_reports<'o>(
     recorder: &mut Recorder,
     file: &JobFile,
     info: &RunInfo,
     options: &'o Options,
-) -> [Option<(&'o std::path::PathBuf, std::io::Result<()>)>; 2] {
+) -> [Option<(&'o std::path::PathBuf, std::io::Result<()>)>; 3] {
     if let Some(spool) = &mut recorder.spool {
         if let Err(e) = spool.finish() {
             recorder.spool_error = Some(format!("cannot write the records' temporary file: {e}"));
@@ -160,6 +160,11 @@ fn write_reports<'o>(
         options.junit.as_ref().map(|path| {
             let result =
                 records().and_then(|r| report::write_junit(path, file, &recorder.tally, r, info));
+            (path, result)
+        }),
+        options.html.as_ref().map(|path| {
+            let jobs: Vec<String> = file.jobs.iter().map(|j| j.name.clone()).collect();
+            let result = records().and_then(|r| report::write_html(path, &jobs, r, info));
             (path, result)
         }),
     ]

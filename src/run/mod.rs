@@ -45,6 +45,7 @@ pub struct Options {
     pub logs: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub grace: Duration,
     /// Where the run's state is, and whether it resumes the latest run.
     pub state: crate::state::Options,
@@ -167,7 +168,10 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
-    let mut recorder = Recorder::new(&file, options.report.is_some() || options.junit.is_some());
+    let mut recorder = Recorder::new(
+        &file,
+        options.report.is_some() || options.junit.is_some() || options.html.is_some(),
+    );
     recorder.trace = trace;
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {

@@ -673,9 +673,10 @@ fn mistakes_found_by_probing_are_handled() {
         "more than Linux takes in one environment variable",
     );
     // --dry-run says that the reports it was asked for are not written.
-    let dry = Test::new(GRAPH).run_with(&["run", "jobs.toml", "--dry-run", "--report", "r.json"]);
-    dry.assert_code(0)
-        .assert_stderr_has("--dry-run runs nothing, so --report, --junit and --logs write nothing");
+    let dry = Test::new(GRAPH).run_with(&["run", "jobs.toml", "--dry-run", "--html", "r.html"]);
+    dry.assert_code(0).assert_stderr_has(
+        "--dry-run runs nothing, so --report, --junit, --html and --logs write nothing",
+    );
     // Control characters in an argv argument are shown as `$'…'`, pasteable.
     let t = Test::new(
         "[jobs.t]\ncommand = ['printf', '%s', '{item}']\nitems = [\"a\\nb\\u001b[31m\"]\n",

@@ -9,6 +9,7 @@ pub mod control;
 mod deadlock;
 pub mod distributed;
 mod errors;
+mod html;
 mod lines;
 mod output;
 mod processes;

@@ -139,6 +139,7 @@ impl Test {
                 "check",
                 "plan",
                 "graph",
+                "report",
                 "worker",
                 "schema",
                 "completions",
