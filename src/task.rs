@@ -164,6 +164,12 @@ impl TaskRecord {
         }
     }
 
+    /// Where it ran: the worker (`host:pid`) for a worker's task, else its host. Two
+    /// workers on one machine are two places, each with its own slots.
+    pub fn ran_on(&self) -> &str {
+        self.worker.as_deref().unwrap_or(&self.host)
+    }
+
     /// Its attempts: those it listed, or else, for a task that ran, one spanning
     /// them all (its first start, its whole duration, its last end).
     pub fn each_try(&self) -> Vec<Try> {

@@ -117,7 +117,10 @@ impl Survey {
                     s.kinds[timeline::Kind::of(r, i, tries.len()) as usize] += 1;
                     s.from = s.from.min(t.started);
                     s.to = s.to.max(t.started + t.duration);
-                    lanes.insert((r.host != info.host, r.host.clone(), r.slot), ());
+                    lanes.insert(
+                        (r.ran_on() != info.host, r.ran_on().to_string(), r.slot),
+                        (),
+                    );
                 }
                 let (list, unshown) = match r.outcome() {
                     Outcome::Failed | Outcome::AllowedFailure => {

@@ -79,6 +79,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "reason": r.reason,
         "pid": r.pid,
         "host": ran.then_some(&r.host),
+        "worker": r.worker,
         "slot": ran.then_some(r.slot),
         "exit_code": exit_code,
         "signal": signal,

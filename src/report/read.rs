@@ -121,6 +121,8 @@ struct TaskJson {
     reason: String,
     pid: Option<u32>,
     host: Option<String>,
+    #[serde(default)]
+    worker: Option<String>,
     slot: Option<usize>,
     exit_code: Option<i32>,
     signal: Option<String>,
@@ -400,6 +402,7 @@ impl TaskJson {
             StatusJson::UpToDate => Status::UpToDate,
         };
         r.reason = self.reason;
+        r.worker = self.worker;
         r.pid = self.pid;
         r.end = end_of(self.exit_code, self.signal, self.timed_out, self.error);
         r.attempts = self.attempts;

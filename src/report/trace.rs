@@ -59,7 +59,7 @@ impl Trace {
         if tries.is_empty() || self.error.is_some() {
             return;
         }
-        let pid = self.process(r.worker.as_deref().unwrap_or(&r.host));
+        let pid = self.process(r.ran_on());
         let tid = if r.slot == usize::MAX { 0 } else { r.slot };
         if self.threads.insert((pid, tid)) {
             self.event(

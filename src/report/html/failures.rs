@@ -20,7 +20,7 @@ fn task_facts(r: &TaskRecord) -> String {
         facts.push(format!("pid {pid}"));
     }
     if r.started.is_some() {
-        facts.push(place(&r.host, r.slot));
+        facts.push(place(r.ran_on(), r.slot));
     }
     facts.join(", ")
 }

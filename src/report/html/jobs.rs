@@ -103,7 +103,7 @@ fn task_table(
             r.started
                 .map_or("-".to_string(), |t| offset(info.started, t)),
             if ran {
-                Esc(&place(&r.host, r.slot)).to_string()
+                Esc(&place(r.ran_on(), r.slot)).to_string()
             } else {
                 "-".into()
             }

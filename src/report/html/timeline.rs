@@ -170,7 +170,7 @@ impl<'a> Lanes<'a> {
     }
 
     fn of(&self, r: &TaskRecord) -> Option<usize> {
-        self.0.get(r.host.as_str())?.get(&r.slot).copied()
+        self.0.get(r.ran_on())?.get(&r.slot).copied()
     }
 }
 
@@ -365,7 +365,7 @@ fn bar(
         "{label} — {which}: {}, {} ({}, started {})",
         end_words(&t.end),
         duration(t.duration),
-        place(&r.host, r.slot),
+        place(r.ran_on(), r.slot),
         offset(info.started, t.started)
     );
     writeln!(
