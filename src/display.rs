@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The heartbeat shows the last line of at most this many running tasks (the oldest),
 /// cut to this many characters.
@@ -181,10 +181,14 @@ struct Order {
     waiting: BTreeMap<u64, Vec<Parked>>,
 }
 
+/// A group's task label, and when its attempt started and ended (seconds since the
+/// epoch).
+type Title = (Arc<str>, (u64, u64));
+
 /// One attempt's output set aside in the [`Waiting`] file: its label, and where each
 /// stream's part is.
 struct Parked {
-    label: Arc<str>,
+    title: Title,
     parts: Vec<(Stream, u64, u64)>,
 }
 
@@ -396,14 +400,20 @@ impl Writer {
                 job,
                 index,
                 label,
+                span,
                 out,
                 err,
-            } => self.group(job, index, label, [out, err]),
+            } => self.group(job, index, (label, span), [out, err]),
             Event::Settled { job, index } => self.settled(job, index),
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::NotRun { job, count } => self.counts[job].done += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
+            Event::Drain(done) => {
+                self.unpark_all();
+                self.flush();
+                let _ = done.send(());
+            }
             Event::Finish(_) => {}
         }
     }
@@ -485,13 +495,38 @@ impl Writer {
                 }
             }
         }
-        let prefix = format!("[{label}]");
+        let prefix = self.prefix(label);
         let mut text = Vec::with_capacity(data.len() + 64);
         self.labeller(&prefix).feed(data, &mut text);
         let result = self.with_terminal(|t| t.write(stream, &text, true));
         if let Err(e) = result {
             self.stdout_failed(&e);
         }
+    }
+
+    /// `[job:label]`, the label made safe for the log it goes to (an item holding
+    /// `##[` must not make every line of its task a workflow command).
+    fn prefix(&self, label: &str) -> String {
+        self.safe(&format!("[{label}]")).into_owned()
+    }
+
+    /// Text of the runner's own (notes, the summary) that may quote what tasks said
+    /// (labels, last lines, file names): in GitHub Actions, `##[` is broken and a lone
+    /// CR written `\r`, so that none of it is read as a workflow command.
+    fn safe<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if self.options.ci != Ci::GitHub || !(text.contains("##[") || text.contains('\r')) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' if chars.peek() != Some(&'\n') => out.push_str("\\r"),
+                '[' if out.ends_with("##") => out.push_str("\u{200B}["),
+                c => out.push(c),
+            }
+        }
+        std::borrow::Cow::Owned(out)
     }
 
     /// What puts the label before each line of a task's output (nothing with
@@ -512,7 +547,7 @@ impl Writer {
                 task.last.clone_from(&shown);
             }
         }
-        let prefix = format!("[{label}]");
+        let prefix = self.prefix(label);
         let mut labeller = self.labeller(&prefix);
         let result = self.with_terminal(|t| -> io::Result<()> {
             let mut buf = vec![0u8; PIECE];
@@ -543,7 +578,14 @@ impl Writer {
 
     /// An attempt's grouped output. A task of a `keep-order` job waits (set aside on
     /// disk) until every task before it is over.
-    fn group(&mut self, job: usize, index: u64, label: Arc<str>, parts: [Option<Held>; 2]) {
+    fn group(&mut self, job: usize, index: u64, title: Title, parts: [Option<Held>; 2]) {
+        let files = parts.iter().flatten().filter(|h| h.has_file()).count();
+        self.print_or_park(job, index, title, parts);
+        crate::held::landed(files);
+    }
+
+    fn print_or_park(&mut self, job: usize, index: u64, title: Title, parts: [Option<Held>; 2]) {
+        let label = title.0.clone();
         for held in parts.iter().flatten() {
             if let Some(error) = held.error() {
                 let message = format!("output of {label} was lost: {error}");
@@ -569,7 +611,7 @@ impl Writer {
                 let parked = self.park(parts);
                 if let Some(order) = self.order[job].as_mut() {
                     let parked = Parked {
-                        label,
+                        title,
                         parts: parked,
                     };
                     order.waiting.entry(index).or_default().push(parked);
@@ -578,7 +620,7 @@ impl Writer {
                 return;
             }
         }
-        self.print_group(&label, parts);
+        self.print_group(&title, parts);
     }
 
     /// The file output waiting for its turn goes to, made on first use.
@@ -658,7 +700,7 @@ impl Writer {
                 (stream, slice)
             })
             .collect();
-        self.print_parts(&parked.label, parts);
+        self.print_parts(&parked.title, parts);
         self.waiting.count = self.waiting.count.saturating_sub(1);
         if self.waiting.count == 0 && self.waiting.len > 0 {
             if let Some(file) = &self.waiting.file {
@@ -681,7 +723,7 @@ impl Writer {
         }
     }
 
-    fn print_group(&mut self, label: &str, parts: [(Stream, Option<Held>); 2]) {
+    fn print_group(&mut self, title: &Title, parts: [(Stream, Option<Held>); 2]) {
         let parts = parts
             .into_iter()
             .map(|(stream, held)| {
@@ -689,23 +731,20 @@ impl Writer {
                 (stream, reader.map(|r| r as Box<dyn Read>))
             })
             .collect();
-        self.print_parts(label, parts);
+        self.print_parts(title, parts);
     }
 
     /// Prints one group in one piece: in a CI log, between its folding markers, and
     /// all of it on stdout — the GitHub Actions runner reads stdout and stderr apart and
     /// hands on each batch's stderr lines first, so a group split across the two would
     /// come apart; elsewhere stdout's part to stdout and stderr's to stderr.
-    fn print_parts(&mut self, label: &str, parts: Vec<(Stream, Option<Box<dyn Read>>)>) {
+    fn print_parts(&mut self, title: &Title, parts: Vec<(Stream, Option<Box<dyn Read>>)>) {
+        let (label, (started, ended)) = (&*title.0, title.1);
         self.groups += 1;
         let ci = self.options.ci;
-        let prefix = format!("[{label}]");
+        let prefix = self.prefix(label);
         let labellers: Vec<Labeller<'_>> = parts.iter().map(|_| self.labeller(&prefix)).collect();
         let section = format!("runner_{}", self.groups);
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let result = self.with_terminal(|t| -> io::Result<()> {
             match ci {
                 Ci::GitHub => {
@@ -714,7 +753,7 @@ impl Writer {
                 }
                 Ci::GitLab => {
                     let line = format!(
-                        "\x1b[0Ksection_start:{now}:{section}[collapsed=true]\r\x1b[0K{label}\n"
+                        "\x1b[0Ksection_start:{started}:{section}[collapsed=true]\r\x1b[0K{label}\n"
                     );
                     t.write(Stream::Stdout, line.as_bytes(), false)?;
                 }
@@ -744,7 +783,7 @@ impl Writer {
             match ci {
                 Ci::GitHub => t.write(Stream::Stdout, b"::endgroup::\n", false)?,
                 Ci::GitLab => {
-                    let line = format!("\x1b[0Ksection_end:{now}:{section}\r\x1b[0K\n");
+                    let line = format!("\x1b[0Ksection_end:{ended}:{section}\r\x1b[0K\n");
                     t.write(Stream::Stdout, line.as_bytes(), false)?;
                 }
                 Ci::None => {}
@@ -769,7 +808,12 @@ impl Writer {
         };
         let end = record.end.as_ref().map(describe_end).unwrap_or_default();
         let last_of = |tail: &[String]| tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
-        let last = last_of(&record.stderr_tail).or_else(|| last_of(&record.stdout_tail));
+        // A producer's stdout went to its queue: those lines are items, not news.
+        let stdout = match self.file.jobs[record.job].to {
+            Some(_) => &[][..],
+            None => &record.stdout_tail[..],
+        };
+        let last = last_of(&record.stderr_tail).or_else(|| last_of(stdout));
         let message = match last {
             Some(line) => format!("{end}: {line}"),
             None => end,
@@ -797,7 +841,7 @@ impl Writer {
     }
 
     fn note(&mut self, text: &str) {
-        let line = format!("[runner] {text}\n");
+        let line = format!("[runner] {}\n", self.safe(text));
         let bars = self.bars.is_some();
         self.with_terminal(|t| {
             let _ = t.err.write_all(line.as_bytes());
@@ -940,6 +984,7 @@ impl Writer {
         self.unpark_all();
         self.clear_bars();
         self.flush();
+        let summary = self.safe(summary).into_owned();
         let _ = self.term.err.write_all(summary.as_bytes());
     }
 

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 pub const PER_TASK: u64 = 8;
 
 /// Kept for the runner itself: the terminal, the stop switch, signals, the watchdog,
-/// reports, queue feeders, streaming consumers, the broker's connections.
-pub const RESERVE: u64 = 32;
+/// reports, queue feeders, streaming consumers, the broker's connections; and grouped
+/// output on its way to the terminal (at most `held::FLIGHT` files, and the file
+/// `keep-order` output waits in).
+pub const RESERVE: u64 = 32 + crate::held::FLIGHT as u64 + 1;
 
 /// The pool that fits the limit on open files, after raising the soft limit as far as
 /// `pool` tasks need; prints a note on stderr when the pool is lowered. Call it before

@@ -6,6 +6,39 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 
+/// The most temporary files of grouped output on their way to the terminal writer
+/// (in `Event::Group`s not yet printed): a slot thread with more to send waits
+/// ([`board`]), so a slow stdout cannot make the runner run out of descriptors
+/// (`fds::RESERVE` counts these).
+pub const FLIGHT: usize = 16;
+
+static IN_FLIGHT: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static LANDED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Before sending output holding `files` temporary files to the writer: waits until
+/// there is room for them (or nothing else is in flight), then counts them.
+pub fn board(files: usize) {
+    if files == 0 {
+        return;
+    }
+    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    while *in_flight > 0 && *in_flight + files > FLIGHT {
+        in_flight = LANDED.wait(in_flight).unwrap_or_else(|e| e.into_inner());
+    }
+    *in_flight += files;
+}
+
+/// The writer took output holding `files` temporary files off the channel and is done
+/// with them.
+pub fn landed(files: usize) {
+    if files == 0 {
+        return;
+    }
+    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    *in_flight = in_flight.saturating_sub(files);
+    LANDED.notify_all();
+}
+
 /// Held in memory up to this many bytes; past it, in a temporary file. Also the size
 /// of the pieces it is read back in.
 pub const PIECE: usize = 64 * 1024;
@@ -24,6 +57,11 @@ pub struct Held {
 impl Held {
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// It holds a temporary file (it grew past [`PIECE`]).
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Why part of it was lost, if it was.

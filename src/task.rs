@@ -252,6 +252,9 @@ pub enum Event {
         job: usize,
         index: u64,
         label: Arc<str>,
+        /// When the attempt started and ended, in seconds since the epoch (GitLab's
+        /// sections show the time between).
+        span: (u64, u64),
         out: Option<crate::held::Held>,
         err: Option<crate::held::Held>,
     },
@@ -265,6 +268,9 @@ pub enum Event {
     Taken { job: usize },
     /// A message of the runner's own, printed on stderr as is.
     Note(String),
+    /// Print everything received so far (output waiting for its turn too), flush, and
+    /// answer: the run then knows whether every write of task output succeeded.
+    Drain(crossbeam_channel::Sender<()>),
     /// The run is over: print this (the summary) and end.
     Finish(String),
 }

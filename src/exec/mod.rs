@@ -355,10 +355,24 @@ fn run_attempt(
         // other task's line falls inside it (with --quiet, only a failure's).
         let (out, err) = (out.take_held(), err.take_held());
         if (out.is_some() || err.is_some()) && (!ok || !ctx.mode.quiet()) {
+            let files = [&out, &err]
+                .into_iter()
+                .flatten()
+                .filter(|h| h.has_file())
+                .count();
+            crate::held::board(files);
+            let seconds = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
             let _ = ctx.events.send(Event::Group {
                 job: task.id,
                 index: task.index,
                 label: task.label.clone(),
+                span: (
+                    seconds(result.started),
+                    seconds(result.started + result.duration),
+                ),
                 out,
                 err,
             });

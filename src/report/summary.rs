@@ -354,7 +354,7 @@ pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
     if !tally.failures.is_empty() {
         let _ = writeln!(
             out,
-            "\n#### Failed tasks\n\n| task | end | last line of stderr |\n|---|---|---|"
+            "\n#### Failed tasks\n\n| task | end | last line of output |\n|---|---|---|"
         );
         for r in &tally.failures {
             let job = &file.jobs[r.job];
@@ -364,11 +364,16 @@ pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
                 ""
             };
             let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+            // A producer's stdout went to its queue: those lines are items, not news.
+            let stdout = match job.to {
+                Some(_) => &[][..],
+                None => &r.stdout_tail[..],
+            };
             let last = r
                 .stderr_tail
                 .iter()
                 .rev()
-                .chain(r.stdout_tail.iter().rev())
+                .chain(stdout.iter().rev())
                 .find(|l| !l.trim().is_empty())
                 .map_or(String::new(), |l| md(l));
             let _ = writeln!(
@@ -397,6 +402,9 @@ fn md(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '|' => out.push_str("\\|"),
             '`' => out.push_str("&#96;"),
+            // Math and mentions stay text too.
+            '$' => out.push_str("&#36;"),
+            '@' => out.push_str("&#64;"),
             '\\' | '*' | '_' | '[' | ']' | '#' | '~' | '!' => {
                 out.push('\\');
                 out.push(c);

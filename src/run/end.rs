@@ -10,7 +10,7 @@ use crate::report::tally::{Recorder, Records};
 use crate::report::{self, RunInfo};
 use crate::scheduler::{JobState, Phase, Start};
 use crate::signals::Interrupt;
-use crate::task::TaskRecord;
+use crate::task::{Event, TaskRecord};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -39,21 +39,10 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         let recorder = std::mem::replace(&mut core.recorder, Recorder::new(file, false));
         (recorder, core.scheduler.jobs.clone())
     };
+    drain(shared);
     let unlisted = skipped_records(file, &scheduler_jobs, host, &mut recorder);
-    // Tasks still on workers when a stopped run ended: no result came back for them.
-    for start in ended.unfinished {
-        let item = String::from_utf8_lossy(&start.item).into_owned();
-        let mut record = skipped_record(file, start.job, start.index, item, "");
-        record.stopped = true;
-        recorder.add(file, &record);
-    }
-    for start in ended.withdrawn {
-        let item = String::from_utf8_lossy(&start.item).into_owned();
-        recorder.add(
-            file,
-            &skipped_record(file, start.job, start.index, item, ""),
-        );
-    }
+    remote_records(file, ended.unfinished, ended.withdrawn, &mut recorder);
+    let trace_error = finish_trace(&mut recorder, &shared.ctx.lost);
     let failed = recorder.tally.failed();
     let outcome = match ended.interrupted {
         Some(signal) => Outcome::Interrupted(signal),
@@ -97,13 +86,11 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         ));
     }
 
-    let trace = recorder
-        .trace
-        .take()
-        .map(|t| (t.path().to_path_buf(), t.finish()));
+    if let Some(message) = trace_error {
+        summary.push_str(&format!("[runner] {message}\n"));
+    }
     let written = write_reports(&mut recorder, file, &info, options);
-    let written = written.into_iter().flatten().map(|(p, r)| (p.clone(), r));
-    for (path, result) in written.chain(trace) {
+    for (path, result) in written.into_iter().flatten() {
         if let Err(e) = result {
             // Each report is named: there are at most three.
             let message = format!("cannot write {}: {e}", path.display());
@@ -111,7 +98,17 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             summary.push_str(&format!("[runner] {message}\n"));
         }
     }
-    write_step_summary(file, &recorder, &info, lost, &mut summary);
+    // The job summary states the exit status as the writes so far have left it.
+    let exit = i32::from(crate::error::exit_status(&Ok(with_lost_writes(
+        outcome, lost,
+    ))));
+    write_step_summary(
+        file,
+        &recorder,
+        &RunInfo { exit, ..info },
+        lost,
+        &mut summary,
+    );
     summary.push_str(&lost.summary());
     let kept = with_lost_writes(outcome, lost);
     if kept != before_losses {
@@ -129,6 +126,26 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         }
     }
     (kept, summary)
+}
+
+/// Every task is over, but its output may still be on its way to the terminal (grouped
+/// output is sent as an attempt ends): waits until the writer has written it, since a
+/// write that failed decides the exit status the summary and the reports state.
+fn drain(shared: &Arc<Shared>) {
+    let (drained, written) = crossbeam_channel::bounded(1);
+    if shared.ctx.events.send(Event::Drain(drained)).is_ok() {
+        let _ = written.recv();
+    }
+}
+
+/// Ends the trace; a write that failed is lost, like a report's, and said.
+fn finish_trace(recorder: &mut Recorder, lost: &LostWrites) -> Option<String> {
+    let trace = recorder.trace.take()?;
+    let path = trace.path().to_path_buf();
+    let e = trace.finish().err()?;
+    let message = format!("cannot write {}: {e}", path.display());
+    lost.record(Kind::Report, || message.clone());
+    Some(message)
 }
 
 /// Writes the JSON report, the JUnit XML and the HTML page asked for, from the spooled
@@ -247,6 +264,23 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str, recorder: &mut
         }
     }
     unlisted
+}
+
+/// Records for the tasks of a stopped distributed run that had no result: those still on
+/// workers (stopped) and those no worker took (skipped).
+fn remote_records(
+    file: &JobFile,
+    unfinished: Vec<Start>,
+    withdrawn: Vec<Start>,
+    recorder: &mut Recorder,
+) {
+    let stopped = unfinished.into_iter().map(|s| (s, true));
+    for (start, stopped) in stopped.chain(withdrawn.into_iter().map(|s| (s, false))) {
+        let item = String::from_utf8_lossy(&start.item).into_owned();
+        let mut record = skipped_record(file, start.job, start.index, item, "");
+        record.stopped = stopped;
+        recorder.add(file, &record);
+    }
 }
 
 /// The record of a task that never ran (or whose result never came back).

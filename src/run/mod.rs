@@ -367,8 +367,7 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         if let Some(problem) = &start.problem {
             let message = problem.clone();
-            fail_unstarted(core, ctx, &start, message.clone());
-            let _ = ctx.events.send(Event::Note(message));
+            fail_unstarted(core, ctx, &start, message);
             continue;
         }
         let mut start = start;
@@ -520,6 +519,16 @@ fn fail_unstarted(core: &mut Core, ctx: &exec::Context, start: &Start, message: 
     record.end = Some(End::SpawnFailed {
         message,
         retryable: false,
+    });
+    // The terminal hears of it like of any failed task (its FAIL line, the counts, a
+    // GitHub annotation).
+    let job = &ctx.file.jobs[start.job];
+    let _ = ctx.events.send(Event::Ended {
+        job: start.job,
+        label: task::label(job, &record.item).into(),
+        record: Box::new(record.clone()),
+        retrying: false,
+        took: Duration::ZERO,
     });
     settle(core, ctx, start, &record, false);
 }

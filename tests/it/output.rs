@@ -328,6 +328,10 @@ fn gitlab_ci_gets_a_collapsible_section_per_task() {
         assert_eq!(lines[n + 1], format!("[t:{item}] hi {item}"));
         assert_eq!(lines[n + 2], format!("[t:{item}] there"));
         let end = lines[n + 3];
+        // Its start and end are the attempt's (GitLab shows the time between).
+        let started: u64 = name.split(':').next().unwrap().parse().unwrap();
+        let ended: u64 = end.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(started <= ended, "{start:?} {end:?}");
         assert!(
             end.starts_with("\x1b[0Ksection_end:")
                 && end.ends_with(&format!(":{section}\r\x1b[0K")),
@@ -400,4 +404,86 @@ fn output_mistakes_are_named_before_anything_runs() {
         .assert_code(2)
         .assert_stderr_has("no/such/folder/trace.json");
     assert!(!t.path("ran").exists(), "nothing ran");
+}
+
+#[test]
+fn in_github_actions_the_runners_own_lines_quote_tasks_safely() {
+    // The item, the heartbeat's last line, and the summary's stderr tail all carry what
+    // a task chose to print.
+    let t = Test::new(
+        "[jobs.q]\ncommand = 'printf \"x ##[error]from-heartbeat\\n\"; sleep 1; printf \"p\\r::error file=x::via-summary\\n##[warning]legacy\\n\" >&2; exit 3'\nitems = ['##[warning]item']\n",
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .env("RUNNER_HEARTBEAT", "200ms");
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_has("from-heartbeat")
+        .assert_stderr_has("via-summary");
+    let mut commands = github_commands(&out.stdout);
+    commands.extend(github_commands(&out.stderr));
+    assert_eq!(
+        commands,
+        ["::error title=q:##[warning]item failed::exit 3: ##[warning]legacy"],
+        "--- stdout\n{}\n--- stderr\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn annotations_name_tasks_that_never_started_and_leave_queue_items_out() {
+    // `p` feeds its stdout to a queue and fails: its items are not its error. `b`'s
+    // items file shrinks before it starts: its task fails without a process.
+    let t = Test::new(
+        "[jobs.p]\ncommand = 'echo secret-item; exit 1'\nto = 'q'\n[jobs.c]\ncommand = 'echo got {item}'\nitems = { queue = 'q' }\n[jobs.shrink]\ncommand = 'printf \"a\\n\" > list.txt'\n[jobs.b]\ncommand = 'echo item {item}'\nitems = { file = 'list.txt' }\nneeds = ['shrink']\n",
+    )
+    .env("GITHUB_ACTIONS", "true");
+    let summary = t.path("summary.md");
+    let t = t.env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    t.write("list.txt", "a\nb\nc\n");
+    let out = t.run();
+    out.assert_code(1);
+    let errors: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::error"))
+        .collect();
+    assert!(
+        errors.contains(&"::error title=p failed::exit 1"),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("::error title=b:") && e.contains("did not start")),
+        "{errors:?}"
+    );
+    assert!(!out
+        .stdout
+        .contains("::error title=p failed::exit 1: secret-item"));
+    let md = t.read("summary.md");
+    assert!(md.contains("| p | exit 1 |  |"), "{md}");
+}
+
+#[test]
+fn a_failed_write_of_grouped_output_is_in_the_summary_and_the_report() {
+    // The group is written after the task ended: the run waits for it before it states
+    // its outcome.
+    for mode in ["grouped", "keep-order"] {
+        let t = Test::new("[jobs.a]\ncommand = 'echo hello'\n")
+            .args(&["--output", mode, "--report", "r.json"]);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = t.command().stdout(full).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("exit status 1: not everything asked for was written"),
+            "{stderr}"
+        );
+        let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+        assert_eq!(report["run"]["exit_status"], 1, "{mode}");
+    }
 }
