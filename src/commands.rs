@@ -42,10 +42,11 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             if args.report.is_some()
                 || args.junit.is_some()
                 || args.html.is_some()
+                || args.trace.is_some()
                 || args.logs.is_some()
             {
                 eprintln!(
-                    "note: --dry-run runs nothing, so --report, --junit, --html and --logs write nothing"
+                    "note: --dry-run runs nothing, so --report, --junit, --html, --trace and --logs write nothing"
                 );
             }
             plan(PlanArgs {

@@ -403,7 +403,11 @@ impl Writer {
                 span,
                 out,
                 err,
-            } => self.group(job, index, (label, span), [out, err]),
+                flight,
+            } => {
+                self.group(job, index, (label, span), [out, err]);
+                drop(flight);
+            }
             Event::Settled { job, index } => self.settled(job, index),
             Event::Skipped { job, count } => self.counts[job].skipped += count,
             Event::NotRun { job, count } => self.counts[job].done += count,
@@ -579,12 +583,6 @@ impl Writer {
     /// An attempt's grouped output. A task of a `keep-order` job waits (set aside on
     /// disk) until every task before it is over.
     fn group(&mut self, job: usize, index: u64, title: Title, parts: [Option<Held>; 2]) {
-        let files = parts.iter().flatten().filter(|h| h.has_file()).count();
-        self.print_or_park(job, index, title, parts);
-        crate::held::landed(files);
-    }
-
-    fn print_or_park(&mut self, job: usize, index: u64, title: Title, parts: [Option<Held>; 2]) {
         let label = title.0.clone();
         for held in parts.iter().flatten() {
             if let Some(error) = held.error() {
@@ -689,7 +687,10 @@ impl Writer {
             .parts
             .iter()
             .map(|&(stream, start, len)| {
-                let file = self.waiting.file.as_ref().and_then(|f| f.try_clone().ok());
+                let file = match &self.waiting.file {
+                    Some(f) => f.try_clone(),
+                    None => Err(io::ErrorKind::NotFound.into()),
+                };
                 let slice = file.map(|file| {
                     Box::new(Slice {
                         file,
@@ -701,6 +702,15 @@ impl Writer {
             })
             .collect();
         self.print_parts(&parked.title, parts);
+        // Its space is given back at once: the file's disk use follows what waits, not
+        // all the job printed (the holes read as zeros, and nothing reads them again).
+        if let Some(file) = &self.waiting.file {
+            use rustix::fs::{fallocate, FallocateFlags};
+            for &(_, start, len) in &parked.parts {
+                let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+                let _ = fallocate(file, flags, start, len);
+            }
+        }
         self.waiting.count = self.waiting.count.saturating_sub(1);
         if self.waiting.count == 0 && self.waiting.len > 0 {
             if let Some(file) = &self.waiting.file {
@@ -726,9 +736,9 @@ impl Writer {
     fn print_group(&mut self, title: &Title, parts: [(Stream, Option<Held>); 2]) {
         let parts = parts
             .into_iter()
-            .map(|(stream, held)| {
-                let reader = held.and_then(|h| h.into_reader().ok());
-                (stream, reader.map(|r| r as Box<dyn Read>))
+            .filter_map(|(stream, held)| {
+                let reader = held?.into_reader().map(|r| r as Box<dyn Read>);
+                Some((stream, reader))
             })
             .collect();
         self.print_parts(title, parts);
@@ -738,13 +748,15 @@ impl Writer {
     /// all of it on stdout — the GitHub Actions runner reads stdout and stderr apart and
     /// hands on each batch's stderr lines first, so a group split across the two would
     /// come apart; elsewhere stdout's part to stdout and stderr's to stderr.
-    fn print_parts(&mut self, title: &Title, parts: Vec<(Stream, Option<Box<dyn Read>>)>) {
+    fn print_parts(&mut self, title: &Title, parts: Vec<(Stream, io::Result<Box<dyn Read>>)>) {
         let (label, (started, ended)) = (&*title.0, title.1);
         self.groups += 1;
         let ci = self.options.ci;
         let prefix = self.prefix(label);
         let labellers: Vec<Labeller<'_>> = parts.iter().map(|_| self.labeller(&prefix)).collect();
         let section = format!("runner_{}", self.groups);
+        // A part that cannot be read back (its temporary file) is lost, and said.
+        let mut unread: Option<io::Error> = None;
         let result = self.with_terminal(|t| -> io::Result<()> {
             match ci {
                 Ci::GitHub => {
@@ -762,7 +774,13 @@ impl Writer {
             let mut buf = vec![0u8; PIECE];
             let mut text = Vec::with_capacity(PIECE + 64);
             for ((stream, reader), mut labeller) in parts.into_iter().zip(labellers) {
-                let Some(mut reader) = reader else { continue };
+                let mut reader = match reader {
+                    Ok(reader) => reader,
+                    Err(e) => {
+                        unread.get_or_insert(e);
+                        continue;
+                    }
+                };
                 let stream = if ci == Ci::None {
                     stream
                 } else {
@@ -770,12 +788,21 @@ impl Writer {
                 };
                 loop {
                     let n = match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) => break,
                         Ok(n) => n,
+                        Err(e) => {
+                            unread.get_or_insert(e);
+                            break;
+                        }
                     };
                     text.clear();
                     labeller.feed(&buf[..n], &mut text);
                     t.write(stream, &text, false)?;
+                }
+                // A part cut short still ends its line: nothing is glued to it (in
+                // GitHub Actions, the end of the group).
+                if !labeller.at_start {
+                    t.write(stream, b"\n", false)?;
                 }
                 // Each stream's part is out before the next one starts.
                 t.flush()?;
@@ -792,6 +819,12 @@ impl Writer {
         });
         if let Err(e) = result {
             self.stdout_failed(&e);
+        }
+        if let Some(e) = unread {
+            let message = format!("output of {label} was lost: its temporary file: {e}");
+            if let Some(message) = self.lost.record(Kind::Stdout, || message) {
+                self.note(&message);
+            }
         }
     }
 
@@ -841,7 +874,13 @@ impl Writer {
     }
 
     fn note(&mut self, text: &str) {
-        let line = format!("[runner] {}\n", self.safe(text));
+        // A note is one line: in GitHub Actions a line feed inside it (a file name's,
+        // say) must not start a line of its own.
+        let text = match self.options.ci {
+            Ci::GitHub if text.contains('\n') => text.replace('\n', "\\n"),
+            _ => text.to_string(),
+        };
+        let line = format!("[runner] {}\n", self.safe(&text));
         let bars = self.bars.is_some();
         self.with_terminal(|t| {
             let _ = t.err.write_all(line.as_bytes());
@@ -1058,6 +1097,9 @@ impl<'p> Labeller<'p> {
     fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let Some(prefix) = self.prefix else {
             out.extend_from_slice(data);
+            if let Some(&last) = data.last() {
+                self.at_start = last == b'\n';
+            }
             return;
         };
         if !self.github {
@@ -1087,6 +1129,9 @@ impl<'p> Labeller<'p> {
                 self.at_start = false;
                 self.hashes = 0;
             }
+            // (The Actions runner's search for `##[` is culture-aware and skips the
+            // zero-width space, so it still finds a `##[`; what follows it then reads
+            // as the command `[name`, which is no command. Either way, nothing runs.)
             if b == b'[' && self.hashes >= 2 {
                 out.extend_from_slice("\u{200B}".as_bytes());
             }

@@ -8,35 +8,43 @@ use std::io::{self, Read, Seek, Write};
 
 /// The most temporary files of grouped output on their way to the terminal writer
 /// (in `Event::Group`s not yet printed): a slot thread with more to send waits
-/// ([`board`]), so a slow stdout cannot make the runner run out of descriptors
+/// ([`Flight::board`]), so a slow stdout cannot make the runner run out of descriptors
 /// (`fds::RESERVE` counts these).
 pub const FLIGHT: usize = 16;
 
 static IN_FLIGHT: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 static LANDED: std::sync::Condvar = std::sync::Condvar::new();
 
-/// Before sending output holding `files` temporary files to the writer: waits until
-/// there is room for them (or nothing else is in flight), then counts them.
-pub fn board(files: usize) {
-    if files == 0 {
-        return;
+/// Temporary files of grouped output counted as in flight to the writer, from
+/// [`Flight::board`] until it is dropped (printed, set aside, or lost with its event:
+/// a send that failed or a writer that died must not keep them counted, or every slot
+/// thread would wait forever).
+pub struct Flight(usize);
+
+impl Flight {
+    /// Before sending output holding `files` temporary files to the writer: waits until
+    /// there is room for them (or nothing else is in flight), then counts them.
+    pub fn board(files: usize) -> Flight {
+        if files > 0 {
+            let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+            while *in_flight > 0 && *in_flight + files > FLIGHT {
+                in_flight = LANDED.wait(in_flight).unwrap_or_else(|e| e.into_inner());
+            }
+            *in_flight += files;
+        }
+        Flight(files)
     }
-    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-    while *in_flight > 0 && *in_flight + files > FLIGHT {
-        in_flight = LANDED.wait(in_flight).unwrap_or_else(|e| e.into_inner());
-    }
-    *in_flight += files;
 }
 
-/// The writer took output holding `files` temporary files off the channel and is done
-/// with them.
-pub fn landed(files: usize) {
-    if files == 0 {
-        return;
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if self.0 == 0 {
+            return;
+        }
+        let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        *in_flight = in_flight.saturating_sub(self.0);
+        LANDED.notify_all();
     }
-    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-    *in_flight = in_flight.saturating_sub(files);
-    LANDED.notify_all();
 }
 
 /// Held in memory up to this many bytes; past it, in a temporary file. Also the size
@@ -139,5 +147,53 @@ impl Held {
                 send(piece);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight() -> usize {
+        *IN_FLIGHT.lock().unwrap()
+    }
+
+    #[test]
+    fn files_in_flight_are_counted_until_dropped_and_a_full_flight_waits() {
+        let full = Flight::board(FLIGHT);
+        assert_eq!(in_flight(), FLIGHT);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let one = Flight::board(1);
+            tx.send(()).unwrap();
+            drop(one);
+        });
+        // No room until the full flight lands.
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(full);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("room once the others landed");
+        waiter.join().unwrap();
+        assert_eq!(in_flight(), 0);
+        // Nothing in flight: one larger than the flight still goes.
+        drop(Flight::board(FLIGHT + 1));
+        assert_eq!(in_flight(), 0);
+    }
+
+    #[test]
+    fn held_output_spills_past_a_piece_and_reads_back_whole() {
+        let mut held = Held::default();
+        assert!(held.is_empty());
+        let line = vec![b'x'; 1000];
+        for _ in 0..200 {
+            held.write(&line);
+            held.write(b"\n");
+        }
+        assert!(held.has_file());
+        let mut back = Vec::new();
+        held.into_reader().unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), 200 * 1001);
     }
 }

@@ -73,7 +73,15 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
 /// differ only there stay two names.
 fn push_name(out: &mut String, name: &std::ffi::OsStr) {
     for chunk in name.as_encoded_bytes().utf8_chunks() {
-        out.push_str(chunk.valid());
+        // Control characters (a line feed in a name) are written as `\xNN` too: names
+        // are quoted in one-line messages and logs.
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.push_str(&format!("\\x{:02X}", c as u32));
+            } else {
+                out.push(c);
+            }
+        }
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02X}"));
         }

@@ -257,6 +257,8 @@ pub enum Event {
         span: (u64, u64),
         out: Option<crate::held::Held>,
         err: Option<crate::held::Held>,
+        /// Its temporary files, counted until the event is done with.
+        flight: crate::held::Flight,
     },
     /// A task of a `keep-order` job is over (run, or not): the tasks after it may print.
     Settled { job: usize, index: u64 },

@@ -473,7 +473,8 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
 /// terminal (the host, the stderr tail) is made printable: anyone who can write to the
 /// broker could put escape sequences there.
 pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord {
-    let value = m.text("value").unwrap_or_default();
+    // An end's message is shown on the terminal like the tail.
+    let value = printable(&m.text("value").unwrap_or_default(), 4096);
     let end = match m.text("end").as_deref() {
         Some("exit") => Some(End::Exited(value.parse().unwrap_or(-1))),
         Some("signal") => Some(End::Signaled(value.parse().unwrap_or(0))),
@@ -491,7 +492,7 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
     };
     let started = m
         .number::<u64>("started_ms")
-        .filter(|ms| *ms > 0)
+        .filter(|ms| *ms > 0 && *ms < LATEST_MS)
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
     let mut r = TaskRecord::new(
         job,
@@ -510,7 +511,7 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
     r.pid = m.number("pid");
     r.attempts = m.number("attempts").unwrap_or(0);
     r.started = started;
-    r.duration = Duration::from_millis(m.number("duration_ms").unwrap_or(0));
+    r.duration = Duration::from_millis(m.number("duration_ms").unwrap_or(0)).min(LONGEST);
     r.stderr_tail = m
         .text("stderr_tail")
         .filter(|t| !t.is_empty())
@@ -528,14 +529,89 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .text("worker")
         .filter(|w| !w.is_empty())
         .map(|w| printable(&w, 100));
-    r.slot = m.number("slot").unwrap_or(usize::MAX);
+    // A worker of an older runner sends no slot: its tasks share lane 0 of it.
+    r.slot = m.number("slot").unwrap_or(0);
     r.tries = m
         .get("tries")
         .and_then(|t| serde_json::from_slice::<Vec<crate::task::Try>>(t).ok())
-        .filter(|t| t.len() <= MAX_TRIES)
+        .filter(|t| t.len() <= MAX_TRIES && t.iter().all(plausible))
         .unwrap_or_default();
     r
 }
 
 /// The most attempts a result may list: `retries` is at most 1,000.
 const MAX_TRIES: usize = 1001;
+
+/// Times a report can write (before the year 10000) and durations it can add to them.
+const LATEST_MS: u64 = 253_402_300_799_000;
+const LONGEST: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
+/// An attempt as a worker reported it, within what the reports can write: a start
+/// after 1970 and before the year 10000, at most a century long. Anything else (a
+/// broken clock, a hostile broker) is dropped rather than crash the reports.
+fn plausible(t: &crate::task::Try) -> bool {
+    let ms = t
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    ms > 0 && ms + t.duration.as_millis() < u128::from(LATEST_MS) && t.duration <= LONGEST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Try;
+
+    /// A result whose attempts are `tries`, as a worker (or whoever writes to the
+    /// broker) might send it.
+    fn result_with(tries: &[Try], value: &str) -> Message {
+        let mut r = TaskRecord::new(0, 3, "x".into(), 1, "h", false);
+        r.status = Status::Failed;
+        r.end = Some(End::Internal {
+            message: value.into(),
+        });
+        r.tries = tries.to_vec();
+        r.worker = Some("h:42".into());
+        result_message(&r, "job")
+    }
+
+    fn at(secs: u64, duration: Duration) -> Try {
+        Try {
+            started: UNIX_EPOCH + Duration::from_secs(secs),
+            duration,
+            pid: Some(1),
+            end: End::Exited(1),
+        }
+    }
+
+    #[test]
+    fn a_results_attempts_slot_and_worker_come_back() {
+        let tries = vec![
+            at(1_800_000_000, Duration::from_secs(2)),
+            at(1_800_000_003, Duration::from_secs(1)),
+        ];
+        let r = record_from(&result_with(&tries, "boom"), 0, false);
+        assert_eq!(r.tries, tries);
+        assert_eq!((r.slot, r.worker.as_deref()), (1, Some("h:42")));
+    }
+
+    #[test]
+    fn implausible_attempts_and_raw_messages_from_the_broker_are_not_kept() {
+        for tries in [
+            vec![at(300_000_000_000, Duration::ZERO)],
+            vec![at(1_800_000_000, Duration::MAX)],
+            vec![at(0, Duration::ZERO)],
+        ] {
+            let r = record_from(&result_with(&tries, "ok"), 0, false);
+            assert!(r.tries.is_empty(), "{tries:?}");
+        }
+        let r = record_from(&result_with(&[], "line\n::error::x\x1b[31m"), 0, false);
+        let Some(End::Internal { message }) = &r.end else {
+            panic!("{:?}", r.end)
+        };
+        assert!(
+            !message.contains('\n') && !message.contains('\x1b'),
+            "{message:?}"
+        );
+    }
+}

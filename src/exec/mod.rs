@@ -348,7 +348,10 @@ fn run_attempt(
         end: result.end.clone(),
     });
     (record.stderr_tail, record.tail_cut) = err.tail();
-    record.stdout_tail = out.tail().0;
+    // A producer's stdout went to its queue: those lines are items, not its news.
+    if job.to.is_none() {
+        record.stdout_tail = out.tail().0;
+    }
     record.queue_lines = out.take_collected();
     if ctx.file.output_of(job).grouped() {
         // Grouped: the attempt's output goes to the writer in one event, so that no
@@ -360,7 +363,7 @@ fn run_attempt(
                 .flatten()
                 .filter(|h| h.has_file())
                 .count();
-            crate::held::board(files);
+            let flight = crate::held::Flight::board(files);
             let seconds = |t: std::time::SystemTime| {
                 t.duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs())
@@ -375,6 +378,7 @@ fn run_attempt(
                 ),
                 out,
                 err,
+                flight,
             });
         }
     } else {

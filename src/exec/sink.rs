@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A printed line longer than this goes to the writer through a temporary file.
-pub const PIECE: usize = 64 * 1024;
+pub use crate::held::PIECE;
 /// The longest queue item (and line of a remote producer): it is held in memory.
 pub const ITEM_LIMIT: usize = 16 << 20;
 /// The longest printed line (it is spilled to a temporary file while it grows).

@@ -80,10 +80,6 @@ impl OutputMode {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
     /// A task's output waits for its end.
     pub fn grouped(self) -> bool {
         self != OutputMode::Lines

@@ -675,7 +675,7 @@ fn mistakes_found_by_probing_are_handled() {
     // --dry-run says that the reports it was asked for are not written.
     let dry = Test::new(GRAPH).run_with(&["run", "jobs.toml", "--dry-run", "--html", "r.html"]);
     dry.assert_code(0).assert_stderr_has(
-        "--dry-run runs nothing, so --report, --junit, --html and --logs write nothing",
+        "--dry-run runs nothing, so --report, --junit, --html, --trace and --logs write nothing",
     );
     // Control characters in an argv argument are shown as `$'…'`, pasteable.
     let t = Test::new(

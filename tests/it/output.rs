@@ -411,14 +411,18 @@ fn in_github_actions_the_runners_own_lines_quote_tasks_safely() {
     // The item, the heartbeat's last line, and the summary's stderr tail all carry what
     // a task chose to print.
     let t = Test::new(
-        "[jobs.q]\ncommand = 'printf \"x ##[error]from-heartbeat\\n\"; sleep 1; printf \"p\\r::error file=x::via-summary\\n##[warning]legacy\\n\" >&2; exit 3'\nitems = ['##[warning]item']\n",
+        "[jobs.q]\ncommand = 'printf \"x ##[error]from-heartbeat\\n\"; sleep 1; printf \"p\\r::error file=x::via-summary\\n##[warning]legacy\\n\" >&2; exit 3'\nitems = ['##[warning]item']\n[jobs.src]\ncommand = 'true'\nsources = [\"data/x\\n::error::from-a-file-name\"]\n",
     )
     .env("GITHUB_ACTIONS", "true")
     .env("RUNNER_HEARTBEAT", "200ms");
+    // A folder where a source file should be, its name holding a line feed: the note
+    // about it names it on one line.
+    std::fs::create_dir_all(t.path("data/x\n::error::from-a-file-name")).unwrap();
     let out = t.run();
     out.assert_code(1)
         .assert_stderr_has("from-heartbeat")
-        .assert_stderr_has("via-summary");
+        .assert_stderr_has("via-summary")
+        .assert_stderr_has("data/x\\x0A::error::from-a-file-name");
     let mut commands = github_commands(&out.stdout);
     commands.extend(github_commands(&out.stderr));
     assert_eq!(
