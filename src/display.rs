@@ -840,13 +840,7 @@ impl Writer {
             _ => return,
         };
         let end = record.end.as_ref().map(describe_end).unwrap_or_default();
-        let last_of = |tail: &[String]| tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
-        // A producer's stdout went to its queue: those lines are items, not news.
-        let stdout = match self.file.jobs[record.job].to {
-            Some(_) => &[][..],
-            None => &record.stdout_tail[..],
-        };
-        let last = last_of(&record.stderr_tail).or_else(|| last_of(stdout));
+        let last = record.last_line();
         let message = match last {
             Some(line) => format!("{end}: {line}"),
             None => end,

@@ -72,6 +72,21 @@ pub enum Outcome {
     UpToDate,
 }
 
+impl Outcome {
+    /// The words for it, the same in every report that names it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::AllowedFailure => "failed (allowed)",
+            Outcome::Stopped => "stopped",
+            Outcome::Skipped => "skipped",
+            Outcome::DoneEarlier => "done earlier",
+            Outcome::UpToDate => "up to date",
+        }
+    }
+}
+
 /// One task, as reported.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -168,6 +183,18 @@ impl TaskRecord {
     /// workers on one machine are two places, each with its own slots.
     pub fn ran_on(&self) -> &str {
         self.worker.as_deref().unwrap_or(&self.host)
+    }
+
+    /// Its last line of output worth quoting: the last non-blank line of its stderr,
+    /// else of its stdout (a producer keeps no stdout tail: those lines are items).
+    pub fn last_line(&self) -> Option<&str> {
+        fn last(tail: &[String]) -> Option<&str> {
+            tail.iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(String::as_str)
+        }
+        last(&self.stderr_tail).or_else(|| last(&self.stdout_tail))
     }
 
     /// Its attempts: those it listed, or else, for a task that ran, one spanning

@@ -31,27 +31,24 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// The outcomes, in the order the page shows them: (outcome, class name, words).
-const OUTCOMES: [(Outcome, &str, &str); 7] = [
-    (Outcome::Succeeded, "succeeded", "succeeded"),
-    (Outcome::Failed, "failed", "failed"),
-    (
-        Outcome::AllowedFailure,
-        "allowed-failure",
-        "failed (allowed)",
-    ),
-    (Outcome::Stopped, "stopped", "stopped"),
-    (Outcome::Skipped, "skipped", "skipped"),
-    (Outcome::UpToDate, "up-to-date", "up to date"),
-    (Outcome::DoneEarlier, "done-earlier", "done earlier"),
+/// The outcomes, in the order the page shows them, with their class names (their
+/// words are `Outcome::words`).
+const OUTCOMES: [(Outcome, &str); 7] = [
+    (Outcome::Succeeded, "succeeded"),
+    (Outcome::Failed, "failed"),
+    (Outcome::AllowedFailure, "allowed-failure"),
+    (Outcome::Stopped, "stopped"),
+    (Outcome::Skipped, "skipped"),
+    (Outcome::UpToDate, "up-to-date"),
+    (Outcome::DoneEarlier, "done-earlier"),
 ];
 
 fn outcome_name(outcome: Outcome) -> (&'static str, &'static str) {
-    let (_, class, words) = OUTCOMES
+    let class = OUTCOMES
         .iter()
-        .find(|(o, _, _)| *o == outcome)
-        .unwrap_or(&OUTCOMES[0]);
-    (class, words)
+        .find(|(o, _)| *o == outcome)
+        .map_or("succeeded", |(_, class)| class);
+    (class, outcome.words())
 }
 
 /// Writes the page of a run to `path`. `jobs` are the run's job names, indexed by
@@ -339,7 +336,8 @@ fn header(w: &mut dyn Write, info: &RunInfo, s: &Survey) -> io::Result<()> {
             format!("{} tasks", thousands(s.all.tasks))
         }
     )?;
-    for (outcome, class, words) in OUTCOMES {
+    for (outcome, class) in OUTCOMES {
+        let words = outcome.words();
         let n = s.all.of(Some(outcome));
         // Succeeded and failed always; the others when some task has them.
         if n > 0 || matches!(outcome, Outcome::Succeeded | Outcome::Failed) {

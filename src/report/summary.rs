@@ -364,18 +364,7 @@ pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
                 ""
             };
             let end = r.end.as_ref().map(describe_end).unwrap_or_default();
-            // A producer's stdout went to its queue: those lines are items, not news.
-            let stdout = match job.to {
-                Some(_) => &[][..],
-                None => &r.stdout_tail[..],
-            };
-            let last = r
-                .stderr_tail
-                .iter()
-                .rev()
-                .chain(stdout.iter().rev())
-                .find(|l| !l.trim().is_empty())
-                .map_or(String::new(), |l| md(l));
+            let last = r.last_line().map_or(String::new(), md);
             let _ = writeln!(
                 out,
                 "| {}{allowed} | {} | {last} |",
@@ -548,7 +537,7 @@ FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt, 50ms
     #[test]
     fn the_markdown_summary_escapes_what_tasks_said() {
         let mut records = records();
-        records[2].stderr_tail = vec!["a|b <script> *x* `y`".into()];
+        records[2].stderr_tail = vec!["a|b <script> *x* `y` $x^2$ @octo".into(), "  ".into()];
         let tally = Tally::of(&file(), &records);
         let text = markdown(&file(), &tally, &info(1, None));
         assert!(
@@ -561,7 +550,7 @@ FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt, 50ms
         );
         assert!(text.contains("| test | 3 | 1 | 2 | 0 | 0 |"), "{text}");
         assert!(
-            text.contains("| test:b | exit 2 | a\\|b &lt;script&gt; \\*x\\* &#96;y&#96; |"),
+            text.contains("| test:b | exit 2 | a\\|b &lt;script&gt; \\*x\\* &#96;y&#96; &#36;x^2&#36; &#64;octo |"),
             "{text}"
         );
         assert!(

@@ -7,7 +7,7 @@
 //! (named `slot N`). Written as tasks end, a line per event: a run of 100,000 tasks
 //! does not hold its trace in memory, only the names of the hosts and slots seen.
 
-use crate::task::{describe_end, Outcome, TaskRecord};
+use crate::task::{describe_end, TaskRecord};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -76,7 +76,7 @@ impl Trace {
             let outcome = if n + 1 < last {
                 "retried"
             } else {
-                outcome(r.outcome())
+                r.outcome().words()
             };
             self.event(json!({
                 "name": label,
@@ -149,25 +149,13 @@ fn micros(origin: SystemTime, t: SystemTime) -> i64 {
     }
 }
 
-fn outcome(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-        Outcome::AllowedFailure => "allowed failure",
-        Outcome::Stopped => "stopped",
-        Outcome::Skipped => "skipped",
-        Outcome::DoneEarlier => "done earlier",
-        Outcome::UpToDate => "up to date",
-    }
-}
-
 /// The trace viewer's reserved colour names.
 fn colour(outcome: &str) -> &'static str {
     match outcome {
         "succeeded" => "good",
         "failed" => "terrible",
         "retried" => "bad",
-        "allowed failure" => "yellow",
+        "failed (allowed)" => "yellow",
         _ => "grey",
     }
 }

@@ -383,7 +383,7 @@ fn a_trace_has_an_event_per_attempt_with_slots_named() {
     let bad = x.iter().find(|e| e["name"] == "bad").unwrap();
     assert_eq!(bad["cat"], "bad");
     assert_eq!(bad["args"]["end"], "exit 4");
-    assert_eq!(bad["args"]["outcome"], "allowed failure");
+    assert_eq!(bad["args"]["outcome"], "failed (allowed)");
 }
 
 #[test]
@@ -490,4 +490,71 @@ fn a_failed_write_of_grouped_output_is_in_the_summary_and_the_report() {
         let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
         assert_eq!(report["run"]["exit_status"], 1, "{mode}");
     }
+}
+
+#[test]
+fn keep_order_gives_back_the_disk_of_output_it_printed() {
+    // Item 1 prints 2 MB and ends while item 0 still runs: its output waits on disk.
+    // Item 3 ends too and waits behind item 2. When item 0 ends, item 1's output is
+    // printed while item 3's still waits: the file keeps its size, not its blocks.
+    let t = Test::new(
+        "output = 'keep-order'\npool = 4\n[jobs.k]\ncommand = 'case $RUNNER_ITEM in 0|2) while [ ! -e go$RUNNER_ITEM ]; do sleep 0.02; done;; 1) head -c 2000000 /dev/zero | tr \"\\\\0\" x | fold -w 1000; echo end1;; esac; echo done $RUNNER_ITEM'\nitems = { range = [0, 4] }\n",
+    );
+    let mut child = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Collected::start(child.stdout.take().unwrap());
+    let err = Collected::start(child.stderr.take().unwrap());
+    for ended in ["done k:1 ", "done k:3 "] {
+        assert!(
+            err.wait_for(Duration::from_secs(20), ended),
+            "{}",
+            err.now()
+        );
+    }
+    t.write("go0", "");
+    assert!(
+        out.wait_for(Duration::from_secs(20), "[k:1] done 1"),
+        "{}",
+        err.now()
+    );
+    // The waiting file: unnamed (deleted), at least 2 MB long.
+    let waiting: Vec<(u64, u64)> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().ends_with("(deleted)"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.size(), m.blocks() * 512)
+        })
+        .filter(|(size, _)| *size >= 2_000_000)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(
+        waiting[0].1 < 1_000_000,
+        "its disk was given back: {waiting:?}"
+    );
+    assert!(
+        !out.now().contains("[k:3]"),
+        "item 3 still waits for item 2"
+    );
+    t.write("go2", "");
+    assert!(child.wait().unwrap().success());
+    let printed = out.finish();
+    let order: Vec<&str> = printed.lines().filter(|l| l.contains("] done ")).collect();
+    assert_eq!(
+        order,
+        [
+            "[k:0] done 0",
+            "[k:1] done 1",
+            "[k:2] done 2",
+            "[k:3] done 3"
+        ]
+    );
 }

@@ -29,15 +29,15 @@ pub(super) fn write(
             Esc(name)
         )?;
         write!(w, "<table class=\"job\"><tr><th>tasks</th>")?;
-        for (_, _, words) in OUTCOMES {
-            write!(w, "<th>{words}</th>")?;
+        for (outcome, _) in OUTCOMES {
+            write!(w, "<th>{}</th>", outcome.words())?;
         }
         write!(
             w,
             "<th>span</th><th>slowest</th></tr>\n<tr><td class=\"n\">{}</td>",
             thousands(t.tasks)
         )?;
-        for (outcome, class, _) in OUTCOMES {
+        for (outcome, class) in OUTCOMES {
             let n = t.of(Some(outcome));
             let zero = if n == 0 { " zero" } else { "" };
             write!(
