@@ -500,12 +500,14 @@ fn keep_order_gives_back_the_disk_of_output_it_printed() {
     let t = Test::new(
         "output = 'keep-order'\npool = 4\n[jobs.k]\ncommand = 'case $RUNNER_ITEM in 0|2) while [ ! -e go$RUNNER_ITEM ]; do sleep 0.02; done;; 1) head -c 2000000 /dev/zero | tr \"\\\\0\" x | fold -w 1000; echo end1;; esac; echo done $RUNNER_ITEM'\nitems = { range = [0, 4] }\n",
     );
-    let mut child = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Stopped(
+        t.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let out = Collected::start(child.stdout.take().unwrap());
     let err = Collected::start(child.stderr.take().unwrap());
     for ended in ["done k:1 ", "done k:3 "] {
@@ -557,4 +559,19 @@ fn keep_order_gives_back_the_disk_of_output_it_printed() {
             "[k:3] done 3"
         ]
     );
+}
+
+/// A runner the test started, stopped if the test fails before it ends (its tasks wait
+/// for files the test would have made).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // Only while it runs: once reaped, its pid may be another process's.
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: a signal to the child this test started, by its pid, unreaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
 }
