@@ -365,10 +365,13 @@ impl Proxy {
         Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
     }
 
-    /// The requests that were not Chromium's own: what a page asked for.
+    /// The requests that were not Chromium's own: what a page asked for. A connection
+    /// that sent no request line (Chromium opens the proxy's socket ahead of need, and
+    /// may close it unused) fetched nothing.
     fn of_the_page(requests: &[String]) -> Vec<&String> {
         requests
             .iter()
+            .filter(|line| !line.is_empty())
             .filter(|line| {
                 let target = line.split(' ').nth(1).unwrap_or("");
                 let host = target
