@@ -13,7 +13,9 @@ use crate::held::{Held, PIECE};
 use crate::jobfile::{JobFile, OutputMode};
 use crate::lost::{Kind, LostWrites};
 use crate::sys;
-use crate::task::{describe_end, duration, printable, Event, Outcome, Status, Stream, TaskRecord};
+use crate::task::{
+    describe_end, duration, printable, titled, Event, Outcome, Status, Stream, TaskRecord,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -181,9 +183,9 @@ struct Order {
     waiting: BTreeMap<u64, Vec<Parked>>,
 }
 
-/// A group's task label, and when its attempt started and ended (seconds since the
-/// epoch).
-type Title = (Arc<str>, (u64, u64));
+/// A group's task label (its lines' prefix), its whole name (the group's title), and
+/// when its attempt started and ended (seconds since the epoch).
+type Title = (Arc<str>, Arc<str>, (u64, u64));
 
 /// One attempt's output set aside in the [`Waiting`] file: its label, and where each
 /// stream's part is.
@@ -400,12 +402,13 @@ impl Writer {
                 job,
                 index,
                 label,
+                name,
                 span,
                 out,
                 err,
                 flight,
             } => {
-                self.group(job, index, (label, span), [out, err]);
+                self.group(job, index, (label, name, span), [out, err]);
                 drop(flight);
             }
             Event::Settled { job, index } => self.settled(job, index),
@@ -431,7 +434,7 @@ impl Writer {
         took: Duration,
     ) {
         if !retrying && self.options.ci == Ci::GitHub {
-            self.annotate(label, record);
+            self.annotate(job, record);
         }
         let count = &mut self.counts[job];
         if record.pid.is_some() {
@@ -749,23 +752,27 @@ impl Writer {
     /// hands on each batch's stderr lines first, so a group split across the two would
     /// come apart; elsewhere stdout's part to stdout and stderr's to stderr.
     fn print_parts(&mut self, title: &Title, parts: Vec<(Stream, io::Result<Box<dyn Read>>)>) {
-        let (label, (started, ended)) = (&*title.0, title.1);
+        let (label, (started, ended)) = (&*title.0, title.2);
+        // The title names the task whole (a label is cut at 40 characters), on one line.
+        let name = titled(&title.1);
         self.groups += 1;
         let ci = self.options.ci;
         let prefix = self.prefix(label);
         let labellers: Vec<Labeller<'_>> = parts.iter().map(|_| self.labeller(&prefix)).collect();
         let section = format!("runner_{}", self.groups);
+        let group_line = self
+            .safe(&format!("::group::{}\n", github_data(&name)))
+            .into_owned();
         // A part that cannot be read back (its temporary file) is lost, and said.
         let mut unread: Option<io::Error> = None;
         let result = self.with_terminal(|t| -> io::Result<()> {
             match ci {
                 Ci::GitHub => {
-                    let line = format!("::group::{}\n", github_data(label));
-                    t.write(Stream::Stdout, line.as_bytes(), false)?;
+                    t.write(Stream::Stdout, group_line.as_bytes(), false)?;
                 }
                 Ci::GitLab => {
                     let line = format!(
-                        "\x1b[0Ksection_start:{started}:{section}[collapsed=true]\r\x1b[0K{label}\n"
+                        "\x1b[0Ksection_start:{started}:{section}[collapsed=true]\r\x1b[0K{name}\n"
                     );
                     t.write(Stream::Stdout, line.as_bytes(), false)?;
                 }
@@ -828,14 +835,16 @@ impl Writer {
         }
     }
 
-    /// GitHub Actions: an annotation for a failed task, with its end and its last line
-    /// of stderr (or stdout), escaped as workflow commands require.
-    fn annotate(&mut self, label: &str, record: &TaskRecord) {
+    /// GitHub Actions: an annotation for a failed task, titled with its whole name, with
+    /// its end and its last line of stderr (or stdout), escaped as workflow commands
+    /// require and with `##[` broken like every line of the runner's own.
+    fn annotate(&mut self, job: usize, record: &TaskRecord) {
+        let name = titled(&crate::task::name(&self.file.jobs[job], &record.item));
         let (command, title) = match record.outcome() {
-            Outcome::Failed => ("error", format!("{} failed", github_title(label))),
+            Outcome::Failed => ("error", format!("{} failed", github_title(&name))),
             Outcome::AllowedFailure => (
                 "warning",
-                format!("{} failed (allowed)", github_title(label)),
+                format!("{} failed (allowed)", github_title(&name)),
             ),
             _ => return,
         };
@@ -846,6 +855,7 @@ impl Writer {
             None => end,
         };
         let line = format!("::{command} title={title}::{}\n", github_data(&message));
+        let line = self.safe(&line).into_owned();
         let result = self.with_terminal(|t| t.write(Stream::Stdout, line.as_bytes(), true));
         if let Err(e) = result {
             self.stdout_failed(&e);

@@ -279,6 +279,8 @@ pub enum Event {
         job: usize,
         index: u64,
         label: Arc<str>,
+        /// The task's whole name ([`name`]): the title of its group in a CI log.
+        name: Arc<str>,
         /// When the attempt started and ended, in seconds since the epoch (GitLab's
         /// sections show the time between).
         span: (u64, u64),
@@ -311,6 +313,36 @@ pub fn label(job: &Job, item: &str) -> String {
         return job.name.clone();
     }
     format!("{}:{}", job.name, printable(item, 40))
+}
+
+/// "job" for a single task, "job:item" for a fan-out, the item whole and as it is: the
+/// name a task is known by where a name is a key (JUnit test cases, which GitLab and
+/// others key by name) or the only way to tell tasks apart (CI titles, the trace, the
+/// job summary's failures). Each caller makes it fit its format (XML escaping,
+/// [`titled`]); equal items give equal names, which a caller that needs a key makes
+/// unique (the JUnit report adds the index).
+pub fn name(job: &Job, item: &str) -> String {
+    if !job.items.is_fan_out() {
+        return job.name.clone();
+    }
+    format!("{}:{item}", job.name)
+}
+
+/// A name on one line of a log: control characters written as escapes (`\t`, `\n`,
+/// `\r`, `\u{1b}`), so that none of them acts and different names stay different
+/// (`tab\there` is not `tab?here`); nothing is cut.
+pub fn titled(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub use crate::diagnostic::printable;

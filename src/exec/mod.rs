@@ -372,6 +372,7 @@ fn run_attempt(
                 job: task.id,
                 index: task.index,
                 label: task.label.clone(),
+                name: crate::task::name(task.job, task.item).into(),
                 span: (
                     seconds(result.started),
                     seconds(result.started + result.duration),

@@ -24,7 +24,7 @@ use jobs::ROWS;
 use super::json::EndFields;
 use super::tally::{Records, Totals, SHOWN};
 use super::{time, RunInfo};
-use crate::task::{duration, plural, printable, End, Outcome, TaskRecord};
+use crate::task::{duration, printable, End, Outcome, TaskRecord};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
@@ -283,13 +283,7 @@ pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:6px 10
 
 /// "all tasks succeeded", "exit status 1", … as the summary's last line says it.
 fn verdict(info: &RunInfo, all: &Totals) -> String {
-    let allowed = all.of(Some(Outcome::AllowedFailure));
-    match (&info.interrupted, info.exit) {
-        (Some(why), _) => format!("{why}; exit status {}", info.exit),
-        (None, 0) if allowed == 0 => "all tasks succeeded".to_string(),
-        (None, 0) => format!("succeeded with {}", plural(allowed, "allowed failure")),
-        (None, code) => format!("exit status {code}"),
-    }
+    super::verdict(info, all)
 }
 
 /// The run: its verdict, file, id, host, times, pool, and its tasks counted by outcome.

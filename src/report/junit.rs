@@ -6,20 +6,31 @@
 //! - a failed task has `<failure>`; a failure that was allowed passes, its end in
 //!   `<system-out>`, its stderr tail in `<system-err>`, and its suite says
 //!   `allowed_failure` in `<properties>` (the schema has no properties on a testcase);
+//! - a testcase is named `JOB:ITEM`, the item whole (GitLab keys results by name), and
+//!   a name already given in its suite (equal items) gets the task's index after it:
+//!   `JOB:x (index 1)`; tabs and line ends in attributes are written as character
+//!   references, so that a reader's attribute normalization keeps them;
+//! - a failed task's `<failure>` holds its stderr tail, or its stdout tail when it
+//!   printed nothing on stderr (as the summary and the JSON report show it);
 //! - a task stopped by the run is `<skipped message="stopped by the run (SIGTERM)">`,
-//!   and so (with no message) is a task that never started;
+//!   and a task that never started is `<skipped>` with why (`a needed job failed: …`);
 //! - suites count `tests`, `failures`, `errors` and `skipped` (never `disabled`, which
 //!   the schema refuses), and times have at most three decimals, as it requires;
 //! - text XML 1.0 cannot carry (control characters other than tab and newline) becomes
 //!   U+FFFD, as invalid UTF-8 already has.
 
+use super::json::shown_stdout_tail;
 use super::tally::{Records, Tally, Totals};
 use super::{time, RunInfo};
 use crate::jobfile::{Job, JobFile};
-use crate::task::{describe_end, duration, label, plural, End, Outcome, TaskRecord};
+use crate::task::{describe_end, duration, name, plural, End, Outcome, TaskRecord};
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::name::QName;
 use quick_xml::Writer;
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -108,7 +119,8 @@ fn suite<W: Write>(
                     property(w, "allowed_failures", &allowed)
                 })?;
             }
-            records.each(job.id, &mut |r| case(w, job, r, info))
+            let mut names = Names::default();
+            records.each(job.id, &mut |r| case(w, job, r, info, &mut names))
         })?;
     Ok(())
 }
@@ -120,17 +132,60 @@ fn property<W: Write>(w: &mut Writer<W>, name: &str, value: &str) -> io::Result<
     Ok(())
 }
 
+/// The testcase names given so far in one suite, by hash (a collision only adds a
+/// suffix that was not needed; names are never equal unseen): 8 bytes a task, for the
+/// time one suite is written.
+#[derive(Default)]
+struct Names {
+    seen: HashSet<u64>,
+    hasher: RandomState,
+}
+
+impl Names {
+    /// `name` (made fit for XML), or, when a task of the suite already has it, with
+    /// ` (index N)` after it until it is one no other task has.
+    fn unique(&mut self, name: &str, index: u64) -> String {
+        let mut name = clean(name).into_owned();
+        while !self.seen.insert(self.hasher.hash_one(&name)) {
+            name.push_str(&format!(" (index {index})"));
+        }
+        name
+    }
+}
+
+/// An attribute whose value keeps every character: escaped as XML needs (`<`, `&`,
+/// quotes), and tab, line feed and carriage return as character references, which a
+/// reader's attribute-value normalization would otherwise turn into spaces.
+fn attr(key: &'static str, value: &str) -> Attribute<'static> {
+    let escaped = quick_xml::escape::escape(clean(value).as_ref())
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;");
+    Attribute {
+        key: QName(key.as_bytes()),
+        value: Cow::Owned(escaped.into_bytes()),
+    }
+}
+
 /// A task's testcase; what is inside depends on its outcome.
-fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) -> io::Result<()> {
-    let name = label(job, &r.item);
+fn case<W: Write>(
+    w: &mut Writer<W>,
+    job: &Job,
+    r: &TaskRecord,
+    info: &RunInfo,
+    names: &mut Names,
+) -> io::Result<()> {
+    let name = names.unique(&name(job, &r.item), r.index);
     let end = r.end.as_ref().map(describe_end).unwrap_or_default();
     let stderr = r.stderr_tail.join("\n");
-    let element = w.create_element("testcase").with_attributes([
-        ("name", clean(&name).as_ref()),
-        ("classname", clean(&job.name).as_ref()),
-        ("time", seconds(r.duration).as_str()),
-    ]);
-    if r.outcome() == Outcome::Succeeded && stderr.is_empty() {
+    // A failed task that printed nothing on stderr: its last lines of stdout instead.
+    let stdout = shown_stdout_tail(r).join("\n");
+    let element = w
+        .create_element("testcase")
+        .with_attribute(attr("name", &name))
+        .with_attribute(attr("classname", &job.name))
+        .with_attribute(("time", seconds(r.duration).as_str()));
+    if r.outcome() == Outcome::Succeeded && stderr.is_empty() && stdout.is_empty() {
         // (A task done earlier says so in `system-out`.)
         element.write_empty()?;
         return Ok(());
@@ -153,18 +208,24 @@ fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) 
             Outcome::Failed => {
                 let failure = w
                     .create_element("failure")
-                    .with_attributes([("message", clean(&end).as_ref()), ("type", kind(r))]);
-                if stderr.is_empty() {
+                    .with_attribute(attr("message", &end))
+                    .with_attribute(("type", kind(r)));
+                let tail = if stderr.is_empty() { &stdout } else { &stderr };
+                if tail.is_empty() {
                     failure.write_empty()?;
                 } else {
-                    failure.write_text_content(BytesText::new(&clean(&stderr)))?;
+                    failure.write_text_content(BytesText::new(&clean(tail)))?;
                 }
             }
             Outcome::AllowedFailure => {
-                let told = format!(
+                let mut told = format!(
                     "failed, allowed by allow_failure: {end}, {}",
                     plural(r.attempts, "attempt")
                 );
+                if !stdout.is_empty() {
+                    told.push('\n');
+                    told.push_str(&stdout);
+                }
                 text(w, "system-out", &told)?;
             }
             Outcome::Stopped => {
@@ -180,9 +241,18 @@ fn case<W: Write>(w: &mut Writer<W>, job: &Job, r: &TaskRecord, info: &RunInfo) 
                     .with_attribute(("message", why.as_str()))
                     .write_text_content(BytesText::new(&clean(&how)))?;
             }
-            Outcome::Skipped => {
+            // Why it never started: a job it needs failed, or the run stopped first.
+            Outcome::Skipped if r.reason.is_empty() => {
                 w.create_element("skipped").write_empty()?;
             }
+            Outcome::Skipped => {
+                w.create_element("skipped")
+                    .with_attribute(attr("message", &r.reason))
+                    .write_empty()?;
+            }
+        }
+        if !stdout.is_empty() && r.outcome() != Outcome::AllowedFailure {
+            text(w, "system-out", &stdout)?;
         }
         if !stderr.is_empty() {
             text(w, "system-err", &stderr)?;
@@ -276,6 +346,8 @@ bad</system-err>
     </testcase>
     <testcase name="test:c" classname="test" time="0.050">
       <skipped message="stopped by the run (SIGTERM)">killed by SIGTERM after 50ms</skipped>
+      <system-out>out1
+out2</system-out>
     </testcase>
   </testsuite>
   <testsuite name="lint" tests="1" failures="0" errors="0" skipped="0" time="0.005" timestamp="1970-01-01T00:16:40.000Z">
@@ -313,10 +385,24 @@ bad</system-err>
     fn a_plain_failure_is_a_failure_with_its_type() {
         let xml = junit(&records(), &info(1, None));
         assert!(
-            xml.contains(r#"<failure message="killed by SIGKILL" type="signal"/>"#),
+            xml.contains(
+                "<failure message=\"killed by SIGKILL\" type=\"signal\">out1\nout2</failure>"
+            ),
             "{xml}"
         );
         assert!(xml.contains(r#"tests="6" failures="2""#), "{xml}");
+    }
+
+    #[test]
+    fn names_are_unique_in_a_suite_and_attributes_keep_tabs() {
+        let mut names = Names::default();
+        assert_eq!(names.unique("j:x", 0), "j:x");
+        assert_eq!(names.unique("j:x (index 2)", 1), "j:x (index 2)");
+        assert_eq!(names.unique("j:x", 2), "j:x (index 2) (index 2)");
+        assert_eq!(names.unique("j:\u{1}", 3), "j:\u{fffd}");
+        assert_eq!(names.unique("j:\u{2}", 4), "j:\u{fffd} (index 4)");
+        let a = attr("name", "a\tb\nc\r<&\"");
+        assert_eq!(&*a.value, b"a&#9;b&#10;c&#13;&lt;&amp;&quot;");
     }
 
     #[test]

@@ -41,6 +41,23 @@ pub struct RunInfo {
     pub queues: Vec<(String, QueueStats)>,
 }
 
+/// How the run ended, in the words of the summary's last line, the job summary's heading
+/// and the HTML page's header alike: "all tasks succeeded" only when none failed,
+/// allowed or not; "succeeded with 1 allowed failure"; "exit status 1"; or what
+/// interrupted it ("terminated (SIGTERM); exit status 143").
+fn verdict(info: &RunInfo, all: &tally::Totals) -> String {
+    let allowed = all.of(Some(crate::task::Outcome::AllowedFailure));
+    match (&info.interrupted, info.exit) {
+        (Some(why), _) => format!("{why}; exit status {}", info.exit),
+        (None, 0) if allowed == 0 => "all tasks succeeded".to_string(),
+        (None, 0) => format!(
+            "succeeded with {}",
+            crate::task::plural(allowed, "allowed failure")
+        ),
+        (None, code) => format!("exit status {code}"),
+    }
+}
+
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }

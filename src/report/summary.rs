@@ -6,7 +6,7 @@
 use super::tally::{Tally, Totals};
 use super::RunInfo;
 use crate::jobfile::JobFile;
-use crate::task::{describe_end, duration, label, plural, Outcome, TaskRecord};
+use crate::task::{describe_end, duration, label, name, plural, titled, Outcome, TaskRecord};
 use std::fmt::Write as _;
 
 /// How the summary counts tasks: the table's column and the last line's words for each
@@ -292,16 +292,10 @@ fn failure(out: &mut String, file: &JobFile, r: &TaskRecord, host: &str, color: 
     }
 }
 
-/// The last line: counts, the run's time, and why it ended as it did. "all tasks
-/// succeeded" only when none failed, allowed or not.
+/// The last line: counts, the run's time, and why it ended as it did
+/// ([`super::verdict`]).
 fn verdict(out: &mut String, all: &Totals, shown: &[&Count], info: &RunInfo) {
-    let allowed = all.of(Some(Outcome::AllowedFailure));
-    let verdict = match (&info.interrupted, info.exit) {
-        (Some(why), _) => format!("{why}; exit status {}", info.exit),
-        (None, 0) if allowed == 0 => "all tasks succeeded".to_string(),
-        (None, 0) => format!("succeeded with {}", plural(allowed, "allowed failure")),
-        (None, code) => format!("exit status {code}"),
-    };
+    let verdict = super::verdict(info, all);
     let counts: Vec<String> = shown
         .iter()
         .filter(|c| c.outcome.is_some())
@@ -322,11 +316,7 @@ fn verdict(out: &mut String, all: &Totals, shown: &[&Count], info: &RunInfo) {
 pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
     let mut out = String::new();
     let all = &tally.all;
-    let verdict = match (&info.interrupted, info.exit) {
-        (Some(signal), _) => format!("interrupted ({}), exit status {}", md(signal), info.exit),
-        (None, 0) => "succeeded".to_string(),
-        (None, code) => format!("failed, exit status {code}"),
-    };
+    let verdict = md(&super::verdict(info, all));
     let _ = writeln!(out, "### runner: {} — {verdict}\n", md(&info.file));
     let shown: Vec<&Count> = COUNTS
         .iter()
@@ -365,10 +355,11 @@ pub fn markdown(file: &JobFile, tally: &Tally, info: &RunInfo) -> String {
             };
             let end = r.end.as_ref().map(describe_end).unwrap_or_default();
             let last = r.last_line().map_or(String::new(), md);
+            // The task's whole name: three long items must not read as one.
             let _ = writeln!(
                 out,
                 "| {}{allowed} | {} | {last} |",
-                md(&label(job, &r.item)),
+                md(&titled(&name(job, &r.item))),
                 md(&end)
             );
         }
@@ -541,7 +532,7 @@ FAILED test:c: killed by SIGKILL, pid 102 on elsewhere, 1 attempt, 50ms
         let tally = Tally::of(&file(), &records);
         let text = markdown(&file(), &tally, &info(1, None));
         assert!(
-            text.starts_with("### runner: x.toml — failed, exit status 1\n"),
+            text.starts_with("### runner: x.toml — exit status 1\n"),
             "{text}"
         );
         assert!(

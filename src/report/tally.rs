@@ -333,7 +333,7 @@ impl Recorder {
         self.tally.add(file, r);
         if let Some(trace) = &mut self.trace {
             let job = &file.jobs[r.job];
-            trace.add(&job.name, &label(job, &r.item), r);
+            trace.add(&job.name, &crate::task::name(job, &r.item), r);
         }
         if let Some(spool) = &mut self.spool {
             if let Err(e) = spool.add(r) {

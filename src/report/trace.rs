@@ -1,10 +1,11 @@
 //! `--trace FILE`: the run's timeline in the Chrome trace event format (`{"traceEvents":
 //! [...]}`), which Perfetto (ui.perfetto.dev) and `chrome://tracing` open.
 //!
-//! One complete event (`"ph": "X"`) per attempt, named by the task's label, with `cat`
-//! its job, `ts`/`dur` in microseconds from the run's start, `pid` the process that ran
-//! it (this runner, or a worker: each named by a metadata event) and `tid` its slot
-//! (named `slot N`). Written as tasks end, a line per event: a run of 100,000 tasks
+//! One complete event (`"ph": "X"`) per attempt, named by the task's whole name
+//! (`JOB:ITEM`, the item uncut: `args.index` tells equal items apart), with `cat` its
+//! job, `ts`/`dur` in microseconds from the run's start, `pid` the process that ran it
+//! (this runner, or a worker: each named by a metadata event) and `tid` its slot (named
+//! `slot N`). Written as tasks end, a line per event: a run of 100,000 tasks
 //! does not hold its trace in memory, only the names of the hosts and slots seen.
 
 use crate::task::{describe_end, TaskRecord};
@@ -53,8 +54,8 @@ impl Trace {
         &self.path
     }
 
-    /// A task's attempts. `job` is its job's name, `label` the task's.
-    pub fn add(&mut self, job: &str, label: &str, r: &TaskRecord) {
+    /// A task's attempts. `job` is its job's name, `name` the task's (`task::name`).
+    pub fn add(&mut self, job: &str, name: &str, r: &TaskRecord) {
         let tries = r.each_try();
         if tries.is_empty() || self.error.is_some() {
             return;
@@ -79,7 +80,7 @@ impl Trace {
                 r.outcome().words()
             };
             self.event(json!({
-                "name": label,
+                "name": name,
                 "cat": job,
                 "ph": "X",
                 "ts": micros(self.origin, t.started),

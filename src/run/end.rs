@@ -6,7 +6,7 @@ use crate::error::Outcome;
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, JobFile};
 use crate::lost::{Kind, LostWrites};
-use crate::report::tally::{Recorder, Records};
+use crate::report::tally::{Recorder, Records, Tally};
 use crate::report::{self, RunInfo};
 use crate::scheduler::{JobState, Phase, Start};
 use crate::signals::Interrupt;
@@ -40,8 +40,15 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
         (recorder, core.scheduler.jobs.clone())
     };
     drain(shared);
-    let unlisted = skipped_records(file, &scheduler_jobs, host, &mut recorder);
-    remote_records(file, ended.unfinished, ended.withdrawn, &mut recorder);
+    let stop = stop_reason(file, ended.interrupted, options, &recorder);
+    let unlisted = skipped_records(file, &scheduler_jobs, host, &stop, &mut recorder);
+    remote_records(
+        file,
+        ended.unfinished,
+        ended.withdrawn,
+        &stop,
+        &mut recorder,
+    );
     let trace_error = finish_trace(&mut recorder, &shared.ctx.lost);
     let failed = recorder.tally.failed();
     let outcome = match ended.interrupted {
@@ -234,15 +241,96 @@ pub(super) fn with_lost_writes(outcome: Outcome, lost: &LostWrites) -> Outcome {
 /// (a skipped `range` of a billion items must not take a billion records).
 const MAX_SKIPPED_RECORDS: u64 = 100_000;
 
-/// Adds a record for each task that never started to `recorder`; returns how many more
-/// were only counted.
-fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str, recorder: &mut Recorder) -> u64 {
+/// Why tasks that could have started did not, when the run stopped before them: a
+/// signal, fail-fast (naming the job whose failure stopped it), or another stop (a bug,
+/// a broker that lost the run).
+fn stop_reason(
+    file: &JobFile,
+    interrupted: Option<Interrupt>,
+    options: &Options,
+    recorder: &Recorder,
+) -> String {
+    let tally = &recorder.tally;
+    let first_failed = tally
+        .failures
+        .iter()
+        .find(|r| r.outcome() == crate::task::Outcome::Failed);
+    match (interrupted, first_failed) {
+        (Some(signal), _) => {
+            let name = match signal {
+                Interrupt::Int => "SIGINT",
+                Interrupt::Term => "SIGTERM",
+                Interrupt::Hup => "SIGHUP",
+            };
+            format!("the run was interrupted ({name})")
+        }
+        (None, Some(r)) if options.fail_fast || file.fail_fast => {
+            format!("fail-fast: a task of `{}` failed", file.jobs[r.job].name)
+        }
+        (None, _) => "the run was stopped".to_string(),
+    }
+}
+
+/// Why job `j`, skipped, never ran: the first job it needs that failed, was stopped, or
+/// was itself skipped (then what that one waited for, to the job that failed).
+fn blocked_reason(file: &JobFile, jobs: &[JobState], j: usize, tally: &Tally) -> String {
+    let blocker = |j: usize| {
+        file.jobs[j]
+            .needs
+            .iter()
+            .copied()
+            .find(|&dep| matches!(jobs[dep].phase, Phase::Done { ok: false } | Phase::Skipped))
+    };
+    let Some(dep) = blocker(j) else {
+        return "a needed job did not succeed".to_string();
+    };
+    let name = &file.jobs[dep].name;
+    if jobs[dep].phase == Phase::Skipped {
+        // Down the chain of skipped jobs to the one that did not succeed.
+        let mut root = dep;
+        while let Some(next) = blocker(root) {
+            root = next;
+            if jobs[root].phase != Phase::Skipped {
+                break;
+            }
+        }
+        return format!(
+            "a needed job was skipped: `{name}` (`{}` did not succeed)",
+            file.jobs[root].name
+        );
+    }
+    let t = &tally.jobs[dep];
+    let (stopped, failed) = (
+        t.of(Some(crate::task::Outcome::Stopped)),
+        t.of(Some(crate::task::Outcome::Failed)),
+    );
+    let stopped = stopped > 0 && failed == 0;
+    if stopped {
+        format!("a needed job was stopped by the run: `{name}`")
+    } else {
+        format!("a needed job failed: `{name}`")
+    }
+}
+
+/// Adds a record for each task that never started to `recorder`, with why (`stop`, or
+/// the job it needs that failed); returns how many more were only counted.
+fn skipped_records(
+    file: &JobFile,
+    jobs: &[JobState],
+    host: &str,
+    stop: &str,
+    recorder: &mut Recorder,
+) -> u64 {
     let mut unlisted = 0;
     for (j, state) in jobs.iter().enumerate() {
         let job = &file.jobs[j];
         if matches!(state.phase, Phase::Done { .. }) {
             continue;
         }
+        let reason = match state.phase {
+            Phase::Skipped => blocked_reason(file, jobs, j, &recorder.tally),
+            _ => stop.to_string(),
+        };
         let Some(total) = state.total else { continue };
         let listed_end = total.min(state.next.saturating_add(MAX_SKIPPED_RECORDS));
         unlisted += total - listed_end;
@@ -260,7 +348,9 @@ fn skipped_records(file: &JobFile, jobs: &[JobState], host: &str, recorder: &mut
                     .unwrap_or_default(),
                 items => items.in_memory(index).unwrap_or_default(),
             };
-            recorder.add(file, &skipped_record(file, j, index, item, host));
+            let mut record = skipped_record(file, j, index, item, host);
+            record.reason.clone_from(&reason);
+            recorder.add(file, &record);
         }
     }
     unlisted
@@ -272,6 +362,7 @@ fn remote_records(
     file: &JobFile,
     unfinished: Vec<Start>,
     withdrawn: Vec<Start>,
+    stop: &str,
     recorder: &mut Recorder,
 ) {
     let stopped = unfinished.into_iter().map(|s| (s, true));
@@ -279,6 +370,7 @@ fn remote_records(
         let item = String::from_utf8_lossy(&start.item).into_owned();
         let mut record = skipped_record(file, start.job, start.index, item, "");
         record.stopped = stopped;
+        record.reason = stop.to_string();
         recorder.add(file, &record);
     }
 }

@@ -272,7 +272,7 @@ fn github_actions_gets_groups_and_annotations_and_no_injected_command() {
     // The job summary was appended to, as Markdown.
     let md = t.read("summary.md");
     assert!(
-        md.starts_with("earlier step\n### runner: jobs.toml — failed, exit status 1"),
+        md.starts_with("earlier step\n### runner: jobs.toml — exit status 1\n"),
         "{md}"
     );
     assert!(
@@ -427,7 +427,7 @@ fn in_github_actions_the_runners_own_lines_quote_tasks_safely() {
     commands.extend(github_commands(&out.stderr));
     assert_eq!(
         commands,
-        ["::error title=q:##[warning]item failed::exit 3: ##[warning]legacy"],
+        ["::error title=q:##\u{200B}[warning]item failed::exit 3: ##\u{200B}[warning]legacy"],
         "--- stdout\n{}\n--- stderr\n{}",
         out.stdout,
         out.stderr
@@ -574,4 +574,101 @@ impl Drop for Stopped {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Three long items alike in their first 40 characters, one with a tab, and one that
+/// tries `##[`: every task fails.
+const LONG_ITEMS: &str = r###"[jobs.get]
+command = "echo no >&2; exit 1"
+items = [
+  "https://example.com/downloads/releases/2026/file-1.tar.gz",
+  "https://example.com/downloads/releases/2026/file-2.tar.gz",
+  "https://example.com/downloads/releases/2026/file-3.tar.gz",
+  "tab\there",
+  "##[warning]item",
+]
+"###;
+
+#[test]
+fn ci_titles_name_each_task_whole_and_carry_no_workflow_command() {
+    let t = Test::new(LONG_ITEMS)
+        .args(&["--output", "grouped", "--pool", "1"])
+        .env("GITHUB_ACTIONS", "true");
+    let summary = t.path("summary.md");
+    let t = t.env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
+    let out = t.run();
+    out.assert_code(1);
+    let url = |n: u32| format!("get:https://example.com/downloads/releases/2026/file-{n}.tar.gz");
+    let zw = "##\u{200B}[";
+    let groups: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::group::"))
+        .collect();
+    let want: Vec<String> = [
+        url(1),
+        url(2),
+        url(3),
+        "get:tab\\there".to_string(),
+        format!("get:{zw}warning]item"),
+    ]
+    .iter()
+    .map(|n| format!("::group::{n}"))
+    .collect();
+    assert_eq!(groups, want, "{}", out.stdout);
+    let errors: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::error title="))
+        .collect();
+    // (The item's `:` escaped, as a property of a workflow command needs.)
+    let want: Vec<String> = want
+        .iter()
+        .map(|group| {
+            let item = group.strip_prefix("::group::get:").unwrap();
+            format!(
+                "::error title=get:{} failed::exit 1: no",
+                item.replace(':', "%3A")
+            )
+        })
+        .collect();
+    assert_eq!(errors, want, "{}", out.stdout);
+    assert!(
+        !github_commands(&out.stdout)
+            .iter()
+            .any(|l| l.contains("##[")),
+        "{}",
+        out.stdout
+    );
+    // The job summary lists the three failures apart.
+    let md = t.read("summary.md");
+    for n in 1..=3 {
+        let row = format!(
+            "| get:https://example.com/downloads/releases/2026/file-{n}.tar.gz | exit 1 | no |"
+        );
+        assert!(md.contains(&row), "{md}");
+    }
+    // GitLab's section titles too.
+    let out = Test::new(LONG_ITEMS)
+        .args(&["--output", "grouped", "--pool", "1"])
+        .env("GITLAB_CI", "true")
+        .run();
+    let titles: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("\x1b[0Ksection_start:"))
+        .filter_map(|l| l.split_once("\r\x1b[0K").map(|(_, title)| title))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            url(1),
+            url(2),
+            url(3),
+            "get:tab\\there".to_string(),
+            "get:##[warning]item".to_string()
+        ],
+        "{:?}",
+        out.stdout
+    );
 }

@@ -365,7 +365,7 @@ fn junit_counts_every_outcome_where_ci_systems_read_them() {
         [
             "ok:plain",
             "ok:a<b&c]]>",
-            "ok:tab?here",
+            "ok:tab\there",
             "allowed",
             "bad",
             "slow",
@@ -502,7 +502,10 @@ fn a_run_with_only_allowed_failures_is_green_everywhere() {
     let t = Test::new(
         "[jobs.ok]\ncommand = 'true'\n[jobs.lint]\ncommand = 'echo style >&2; exit 1'\nallow_failure = true\n",
     )
-    .args(&["--junit", "junit.xml"]);
+    .args(&["--junit", "junit.xml", "--html", "run.html"])
+    .env("GITHUB_ACTIONS", "true");
+    let summary = t.path("summary.md");
+    let t = t.env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap());
     let out = t.run();
     out.assert_code(0)
         .assert_stderr_has("FAILED (allowed) lint: exit 1, pid ")
@@ -513,9 +516,20 @@ fn a_run_with_only_allowed_failures_is_green_everywhere() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("succeeded with 1 allowed failure"),
+        out.stderr.contains(" — succeeded with 1 allowed failure\n"),
         "{}",
         out.stderr
+    );
+    // The job summary and the page say it in the same words.
+    let md = t.read("summary.md");
+    assert!(
+        md.starts_with("### runner: jobs.toml — succeeded with 1 allowed failure\n"),
+        "{md}"
+    );
+    let page = t.read("run.html");
+    assert!(
+        page.contains("jobs.toml: succeeded with 1 allowed failure</h1>"),
+        "{page}"
     );
     assert_valid_junit(&t.path("junit.xml"));
     let xml = t.read("junit.xml");
@@ -523,5 +537,183 @@ fn a_run_with_only_allowed_failures_is_green_everywhere() {
     assert!(
         xml.contains(r#"<property name="allowed_failure" value="true"/>"#),
         "{xml}"
+    );
+}
+
+/// Items a 40-character label would merge: three long URLs alike in their first 40
+/// characters, a tab and a `?` in one place, and an item given twice.
+const LOOK_ALIKE: &str = r#"[jobs.get]
+command = "true"
+items = [
+  "https://example.com/downloads/releases/2026/file-1.tar.gz",
+  "https://example.com/downloads/releases/2026/file-2.tar.gz",
+  "https://example.com/downloads/releases/2026/file-3.tar.gz",
+  "tab\there",
+  "tab?here",
+  "x",
+  "x",
+]
+"#;
+
+#[test]
+fn junit_names_each_task_by_its_whole_item_and_never_two_alike() {
+    let t = Test::new(LOOK_ALIKE).args(&["--junit", "junit.xml", "--trace", "trace.json"]);
+    t.run().assert_code(0);
+    assert_valid_junit(&t.path("junit.xml"));
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let names: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| n.attribute("name").unwrap())
+        .collect();
+    let url = |n: u32| format!("get:https://example.com/downloads/releases/2026/file-{n}.tar.gz");
+    assert_eq!(
+        names,
+        [
+            url(1),
+            url(2),
+            url(3),
+            "get:tab\there".to_string(),
+            "get:tab?here".to_string(),
+            "get:x".to_string(),
+            "get:x (index 6)".to_string(),
+        ],
+        "{xml}"
+    );
+    // The trace names each event by the task's whole name too.
+    let trace: serde_json::Value = serde_json::from_str(&t.read("trace.json")).unwrap();
+    let mut events: Vec<(u64, String)> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| {
+            let index = e["args"]["index"].as_u64().unwrap();
+            (index, e["name"].as_str().unwrap().to_string())
+        })
+        .collect();
+    events.sort();
+    let traced: Vec<&str> = events.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        traced,
+        [
+            url(1).as_str(),
+            &url(2),
+            &url(3),
+            "get:tab\there",
+            "get:tab?here",
+            "get:x",
+            "get:x"
+        ]
+    );
+}
+
+#[test]
+fn a_failure_that_printed_only_on_stdout_has_that_tail_in_junit() {
+    let t = Test::new(
+        "[jobs.t]\ncommand = 'echo first; echo last words; exit 2'\n[jobs.a]\ncommand = 'echo allowed words; exit 1'\nallow_failure = true\n",
+    )
+    .args(&["--junit", "junit.xml", "--report", "report.json"]);
+    t.run().assert_code(1).assert_stderr_has("  | last words");
+    assert_valid_junit(&t.path("junit.xml"));
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let text_of = |case: &str, tag: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(case))
+            .and_then(|n| n.descendants().find(|c| c.has_tag_name(tag)))
+            .map(|c| c.text().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        text_of("t", "failure").as_deref(),
+        Some("first\nlast words"),
+        "{xml}"
+    );
+    assert_eq!(
+        text_of("t", "system-out").as_deref(),
+        Some("first\nlast words")
+    );
+    let allowed = text_of("a", "system-out").unwrap_or_default();
+    assert!(allowed.ends_with("\nallowed words"), "{xml}");
+    // The same tail as the JSON report's.
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    assert_eq!(
+        report["tasks"][0]["stdout_tail"],
+        serde_json::json!(["first", "last words"])
+    );
+}
+
+/// The reason of every task of `job` in the JSON report.
+fn reasons_of(report: &serde_json::Value, job: &str) -> Vec<String> {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["job"] == job)
+        .map(|t| t["reason"].as_str().unwrap_or("(none)").to_string())
+        .collect()
+}
+
+/// The `message` of each `<skipped>` of `job`'s testcases.
+fn skipped_messages(xml: &str, job: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase") && n.attribute("classname") == Some(job))
+        .filter_map(|n| n.descendants().find(|c| c.has_tag_name("skipped")))
+        .map(|s| s.attribute("message").unwrap_or("(none)").to_string())
+        .collect()
+}
+
+#[test]
+fn a_task_that_never_started_says_why_in_json_and_junit() {
+    // A job whose need failed, and one whose need was skipped for that.
+    let t = Test::new(
+        "[jobs.bad]\ncommand = 'exit 1'\n[jobs.after]\ncommand = 'true'\nneeds = ['bad']\n[jobs.later]\ncommand = 'true'\nitems = [1, 2]\nneeds = ['after']\n",
+    )
+    .args(&["--junit", "junit.xml", "--report", "report.json"]);
+    t.run().assert_code(1);
+    assert_valid_junit(&t.path("junit.xml"));
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let xml = t.read("junit.xml");
+    assert_eq!(reasons_of(&report, "after"), ["a needed job failed: `bad`"]);
+    assert_eq!(
+        skipped_messages(&xml, "after"),
+        ["a needed job failed: `bad`"]
+    );
+    let later = "a needed job was skipped: `after` (`bad` did not succeed)";
+    assert_eq!(reasons_of(&report, "later"), [later, later]);
+    assert_eq!(skipped_messages(&xml, "later"), [later, later]);
+
+    // Fail-fast: the tasks it kept from starting say so, naming the job that failed.
+    let t = Test::new(
+        "pool = 1\n[jobs.bad]\ncommand = 'exit 1'\n[jobs.other]\ncommand = 'true'\nitems = [1, 2]\n",
+    )
+    .args(&["--fail-fast", "--junit", "junit.xml", "--report", "report.json"]);
+    t.run().assert_code(1);
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let why = "fail-fast: a task of `bad` failed";
+    assert_eq!(reasons_of(&report, "other"), [why, why]);
+    assert_eq!(skipped_messages(&t.read("junit.xml"), "other"), [why, why]);
+}
+
+#[test]
+fn tasks_an_interrupted_run_never_started_say_so() {
+    let (t, _) = every_outcome(&["--junit", "junit.xml", "--report", "report.json"]);
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let xml = t.read("junit.xml");
+    let stopped = "the run was interrupted (SIGTERM)";
+    assert_eq!(
+        reasons_of(&report, "long")[1..],
+        [stopped.to_string(), stopped.to_string()]
+    );
+    assert_eq!(
+        skipped_messages(&xml, "long"),
+        ["stopped by the run (SIGTERM)", stopped, stopped]
+    );
+    assert_eq!(reasons_of(&report, "after"), ["a needed job failed: `bad`"]);
+    assert_eq!(
+        skipped_messages(&xml, "after"),
+        ["a needed job failed: `bad`"]
     );
 }
