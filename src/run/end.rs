@@ -370,7 +370,11 @@ fn remote_records(
         let item = String::from_utf8_lossy(&start.item).into_owned();
         let mut record = skipped_record(file, start.job, start.index, item, "");
         record.stopped = stopped;
-        record.reason = stop.to_string();
+        if !stopped {
+            // Never taken by a worker: it never started, and says why. (One still on a
+            // worker is stopped, and may have started: it has no reason of its own.)
+            record.reason = stop.to_string();
+        }
         recorder.add(file, &record);
     }
 }
