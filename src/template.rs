@@ -203,36 +203,37 @@ impl Template {
     /// they lack. Each error's offset is in the template's source.
     /// `fan_out`: the job has items at all (else `{item.F}` is told apart).
     pub fn check_fields(&self, fields: Option<&[String]>, fan_out: bool) -> Vec<TemplateError> {
-        self.placeholders().filter_map(|(p, range)| {
-            let error = |message: String| TemplateError {
-                offset: range.start,
-                len: range.len(),
-                message,
-            };
-            match (p, fields) {
-                (Placeholder::Item, Some(fields)) => Some(error(format!(
-                    "`{{item}}` on items with fields: name one of them ({})",
-                    field_list(fields)
-                ))),
-                (Placeholder::Field(f), None) if !fan_out => Some(error(format!(
-                    "`{{item.{f}}}`: this job has no `items`, so no fields"
-                ))),
-                (Placeholder::Field(f), None) => Some(error(format!(
-                    "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
-                ))),
-                (Placeholder::Field(f), Some(fields)) if !fields.contains(f) => {
-                    let hint = crate::diagnostic::suggest(f, fields.iter().map(String::as_str))
-                        .map(|s| format!(" (did you mean `{{item.{s}}}`?)"))
-                        .unwrap_or_default();
-                    Some(error(format!(
+        self.placeholders()
+            .filter_map(|(p, range)| {
+                let error = |message: String| TemplateError {
+                    offset: range.start,
+                    len: range.len(),
+                    message,
+                };
+                match (p, fields) {
+                    (Placeholder::Item, Some(fields)) => Some(error(format!(
+                        "`{{item}}` on items with fields: name one of them ({})",
+                        field_list(fields)
+                    ))),
+                    (Placeholder::Field(f), None) if !fan_out => Some(error(format!(
+                        "`{{item.{f}}}`: this job has no `items`, so no fields"
+                    ))),
+                    (Placeholder::Field(f), None) => Some(error(format!(
+                        "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
+                    ))),
+                    (Placeholder::Field(f), Some(fields)) if !fields.contains(f) => {
+                        let hint = crate::diagnostic::suggest(f, fields.iter().map(String::as_str))
+                            .map(|s| format!(" (did you mean `{{item.{s}}}`?)"))
+                            .unwrap_or_default();
+                        Some(error(format!(
                         "`{{item.{f}}}`: the items have no field `{f}`{hint}; their fields are {}",
                         field_list(fields)
                     )))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
-        .collect()
+            })
+            .collect()
     }
 
     /// Whether every placeholder names something (no error was found in it).
@@ -688,7 +689,9 @@ mod tests {
         assert_eq!(t.check_fields(Some(&["node-version".into()]), true), vec![]);
         // Elsewhere a dash ends the name, and the braces stay literal as before.
         assert_eq!(
-            parse("{a.b-c} {x-y}").unwrap().render(&values, Quoting::Raw),
+            parse("{a.b-c} {x-y}")
+                .unwrap()
+                .render(&values, Quoting::Raw),
             "{a.b-c} {x-y}"
         );
     }
@@ -696,8 +699,10 @@ mod tests {
     #[test]
     fn every_unknown_placeholder_and_every_unsafe_value_is_found() {
         let vars = [("v".to_string(), "1".to_string())];
-        let (t, errors) =
-            Template::parse_all("a {itme} '{item}' {vars.w} \"{vars.v}\"", Scope { vars: &vars });
+        let (t, errors) = Template::parse_all(
+            "a {itme} '{item}' {vars.w} \"{vars.v}\"",
+            Scope { vars: &vars },
+        );
         let at: Vec<usize> = errors.iter().map(|e| e.offset).collect();
         assert_eq!(at, [2, 18]);
         let unsafe_values: Vec<_> = t
@@ -728,13 +733,19 @@ mod tests {
         let sh = ["sh", "-c"];
         assert_eq!(script(&["sh", "-c", "echo"], &sh), Some(2));
         assert_eq!(script(&["sh", "-c", "echo {item}"], &[]), Some(2));
-        assert_eq!(script(&["sh", "-ec", "echo {item}", "{item}"], &sh), Some(2));
+        assert_eq!(
+            script(&["sh", "-ec", "echo {item}", "{item}"], &sh),
+            Some(2)
+        );
         assert_eq!(script(&["/bin/bash", "-ec", "echo", "x"], &[]), Some(2));
         assert_eq!(script(&["bash", "-o", "pipefail", "-c", "e"], &[]), Some(4));
         assert_eq!(script(&["bash", "--norc", "-c", "e"], &[]), Some(3));
         assert_eq!(script(&["zsh", "-c", "--", "e"], &[]), Some(3));
         assert_eq!(script(&["/usr/bin/env", "bash", "-c", "e"], &[]), Some(3));
-        assert_eq!(script(&["env", "-i", "A=1", "dash", "-c", "e"], &[]), Some(5));
+        assert_eq!(
+            script(&["env", "-i", "A=1", "dash", "-c", "e"], &[]),
+            Some(5)
+        );
         assert_eq!(script(&["busybox", "sh", "-c", "e"], &[]), Some(3));
         assert_eq!(script(&["python3", "-c", "e"], &["python3", "-c"]), Some(2));
         for no in [

@@ -154,9 +154,7 @@ fn a_value_in_quotes_in_the_script_of_an_argv_shell_is_refused() {
     let t = Test::new("[jobs.h]\ncommand = ['sh', '-c', \"echo '{item}'\"]\nitems = ['x']\n");
     t.run()
         .assert_code(2)
-        .assert_stderr_has(
-            "`{item}` inside single quotes in the shell script of an argv command",
-        )
+        .assert_stderr_has("`{item}` inside single quotes in the shell script of an argv command")
         .assert_stderr_has("\"sh\", \"{item}\"]");
 }
 

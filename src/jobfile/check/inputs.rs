@@ -16,12 +16,10 @@ impl Checker<'_> {
     /// an empty argv, which is never run because the file is then rejected.
     pub(super) fn command(&mut self, raw: &Value<'_>, shell: Vec<String>) -> CommandSpec {
         match raw.get_ref() {
-            DeValue::String(script) => self
-                .shell_command(script, raw.span(), &shell)
-                .map_or(CommandSpec::empty(), |script| CommandSpec::Shell {
-                    shell,
-                    script,
-                }),
+            DeValue::String(script) => self.shell_command(script, raw.span(), &shell).map_or(
+                CommandSpec::empty(),
+                |script| CommandSpec::Shell { shell, script },
+            ),
             DeValue::Array(parts) => self
                 .argv_command(parts, raw.span(), &shell)
                 .unwrap_or_else(CommandSpec::empty),
@@ -112,8 +110,7 @@ impl Checker<'_> {
                 "a shell command"
             };
             self.diagnostics.push(
-                Diagnostic::at(format!("`{written}` {place} in {what}"), at(value))
-                    .with_note(note),
+                Diagnostic::at(format!("`{written}` {place} in {what}"), at(value)).with_note(note),
             );
         }
     }
