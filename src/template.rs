@@ -498,11 +498,8 @@ pub fn script_argument(args: &[Option<String>], shell: &[String]) -> Option<usiz
     }
     at += 1;
     let mut dash_c = false;
-    loop {
-        let Some(arg) = fixed(at) else {
-            // The end, or an argument that differs from task to task: not an option.
-            break;
-        };
+    // Options, up to the end or an argument that differs from task to task (not one).
+    while let Some(arg) = fixed(at) {
         at += 1;
         if arg == "--" || arg == "-" {
             break;
