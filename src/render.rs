@@ -64,9 +64,17 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
         fields: &fields,
     };
     let command = match &job.command {
-        CommandSpec::Argv(argv) => Command::Argv(
-            argv.iter()
-                .map(|t| t.render(&values, Quoting::Raw))
+        CommandSpec::Argv { args, script } => Command::Argv(
+            args.iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let quoting = if *script == Some(k) {
+                        Quoting::Shell
+                    } else {
+                        Quoting::Raw
+                    };
+                    t.render(&values, quoting)
+                })
                 .collect(),
         ),
         CommandSpec::Shell { shell, script } => Command::Shell {

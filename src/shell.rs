@@ -59,18 +59,33 @@ struct HereDoc {
     strip_tabs: bool,
 }
 
-/// The first placeholder of `pieces` that sits where quoting cannot protect it: the
-/// place (one of the constants above) and the placeholder's range in the source.
-pub fn unsafe_placeholder(pieces: &[Piece]) -> Option<(&'static str, Range<usize>)> {
-    Lexer {
+/// Every placeholder of `pieces` that sits where quoting cannot protect it, in order:
+/// the place (one of the constants above) and the placeholder's range in the source.
+pub fn unsafe_placeholders(pieces: &[Piece]) -> Vec<(&'static str, Range<usize>)> {
+    let mut lexer = Lexer {
         pieces,
         at: 0,
         stack: vec![Frame::Command(0)],
         word_start: true,
         pending: Vec::new(),
-    }
-    .run()
-    .err()
+        found: Vec::new(),
+    };
+    lexer.run();
+    let mut found = lexer.found;
+    // A placeholder is refused once, at the first place that refused it.
+    let mut seen = Vec::new();
+    found.retain(|(_, range)| {
+        let new = !seen.contains(range);
+        seen.push(range.clone());
+        new
+    });
+    found
+}
+
+/// The first of [`unsafe_placeholders`] (what the unit tests look at).
+#[cfg(test)]
+pub fn unsafe_placeholder(pieces: &[Piece]) -> Option<(&'static str, Range<usize>)> {
+    unsafe_placeholders(pieces).into_iter().next()
 }
 
 struct Lexer<'a> {
@@ -81,9 +96,15 @@ struct Lexer<'a> {
     word_start: bool,
     /// Here-documents whose bodies start at the next newline.
     pending: Vec<HereDoc>,
+    /// The placeholders refused so far; lexing goes on past each, so that all are found.
+    found: Vec<Found>,
 }
 
 type Found = (&'static str, Range<usize>);
+
+/// The lexer's steps return `Result` so that a refusal could stop them; none does any
+/// more (every refusal is recorded and lexing goes on), which this type says.
+type Never = std::convert::Infallible;
 
 impl Lexer<'_> {
     fn char_at(&self, at: usize) -> Option<char> {
@@ -99,28 +120,30 @@ impl Lexer<'_> {
             .all(|(k, c)| self.char_at(self.at + k) == Some(c))
     }
 
-    fn run(mut self) -> Result<(), Found> {
+    fn run(&mut self) {
         while self.at < self.pieces.len() {
             let frame = *self.stack.last().expect("the top frame is never popped");
-            match frame {
-                Frame::Command(_) | Frame::Arithmetic(_) => self.word(frame)?,
-                Frame::Double => self.double()?,
-                Frame::Backtick => self.backtick()?,
-            }
+            let lexed = match frame {
+                Frame::Command(_) | Frame::Arithmetic(_) => self.word(frame),
+                Frame::Double => self.double(),
+                Frame::Backtick => self.backtick(),
+            };
+            let Ok(()) = lexed;
+        }
+    }
+
+    /// Records the piece at `at` as refused with `place` if it is a placeholder. Lexing
+    /// goes on past it as past any word character, so that one pass finds every
+    /// placeholder that is refused.
+    fn refuse_at(&mut self, at: usize, place: &'static str) -> Result<(), Never> {
+        if let Some(Piece::Quoted(range)) = self.pieces.get(at) {
+            self.found.push((place, range.clone()));
         }
         Ok(())
     }
 
-    /// Fails with `place` if the piece at `at` is a placeholder.
-    fn refuse_at(&self, at: usize, place: &'static str) -> Result<(), Found> {
-        match self.pieces.get(at) {
-            Some(Piece::Quoted(range)) => Err((place, range.clone())),
-            _ => Ok(()),
-        }
-    }
-
     /// Skips to just after the next `close` (or the end), refusing any placeholder.
-    fn skip_past(&mut self, close: char, place: &'static str) -> Result<(), Found> {
+    fn skip_past(&mut self, close: char, place: &'static str) -> Result<(), Never> {
         while self.at < self.pieces.len() {
             self.refuse_at(self.at, place)?;
             self.at += 1;
@@ -132,7 +155,7 @@ impl Lexer<'_> {
     }
 
     /// `$(`, `$((`, `${` and `$'`: the frames and quotes a `$` opens.
-    fn dollar(&mut self) -> Result<bool, Found> {
+    fn dollar(&mut self) -> Result<bool, Never> {
         if self.next_is("$((") {
             self.stack.push(Frame::Arithmetic(0));
             self.at += 3;
@@ -155,7 +178,7 @@ impl Lexer<'_> {
     }
 
     /// The rest of a `$'…'` string, where `\'` does not end it.
-    fn skip_single_ansi(&mut self) -> Result<(), Found> {
+    fn skip_single_ansi(&mut self) -> Result<(), Never> {
         while self.at < self.pieces.len() {
             self.refuse_at(self.at, SINGLE)?;
             match self.char_at(self.at) {
@@ -174,7 +197,7 @@ impl Lexer<'_> {
     }
 
     /// One step in a command (top level or `$(…)`) or in arithmetic.
-    fn word(&mut self, frame: Frame) -> Result<(), Found> {
+    fn word(&mut self, frame: Frame) -> Result<(), Never> {
         let arithmetic = matches!(frame, Frame::Arithmetic(_));
         if arithmetic {
             self.refuse_at(self.at, ARITHMETIC)?;
@@ -245,7 +268,7 @@ impl Lexer<'_> {
         self.set_word_start(word_start)
     }
 
-    fn set_word_start(&mut self, word_start: bool) -> Result<(), Found> {
+    fn set_word_start(&mut self, word_start: bool) -> Result<(), Never> {
         self.word_start = word_start;
         Ok(())
     }
@@ -265,7 +288,7 @@ impl Lexer<'_> {
 
     /// `<<WORD` or `<<-WORD`: the delimiter (its quotes removed) is remembered; its body
     /// starts at the next newline. A placeholder in the delimiter is refused.
-    fn here_document_operator(&mut self) -> Result<(), Found> {
+    fn here_document_operator(&mut self) -> Result<(), Never> {
         self.at += 2;
         let strip_tabs = self.char_at(self.at) == Some('-');
         if strip_tabs {
@@ -278,7 +301,7 @@ impl Lexer<'_> {
         let mut quote = None;
         while self.at < self.pieces.len() {
             self.refuse_at(self.at, HEREDOC)?;
-            let c = self.char_at(self.at).expect("not a placeholder");
+            let c = self.char_at(self.at).unwrap_or('\0');
             match (quote, c) {
                 (None, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')') => break,
                 (None, '\'' | '"') => quote = Some(c),
@@ -303,7 +326,7 @@ impl Lexer<'_> {
 
     /// After a newline: the bodies of the here-documents opened on the line that ended,
     /// in order, each through its delimiter line. Any placeholder in them is refused.
-    fn here_document_bodies(&mut self) -> Result<(), Found> {
+    fn here_document_bodies(&mut self) -> Result<(), Never> {
         for doc in std::mem::take(&mut self.pending) {
             loop {
                 if self.at >= self.pieces.len() {
@@ -312,7 +335,8 @@ impl Lexer<'_> {
                 let mut line = String::new();
                 while self.at < self.pieces.len() && self.char_at(self.at) != Some('\n') {
                     self.refuse_at(self.at, HEREDOC)?;
-                    line.push(self.char_at(self.at).expect("not a placeholder"));
+                    // A placeholder (refused above) is never part of a delimiter.
+                    line.push(self.char_at(self.at).unwrap_or('\0'));
                     self.at += 1;
                 }
                 self.at += 1;
@@ -330,7 +354,7 @@ impl Lexer<'_> {
     }
 
     /// One step inside double quotes.
-    fn double(&mut self) -> Result<(), Found> {
+    fn double(&mut self) -> Result<(), Never> {
         self.refuse_at(self.at, DOUBLE)?;
         match self.char_at(self.at) {
             Some('$') if self.dollar()? => return Ok(()),
@@ -349,7 +373,7 @@ impl Lexer<'_> {
     }
 
     /// One step inside backticks.
-    fn backtick(&mut self) -> Result<(), Found> {
+    fn backtick(&mut self) -> Result<(), Never> {
         self.refuse_at(self.at, BACKTICKS)?;
         match self.char_at(self.at) {
             Some('\\') => {

@@ -32,6 +32,9 @@ enum Segment {
         name: String,
         value: String,
     },
+    /// A placeholder that names nothing (an error was reported for it): kept as its
+    /// text so that the rest of the string can still be checked.
+    Bad(String),
 }
 
 /// A string with placeholders, parsed.
@@ -82,11 +85,25 @@ pub enum Quoting {
 
 impl Template {
     /// Parses `source`. `{{` and `}}` are literal braces, `${…}` is left to the shell,
-    /// `{name}` or `{name.name}` with names made of letters, digits and `_` is a
-    /// placeholder (an unknown one is an error), and any other brace is literal.
+    /// `{name}` or `{name.name}` with names made of letters, digits and `_` (and `-` in
+    /// a field name, `{item.node-version}`) is a placeholder (an unknown one is an
+    /// error), and any other brace is literal. Fails with the first unknown placeholder.
     pub fn parse(source: &str, scope: Scope<'_>) -> Result<Template, TemplateError> {
+        let (template, mut errors) = Template::parse_all(source, scope);
+        if errors.is_empty() {
+            Ok(template)
+        } else {
+            Err(errors.swap_remove(0))
+        }
+    }
+
+    /// Parses `source` like [`Template::parse`], going on past every unknown
+    /// placeholder: the template (each unknown placeholder kept as its text, inert) and
+    /// an error for each, in order.
+    pub fn parse_all(source: &str, scope: Scope<'_>) -> (Template, Vec<TemplateError>) {
         let bytes = source.as_bytes();
         let mut segments = Vec::new();
+        let mut errors = Vec::new();
         let mut slots = Vec::new();
         let mut literal = String::new();
         let mut i = 0;
@@ -102,7 +119,10 @@ impl Template {
                 i += end;
             } else if let Some((first, second)) = placeholder_at(rest) {
                 let len = 2 + first.len() + second.map_or(0, |s| s.len() + 1);
-                let segment = segment(first, second, scope, i, len)?;
+                let segment = segment(first, second, scope, i, len).unwrap_or_else(|e| {
+                    errors.push(e);
+                    Segment::Bad(source[i..i + len].to_string())
+                });
                 if !literal.is_empty() {
                     segments.push(Segment::Literal(std::mem::take(&mut literal)));
                 }
@@ -118,7 +138,7 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
-        Ok(Template { segments, slots })
+        (Template { segments, slots }, errors)
     }
 
     /// A template that is only this text.
@@ -139,6 +159,14 @@ impl Template {
         self.placeholders()
             .find(|(p, _)| !matches!(p, Placeholder::Job))
             .map(|(_, range)| range)
+    }
+
+    /// Every per-task placeholder (see [`Template::per_task`]), with where it is.
+    pub fn per_task_all(&self) -> Vec<Range<usize>> {
+        self.placeholders()
+            .filter(|(p, _)| !matches!(p, Placeholder::Job))
+            .map(|(_, range)| range)
+            .collect()
     }
 
     /// Where the first use of `placeholder` is in the source string (a byte range).
@@ -170,40 +198,47 @@ impl Template {
             })
     }
 
-    /// The first placeholder that does not fit items with these fields (`None`: plain
+    /// Every placeholder that does not fit items with these fields (`None`: plain
     /// items): `{item}` on items with fields, `{item.F}` on plain items or naming a field
-    /// they lack. The error's offset is in the template's source.
+    /// they lack. Each error's offset is in the template's source.
     /// `fan_out`: the job has items at all (else `{item.F}` is told apart).
-    pub fn check_fields(&self, fields: Option<&[String]>, fan_out: bool) -> Option<TemplateError> {
-        self.placeholders().find_map(|(p, range)| {
-            let error = |message: String| TemplateError {
-                offset: range.start,
-                len: range.len(),
-                message,
-            };
-            match (p, fields) {
-                (Placeholder::Item, Some(fields)) => Some(error(format!(
-                    "`{{item}}` on items with fields: name one of them ({})",
-                    field_list(fields)
-                ))),
-                (Placeholder::Field(f), None) if !fan_out => Some(error(format!(
-                    "`{{item.{f}}}`: this job has no `items`, so no fields"
-                ))),
-                (Placeholder::Field(f), None) => Some(error(format!(
-                    "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
-                ))),
-                (Placeholder::Field(f), Some(fields)) if !fields.contains(f) => {
-                    let hint = crate::diagnostic::suggest(f, fields.iter().map(String::as_str))
-                        .map(|s| format!(" (did you mean `{{item.{s}}}`?)"))
-                        .unwrap_or_default();
-                    Some(error(format!(
+    pub fn check_fields(&self, fields: Option<&[String]>, fan_out: bool) -> Vec<TemplateError> {
+        self.placeholders()
+            .filter_map(|(p, range)| {
+                let error = |message: String| TemplateError {
+                    offset: range.start,
+                    len: range.len(),
+                    message,
+                };
+                match (p, fields) {
+                    (Placeholder::Item, Some(fields)) => Some(error(format!(
+                        "`{{item}}` on items with fields: name one of them ({})",
+                        field_list(fields)
+                    ))),
+                    (Placeholder::Field(f), None) if !fan_out => Some(error(format!(
+                        "`{{item.{f}}}`: this job has no `items`, so no fields"
+                    ))),
+                    (Placeholder::Field(f), None) => Some(error(format!(
+                        "`{{item.{f}}}`: this job's items have no fields; write `{{item}}`"
+                    ))),
+                    (Placeholder::Field(f), Some(fields)) if !fields.contains(f) => {
+                        let hint = crate::diagnostic::suggest(f, fields.iter().map(String::as_str))
+                            .map(|s| format!(" (did you mean `{{item.{s}}}`?)"))
+                            .unwrap_or_default();
+                        Some(error(format!(
                         "`{{item.{f}}}`: the items have no field `{f}`{hint}; their fields are {}",
                         field_list(fields)
                     )))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
+            })
+            .collect()
+    }
+
+    /// Whether every placeholder names something (no error was found in it).
+    pub fn is_sound(&self) -> bool {
+        !self.segments.iter().any(|s| matches!(s, Segment::Bad(_)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -217,7 +252,7 @@ impl Template {
         let mut out = String::new();
         for segment in &self.segments {
             match segment {
-                Segment::Literal(text) => out.push_str(text),
+                Segment::Literal(text) | Segment::Bad(text) => out.push_str(text),
                 Segment::Var { value, .. } => push_value(&mut out, value, quoting),
                 Segment::Slot(Placeholder::Index) => out.push_str(&values.index.to_string()),
                 Segment::Slot(Placeholder::Item) => push_value(&mut out, values.item, quoting),
@@ -235,18 +270,18 @@ impl Template {
         out
     }
 
-    /// For a shell-string command: the first value (an item, a field or a var) that sits
+    /// For a shell-string command: every value (an item, a field or a var) that sits
     /// where quoting cannot keep it from running as code (see [`crate::shell`]): the
     /// place, in words ("inside single quotes", "in a here-document", …), and where that
     /// placeholder is in the source. `{index}` and `{job}` are safe anywhere: a number
     /// and a job name need no quoting.
-    pub fn value_where_quoting_fails(&self) -> Option<(&'static str, Range<usize>)> {
+    pub fn values_where_quoting_fails(&self) -> Vec<(&'static str, Range<usize>)> {
         let mut pieces = Vec::new();
         let mut slots = self.slots.iter();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => pieces.extend(text.chars().map(shell::Piece::Char)),
-                Segment::Slot(Placeholder::Index | Placeholder::Job) => {
+                Segment::Slot(Placeholder::Index | Placeholder::Job) | Segment::Bad(_) => {
                     slots.next();
                     // Inert text: stands for any word character.
                     pieces.push(shell::Piece::Char('x'));
@@ -257,26 +292,56 @@ impl Template {
                 }
             }
         }
-        shell::unsafe_placeholder(&pieces)
+        shell::unsafe_placeholders(&pieces)
     }
 
-    /// The first value a non-POSIX shell would be given unquoted: an item, a field or a
-    /// var.
-    pub fn first_value(&self) -> Option<Range<usize>> {
+    /// The first of [`Template::values_where_quoting_fails`].
+    pub fn value_where_quoting_fails(&self) -> Option<(&'static str, Range<usize>)> {
+        self.values_where_quoting_fails().into_iter().next()
+    }
+
+    /// Every value a non-POSIX shell would be given unquoted: an item, a field or a var.
+    pub fn values(&self) -> Vec<Range<usize>> {
         self.segments
             .iter()
             .filter(|s| !matches!(s, Segment::Literal(_)))
             .zip(self.slots.iter())
-            .find(|(s, _)| !matches!(s, Segment::Slot(Placeholder::Index | Placeholder::Job)))
+            .filter(|(s, _)| {
+                !matches!(
+                    s,
+                    Segment::Slot(Placeholder::Index | Placeholder::Job) | Segment::Bad(_)
+                )
+            })
             .map(|(_, range)| range.clone())
+            .collect()
+    }
+
+    /// The text of a template without placeholders that differ from task to task or
+    /// job to job (vars are known): what it renders to for every task.
+    pub fn fixed_text(&self) -> Option<String> {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var { value, .. } => out.push_str(value),
+                Segment::Slot(_) | Segment::Bad(_) => return None,
+            }
+        }
+        Some(out)
     }
 }
 
-/// `{name}` or `{name.name}` at the start of `text`: the names.
+/// `{name}` or `{name.name}` at the start of `text`: the names. The second name of
+/// `{item.…}` (a field) may also hold `-`, as item keys do (`{item.node-version}`).
 fn placeholder_at(text: &str) -> Option<(&str, Option<&str>)> {
     let word = |s: &str| {
         s.bytes()
             .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count()
+    };
+    let field = |s: &str| {
+        s.bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
             .count()
     };
     let body = text.strip_prefix('{')?;
@@ -288,7 +353,11 @@ fn placeholder_at(text: &str) -> Option<(&str, Option<&str>)> {
         Some(b'}') => Some((&body[..first], None)),
         Some(b'.') => {
             let rest = &body[first + 1..];
-            let second = word(rest);
+            let second = if &body[..first] == "item" {
+                field(rest)
+            } else {
+                word(rest)
+            };
             (second > 0 && rest.as_bytes().get(second) == Some(&b'}'))
                 .then(|| (&body[..first], Some(&rest[..second])))
         }
@@ -355,6 +424,11 @@ fn unknown_var(name: &str, vars: &[(String, String)]) -> String {
     )
 }
 
+/// The POSIX shells, by the file name of the program.
+const POSIX_SHELLS: [&str; 11] = [
+    "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "oksh", "ash", "yash", "posh",
+];
+
 /// The shells whose quoting `{item}` gets: POSIX shells, named by the file name of the
 /// program (`sh`, `/bin/bash`, `/usr/local/bin/zsh`): sh, bash, dash, zsh, ksh (ksh93,
 /// mksh, oksh), ash, yash and posh; also `busybox sh` / `busybox ash`, and any of these
@@ -362,9 +436,6 @@ fn unknown_var(name: &str, vars: &[(String, String)]) -> String {
 /// node, fish, pwsh, …) would read a quoted item in its own way, so a string command it
 /// runs may not use `{item}` at all.
 pub fn is_posix_shell(shell: &[String]) -> bool {
-    const SHELLS: [&str; 11] = [
-        "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "oksh", "ash", "yash", "posh",
-    ];
     let name = |arg: Option<&String>| {
         arg.map(|a| {
             std::path::Path::new(a)
@@ -377,9 +448,74 @@ pub fn is_posix_shell(shell: &[String]) -> bool {
     match name(shell.first()).as_deref() {
         Some("busybox") => matches!(shell.get(1).map(String::as_str), Some("sh" | "ash")),
         Some("env") => is_posix_shell(&shell[1..]),
-        Some(program) => SHELLS.contains(&program),
+        Some(program) => POSIX_SHELLS.contains(&program),
         None => false,
     }
+}
+
+/// In an argv command, the argument that a shell runs as its script, if argv starts a
+/// shell that way: the file's `shell` itself followed by one more argument
+/// (`shell = ["bash", "-euo", "pipefail", "-c"]`, `command = ["bash", "-euo",
+/// "pipefail", "-c", SCRIPT]`), or a POSIX shell named as [`is_posix_shell`] names
+/// them (also through `env` with `-i` or `NAME=VALUE` words, or `busybox`) with a
+/// `-c` among its options (`-c`, `-ec`, `-o pipefail -c`, `--norc -c`), the first
+/// argument after them. `args` holds each argument's text when it is the same for
+/// every task (`None` otherwise: such an argument before the script hides what runs).
+pub fn script_argument(args: &[Option<String>], shell: &[String]) -> Option<usize> {
+    let fixed = |k: usize| args.get(k).and_then(|a| a.as_deref());
+    if !shell.is_empty()
+        && args.len() > shell.len()
+        && shell.iter().enumerate().all(|(k, s)| fixed(k) == Some(s))
+    {
+        return Some(shell.len());
+    }
+    let name = |k: usize| {
+        fixed(k).map(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+        })
+    };
+    let mut at = 0;
+    if name(at) == Some("env") {
+        at += 1;
+        while let Some(a) = fixed(at) {
+            let assignment = a.contains('=') && !a.starts_with('-');
+            if !(assignment || matches!(a, "-i" | "-" | "--ignore-environment")) {
+                break;
+            }
+            at += 1;
+        }
+    }
+    if name(at) == Some("busybox") {
+        at += 1;
+        if !matches!(fixed(at), Some("sh" | "ash")) {
+            return None;
+        }
+    } else if !name(at).is_some_and(|n| POSIX_SHELLS.contains(&n)) {
+        return None;
+    }
+    at += 1;
+    let mut dash_c = false;
+    // Options, up to the end or an argument that differs from task to task (not one).
+    while let Some(arg) = fixed(at) {
+        at += 1;
+        if arg == "--" || arg == "-" {
+            break;
+        } else if arg.starts_with("--") {
+            // A long option (`--norc`, `--login`, `--posix`).
+        } else if let Some(letters) = arg.strip_prefix(['-', '+']).filter(|l| !l.is_empty()) {
+            dash_c |= arg.starts_with('-') && letters.contains('c');
+            if letters.contains(['o', 'O']) {
+                at += 1; // `-o pipefail`, `-O extglob`: the option's own argument.
+            }
+        } else {
+            at -= 1;
+            break;
+        }
+    }
+    (dash_c && at < args.len()).then_some(at)
 }
 
 fn push_value(out: &mut String, value: &str, quoting: Quoting) {
@@ -504,8 +640,8 @@ mod tests {
         let t = parse("test-{item.os} {item.py}").unwrap();
         assert_eq!(t.render(&values, Quoting::Shell), "test-linux 3.12");
         let keys = ["os".to_string(), "py".to_string()];
-        assert_eq!(t.check_fields(Some(&keys), true), None);
-        let plain = t.check_fields(None, true).unwrap();
+        assert_eq!(t.check_fields(Some(&keys), true), vec![]);
+        let plain = t.check_fields(None, true).remove(0);
         assert!(
             plain.message.contains("have no fields"),
             "{}",
@@ -514,7 +650,7 @@ mod tests {
         let item = parse("x {item}")
             .unwrap()
             .check_fields(Some(&keys), true)
-            .unwrap();
+            .remove(0);
         assert!(
             item.message.contains("{item.os}, {item.py}"),
             "{}",
@@ -523,7 +659,7 @@ mod tests {
         let typo = parse("x {item.pyy}")
             .unwrap()
             .check_fields(Some(&keys), true)
-            .unwrap();
+            .remove(0);
         assert!(
             typo.message.contains("did you mean `{item.py}`"),
             "{}",
@@ -536,6 +672,90 @@ mod tests {
             .message
             .contains("unknown placeholder `{x.y}`"));
         assert!(parse("echo {1..5} {a.}").is_ok());
+    }
+
+    #[test]
+    fn a_field_name_may_hold_a_dash_and_other_names_may_not() {
+        let fields = [("node-version".to_string(), "20".to_string())];
+        let values = Values {
+            fields: &fields,
+            ..values()
+        };
+        let t = parse("use {item.node-version}").unwrap();
+        assert_eq!(t.render(&values, Quoting::Shell), "use 20");
+        assert_eq!(t.check_fields(Some(&["node-version".into()]), true), vec![]);
+        // Elsewhere a dash ends the name, and the braces stay literal as before.
+        assert_eq!(
+            parse("{a.b-c} {x-y}")
+                .unwrap()
+                .render(&values, Quoting::Raw),
+            "{a.b-c} {x-y}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_placeholder_and_every_unsafe_value_is_found() {
+        let vars = [("v".to_string(), "1".to_string())];
+        let (t, errors) = Template::parse_all(
+            "a {itme} '{item}' {vars.w} \"{vars.v}\"",
+            Scope { vars: &vars },
+        );
+        let at: Vec<usize> = errors.iter().map(|e| e.offset).collect();
+        assert_eq!(at, [2, 18]);
+        let unsafe_values: Vec<_> = t
+            .values_where_quoting_fails()
+            .into_iter()
+            .map(|(place, range)| (place, range.start))
+            .collect();
+        assert_eq!(
+            unsafe_values,
+            [("inside single quotes", 10), ("inside double quotes", 28)]
+        );
+        let fields = ["os".to_string()];
+        let t = parse("{item.a} {item.b} {item.os}").unwrap();
+        assert_eq!(t.check_fields(Some(&fields), true).len(), 2);
+        assert_eq!(t.values().len(), 3);
+    }
+
+    #[test]
+    fn the_script_of_a_shell_in_argv_is_found() {
+        let script = |args: &[&str], shell: &[&str]| {
+            let args: Vec<Option<String>> = args
+                .iter()
+                .map(|a| (!a.contains("{item}")).then(|| a.to_string()))
+                .collect();
+            let shell: Vec<String> = shell.iter().map(|s| s.to_string()).collect();
+            script_argument(&args, &shell)
+        };
+        let sh = ["sh", "-c"];
+        assert_eq!(script(&["sh", "-c", "echo"], &sh), Some(2));
+        assert_eq!(script(&["sh", "-c", "echo {item}"], &[]), Some(2));
+        assert_eq!(
+            script(&["sh", "-ec", "echo {item}", "{item}"], &sh),
+            Some(2)
+        );
+        assert_eq!(script(&["/bin/bash", "-ec", "echo", "x"], &[]), Some(2));
+        assert_eq!(script(&["bash", "-o", "pipefail", "-c", "e"], &[]), Some(4));
+        assert_eq!(script(&["bash", "--norc", "-c", "e"], &[]), Some(3));
+        assert_eq!(script(&["zsh", "-c", "--", "e"], &[]), Some(3));
+        assert_eq!(script(&["/usr/bin/env", "bash", "-c", "e"], &[]), Some(3));
+        assert_eq!(
+            script(&["env", "-i", "A=1", "dash", "-c", "e"], &[]),
+            Some(5)
+        );
+        assert_eq!(script(&["busybox", "sh", "-c", "e"], &[]), Some(3));
+        assert_eq!(script(&["python3", "-c", "e"], &["python3", "-c"]), Some(2));
+        for no in [
+            &["sh", "script.sh", "{item}"][..],
+            &["sh", "-c"],
+            &["python3", "-c", "e"],
+            &["echo", "-c", "e"],
+            &["{item}", "-c", "e"],
+            &["sh", "-e", "x.sh"],
+            &["busybox", "awk", "-c", "e"],
+        ] {
+            assert_eq!(script(no, &sh), None, "{no:?}");
+        }
     }
 
     #[test]

@@ -151,13 +151,30 @@ pub struct Job {
 
 #[derive(Debug, Clone)]
 pub enum CommandSpec {
-    /// Run directly; each template renders to exactly one argument.
-    Argv(Vec<Template>),
+    /// Run directly; each template renders to exactly one argument. `script`: the
+    /// argument that is a shell's script (`["sh", "-c", SCRIPT, …]`, see
+    /// `check::inputs`), whose values are inserted shell-quoted like a string
+    /// command's; every other argument gets them as they are.
+    Argv {
+        args: Vec<Template>,
+        script: Option<usize>,
+    },
     /// Run as `shell… STRING`; `{item}` is inserted shell-quoted.
     Shell {
         shell: Vec<String>,
         script: Template,
     },
+}
+
+impl CommandSpec {
+    /// The command of a job whose `command` is wrong: never run, since the file is then
+    /// rejected.
+    pub(crate) fn empty() -> CommandSpec {
+        CommandSpec::Argv {
+            args: Vec::new(),
+            script: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

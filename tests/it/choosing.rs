@@ -367,18 +367,12 @@ fn a_matrix_with_two_excludes_runs_seven_tasks_with_labels_and_fields() {
     let t = Test::new(
         r#"
 [jobs.test]
-command = "echo {item.os}/{item.py} $RUNNER_ITEM $RUNNER_ITEM_OS $RUNNER_ITEM_PY_V > out.{index}"
+command = "echo {item.os}/{item.py}-{item.py-v} $RUNNER_ITEM $RUNNER_ITEM_OS $RUNNER_ITEM_PY_V > out.{index}"
 items = { matrix = { os = ["linux", "mac", "win"], py = ["3.11", "3.12", "3.13"], py-v = [1] }, exclude = [ { os = "mac", py = "3.11" }, { os = "win", py = "3.13" } ] }
 "#,
     );
-    // A key that cannot be a placeholder name is refused; then with a plain key.
-    t.run()
-        .assert_code(2)
-        .assert_stderr_has("field name `py-v` may only hold ASCII letters, digits and `_`");
-    t.write(
-        "jobs.toml",
-        &t.read("jobs.toml").replace("py-v = [1]", "py_v = [1]"),
-    );
+    // A key with a dash (`node-version` in GitHub matrices) is `{item.py-v}` and
+    // `RUNNER_ITEM_PY_V`.
     let t = t.args(&["--report", "report.json"]);
     let out = t.run();
     out.assert_code(0);
@@ -395,7 +389,7 @@ items = { matrix = { os = ["linux", "mac", "win"], py = ["3.11", "3.12", "3.13"]
         let parts: Vec<&str> = label.split(',').collect();
         assert_eq!(
             t.read(&format!("out.{i}")),
-            format!("{}/{} {label} {} 1\n", parts[0], parts[1], parts[0]),
+            format!("{}/{}-1 {label} {} 1\n", parts[0], parts[1], parts[0]),
             "task {i}"
         );
         assert!(
@@ -411,7 +405,7 @@ items = { matrix = { os = ["linux", "mac", "win"], py = ["3.11", "3.12", "3.13"]
     assert_eq!(tasks[3]["item"], "mac,3.12,1");
     assert_eq!(
         tasks[3]["fields"],
-        serde_json::json!({"os": "mac", "py": "3.12", "py_v": "1"})
+        serde_json::json!({"os": "mac", "py": "3.12", "py-v": "1"})
     );
 }
 
@@ -425,6 +419,19 @@ fn item_tables_give_each_task_its_fields() {
     assert_eq!(out.lines_of("svc:api,8080"), ["api 8080 8080"]);
     // Keys are in the first table's order, whatever the order of later ones.
     assert_eq!(out.lines_of("svc:web,8081"), ["web 8081 8081"]);
+}
+
+/// Any key is a field: `node-version` is `{item.node-version}` and
+/// `RUNNER_ITEM_NODE_VERSION`, in a table as in a matrix.
+#[test]
+fn item_table_keys_with_a_dash_are_fields() {
+    let t = Test::new(
+        "[jobs.t]\ncommand = 'echo {item.node-version} $RUNNER_ITEM_NODE_VERSION'\nitems = [ { node-version = 18 }, { node-version = 20 } ]\n",
+    );
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(out.lines_of("t:18"), ["18 18"]);
+    assert_eq!(out.lines_of("t:20"), ["20 20"]);
 }
 
 #[track_caller]

@@ -106,3 +106,79 @@ fn other_places_quoting_cannot_protect_are_refused() {
         .assert_stdout_has("[a  b; touch PWNED]");
     assert!(!t.path("PWNED").exists());
 }
+
+/// An argv command that runs a shell's script (`["sh", "-c", SCRIPT]`, also `bash -ec`,
+/// through `env`, or the file's `shell`) gets values in its script quoted like a string
+/// command: an item `$(…)` is not run, an item `'` does not break the script, and a var
+/// is quoted too. An argument after the script is passed as it is.
+#[test]
+fn the_script_of_an_argv_shell_gets_values_quoted() {
+    let t = Test::new(
+        r#"
+shell = ["bash", "-o", "pipefail", "-c"]
+[vars]
+who = "$(touch PWNED-VAR) x"
+[jobs.sh]
+command = ["sh", "-c", "printf '%s|%s' {item} {vars.who} > out/sh.{index}"]
+items = ["$(touch PWNED)", "'", "a  b"]
+[jobs.bash]
+command = ["/usr/bin/env", "bash", "-ec", "printf '%s' {item} > out/bash.{index}"]
+items = ["$(touch PWNED)", "'", "a  b"]
+[jobs.own]
+command = ["bash", "-o", "pipefail", "-c", "printf '%s' {item} > out/own.{index}"]
+items = ["$(touch PWNED)", "'", "a  b"]
+[jobs.arg]
+command = ["sh", "-c", "printf '%s' \"$1\" > out/arg.{index}", "sh", "{item}"]
+items = ["$(touch PWNED)", "'", "a  b"]
+"#,
+    );
+    std::fs::create_dir(t.path("out")).unwrap();
+    t.run().assert_code(0);
+    for (index, item) in ["$(touch PWNED)", "'", "a  b"].iter().enumerate() {
+        assert_eq!(
+            t.read(&format!("out/sh.{index}")),
+            format!("{item}|$(touch PWNED-VAR) x")
+        );
+        for job in ["bash", "own", "arg"] {
+            assert_eq!(t.read(&format!("out/{job}.{index}")), *item, "{job}");
+        }
+    }
+    assert!(!t.path("PWNED").exists(), "an item ran as code");
+    assert!(!t.path("PWNED-VAR").exists(), "a var ran as code");
+}
+
+/// Where quoting cannot protect a value, the script of an argv shell refuses it like a
+/// string command does, and points to passing it as an argument.
+#[test]
+fn a_value_in_quotes_in_the_script_of_an_argv_shell_is_refused() {
+    let t = Test::new("[jobs.h]\ncommand = ['sh', '-c', \"echo '{item}'\"]\nitems = ['x']\n");
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("`{item}` inside single quotes in the shell script of an argv command")
+        .assert_stderr_has("\"sh\", \"{item}\"]");
+}
+
+/// Every bad placeholder of a file is reported in one pass, each at its place: unknown
+/// names, values inside quotes, and fields the items lack — several in one string.
+#[test]
+fn every_bad_placeholder_is_reported_at_once() {
+    let t = Test::new(
+        r#"
+[vars]
+profile = "fast"
+[jobs.t]
+command = 'run "{item.suite}" "{vars.profile}" {itme} {vars.nope} {item.sute}'
+env = { A = "{item.x} {item.y}" }
+items = [ { suite = "unit" } ]
+"#,
+    );
+    let out = t.run();
+    out.assert_code(2)
+        .assert_stderr_has("`{item.suite}` inside double quotes in a shell command")
+        .assert_stderr_has("`{vars.profile}` inside double quotes in a shell command")
+        .assert_stderr_has("unknown placeholder `{itme}`")
+        .assert_stderr_has("`{vars.nope}` is not declared in `[vars]`")
+        .assert_stderr_has("`{item.sute}`: the items have no field `sute`")
+        .assert_stderr_has("`{item.x}`: the items have no field `x`")
+        .assert_stderr_has("`{item.y}`: the items have no field `y`");
+}

@@ -309,14 +309,15 @@ impl Checker<'_> {
         Some(out)
     }
 
-    /// Field names, checked: each must make a placeholder (`{item.KEY}`) and an
-    /// environment variable (`RUNNER_ITEM_KEY`) of its own.
+    /// Field names, checked: any key but the empty one (`node-version`, the common
+    /// GitHub matrix key, is `{item.node-version}` and `RUNNER_ITEM_NODE_VERSION`), as
+    /// long as each makes an environment variable (`RUNNER_ITEM_KEY`) of its own.
     fn field_names(&mut self, keys: &[String], span: Range<usize>) -> bool {
         let mut env: HashMap<String, &str> = HashMap::new();
         for key in keys {
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if key.is_empty() {
                 self.error(
-                    format!("field name `{key}` may only hold ASCII letters, digits and `_` (it is written {{item.{key}}})"),
+                    "a field name is empty: name it (it is written {item.NAME} and given as RUNNER_ITEM_NAME)",
                     span,
                 );
                 return false;

@@ -7,7 +7,7 @@ use super::{article, Checker};
 use crate::diagnostic::{suggest, Diagnostic};
 use crate::jobfile::typed::{self, Value};
 use crate::jobfile::{CommandSpec, Items, JobId, QueueId, StdinSpec};
-use crate::template::{is_posix_shell, Template};
+use crate::template::{self, is_posix_shell, Template};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -17,27 +17,23 @@ impl Checker<'_> {
     pub(super) fn command(&mut self, raw: &Value<'_>, shell: Vec<String>) -> CommandSpec {
         match raw.get_ref() {
             DeValue::String(script) => self.shell_command(script, raw.span(), &shell).map_or(
-                CommandSpec::Argv(Vec::new()),
+                CommandSpec::empty(),
                 |script| CommandSpec::Shell { shell, script },
             ),
-            DeValue::Array(parts) => {
-                CommandSpec::Argv(self.argv_command(parts, raw.span()).unwrap_or_default())
-            }
+            DeValue::Array(parts) => self
+                .argv_command(parts, raw.span(), &shell)
+                .unwrap_or_else(CommandSpec::empty),
             other => {
                 self.error(
                     format!("`command` must be a string (run with the shell) or an array of strings (argv), not {}", article(other.type_str())),
                     raw.span(),
                 );
-                CommandSpec::Argv(Vec::new())
+                CommandSpec::empty()
             }
         }
     }
 
-    /// A string `command`, run by `shell`. The runner inserts `{item}` quoted for a
-    /// POSIX shell, so `{item}` is refused where that quoting cannot protect it: inside
-    /// quotes (its quotes would close the ones around it, leaving the item bare for the
-    /// shell to run as code), and anywhere in a command run by another program. Each
-    /// error points at the `{item}` itself.
+    /// A string `command`, run by `shell`.
     fn shell_command(
         &mut self,
         text: &str,
@@ -48,10 +44,30 @@ impl Checker<'_> {
             self.error("`command` is empty", span);
             return None;
         }
-        let script = self.template_at(text, span.clone())?;
+        let script = self.template_kept(text, span.clone())?;
+        self.script(&script, text, span, shell, false);
+        script.is_sound().then_some(script)
+    }
+
+    /// A shell script (a string `command`, or the script argument of an argv command
+    /// that runs a shell, `in_argv`), run by `shell`. The runner inserts values (`{item}`,
+    /// `{item.FIELD}`, `{vars.NAME}`) quoted for a POSIX shell, so a value is refused
+    /// where that quoting cannot protect it: inside quotes (its quotes would close the
+    /// ones around it, leaving the value bare for the shell to run as code), and
+    /// anywhere in a script run by another program. Every such value is reported, each
+    /// error pointing at its placeholder.
+    fn script(
+        &mut self,
+        script: &Template,
+        text: &str,
+        span: Range<usize>,
+        shell: &[String],
+        in_argv: bool,
+    ) {
         let at = |item: Range<usize>| typed::content_span(self.source, span.clone(), text, item);
+        let argv_note = "or pass it as an argument of its own after the script, where it is never code: [\"sh\", \"-c\", \"echo \\\"$1\\\"\", \"sh\", \"{item}\"]";
         if !is_posix_shell(shell) {
-            if let Some(value) = script.first_value() {
+            for value in script.values() {
                 let program = shell.first().map_or("", String::as_str);
                 let written = &text[value.clone()];
                 let what = match written {
@@ -62,11 +78,16 @@ impl Checker<'_> {
                 let d = Diagnostic::at(
                     format!("`{written}` in a command run by `{program}`, which is not a POSIX shell: the runner cannot quote {what} for it"),
                     at(value),
-                )
-                .with_note("pass it in the environment instead: every task gets its item in RUNNER_ITEM (and fields in RUNNER_ITEM_<KEY>), and `env = { NAME = \"{vars.NAME}\" }` hands a var over (in Python, os.environ[\"NAME\"]); or make `command` an array (argv), where a placeholder is passed inside one argument");
-                self.diagnostics.push(d);
+                );
+                self.diagnostics.push(if in_argv {
+                    d.with_note(format!("pass it in the environment instead: every task gets its item in RUNNER_ITEM (and fields in RUNNER_ITEM_<KEY>), and `env = {{ NAME = \"{{vars.NAME}}\" }}` hands a var over (in Python, os.environ[\"NAME\"]); {argv_note}"))
+                } else {
+                    d.with_note("pass it in the environment instead: every task gets its item in RUNNER_ITEM (and fields in RUNNER_ITEM_<KEY>), and `env = { NAME = \"{vars.NAME}\" }` hands a var over (in Python, os.environ[\"NAME\"]); or make `command` an array (argv), where a placeholder is passed inside one argument")
+                });
             }
-        } else if let Some((place, value)) = script.value_where_quoting_fails() {
+            return;
+        }
+        for (place, value) in script.values_where_quoting_fails() {
             let written = text[value.clone()].to_string();
             let env_note = format!("hand it over in the environment (env = {{ NAME = \"{written}\" }}) and use \"$NAME\" there: the shell puts a variable's text in, never runs it");
             let note = match place {
@@ -78,16 +99,32 @@ impl Checker<'_> {
                 _ if written == "{item}" => "the runner quotes {item} itself; write it bare (echo {item}), or use \"$RUNNER_ITEM\" inside quotes".to_string(),
                 _ => format!("the runner quotes {written} itself; write it bare (echo {written}), or hand it over in the environment (env = {{ NAME = \"{written}\" }}) and use \"$NAME\" inside quotes"),
             };
+            let note = if in_argv {
+                format!("{note}; {argv_note}")
+            } else {
+                note
+            };
+            let what = if in_argv {
+                "the shell script of an argv command"
+            } else {
+                "a shell command"
+            };
             self.diagnostics.push(
-                Diagnostic::at(format!("`{written}` {place} in a shell command"), at(value))
-                    .with_note(note),
+                Diagnostic::at(format!("`{written}` {place} in {what}"), at(value)).with_note(note),
             );
         }
-        Some(script)
     }
 
-    /// An array `command`: each part one argument, the first naming the program.
-    fn argv_command(&mut self, parts: &[Value<'_>], span: Range<usize>) -> Option<Vec<Template>> {
+    /// An array `command`: each part one argument, the first naming the program. When it
+    /// runs a shell's script (`["sh", "-c", SCRIPT, …]`, or the file's `shell` followed by
+    /// one argument: see `template::script_argument`), that argument is checked and
+    /// rendered like a string command.
+    fn argv_command(
+        &mut self,
+        parts: &[Value<'_>],
+        span: Range<usize>,
+        shell: &[String],
+    ) -> Option<CommandSpec> {
         if parts.is_empty() {
             self.error(
                 "`command` is empty: name a program, e.g. [\"echo\", \"hi\"]",
@@ -95,13 +132,15 @@ impl Checker<'_> {
             );
             return None;
         }
-        let mut argv = Vec::new();
+        let mut args = Vec::new();
+        let mut texts = Vec::new();
         for part in parts {
             match part.get_ref() {
                 DeValue::String(s) => {
                     // Errors point at the argument itself.
-                    if let Some(t) = self.template_at(s, part.span()) {
-                        argv.push(t);
+                    if let Some(t) = self.template_kept(s, part.span()) {
+                        args.push(t);
+                        texts.push((s.to_string(), part.span()));
                     }
                 }
                 other => {
@@ -116,10 +155,19 @@ impl Checker<'_> {
                 }
             }
         }
-        if argv.first().is_some_and(Template::is_empty) {
+        if args.first().is_some_and(Template::is_empty) {
             self.error("`command` names an empty program", span);
         }
-        Some(argv)
+        let fixed: Vec<Option<String>> = args.iter().map(Template::fixed_text).collect();
+        let script = template::script_argument(&fixed, shell);
+        if let Some(k) = script {
+            let program: Vec<String> = fixed[..k].iter().flatten().cloned().collect();
+            let (text, at) = texts[k].clone();
+            self.script(&args[k], &text, at, &program, true);
+        }
+        args.iter()
+            .all(Template::is_sound)
+            .then_some(CommandSpec::Argv { args, script })
     }
 
     /// `items`: an array of values, or a table with one of `range`, `file`, `queue`.

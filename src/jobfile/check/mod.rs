@@ -207,7 +207,7 @@ impl Checker<'_> {
         let command = match &job.command {
             Some(command) => self.command(command, shell),
             // Reported by `raw` (missing, or the job is not a table).
-            None => super::CommandSpec::Argv(Vec::new()),
+            None => super::CommandSpec::empty(),
         };
         let (needs, needs_spans) = self.needs(&job.needs, id, &name, names);
         let before_items = self.diagnostics.len();
@@ -408,17 +408,21 @@ impl Checker<'_> {
     /// on items with fields, `{item.F}` on plain items or naming a field they lack.
     fn check_fields(&mut self, job: &str, keys: Option<&[String]>, fan_out: bool) {
         for (template, span, text) in std::mem::take(&mut self.templates) {
-            let Some(TemplateError {
+            for TemplateError {
                 offset,
                 len,
                 message,
-            }) = template.check_fields(keys, fan_out)
-            else {
-                continue;
-            };
-            let at = super::typed::content_span(self.source, span, &text, offset..offset + len);
-            if self.reported.insert((at.clone(), message.clone())) {
-                self.error(format!("job `{job}`: {message}"), at);
+            } in template.check_fields(keys, fan_out)
+            {
+                let at = super::typed::content_span(
+                    self.source,
+                    span.clone(),
+                    &text,
+                    offset..offset + len,
+                );
+                if self.reported.insert((at.clone(), message.clone())) {
+                    self.error(format!("job `{job}`: {message}"), at);
+                }
             }
         }
     }
@@ -426,17 +430,19 @@ impl Checker<'_> {
     /// A value known at load time (an item of a list, the path of an items file): it may
     /// name vars and `{job}`, nothing that differs from task to task.
     fn fixed_template(&mut self, text: &str, span: Range<usize>, what: &str) -> Option<String> {
-        let template = self.parse_template(text, span.clone())?;
-        if let Some(at) = template.per_task() {
+        let template = self
+            .parse_template(text, span.clone())
+            .filter(Template::is_sound)?;
+        let per_task = template.per_task_all();
+        for at in &per_task {
             let written = &text[at.clone()];
-            let at = super::typed::content_span(self.source, span, text, at);
+            let at = super::typed::content_span(self.source, span.clone(), text, at.clone());
             self.error(
                 format!("`{written}` in {what}: only {{vars.NAME}} and {{job}} are known before tasks start"),
                 at,
             );
-            return None;
         }
-        Some(self.render_fixed(&template))
+        per_task.is_empty().then(|| self.render_fixed(&template))
     }
 
     /// A template without per-task placeholders, rendered.
@@ -457,6 +463,13 @@ impl Checker<'_> {
     /// Parses a template of the job (or the top-level `env`) that appears in the file at
     /// `span` (a TOML string, quotes and all), kept to be checked against the job's items.
     fn template_at(&mut self, text: &str, span: Range<usize>) -> Option<Template> {
+        self.template_kept(text, span).filter(Template::is_sound)
+    }
+
+    /// [`Checker::template_at`], also when a placeholder of it names nothing (reported
+    /// already; it is inert in the template): for commands, whose other placeholders
+    /// are still checked (quoting) in the same pass.
+    fn template_kept(&mut self, text: &str, span: Range<usize>) -> Option<Template> {
         let template = self.parse_template(text, span.clone())?;
         self.templates
             .push((template.clone(), span, text.to_string()));
@@ -464,21 +477,26 @@ impl Checker<'_> {
     }
 
     /// Parses a template. A NUL byte is refused here because no process argument,
-    /// environment value or path can hold one. An error points at the placeholder.
+    /// environment value or path can hold one. Every unknown placeholder is reported,
+    /// each error pointing at its placeholder; the template is still returned (the
+    /// unknown ones inert, see [`Template::is_sound`]) so that a caller may check the
+    /// rest of it in the same pass.
     fn parse_template(&mut self, text: &str, span: Range<usize>) -> Option<Template> {
         if text.contains('\0') {
             self.error("a NUL byte cannot be passed to a process", span);
             return None;
         }
-        match Template::parse(text, Scope { vars: &self.vars }) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let at =
-                    super::typed::content_span(self.source, span, text, e.offset..e.offset + e.len);
-                self.error(e.message, at);
-                None
-            }
+        let (template, errors) = Template::parse_all(text, Scope { vars: &self.vars });
+        for e in errors {
+            let at = super::typed::content_span(
+                self.source,
+                span.clone(),
+                text,
+                e.offset..e.offset + e.len,
+            );
+            self.error(e.message, at);
         }
+        Some(template)
     }
 
     /// A count (`pool`, `capacity`, `concurrency`): at least 1, and at most a million, far
