@@ -398,7 +398,9 @@ fn a_worker_that_left_a_running_run_comes_back_for_the_tasks_it_held() {
     got.sort();
     got.dedup();
     assert_eq!(got, ["1", "2", "3", "4"]);
-    assert!(err.contains("goes on"), "{err}");
+    // "goes on" if the coordinator was back when it looked, else "its coordinator is
+    // gone": either way it said it gave the tasks back.
+    assert!(err.contains("the tasks held here were released"), "{err}");
 }
 
 #[test]
