@@ -306,6 +306,12 @@ pub enum Event {
     Finish(String),
 }
 
+/// The worker name of a coordinator's own share of a distributed run (its consumer in
+/// Redis, and the `worker` of the tasks it ran): `coordinator@HOST:PID`, this process.
+pub fn own_share(host: &str) -> String {
+    format!("coordinator@{host}:{}", std::process::id())
+}
+
 /// "job" for a single task, "job:item" for a fan-out (the item shortened and made
 /// printable).
 pub fn label(job: &Job, item: &str) -> String {

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The `reason` of a report from a worker that refused a signed run, having no authkey.
+pub const NO_AUTHKEY: &str = "no-authkey";
+
 struct NoWake;
 impl Waker for NoWake {
     fn wake(&self, _: usize) {}
@@ -155,6 +158,10 @@ impl Worker {
                     continue;
                 }
             }
+            if self.key.is_none() && announcement.get("mac").is_some() {
+                self.refuse_keyless(broker, &run);
+                continue;
+            }
             if let Some(why) = self.refusal(&announcement, &run) {
                 self.refuse(broker, &run, why);
                 continue;
@@ -170,16 +177,26 @@ impl Worker {
             // be the run's only worker. Served again once it is running (its coordinator
             // back), so not served yet for `--once`.
             let stopping = self.stop.load(Ordering::SeqCst);
-            if !stopping
-                && matches!(
-                    broker.run_state(&run),
-                    Ok(RunState::Running | RunState::Orphaned)
-                )
-            {
-                self.session.say(format!(
-                    "run {} goes on: the tasks held here were released; serving it again while it runs",
-                    printable(&run, 80)
-                ));
+            let shown = printable(&run, 80);
+            let state = if stopping {
+                None
+            } else {
+                broker.run_state(&run).ok()
+            };
+            let said = match state {
+                Some(RunState::Running) => Some(format!(
+                    "run {shown} goes on: the tasks held here were released; serving it again while it runs"
+                )),
+                // Its coordinator died (or lost Redis for seconds): nothing runs for it
+                // unless it comes back.
+                Some(RunState::Orphaned) => Some(format!(
+                    "left run {shown}: its coordinator is gone; the tasks held here were \
+                     released, and none is started unless its coordinator comes back"
+                )),
+                _ => None,
+            };
+            if let Some(said) = said {
+                self.session.say(said);
                 self.left.insert(run);
                 return Ok(false);
             }
@@ -252,6 +269,24 @@ impl Worker {
                 printable(e.render(false).lines().next().unwrap_or(""), 200)
             )),
         }
+    }
+
+    /// Refuses a signed run, having no key to check its tasks with: said here, and
+    /// reported (unsigned, so marked as such) for the coordinator to tell it from a
+    /// forgery.
+    fn refuse_keyless(&self, broker: &mut Broker, run: &str) {
+        // Reported first: once this worker said it, the coordinator can read it.
+        let event = Message::new()
+            .with("host", &self.session.host)
+            .with("reason", NO_AUTHKEY)
+            .with("message", "refused the run: this worker has no authkey");
+        let _ = broker.report(run, &event);
+        self.session.say(format!(
+            "refusing run {}: it is signed (its coordinator has an authkey) and this worker \
+             has none, so it cannot check its tasks; give it the same key with \
+             --authkey-file FILE or RUNNER_AUTHKEY",
+            printable(run, 80)
+        ));
     }
 
     fn refuse(&self, broker: &mut Broker, run: &str, why: String) {

@@ -81,6 +81,8 @@ struct Run {
     withdrawn: Mutex<Vec<Start>>,
     /// Workers' reports dropped because they did not authenticate.
     dropped: AtomicU64,
+    /// Workers that refused the run for want of the authkey (their report unsigned).
+    keyless: AtomicU64,
     say: Say,
 }
 
@@ -163,6 +165,7 @@ impl Coordinator {
             in_flight: Mutex::default(),
             withdrawn: Mutex::default(),
             dropped: AtomicU64::new(0),
+            keyless: AtomicU64::new(0),
             say,
         });
         let mut broker = run.connect()?;
@@ -225,6 +228,13 @@ impl Coordinator {
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        let keyless = run.keyless.load(Ordering::SeqCst);
+        if keyless > 1 {
+            (run.say)(format!(
+                "{} without the authkey refused this run",
+                plural(keyless, "worker")
+            ));
         }
         let dropped = run.dropped.load(Ordering::SeqCst);
         if dropped > 0 {
@@ -302,6 +312,23 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult) {
 /// Shows a worker's report, made printable; with an authkey, one that does not
 /// authenticate is dropped: said once, counted at the end.
 fn event_came(run: &Run, message: &Message) {
+    if !message.verify(run.key(), &run.id) && keyless(message) {
+        // Unsigned, so unproven like any such report; its words are not shown, only
+        // what a worker without the key means by it.
+        if run.keyless.fetch_add(1, Ordering::SeqCst) == 0 {
+            let who = if run.options.no_local {
+                "workers that have the key"
+            } else {
+                "this runner's own slots and workers that have the key"
+            };
+            (run.say)(format!(
+                "a worker without the authkey refused this run (its tasks are signed; give \
+                 workers the key with --authkey-file or RUNNER_AUTHKEY): its tasks are run by \
+                 {who}"
+            ));
+        }
+        return;
+    }
     if !message.verify(run.key(), &run.id) {
         if run.dropped.fetch_add(1, Ordering::SeqCst) == 0 {
             (run.say)(
@@ -317,12 +344,24 @@ fn event_came(run: &Run, message: &Message) {
     (run.say)(format!("worker {host}: {text}"));
 }
 
+/// A report of a worker that refused a signed run for want of the authkey: unsigned,
+/// and saying so.
+fn keyless(message: &Message) -> bool {
+    message.get("mac").is_none()
+        && message.get("reason") == Some(super::command::NO_AUTHKEY.as_bytes())
+}
+
 /// Hands a result to `on_result` unless it is forged, unknown, or not awaited.
 fn result_came(run: &Run, id: &str, message: &Message, on_result: &OnResult) {
     if !message.verify(run.key(), &run.id) {
-        (run.say)(format!(
-            "refused result entry {id}: its MAC does not match (forged or tampered)"
-        ));
+        (run.say)(if message.get("mac").is_none() {
+            format!(
+                "refused result entry {id}: it is not signed (a worker without the authkey, \
+                 or written by someone else)"
+            )
+        } else {
+            format!("refused result entry {id}: its MAC does not match (forged or tampered)")
+        });
         return;
     }
     let job_name = message.text("job").unwrap_or_default();

@@ -64,10 +64,12 @@ return #rows
 
 /// Before a worker runs a task: is the entry the one issued for it, is the task still
 /// undone? If so, the task is recorded as started by this consumer, in the same step.
-/// Not while the run is stopping: then the coordinator knows which tasks started.
-/// KEYS: issued, done, started, run hash. ARGV: task key, entry id, consumer.
+/// Not while the run is stopping: then the coordinator knows which tasks started. Not
+/// once the coordinator's heartbeat is gone: nobody would journal the result.
+/// KEYS: issued, done, started, run hash, alive. ARGV: task key, entry id, consumer.
 const START: &str = r"
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return 3 end
+if redis.call('EXISTS', KEYS[5]) == 0 then return 4 end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -85,6 +87,9 @@ pub enum TaskState {
     Start,
     /// The run is stopping or over: do not start it.
     RunStopped,
+    /// The run's coordinator is gone (its heartbeat expired): do not start it, and keep
+    /// the entry, in case the coordinator comes back.
+    Orphaned,
 }
 
 /// Issuing, taking, renewing and completing tasks.
@@ -211,6 +216,7 @@ impl Broker {
                 .key(key(run, "done"))
                 .key(key(run, "started"))
                 .key(run_key(run))
+                .key(key(run, "alive"))
                 .arg(task)
                 .arg(id)
                 .arg(consumer)
@@ -220,6 +226,7 @@ impl Broker {
             0 => TaskState::NotIssued,
             1 => TaskState::Done,
             2 => TaskState::Start,
+            4 => TaskState::Orphaned,
             _ => TaskState::RunStopped,
         })
     }

@@ -8,7 +8,10 @@
 //! and an item, and is refused unless it authenticates, names a job that may run
 //! remotely, and is the entry the coordinator issued for that task. A watcher thread
 //! follows the run's state: a run its coordinator stops has its tasks here stopped and
-//! reported stopped; a run that ended or whose coordinator died is left.
+//! reported stopped; a run that ended or whose coordinator died is left. No task starts
+//! once the coordinator's heartbeat expired (the START script checks it): its result
+//! would never be journaled; the entries held are kept unstarted until the watcher
+//! leaves the run (and gives them back) or sees the coordinator back.
 //!
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
@@ -49,6 +52,9 @@ pub struct Serve {
     /// Set when the coordinator stops the run: tasks stopped here are reported stopped
     /// rather than left for another worker.
     stopping: AtomicBool,
+    /// Set while the run's coordinator seems gone (its heartbeat expired): no consumer
+    /// takes or starts a task until the watcher sees the heartbeat again, or leaves.
+    orphaned: AtomicBool,
     /// Entries this process holds, for the renewer.
     held: Mutex<HashSet<String>>,
     /// Entries read and not yet started, for whichever consumer thread is free first.
@@ -62,6 +68,7 @@ impl Serve {
             ctx,
             stop,
             stopping: AtomicBool::new(false),
+            orphaned: AtomicBool::new(false),
             held: Mutex::new(HashSet::new()),
             prefetched: Mutex::new(VecDeque::new()),
         }
@@ -176,7 +183,10 @@ fn watch(s: &Serve, broker: &mut Broker) {
     let run = printable(s.run(), 80);
     while !s.stop.load(Ordering::SeqCst) {
         match broker.run_state(s.run()) {
-            Ok(RunState::Running) => orphaned_since = None,
+            Ok(RunState::Running) => {
+                orphaned_since = None;
+                s.orphaned.store(false, Ordering::SeqCst);
+            }
             Ok(RunState::Stopping) => {
                 s.stopping.store(true, Ordering::SeqCst);
                 s.say(format!(
@@ -186,10 +196,11 @@ fn watch(s: &Serve, broker: &mut Broker) {
             }
             Ok(RunState::Over) => return leave(s),
             Ok(RunState::Orphaned) => {
+                s.orphaned.store(true, Ordering::SeqCst);
                 let since = *orphaned_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= ORPHANED_AFTER {
                     s.say(format!(
-                        "run {run}: its coordinator is gone (no heartbeat for {}); leaving the run",
+                        "run {run}: its coordinator is gone (its heartbeat expired over {} ago); leaving the run",
                         crate::task::duration(since.elapsed())
                     ));
                     let _ = broker.expire_run(s.run());
@@ -237,6 +248,12 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             }
             checked = Instant::now();
         }
+        if s.orphaned.load(Ordering::SeqCst) {
+            // Its coordinator seems gone: nothing is taken or started until the watcher
+            // sees it back, or leaves the run (and gives back what this process holds).
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         let next = pop().or_else(|| {
             let mut fetched = Vec::new();
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
@@ -266,7 +283,15 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
         let Some((id, message)) = next else {
             continue;
         };
-        handle(s, broker, slot, &id, &message);
+        if handle(s, broker, slot, &id, &message) == Handled::Kept {
+            // Still held (and renewed): started once the coordinator is back, or given
+            // back when this process leaves the run.
+            s.prefetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_front((id, message));
+            continue;
+        }
         s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
@@ -294,11 +319,21 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
     None
 }
 
-fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Message) {
+/// What became of an entry a consumer handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Run, refused, or left pending for another worker: no longer this consumer's.
+    Over,
+    /// Not started because the run's coordinator is gone: kept, to start if it comes
+    /// back.
+    Kept,
+}
+
+fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Message) -> Handled {
     let run = s.run();
     if !message.verify(s.key(), run) {
         s.refuse(broker, id, format!("refused task entry {id}: its MAC does not match (forged, tampered, or another authkey)"));
-        return;
+        return Handled::Over;
     }
     let file = s.ctx.file.clone();
     let job_name = message.text("job").unwrap_or_default();
@@ -311,7 +346,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
                 printable(&job_name, 80)
             ),
         );
-        return;
+        return Handled::Over;
     };
     if !s.options.jobs.contains(&job.name) {
         s.refuse(
@@ -319,7 +354,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id,
             format!("refused task entry {id}: job `{job_name}` is not one of the run's jobs"),
         );
-        return;
+        return Handled::Over;
     }
     if !may_run_remotely(job) {
         s.refuse(
@@ -327,7 +362,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id,
             format!("refused task entry {id}: job `{job_name}` does not run on workers"),
         );
-        return;
+        return Handled::Over;
     }
     let (Some(index), Some(item)) = (message.number::<u64>("index"), message.get("item")) else {
         s.refuse(
@@ -335,7 +370,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id,
             format!("refused task entry {id}: no index or item"),
         );
-        return;
+        return Handled::Over;
     };
     // An item this worker's file knows must be the one the entry names.
     let known = !matches!(job.items, Items::File { .. } | Items::Queue(_));
@@ -350,24 +385,28 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id,
             format!("refused task entry {id}: its item is not item {index} of job `{job_name}` in this worker's file"),
         );
-        return;
+        return Handled::Over;
     }
     let task = format!("{}/{index}", job.name);
     if run_over(s) {
-        return; // Not started: left pending.
+        return Handled::Over; // Not started: left pending.
     }
     // Was this entry the one issued for the task, and is the task still undone?
     match broker.start_task(run, &task, id, &s.options.consumer) {
         Ok(TaskState::Start) => {}
         Ok(TaskState::NotIssued) => {
             s.refuse(broker, id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
-            return;
+            return Handled::Over;
         }
         Ok(TaskState::Done) => {
             let _ = broker.acknowledge(run, id);
-            return;
+            return Handled::Over;
         }
-        Ok(TaskState::RunStopped) | Err(_) => return,
+        Ok(TaskState::Orphaned) => {
+            s.orphaned.store(true, Ordering::SeqCst);
+            return Handled::Kept;
+        }
+        Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
     let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, None);
     if bug {
@@ -380,7 +419,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     // Stopped with its worker: left pending, so that another worker takes it over.
     // Stopped with its run (or the coordinator's own share): reported stopped.
     if stopped && !s.stopping.load(Ordering::SeqCst) && s.ctx.mode == Mode::Worker {
-        return;
+        return Handled::Over;
     }
     let mut record = record;
     record.worker = Some(s.options.consumer.clone());
@@ -388,6 +427,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
     }
+    Handled::Over
 }
 
 /// Whether tasks of `job` may run on workers.

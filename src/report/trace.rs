@@ -5,7 +5,10 @@
 //! (`JOB:ITEM`, the item uncut: `args.index` tells equal items apart), with `cat` its
 //! job, `ts`/`dur` in microseconds from the run's start, `pid` the process that ran it
 //! (this runner, or a worker: each named by a metadata event) and `tid` its slot (named
-//! `slot N`). Written as tasks end, a line per event: a run of 100,000 tasks
+//! `slot N`). The coordinator's own share of a distributed run is this runner too: its
+//! slots are threads of this runner's process, named `own share, slot N` (from
+//! [`SHARE_TIDS`] on, since the runner's slots for local jobs run beside them). Written
+//! as tasks end, a line per event: a run of 100,000 tasks
 //! does not hold its trace in memory, only the names of the hosts and slots seen.
 
 use crate::task::{describe_end, TaskRecord};
@@ -16,12 +19,19 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// The first thread id of the coordinator's own share (its slot 0): past any pool.
+pub const SHARE_TIDS: usize = 1 << 20;
+
 pub struct Trace {
     path: PathBuf,
     out: BufWriter<File>,
     origin: SystemTime,
     /// Trace processes by name: this runner's host, and each worker (`host:pid`).
     processes: HashMap<String, u32>,
+    /// This runner's host: its process.
+    host: String,
+    /// The worker name of this runner's own share of a distributed run.
+    own_share: String,
     /// Slots already named, by process.
     threads: HashSet<(u32, usize)>,
     /// Events written so far (a comma goes before every one but the first).
@@ -41,6 +51,8 @@ impl Trace {
             out,
             origin,
             processes: HashMap::new(),
+            host: host.to_string(),
+            own_share: crate::task::own_share(host),
             threads: HashSet::new(),
             events: 0,
             error: None,
@@ -60,12 +72,18 @@ impl Trace {
         if tries.is_empty() || self.error.is_some() {
             return;
         }
-        let pid = self.process(r.ran_on());
-        let tid = if r.slot == usize::MAX { 0 } else { r.slot };
+        let slot = if r.slot == usize::MAX { 0 } else { r.slot };
+        let (pid, tid, name) = if r.worker.as_deref() == Some(self.own_share.as_str()) {
+            let host = self.host.clone();
+            let tid = SHARE_TIDS.saturating_add(slot);
+            (self.process(&host), tid, format!("own share, slot {slot}"))
+        } else {
+            (self.process(r.ran_on()), slot, format!("slot {slot}"))
+        };
         if self.threads.insert((pid, tid)) {
             self.event(
                 json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                "args": {"name": format!("slot {tid}")}}),
+                "args": {"name": name}}),
             );
             self.event(
                 json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
@@ -225,5 +243,34 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| e["name"] == "thread_name" && e["args"]["name"] == "slot 3"));
+    }
+
+    #[test]
+    fn the_own_share_is_this_runner_with_slots_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        let mut trace = Trace::create(&path, SystemTime::UNIX_EPOCH, "here").unwrap();
+        let mut records = records();
+        records[0].slot = 1;
+        records[3].slot = 1;
+        records[3].worker = Some(crate::task::own_share("here"));
+        trace.add("job", "local", &records[0]);
+        trace.add("job", "shared", &records[3]);
+        trace.finish().unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let events = doc["traceEvents"].as_array().unwrap();
+        let names: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["name"] == "process_name")
+            .collect();
+        assert_eq!(names.len(), 1, "{doc}");
+        let x = |name: &str| events.iter().find(|e| e["name"] == name).unwrap();
+        assert_eq!(x("shared")["pid"], x("local")["pid"]);
+        assert_eq!(x("local")["tid"], 1);
+        assert_eq!(x("shared")["tid"], SHARE_TIDS + 1);
+        assert!(events.iter().any(|e| e["name"] == "thread_name"
+            && e["tid"] == SHARE_TIDS + 1
+            && e["args"]["name"] == "own share, slot 1"));
     }
 }

@@ -160,7 +160,7 @@ fn start_share(
         url: options.url.clone(),
         run_id: ctx.run_id.clone(),
         key: options.key.clone(),
-        consumer: format!("coordinator@{}:{}", ctx.host, std::process::id()),
+        consumer: task::own_share(&ctx.host),
         pool,
         lease: options.lease(),
         jobs: ctx.file.jobs.iter().map(|j| j.name.clone()).collect(),

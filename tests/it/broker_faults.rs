@@ -237,3 +237,73 @@ fn a_broker_url_without_scheme_says_what_to_write() {
         out.stderr
     );
 }
+
+/// Nanoseconds since the epoch, as `date +%s%N` writes them.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn a_worker_starts_no_task_of_a_run_whose_coordinator_is_dead() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.fan]\ncommand = 'date +%s%N >> started.log; sleep 0.2'\nitems = { range = [0, 200] }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let mut w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let said = Collected::start(w.0.stderr.take().unwrap());
+    let mut dead = t.spawn();
+    let run = announced_run(&redis);
+    assert!(wait_for(Duration::from_secs(15), || t
+        .lines_in("started.log")
+        >= 2));
+    // SAFETY: killing the coordinator this test started, by its pid.
+    unsafe { libc::kill(dead.id() as i32, libc::SIGKILL) };
+    let _ = dead.wait();
+    // The worker has tasks in hand and many more queued; the heartbeat lives 5 s.
+    let alive = format!("runner:{run}:alive");
+    let mut expired = 0;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            expired = now_ns();
+            redis.cli(&["EXISTS", &alive]).trim() == "0"
+        }),
+        "the dead coordinator's heartbeat expires"
+    );
+    // Once the worker says it left the run, it starts none of its tasks any more.
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let now = said.now();
+            now.contains("goes on") || now.contains("left run")
+        }),
+        "{}",
+        said.now()
+    );
+    w.signal(libc::SIGTERM);
+    let _ = wait_child(&mut w.0, Duration::from_secs(10));
+    let said = said.finish();
+    // A task checked just before the key expired may start a moment after the test saw
+    // it gone; none starts later than that.
+    let late: Vec<u128> = t
+        .read("started.log")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u128>().ok())
+        .filter(|ns| *ns > expired + 300_000_000)
+        .map(|ns| (ns - expired) / 1_000_000)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "tasks started this many ms after the heartbeat expired: {late:?}\n{said}"
+    );
+    assert!(
+        !said.contains("goes on"),
+        "a dead run is not said to go on: {said}"
+    );
+    assert!(
+        said.contains(&format!("left run {run}: its coordinator is gone")),
+        "{said}"
+    );
+}
