@@ -73,7 +73,7 @@ impl Trace {
             return;
         }
         let slot = if r.slot == usize::MAX { 0 } else { r.slot };
-        let (pid, tid, name) = if r.worker.as_deref() == Some(self.own_share.as_str()) {
+        let (pid, tid, thread) = if r.worker.as_deref() == Some(self.own_share.as_str()) {
             let host = self.host.clone();
             let tid = SHARE_TIDS.saturating_add(slot);
             (self.process(&host), tid, format!("own share, slot {slot}"))
@@ -83,7 +83,7 @@ impl Trace {
         if self.threads.insert((pid, tid)) {
             self.event(
                 json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                "args": {"name": name}}),
+                "args": {"name": thread}}),
             );
             self.event(
                 json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
