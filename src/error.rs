@@ -246,8 +246,9 @@ mod tests {
                 .into_owned();
             if name == "error.rs" {
                 // These tests name what they look for.
-                let tests = text.find("\n#[cfg(test)]\nmod tests {").unwrap();
-                text.truncate(tests);
+                if let Some(tests) = text.find("\n#[cfg(test)]\nmod tests {") {
+                    text.truncate(tests);
+                }
             }
             let found = stringly(&text).len();
             let allowed = ALLOWED
