@@ -247,26 +247,42 @@ pub struct WorkerArgs {
     pub grace: std::time::Duration,
 }
 
+/// A `--set` that cannot be: clap says the first two (a value parser's error, shown
+/// after clap's own words), the runner the third.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    #[error("{text:?} has no var name before `=` (write NAME=VALUE)")]
+    NoName { text: String },
+    #[error("{text:?} has no `=`: write NAME=VALUE, e.g. --set {text}=…")]
+    NoEquals { text: String },
+    #[error(
+        "--set {name} is given twice ({name}={first:?}, then {name}={then:?}): give each var once"
+    )]
+    Twice {
+        name: String,
+        first: String,
+        then: String,
+    },
+}
+
 /// `--set NAME=VALUE`: split at the first `=` (the value may hold more).
-fn parse_set(text: &str) -> Result<(String, String), String> {
+fn parse_set(text: &str) -> Result<(String, String), SetError> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        Some(_) => Err(format!(
-            "{text:?} has no var name before `=` (write NAME=VALUE)"
-        )),
-        None => Err(format!(
-            "{text:?} has no `=`: write NAME=VALUE, e.g. --set {text}=…"
-        )),
+        Some(_) => Err(SetError::NoName { text: text.into() }),
+        None => Err(SetError::NoEquals { text: text.into() }),
     }
 }
 
 /// The `--set` pairs, each name once.
-pub fn check_sets(sets: &[(String, String)]) -> Result<(), String> {
+pub fn check_sets(sets: &[(String, String)]) -> Result<(), SetError> {
     for (i, (name, value)) in sets.iter().enumerate() {
         if let Some((_, other)) = sets[..i].iter().find(|(n, _)| n == name) {
-            return Err(format!(
-                "--set {name} is given twice ({name}={other:?}, then {name}={value:?}): give each var once"
-            ));
+            return Err(SetError::Twice {
+                name: name.clone(),
+                first: other.clone(),
+                then: value.clone(),
+            });
         }
     }
     Ok(())
@@ -313,9 +329,27 @@ fn parse_lease(text: &str) -> Result<Duration, BadDuration> {
 /// The heartbeat's period when `RUNNER_HEARTBEAT` is not set.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// `RUNNER_HEARTBEAT` set to what is not a duration from 100ms to 1h.
+#[derive(Debug, thiserror::Error)]
+#[error("RUNNER_HEARTBEAT={text:?} {source}{}", form(source))]
+pub struct HeartbeatError {
+    /// The variable's value (lossily UTF-8).
+    pub text: String,
+    #[source]
+    pub source: DurationError,
+}
+
+/// The form to write, after an error that is not about bounds.
+fn form(e: &DurationError) -> &'static str {
+    match e {
+        DurationError::NotADuration(_) => " (write e.g. \"10s\"; between 100ms and 1h)",
+        _ => "",
+    }
+}
+
 /// `RUNNER_HEARTBEAT`: how often plain output says what is running, 100ms to 1h; the
 /// default when unset or empty. The commands check it before anything runs.
-pub fn heartbeat() -> Result<Duration, String> {
+pub fn heartbeat() -> Result<Duration, HeartbeatError> {
     let Some(raw) = std::env::var_os("RUNNER_HEARTBEAT").filter(|v| !v.is_empty()) else {
         return Ok(DEFAULT_HEARTBEAT);
     };
@@ -325,12 +359,9 @@ pub fn heartbeat() -> Result<Duration, String> {
         max: Duration::from_secs(3600),
         why_min: "",
     };
-    duration::parse(&text, bounds).map_err(|e| {
-        let form = match e {
-            DurationError::NotADuration(_) => " (write e.g. \"10s\"; between 100ms and 1h)",
-            _ => "",
-        };
-        format!("RUNNER_HEARTBEAT={text:?} {e}{form}")
+    duration::parse(&text, bounds).map_err(|source| HeartbeatError {
+        text: text.into_owned(),
+        source,
     })
 }
 

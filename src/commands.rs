@@ -35,7 +35,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
     if matches!(cli.command, Command::Run(_))
         || cfg!(feature = "distributed") && is_worker(&cli.command)
     {
-        cli::heartbeat().map_err(Error::Usage)?;
+        cli::heartbeat()?;
     }
     match cli.command {
         Command::Run(args) if args.dry_run => {
@@ -110,9 +110,9 @@ fn load(select: &cli::SelectArgs) -> Result<JobFile, Error> {
 
 /// Loads `path` with the vars `set`, and keeps only the jobs named (and what they need).
 fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFile, Error> {
-    cli::check_sets(set).map_err(Error::Usage)?;
+    cli::check_sets(set)?;
     let file = jobfile::load(path, set)?;
-    select(file, jobs).map_err(Error::Usage)
+    Ok(select(file, jobs)?)
 }
 
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
@@ -126,9 +126,11 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let memory = crate::state::Memory::new(&file, &options, index, false);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match plan::write(&file, args.json, &memory, &mut out) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
-        Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Error::Usage(e.to_string())),
-        Err(e) => Err(Error::system("write to stdout")(e)),
+        Err(plan::PlanError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(Outcome::Success)
+        }
+        Err(plan::PlanError::Write(e)) => Err(Error::system("write to stdout")(e)),
+        Err(plan::PlanError::Items { job, source }) => Err(Error::ItemsFile { job, source }),
         Ok(()) => Ok(Outcome::Success),
     }
 }
@@ -209,7 +211,7 @@ fn resume_hint(args: &RunArgs) -> String {
 
 /// `runner report REPORT --html FILE`: the page of a run, from its JSON report.
 fn report(args: &ReportArgs) -> Result<Outcome, Error> {
-    let report = crate::report::read_json(&args.report).map_err(Error::Usage)?;
+    let report = crate::report::read_json(&args.report)?;
     crate::report::write_html(&args.html, &report.jobs, &report.records, &report.info)
         .map_err(Error::path("write", &args.html))?;
     Ok(Outcome::Success)

@@ -29,10 +29,21 @@ pub struct Pattern {
 /// is an ordinary character of a name (`[*]` matches a literal `*`).
 const META: &[char] = &['*', '?', '[', ']', '{', '}'];
 
+/// Why a text is not a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("the pattern is empty")]
+    Empty,
+    /// What globset said of it (its kind only: the message that quotes the pattern
+    /// says which one).
+    #[error("{0}")]
+    Glob(globset::ErrorKind),
+}
+
 /// Parses `text`: an error says what is wrong with it, in globset's words.
-pub fn parse(text: &str) -> Result<Pattern, String> {
+pub fn parse(text: &str) -> Result<Pattern, PatternError> {
     if text.is_empty() {
-        return Err("the pattern is empty".to_string());
+        return Err(PatternError::Empty);
     }
     let absolute = text.starts_with('/');
     let parts: Vec<&str> = text
@@ -59,7 +70,7 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
         .literal_separator(true)
         .backslash_escape(false)
         .build()
-        .map_err(|e| e.kind().to_string())?;
+        .map_err(|e| PatternError::Glob(e.kind().clone()))?;
     let depth =
         (!parts[literal..].iter().any(|p| p.contains("**"))).then_some(parts.len() - literal);
     Ok(Pattern {
@@ -158,9 +169,11 @@ mod tests {
     fn a_broken_pattern_says_why() {
         assert!(parse("src/[a")
             .unwrap_err()
+            .to_string()
             .contains("unclosed character class"));
-        assert!(parse("{a,b").unwrap_err().contains("unclosed"));
-        assert_eq!(parse("").unwrap_err(), "the pattern is empty");
+        assert!(parse("{a,b").unwrap_err().to_string().contains("unclosed"));
+        assert_eq!(parse("").unwrap_err(), PatternError::Empty);
+        assert_eq!(parse("").unwrap_err().to_string(), "the pattern is empty");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! first tasks and the count), control characters shown escaped. `--json` is for
 //! programs: one object per task, streamed (never held in memory), byte-exact.
 
-use crate::jobfile::items_file::ItemReader;
+use crate::jobfile::items_file::{ItemReader, ItemsFileError};
 use crate::jobfile::{Items, Job, JobFile, JobId};
 use crate::render::{self, Command, Rendered, Stdin};
 use crate::state::{self, Memory};
@@ -53,13 +53,34 @@ pub fn start_order(file: &JobFile) -> Vec<JobId> {
     order
 }
 
+/// Why a plan could not be written whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Writing to the output failed.
+    #[error(transparent)]
+    Write(#[from] io::Error),
+    /// A job's items file cannot give a task's item (the JSON plan lists every task;
+    /// the text plan says it in its place).
+    #[error("job `{job}`: {source}")]
+    Items {
+        job: String,
+        #[source]
+        source: ItemsFileError,
+    },
+}
+
 /// Writes the plan of `file` to `out`, as text or JSON.
-pub fn write(file: &JobFile, json: bool, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
+pub fn write(
+    file: &JobFile,
+    json: bool,
+    memory: &Memory,
+    out: &mut impl Write,
+) -> Result<(), PlanError> {
     if json {
         write_json(file, memory, out)
     } else {
         write_text(file, memory, out)?;
-        out.flush()
+        Ok(out.flush()?)
     }
 }
 
@@ -68,7 +89,7 @@ pub fn write(file: &JobFile, json: bool, memory: &Memory, out: &mut impl Write) 
 fn tasks<'a>(
     file: &'a JobFile,
     job: &'a Job,
-) -> impl Iterator<Item = Result<(u64, String, Rendered), String>> + 'a {
+) -> impl Iterator<Item = Result<(u64, String, Rendered), ItemsFileError>> + 'a {
     let count = match job.items {
         Items::Queue(_) => 0,
         _ => job.items.count().unwrap_or(0),
@@ -162,7 +183,7 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
                     up_to_date |= action == "up_to_date";
                 }
                 Err(problem) => {
-                    writeln!(out, "  error: {}", shown(&problem))?;
+                    writeln!(out, "  error: {}", shown(&problem.to_string()))?;
                     break;
                 }
             }
@@ -330,7 +351,7 @@ fn shown(text: &str) -> String {
     out
 }
 
-fn write_json(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
+fn write_json(file: &JobFile, memory: &Memory, out: &mut impl Write) -> Result<(), PlanError> {
     out.write_all(b"[")?;
     let mut first = true;
     let mut object = |out: &mut dyn Write, value: Value| -> io::Result<()> {
@@ -360,14 +381,17 @@ fn write_json(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
                 Ok((index, item, rendered)) => {
                     object(out, task_json(file, job, index, &item, &rendered, memory))?;
                 }
-                Err(problem) => {
-                    return Err(io::Error::other(format!("job `{}`: {problem}", job.name)));
+                Err(source) => {
+                    return Err(PlanError::Items {
+                        job: job.name.clone(),
+                        source,
+                    });
                 }
             }
         }
     }
     out.write_all(b"\n]\n")?;
-    out.flush()
+    Ok(out.flush()?)
 }
 
 fn task_json(

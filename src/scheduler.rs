@@ -321,7 +321,7 @@ impl Scheduler {
                         state.total = Some(index + 1);
                         let rest = total.saturating_sub(index + 1);
                         let problem = match rest {
-                            0 => problem,
+                            0 => problem.to_string(),
                             _ => format!(
                                 "{problem}; the job's {rest} items after this one are not run"
                             ),

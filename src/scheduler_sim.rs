@@ -182,7 +182,7 @@ impl Sim<'_> {
 
     /// Applies the scheduler's effects and starts what it says, until nothing more
     /// starts; an error if a pool slot is given twice.
-    fn start_all(&mut self) -> Result<(), String> {
+    fn start_all(&mut self) -> Result<(), SimFailure> {
         loop {
             self.count_blocked();
             let mut started = false;
@@ -205,10 +205,11 @@ impl Sim<'_> {
                 };
                 if start.slot < self.pool {
                     if let Some(other) = self.in_pool.insert(start.slot, start.job) {
-                        return Err(format!(
-                            "slot {} given to j{} while j{other} holds it",
-                            start.slot, start.job
-                        ));
+                        return Err(SimFailure::SlotTwice {
+                            slot: start.slot,
+                            job: start.job,
+                            other,
+                        });
                     }
                 }
                 started = true;
@@ -278,9 +279,9 @@ impl Sim<'_> {
         }
     }
 
-    fn stuck(&self, step: usize) -> String {
-        format!(
-            "stuck at step {step}: running {:?}, queues {:?}, blocked {:?}, jobs {:?}",
+    fn stuck(&self, step: usize) -> SimFailure {
+        let state = format!(
+            "running {:?}, queues {:?}, blocked {:?}, jobs {:?}",
             self.running
                 .iter()
                 .map(|t| (t.job, t.slot, t.lines_left))
@@ -297,7 +298,8 @@ impl Sim<'_> {
                 .iter()
                 .map(|j| (j.phase, j.running, j.next))
                 .collect::<Vec<_>>(),
-        )
+        );
+        SimFailure::Stuck { step, state }
     }
 }
 
@@ -308,7 +310,7 @@ fn simulate(
     gen: &[GenJob],
     pool: usize,
     choices: &[u16],
-) -> Result<(), String> {
+) -> Result<(), SimFailure> {
     let n = file.queues.len();
     let mut sim = Sim {
         file,
@@ -337,7 +339,24 @@ fn simulate(
         let (i, action) = actions[choices[step % choices.len()] as usize % actions.len()];
         sim.act(i, action);
     }
-    Err("the run did not end in 20,000 steps".to_string())
+    Err(SimFailure::Endless)
+}
+
+/// How a simulated run went wrong (a test failure's message).
+#[derive(Debug, thiserror::Error)]
+enum SimFailure {
+    #[error("slot {slot} given to j{job} while j{other} holds it")]
+    SlotTwice {
+        slot: usize,
+        job: JobId,
+        other: JobId,
+    },
+    /// Nothing can happen, and the run is not done; `state` is the simulation's, as
+    /// Debug text.
+    #[error("stuck at step {step}: {state}")]
+    Stuck { step: usize, state: String },
+    #[error("the run did not end in 20,000 steps")]
+    Endless,
 }
 
 proptest! {

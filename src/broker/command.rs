@@ -10,7 +10,7 @@ use crate::display;
 use crate::error::{Error, Outcome};
 use crate::exec::control::{Control, Level};
 use crate::exec::Mode;
-use crate::jobfile::JobFile;
+use crate::jobfile::{JobFile, LoadError};
 use crate::queue::{Queue, Waker};
 use crate::session::Session;
 use crate::task::printable;
@@ -169,7 +169,7 @@ impl Worker {
             match self.run_file(&announcement) {
                 Ok((file, jobs)) => self.serve_run(broker, &run, file, jobs),
                 Err(why) => {
-                    self.refuse(broker, &run, why);
+                    self.refuse(broker, &run, why.to_string());
                     continue;
                 }
             }
@@ -228,32 +228,25 @@ impl Worker {
     /// This worker's file as the run announced uses it: with the run's vars, and the
     /// names of the run's jobs (a run may be of a selection). Both are data: a var is
     /// only ever inserted where this worker's own file says, quoted like an item.
-    fn run_file(&self, announcement: &Message) -> Result<(Arc<JobFile>, Vec<String>), String> {
+    fn run_file(&self, announcement: &Message) -> Result<(Arc<JobFile>, Vec<String>), Refusal> {
         let file = &self.session.file;
         let vars: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&announcement.text("vars").unwrap_or_else(|| "{}".into()))
-                .map_err(|e| format!("its vars are not a JSON object: {e}"))?;
+                .map_err(Refusal::VarsNotAnObject)?;
         let vars: Vec<(String, String)> = vars
             .into_iter()
             .map(|(name, value)| match value {
                 serde_json::Value::String(value) => Ok((name, value)),
-                _ => Err(format!(
-                    "its var `{}` is not a string",
-                    printable(&name, 40)
-                )),
+                _ => Err(Refusal::VarNotAString(name)),
             })
             .collect::<Result<_, _>>()?;
         let all: Vec<String> = file.jobs.iter().map(|j| j.name.clone()).collect();
         let jobs: Vec<String> = match announcement.text("jobs") {
             None => all.clone(),
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("its list of jobs is not a JSON array of names: {e}"))?,
+            Some(text) => serde_json::from_str(&text).map_err(Refusal::JobsNotAnArray)?,
         };
         if let Some(unknown) = jobs.iter().find(|j| !all.contains(j)) {
-            return Err(format!(
-                "its job `{}` is not in this worker's file",
-                printable(unknown, 40)
-            ));
+            return Err(Refusal::UnknownJob(unknown.clone()));
         }
         if vars.iter().all(|(name, value)| {
             file.vars
@@ -264,10 +257,7 @@ impl Worker {
         }
         match crate::jobfile::parse_with(&file.path, file.source.clone(), &vars) {
             Ok(run_file) => Ok((Arc::new(run_file), jobs)),
-            Err(e) => Err(format!(
-                "its vars do not fit this worker's file: {}",
-                printable(e.render(false).lines().next().unwrap_or(""), 200)
-            )),
+            Err(e) => Err(Refusal::VarsDoNotFit(Box::new(e))),
         }
     }
 
@@ -365,4 +355,24 @@ impl Worker {
         served.store(true, Ordering::SeqCst);
         let _ = watcher.join();
     }
+}
+
+/// Why a worker does not serve a run whose announcement it read (said on its stderr and
+/// reported to the coordinator). Names read from the broker are made printable.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("its vars are not a JSON object: {0}")]
+    VarsNotAnObject(#[source] serde_json::Error),
+    #[error("its var `{}` is not a string", printable(.0, 40))]
+    VarNotAString(String),
+    #[error("its list of jobs is not a JSON array of names: {0}")]
+    JobsNotAnArray(#[source] serde_json::Error),
+    #[error("its job `{}` is not in this worker's file", printable(.0, 40))]
+    UnknownJob(String),
+    /// The first line of what the loader said, at most 200 characters.
+    #[error(
+        "its vars do not fit this worker's file: {}",
+        printable(.0.render(false).lines().next().unwrap_or(""), 200)
+    )]
+    VarsDoNotFit(#[source] Box<LoadError>),
 }

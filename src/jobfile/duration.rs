@@ -45,6 +45,8 @@ impl std::fmt::Display for DurationError {
     }
 }
 
+impl std::error::Error for DurationError {}
+
 /// How to write one, for a note after [`DurationError::NotADuration`].
 pub const FORM: &str = "write a duration like \"500ms\", \"10s\" or \"2m\"";
 

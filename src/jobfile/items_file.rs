@@ -18,11 +18,81 @@ pub const LINE_MAX: usize = 128 * 1024 - "RUNNER_ITEM=".len() - 1;
 /// At most this many problems of one items file are listed; the rest are counted.
 const PROBLEMS_SHOWN: usize = 5;
 
+/// Why an items file cannot give its items.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemsFileError {
+    /// The file cannot be opened or read.
+    #[error("cannot read items file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Lines that are not items (at load): the first few, and how many more.
+    #[error("items file {}: {}{}", path.display(), list(problems), more_lines(*more))]
+    BadLines {
+        path: PathBuf,
+        problems: Vec<BadLine>,
+        more: u64,
+    },
+    /// The file is not what it was when it was checked (during the run).
+    #[error("items file {} changed since the run started: {change}", path.display())]
+    Changed { path: PathBuf, change: Change },
+}
+
+/// A line of an items file that cannot be an item, with its 1-based number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: u64,
+    pub problem: LineProblem,
+}
+
+/// What is wrong with a line of an items file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LineProblem {
+    #[error("is longer than an item may be (128 KiB: every task gets its item in RUNNER_ITEM)")]
+    TooLong,
+    #[error("holds a NUL byte, which no process can be given")]
+    Nul,
+    #[error("is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// How an items file changed since it was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Change {
+    /// It has fewer items than the task's index (`item` is 1-based).
+    #[error("it has no item {item}")]
+    NoItem { item: u64 },
+    #[error("line {line} is no longer an item")]
+    NotAnItem { line: u64 },
+    #[error("line {line} is not UTF-8 text")]
+    NotUtf8 { line: u64 },
+}
+
+fn list(problems: &[BadLine]) -> String {
+    let each: Vec<String> = problems
+        .iter()
+        .map(|p| format!("line {} {}", p.line, p.problem))
+        .collect();
+    each.join("; ")
+}
+
+fn more_lines(more: u64) -> String {
+    match more {
+        0 => String::new(),
+        n => format!(" (and {n} more lines like these)"),
+    }
+}
+
 /// Counts the items of `path`, checking every line; the error lists the first problems
 /// (with their line numbers) and counts the rest.
-pub fn count(path: &Path) -> Result<u64, String> {
-    let file =
-        File::open(path).map_err(|e| format!("cannot read items file {}: {e}", path.display()))?;
+pub fn count(path: &Path) -> Result<u64, ItemsFileError> {
+    let unreadable = |source| ItemsFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(unreadable)?;
     let mut lines = Lines::new(file);
     let mut count = 0u64;
     let mut problems = Vec::new();
@@ -32,37 +102,37 @@ pub fn count(path: &Path) -> Result<u64, String> {
             Ok(None) => break,
             Ok(Some(line)) => {
                 let problem = if line.len() > LINE_MAX {
-                    Some(
-                        "is longer than an item may be (128 KiB: every task gets its item in RUNNER_ITEM)"
-                            .to_string(),
-                    )
+                    Some(LineProblem::TooLong)
                 } else if line.contains(&0) {
-                    Some("holds a NUL byte, which no process can be given".to_string())
+                    Some(LineProblem::Nul)
                 } else if std::str::from_utf8(line).is_err() {
-                    Some("is not UTF-8 text".to_string())
+                    Some(LineProblem::NotUtf8)
                 } else {
                     None
                 };
                 match problem {
-                    Some(p) if problems.len() < PROBLEMS_SHOWN => {
-                        problems.push(format!("line {} {p}", lines.number));
+                    Some(problem) if problems.len() < PROBLEMS_SHOWN => {
+                        problems.push(BadLine {
+                            line: lines.number,
+                            problem,
+                        });
                     }
                     Some(_) => more += 1,
                     None if is_blank(line) => {}
                     None => count += 1,
                 }
             }
-            Err(e) => return Err(format!("cannot read items file {}: {e}", path.display())),
+            Err(e) => return Err(unreadable(e)),
         }
     }
     if problems.is_empty() {
         return Ok(count);
     }
-    let mut message = format!("items file {}: {}", path.display(), problems.join("; "));
-    if more > 0 {
-        message.push_str(&format!(" (and {more} more lines like these)"));
-    }
-    Err(message)
+    Err(ItemsFileError::BadLines {
+        path: path.to_path_buf(),
+        problems,
+        more,
+    })
 }
 
 /// Reads the items of a file in order, as tasks start.
@@ -85,30 +155,26 @@ impl ItemReader {
     /// The item at `index`. Items are asked for in increasing order (the file is read
     /// on from where it was; an earlier index reads it again from the start). The error
     /// says what went wrong: the file changed since it was checked, or cannot be read.
-    pub fn item(&mut self, index: u64) -> Result<String, String> {
+    pub fn item(&mut self, index: u64) -> Result<String, ItemsFileError> {
+        let unreadable = |source| ItemsFileError::Read {
+            path: self.path.clone(),
+            source,
+        };
         if self.lines.is_none() || index < self.next {
-            let file = File::open(&self.path)
-                .map_err(|e| format!("cannot read items file {}: {e}", self.path.display()))?;
+            let file = File::open(&self.path).map_err(unreadable)?;
             self.lines = Some(Lines::new(file));
             self.next = 0;
         }
         let lines = self.lines.as_mut().expect("opened above");
-        let changed = |what: &str| {
-            format!(
-                "items file {} changed since the run started: {what}",
-                self.path.display()
-            )
+        let changed = |change| ItemsFileError::Changed {
+            path: self.path.clone(),
+            change,
         };
         loop {
             let line = match lines.next_line() {
                 Ok(Some(line)) => line,
-                Ok(None) => return Err(changed(&format!("it has no item {}", index + 1))),
-                Err(e) => {
-                    return Err(format!(
-                        "cannot read items file {}: {e}",
-                        self.path.display()
-                    ))
-                }
+                Ok(None) => return Err(changed(Change::NoItem { item: index + 1 })),
+                Err(e) => return Err(unreadable(e)),
             };
             if is_blank(line) {
                 continue;
@@ -119,13 +185,10 @@ impl ItemReader {
                 continue;
             }
             if line.len() > LINE_MAX || line.contains(&0) {
-                return Err(changed(&format!(
-                    "line {} is no longer an item",
-                    lines.number
-                )));
+                return Err(changed(Change::NotAnItem { line: lines.number }));
             }
             return String::from_utf8(line.to_vec())
-                .map_err(|_| changed(&format!("line {} is not UTF-8 text", lines.number)));
+                .map_err(|_| changed(Change::NotUtf8 { line: lines.number }));
         }
     }
 }
@@ -198,13 +261,21 @@ mod tests {
     #[test]
     fn items_are_counted_and_read_in_order() {
         let f = file(b"a\n\n  \nb c\r\nlast");
-        assert_eq!(count(f.path()), Ok(3));
+        assert_eq!(count(f.path()).unwrap(), 3);
         let mut reader = ItemReader::new(f.path());
-        assert_eq!(reader.item(0).as_deref(), Ok("a"));
-        assert_eq!(reader.item(2).as_deref(), Ok("last"));
+        assert_eq!(reader.item(0).unwrap(), "a");
+        assert_eq!(reader.item(2).unwrap(), "last");
         // Backwards: read again from the start.
-        assert_eq!(reader.item(1).as_deref(), Ok("b c"));
+        assert_eq!(reader.item(1).unwrap(), "b c");
         let err = reader.item(3).unwrap_err();
+        assert!(matches!(
+            err,
+            ItemsFileError::Changed {
+                change: Change::NoItem { item: 4 },
+                ..
+            }
+        ));
+        let err = err.to_string();
         assert!(
             err.contains("changed since the run started: it has no item 4"),
             "{err}"
@@ -221,7 +292,7 @@ mod tests {
             text.extend_from_slice(b"\0\n");
         }
         let f = file(&text);
-        let err = count(f.path()).unwrap_err();
+        let err = count(f.path()).unwrap_err().to_string();
         assert!(err.contains("line 2 holds a NUL byte"), "{err}");
         assert!(
             err.contains("line 3 is longer than an item may be"),

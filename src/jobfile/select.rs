@@ -7,10 +7,11 @@
 
 use super::{Items, JobFile, JobId, StdinSpec};
 use crate::diagnostic::suggest;
+use std::path::PathBuf;
 
 /// The jobs named (in any order, any number of times) and everything they bring; every
 /// job when `names` is empty. An unknown name is an error with a suggestion.
-pub fn select(file: JobFile, names: &[String]) -> Result<JobFile, String> {
+pub fn select(file: JobFile, names: &[String]) -> Result<JobFile, UnknownJob> {
     if names.is_empty() {
         return Ok(file);
     }
@@ -43,17 +44,33 @@ pub fn job_names(file: &JobFile) -> Vec<&str> {
     file.jobs.iter().map(|j| j.name.as_str()).collect()
 }
 
-fn unknown_job(file: &JobFile, name: &str) -> String {
+/// A job named on the command line that the file does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} has no job `{name}`{}; its jobs are {}",
+    path.display(),
+    suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+    jobs.join(", ")
+)]
+pub struct UnknownJob {
+    pub path: PathBuf,
+    /// The name as given, made printable (at most 60 characters).
+    pub name: String,
+    /// The file's job name closest to it, if one is close.
+    pub suggestion: Option<String>,
+    /// The file's jobs, in file order.
+    pub jobs: Vec<String>,
+}
+
+fn unknown_job(file: &JobFile, name: &str) -> UnknownJob {
     let names = job_names(file);
-    let name = &crate::diagnostic::printable(name, 60);
-    let hint = suggest(name, names.iter().copied())
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
-    format!(
-        "{} has no job `{name}`{hint}; its jobs are {}",
-        file.path.display(),
-        names.join(", ")
-    )
+    let name = crate::diagnostic::printable(name, 60);
+    UnknownJob {
+        path: file.path.clone(),
+        suggestion: suggest(&name, names.iter().copied()).map(str::to_string),
+        jobs: names.iter().map(|n| n.to_string()).collect(),
+        name,
+    }
 }
 
 /// The file with only the `chosen` jobs and the queues they use, ids renumbered.
@@ -133,7 +150,7 @@ needs = ["consume"]
         file.jobs.iter().map(|j| j.name.clone()).collect()
     }
 
-    fn chosen(asked: &[&str]) -> Result<Vec<String>, String> {
+    fn chosen(asked: &[&str]) -> Result<Vec<String>, UnknownJob> {
         let file = parse(Path::new("ci.toml"), FILE.to_string()).unwrap();
         let asked: Vec<String> = asked.iter().map(|s| s.to_string()).collect();
         select(file, &asked).map(|f| names(&f))
@@ -179,6 +196,8 @@ needs = ["consume"]
     #[test]
     fn an_unknown_job_is_refused_with_a_suggestion() {
         let err = chosen(&["lnt"]).unwrap_err();
+        assert_eq!(err.suggestion.as_deref(), Some("lint"));
+        let err = err.to_string();
         assert!(
             err.contains("has no job `lnt` (did you mean `lint`?)"),
             "{err}"

@@ -19,7 +19,7 @@ pub mod trace;
 pub use html::write_html;
 pub use json::write_json;
 pub use junit::write_junit;
-pub use read::read_json;
+pub use read::{read_json, ReadError};
 pub use summary::{markdown, summary};
 
 use crate::queue::QueueStats;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// A report read back: what the reports are written from.
@@ -28,35 +28,102 @@ pub struct Report {
     pub records: Vec<TaskRecord>,
 }
 
+/// Why a file is not a report that can be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file cannot be opened.
+    #[error("cannot read {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading it failed part way.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} is not valid JSON: {place}{source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        place: Place,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// JSON, but not of a report's shape.
+    #[error("{} {}: {place}{source}", path.display(), NOT_REPORT)]
+    NotReport {
+        path: PathBuf,
+        place: Place,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A task that cannot be a record (read before `run`, so found after the parse).
+    #[error("{} {}: {place}{problem}", path.display(), NOT_REPORT)]
+    BadTask {
+        path: PathBuf,
+        place: Place,
+        problem: TaskProblem,
+    },
+}
+
+/// Why a task of a report cannot be made a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskProblem {
+    #[error("its job {0:?} is not one of `run.jobs`")]
+    UnknownJob(String),
+    /// `attempt` counts from 1.
+    #[error(
+        "its attempt {attempt} has no end (one of `exit_code`, `signal`, `timed_out` or `error`)"
+    )]
+    NoEnd { attempt: usize },
+}
+
 /// Reads the JSON report at `path`. The error is the whole message for the user.
-pub fn read_json(path: &Path) -> Result<Report, String> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+pub fn read_json(path: &Path) -> Result<Report, ReadError> {
+    let file = std::fs::File::open(path).map_err(|source| ReadError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let at = Cell::new(Place::Top);
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
     let json = ReportSeed(&at)
         .deserialize(&mut de)
         .and_then(|json| de.end().map(|()| json))
-        .map_err(|e| {
-            let place = at.get();
-            match e.classify() {
-                serde_json::error::Category::Io => format!("cannot read {shown}: {e}"),
+        .map_err(|source| {
+            let (path, place) = (path.to_path_buf(), at.get());
+            match source.classify() {
+                serde_json::error::Category::Io => ReadError::Read { path, source },
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    format!("{shown} is not valid JSON: {place}{e}")
+                    ReadError::NotJson {
+                        path,
+                        place,
+                        source,
+                    }
                 }
-                serde_json::error::Category::Data => format!("{shown} {NOT_REPORT}: {place}{e}"),
+                serde_json::error::Category::Data => ReadError::NotReport {
+                    path,
+                    place,
+                    source,
+                },
             }
         })?;
     json.into_report()
-        .map_err(|e| format!("{shown} {NOT_REPORT}: {e}"))
+        .map_err(|(place, problem)| ReadError::BadTask {
+            path: path.to_path_buf(),
+            place,
+            problem,
+        })
 }
 
 const NOT_REPORT: &str = "is not a runner report (one written by `runner run --report FILE`)";
 
 /// Where the reading was when it failed.
-#[derive(Clone, Copy)]
-enum Place {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
     Top,
     Run,
     Task(usize),
@@ -330,7 +397,8 @@ impl RunJson {
 }
 
 impl Json {
-    fn into_report(self) -> Result<Report, String> {
+    /// The report; the error says which task cannot be a record, and why.
+    fn into_report(self) -> Result<Report, (Place, TaskProblem)> {
         let run = self.run;
         let records = match self.tasks {
             Tasks::Records(records) => records,
@@ -341,7 +409,7 @@ impl Json {
                     .enumerate()
                     .map(|(n, task)| {
                         task.into_record(&jobs)
-                            .map_err(|e| format!("{}{e}", Place::Task(n)))
+                            .map_err(|problem| (Place::Task(n), problem))
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
@@ -381,9 +449,9 @@ impl Json {
 
 impl TaskJson {
     /// The task's record; its job must be one of `jobs`.
-    fn into_record(self, jobs: &HashMap<&str, usize>) -> Result<TaskRecord, String> {
+    fn into_record(self, jobs: &HashMap<&str, usize>) -> Result<TaskRecord, TaskProblem> {
         let Some(&job) = jobs.get(self.job.as_str()) else {
-            return Err(format!("its job {:?} is not one of `run.jobs`", self.job));
+            return Err(TaskProblem::UnknownJob(self.job));
         };
         let host = self.host.unwrap_or_default();
         let mut r = TaskRecord::new(
@@ -414,11 +482,7 @@ impl TaskJson {
         r.tries = Vec::with_capacity(self.tries.len());
         for (a, t) in self.tries.into_iter().enumerate() {
             let Some(end) = end_of(t.exit_code, t.signal, t.timed_out, t.error) else {
-                return Err(format!(
-                    "its attempt {} has no end (one of `exit_code`, `signal`, `timed_out` \
-                     or `error`)",
-                    a + 1
-                ));
+                return Err(TaskProblem::NoEnd { attempt: a + 1 });
             };
             r.tries.push(Try {
                 started: t.start.0,
@@ -436,11 +500,19 @@ mod tests {
     use super::super::fixtures::{file, info, records};
     use super::*;
 
-    fn read(text: &str) -> Result<Report, String> {
+    fn read(text: &str) -> Result<Report, ReadError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(&path, text).unwrap();
-        read_json(&path).map_err(|e| e.replace(&path.display().to_string(), "run.json"))
+        read_json(&path).map_err(|mut e| {
+            let (ReadError::Open { path, .. }
+            | ReadError::Read { path, .. }
+            | ReadError::NotJson { path, .. }
+            | ReadError::NotReport { path, .. }
+            | ReadError::BadTask { path, .. }) = &mut e;
+            *path = PathBuf::from("run.json");
+            e
+        })
     }
 
     #[test]
@@ -489,17 +561,18 @@ mod tests {
     #[test]
     fn what_is_not_a_report_is_said() {
         assert_eq!(
-            read("<html>").err().unwrap(),
+            read("<html>").err().unwrap().to_string(),
             "run.json is not valid JSON: expected value at line 1 column 1"
         );
         assert_eq!(
-            read("{\"tasks\": []}").err().unwrap(),
+            read("{\"tasks\": []}").err().unwrap().to_string(),
             "run.json is not a runner report (one written by `runner run --report FILE`): missing field `run` at line 1 column 13"
         );
         let run = r#""run": {"id": "x", "file": "f", "jobs": ["a"], "start": "2026-11-27T10:00:00.000Z", "duration_s": 1, "exit_status": 0, "pool": 2}"#;
         let err = read(&format!("{{{}}}", run.replace("\"pool\": 2", "\"pol\": 2")))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
             err.ends_with("report FILE`): in `run`: missing field `pool` at line 1 column 129"),
             "{err}"
@@ -509,7 +582,8 @@ mod tests {
             "{{{run}, \"tasks\": [{task}, {{\"job\": \"a\"}}]}}"
         ))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("FILE`): in task 1 of `tasks` (counting from 0): missing field `item`"),
             "{err}"
@@ -519,7 +593,8 @@ mod tests {
             task.replace("\"a\"", "\"b\"")
         ))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("FILE`): in task 0 of `tasks` (counting from 0): its job \"b\" is not one of `run.jobs` at line 1 column"),
             "{err}"
@@ -530,7 +605,8 @@ mod tests {
             run.replace("\"duration_s\": 1", "\"duration_s\": 1e300")
         ))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("in `run`: 1e300 is not a duration in seconds (0 to 100 years)"),
             "{err}"
@@ -543,12 +619,16 @@ mod tests {
             task.replace("\"a\"", "\"b\"")
         ))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             err.ends_with("FILE`): in task 0 of `tasks` (counting from 0): its job \"b\" is not one of `run.jobs`"),
             "{err}"
         );
-        let err = read_json(Path::new("/no/such/run.json")).err().unwrap();
+        let err = read_json(Path::new("/no/such/run.json"))
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(
             err,
             "cannot read /no/such/run.json: No such file or directory (os error 2)"

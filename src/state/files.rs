@@ -214,10 +214,10 @@ fn search(cwd: &Path, p: &Pattern, skip: &Skip, matched: &mut Matched) {
             match std::fs::metadata(entry.path()) {
                 Ok(m) if m.is_dir() => continue,
                 Ok(m) => Ok(m),
-                Err(_) => Err("a symbolic link to nothing".to_string()),
+                Err(_) => Err(Unusable::DanglingLink),
             }
         } else {
-            entry.metadata().map_err(|e| e.to_string())
+            entry.metadata().map_err(Unusable::Walk)
         };
         match metadata {
             Ok(m) if m.is_file() => matched.files.push(found(rel, Stat::of(&m))),
@@ -231,20 +231,40 @@ fn search(cwd: &Path, p: &Pattern, skip: &Skip, matched: &mut Matched) {
 
 /// A plain path's stat: `None` when nothing is there; an error for a folder or a link
 /// to nothing.
-fn file_at(path: &Path) -> Result<Option<Stat>, String> {
+fn file_at(path: &Path) -> Result<Option<Stat>, Unusable> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err("a folder (name its files: DIR/**)".into()),
-        Ok(m) if !m.is_file() => Err(NOT_REGULAR.into()),
+        Ok(m) if m.is_dir() => Err(Unusable::Folder),
+        Ok(m) if !m.is_file() => Err(Unusable::NotRegular),
         Ok(m) => Ok(Some(Stat::of(&m))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::symlink_metadata(path).is_ok() {
-                Err("a symbolic link to nothing".into())
+                Err(Unusable::DanglingLink)
             } else {
                 Ok(None)
             }
         }
-        Err(e) => Err(why(&e)),
+        Err(e) => Err(Unusable::Io(e)),
     }
+}
+
+/// Why a path a pattern names cannot be a source (said after its name, in the reason a
+/// task runs).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("a folder (name its files: DIR/**)")]
+    Folder,
+    /// A device, a FIFO or a socket is never a source: it may never end, or block, or
+    /// be another reader's data.
+    #[error("{}", NOT_REGULAR)]
+    NotRegular,
+    #[error("a symbolic link to nothing")]
+    DanglingLink,
+    /// A stat that failed, in a few words of our own.
+    #[error("{}", why(.0))]
+    Io(#[source] std::io::Error),
+    /// A stat of an entry of a walk that failed (walkdir's words).
+    #[error("{0}")]
+    Walk(#[source] walkdir::Error),
 }
 
 /// Why a device, a FIFO or a socket is never a source: it may never end, or block, or

@@ -256,8 +256,8 @@ impl Checker<'_> {
                 let path = self.dir.join(file);
                 match super::super::items_file::count(&path) {
                     Ok(count) => Items::File { path, count },
-                    Err(message) => {
-                        self.error(message, span);
+                    Err(e) => {
+                        self.error(e.to_string(), span);
                         Items::List(Vec::new())
                     }
                 }
