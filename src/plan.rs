@@ -298,7 +298,7 @@ fn relative(file: &JobFile, path: &std::path::Path) -> String {
 /// One argument as a shell would need it pasted: quoted as usual, or, when it holds
 /// control characters, in bash's `$'…'` with them escaped (so that the line stays one
 /// line, and pasting it passes the same bytes).
-fn pasteable(arg: &str) -> String {
+pub(crate) fn pasteable(arg: &str) -> String {
     if !arg.chars().any(char::is_control) {
         return shell_quote(arg);
     }

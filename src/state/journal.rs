@@ -126,7 +126,11 @@ impl Journal {
     /// journal `carried` (the run this one resumes, which carried those before it): a
     /// resumed run forgets nothing it was given, whatever it selects or runs. Lines that
     /// do not read as records (a torn last one) are left behind.
-    pub fn create(path: &Path, header: &Header, carried: Option<&Path>) -> std::io::Result<Journal> {
+    pub fn create(
+        path: &Path,
+        header: &Header,
+        carried: Option<&Path>,
+    ) -> std::io::Result<Journal> {
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .append(true)

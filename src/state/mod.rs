@@ -22,18 +22,18 @@ pub mod journal;
 pub mod uptodate;
 
 use crate::jobfile::{Items, Job, JobFile};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use crate::render::Rendered;
 use crate::task::{Status, TaskRecord};
 pub use decision::{Action, Inputs, TaskId};
 use files::Hashes;
 use journal::{Header, Index, Journal, Verdict};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use uptodate::{Outputs, Seen, StampRef, Stamps};
 
 /// The reason of a task that succeeded in the run this one resumes.
