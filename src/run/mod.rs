@@ -123,13 +123,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let started_text = humantime::format_rfc3339_millis(started.0).to_string();
     // The trace is written as tasks end: a file that cannot be made stops the run here,
     // before the state is touched.
-    let trace = match &options.trace {
-        Some(path) => Some(
-            crate::report::trace::Trace::create(path, started.0, &crate::sys::hostname())
-                .map_err(Error::path("write", path))?,
-        ),
-        None => None,
-    };
+    let trace = open_trace(options.trace.as_ref(), started.0)?;
     // Before anything runs: `--resume` without a usable earlier run is an error. The
     // new journal becomes the latest run only once nothing can refuse the run (below).
     let mut run_state =
@@ -220,6 +214,17 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     session.finish(summary);
     // The last of the tasks' output is written while the session finishes.
     Ok(end::with_lost_writes(outcome, &lost))
+}
+
+/// The `--trace` file, created.
+fn open_trace(
+    path: Option<&PathBuf>,
+    started: SystemTime,
+) -> Result<Option<crate::report::trace::Trace>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    crate::report::trace::Trace::create(path, started, &crate::sys::hostname())
+        .map(Some)
+        .map_err(Error::path("write", path))
 }
 
 /// Makes the run's journal the latest run, and says what the state told (warnings, the

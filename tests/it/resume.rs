@@ -424,16 +424,6 @@ fn a_resume_killed_before_any_task_ends_forgets_nothing() {
     assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 1));
     kill(first);
     assert_eq!(t.lines_in("a.log"), 20);
-    // The task killed with the run says so, not "never ran".
-    let plan = t.run_with(&["plan", "jobs.toml", "--resume", "--json"]);
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let wait = plan
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["job"] == "wait")
-        .unwrap();
-    assert_eq!(wait["reason"], "was running when the run stopped");
     // A resume killed before any task of its own ended.
     let second = spawn_with(&t, &["--resume"]);
     assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 2));
@@ -445,6 +435,24 @@ fn a_resume_killed_before_any_task_ends_forgets_nothing() {
         .assert_stderr_has("20 tasks done there, not run again");
     assert_eq!(t.lines_in("a.log"), 20, "nothing done earlier ran again");
     assert_eq!(t.lines_in("wait.log"), 3);
+}
+
+#[test]
+fn a_task_killed_with_the_run_was_running_not_never_ran() {
+    let t = Test::new(WAITS);
+    let first = t.spawn();
+    assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 1));
+    kill(first);
+    t.write("go", "");
+    let plan = t.run_with(&["plan", "jobs.toml", "--resume", "--json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let wait = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["job"] == "wait")
+        .unwrap();
+    assert_eq!(wait["reason"], "was running when the run stopped");
 }
 
 /// A job that succeeds, and one that fails until `fixed` exists.
