@@ -290,3 +290,38 @@ fn print(text: &str) -> Result<Outcome, Error> {
         _ => Ok(Outcome::Success),
     }
 }
+
+#[cfg(all(test, feature = "distributed"))]
+mod tests {
+    use super::*;
+
+    fn hint(args: &[&str]) -> String {
+        let argv = ["runner", "run"].iter().chain(args).map(OsString::from);
+        let cli = Cli::try_parse_from(cli::normalize(argv.collect())).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("a run")
+        };
+        resume_hint(&args)
+    }
+
+    #[test]
+    fn the_resume_hint_keeps_the_broker_options_and_hides_a_password() {
+        assert_eq!(
+            hint(&[
+                "jobs.toml",
+                "--broker",
+                "redis://127.0.0.1:6379",
+                "--authkey-file",
+                "key file",
+                "--no-local",
+                "--lease",
+                "2s",
+            ]),
+            "runner run jobs.toml --broker=redis://127.0.0.1:6379 --authkey-file='key file' --no-local --lease=2000ms --resume"
+        );
+        assert_eq!(
+            hint(&["jobs.toml", "--broker", "redis://:secret@host:6379"]),
+            "runner run jobs.toml --broker=\"$RUNNER_BROKER_URL\" --resume"
+        );
+    }
+}
