@@ -421,6 +421,37 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_journal_carries_every_record_and_starts_tell_a_killed_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("r1.journal");
+        let journal = Journal::create(&first, &header(), None).unwrap();
+        let no_warning = |m: String| panic!("{m}");
+        let (a, b, c) = ((7u128 << 64) | 1, (8u128 << 64) | 2, (9u128 << 64) | 3);
+        journal.append(&entry(a, 1, "succeeded"), false, &no_warning);
+        journal.append(&entry(b, 2, "failed"), false, &no_warning);
+        journal.append(&Entry::started("j", 0, c, 3), false, &no_warning);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        file.write_all(b"{\"id\":\"0000").unwrap();
+        // The resumed run's journal holds it all before it writes anything of its own;
+        // a task done earlier is not written again.
+        let second = dir.path().join("r2.journal");
+        let resumed = Journal::create(&second, &header(), Some(&first)).unwrap();
+        resumed.append(&entry(a, 1, "done_earlier"), true, &no_warning);
+        resumed.flush(&no_warning);
+        let index = Index::read(&second).unwrap();
+        assert_eq!(index.unreadable, 0, "the torn line is left behind");
+        assert_eq!(index.done_count(), 1);
+        assert_eq!(index.verdict(a, 1), Verdict::Done);
+        assert_eq!(index.verdict(b, 2), Verdict::FailedEarlier);
+        assert_eq!(index.verdict(c, 3), Verdict::WasRunning);
+        assert_eq!(index.verdict((5u128 << 64) | 3, 3), Verdict::Changed);
+        assert_eq!(std::fs::read_to_string(&second).unwrap().lines().count(), 4);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_journal_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.journal");
