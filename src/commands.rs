@@ -189,24 +189,77 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
     run::run(file, options)
 }
 
-/// The command that resumes a run started with `args`: the same file, jobs, vars and
-/// state folder, and `--resume`.
+/// The command that resumes a run started with `args`, to paste as it is printed: the
+/// same file, jobs, vars, state folder, pool and run options, the broker's options, and
+/// `--resume`. Not the reports, trace and logs (the resumed run writes its own) nor the
+/// display options. Each word is quoted for a shell, a control character escaped
+/// (`$'…'`) so that the hint stays one line; an option's value is joined to it with `=`
+/// so that a value starting with `-` stays a value. A broker URL with userinfo (a
+/// password) is not printed: `"$RUNNER_BROKER_URL"` stands for it.
 fn resume_hint(args: &RunArgs) -> String {
-    let quote = |s: &str| crate::template::shell_quote(s);
-    let mut words = vec![
-        "runner".to_string(),
-        "run".to_string(),
-        quote(&args.select.file.to_string_lossy()),
-    ];
+    let quote = |s: &str| crate::plan::pasteable(s);
+    let option = |name: &str, value: &str| format!("--{name}={}", quote(value));
+    let file = args.select.file.to_string_lossy();
+    let file = if file.starts_with('-') {
+        format!("./{file}")
+    } else {
+        file.into_owned()
+    };
+    let mut words = vec!["runner".to_string(), "run".to_string(), quote(&file)];
     words.extend(args.select.jobs.iter().map(|j| quote(j)));
     for (name, value) in &args.select.set {
-        words.push(format!("--set {}", quote(&format!("{name}={value}"))));
+        words.push(option("set", &format!("{name}={value}")));
     }
     if let Some(dir) = &args.state.state {
-        words.push(format!("--state {}", quote(&dir.to_string_lossy())));
+        words.push(option("state", &dir.to_string_lossy()));
     }
+    if let Some(pool) = args.pool {
+        words.push(format!("--pool={pool}"));
+    }
+    if args.fail_fast {
+        words.push("--fail-fast".into());
+    }
+    if let Some(mode) = &args.output {
+        words.push(option("output", mode));
+    }
+    words.extend(broker_words(args));
     words.push("--resume".to_string());
     words.join(" ")
+}
+
+/// The broker's options of a run, for its `to resume:` hint.
+#[cfg(feature = "distributed")]
+fn broker_words(args: &RunArgs) -> Vec<String> {
+    let quote = |s: &str| crate::plan::pasteable(s);
+    let Some(url) = &args.broker.broker else {
+        return Vec::new();
+    };
+    // Userinfo (a password) is not for the logs the hint lands in.
+    let secret = crate::broker::redact(url) != *url;
+    let mut words = vec![if secret {
+        "--broker=\"$RUNNER_BROKER_URL\"".to_string()
+    } else {
+        format!("--broker={}", quote(url))
+    }];
+    if let Some(key) = &args.broker.authkey_file {
+        words.push(format!("--authkey-file={}", quote(&key.to_string_lossy())));
+    }
+    if args.no_local {
+        words.push("--no-local".into());
+    }
+    // Said only when not the defaults.
+    if args.lease != std::time::Duration::from_secs(30) {
+        words.push(format!("--lease={}ms", args.lease.as_millis()));
+    }
+    if args.max_deliveries != 3 {
+        words.push(format!("--max-deliveries={}", args.max_deliveries));
+    }
+    words
+}
+
+#[cfg(not(feature = "distributed"))]
+fn broker_words(_: &RunArgs) -> Vec<String> {
+    Vec::new()
 }
 
 /// `runner report REPORT --html FILE`: the page of a run, from its JSON report.
@@ -237,5 +290,40 @@ fn print(text: &str) -> Result<Outcome, Error> {
             Err(Error::system("write to stdout")(e))
         }
         _ => Ok(Outcome::Success),
+    }
+}
+
+#[cfg(all(test, feature = "distributed"))]
+mod tests {
+    use super::*;
+
+    fn hint(args: &[&str]) -> String {
+        let argv = ["runner", "run"].iter().chain(args).map(OsString::from);
+        let cli = Cli::try_parse_from(cli::normalize(argv.collect())).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("a run")
+        };
+        resume_hint(&args)
+    }
+
+    #[test]
+    fn the_resume_hint_keeps_the_broker_options_and_hides_a_password() {
+        assert_eq!(
+            hint(&[
+                "jobs.toml",
+                "--broker",
+                "redis://127.0.0.1:6379",
+                "--authkey-file",
+                "key file",
+                "--no-local",
+                "--lease",
+                "2s",
+            ]),
+            "runner run jobs.toml --broker=redis://127.0.0.1:6379 --authkey-file='key file' --no-local --lease=2000ms --resume"
+        );
+        assert_eq!(
+            hint(&["jobs.toml", "--broker", "redis://:secret@host:6379"]),
+            "runner run jobs.toml --broker=\"$RUNNER_BROKER_URL\" --resume"
+        );
     }
 }

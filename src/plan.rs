@@ -108,8 +108,14 @@ fn tasks<'a>(
     })
 }
 
-fn verdict(file: &JobFile, job: &Job, item: &str, rendered: &Rendered, memory: &Memory) -> Verdict {
-    let id = state::decide(file, job, item, rendered, memory);
+fn verdict(
+    file: &JobFile,
+    job: &Job,
+    (index, item): (u64, &str),
+    rendered: &Rendered,
+    memory: &Memory,
+) -> Verdict {
+    let id = state::decide(file, job, index, item, rendered, memory);
     Verdict {
         action: id.action.word(),
         reason: id.reason,
@@ -177,8 +183,9 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
         let mut up_to_date = false;
         for task in tasks(file, job).take(listed as usize) {
             match task {
-                Ok((_, item, rendered)) => {
-                    let action = write_task_text(file, job, &item, &rendered, memory, out)?;
+                Ok((index, item, rendered)) => {
+                    let task = (index, item.as_str());
+                    let action = write_task_text(file, job, task, &rendered, memory, out)?;
                     may_run[j] |= action == "run";
                     up_to_date |= action == "up_to_date";
                 }
@@ -219,12 +226,12 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
 fn write_task_text(
     file: &JobFile,
     job: &Job,
-    item: &str,
+    (index, item): (u64, &str),
     rendered: &Rendered,
     memory: &Memory,
     out: &mut impl Write,
 ) -> io::Result<&'static str> {
-    let verdict = verdict(file, job, item, rendered, memory);
+    let verdict = verdict(file, job, (index, item), rendered, memory);
     let word = verdict.action;
     let action = verdict.action.replace('_', " ");
     if verdict.reason == action {
@@ -312,7 +319,7 @@ fn relative(file: &JobFile, path: &std::path::Path) -> String {
 /// One argument as a shell would need it pasted: quoted as usual, or, when it holds
 /// control characters, in bash's `$'…'` with them escaped (so that the line stays one
 /// line, and pasting it passes the same bytes).
-fn pasteable(arg: &str) -> String {
+pub(crate) fn pasteable(arg: &str) -> String {
     if !arg.chars().any(char::is_control) {
         return shell_quote(arg);
     }
@@ -402,7 +409,7 @@ fn task_json(
     rendered: &Rendered,
     memory: &Memory,
 ) -> Value {
-    let verdict = verdict(file, job, item, rendered, memory);
+    let verdict = verdict(file, job, (index, item), rendered, memory);
     let mut task = Map::new();
     task.insert("job".into(), json!(job.name));
     task.insert("item".into(), json!(item));

@@ -121,17 +121,13 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let run_id = run_id();
     let started = (SystemTime::now(), Instant::now());
     let started_text = humantime::format_rfc3339_millis(started.0).to_string();
-    // Before anything runs: `--resume` without a usable earlier run is an error.
-    let run_state =
+    // The trace is written as tasks end: a file that cannot be made stops the run here,
+    // before the state is touched.
+    let trace = open_trace(options.trace.as_ref(), started.0)?;
+    // Before anything runs: `--resume` without a usable earlier run is an error. The
+    // new journal becomes the latest run only once nothing can refuse the run (below).
+    let mut run_state =
         crate::state::open(&file, &options.state, &run_id, &started_text).map_err(Error::Usage)?;
-    // The trace is written as tasks end: a file that cannot be made stops the run here.
-    let trace = match &options.trace {
-        Some(path) => Some(
-            crate::report::trace::Trace::create(path, started.0, &crate::sys::hostname())
-                .map_err(Error::path("write", path))?,
-        ),
-        None => None,
-    };
     let display = display::Options {
         label: options.label,
         keep_order: true,
@@ -160,10 +156,11 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         },
         logs,
     );
-    let (journal, earlier, lock) = announce_state(run_state, &session, options.state.resume);
-    ctx.journal = journal.map(Arc::new);
+    let earlier = run_state.earlier.take();
+    ctx.journal = run_state.journal.take().map(Arc::new);
     // Stamps are written only by the run that holds the state.
-    let memory = crate::state::Memory::new(&file, &options.state, earlier, lock.is_some());
+    let memory =
+        crate::state::Memory::new(&file, &options.state, earlier, run_state.lock.is_some());
     ctx.memory = Some(Arc::new(memory));
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
@@ -192,6 +189,8 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     };
     #[cfg(not(feature = "distributed"))]
     drop(remote_rx);
+    // Nothing can refuse the run any more: its journal becomes the latest run.
+    announce_state(&mut run_state, &shared.ctx, &session, options.state.resume);
     let interrupted = wait_for_end(&shared, &session, &notes, options.grace);
     #[cfg(feature = "distributed")]
     let distributed::Unfinished { stopped, withdrawn } = distributed
@@ -208,7 +207,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         withdrawn,
     };
     let (outcome, summary) = end::finish(&shared, ended, &options);
-    drop(lock);
+    drop(run_state);
     drop(ctx);
     drop(shared);
     let lost = session.lost.clone();
@@ -217,28 +216,36 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     Ok(end::with_lost_writes(outcome, &lost))
 }
 
-/// Says what the state told (warnings, the run resumed) and hands over its parts: the
-/// journal, the earlier run's index, and the lock to hold for the run.
+/// The `--trace` file, created.
+fn open_trace(
+    path: Option<&PathBuf>,
+    started: SystemTime,
+) -> Result<Option<crate::report::trace::Trace>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    crate::report::trace::Trace::create(path, started, &crate::sys::hostname())
+        .map(Some)
+        .map_err(Error::path("write", path))
+}
+
+/// Makes the run's journal the latest run, and says what the state told (warnings, the
+/// run resumed).
 fn announce_state(
-    state: crate::state::RunState,
+    state: &mut crate::state::RunState,
+    ctx: &exec::Context,
     session: &Session,
     resume: bool,
-) -> (
-    Option<crate::state::journal::Journal>,
-    Option<crate::state::journal::Index>,
-    Option<std::fs::File>,
 ) {
-    for warning in &state.warnings {
+    let committed = state.commit();
+    for warning in state.warnings.iter().chain(&committed) {
         session.say(format!("warning: {warning}"));
     }
-    if let (true, Some(index)) = (resume, &state.earlier) {
+    if let (true, Some(index)) = (resume, ctx.memory.as_ref().and_then(|m| m.index.as_ref())) {
         let run = index.header.as_ref().map_or("?", |h| h.run.as_str());
         session.say(format!(
             "resuming run {run}: {} done there, not run again",
             task::plural(index.done_count() as u64, "task")
         ));
     }
-    (state.journal, state.earlier, state.lock)
 }
 
 #[cfg(feature = "distributed")]
@@ -391,6 +398,7 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
                 continue;
             }
         }
+        journal_start(ctx, &start);
         if start.slot == REMOTE {
             if let Some(remote) = &shared.remote {
                 let _ = remote.send(start);
@@ -403,10 +411,31 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         send_to_slot(shared, core, start);
     }
+    if !not_run_count.is_empty() {
+        // Tasks up to date wait in memory as they are decided: on disk once the batch is.
+        if let Some(journal) = &ctx.journal {
+            journal.flush(&|message| {
+                let _ = ctx.events.send(Event::Note(message));
+            });
+        }
+    }
     for (job, count) in not_run_count {
         let _ = ctx.events.send(Event::NotRun { job, count });
     }
     mine
+}
+
+/// Journals that a task starts: one killed with the run is told apart, next time, from
+/// one that never ran.
+fn journal_start(ctx: &exec::Context, start: &Start) {
+    let (Some(journal), Some(id)) = (&ctx.journal, &start.id) else {
+        return;
+    };
+    let job = &ctx.file.jobs[start.job].name;
+    let entry = crate::state::journal::Entry::started(job, start.index, id.identity, id.key);
+    journal.append(&entry, false, &|message| {
+        let _ = ctx.events.send(Event::Note(message));
+    });
 }
 
 /// What the task is (its identity), what happens to it and why.
@@ -420,7 +449,14 @@ fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
     }
     let item = String::from_utf8_lossy(&start.item);
     let rendered = crate::render::task(file, job, &item, start.index);
-    Some(crate::state::decide(file, job, &item, &rendered, memory))
+    Some(crate::state::decide(
+        file,
+        job,
+        start.index,
+        &item,
+        &rendered,
+        memory,
+    ))
 }
 
 /// A task that need not run (done earlier, up to date): journaled and recorded so, a

@@ -20,7 +20,17 @@ pub type Identity = u128;
 /// that the same project in another folder (a fresh CI checkout) has the same tasks. A
 /// stdin file is read to hash its content (once per run and stat, through `hashes`); one
 /// that cannot be read makes an identity of its own (the task will fail to start anyway).
-pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered, hashes: &Hashes) -> Identity {
+/// The task whose identity is asked for: its job, its item's label, and, for the
+/// second and later of equal items, which one it is (0 for the first, which adds
+/// nothing: the identities of jobs without equal items are as they always were).
+pub struct Task<'a> {
+    pub job: &'a str,
+    pub label: &'a str,
+    pub occurrence: u32,
+}
+
+pub fn of(dir: &Path, task: &Task<'_>, rendered: &Rendered, hashes: &Hashes) -> Identity {
+    let Task { job, label, .. } = *task;
     let mut h = blake3::Hasher::new();
     h.update(b"runner task v1");
     field(&mut h, job.as_bytes());
@@ -59,25 +69,37 @@ pub fn of(dir: &Path, job: &str, label: &str, rendered: &Rendered, hashes: &Hash
             field(&mut h, &q.to_le_bytes());
         }
     }
-    h.update(&(rendered.env.len() as u64).to_le_bytes());
-    for (name, value) in &rendered.env {
+    // By name: the order the job file lists them in changes nothing the task sees.
+    let mut env: Vec<&(String, String)> = rendered.env.iter().collect();
+    env.sort();
+    h.update(&(env.len() as u64).to_le_bytes());
+    for (name, value) in env {
         field(&mut h, name.as_bytes());
         field(&mut h, value.as_bytes());
     }
     let cwd = rendered.cwd.strip_prefix(dir).unwrap_or(&rendered.cwd);
     field(&mut h, cwd.as_os_str().as_encoded_bytes());
     field(&mut h, label.as_bytes());
+    occurrence(&mut h, task.occurrence);
     first_128(h.finalize())
 }
 
-/// The task's key: its job and label, whatever it runs.
-pub fn key(job: &str, label: &str) -> u64 {
+/// The task's key: its job and label (and which of equal items), whatever it runs.
+pub fn key(task: &Task<'_>) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(b"runner key v1");
-    field(&mut h, job.as_bytes());
-    field(&mut h, label.as_bytes());
+    field(&mut h, task.job.as_bytes());
+    field(&mut h, task.label.as_bytes());
+    occurrence(&mut h, task.occurrence);
     let bytes = h.finalize();
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+fn occurrence(h: &mut blake3::Hasher, n: u32) {
+    if n > 0 {
+        field(h, b"occurrence");
+        h.update(&u64::from(n).to_le_bytes());
+    }
 }
 
 fn first_128(hash: blake3::Hash) -> Identity {
@@ -102,7 +124,12 @@ mod tests {
     use std::path::PathBuf;
 
     fn id(job: &str, label: &str, rendered: &Rendered) -> Identity {
-        of(Path::new("."), job, label, rendered, &Hashes::default())
+        let task = Task {
+            job,
+            label,
+            occurrence: 0,
+        };
+        of(Path::new("."), &task, rendered, &Hashes::default())
     }
 
     fn rendered(argv: &[&str]) -> Rendered {
@@ -128,6 +155,26 @@ mod tests {
         let mut env = rendered(&["echo", "a"]);
         env.env.push(("X".into(), "1".into()));
         assert_ne!(base, id("j", "a", &env));
+        // The order of the variables is not part of it.
+        env.env.push(("A".into(), "2".into()));
+        let mut sorted = env.clone();
+        sorted.env.sort();
+        assert_eq!(id("j", "a", &env), id("j", "a", &sorted));
+        // The second of two equal items is another task; the first is as before.
+        let second = Task {
+            job: "j",
+            label: "a",
+            occurrence: 1,
+        };
+        let first = Task {
+            occurrence: 0,
+            ..second
+        };
+        let plain = rendered(&["echo", "a"]);
+        let hashes = Hashes::default();
+        assert_eq!(of(Path::new("."), &first, &plain, &hashes), base);
+        assert_ne!(of(Path::new("."), &second, &plain, &hashes), base);
+        assert_ne!(key(&second), key(&first));
         let mut cwd = rendered(&["echo", "a"]);
         cwd.cwd = PathBuf::from("sub");
         assert_ne!(base, id("j", "a", &cwd));

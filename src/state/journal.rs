@@ -31,6 +31,9 @@ pub struct Header {
 
 pub const FORMAT: u32 = 1;
 
+/// The status of a task's start record.
+const STARTED: &str = "started";
+
 /// One ended task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
@@ -40,7 +43,9 @@ pub struct Entry {
     pub key: String,
     pub job: String,
     pub index: u64,
-    /// `succeeded`, `failed`, `stopped`, `done_earlier` or `up_to_date`.
+    /// `succeeded`, `failed`, `stopped`, `done_earlier` or `up_to_date` for a task that
+    /// ended; `started` as it starts (a task with only that was running when the run
+    /// stopped).
     pub status: String,
     pub exit: Option<i32>,
     pub signal: Option<i32>,
@@ -63,16 +68,33 @@ impl Entry {
             _ => "failed",
         };
         Entry {
-            id: format!("{id:032x}"),
-            key: format!("{key:016x}"),
-            job: job.to_string(),
-            index: record.index,
-            status: status.to_string(),
             exit,
             signal,
             attempts: record.attempts,
             ms: record.duration.as_millis() as u64,
+            ..Entry::started(job, record.index, id, key)
         }
+        .with_status(status)
+    }
+
+    /// The record of a task that starts.
+    pub fn started(job: &str, index: u64, id: Identity, key: u64) -> Entry {
+        Entry {
+            id: format!("{id:032x}"),
+            key: format!("{key:016x}"),
+            job: job.to_string(),
+            index,
+            status: STARTED.to_string(),
+            exit: None,
+            signal: None,
+            attempts: 0,
+            ms: 0,
+        }
+    }
+
+    fn with_status(mut self, status: &str) -> Entry {
+        self.status = status.to_string();
+        self
     }
 
     fn succeeded(&self) -> bool {
@@ -100,8 +122,15 @@ struct Writer {
 pub type Warn<'a> = &'a dyn Fn(String);
 
 impl Journal {
-    /// Creates the journal at `path` and writes its header.
-    pub fn create(path: &Path, header: &Header) -> std::io::Result<Journal> {
+    /// Creates the journal at `path` and writes its header, then every record of the
+    /// journal `carried` (the run this one resumes, which carried those before it): a
+    /// resumed run forgets nothing it was given, whatever it selects or runs. Lines that
+    /// do not read as records (a torn last one) are left behind.
+    pub fn create(
+        path: &Path,
+        header: &Header,
+        carried: Option<&Path>,
+    ) -> std::io::Result<Journal> {
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -109,6 +138,9 @@ impl Journal {
         let mut line = serde_json::to_vec(header)?;
         line.push(b'\n');
         file.write_all(&line)?;
+        if let Some(earlier) = carried {
+            carry(earlier, &mut file)?;
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             inner: Mutex::new(Writer {
@@ -119,8 +151,13 @@ impl Journal {
     }
 
     /// Appends a task's end. `bulk`: it may wait in memory for the next write (a task
-    /// done earlier, whose success the earlier journal already holds).
+    /// up to date, which its stamp also tells; the run flushes once it decided a batch).
+    /// A task done earlier is not written: the journal carried its success over when it
+    /// was created.
     pub fn append(&self, entry: &Entry, bulk: bool, warn: Warn<'_>) {
+        if entry.status == "done_earlier" {
+            return;
+        }
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if w.file.is_none() {
             return;
@@ -139,6 +176,28 @@ impl Journal {
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         w.flush(&self.path, warn);
     }
+}
+
+/// Copies the records of the journal at `from` (not its header, nor lines that do not
+/// read as records) to `to`.
+fn carry(from: &Path, to: &mut File) -> std::io::Result<()> {
+    let mut reader = BufReader::new(File::open(from)?);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, to);
+    let mut line = Vec::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        if std::mem::take(&mut first) {
+            continue;
+        }
+        if serde_json::from_slice::<Entry>(&line).is_ok() {
+            out.write_all(&line)?;
+        }
+    }
+    out.flush()
 }
 
 impl Writer {
@@ -164,10 +223,15 @@ impl Writer {
 #[derive(Debug, Default)]
 pub struct Index {
     pub header: Option<Header>,
+    /// The journal read.
+    pub path: Option<PathBuf>,
     /// Identities that succeeded, sorted.
     done: Vec<u128>,
     /// (key << 64) | the identity's high 64 bits, of every task ended, sorted.
     tried: Vec<u128>,
+    /// The same, of every task started (a task started and never ended was running
+    /// when its run stopped).
+    started: Vec<u128>,
     /// Lines that did not read as records (a torn last one included).
     pub unreadable: u64,
 }
@@ -182,6 +246,8 @@ pub enum Verdict {
     Changed,
     /// It ran and did not succeed.
     FailedEarlier,
+    /// It started and never ended: its run died (or was killed) while it ran.
+    WasRunning,
 }
 
 impl Verdict {
@@ -191,6 +257,7 @@ impl Verdict {
             Verdict::NeverRan => "never ran",
             Verdict::Changed => "command changed",
             Verdict::FailedEarlier => "failed earlier",
+            Verdict::WasRunning => "was running when the run stopped",
         }
     }
 }
@@ -201,7 +268,10 @@ impl Index {
     pub fn read(path: &Path) -> Result<Index, String> {
         let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut reader = BufReader::new(file);
-        let mut index = Index::default();
+        let mut index = Index {
+            path: Some(path.to_path_buf()),
+            ..Index::default()
+        };
         let mut line = Vec::new();
         let mut first = true;
         loop {
@@ -240,6 +310,9 @@ impl Index {
         index.done.dedup();
         index.tried.sort_unstable();
         index.tried.dedup();
+        index.started.sort_unstable();
+        index.started.dedup();
+        index.started.shrink_to_fit();
         index.done.shrink_to_fit();
         index.tried.shrink_to_fit();
         Ok(index)
@@ -253,10 +326,15 @@ impl Index {
             self.unreadable += 1;
             return;
         };
+        let tried = (u128::from(key) << 64) | (id >> 64);
+        if entry.status == STARTED {
+            self.started.push(tried);
+            return;
+        }
         if entry.succeeded() {
             self.done.push(id);
         }
-        self.tried.push((u128::from(key) << 64) | (id >> 64));
+        self.tried.push(tried);
     }
 
     /// How many tasks succeeded there.
@@ -269,20 +347,22 @@ impl Index {
         if self.done.binary_search(&id).is_ok() {
             return Verdict::Done;
         }
-        let low = u128::from(key) << 64;
-        let start = self.tried.partition_point(|t| *t < low);
-        let mut same_key = self.tried[start..]
-            .iter()
-            .take_while(|t| (*t >> 64) as u64 == key)
-            .peekable();
-        if same_key.peek().is_none() {
-            return Verdict::NeverRan;
+        let this = (u128::from(key) << 64) | (id >> 64);
+        if self.tried.binary_search(&this).is_ok() {
+            return Verdict::FailedEarlier;
         }
-        let high = id >> 64;
-        if same_key.any(|t| t & u128::from(u64::MAX) == high) {
-            Verdict::FailedEarlier
-        } else {
+        if self.started.binary_search(&this).is_ok() {
+            return Verdict::WasRunning;
+        }
+        let any_of_key = |list: &[u128]| {
+            let low = u128::from(key) << 64;
+            let start = list.partition_point(|t| *t < low);
+            list.get(start).is_some_and(|t| (*t >> 64) as u64 == key)
+        };
+        if any_of_key(&self.tried) || any_of_key(&self.started) {
             Verdict::Changed
+        } else {
+            Verdict::NeverRan
         }
     }
 }
@@ -319,7 +399,7 @@ mod tests {
     fn what_was_written_is_read_back_and_a_torn_last_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r1.journal");
-        let journal = Journal::create(&path, &header()).unwrap();
+        let journal = Journal::create(&path, &header(), None).unwrap();
         let no_warning = |m: String| panic!("{m}");
         let a = (7u128 << 64) | 1;
         let b = (8u128 << 64) | 2;
@@ -338,6 +418,37 @@ mod tests {
         assert_eq!(index.verdict(b, 2), Verdict::FailedEarlier);
         assert_eq!(index.verdict((9u128 << 64) | 2, 2), Verdict::Changed);
         assert_eq!(index.verdict(3, 3), Verdict::NeverRan);
+    }
+
+    #[test]
+    fn a_resumed_journal_carries_every_record_and_starts_tell_a_killed_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("r1.journal");
+        let journal = Journal::create(&first, &header(), None).unwrap();
+        let no_warning = |m: String| panic!("{m}");
+        let (a, b, c) = ((7u128 << 64) | 1, (8u128 << 64) | 2, (9u128 << 64) | 3);
+        journal.append(&entry(a, 1, "succeeded"), false, &no_warning);
+        journal.append(&entry(b, 2, "failed"), false, &no_warning);
+        journal.append(&Entry::started("j", 0, c, 3), false, &no_warning);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        file.write_all(b"{\"id\":\"0000").unwrap();
+        // The resumed run's journal holds it all before it writes anything of its own;
+        // a task done earlier is not written again.
+        let second = dir.path().join("r2.journal");
+        let resumed = Journal::create(&second, &header(), Some(&first)).unwrap();
+        resumed.append(&entry(a, 1, "done_earlier"), true, &no_warning);
+        resumed.flush(&no_warning);
+        let index = Index::read(&second).unwrap();
+        assert_eq!(index.unreadable, 0, "the torn line is left behind");
+        assert_eq!(index.done_count(), 1);
+        assert_eq!(index.verdict(a, 1), Verdict::Done);
+        assert_eq!(index.verdict(b, 2), Verdict::FailedEarlier);
+        assert_eq!(index.verdict(c, 3), Verdict::WasRunning);
+        assert_eq!(index.verdict((5u128 << 64) | 3, 3), Verdict::Changed);
+        assert_eq!(std::fs::read_to_string(&second).unwrap().lines().count(), 4);
     }
 
     #[test]

@@ -21,17 +21,19 @@ pub mod identity;
 pub mod journal;
 pub mod uptodate;
 
-use crate::jobfile::{Job, JobFile};
+use crate::jobfile::{Items, Job, JobFile};
 use crate::render::Rendered;
 use crate::task::{Status, TaskRecord};
 pub use decision::{Action, Inputs, TaskId};
 use files::Hashes;
 use journal::{Header, Index, Journal, Verdict};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use uptodate::{Outputs, Seen, StampRef, Stamps};
 
 /// The reason of a task that succeeded in the run this one resumes.
@@ -55,6 +57,9 @@ pub struct Memory {
     pub skip: Vec<(u64, u64)>,
     /// A stamp could not be written: said once.
     said: AtomicBool,
+    /// Per job (by name) with items held in memory: the occurrence of each item among
+    /// equal ones before it (empty when no two are equal).
+    occurrences: Mutex<HashMap<String, Arc<Vec<u32>>>>,
 }
 
 impl Memory {
@@ -72,6 +77,23 @@ impl Memory {
             skip: files::folder_id(&base).into_iter().collect(),
             ..Memory::default()
         }
+    }
+
+    /// How many items of `job` before `index` are equal to its own: two equal items are
+    /// two tasks. Items read from a file (never held whole) and ranges count as 0.
+    pub fn occurrence(&self, job: &Job, index: u64) -> u32 {
+        let items = &job.items;
+        let Some(count) = items.count() else { return 0 };
+        if !matches!(items, Items::List(_) | Items::Fields(_)) || count < 2 {
+            return 0;
+        }
+        let found = {
+            let mut map = self.occurrences.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(job.name.clone())
+                .or_insert_with(|| Arc::new(occurrences(items, count)))
+                .clone()
+        };
+        found.get(index as usize).copied().unwrap_or(0)
     }
 
     /// Records a task that ended. For a job with `sources`, in the run that holds the
@@ -153,18 +175,44 @@ impl Memory {
     }
 }
 
+/// The occurrence of each of `count` items among the equal ones before it; empty when
+/// all differ.
+fn occurrences(items: &Items, count: u64) -> Vec<u32> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut found = Vec::with_capacity(count as usize);
+    let mut any = false;
+    for index in 0..count {
+        let n = seen
+            .entry(items.in_memory(index).unwrap_or_default())
+            .or_insert(0);
+        found.push(*n);
+        any |= *n > 0;
+        *n += 1;
+    }
+    if !any {
+        found = Vec::new();
+    }
+    found
+}
+
 /// What a task is, what happens to it and why, given what `memory` holds: done earlier
 /// (`--resume`), up to date (its `sources` and `outputs`), or run, with the reason.
 /// `item` is the label.
 pub fn decide(
     file: &JobFile,
     job: &Job,
+    index: u64,
     item: &str,
     rendered: &Rendered,
     memory: &Memory,
 ) -> TaskId {
-    let identity = identity::of(&file.dir, &job.name, item, rendered, &memory.hashes);
-    let key = identity::key(&job.name, item);
+    let task = identity::Task {
+        job: &job.name,
+        label: item,
+        occurrence: memory.occurrence(job, index),
+    };
+    let identity = identity::of(&file.dir, &task, rendered, &memory.hashes);
+    let key = identity::key(&task);
     let verdict = memory
         .index
         .as_ref()
@@ -241,6 +289,11 @@ pub struct Options {
 
 /// A run's state: the journal it writes (none when the state cannot be used), the
 /// index of the run before it, and what to tell the user about either.
+///
+/// The journal is created (with what it carries over from the run it resumes) but not
+/// yet the latest run: [`RunState::commit`] makes it so once nothing can refuse the run
+/// any more. A state dropped uncommitted (the run refused to start) removes its journal
+/// and leaves `latest` and the older journals as they were.
 #[derive(Default)]
 pub struct RunState {
     pub journal: Option<Journal>,
@@ -250,6 +303,36 @@ pub struct RunState {
     pub warnings: Vec<String>,
     /// Held for the run: the lock of the job file's state.
     pub lock: Option<File>,
+    /// The journal not yet made the latest run: the state folder and the run's id.
+    uncommitted: Option<(PathBuf, String)>,
+}
+
+impl RunState {
+    /// The run starts for good: its journal becomes the latest run (`latest` moves to
+    /// it, whose carried records are on disk already) and older journals are pruned.
+    /// Returns a warning when `latest` cannot be written (the run goes on; a `--resume`
+    /// would then continue the run before it).
+    pub fn commit(&mut self) -> Option<String> {
+        let (dir, run) = self.uncommitted.take()?;
+        let pointer = dir.join("latest");
+        if let Err(e) = write_atomically(&pointer, run.as_bytes()) {
+            return Some(format!(
+                "cannot write {}: {e}; the run goes on, but a --resume would not continue it",
+                pointer.display()
+            ));
+        }
+        prune(&dir.join("runs"), &run);
+        None
+    }
+}
+
+impl Drop for RunState {
+    fn drop(&mut self) {
+        // Never committed: the run did not start; its journal holds nothing of its own.
+        if let Some((dir, run)) = self.uncommitted.take() {
+            let _ = std::fs::remove_file(dir.join("runs").join(format!("{run}.journal")));
+        }
+    }
 }
 
 /// Where the state of `file` lives: the folder for it, under `--state DIR` or the
@@ -290,9 +373,23 @@ fn key(file: &JobFile, options: &Options) -> String {
     }
 }
 
+/// What the reader of a journal says of its lines that could not be read.
+pub fn unreadable_warning(index: &Index, shown: &str) -> Option<String> {
+    match index.unreadable {
+        0 => None,
+        1 => Some(format!(
+            "1 record of the latest journal in {shown} could not be read and was ignored (a run that died mid-write leaves one)"
+        )),
+        n => Some(format!(
+            "{n} records of the latest journal in {shown} could not be read and were ignored (a run that died mid-write leaves one)"
+        )),
+    }
+}
+
 /// The state for a new run `run` of `file`: the earlier run read, the lock taken, the
-/// journal created. Only `--resume` turns a problem into an error (said as the error's
-/// message, exit 2).
+/// journal created, carrying over (with `--resume`) every record of the run it resumes.
+/// Only `--resume` turns a problem into an error (said as the error's message, exit 2).
+/// `latest` does not move and nothing is pruned until [`RunState::commit`].
 pub fn open(
     file: &JobFile,
     options: &Options,
@@ -317,13 +414,12 @@ pub fn open(
         _ => {}
     }
     state.earlier = earlier.ok().flatten();
-    if let Some(index) = &state.earlier {
-        if index.unreadable > 0 {
-            state.warnings.push(format!(
-                "{} of the latest journal in {shown} could not be read and were ignored (a run that died mid-write leaves one)",
-                crate::task::plural(index.unreadable, "record")
-            ));
-        }
+    if let Some(warning) = state
+        .earlier
+        .as_ref()
+        .and_then(|index| unreadable_warning(index, &shown))
+    {
+        state.warnings.push(warning);
     }
     match prepare(&dir) {
         Ok(()) => {}
@@ -353,45 +449,38 @@ pub fn open(
             return Ok(state);
         }
     }
+    let resumed = state.earlier.as_ref().filter(|_| options.resume);
     let header = Header {
         runner_journal: journal::FORMAT,
         run: run.to_string(),
         file: file.path.display().to_string(),
         started: started.to_string(),
-        resumes: options
-            .resume
-            .then(|| {
-                state
-                    .earlier
-                    .as_ref()?
-                    .header
-                    .as_ref()
-                    .map(|h| h.run.clone())
-            })
-            .flatten(),
+        resumes: resumed.and_then(|index| index.header.as_ref().map(|h| h.run.clone())),
     };
     let path = dir.join("runs").join(format!("{run}.journal"));
-    let created = Journal::create(&path, &header).and_then(|journal| {
-        write_atomically(&dir.join("latest"), run.as_bytes())?;
-        Ok(journal)
-    });
-    match created {
-        Ok(journal) => state.journal = Some(journal),
-        Err(e) if options.resume => {
-            return Err(format!(
-                "--resume: cannot write the journal {}: {e}",
-                path.display()
-            ))
+    // What the resumed run knew is on disk in the new journal before it can become
+    // the latest: a run killed at any moment after leaves nothing forgotten.
+    let carried = resumed.and_then(|index| index.path.as_deref());
+    match Journal::create(&path, &header, carried) {
+        Ok(journal) => {
+            state.journal = Some(journal);
+            state.uncommitted = Some((dir, run.to_string()));
         }
         Err(e) => {
+            // Nothing half-written stays behind to be pruned for, or resumed from.
+            let _ = std::fs::remove_file(&path);
+            if options.resume {
+                return Err(format!(
+                    "--resume: cannot write the journal {}: {e}",
+                    path.display()
+                ));
+            }
             state.warnings.push(format!(
                 "cannot write the journal {}: {e}; the run goes on, but it cannot be resumed",
                 path.display()
             ));
-            return Ok(state);
         }
     }
-    prune(&dir.join("runs"), run);
     Ok(state)
 }
 
@@ -408,7 +497,13 @@ pub fn read_latest(
             file.path.display(),
             dir.display()
         )),
-        Ok(index) => Ok((index, None)),
+        Ok(index) => {
+            let shown = dir.display().to_string();
+            let warning = index
+                .as_ref()
+                .and_then(|index| unreadable_warning(index, &shown));
+            Ok((index, warning))
+        }
         Err(e) if options.resume => Err(format!("--resume: {e}")),
         Err(e) => Ok((None, Some(e))),
     }
@@ -417,6 +512,12 @@ pub fn read_latest(
 /// The index of the latest run in `dir`, if there is one.
 pub fn latest(dir: &Path) -> Result<Option<Index>, String> {
     let pointer = dir.join("latest");
+    if pointer.is_dir() {
+        return Err(format!(
+            "{} is a folder, not the pointer to the latest run (remove it: runner writes a file there)",
+            pointer.display()
+        ));
+    }
     let id = match std::fs::read_to_string(&pointer) {
         Ok(id) => id.trim().to_string(),
         // No state there (yet), or its place is taken by a file (said when writing).

@@ -124,7 +124,7 @@ fn a_failed_run_fixed_and_resumed_runs_only_the_failed_and_skipped_tasks() {
     failed.assert_code(1);
     assert!(
         failed.stderr.ends_with(
-            "to resume: runner run jobs.toml a --set \"day=it's\" --state 'my state' --resume\n"
+            "to resume: runner run jobs.toml a --set=\"day=it's\" --state='my state' --resume\n"
         ),
         "{}",
         failed.stderr
@@ -236,9 +236,14 @@ fn a_torn_journal_resumes_cleanly() {
         .set_len(len - 5)
         .unwrap();
     std::fs::remove_file(t.path("ran.log")).unwrap();
+    // `plan` says so too.
+    t.run_with(&["plan", "jobs.toml", "--resume"])
+        .assert_code(0)
+        .assert_stderr_has("1 record of the latest journal");
     let out = t.run_with(&["run", "jobs.toml", "--resume"]);
     out.assert_code(0)
-        .assert_stderr_has("1 record of the latest journal");
+        .assert_stderr_has("1 record of the latest journal")
+        .assert_stderr_has("could not be read and was ignored");
     assert_eq!(
         t.lines_in("ran.log"),
         1,
@@ -386,6 +391,224 @@ fn a_full_disk_while_journaling_is_a_warning_not_a_lost_run() {
     assert_eq!(
         out.stderr.matches("cannot write the journal").count(),
         1,
+        "{}",
+        out.stderr
+    );
+}
+
+/// Starts `runner run jobs.toml ARGS…` in the background, its output thrown away.
+fn spawn_with(t: &Test, args: &[&str]) -> std::process::Child {
+    t.command()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runner starts")
+}
+
+/// Kills the runner (SIGKILL, by its pid) and reaps it.
+fn kill(mut runner: std::process::Child) {
+    signal(&runner, libc::SIGKILL);
+    let _ = runner.wait();
+}
+
+/// Twenty quick tasks, then one that waits for the file `go` (its start is written to
+/// wait.log). A runner killed while it waits has journaled every quick one.
+const WAITS: &str = "pool = 2\n[jobs.a]\ncommand = 'echo {item} >> a.log'\nitems = { range = [0, 20] }\n[jobs.wait]\ncommand = 'echo started >> wait.log; while [ ! -e go ]; do sleep 0.05; done'\nneeds = ['a']\n";
+
+#[test]
+fn a_resume_killed_before_any_task_ends_forgets_nothing() {
+    let t = Test::new(WAITS);
+    let first = t.spawn();
+    assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 1));
+    kill(first);
+    assert_eq!(t.lines_in("a.log"), 20);
+    // A resume killed before any task of its own ended.
+    let second = spawn_with(&t, &["--resume"]);
+    assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 2));
+    kill(second);
+    assert_eq!(t.lines_in("a.log"), 20, "the resume ran nothing done");
+    t.write("go", "");
+    let out = t.run_with(&["run", "jobs.toml", "--resume"]);
+    out.assert_code(0)
+        .assert_stderr_has("20 tasks done there, not run again");
+    assert_eq!(t.lines_in("a.log"), 20, "nothing done earlier ran again");
+    assert_eq!(t.lines_in("wait.log"), 3);
+}
+
+#[test]
+fn a_task_killed_with_the_run_was_running_not_never_ran() {
+    let t = Test::new(WAITS);
+    let first = t.spawn();
+    assert!(wait_for(Duration::from_secs(30), || t.lines_in("wait.log") >= 1));
+    kill(first);
+    t.write("go", "");
+    let plan = t.run_with(&["plan", "jobs.toml", "--resume", "--json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let wait = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["job"] == "wait")
+        .unwrap();
+    assert_eq!(wait["reason"], "was running when the run stopped");
+}
+
+/// A job that succeeds, and one that fails until `fixed` exists.
+const HALF: &str = "[jobs.a]\ncommand = 'echo a{item} >> ran.log'\nitems = ['x', 'y']\n[jobs.c]\ncommand = 'echo c >> ran.log; test -e fixed'\n";
+
+#[test]
+fn a_start_that_is_refused_leaves_the_latest_run_alone() {
+    let t = Test::new(HALF);
+    t.run().assert_code(1);
+    t.write("ran.log", "");
+    let refused: [&[&str]; 3] = [
+        &["--trace", "/nonexistent/x.json"],
+        &["--broker", "redis://127.0.0.1:1"],
+        &["--broker", "127.0.0.1:6379"],
+    ];
+    // More refused starts than the runs kept: none may prune the real one away.
+    for round in 0..2 {
+        for args in refused {
+            let mut all = vec!["run", "jobs.toml", "--resume"];
+            all.extend_from_slice(args);
+            let out = t.run_with(&all);
+            assert!(
+                matches!(out.code, Some(1 | 2)),
+                "round {round}, {args:?} refused: {}",
+                out.stderr
+            );
+        }
+    }
+    assert_eq!(t.read("ran.log"), "", "no refused start ran a task");
+    t.write("fixed", "");
+    t.run_with(&["run", "jobs.toml", "--resume"])
+        .assert_code(0)
+        .assert_stderr_has("2 tasks done there");
+    assert_eq!(t.read("ran.log"), "c\n", "only the failed task ran again");
+}
+
+#[test]
+fn a_resume_of_one_job_keeps_what_the_others_did() {
+    let t = Test::new(HALF);
+    t.run().assert_code(1);
+    t.write("fixed", "");
+    t.write("ran.log", "");
+    // Only c, to retry it.
+    t.run_with(&["run", "jobs.toml", "c", "--resume"])
+        .assert_code(0);
+    assert_eq!(t.read("ran.log"), "c\n");
+    // The whole file: nothing ran again.
+    t.run_with(&["run", "jobs.toml", "--resume"])
+        .assert_code(0)
+        .assert_stderr_has("3 tasks done there");
+    assert_eq!(t.read("ran.log"), "c\n");
+}
+
+#[test]
+fn equal_items_are_distinct_tasks() {
+    // The second `x` waits for `go`: killed there, it never completed.
+    let t = Test::new(
+        "pool = 1\n[jobs.a]\ncommand = 'echo {item} >> started.log; if [ \"$(wc -l < started.log)\" -eq 2 ]; then while [ ! -e go ]; do sleep 0.05; done; fi'\nitems = ['x', 'x', 'y']\n",
+    );
+    let first = t.spawn();
+    assert!(wait_for(Duration::from_secs(30), || t
+        .lines_in("started.log")
+        >= 2));
+    kill(first);
+    t.write("go", "");
+    t.run_with(&["run", "jobs.toml", "--resume"])
+        .assert_code(0)
+        .assert_stderr_has("1 task done there");
+    let seen = counts(&t.read("started.log"));
+    assert_eq!(seen.get("x"), Some(&3), "the second x ran again: {seen:?}");
+    assert_eq!(seen.get("y"), Some(&1));
+}
+
+#[test]
+fn the_order_of_env_is_not_part_of_a_task() {
+    let t = Test::new("[jobs.a]\ncommand = 'echo $A$B >> ran.log'\nenv = { A = '1', B = '2' }\n");
+    t.run().assert_code(0);
+    t.write(
+        "jobs.toml",
+        "[jobs.a]\ncommand = 'echo $A$B >> ran.log'\nenv = { B = '2', A = '1' }\n",
+    );
+    let plan = t.run_with(&["plan", "jobs.toml", "--resume", "--json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan[0]["action"], "done_earlier", "{plan}");
+    t.run_with(&["run", "jobs.toml", "--resume"]).assert_code(0);
+    assert_eq!(t.read("ran.log"), "12\n");
+}
+
+#[test]
+fn the_resume_hint_is_one_line_and_works_when_pasted() {
+    let t = Test::new(
+        "[jobs.a]\ncommand = 'echo \"$V\" >> ran.log; test -e fixed'\nenv = { V = '{vars.v}' }\n[jobs.b]\ncommand = 'echo b >> ran.log'\n[vars]\nv = 'plain'\n",
+    );
+    // A value with a line feed: the hint stays one line, and no line of it is a
+    // GitHub Actions workflow command.
+    let out = t.run_with(&["run", "jobs.toml", "a", "--set", "v=x\n::warning::owned"]);
+    out.assert_code(1);
+    assert!(
+        !out.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning::owned")),
+        "{}",
+        out.stderr
+    );
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "to resume: runner run jobs.toml a --set=$'v=x\\n::warning::owned' --resume"
+    );
+    // Pasted as printed (options the resumed run needs included), it resumes.
+    let out = t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--set",
+        "v=a b",
+        "--state=-my state",
+        "--pool",
+        "1",
+    ]);
+    out.assert_code(1);
+    let hint = out
+        .stderr
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("to resume: "))
+        .unwrap_or_else(|| panic!("a hint: {}", out.stderr))
+        .to_string();
+    assert!(hint.contains("--pool=1"), "{hint}");
+    t.write("fixed", "");
+    t.write("ran.log", "");
+    let bin = std::path::Path::new(crate::util::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let pasted = std::process::Command::new("sh")
+        .args(["-c", &hint])
+        .current_dir(t.dir.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&pasted.stderr);
+    assert_eq!(pasted.status.code(), Some(0), "{hint}: {stderr}");
+    assert!(stderr.contains("resuming run "), "{stderr}");
+    assert_eq!(t.read("ran.log"), "a b\n", "only the failed task ran");
+}
+
+#[test]
+fn a_latest_that_is_a_folder_is_named_as_such() {
+    let t = Test::new("[jobs.a]\ncommand = 'true'\n");
+    std::fs::create_dir_all(t.path(".runner/jobs.toml/latest")).unwrap();
+    let out = t.run();
+    out.assert_code(0)
+        .assert_stderr_has("latest is a folder, not the pointer to the latest run");
+    assert!(
+        !out.stderr.contains("cannot write the journal"),
         "{}",
         out.stderr
     );
