@@ -118,7 +118,7 @@ fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Resu
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.select)?;
     let options = args.state.options();
-    let (index, warning) = crate::state::read_latest(&file, &options).map_err(Error::Usage)?;
+    let (index, warning) = crate::state::read_latest(&file, &options)?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }

@@ -126,8 +126,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let trace = open_trace(options.trace.as_ref(), started.0)?;
     // Before anything runs: `--resume` without a usable earlier run is an error. The
     // new journal becomes the latest run only once nothing can refuse the run (below).
-    let mut run_state =
-        crate::state::open(&file, &options.state, &run_id, &started_text).map_err(Error::Usage)?;
+    let mut run_state = crate::state::open(&file, &options.state, &run_id, &started_text)?;
     let display = display::Options {
         label: options.label,
         keep_order: true,

@@ -262,11 +262,34 @@ impl Verdict {
     }
 }
 
+/// Why the state of an earlier run cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a runner journal (its first line is not a journal header)", .0.display())]
+    NotAJournal(PathBuf),
+    #[error("{} is empty", .0.display())]
+    Empty(PathBuf),
+    #[error("{} is a folder, not the pointer to the latest run (remove it: runner writes a file there)", .0.display())]
+    LatestIsFolder(PathBuf),
+    #[error("{} does not name a run (is this folder runner's state?)", .0.display())]
+    NotARun(PathBuf),
+}
+
 impl Index {
     /// Reads the journal at `path`. An error only when it cannot be opened or its first
     /// line is not a journal header.
-    pub fn read(path: &Path) -> Result<Index, String> {
-        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Index, ReadError> {
+        let cannot = |source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(cannot)?;
         let mut reader = BufReader::new(file);
         let mut index = Index {
             path: Some(path.to_path_buf()),
@@ -279,7 +302,7 @@ impl Index {
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                Err(e) => return Err(cannot(e)),
             }
             // A last line without its newline was torn by a death mid-write.
             if line.last() != Some(&b'\n') {
@@ -289,12 +312,7 @@ impl Index {
             if std::mem::take(&mut first) {
                 match serde_json::from_slice::<Header>(&line) {
                     Ok(h) if h.runner_journal == FORMAT => index.header = Some(h),
-                    _ => {
-                        return Err(format!(
-                            "{} is not a runner journal (its first line is not a journal header)",
-                            path.display()
-                        ))
-                    }
+                    _ => return Err(ReadError::NotAJournal(path.to_path_buf())),
                 }
                 continue;
             }
@@ -304,7 +322,7 @@ impl Index {
             }
         }
         if index.header.is_none() {
-            return Err(format!("{} is empty", path.display()));
+            return Err(ReadError::Empty(path.to_path_buf()));
         }
         index.done.sort_unstable();
         index.done.dedup();
@@ -458,10 +476,14 @@ mod tests {
         std::fs::write(&path, "hello\n").unwrap();
         assert!(Index::read(&path)
             .unwrap_err()
+            .to_string()
             .contains("is not a runner journal"));
         std::fs::write(&path, b"\xff\xfe\x00garbage").unwrap();
         assert!(Index::read(&path).is_err());
         std::fs::write(&path, "").unwrap();
-        assert!(Index::read(&path).unwrap_err().contains("is empty"));
+        assert!(Index::read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
     }
 }

@@ -26,6 +26,7 @@ use crate::render::Rendered;
 use crate::task::{Status, TaskRecord};
 pub use decision::{Action, Inputs, TaskId};
 use files::Hashes;
+pub use journal::ReadError;
 use journal::{Header, Index, Journal, Verdict};
 use std::collections::HashMap;
 use std::fs::File;
@@ -395,19 +396,19 @@ pub fn open(
     options: &Options,
     run: &str,
     started: &str,
-) -> Result<RunState, String> {
+) -> Result<RunState, StateError> {
     let dir = folder(file, options);
     let mut state = RunState::default();
     let shown = dir.display().to_string();
     let earlier = latest(&dir);
     match (&earlier, options.resume) {
         (Ok(None), true) => {
-            return Err(format!(
-                "--resume: there is no earlier run of {} to resume (its state would be in {shown})",
-                file.path.display()
-            ))
+            return Err(StateError::NothingToResume {
+                file: file.path.clone(),
+                dir,
+            })
         }
-        (Err(e), true) => return Err(format!("--resume: {e}")),
+        (Err(_), true) => return Err(StateError::Unreadable(earlier.unwrap_err())),
         (Err(e), false) => state.warnings.push(format!(
             "{e}; this run starts afresh (and is journaled anew)"
         )),
@@ -423,9 +424,7 @@ pub fn open(
     }
     match prepare(&dir) {
         Ok(()) => {}
-        Err(e) if options.resume => {
-            return Err(format!("--resume: cannot write the state in {shown}: {e}"))
-        }
+        Err(source) if options.resume => return Err(StateError::CannotWrite { dir, source }),
         Err(e) => {
             state.warnings.push(format!(
                 "cannot write the state in {shown}: {e}; the run goes on, but it cannot be resumed"
@@ -436,10 +435,11 @@ pub fn open(
     match lock(&dir) {
         Ok(lock) => state.lock = Some(lock),
         Err(holder) if options.resume => {
-            return Err(format!(
-                "--resume: another run of {} is running{holder} and holds its state in {shown}; wait for it to end",
-                file.path.display()
-            ))
+            return Err(StateError::Locked {
+                file: file.path.clone(),
+                holder,
+                dir,
+            })
         }
         Err(holder) => {
             state.warnings.push(format!(
@@ -470,10 +470,7 @@ pub fn open(
             // Nothing half-written stays behind to be pruned for, or resumed from.
             let _ = std::fs::remove_file(&path);
             if options.resume {
-                return Err(format!(
-                    "--resume: cannot write the journal {}: {e}",
-                    path.display()
-                ));
+                return Err(StateError::Journal { path, source: e });
             }
             state.warnings.push(format!(
                 "cannot write the journal {}: {e}; the run goes on, but it cannot be resumed",
@@ -489,14 +486,13 @@ pub fn open(
 pub fn read_latest(
     file: &JobFile,
     options: &Options,
-) -> Result<(Option<Index>, Option<String>), String> {
+) -> Result<(Option<Index>, Option<String>), StateError> {
     let dir = folder(file, options);
     match latest(&dir) {
-        Ok(None) if options.resume => Err(format!(
-            "--resume: there is no earlier run of {} to resume (its state would be in {})",
-            file.path.display(),
-            dir.display()
-        )),
+        Ok(None) if options.resume => Err(StateError::NothingToResume {
+            file: file.path.clone(),
+            dir,
+        }),
         Ok(index) => {
             let shown = dir.display().to_string();
             let warning = index
@@ -504,19 +500,16 @@ pub fn read_latest(
                 .and_then(|index| unreadable_warning(index, &shown));
             Ok((index, warning))
         }
-        Err(e) if options.resume => Err(format!("--resume: {e}")),
-        Err(e) => Ok((None, Some(e))),
+        Err(e) if options.resume => Err(StateError::Unreadable(e)),
+        Err(e) => Ok((None, Some(e.to_string()))),
     }
 }
 
 /// The index of the latest run in `dir`, if there is one.
-pub fn latest(dir: &Path) -> Result<Option<Index>, String> {
+pub fn latest(dir: &Path) -> Result<Option<Index>, ReadError> {
     let pointer = dir.join("latest");
     if pointer.is_dir() {
-        return Err(format!(
-            "{} is a folder, not the pointer to the latest run (remove it: runner writes a file there)",
-            pointer.display()
-        ));
+        return Err(ReadError::LatestIsFolder(pointer));
     }
     let id = match std::fs::read_to_string(&pointer) {
         Ok(id) => id.trim().to_string(),
@@ -529,15 +522,59 @@ pub fn latest(dir: &Path) -> Result<Option<Index>, String> {
         {
             return Ok(None)
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", pointer.display())),
+        Err(source) => {
+            return Err(ReadError::Io {
+                path: pointer,
+                source,
+            })
+        }
     };
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!(
-            "{} does not name a run (is this folder runner's state?)",
-            pointer.display()
-        ));
+        return Err(ReadError::NotARun(pointer));
     }
     Index::read(&dir.join("runs").join(format!("{id}.journal"))).map(Some)
+}
+
+/// Why a run cannot use the state it needs (only `--resume` makes these errors; a
+/// plain run says them as warnings and goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("--resume: there is no earlier run of {} to resume (its state would be in {})", file.display(), dir.display())]
+    NothingToResume { file: PathBuf, dir: PathBuf },
+    #[error("--resume: {0}")]
+    Unreadable(ReadError),
+    #[error("--resume: cannot write the state in {}: {source}", dir.display())]
+    CannotWrite {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--resume: another run of {} is running{holder} and holds its state in {}; wait for it to end", file.display(), dir.display())]
+    Locked {
+        file: PathBuf,
+        holder: LockRefused,
+        dir: PathBuf,
+    },
+    #[error("--resume: cannot write the journal {}: {source}", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why the state's lock was not taken, said after "another run … is running".
+#[derive(Debug, thiserror::Error)]
+pub enum LockRefused {
+    /// Held by another run; its pid when it wrote one.
+    #[error("{}", .0.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
+    Held(Option<u32>),
+    #[error(" (its lock {} cannot be opened: {source})", path.display())]
+    Unopenable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Creates the state folders, and a `.gitignore` that keeps git out of them.
@@ -557,7 +594,7 @@ fn prepare(dir: &Path) -> std::io::Result<()> {
 
 /// Takes the lock of `dir` without waiting; on refusal, " (pid N)" naming the holder
 /// when it wrote its pid.
-fn lock(dir: &Path) -> Result<File, String> {
+fn lock(dir: &Path) -> Result<File, LockRefused> {
     let path = dir.join("lock");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -565,18 +602,15 @@ fn lock(dir: &Path) -> Result<File, String> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|e| format!(" (its lock {} cannot be opened: {e})", path.display()))?;
+        .map_err(|source| LockRefused::Unopenable {
+            path: path.clone(),
+            source,
+        })?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         let holder = holder.trim();
-        return Err(
-            if holder.chars().all(|c| c.is_ascii_digit()) && !holder.is_empty() {
-                format!(" (pid {holder})")
-            } else {
-                String::new()
-            },
-        );
+        return Err(LockRefused::Held(holder.parse().ok()));
     }
     let _ = file.set_len(0);
     let _ = write!(file, "{}", std::process::id());
