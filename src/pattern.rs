@@ -55,9 +55,13 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
         });
     }
     let rest = parts[literal..].join("/");
+    empty_component(&rest)?;
     let glob = GlobBuilder::new(&rest)
         .literal_separator(true)
         .backslash_escape(false)
+        // `data{,2}/*.csv` is `data/*.csv` and `data2/*.csv`: an empty alternative is
+        // one (globset ignores it by default).
+        .empty_alternates(true)
         .build()
         .map_err(|e| e.kind().to_string())?;
     let depth =
@@ -67,6 +71,42 @@ pub fn parse(text: &str) -> Result<Pattern, String> {
         glob: Some(glob.compile_matcher()),
         depth,
     })
+}
+
+/// Refuses an alternation that is a whole path component with an empty alternative
+/// (`a/{b,}/c`): the empty one would name the folder `a//c`, which no path is, so part
+/// of the pattern would silently match nothing. `a/{b/,}c` says it.
+fn empty_component(glob: &str) -> Result<(), String> {
+    let bytes = glob.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // A class (`[{]`) holds no alternation.
+            b'[' => {
+                let from = i + 1 + usize::from(bytes.get(i + 1) == Some(&b']'));
+                i = glob[from..]
+                    .find(']')
+                    .map_or(bytes.len(), |end| from + end + 1);
+            }
+            b'{' => {
+                let Some(len) = glob[i..].find('}') else {
+                    return Ok(());
+                };
+                let group = &glob[i..=i + len];
+                let whole = (i == 0 || bytes[i - 1] == b'/')
+                    && matches!(bytes.get(i + len + 1), None | Some(b'/'));
+                if whole && group[1..group.len() - 1].split(',').any(str::is_empty) {
+                    return Err(format!(
+                        "the empty alternative of {group} would leave an empty folder name; \
+                         put the `/` inside the braces (`{{dir/,}}file`)"
+                    ));
+                }
+                i += len + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 /// A name as text: bytes that are not UTF-8 written `\xFF`, so that two names that
@@ -152,6 +192,25 @@ mod tests {
         let p = parse("d/a\\b").unwrap();
         assert!(p.glob.is_none());
         assert_eq!(p.base, PathBuf::from("d/a\\b"));
+    }
+
+    #[test]
+    fn an_empty_alternative_is_one() {
+        let p = parse("data{,2}/*.csv").unwrap();
+        let glob = p.glob.as_ref().unwrap();
+        assert!(glob.is_match("data/a.csv") && glob.is_match("data2/a.csv"));
+        assert_eq!(p.depth, Some(2));
+        let p = parse("d/{sub/,}x.txt").unwrap();
+        assert_eq!(p.base, PathBuf::from("d"));
+        let glob = p.glob.as_ref().unwrap();
+        assert!(glob.is_match("x.txt") && glob.is_match("sub/x.txt"));
+        for bad in ["a/{b,}/c", "{,a}/x", "x/{a,}", "{,a/b}"] {
+            assert!(
+                parse(bad).unwrap_err().contains("empty folder name"),
+                "{bad}"
+            );
+        }
+        assert!(parse("a/[{],/c").is_ok());
     }
 
     #[test]

@@ -186,6 +186,12 @@ pub fn decide(
     };
     if let Some(why) = streams {
         if verdict == Verdict::Done || !job.sources.is_empty() {
+            // The stream is the reason only where another would not be true.
+            let why = match verdict {
+                _ if memory.force => "forced",
+                Verdict::Done => why,
+                other => other.reason(),
+            };
             return id(Action::Run, why, None);
         }
     }

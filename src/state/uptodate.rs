@@ -28,16 +28,74 @@ pub const UP_TO_DATE: &str = "up to date";
 /// How many file names a reason lists before it counts the rest.
 const NAMED: usize = 3;
 
-/// One file as a stamp records it.
+/// One file as a stamp records it: its path byte for byte (a name is never taken for
+/// another that shows the same), its hash and stat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
 pub struct FileRecord {
-    #[serde(rename = "p")]
-    pub name: String,
-    #[serde(rename = "h", with = "hex")]
+    pub path: PathBuf,
     pub hash: Hash,
     /// Its stat when it was hashed, if the file had settled by then.
-    #[serde(rename = "s")]
     pub stat: Option<Stat>,
+}
+
+/// A [`FileRecord`] as written: `p` the name itself when it is UTF-8 (JSON escapes a
+/// tab or a line feed); otherwise `p` shows it (`\xFF`) and `x` holds its bytes in hex.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    p: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    #[serde(with = "hex")]
+    h: Hash,
+    s: Option<Stat>,
+}
+
+impl From<FileRecord> for Wire {
+    fn from(r: FileRecord) -> Wire {
+        let (p, x) = match r.path.to_str() {
+            Some(text) => (text.to_string(), None),
+            None => (
+                crate::pattern::shown(&r.path),
+                Some(
+                    files::bytes(&r.path)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                ),
+            ),
+        };
+        Wire {
+            p,
+            x,
+            h: r.hash,
+            s: r.stat,
+        }
+    }
+}
+
+impl TryFrom<Wire> for FileRecord {
+    type Error = String;
+
+    fn try_from(w: Wire) -> Result<FileRecord, String> {
+        use std::os::unix::ffi::OsStringExt;
+        let path = match &w.x {
+            None => PathBuf::from(w.p),
+            Some(x) => {
+                let bytes = (0..x.len())
+                    .step_by(2)
+                    .map(|i| x.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or("a name's bytes are not hex")?;
+                PathBuf::from(std::ffi::OsString::from_vec(bytes))
+            }
+        };
+        Ok(FileRecord {
+            path,
+            hash: w.h,
+            stat: w.s,
+        })
+    }
 }
 
 impl FileRecord {
@@ -48,9 +106,14 @@ impl FileRecord {
     fn from(found: Found, hash: Hash, now: SystemTime) -> FileRecord {
         FileRecord {
             stat: found.stat.settled(now).then_some(found.stat),
-            name: found.name,
+            path: found.rel,
             hash,
         }
+    }
+
+    /// The name as reasons show it.
+    pub fn name(&self) -> String {
+        crate::pattern::shown(&self.path)
     }
 }
 
@@ -106,6 +169,10 @@ struct Head {
     elsewhere: Option<String>,
     #[serde(default)]
     output_patterns: Vec<String>,
+    /// `true`: names are recorded byte for byte. Older stamps wrote them as shown
+    /// (`\x09` for a tab); one of those holding such a name is no stamp.
+    #[serde(default)]
+    exact_names: bool,
 }
 
 /// The stamps of one job file's tasks.
@@ -139,7 +206,12 @@ impl Stamps {
             // Sized by the header (bounded, should a stamp lie), not grown by doubling.
             let mut records = Vec::with_capacity(n.min(1 << 20) as usize);
             for _ in 0..n {
-                records.push(serde_json::from_str(&lines.next()?.ok()?).ok()?);
+                let line = lines.next()?.ok()?;
+                if !head.exact_names && line.contains(r"\\x") {
+                    // A name written as shown: which file it was cannot be known.
+                    return None;
+                }
+                records.push(serde_json::from_str(&line).ok()?);
             }
             Some(records)
         };
@@ -187,6 +259,7 @@ impl Stamps {
                 outputs: stamp.outputs.files.len() as u64,
                 elsewhere: stamp.outputs.elsewhere.clone(),
                 output_patterns: stamp.outputs.patterns.clone(),
+                exact_names: true,
             };
             serde_json::to_writer(&mut out, &head)?;
             out.write_all(b"\n")?;
@@ -246,10 +319,11 @@ pub fn look(
     let mut sources = Vec::with_capacity(found.files.len());
     let mut old = before.iter().peekable();
     for file in found.files {
-        while let Some(gone) = old.next_if(|o| o.name < file.name) {
-            diff.removed.push(&gone.name);
+        let name = files::bytes(&file.rel);
+        while let Some(gone) = old.next_if(|o| files::bytes(&o.path) < name) {
+            diff.removed.push(&gone.name());
         }
-        let earlier = old.next_if(|o| o.name == file.name);
+        let earlier = old.next_if(|o| files::bytes(&o.path) == name);
         let hash = match earlier {
             Some(e) if e.stat == Some(file.stat) => e.hash,
             _ => match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
@@ -271,7 +345,7 @@ pub fn look(
         sources.push(FileRecord::from(file, hash, now));
     }
     for gone in old {
-        diff.removed.push(&gone.name);
+        diff.removed.push(&gone.name());
     }
     let mut look = Look::default();
     let mut refreshed_outputs = None;
@@ -345,10 +419,14 @@ fn look_at_outputs(
         return (Some(format!("output missing: {pattern}")), now_outputs);
     }
     for record in &before.files {
-        let Ok(i) = found.files.binary_search_by(|f| f.name.cmp(&record.name)) else {
+        let name = files::bytes(&record.path);
+        let Ok(i) = found
+            .files
+            .binary_search_by(|f| files::bytes(&f.rel).cmp(name))
+        else {
             if here {
                 return (
-                    Some(format!("output missing: {}", record.name)),
+                    Some(format!("output missing: {}", record.name())),
                     now_outputs,
                 );
             }
@@ -369,7 +447,7 @@ fn look_at_outputs(
         };
         if hash != record.hash {
             return (
-                Some(format!("output changed: {}", record.name)),
+                Some(format!("output changed: {}", record.name())),
                 now_outputs,
             );
         }
@@ -489,7 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stamps = Stamps::new(dir.path());
         let record = |name: &str| FileRecord {
-            name: name.into(),
+            path: name.into(),
             hash: *blake3::hash(name.as_bytes()).as_bytes(),
             stat: Some(Stat {
                 size: 1,
@@ -501,7 +579,13 @@ mod tests {
         let stamp = Stamp {
             identity: 0xabc,
             failed: false,
-            sources: vec![record("a"), record("b \"quoted\"\n")],
+            sources: vec![record("a"), record("b \"quoted\"\n"), {
+                use std::os::unix::ffi::OsStrExt;
+                FileRecord {
+                    path: std::ffi::OsStr::from_bytes(b"c\xff\\xFF").into(),
+                    ..record("c")
+                }
+            }],
             outputs: Outputs {
                 files: vec![FileRecord {
                     stat: None,
