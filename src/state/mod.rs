@@ -46,6 +46,8 @@ pub struct Memory {
     pub resume: bool,
     /// `--force`: every task runs.
     pub force: bool,
+    /// `--trust-remote-outputs`: outputs written on another machine count as there.
+    pub trust_remote_outputs: bool,
     /// The tasks' stamps (sources and outputs), read; and written when `writes` (a run
     /// that holds the state's lock).
     pub stamps: Option<Stamps>,
@@ -67,6 +69,7 @@ impl Memory {
             index,
             resume: options.resume,
             force: options.force,
+            trust_remote_outputs: options.trust_remote_outputs,
             stamps: Some(Stamps::new(&folder)),
             writes,
             skip: files::folder_id(&base).into_iter().collect(),
@@ -215,6 +218,7 @@ pub fn decide(
         stamps: memory.stamps.as_ref(),
         hashes: &memory.hashes,
         skip: &memory.skip,
+        trust_remote: memory.trust_remote_outputs,
     };
     let look = uptodate::look(&seen, rendered, identity, key, memory.force, no_stamp);
     let inputs = Some(Arc::new(Inputs {
@@ -243,6 +247,8 @@ pub struct Options {
     pub resume: bool,
     /// `--force`.
     pub force: bool,
+    /// `--trust-remote-outputs`.
+    pub trust_remote_outputs: bool,
 }
 
 /// A run's state: the journal it writes (none when the state cannot be used), the

@@ -295,6 +295,9 @@ pub struct Seen<'a> {
     pub hashes: &'a Hashes,
     /// Folders never searched (the state).
     pub skip: &'a files::Skip,
+    /// `--trust-remote-outputs`: outputs written on another machine, absent here, are
+    /// taken as there.
+    pub trust_remote: bool,
 }
 
 /// Looks at the task `rendered` (identity `identity`, key `key`): whether it is up to
@@ -401,7 +404,15 @@ fn look_at_outputs(
     before: &Outputs,
     now: SystemTime,
 ) -> (Option<String>, Outputs) {
-    let found = files::find(&rendered.cwd, &rendered.outputs, seen.skip);
+    // Written on this machine, in another folder (a worker started elsewhere): looked at
+    // there. Written on another machine: looked at here (a shared folder), and what is
+    // not here counts as there only with `--trust-remote-outputs`.
+    let (cwd, remote) = match before.elsewhere.as_deref().and_then(|p| p.split_once(':')) {
+        Some((host, dir)) if host == crate::sys::hostname() => (PathBuf::from(dir), None),
+        Some(_) => (rendered.cwd.clone(), before.elsewhere.as_deref()),
+        None => (rendered.cwd.clone(), None),
+    };
+    let found = files::find(&cwd, &rendered.outputs, seen.skip);
     let mut now_outputs = Outputs {
         files: Vec::with_capacity(before.files.len()),
         elsewhere: before.elsewhere.clone(),
@@ -413,10 +424,16 @@ fn look_at_outputs(
     if let Some(problem) = found.problems.first() {
         return (Some(format!("cannot read output {problem}")), now_outputs);
     }
-    // Written elsewhere: what is not here is trusted to be there.
-    let here = before.elsewhere.is_none();
-    if let (Some(pattern), true) = (found.unmatched.first(), here) {
-        return (Some(format!("output missing: {pattern}")), now_outputs);
+    let trusted = remote.is_some() && seen.trust_remote;
+    // Where an output missing here was written, when not on this machine.
+    let written = |name: &str| match remote {
+        Some(place) => {
+            format!("output missing: {name} (written on {place}; --trust-remote-outputs trusts it)")
+        }
+        None => format!("output missing: {name}"),
+    };
+    if let (Some(pattern), false) = (found.unmatched.first(), trusted) {
+        return (Some(written(pattern)), now_outputs);
     }
     for record in &before.files {
         let name = files::bytes(&record.path);
@@ -424,11 +441,8 @@ fn look_at_outputs(
             .files
             .binary_search_by(|f| files::bytes(&f.rel).cmp(name))
         else {
-            if here {
-                return (
-                    Some(format!("output missing: {}", record.name())),
-                    now_outputs,
-                );
+            if !trusted {
+                return (Some(written(&record.name())), now_outputs);
             }
             now_outputs.files.push(record.clone());
             continue;
@@ -437,7 +451,7 @@ fn look_at_outputs(
         let hash = if record.stat == Some(file.stat) {
             record.hash
         } else {
-            match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
+            match seen.hashes.hash(&file.path(&cwd), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
                     let reason = format!("cannot read output {}: {}", file.name, files::why(&e));

@@ -822,3 +822,39 @@ fn names_are_bytes_never_their_escaped_display() {
     let (_, tasks, _) = run(&t, &[]);
     assert_eq!(reason_of(&tasks, "read").1, "source removed: in/d\\xFF");
 }
+
+/// Rewrites every stamp of `t` as if its outputs had been written at `place`.
+fn stamps_written_at(t: &Test, place: &str) {
+    for dir in std::fs::read_dir(t.path(".runner/jobs.toml/stamps")).unwrap() {
+        for stamp in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = stamp.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace("\"elsewhere\":null", &format!("\"elsewhere\":{place:?}"));
+            std::fs::write(&path, text).unwrap();
+        }
+    }
+}
+
+#[test]
+fn outputs_written_on_another_machine_are_trusted_only_when_told() {
+    let t = Test::new(
+        "[jobs.make]\ncommand = 'echo x > out.txt && echo make >> ran.log'\nsources = ['in.txt']\noutputs = ['out.txt']\n",
+    );
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    // As a worker on another machine would have recorded them: not visible here.
+    stamps_written_at(&t, "far.invalid:/w");
+    std::fs::remove_file(t.path("out.txt")).unwrap();
+    let plan = t.run_with(&["plan", "jobs.toml", "--trust-remote-outputs"]);
+    plan.assert_code(0).assert_stdout_has("up to date");
+    let (ran, tasks, _) = run(&t, &["--trust-remote-outputs"]);
+    assert!(ran.is_empty(), "{tasks:?}");
+    assert_eq!(reason_of(&tasks, "make").0, "up_to_date");
+    // Not told: a missing output is missing, wherever it was written.
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["make"]);
+    assert_eq!(
+        reason_of(&tasks, "make").1,
+        "output missing: out.txt (written on far.invalid:/w; --trust-remote-outputs trusts it)"
+    );
+}
