@@ -845,11 +845,6 @@ fn outputs_written_on_another_machine_are_trusted_only_when_told() {
     // As a worker on another machine would have recorded them: not visible here.
     stamps_written_at(&t, "far.invalid:/w");
     std::fs::remove_file(t.path("out.txt")).unwrap();
-    let plan = t.run_with(&["plan", "jobs.toml", "--trust-remote-outputs"]);
-    plan.assert_code(0).assert_stdout_has("up to date");
-    let (ran, tasks, _) = run(&t, &["--trust-remote-outputs"]);
-    assert!(ran.is_empty(), "{tasks:?}");
-    assert_eq!(reason_of(&tasks, "make").0, "up_to_date");
     // Not told: a missing output is missing, wherever it was written.
     let (ran, tasks, _) = run(&t, &[]);
     assert_eq!(ran, ["make"]);
@@ -857,4 +852,12 @@ fn outputs_written_on_another_machine_are_trusted_only_when_told() {
         reason_of(&tasks, "make").1,
         "output missing: out.txt (written on far.invalid:/w; --trust-remote-outputs trusts it)"
     );
+    // Told: trusted, by the plan and the run alike.
+    stamps_written_at(&t, "far.invalid:/w");
+    std::fs::remove_file(t.path("out.txt")).unwrap();
+    let plan = t.run_with(&["plan", "jobs.toml", "--trust-remote-outputs"]);
+    plan.assert_code(0).assert_stdout_has("up to date");
+    let (ran, tasks, _) = run(&t, &["--trust-remote-outputs"]);
+    assert!(ran.is_empty(), "{tasks:?}");
+    assert_eq!(reason_of(&tasks, "make").0, "up_to_date");
 }
