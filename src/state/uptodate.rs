@@ -619,6 +619,27 @@ mod tests {
     }
 
     #[test]
+    fn an_older_stamp_with_an_escaped_name_is_no_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamps = Stamps::new(dir.path());
+        let hash = "0".repeat(64);
+        let older = |name: &str| {
+            let path = stamps.path(9);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let head = r#"{"runner_stamp":1,"identity":"abc","job":"j","label":"l","failed":false,"sources":1,"outputs":0,"elsewhere":null}"#;
+            let line = format!(r#"{{"p":{name:?},"h":"{hash}","s":null}}"#);
+            std::fs::write(&path, format!("{head}\n{line}\n")).unwrap();
+            stamps.read(9)
+        };
+        assert_eq!(
+            older("in/a.txt").unwrap().sources[0].path,
+            PathBuf::from("in/a.txt")
+        );
+        // Written as shown: a tab, or a file literally named so? Unknown: no stamp.
+        assert_eq!(older("in/a\\x09b"), None);
+    }
+
+    #[test]
     fn one_folder_spelt_two_ways_is_one_place() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("w")).unwrap();
