@@ -126,6 +126,10 @@ pub struct StateArgs {
     /// Run every task, even those whose sources and outputs are up to date.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Take outputs that workers on other machines wrote (which this machine cannot
+    /// look at) as still there and unchanged.
+    #[arg(long)]
+    pub trust_remote_outputs: bool,
 }
 
 impl StateArgs {
@@ -134,6 +138,7 @@ impl StateArgs {
             dir: self.state.clone(),
             resume: self.resume,
             force: self.force,
+            trust_remote_outputs: self.trust_remote_outputs,
         }
     }
 }

@@ -112,6 +112,9 @@ fn load(select: &cli::SelectArgs) -> Result<JobFile, Error> {
 fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Result<JobFile, Error> {
     cli::check_sets(set)?;
     let file = jobfile::load(path, set)?;
+    if !file.warnings.is_empty() {
+        eprint!("{}", file.render_warnings(crate::stderr_color()));
+    }
     Ok(select(file, jobs)?)
 }
 

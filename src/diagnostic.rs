@@ -37,6 +37,28 @@ impl Diagnostic {
 
 /// Renders every diagnostic against `source`, `name` being the file as the user gave it.
 pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
+    render_as(name, source, diagnostics, color, false)
+}
+
+/// Renders every diagnostic as a warning (`warning: …`): something the file says that
+/// is allowed but cannot do what it seems to.
+pub fn render_warnings(
+    name: &str,
+    source: &str,
+    diagnostics: &[Diagnostic],
+    color: bool,
+) -> String {
+    render_as(name, source, diagnostics, color, true)
+}
+
+fn render_as(
+    name: &str,
+    source: &str,
+    diagnostics: &[Diagnostic],
+    color: bool,
+    warning: bool,
+) -> String {
+    let severity = if warning { "warning" } else { "error" };
     let file = SimpleFile::new(name, source);
     let config = term::Config::default();
     let mut buffer = if color {
@@ -45,15 +67,24 @@ pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
         termcolor::Buffer::no_color()
     };
     for diagnostic in diagnostics {
-        if let Some(text) = diagnostic
-            .span
-            .as_ref()
-            .and_then(|span| long_line(name, source, diagnostic, clamp(span.clone(), source.len())))
-        {
+        if let Some(text) = diagnostic.span.as_ref().and_then(|span| {
+            long_line(
+                name,
+                source,
+                diagnostic,
+                clamp(span.clone(), source.len()),
+                severity,
+            )
+        }) {
             let _ = std::io::Write::write_all(&mut buffer, text.as_bytes());
             continue;
         }
-        let mut report = Report::error().with_message(&diagnostic.message);
+        let report = if warning {
+            Report::warning()
+        } else {
+            Report::error()
+        };
+        let mut report = report.with_message(&diagnostic.message);
         match &diagnostic.span {
             Some(span) => {
                 let span = clamp(span.clone(), source.len());
@@ -66,7 +97,7 @@ pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
         }
         if term::emit(&mut buffer, &config, &file, &report).is_err() {
             // Rendering can only fail on a span outside the file; say it plainly instead.
-            return format!("error: {name}: {}\n", diagnostic.message);
+            return format!("{severity}: {name}: {}\n", diagnostic.message);
         }
     }
     String::from_utf8_lossy(buffer.as_slice()).into_owned()
@@ -78,7 +109,13 @@ const LINE_SHOWN: usize = 120;
 
 /// The message about a place on a line longer than [`LINE_SHOWN`], in the same layout
 /// as codespan's, showing only the part of the line around the place.
-fn long_line(name: &str, source: &str, d: &Diagnostic, span: Range<usize>) -> Option<String> {
+fn long_line(
+    name: &str,
+    source: &str,
+    d: &Diagnostic,
+    span: Range<usize>,
+    severity: &str,
+) -> Option<String> {
     let line_start = source[..span.start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = source[span.start..]
         .find('\n')
@@ -109,7 +146,7 @@ fn long_line(name: &str, source: &str, d: &Diagnostic, span: Range<usize>) -> Op
     let carets = "^".repeat(marked.min(to.saturating_sub(column - 1)).max(1));
     let gutter = " ".repeat(line_no.to_string().len());
     let mut text = format!(
-        "error: {}\n{gutter} ┌─ {name}:{line_no}:{column}\n{gutter} │\n{line_no} │ {shown}\n{gutter} │ {}{carets}\n",
+        "{severity}: {}\n{gutter} ┌─ {name}:{line_no}:{column}\n{gutter} │\n{line_no} │ {shown}\n{gutter} │ {}{carets}\n",
         d.message,
         " ".repeat(caret_at)
     );

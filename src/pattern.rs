@@ -38,6 +38,10 @@ pub enum PatternError {
     /// says which one).
     #[error("{0}")]
     Glob(globset::ErrorKind),
+    /// A brace group that is a whole folder name with an empty alternative (`a/{b,}/c`):
+    /// it would make `a//c`, which names nothing.
+    #[error("the empty alternative of {0} would leave an empty folder name; put the `/` inside the braces (`{{dir/,}}file`)")]
+    EmptyFolderName(String),
 }
 
 /// Parses `text`: an error says what is wrong with it, in globset's words.
@@ -66,9 +70,13 @@ pub fn parse(text: &str) -> Result<Pattern, PatternError> {
         });
     }
     let rest = parts[literal..].join("/");
+    empty_component(&rest)?;
     let glob = GlobBuilder::new(&rest)
         .literal_separator(true)
         .backslash_escape(false)
+        // `data{,2}/*.csv` is `data/*.csv` and `data2/*.csv`: an empty alternative is
+        // one (globset ignores it by default).
+        .empty_alternates(true)
         .build()
         .map_err(|e| PatternError::Glob(e.kind().clone()))?;
     let depth =
@@ -78,6 +86,39 @@ pub fn parse(text: &str) -> Result<Pattern, PatternError> {
         glob: Some(glob.compile_matcher()),
         depth,
     })
+}
+
+/// Refuses an alternation that is a whole path component with an empty alternative
+/// (`a/{b,}/c`): the empty one would name the folder `a//c`, which no path is, so part
+/// of the pattern would silently match nothing. `a/{b/,}c` says it.
+fn empty_component(glob: &str) -> Result<(), PatternError> {
+    let bytes = glob.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // A class (`[{]`) holds no alternation.
+            b'[' => {
+                let from = i + 1 + usize::from(bytes.get(i + 1) == Some(&b']'));
+                i = glob[from..]
+                    .find(']')
+                    .map_or(bytes.len(), |end| from + end + 1);
+            }
+            b'{' => {
+                let Some(len) = glob[i..].find('}') else {
+                    return Ok(());
+                };
+                let group = &glob[i..=i + len];
+                let whole = (i == 0 || bytes[i - 1] == b'/')
+                    && matches!(bytes.get(i + len + 1), None | Some(b'/'));
+                if whole && group[1..group.len() - 1].split(',').any(str::is_empty) {
+                    return Err(PatternError::EmptyFolderName(group.to_string()));
+                }
+                i += len + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 /// A name as text: bytes that are not UTF-8 written `\xFF`, so that two names that
@@ -163,6 +204,28 @@ mod tests {
         let p = parse("d/a\\b").unwrap();
         assert!(p.glob.is_none());
         assert_eq!(p.base, PathBuf::from("d/a\\b"));
+    }
+
+    #[test]
+    fn an_empty_alternative_is_one() {
+        let p = parse("data{,2}/*.csv").unwrap();
+        let glob = p.glob.as_ref().unwrap();
+        assert!(glob.is_match("data/a.csv") && glob.is_match("data2/a.csv"));
+        assert_eq!(p.depth, Some(2));
+        let p = parse("d/{sub/,}x.txt").unwrap();
+        assert_eq!(p.base, PathBuf::from("d"));
+        let glob = p.glob.as_ref().unwrap();
+        assert!(glob.is_match("x.txt") && glob.is_match("sub/x.txt"));
+        for bad in ["a/{b,}/c", "{,a}/x", "x/{a,}", "{,a/b}"] {
+            assert!(
+                parse(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("empty folder name"),
+                "{bad}"
+            );
+        }
+        assert!(parse("a/[{],/c").is_ok());
     }
 
     #[test]

@@ -54,6 +54,21 @@ pub struct JobFile {
     pub vars: Vec<Var>,
     pub queues: Vec<QueueDef>,
     pub jobs: Vec<Job>,
+    /// What the file says that is allowed but cannot do what it seems to (`sources` on
+    /// a job whose output is a stream): said on stderr by the commands that load it.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl JobFile {
+    /// The warnings, rendered like the load errors (`warning: …` with the place).
+    pub fn render_warnings(&self, color: bool) -> String {
+        crate::diagnostic::render_warnings(
+            &self.path.display().to_string(),
+            &self.source,
+            &self.warnings,
+            color,
+        )
+    }
 }
 
 /// How a task's output reaches the terminal (`output`, `--output`).

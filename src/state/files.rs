@@ -65,26 +65,29 @@ impl Stat {
     }
 }
 
-/// One file a search found (at `cwd.join(name)`).
+/// One file a search found (at `cwd.join(&rel)`).
 #[derive(Debug, Clone)]
 pub struct Found {
     /// As the reasons name it: relative to the task's cwd (or absolute, as the pattern
-    /// was), `/`-separated.
+    /// was), `/`-separated, control characters and bytes that are not UTF-8 written
+    /// `\xNN`. For display only: two files may show the same.
     pub name: String,
     pub stat: Stat,
-    /// The path itself, relative to the cwd, when its name is not UTF-8 (`name` then
-    /// shows it with U+FFFD).
-    pub raw: Option<Box<Path>>,
+    /// The path itself, byte for byte, relative to the cwd (or absolute): what is
+    /// opened, compared and recorded.
+    pub rel: PathBuf,
 }
 
 impl Found {
     /// Where the file is, for a search in `cwd`.
     pub fn path(&self, cwd: &Path) -> PathBuf {
-        match &self.raw {
-            Some(raw) => cwd.join(raw),
-            None => cwd.join(&self.name),
-        }
+        cwd.join(&self.rel)
     }
+}
+
+/// A path's bytes: the order and identity of found files and of a stamp's records.
+pub fn bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
 }
 
 /// Folders a search never enters, by device and inode (however their path is spelt):
@@ -105,6 +108,7 @@ pub fn why(e: &std::io::Error) -> String {
         PermissionDenied => "permission denied".into(),
         IsADirectory => "a folder, not a file".into(),
         Interrupted => "the run was stopped".into(),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => LOOP.into(),
         _ => {
             let text = e.to_string();
             match text.find(" (os error") {
@@ -141,8 +145,12 @@ pub fn find(cwd: &Path, patterns: &[String], skip: &Skip) -> Matched {
             matched.unmatched.push(text.clone());
         }
     }
-    matched.files.sort_by(|a, b| a.name.cmp(&b.name));
-    matched.files.dedup_by(|a, b| a.name == b.name);
+    // By the names' bytes, never by how they show: `a\tb` and a file literally named
+    // `a\x09b` are two files.
+    matched
+        .files
+        .sort_by(|a, b| bytes(&a.rel).cmp(bytes(&b.rel)));
+    matched.files.dedup_by(|a, b| a.rel == b.rel);
     matched
 }
 
@@ -151,11 +159,16 @@ fn search(cwd: &Path, p: &Pattern, skip: &Skip, matched: &mut Matched) {
     let base = std::path::absolute(&base).unwrap_or(base);
     let name_of = |rel: &Path| pattern::shown(&p.base.join(rel));
     let found = |rel: &Path, stat: Stat| {
-        let path = p.base.join(rel);
+        // `join("")` would add a `/`.
+        let path = if rel.as_os_str().is_empty() {
+            p.base.clone()
+        } else {
+            p.base.join(rel)
+        };
         Found {
             name: pattern::shown(&path),
             stat,
-            raw: path.to_str().is_none().then(|| path.into_boxed_path()),
+            rel: path,
         }
     };
     let Some(glob) = &p.glob else {
@@ -214,7 +227,8 @@ fn search(cwd: &Path, p: &Pattern, skip: &Skip, matched: &mut Matched) {
             match std::fs::metadata(entry.path()) {
                 Ok(m) if m.is_dir() => continue,
                 Ok(m) => Ok(m),
-                Err(_) => Err(Unusable::DanglingLink),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Unusable::DanglingLink),
+                Err(e) => Err(Unusable::Io(e)),
             }
         } else {
             entry.metadata().map_err(Unusable::Walk)
@@ -257,7 +271,7 @@ enum Unusable {
     /// be another reader's data.
     #[error("{}", NOT_REGULAR)]
     NotRegular,
-    #[error("a symbolic link to nothing")]
+    #[error("{}", DANGLING)]
     DanglingLink,
     /// A stat that failed, in a few words of our own.
     #[error("{}", why(.0))]
@@ -266,6 +280,12 @@ enum Unusable {
     #[error("{0}")]
     Walk(#[source] walkdir::Error),
 }
+
+/// A symbolic link whose target does not exist.
+const DANGLING: &str = "a symbolic link to nothing";
+
+/// A symbolic link that leads back to itself, through others or not (`ELOOP`).
+const LOOP: &str = "a loop of symbolic links";
 
 /// Why a device, a FIFO or a socket is never a source: it may never end, or block, or
 /// be another reader's data.
@@ -414,6 +434,20 @@ mod tests {
         assert_eq!(m.problems, ["data/link.csv: a symbolic link to nothing"]);
         let m = find(d, &["data/link.csv".to_string()], &[]);
         assert_eq!(m.problems, ["data/link.csv: a symbolic link to nothing"]);
+        std::os::unix::fs::symlink("l2.csv", d.join("data/l1.csv")).unwrap();
+        std::os::unix::fs::symlink("l1.csv", d.join("data/l2.csv")).unwrap();
+        let mut m = find(d, &["data/l*.csv".to_string()], &[]);
+        m.problems.sort();
+        assert_eq!(
+            m.problems,
+            [
+                "data/l1.csv: a loop of symbolic links",
+                "data/l2.csv: a loop of symbolic links",
+                "data/link.csv: a symbolic link to nothing"
+            ]
+        );
+        let m = find(d, &["data/l1.csv".to_string()], &[]);
+        assert_eq!(m.problems, ["data/l1.csv: a loop of symbolic links"]);
     }
 
     #[test]

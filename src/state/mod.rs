@@ -49,6 +49,8 @@ pub struct Memory {
     pub resume: bool,
     /// `--force`: every task runs.
     pub force: bool,
+    /// `--trust-remote-outputs`: outputs written on another machine count as there.
+    pub trust_remote_outputs: bool,
     /// The tasks' stamps (sources and outputs), read; and written when `writes` (a run
     /// that holds the state's lock).
     pub stamps: Option<Stamps>,
@@ -73,6 +75,7 @@ impl Memory {
             index,
             resume: options.resume,
             force: options.force,
+            trust_remote_outputs: options.trust_remote_outputs,
             stamps: Some(Stamps::new(&folder)),
             writes,
             skip: files::folder_id(&base).into_iter().collect(),
@@ -235,6 +238,12 @@ pub fn decide(
     };
     if let Some(why) = streams {
         if verdict == Verdict::Done || !job.sources.is_empty() {
+            // The stream is the reason only where another would not be true.
+            let why = match verdict {
+                _ if memory.force => "forced",
+                Verdict::Done => why,
+                other => other.reason(),
+            };
             return id(Action::Run, why, None);
         }
     }
@@ -258,6 +267,7 @@ pub fn decide(
         stamps: memory.stamps.as_ref(),
         hashes: &memory.hashes,
         skip: &memory.skip,
+        trust_remote: memory.trust_remote_outputs,
     };
     let look = uptodate::look(&seen, rendered, identity, key, memory.force, no_stamp);
     let inputs = Some(Arc::new(Inputs {
@@ -286,6 +296,8 @@ pub struct Options {
     pub resume: bool,
     /// `--force`.
     pub force: bool,
+    /// `--trust-remote-outputs`.
+    pub trust_remote_outputs: bool,
 }
 
 /// A run's state: the journal it writes (none when the state cannot be used), the

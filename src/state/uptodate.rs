@@ -28,16 +28,74 @@ pub const UP_TO_DATE: &str = "up to date";
 /// How many file names a reason lists before it counts the rest.
 const NAMED: usize = 3;
 
-/// One file as a stamp records it.
+/// One file as a stamp records it: its path byte for byte (a name is never taken for
+/// another that shows the same), its hash and stat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
 pub struct FileRecord {
-    #[serde(rename = "p")]
-    pub name: String,
-    #[serde(rename = "h", with = "hex")]
+    pub path: PathBuf,
     pub hash: Hash,
     /// Its stat when it was hashed, if the file had settled by then.
-    #[serde(rename = "s")]
     pub stat: Option<Stat>,
+}
+
+/// A [`FileRecord`] as written: `p` the name itself when it is UTF-8 (JSON escapes a
+/// tab or a line feed); otherwise `p` shows it (`\xFF`) and `x` holds its bytes in hex.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    p: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    #[serde(with = "hex")]
+    h: Hash,
+    s: Option<Stat>,
+}
+
+impl From<FileRecord> for Wire {
+    fn from(r: FileRecord) -> Wire {
+        let (p, x) = match r.path.to_str() {
+            Some(text) => (text.to_string(), None),
+            None => (
+                crate::pattern::shown(&r.path),
+                Some(
+                    files::bytes(&r.path)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                ),
+            ),
+        };
+        Wire {
+            p,
+            x,
+            h: r.hash,
+            s: r.stat,
+        }
+    }
+}
+
+impl TryFrom<Wire> for FileRecord {
+    type Error = String;
+
+    fn try_from(w: Wire) -> Result<FileRecord, String> {
+        use std::os::unix::ffi::OsStringExt;
+        let path = match &w.x {
+            None => PathBuf::from(w.p),
+            Some(x) => {
+                let bytes = (0..x.len())
+                    .step_by(2)
+                    .map(|i| x.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or("a name's bytes are not hex")?;
+                PathBuf::from(std::ffi::OsString::from_vec(bytes))
+            }
+        };
+        Ok(FileRecord {
+            path,
+            hash: w.h,
+            stat: w.s,
+        })
+    }
 }
 
 impl FileRecord {
@@ -48,9 +106,14 @@ impl FileRecord {
     fn from(found: Found, hash: Hash, now: SystemTime) -> FileRecord {
         FileRecord {
             stat: found.stat.settled(now).then_some(found.stat),
-            name: found.name,
+            path: found.rel,
             hash,
         }
+    }
+
+    /// The name as reasons show it.
+    pub fn name(&self) -> String {
+        crate::pattern::shown(&self.path)
     }
 }
 
@@ -106,6 +169,10 @@ struct Head {
     elsewhere: Option<String>,
     #[serde(default)]
     output_patterns: Vec<String>,
+    /// `true`: names are recorded byte for byte. Older stamps wrote them as shown
+    /// (`\x09` for a tab); one of those holding such a name is no stamp.
+    #[serde(default)]
+    exact_names: bool,
 }
 
 /// The stamps of one job file's tasks.
@@ -139,7 +206,12 @@ impl Stamps {
             // Sized by the header (bounded, should a stamp lie), not grown by doubling.
             let mut records = Vec::with_capacity(n.min(1 << 20) as usize);
             for _ in 0..n {
-                records.push(serde_json::from_str(&lines.next()?.ok()?).ok()?);
+                let line = lines.next()?.ok()?;
+                if !head.exact_names && line.contains(r"\\x") {
+                    // A name written as shown: which file it was cannot be known.
+                    return None;
+                }
+                records.push(serde_json::from_str(&line).ok()?);
             }
             Some(records)
         };
@@ -187,6 +259,7 @@ impl Stamps {
                 outputs: stamp.outputs.files.len() as u64,
                 elsewhere: stamp.outputs.elsewhere.clone(),
                 output_patterns: stamp.outputs.patterns.clone(),
+                exact_names: true,
             };
             serde_json::to_writer(&mut out, &head)?;
             out.write_all(b"\n")?;
@@ -222,6 +295,9 @@ pub struct Seen<'a> {
     pub hashes: &'a Hashes,
     /// Folders never searched (the state).
     pub skip: &'a files::Skip,
+    /// `--trust-remote-outputs`: outputs written on another machine, absent here, are
+    /// taken as there.
+    pub trust_remote: bool,
 }
 
 /// Looks at the task `rendered` (identity `identity`, key `key`): whether it is up to
@@ -246,10 +322,11 @@ pub fn look(
     let mut sources = Vec::with_capacity(found.files.len());
     let mut old = before.iter().peekable();
     for file in found.files {
-        while let Some(gone) = old.next_if(|o| o.name < file.name) {
-            diff.removed.push(&gone.name);
+        let name = files::bytes(&file.rel);
+        while let Some(gone) = old.next_if(|o| files::bytes(&o.path) < name) {
+            diff.removed.push(&gone.name());
         }
-        let earlier = old.next_if(|o| o.name == file.name);
+        let earlier = old.next_if(|o| files::bytes(&o.path) == name);
         let hash = match earlier {
             Some(e) if e.stat == Some(file.stat) => e.hash,
             _ => match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
@@ -271,7 +348,7 @@ pub fn look(
         sources.push(FileRecord::from(file, hash, now));
     }
     for gone in old {
-        diff.removed.push(&gone.name);
+        diff.removed.push(&gone.name());
     }
     let mut look = Look::default();
     let mut refreshed_outputs = None;
@@ -327,7 +404,15 @@ fn look_at_outputs(
     before: &Outputs,
     now: SystemTime,
 ) -> (Option<String>, Outputs) {
-    let found = files::find(&rendered.cwd, &rendered.outputs, seen.skip);
+    // Written on this machine, in another folder (a worker started elsewhere): looked at
+    // there. Written on another machine: looked at here (a shared folder), and what is
+    // not here counts as there only with `--trust-remote-outputs`.
+    let (cwd, remote) = match before.elsewhere.as_deref().and_then(|p| p.split_once(':')) {
+        Some((host, dir)) if host == crate::sys::hostname() => (PathBuf::from(dir), None),
+        Some(_) => (rendered.cwd.clone(), before.elsewhere.as_deref()),
+        None => (rendered.cwd.clone(), None),
+    };
+    let found = files::find(&cwd, &rendered.outputs, seen.skip);
     let mut now_outputs = Outputs {
         files: Vec::with_capacity(before.files.len()),
         elsewhere: before.elsewhere.clone(),
@@ -339,18 +424,25 @@ fn look_at_outputs(
     if let Some(problem) = found.problems.first() {
         return (Some(format!("cannot read output {problem}")), now_outputs);
     }
-    // Written elsewhere: what is not here is trusted to be there.
-    let here = before.elsewhere.is_none();
-    if let (Some(pattern), true) = (found.unmatched.first(), here) {
-        return (Some(format!("output missing: {pattern}")), now_outputs);
+    let trusted = remote.is_some() && seen.trust_remote;
+    // Where an output missing here was written, when not on this machine.
+    let written = |name: &str| match remote {
+        Some(place) => {
+            format!("output missing: {name} (written on {place}; --trust-remote-outputs trusts it)")
+        }
+        None => format!("output missing: {name}"),
+    };
+    if let (Some(pattern), false) = (found.unmatched.first(), trusted) {
+        return (Some(written(pattern)), now_outputs);
     }
     for record in &before.files {
-        let Ok(i) = found.files.binary_search_by(|f| f.name.cmp(&record.name)) else {
-            if here {
-                return (
-                    Some(format!("output missing: {}", record.name)),
-                    now_outputs,
-                );
+        let name = files::bytes(&record.path);
+        let Ok(i) = found
+            .files
+            .binary_search_by(|f| files::bytes(&f.rel).cmp(name))
+        else {
+            if !trusted {
+                return (Some(written(&record.name())), now_outputs);
             }
             now_outputs.files.push(record.clone());
             continue;
@@ -359,7 +451,7 @@ fn look_at_outputs(
         let hash = if record.stat == Some(file.stat) {
             record.hash
         } else {
-            match seen.hashes.hash(&file.path(&rendered.cwd), &file.stat) {
+            match seen.hashes.hash(&file.path(&cwd), &file.stat) {
                 Ok(hash) => hash,
                 Err(e) => {
                     let reason = format!("cannot read output {}: {}", file.name, files::why(&e));
@@ -369,7 +461,7 @@ fn look_at_outputs(
         };
         if hash != record.hash {
             return (
-                Some(format!("output changed: {}", record.name)),
+                Some(format!("output changed: {}", record.name())),
                 now_outputs,
             );
         }
@@ -489,7 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stamps = Stamps::new(dir.path());
         let record = |name: &str| FileRecord {
-            name: name.into(),
+            path: name.into(),
             hash: *blake3::hash(name.as_bytes()).as_bytes(),
             stat: Some(Stat {
                 size: 1,
@@ -501,7 +593,13 @@ mod tests {
         let stamp = Stamp {
             identity: 0xabc,
             failed: false,
-            sources: vec![record("a"), record("b \"quoted\"\n")],
+            sources: vec![record("a"), record("b \"quoted\"\n"), {
+                use std::os::unix::ffi::OsStrExt;
+                FileRecord {
+                    path: std::ffi::OsStr::from_bytes(b"c\xff\\xFF").into(),
+                    ..record("c")
+                }
+            }],
             outputs: Outputs {
                 files: vec![FileRecord {
                     stat: None,
@@ -518,6 +616,27 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &text[..text.len() - 10]).unwrap();
         assert_eq!(stamps.read(7), None);
+    }
+
+    #[test]
+    fn an_older_stamp_with_an_escaped_name_is_no_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamps = Stamps::new(dir.path());
+        let hash = "0".repeat(64);
+        let older = |name: &str| {
+            let path = stamps.path(9);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let head = r#"{"runner_stamp":1,"identity":"abc","job":"j","label":"l","failed":false,"sources":1,"outputs":0,"elsewhere":null}"#;
+            let line = format!(r#"{{"p":{name:?},"h":"{hash}","s":null}}"#);
+            std::fs::write(&path, format!("{head}\n{line}\n")).unwrap();
+            stamps.read(9)
+        };
+        assert_eq!(
+            older("in/a.txt").unwrap().sources[0].path,
+            PathBuf::from("in/a.txt")
+        );
+        // Written as shown: a tab, or a file literally named so? Unknown: no stamp.
+        assert_eq!(older("in/a\\x09b"), None);
     }
 
     #[test]

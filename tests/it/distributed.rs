@@ -1075,8 +1075,8 @@ fn a_coordinator_killed_mid_run_resumes_without_rerunning_what_succeeded() {
 
 /// Issue 15: with `--broker`, the coordinator decides what is up to date (by its own
 /// sources) before it publishes; a worker in another folder sends its outputs' hashes
-/// with each result, and the coordinator records them as written there (they cannot be
-/// looked at from here, only trusted).
+/// with each result, and the coordinator records them as written there (on this
+/// machine, it looks at them there; issue 23).
 #[test]
 fn the_coordinator_skips_up_to_date_tasks_and_records_the_workers_outputs() {
     let redis = Redis::start(&[]);
@@ -1144,6 +1144,12 @@ fn the_coordinator_skips_up_to_date_tasks_and_records_the_workers_outputs() {
     let statuses = run(&t);
     assert_eq!(statuses.iter().filter(|s| *s == "succeeded").count(), 1);
     assert_eq!(elsewhere.read("ran.log").lines().last(), Some("3"));
+    // The worker's folder is on this machine: its outputs are looked at there. Gone,
+    // their tasks run again.
+    std::fs::remove_dir_all(elsewhere.path("out")).unwrap();
+    let statuses = run(&t);
+    assert!(statuses.iter().all(|s| s == "succeeded"), "{statuses:?}");
+    assert_eq!(elsewhere.lines_in("ran.log"), 13);
     drop(w);
 }
 

@@ -155,7 +155,7 @@ fn a_copied_project_with_its_state_is_still_up_to_date() {
     let copy = Test::new("");
     copy_tree(t.dir.path(), copy.dir.path());
     let (ran, tasks, _) = run(&copy, &[]);
-    assert!(ran.is_empty(), "{ran:?}");
+    assert!(ran.is_empty(), "{ran:?} {tasks:?}");
     assert!(tasks.iter().all(|t| t.1 == "up_to_date"), "{tasks:?}");
 }
 
@@ -702,4 +702,162 @@ fn ctrl_c_while_hashing_sources_stops_the_run_at_once() {
     );
     assert_eq!(status.code(), Some(130));
     assert!(!t.path("ran.log").exists(), "the task never started");
+}
+
+#[test]
+fn an_empty_alternative_matches_its_folder_and_one_that_cannot_is_refused() {
+    let t =
+        Test::new("[jobs.sum]\ncommand = 'echo sum >> ran.log'\nsources = ['data{,2}/*.csv']\n");
+    t.write("data/a.csv", "1");
+    t.write("data2/b.csv", "2");
+    run(&t, &[]);
+    // A change in `data/` is a change of a source: the empty alternative is one.
+    t.write("data/a.csv", "10");
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["sum"], "{tasks:?}");
+    assert_eq!(reason_of(&tasks, "sum").1, "source changed: data/a.csv");
+
+    // An empty alternative that would leave an empty folder name is a load error.
+    let t = Test::new("[jobs.a]\ncommand = 'true'\nsources = ['a/{b,}/c.txt']\n");
+    t.run_with(&["check", "jobs.toml"])
+        .assert_code(2)
+        .assert_stderr_has("would leave an empty folder name");
+}
+
+#[test]
+fn a_loop_of_symbolic_links_among_sources_is_called_a_loop() {
+    let t = Test::new("[jobs.read]\ncommand = 'echo read >> ran.log'\nsources = ['in/*']\n");
+    std::fs::create_dir_all(t.path("in")).unwrap();
+    std::os::unix::fs::symlink("b", t.path("in/a")).unwrap();
+    std::os::unix::fs::symlink("a", t.path("in/b")).unwrap();
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert_eq!(ran, ["read"]);
+    let reason = reason_of(&tasks, "read").1;
+    assert!(
+        reason.starts_with("cannot read source in/")
+            && reason.ends_with(": a loop of symbolic links"),
+        "{reason}"
+    );
+    assert!(
+        stderr.contains(": a loop of symbolic links; it runs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sources_on_a_stream_are_a_warning_and_reasons_stay_true() {
+    let t = Test::new(
+        "[jobs.list]\ncommand = 'echo p >> ran.log; echo one'\nto = 'q'\nsources = ['in.txt']\n\
+         [jobs.sink]\nstdin = { queue = 'r' }\ncommand = 'cat > /dev/null'\noutputs = ['x']\n\
+         [jobs.feed]\ncommand = 'echo x'\nto = 'r'\n\
+         [jobs.use]\nitems = { queue = 'q' }\ncommand = 'echo {item} >> ran.log'\nsources = ['in.txt']\n",
+    );
+    t.write("in.txt", "1");
+    for command in ["check", "plan"] {
+        let out = t.run_with(&[command, "jobs.toml"]);
+        out.assert_code(0)
+            .assert_stderr_has("warning: `sources` of job `list` can never make it up to date: its stdout feeds a queue, so it always runs")
+            .assert_stderr_has("jobs.toml:4:")
+            .assert_stderr_has("warning: `outputs` of job `sink` can never make it up to date: it reads a queue on stdin, so it always runs");
+        assert!(!out.stderr.contains("job `use`"), "{}", out.stderr);
+    }
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert!(
+        stderr.contains("warning: `sources` of job `list`"),
+        "{stderr}"
+    );
+    assert_eq!(ran, ["one", "p"]);
+    // The first run: it never ran, whatever it feeds.
+    assert_eq!(reason_of(&tasks, "list").1, "never ran");
+    assert_eq!(reason_of(&tasks, "sink").1, "never ran");
+    let (_, tasks, _) = run(&t, &[]);
+    assert_eq!(
+        reason_of(&tasks, "list").1,
+        "its stdout feeds a queue: it runs again"
+    );
+    let (_, tasks, _) = run(&t, &["--force"]);
+    assert_eq!(reason_of(&tasks, "list").1, "forced");
+}
+
+#[test]
+fn names_are_bytes_never_their_escaped_display() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = Test::new(
+        "[jobs.read]\ncommand = 'echo read >> ran.log'\nsources = ['in/*', \"tab\\there.txt\"]\n",
+    );
+    let name = |bytes: &[u8]| t.path("in").join(std::ffi::OsStr::from_bytes(bytes));
+    std::fs::create_dir_all(t.path("in")).unwrap();
+    // Each pair shows the same (`\x09`, `\xFF`), and is two files.
+    for (bytes, text) in [
+        (&b"a\tb"[..], "tab"),
+        (b"a\\x09b", "escaped tab"),
+        (b"c\r", "cr"),
+        (b"d\xff", "ff"),
+        (b"d\\xFF", "escaped ff"),
+    ] {
+        std::fs::write(name(bytes), text).unwrap();
+    }
+    t.write("tab\there.txt", "plain");
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert_eq!(ran, ["read"]);
+    assert_eq!(reason_of(&tasks, "read").1, "never ran", "{stderr}");
+    let (ran, tasks, stderr) = run(&t, &[]);
+    assert!(ran.is_empty(), "{tasks:?} {stderr}");
+    // The real file with a tab changes (the one named with its escape does not).
+    std::fs::write(name(b"a\tb"), "tab, changed").unwrap();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["read"]);
+    assert_eq!(reason_of(&tasks, "read").1, "source changed: in/a\\x09b");
+    run(&t, &[]);
+    std::fs::write(name(b"d\xff"), "ff, changed").unwrap();
+    std::fs::write(name(b"c\r"), "cr, changed").unwrap();
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["read"]);
+    assert_eq!(
+        reason_of(&tasks, "read").1,
+        "source changed: in/c\\x0D, in/d\\xFF"
+    );
+    // A source removed is one file, not the other that shows the same.
+    std::fs::remove_file(name(b"d\\xFF")).unwrap();
+    let (_, tasks, _) = run(&t, &[]);
+    assert_eq!(reason_of(&tasks, "read").1, "source removed: in/d\\xFF");
+}
+
+/// Rewrites every stamp of `t` as if its outputs had been written at `place`.
+fn stamps_written_at(t: &Test, place: &str) {
+    for dir in std::fs::read_dir(t.path(".runner/jobs.toml/stamps")).unwrap() {
+        for stamp in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = stamp.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace("\"elsewhere\":null", &format!("\"elsewhere\":{place:?}"));
+            std::fs::write(&path, text).unwrap();
+        }
+    }
+}
+
+#[test]
+fn outputs_written_on_another_machine_are_trusted_only_when_told() {
+    let t = Test::new(
+        "[jobs.make]\ncommand = 'echo x > out.txt && echo make >> ran.log'\nsources = ['in.txt']\noutputs = ['out.txt']\n",
+    );
+    t.write("in.txt", "1");
+    run(&t, &[]);
+    // As a worker on another machine would have recorded them: not visible here.
+    stamps_written_at(&t, "far.invalid:/w");
+    std::fs::remove_file(t.path("out.txt")).unwrap();
+    // Not told: a missing output is missing, wherever it was written.
+    let (ran, tasks, _) = run(&t, &[]);
+    assert_eq!(ran, ["make"]);
+    assert_eq!(
+        reason_of(&tasks, "make").1,
+        "output missing: out.txt (written on far.invalid:/w; --trust-remote-outputs trusts it)"
+    );
+    // Told: trusted, by the plan and the run alike.
+    stamps_written_at(&t, "far.invalid:/w");
+    std::fs::remove_file(t.path("out.txt")).unwrap();
+    let plan = t.run_with(&["plan", "jobs.toml", "--trust-remote-outputs"]);
+    plan.assert_code(0).assert_stdout_has("up to date");
+    let (ran, tasks, _) = run(&t, &["--trust-remote-outputs"]);
+    assert!(ran.is_empty(), "{tasks:?}");
+    assert_eq!(reason_of(&tasks, "make").0, "up_to_date");
 }

@@ -3,6 +3,7 @@
 //! pattern once its placeholders are filled in.
 
 use super::Checker;
+use crate::diagnostic::Diagnostic;
 use crate::jobfile::raw::Name;
 use crate::template::{Quoting, Template, Values};
 use toml::Spanned;
@@ -53,5 +54,37 @@ impl Checker<'_> {
             patterns.push(template);
         }
         patterns
+    }
+
+    /// `sources`/`outputs` on the job `name`, whose output is a stream (`stream`: why):
+    /// allowed, but such a job is never up to date, so they do nothing. A warning.
+    pub(super) fn stream_files(
+        &mut self,
+        name: &str,
+        stream: &str,
+        sources: Option<&Spanned<Vec<Name>>>,
+        outputs: Option<&Spanned<Vec<Name>>>,
+    ) {
+        let (key, span) = match (sources, outputs) {
+            (Some(s), _) => ("sources", s.span()),
+            (None, Some(o)) => ("outputs", o.span()),
+            (None, None) => return,
+        };
+        let both = if sources.is_some() && outputs.is_some() {
+            "`sources` and `outputs`"
+        } else {
+            &format!("`{key}`")
+        };
+        self.warnings.push(
+            Diagnostic::at(
+                format!(
+                    "{both} of job `{name}` can never make it up to date: {stream}, so it always runs"
+                ),
+                span,
+            )
+            .with_note(
+                "its output is a stream, not a stored result; the tasks of a job fed item by item from the queue can be up to date",
+            ),
+        );
     }
 }

@@ -47,6 +47,7 @@ pub(super) fn file(
         source,
         dir: dir.clone(),
         diagnostics: found,
+        warnings: Vec::new(),
         queues: Vec::new(),
         queue_ids: HashMap::new(),
         vars: Vec::new(),
@@ -66,6 +67,8 @@ struct Checker<'s> {
     /// The job file's folder, which relative paths in it are resolved against.
     dir: PathBuf,
     diagnostics: Vec<Diagnostic>,
+    /// What is allowed but cannot do what it seems to (see `JobFile::warnings`).
+    warnings: Vec<Diagnostic>,
     queues: Vec<QueueDef>,
     queue_ids: HashMap<String, QueueId>,
     /// The vars (name, value), which every template may name.
@@ -128,6 +131,7 @@ impl Checker<'_> {
             vars,
             queues: std::mem::take(&mut self.queues),
             jobs: checked,
+            warnings: std::mem::take(&mut self.warnings),
         }
     }
 
@@ -249,6 +253,16 @@ impl Checker<'_> {
         let success_codes = self.success_codes(job.success_codes.as_ref());
         let sources = self.patterns(job.sources.as_ref(), "sources");
         let outputs = self.patterns(job.outputs.as_ref(), "outputs");
+        let stream = if to.is_some() {
+            Some("its stdout feeds a queue")
+        } else if matches!(stdin, StdinSpec::Queue(_)) {
+            Some("it reads a queue on stdin")
+        } else {
+            None
+        };
+        if let Some(stream) = stream {
+            self.stream_files(&name, stream, job.sources.as_ref(), job.outputs.as_ref());
+        }
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
