@@ -74,10 +74,16 @@ impl From<FileRecord> for Wire {
     }
 }
 
-impl TryFrom<Wire> for FileRecord {
-    type Error = String;
+/// A stamp's name whose bytes are not hex (the stamp does not read, so its task runs).
+#[derive(Debug, thiserror::Error)]
+#[error("a name's bytes are not hex")]
+pub struct NotHex;
 
-    fn try_from(w: Wire) -> Result<FileRecord, String> {
+impl TryFrom<Wire> for FileRecord {
+    /// A name's bytes that are not hex: the stamp is unreadable, so the task runs.
+    type Error = NotHex;
+
+    fn try_from(w: Wire) -> Result<FileRecord, NotHex> {
         use std::os::unix::ffi::OsStringExt;
         let path = match &w.x {
             None => PathBuf::from(w.p),
@@ -86,7 +92,7 @@ impl TryFrom<Wire> for FileRecord {
                     .step_by(2)
                     .map(|i| x.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
                     .collect::<Option<Vec<u8>>>()
-                    .ok_or("a name's bytes are not hex")?;
+                    .ok_or(NotHex)?;
                 PathBuf::from(std::ffi::OsString::from_vec(bytes))
             }
         };
