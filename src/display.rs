@@ -142,6 +142,8 @@ pub struct Writer {
     waiting: Waiting,
     /// Groups printed so far (GitLab sections are named by it).
     groups: u64,
+    /// The labelled text of the last output event, its room reused by the next.
+    scratch: Vec<u8>,
 }
 
 /// Stdout and stderr, buffered; stdout is not written once it failed.
@@ -261,6 +263,7 @@ impl Writer {
             order,
             waiting: Waiting::default(),
             groups: 0,
+            scratch: Vec::new(),
             file,
             options,
         }
@@ -499,10 +502,22 @@ impl Writer {
                 }
             }
         }
-        let prefix = self.prefix(label);
-        let mut text = Vec::with_capacity(data.len() + 64);
-        self.labeller(&prefix).feed(data, &mut text);
-        let result = self.with_terminal(|t| t.write(stream, &text, true));
+        let result = if self.options.label {
+            // Labelled into a buffer kept from one event to the next (no allocation, no
+            // fresh pages per event); one that grew past a few pieces is given back.
+            let prefix = self.prefix(label);
+            let mut text = std::mem::take(&mut self.scratch);
+            text.clear();
+            self.labeller(&prefix).feed(data, &mut text);
+            let result = self.with_terminal(|t| t.write(stream, &text, true));
+            if text.capacity() <= 4 * PIECE {
+                self.scratch = text;
+            }
+            result
+        } else {
+            // Nothing to add: the lines are written as they came.
+            self.with_terminal(|t| t.write(stream, data, true))
+        };
         if let Err(e) = result {
             self.stdout_failed(&e);
         }
@@ -1097,15 +1112,25 @@ impl<'p> Labeller<'p> {
             return;
         };
         if !self.github {
-            for line in data.split_inclusive(|&b| b == b'\n') {
+            // Line ends found by memchr (the hot path of a task that prints a flood of
+            // short lines); room made once for the piece and a good share of prefixes.
+            out.reserve(data.len() + data.len() / 4 + prefix.len() + 1);
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\n', data).map(|i| i + 1);
+            for end in ends.chain((!data.is_empty()).then_some(data.len())) {
+                if end <= start {
+                    continue;
+                }
+                let line = &data[start..end];
+                start = end;
                 if self.at_start {
                     out.extend_from_slice(prefix);
-                    if line != b"\n" {
+                    if line[0] != b'\n' {
                         out.push(b' ');
                     }
                 }
                 out.extend_from_slice(line);
-                self.at_start = line.ends_with(b"\n");
+                self.at_start = line[line.len() - 1] == b'\n';
             }
             return;
         }
