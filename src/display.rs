@@ -1211,3 +1211,28 @@ impl Read for Slice {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod labeller_tests {
+    use super::Labeller;
+
+    /// The labelled text of `data` fed in pieces cut at every `step` bytes.
+    fn labelled(data: &[u8], step: usize, github: bool) -> Vec<u8> {
+        let mut labeller = Labeller::new(Some(b"[j:a]"), github);
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            labeller.feed(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn every_line_gets_the_label_however_the_pieces_are_cut() {
+        let data = b"one\n\ntwo words\nthree";
+        let want = b"[j:a] one\n[j:a]\n[j:a] two words\n[j:a] three".to_vec();
+        for step in 1..=data.len() {
+            assert_eq!(labelled(data, step, false), want, "pieces of {step}");
+            assert_eq!(labelled(data, step, true), want, "pieces of {step}, GitHub");
+        }
+    }
+}
