@@ -26,6 +26,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "target", "release", "runner")
 LIMIT = os.path.join(ROOT, "target", "release", "examples", "spawn_limit")
+# `--before PATH`: an earlier runner binary, measured side by side in the output workload.
+BEFORE = None
 DEVNULL = subprocess.DEVNULL
 
 POOL_SCRIPT = """
@@ -165,16 +167,20 @@ def output_modes_workload(s, size, n, table, memory):
     printing 100 lines each (tasks/s), and the cost of `--trace` on `n` × true."""
     line = "0123456789012345678901234567890123456789012345678"
     flood = s.jobfile("modes.toml", f"[jobs.flood]\ncommand = 'yes {line} | head -c {size}'\n")
-    contenders = [("shell pipe", f"yes {line} | head -c {size} > /dev/null")]
-    contenders += [
-        (f"runner --output {mode}", [RUNNER, "run", flood, "--output", mode]) for mode in ("lines", "grouped", "keep-order")
-    ]
-    contenders.append(("runner --no-label", [RUNNER, "run", flood, "--no-label"]))
+    # The reference: the same bytes through one more pipe (`cat`), as the runner is.
+    contenders = [("shell pipe", f"yes {line} | head -c {size} | cat > /dev/null")]
+    runners = [("runner", RUNNER)] + ([("runner (before)", BEFORE)] if BEFORE else [])
+    for name, binary in runners:
+        contenders += [
+            (f"{name} --output {mode}", [binary, "run", flood, "--output", mode]) for mode in ("lines", "grouped", "keep-order")
+        ]
+        contenders.append((f"{name} --no-label", [binary, "run", flood, "--no-label"]))
     medians = s.compare("output", contenders)
     work = f"one task printing {size / 1e6:g} MB"
     for name, _ in contenders:
         t = medians[name]
-        table.append((work, name, t, size / 1e6 / t, medians["runner --output lines"] / t))
+        # Ratio against the pipe: 1.00 is as fast as a shell pipe.
+        table.append((work, name, t, size / 1e6 / t, medians["shell pipe"] / t))
     memory.append((f"one task printing {size / 1e6:g} MB, grouped", s.peak_kib([flood, "--output", "grouped"]), 64 * 1024))
     many = s.jobfile("many.toml", f"pool = 2\n[jobs.t]\ncommand = ['seq', '100']\nitems = {{ range = [0, {n}] }}\n")
     contenders = [(f"runner --output {mode}", [RUNNER, "run", many, "--output", mode]) for mode in ("lines", "grouped", "keep-order")]
@@ -405,7 +411,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
     ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,output); prints, writes nothing")
+    ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
+    global BEFORE
+    BEFORE = os.path.abspath(args.before) if args.before else None
     if args.debug and not args.smoke:
         ap.error("--debug measures nothing worth writing down; use it with --smoke")
     if args.debug:

@@ -144,6 +144,8 @@ pub struct Writer {
     waiting: Waiting,
     /// Groups printed so far (GitLab sections are named by it).
     groups: u64,
+    /// The labelled text of the last output event, its room reused by the next.
+    scratch: Vec<u8>,
 }
 
 /// Stdout and stderr, buffered; stdout is not written once it failed.
@@ -263,6 +265,7 @@ impl Writer {
             order,
             waiting: Waiting::default(),
             groups: 0,
+            scratch: Vec::new(),
             file,
             options,
         }
@@ -502,10 +505,22 @@ impl Writer {
                 }
             }
         }
-        let prefix = self.prefix(label);
-        let mut text = Vec::with_capacity(data.len() + 64);
-        self.labeller(&prefix).feed(data, &mut text);
-        let result = self.with_terminal(|t| t.write(stream, &text, true));
+        let result = if self.options.label {
+            // Labelled into a buffer kept from one event to the next (no allocation, no
+            // fresh pages per event); one that grew past a few pieces is given back.
+            let prefix = self.prefix(label);
+            let mut text = std::mem::take(&mut self.scratch);
+            text.clear();
+            self.labeller(&prefix).feed(data, &mut text);
+            let result = self.with_terminal(|t| t.write(stream, &text, true));
+            if text.capacity() <= 4 * PIECE {
+                self.scratch = text;
+            }
+            result
+        } else {
+            // Nothing to add: the lines are written as they came.
+            self.with_terminal(|t| t.write(stream, data, true))
+        };
         if let Err(e) = result {
             self.stdout_failed(&e);
         }
@@ -1107,15 +1122,25 @@ impl<'p> Labeller<'p> {
             return;
         };
         if !self.github {
-            for line in data.split_inclusive(|&b| b == b'\n') {
+            // Line ends found by memchr (the hot path of a task that prints a flood of
+            // short lines); room made once for the piece and a good share of prefixes.
+            out.reserve(data.len() + data.len() / 4 + prefix.len() + 1);
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\n', data).map(|i| i + 1);
+            for end in ends.chain((!data.is_empty()).then_some(data.len())) {
+                if end <= start {
+                    continue;
+                }
+                let line = &data[start..end];
+                start = end;
                 if self.at_start {
                     out.extend_from_slice(prefix);
-                    if line != b"\n" {
+                    if line[0] != b'\n' {
                         out.push(b' ');
                     }
                 }
                 out.extend_from_slice(line);
-                self.at_start = line.ends_with(b"\n");
+                self.at_start = line[line.len() - 1] == b'\n';
             }
             return;
         }
@@ -1194,5 +1219,30 @@ impl Read for Slice {
         let n = self.file.read_at(&mut buf[..want], self.at)?;
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod labeller_tests {
+    use super::Labeller;
+
+    /// The labelled text of `data` fed in pieces cut at every `step` bytes.
+    fn labelled(data: &[u8], step: usize, github: bool) -> Vec<u8> {
+        let mut labeller = Labeller::new(Some(b"[j:a]"), github);
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            labeller.feed(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn every_line_gets_the_label_however_the_pieces_are_cut() {
+        let data = b"one\n\ntwo words\nthree";
+        let want = b"[j:a] one\n[j:a]\n[j:a] two words\n[j:a] three".to_vec();
+        for step in 1..=data.len() {
+            assert_eq!(labelled(data, step, false), want, "pieces of {step}");
+            assert_eq!(labelled(data, step, true), want, "pieces of {step}, GitHub");
+        }
     }
 }

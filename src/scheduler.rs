@@ -12,14 +12,20 @@
 //! - A job starts only after each job it needs finished with success; otherwise it is
 //!   skipped, and so is everything that needs it.
 //! - A queue is closed exactly once: when its last producer job is done or skipped.
+//! - A task waiting to retry holds no slot (the pool counts processes): the driver says
+//!   when it may start again ([`Scheduler::retry_later`], a "ready at" it computed) and
+//!   what time it is ([`Scheduler::wake`]); once ready, it starts before any new task,
+//!   in whichever slot is free. It still counts as running for its job (the job is not
+//!   done), but not against `concurrency`, which counts processes.
 //!
 //! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, JobFile, JobId, QueueId};
 use crate::queue::Take;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What the scheduler needs from the queues.
 pub trait Queues {
@@ -41,6 +47,9 @@ pub struct Start {
     /// What the task is and why it runs: filled in by the run (the scheduler does not
     /// look at it).
     pub id: Option<crate::state::decision::TaskId>,
+    /// Another attempt of a task that waited to retry: the number the driver gave it
+    /// (`retry_later`). Its item is then not carried here (the driver kept the task).
+    pub retry: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +77,10 @@ pub struct JobState {
     pub phase: Phase,
     pub next: u64,
     pub total: Option<u64>,
+    /// Tasks started and not ended, those waiting to retry included.
     pub running: usize,
+    /// Of `running`, the tasks waiting to retry: they hold no slot.
+    pub waiting: usize,
     pub finished: u64,
     pub failed: u64,
     queue_closed: bool,
@@ -95,6 +107,18 @@ pub struct Scheduler {
     remote: Vec<bool>,
     remote_window: usize,
     remote_running: usize,
+    /// Tasks waiting to retry, by the time they may start again: (ready at, number) to job.
+    delayed: BTreeMap<(Instant, u64), JobId>,
+    /// Tasks whose delay is over, in the order they became ready: (number, job).
+    ready: VecDeque<(u64, JobId)>,
+    next_retry: u64,
+}
+
+/// A task waiting to retry, given up because the run stops: see [`Scheduler::abandon_waiting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    pub job: JobId,
+    pub retry: u64,
 }
 
 /// The slot of a task sent to the broker.
@@ -114,6 +138,7 @@ impl Scheduler {
                     job.items.count()
                 },
                 running: 0,
+                waiting: 0,
                 finished: 0,
                 failed: 0,
                 queue_closed: false,
@@ -138,6 +163,9 @@ impl Scheduler {
             remote: vec![false; file.jobs.len()],
             remote_window: 0,
             remote_running: 0,
+            delayed: BTreeMap::new(),
+            ready: VecDeque::new(),
+            next_retry: 0,
         };
         scheduler.activate_ready();
         scheduler
@@ -162,10 +190,13 @@ impl Scheduler {
         std::mem::take(&mut self.effects)
     }
 
-    /// The next task to start now, if any.
+    /// The next task to start now, if any: a task whose retry delay is over first.
     pub fn next_start(&mut self, queues: &dyn Queues) -> Option<Start> {
         if self.stopping {
             return None;
+        }
+        if let Some(start) = self.next_retry(queues) {
+            return Some(start);
         }
         for i in 0..self.order.len() {
             let j = self.order[i];
@@ -179,14 +210,113 @@ impl Scheduler {
         None
     }
 
+    /// A task of job `j` in a slot (running a process), not waiting to retry.
+    fn in_slots(&self, j: JobId) -> usize {
+        self.jobs[j].running - self.jobs[j].waiting
+    }
+
+    /// Another attempt of a task that failed, once its delay is over: it holds no slot
+    /// while it waits; it gets one by the same rules as a new task of its job.
+    pub fn retry_later(&mut self, job: JobId, slot: usize, ready_at: Instant) -> u64 {
+        self.free_slot(slot);
+        self.jobs[job].waiting += 1;
+        let retry = self.next_retry;
+        self.next_retry += 1;
+        self.delayed.insert((ready_at, retry), job);
+        retry
+    }
+
+    /// The driver's clock: tasks whose delay is over by `now` may start.
+    pub fn wake(&mut self, now: Instant) {
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, retry), job) = entry.remove_entry();
+            self.ready.push_back((retry, job));
+        }
+    }
+
+    /// When the next waiting task may start again (for the driver to wake then).
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.delayed.keys().next().map(|&(at, _)| at)
+    }
+
+    /// The run stops: every task waiting to retry ends (without another attempt) and is
+    /// counted as failed; the driver records each with what its last attempt left.
+    pub fn abandon_waiting(&mut self) -> Vec<Abandoned> {
+        let delayed = std::mem::take(&mut self.delayed);
+        let waiting: Vec<(u64, JobId)> = std::mem::take(&mut self.ready)
+            .into_iter()
+            .chain(delayed.into_iter().map(|((_, retry), job)| (retry, job)))
+            .collect();
+        let mut abandoned = Vec::new();
+        for (retry, job) in waiting {
+            self.jobs[job].waiting -= 1;
+            let allowed = self.file.jobs[job].allow_failure;
+            self.ended(job, false, allowed);
+            abandoned.push(Abandoned { job, retry });
+        }
+        abandoned
+    }
+
+    /// Whether the run was stopped (nothing more starts).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    fn next_retry(&mut self, queues: &dyn Queues) -> Option<Start> {
+        for i in 0..self.ready.len() {
+            let (retry, j) = self.ready[i];
+            let limit = self.file.jobs[j].concurrency.unwrap_or(usize::MAX);
+            if self.in_slots(j) >= limit {
+                continue;
+            }
+            let Some(slot) = self.retry_slot(j, queues) else {
+                continue;
+            };
+            self.ready.remove(i);
+            let state = &mut self.jobs[j];
+            state.waiting -= 1;
+            return Some(Start {
+                job: j,
+                index: 0,
+                item: Vec::new(),
+                slot,
+                problem: None,
+                id: None,
+                retry: Some(retry),
+            });
+        }
+        None
+    }
+
+    /// A slot for a retry of job `j`, by the rules its new tasks start by.
+    fn retry_slot(&mut self, j: JobId, queues: &dyn Queues) -> Option<usize> {
+        let file = self.file.clone();
+        let job = &file.jobs[j];
+        if job.is_streaming() {
+            return Some(self.extra_slot(false));
+        }
+        if let Some(slot) = self.pool_slot() {
+            return Some(slot);
+        }
+        if let Items::Queue(q) = job.items {
+            if self.in_slots(j) == 0 && queues.is_full(q) {
+                return Some(self.extra_slot(false));
+            }
+        }
+        self.can_lend(queues).then(|| self.extra_slot(true))
+    }
+
     fn start_of(&mut self, j: JobId, queues: &dyn Queues) -> Option<Start> {
         let file = self.file.clone();
         let job = &file.jobs[j];
         let limit = job.concurrency.unwrap_or(usize::MAX);
-        let state = &self.jobs[j];
-        if state.running >= limit {
+        if self.in_slots(j) >= limit {
             return None;
         }
+        let state = &self.jobs[j];
         if self.remote[j] {
             if self.remote_running >= self.remote_window {
                 return None;
@@ -231,7 +361,7 @@ impl Scheduler {
                 // blocked producer.
                 let slot = if !self.free.is_empty() {
                     None
-                } else if state.running == 0 && queues.is_full(q) {
+                } else if self.in_slots(j) == 0 && queues.is_full(q) {
                     Some(false)
                 } else if self.can_lend(queues) {
                     Some(true)
@@ -303,6 +433,7 @@ impl Scheduler {
             slot,
             problem,
             id: None,
+            retry: None,
         }
     }
 
@@ -355,6 +486,11 @@ impl Scheduler {
 
     /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
     pub fn finished(&mut self, job: JobId, slot: usize, ok: bool, allowed: bool) {
+        self.free_slot(slot);
+        self.ended(job, ok, allowed);
+    }
+
+    fn free_slot(&mut self, slot: usize) {
         if slot == REMOTE {
             self.remote_running -= 1;
         } else if slot < self.pool {
@@ -363,6 +499,9 @@ impl Scheduler {
             self.free_extra.insert(slot);
             self.lent.remove(&slot);
         }
+    }
+
+    fn ended(&mut self, job: JobId, ok: bool, allowed: bool) {
         let state = &mut self.jobs[job];
         state.running -= 1;
         state.finished += 1;
@@ -549,6 +688,42 @@ mod tests {
         s.finished(0, 1, true, false);
         let next = drain(&mut s, &q);
         assert_eq!((next[0].index, next[0].slot), (2, 1));
+    }
+
+    #[test]
+    fn a_task_waiting_to_retry_frees_its_slot_and_then_starts_first() {
+        let f = file("[jobs.a]\ncommand = 'x'\nitems = { range = [0, 3] }\nconcurrency = 1\n[jobs.b]\ncommand = 'true'\nitems = { range = [0, 3] }\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 1, false);
+        let t0 = Instant::now();
+        let first = drain(&mut s, &q);
+        assert_eq!((first[0].job, first[0].slot), (0, 0));
+        let retry = s.retry_later(0, 0, t0 + std::time::Duration::from_secs(2));
+        assert_eq!(s.next_wake(), Some(t0 + std::time::Duration::from_secs(2)));
+        // The slot is free; concurrency counts processes, so a's next task may start.
+        let next = drain(&mut s, &q);
+        assert_eq!((next[0].job, next[0].index, next[0].retry), (0, 1, None));
+        s.finished(0, 0, true, false);
+        s.wake(t0 + std::time::Duration::from_secs(2));
+        let again = drain(&mut s, &q);
+        assert_eq!((again[0].job, again[0].retry), (0, Some(retry)), "before b");
+        assert!(!s.is_done());
+        s.stop();
+        assert!(s.abandon_waiting().is_empty(), "it runs: not waiting");
+    }
+
+    #[test]
+    fn a_stop_gives_up_the_tasks_waiting_to_retry() {
+        let f = file("[jobs.a]\ncommand = 'x'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 1, false);
+        drain(&mut s, &q);
+        let retry = s.retry_later(0, 0, Instant::now());
+        assert!(!s.is_done());
+        s.stop();
+        assert_eq!(s.abandon_waiting(), [Abandoned { job: 0, retry }]);
+        assert!(s.is_done());
+        assert_eq!(s.jobs[0].phase, Phase::Done { ok: false });
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //!
 //! Before slots were lent to any task (issue 11, point 6), this found the
 //! `pool = 1` producer / consumer-needs-`setup` hang within a few cases.
+//!
+//! Retries: a job's first `flaky` attempts fail (at their end, or at any moment, like
+//! a process that crashes) and the task waits to retry holding no slot, until the
+//! simulated clock reaches its "ready at"; with `fail_fast`, a failure stops the run
+//! (running tasks then end at once, as TERM makes them, and waiting ones are given up).
 
 use super::*;
 use crate::jobfile::{parse, StdinSpec};
@@ -18,6 +23,7 @@ use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::time::Duration;
 
 /// One job of a generated graph.
 #[derive(Debug, Clone)]
@@ -32,6 +38,10 @@ struct GenJob {
     /// Bit k: it needs job k (only earlier jobs are taken).
     needs: u8,
     fails: bool,
+    /// Its tasks' first attempts that fail and are retried.
+    flaky: u8,
+    /// The retry delay, in simulated milliseconds.
+    delay: u8,
 }
 
 fn gen_job() -> impl Strategy<Value = GenJob> {
@@ -42,15 +52,21 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
         0u8..6,
         any::<u8>(),
         prop::bool::weighted(0.15),
+        prop_oneof![3 => Just(0u8), 1 => 1u8..3],
+        0u8..4,
     )
-        .prop_map(|(range, items, streaming, lines, needs, fails)| GenJob {
-            range,
-            items,
-            streaming,
-            lines,
-            needs,
-            fails,
-        })
+        .prop_map(
+            |(range, items, streaming, lines, needs, fails, flaky, delay)| GenJob {
+                range,
+                items,
+                streaming,
+                lines,
+                needs,
+                fails,
+                flaky,
+                delay,
+            },
+        )
 }
 
 /// A queue of a generated graph: its consumer and producers, as picks among the jobs.
@@ -150,6 +166,7 @@ struct SimTask {
     job: JobId,
     slot: usize,
     lines_left: u8,
+    attempt: u8,
 }
 
 /// A run in progress: the scheduler, the fake queues and the fake processes.
@@ -161,6 +178,10 @@ struct Sim<'a> {
     scheduler: Scheduler,
     running: Vec<SimTask>,
     in_pool: HashMap<usize, JobId>,
+    /// Tasks waiting to retry: the attempt that failed, by the scheduler's number.
+    waiting: HashMap<u64, (JobId, u8)>,
+    /// The simulated clock.
+    now: Instant,
 }
 
 impl Sim<'_> {
@@ -185,8 +206,14 @@ impl Sim<'_> {
     fn start_all(&mut self) -> Result<(), SimFailure> {
         loop {
             self.count_blocked();
+            self.scheduler.wake(self.now);
             let mut started = false;
             loop {
+                if self.scheduler.is_stopping() {
+                    for abandoned in self.scheduler.abandon_waiting() {
+                        self.waiting.remove(&abandoned.retry);
+                    }
+                }
                 for effect in self.scheduler.take_effects() {
                     match effect {
                         Effect::Close(q) => self.queues.closed.borrow_mut()[q] = true,
@@ -213,11 +240,19 @@ impl Sim<'_> {
                     }
                 }
                 started = true;
+                let attempt = match start.retry {
+                    Some(retry) => match self.waiting.remove(&retry) {
+                        Some((_, failed)) => failed + 1,
+                        None => return Err(SimFailure::RetryTwice(retry)),
+                    },
+                    None => 1,
+                };
                 let writes = self.file.jobs[start.job].to.is_some();
                 self.running.push(SimTask {
                     job: start.job,
                     slot: start.slot,
                     lines_left: if writes { self.gen[start.job].lines } else { 0 },
+                    attempt,
                 });
             }
             if !started {
@@ -227,10 +262,22 @@ impl Sim<'_> {
     }
 
     /// What can happen next: a task writes a line (`w`), a streaming consumer takes an
-    /// item (`t`), or a task ends (`e`).
+    /// item (`t`), a task ends (`e`), a flaky attempt fails at once (`f`), or the clock
+    /// moves on to the next end of a retry delay (`c`).
     fn actions(&self) -> Vec<(usize, char)> {
         let mut actions = Vec::new();
+        if self.scheduler.next_wake().is_some() {
+            actions.push((0, 'c'));
+        }
+        let stopping = self.scheduler.is_stopping();
         for (i, task) in self.running.iter().enumerate() {
+            if stopping {
+                actions.push((i, 'e'));
+                continue;
+            }
+            if task.attempt <= self.gen[task.job].flaky {
+                actions.push((i, 'f'));
+            }
             let job = &self.file.jobs[task.job];
             if let (Some(q), true) = (job.to, task.lines_left > 0) {
                 if self.queues.discarded.borrow()[q] || !self.queues.is_full(q) {
@@ -268,12 +315,24 @@ impl Sim<'_> {
                 };
                 self.queues.items.borrow_mut()[q].pop_front();
             }
+            'c' => {
+                if let Some(at) = self.scheduler.next_wake() {
+                    self.now = self.now.max(at);
+                }
+            }
             _ => {
                 let task = self.running.swap_remove(i);
                 if task.slot < self.pool {
                     self.in_pool.remove(&task.slot);
                 }
-                let ok = !self.gen[task.job].fails;
+                let gen = &self.gen[task.job];
+                if task.attempt <= gen.flaky && !self.scheduler.is_stopping() {
+                    let ready_at = self.now + Duration::from_millis(gen.delay.into());
+                    let retry = self.scheduler.retry_later(task.job, task.slot, ready_at);
+                    self.waiting.insert(retry, (task.job, task.attempt));
+                    return;
+                }
+                let ok = !gen.fails && task.attempt > gen.flaky;
                 self.scheduler.finished(task.job, task.slot, ok, false);
             }
         }
@@ -309,6 +368,7 @@ fn simulate(
     file: &Arc<JobFile>,
     gen: &[GenJob],
     pool: usize,
+    fail_fast: bool,
     choices: &[u16],
 ) -> Result<(), SimFailure> {
     let n = file.queues.len();
@@ -323,13 +383,18 @@ fn simulate(
             blocked: RefCell::new(vec![0; n]),
             capacity: file.queues.iter().map(|q| q.capacity).collect(),
         },
-        scheduler: Scheduler::new(file.clone(), pool, false),
+        scheduler: Scheduler::new(file.clone(), pool, fail_fast),
         running: Vec::new(),
         in_pool: HashMap::new(),
+        waiting: HashMap::new(),
+        now: Instant::now(),
     };
     for step in 0..20_000usize {
         sim.start_all()?;
         if sim.running.is_empty() && sim.scheduler.is_done() {
+            if !sim.waiting.is_empty() {
+                return Err(SimFailure::LeftWaiting(format!("{:?}", sim.waiting)));
+            }
             return Ok(());
         }
         let actions = sim.actions();
@@ -357,6 +422,11 @@ enum SimFailure {
     Stuck { step: usize, state: String },
     #[error("the run did not end in 20,000 steps")]
     Endless,
+    #[error("retry {0} started twice")]
+    RetryTwice(u64),
+    /// The run is done with tasks still waiting to retry (the waiting set, as Debug text).
+    #[error("done with tasks waiting to retry: {0}")]
+    LeftWaiting(String),
 }
 
 proptest! {
@@ -368,11 +438,12 @@ proptest! {
         queues in prop::collection::vec(gen_queue(), 0..3),
         jobs in prop::collection::vec(gen_job(), 2..6),
         choices in prop::collection::vec(any::<u16>(), 1..64),
+        fail_fast in prop::bool::weighted(0.2),
     ) {
         let Some(file) = job_file(pool, &queues, &jobs) else {
             return Ok(());
         };
-        if let Err(stuck) = simulate(&file, &jobs, pool, &choices) {
+        if let Err(stuck) = simulate(&file, &jobs, pool, fail_fast, &choices) {
             prop_assert!(false, "{}", stuck);
         }
     }

@@ -15,6 +15,13 @@ pub use rustix::event::{PollFd, PollFlags};
 pub use rustix::process::Signal;
 pub use rustix::termios::Termios;
 
+/// Asks for a pipe of `size` bytes (Linux: `F_SETPIPE_SZ`, up to
+/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default). Kernel memory, not the runner's.
+pub fn grow_pipe(fd: impl AsFd, size: usize) -> io::Result<()> {
+    rustix::pipe::fcntl_setpipe_size(fd, size)?;
+    Ok(())
+}
+
 pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(&fd)?;
     rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;

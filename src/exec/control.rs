@@ -109,6 +109,8 @@ impl Control {
     }
 
     /// Sleeps for `duration`, or less if a stop is raised. True if it slept in full.
+    /// (A worker's retry delays; a local run's tasks wait for theirs in the scheduler.)
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn sleep(&self, duration: Duration) -> bool {
         let deadline = std::time::Instant::now() + duration;
         loop {

@@ -1,6 +1,8 @@
-//! Running tasks: the one module that spawns processes. [`run_task`] takes a task the
-//! scheduler started, renders its command, runs its attempts (retries, delays) and
-//! returns its [`TaskRecord`]. Everything it prints goes to the terminal writer as
+//! Running tasks: the one module that spawns processes. [`start_guarded`] takes a task
+//! the scheduler started, renders its command and runs its first attempt; a failure to
+//! retry comes back as a [`Retry`] that waits (holding no slot) until [`resume_guarded`]
+//! runs the next attempt. [`run_task`] (workers) runs every attempt in its slot, sleeping
+//! the delays. The end is a [`TaskRecord`]. Everything it prints goes to the terminal writer as
 //! `task::Event`s; it never writes to the terminal itself.
 
 pub mod control;
@@ -106,11 +108,65 @@ impl<'a> Task<'a> {
     }
 }
 
-/// Runs one task like [`run_task`], catching a panic (a bug) of the thread running it.
-/// The task's processes were then killed and reaped as the thread unwound
-/// (`process::Drive`'s `Drop`), and the record says "internal error: …", failed whatever
-/// `allow_failure` says; the second value is then true, and the caller stops what it
-/// must.
+/// What a task's attempt leaves: the task ended, or it fails and tries again after a
+/// delay (its record so far, and what the next attempt needs, in [`Retry`]).
+pub enum Step {
+    Ended(TaskRecord),
+    Retry(Retry, Duration),
+}
+
+/// A task between two attempts: it holds no slot and no process. [`resume`] runs its
+/// next attempt (in any slot); [`give_up`] ends it when the run stops during the delay.
+pub struct Retry {
+    record: TaskRecord,
+    /// The number of the next attempt (`RUNNER_ATTEMPT`).
+    attempt: u32,
+    /// The delay before the attempt after that one, should it fail too.
+    delay: Duration,
+}
+
+impl Retry {
+    pub fn job(&self) -> usize {
+        self.record.job
+    }
+}
+
+/// Runs `run`, catching a panic (a bug) of the thread running it. The task's processes
+/// were then killed and reaped as the thread unwound (`process::Drive`'s `Drop`), and
+/// the record says "internal error: …", failed whatever `allow_failure` says; the second
+/// value is then true, and the caller stops what it must.
+fn guarded(
+    ctx: &Context,
+    of: (usize, u64, &str, usize, Option<&TaskId>),
+    run: impl FnOnce() -> Step,
+) -> (Step, bool) {
+    let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(step) => return (step, false),
+        Err(payload) => payload,
+    };
+    let (job_id, index, item, slot, id) = of;
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string());
+    let job = &ctx.file.jobs[job_id];
+    let mut record = TaskRecord::new(job_id, index, item.to_string(), slot, &ctx.host, false);
+    record.set_id(id);
+    record.status = Status::Failed;
+    record.end = Some(End::Internal {
+        message: format!("internal error: {what}; this is a bug in runner, please report it"),
+    });
+    // The terminal hears of its end like any other's (progress, the heartbeat).
+    let task = Task::new(job_id, job, index, item, slot);
+    ended(ctx, &task, &record, false, Duration::ZERO);
+    (Step::Ended(record), true)
+}
+
+/// Runs one task to its end like [`run_task`], catching a panic (see [`guarded`]).
+/// Used where a task keeps its slot through its retry delays: on a worker (and the
+/// coordinator's own share), whose slots are its own.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 pub fn run_task_guarded(
     ctx: &Context,
     job_id: usize,
@@ -119,32 +175,44 @@ pub fn run_task_guarded(
     slot: usize,
     id: Option<&TaskId>,
 ) -> (TaskRecord, bool) {
-    let run = || run_task(ctx, job_id, index, item, slot, id);
-    let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(record) => return (record, false),
-        Err(payload) => payload,
-    };
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string());
-    let item = String::from_utf8_lossy(item).into_owned();
-    let job = &ctx.file.jobs[job_id];
-    let mut record = TaskRecord::new(job_id, index, item.clone(), slot, &ctx.host, false);
-    record.set_id(id);
-    record.status = Status::Failed;
-    record.end = Some(End::Internal {
-        message: format!("internal error: {what}; this is a bug in runner, please report it"),
+    let text = String::from_utf8_lossy(item).into_owned();
+    let of = (job_id, index, text.as_str(), slot, id);
+    let (step, bug) = guarded(ctx, of, || {
+        Step::Ended(run_task(ctx, job_id, index, item, slot, id))
     });
-    // The terminal hears of its end like any other's (progress, the heartbeat).
-    let task = Task::new(job_id, job, index, &item, slot);
-    ended(ctx, &task, &record, false, Duration::ZERO);
-    (record, true)
+    match step {
+        Step::Ended(record) => (record, bug),
+        Step::Retry(..) => unreachable!("run_task ends its task"),
+    }
 }
 
-/// Runs one task to its end: every attempt, with the delays between them. `id`: what
-/// the run knows of the task (its identity, why it runs), journaled with its end.
+/// The first attempt of a task, catching a panic (see [`guarded`]). A failure to be
+/// retried comes back as [`Step::Retry`]: the caller frees the slot for the delay.
+pub fn start_guarded(
+    ctx: &Context,
+    job_id: usize,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    id: Option<&TaskId>,
+) -> (Step, bool) {
+    let text = String::from_utf8_lossy(item).into_owned();
+    let of = (job_id, index, text.as_str(), slot, id);
+    guarded(ctx, of, || start(ctx, job_id, index, item, slot, id))
+}
+
+/// The next attempt of a task whose retry delay is over, in `slot`, catching a panic.
+pub fn resume_guarded(ctx: &Context, retry: Retry, slot: usize) -> (Step, bool) {
+    let r = &retry.record;
+    let (job_id, index, item, id) = (r.job, r.index, r.item.clone(), r.id.clone());
+    let of = (job_id, index, item.as_str(), slot, id.as_ref());
+    guarded(ctx, of, || resume(ctx, retry, slot))
+}
+
+/// Runs one task to its end: every attempt, with the delays between them (slept in
+/// its slot). `id`: what the run knows of the task (its identity, why it runs),
+/// journaled with its end.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 pub fn run_task(
     ctx: &Context,
     job_id: usize,
@@ -153,6 +221,29 @@ pub fn run_task(
     slot: usize,
     id: Option<&TaskId>,
 ) -> TaskRecord {
+    let mut step = start(ctx, job_id, index, item, slot, id);
+    loop {
+        match step {
+            Step::Ended(record) => return record,
+            Step::Retry(retry, delay) => {
+                if !ctx.control.sleep(delay) {
+                    return give_up(ctx, retry);
+                }
+                step = resume(ctx, retry, slot);
+            }
+        }
+    }
+}
+
+/// Runs a task's first attempt; see [`Step`].
+fn start(
+    ctx: &Context,
+    job_id: usize,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    id: Option<&TaskId>,
+) -> Step {
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
     let task = Task::new(job_id, job, index, &item, slot);
@@ -172,7 +263,7 @@ pub fn run_task(
             retryable: false,
         });
         ended(ctx, &task, &record, false, Duration::ZERO);
-        return record;
+        return Step::Ended(record);
     }
     if item.len() + "RUNNER_ITEM=".len() >= ARG_STRING_MAX {
         record.end = Some(End::SpawnFailed {
@@ -186,35 +277,66 @@ pub fn run_task(
             retryable: false,
         });
         ended(ctx, &task, &record, false, Duration::ZERO);
-        return record;
+        return Step::Ended(record);
     }
-    let mut delay = job.retry_delay;
-    for attempt in 1..=job.retries + 1 {
-        let result = run_attempt(ctx, &task, attempt, &mut record);
-        let retryable = match &result.end {
-            End::SpawnFailed { retryable, .. } => *retryable,
-            End::OutputRefused { .. } => false,
-            _ => true,
+    let retry = Retry {
+        record,
+        attempt: 1,
+        delay: job.retry_delay,
+    };
+    resume(ctx, retry, slot)
+}
+
+/// Runs attempt number `retry.attempt` of a task in `slot`; see [`Step`].
+fn resume(ctx: &Context, retry: Retry, slot: usize) -> Step {
+    let Retry {
+        mut record,
+        attempt,
+        delay,
+    } = retry;
+    let job = &ctx.file.jobs[record.job];
+    let item = record.item.clone();
+    let task = Task::new(record.job, job, record.index, &item, slot);
+    record.slot = slot;
+    let result = run_attempt(ctx, &task, attempt, &mut record);
+    let retryable = match &result.end {
+        End::SpawnFailed { retryable, .. } => *retryable,
+        End::OutputRefused { .. } => false,
+        _ => true,
+    };
+    let retrying = record.status == Status::Failed
+        && retryable
+        && !result.stopped
+        && attempt <= job.retries
+        && ctx.control.level() == Level::Run;
+    if !retrying && record.status == Status::Succeeded {
+        record.outputs = outputs(ctx, &task);
+    }
+    ended(ctx, &task, &record, retrying, result.duration);
+    if retrying {
+        // Doubled for the next one, but never past the ceiling every duration keeps (a
+        // clock reading plus it must not overflow).
+        let next = Retry {
+            record,
+            attempt: attempt + 1,
+            delay: delay
+                .saturating_mul(2)
+                .min(crate::jobfile::duration::CEILING),
         };
-        let retrying = record.status == Status::Failed
-            && retryable
-            && !result.stopped
-            && attempt <= job.retries
-            && ctx.control.level() == Level::Run;
-        if !retrying && record.status == Status::Succeeded {
-            record.outputs = outputs(ctx, &task);
-        }
-        ended(ctx, &task, &record, retrying, result.duration);
-        if !retrying || !ctx.control.sleep(delay) {
-            break;
-        }
-        // Doubled, but never past the ceiling every duration keeps (a clock reading plus
-        // it must not overflow).
-        delay = delay
-            .saturating_mul(2)
-            .min(crate::jobfile::duration::CEILING);
+        return Step::Retry(next, delay);
     }
-    if let StdinSpec::Queue(q) = job.stdin {
+    Step::Ended(finish(ctx, record))
+}
+
+/// A task waiting to retry when the run stopped: it ends with what its last attempt
+/// left (its end, its tries), the retry never made.
+pub fn give_up(ctx: &Context, retry: Retry) -> TaskRecord {
+    finish(ctx, retry.record)
+}
+
+/// A task is over for good.
+fn finish(ctx: &Context, record: TaskRecord) -> TaskRecord {
+    if let StdinSpec::Queue(q) = ctx.file.jobs[record.job].stdin {
         // A streaming consumer is gone for good only now (a retry reads on where the
         // failed attempt stopped): what is left is dropped, so producers never hang.
         ctx.queues[q].discard();

@@ -304,6 +304,10 @@ impl<'a> Drive<'a> {
         .flatten()
         {
             let _ = sys::set_nonblocking(pipe);
+            // A task that prints a flood fills a 64 KiB pipe in microseconds and then
+            // waits for each read: a larger one lets it run on while the runner reads
+            // (in pieces of the same 64 KiB). Refused (a user's pipe quota): no matter.
+            let _ = sys::grow_pipe(pipe, PIPE_SIZE);
         }
         // One read buffer per slot thread, reused by every task it runs.
         thread_local! {
@@ -530,6 +534,9 @@ enum Role {
     Exit,
     Control,
 }
+
+/// The size asked for a task's stdout and stderr pipes.
+const PIPE_SIZE: usize = 1 << 20;
 
 /// Reads what is there (up to a few buffers, to stay fair to the other pipe).
 fn read_into<R: Read>(pipe: &mut Option<R>, buf: &mut [u8], sink: &mut Sink) {

@@ -29,6 +29,7 @@ use crate::signals::Interrupt;
 use crate::state::decision::{Action, TaskId};
 use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -92,7 +93,27 @@ struct Core {
     /// in a list, so memory does not grow with the number of tasks.
     recorder: Recorder,
     /// A channel to each slot's thread, created on first use.
-    slots: Vec<Option<Sender<Start>>>,
+    slots: Vec<Option<Sender<Work>>>,
+    /// Tasks waiting to retry (holding no slot), by the number the scheduler knows them by.
+    retries: HashMap<u64, exec::Retry>,
+}
+
+impl Core {
+    fn new(scheduler: Scheduler, recorder: Recorder) -> Core {
+        Core {
+            scheduler,
+            recorder,
+            slots: Vec::new(),
+            retries: HashMap::new(),
+        }
+    }
+}
+
+/// What a slot's thread is given: a task to start, or the next attempt of one whose
+/// retry delay is over.
+struct Work {
+    start: Start,
+    retry: Option<exec::Retry>,
 }
 
 struct Shared {
@@ -170,11 +191,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     );
     recorder.trace = trace;
     let shared = Arc::new(Shared {
-        core: Mutex::new(Core {
-            scheduler,
-            recorder,
-            slots: Vec::new(),
-        }),
+        core: Mutex::new(Core::new(scheduler, recorder)),
         ctx: ctx.clone(),
         notes: notes_tx,
         remote: distributed_remote(&options).then_some(remote_tx),
@@ -296,7 +313,16 @@ fn wait_for_end(
             }
             return interrupted;
         }
+        // A task waiting to retry may start again then.
+        let wake = shared.lock().scheduler.next_wake();
+        let timer = match wake {
+            Some(at) => crossbeam_channel::at(at),
+            None => crossbeam_channel::never(),
+        };
         select! {
+            recv(timer) -> _ => {
+                dispatch(shared, &mut shared.lock(), None);
+            },
             recv(notes) -> note => match note {
                 Ok(Note::QueueReady) => {
                     dispatch(shared, &mut shared.lock(), None);
@@ -319,6 +345,8 @@ fn wait_for_end(
                         task::duration(grace)
                     ));
                     session.control.stop();
+                    // Tasks waiting to retry end now, without another attempt.
+                    dispatch(shared, &mut core, None);
                 } else {
                     session.say("killing every running task now");
                     session.control.kill();
@@ -336,7 +364,7 @@ fn task_ended(
     slot: usize,
     record: TaskRecord,
     own_slot: Option<usize>,
-) -> Option<Start> {
+) -> Option<Work> {
     let (mine, done) = {
         let mut core = shared.lock();
         let ok = record.status == Status::Succeeded;
@@ -352,22 +380,77 @@ fn task_ended(
     mine
 }
 
+/// A task failed and retries after `delay`: its slot is free meanwhile (the pool counts
+/// processes), and the scheduler starts it again, in any free slot, once the delay is
+/// over. Returns the task to run next in `own_slot`, like [`task_ended`].
+fn task_waits(
+    shared: &Arc<Shared>,
+    slot: usize,
+    retry: exec::Retry,
+    delay: Duration,
+    own_slot: Option<usize>,
+) -> Option<Work> {
+    let mine = {
+        let mut core = shared.lock();
+        let ready_at = Instant::now() + delay;
+        let number = core.scheduler.retry_later(retry.job(), slot, ready_at);
+        core.retries.insert(number, retry);
+        dispatch(shared, &mut core, own_slot)
+    };
+    // The run loop wakes at the earliest end of a delay: it has a new one to wait for.
+    let _ = shared.notes.send(Note::Changed);
+    mine
+}
+
+/// The run stops: tasks waiting to retry end with what their last attempt left (the
+/// task is not started again), recorded like any ended task.
+fn give_up_waiting(core: &mut Core, ctx: &exec::Context) {
+    for abandoned in core.scheduler.abandon_waiting() {
+        if let Some(retry) = core.retries.remove(&abandoned.retry) {
+            let record = exec::give_up(ctx, retry);
+            recorded(&mut core.recorder, ctx, &record);
+        }
+    }
+}
+
 /// Starts every task that can start now. A task for `own_slot` is not sent but
 /// returned, so that the slot thread that just freed it runs it without a hand-off.
-fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Start> {
+fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> Option<Work> {
     let ctx = &shared.ctx;
     let mut mine = None;
     // Tasks done earlier or up to date, per job, told to the terminal once at the end.
     let mut not_run_count: std::collections::BTreeMap<usize, u64> = Default::default();
+    core.scheduler.wake(Instant::now());
     loop {
         let effects = core.scheduler.take_effects();
         apply(&effects, core, ctx);
+        if core.scheduler.is_stopping() {
+            give_up_waiting(core, ctx);
+        }
         let Some(start) = core.scheduler.next_start(&LiveQueues(&ctx.queues)) else {
             if !core.scheduler.has_effects() {
                 break;
             }
             continue;
         };
+        if let Some(number) = start.retry {
+            // Another attempt of a task that waited: decided and counted already.
+            let Some(retry) = core.retries.remove(&number) else {
+                // (Never: every number the scheduler gives back was kept.)
+                core.scheduler.finished(start.job, start.slot, false, false);
+                continue;
+            };
+            let work = Work {
+                start,
+                retry: Some(retry),
+            };
+            if own_slot == Some(work.start.slot) && mine.is_none() {
+                mine = Some(work);
+            } else {
+                send_to_slot(shared, core, work);
+            }
+            continue;
+        }
         if matches!(ctx.file.jobs[start.job].items, Items::Queue(_)) {
             let _ = ctx.events.send(Event::Taken { job: start.job });
         }
@@ -404,11 +487,12 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
             }
             continue;
         }
-        if own_slot == Some(start.slot) && mine.is_none() {
-            mine = Some(start);
+        let work = Work { start, retry: None };
+        if own_slot == Some(work.start.slot) && mine.is_none() {
+            mine = Some(work);
             continue;
         }
-        send_to_slot(shared, core, start);
+        send_to_slot(shared, core, work);
     }
     if !not_run_count.is_empty() {
         // Tasks up to date wait in memory as they are decided: on disk once the batch is.
@@ -516,8 +600,8 @@ fn recorded(recorder: &mut Recorder, ctx: &exec::Context, record: &TaskRecord) {
 
 /// Hands a start to its slot's thread, creating the thread on first use. A thread that
 /// cannot be created fails its task and stops the run (it would otherwise wait forever).
-fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
-    let slot = start.slot;
+fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, work: Work) {
+    let slot = work.start.slot;
     if core.slots.len() <= slot {
         core.slots.resize(slot + 1, None);
     }
@@ -526,12 +610,27 @@ fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
             Ok(sender) => core.slots[slot] = Some(sender),
             Err(e) => {
                 let ctx = &shared.ctx;
-                fail_unstarted(
-                    core,
-                    ctx,
-                    &start,
-                    format!("cannot start a pool thread: {e}"),
-                );
+                let message = format!("cannot start a pool thread: {e}");
+                match work.retry {
+                    // A retry's record keeps its tries; its end says why it stops here.
+                    Some(retry) => {
+                        let mut record = exec::give_up(ctx, retry);
+                        record.end = Some(End::SpawnFailed {
+                            message,
+                            retryable: false,
+                        });
+                        let job = &ctx.file.jobs[work.start.job];
+                        let _ = ctx.events.send(Event::Ended {
+                            job: work.start.job,
+                            label: task::label(job, &record.item).into(),
+                            record: Box::new(record.clone()),
+                            retrying: false,
+                            took: Duration::ZERO,
+                        });
+                        settle(core, ctx, &work.start, &record, false);
+                    }
+                    None => fail_unstarted(core, ctx, &work.start, message),
+                }
                 core.scheduler.stop();
                 ctx.control.stop();
                 let _ = ctx.events.send(Event::Note(format!(
@@ -542,7 +641,7 @@ fn send_to_slot(shared: &Arc<Shared>, core: &mut Core, start: Start) {
         }
     }
     if let Some(sender) = &core.slots[slot] {
-        let _ = sender.send(start);
+        let _ = sender.send(work);
     }
 }
 
@@ -602,26 +701,36 @@ fn failing_job(file: &JobFile, scheduler: &Scheduler) -> String {
 
 /// A pool slot's thread: runs the tasks sent to it, and after each one records its end
 /// and starts what can start (the next task of its own slot directly).
-fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Start>> {
-    let (tx, rx) = unbounded::<Start>();
+fn spawn_slot(shared: Arc<Shared>, slot: usize) -> std::io::Result<Sender<Work>> {
+    let (tx, rx) = unbounded::<Work>();
     std::thread::Builder::new()
         .name(format!("slot-{slot}"))
         .spawn(move || {
             let mut next = rx.recv().ok();
-            while let Some(start) = next {
+            while let Some(Work { start, retry }) = next {
                 let ctx = &shared.ctx;
-                let (record, bug) = exec::run_task_guarded(
-                    ctx,
-                    start.job,
-                    start.index,
-                    &start.item,
-                    start.slot,
-                    start.id.as_ref(),
-                );
-                if bug {
-                    stop_for_bug(&shared, &record);
-                }
-                let mine = task_ended(&shared, start.slot, record, Some(slot));
+                let (step, bug) = match retry {
+                    Some(retry) => exec::resume_guarded(ctx, retry, start.slot),
+                    None => exec::start_guarded(
+                        ctx,
+                        start.job,
+                        start.index,
+                        &start.item,
+                        start.slot,
+                        start.id.as_ref(),
+                    ),
+                };
+                let mine = match step {
+                    exec::Step::Ended(record) => {
+                        if bug {
+                            stop_for_bug(&shared, &record);
+                        }
+                        task_ended(&shared, start.slot, record, Some(slot))
+                    }
+                    exec::Step::Retry(retry, delay) => {
+                        task_waits(&shared, start.slot, retry, delay, Some(slot))
+                    }
+                };
                 next = mine.or_else(|| rx.recv().ok());
             }
         })?;

@@ -324,3 +324,73 @@ fn the_heartbeat_keeps_tasks_with_the_same_label_apart() {
     assert!(both, "both tasks in the heartbeat:\n{text}");
     assert_eq!(status.code(), Some(0), "{text}");
 }
+
+#[test]
+fn a_task_waiting_to_retry_frees_its_slot_for_the_others() {
+    // pool = 1: the flaky task fails once and retries after 2 s; the three others start
+    // during that delay (each notes its start on its own clock), and the retry is
+    // attempt 2 of the same task, its record keeping both tries.
+    let t = Test::new(
+        "pool = 1\n\
+         [jobs.flaky]\n\
+         command = 'date +%s.%N >> flaky; if [ $RUNNER_ATTEMPT = 1 ]; then exit 1; fi; echo $RUNNER_ATTEMPT > attempt'\n\
+         retries = 1\nretry_delay = '2s'\n\
+         [jobs.other]\n\
+         command = 'date +%s.%N >> others'\n\
+         items = { range = [0, 3] }\n",
+    )
+    .args(&["--report", "report.json"]);
+    t.run().assert_code(0);
+    let times =
+        |name: &str| -> Vec<f64> { t.read(name).lines().map(|l| l.parse().unwrap()).collect() };
+    let (flaky, others) = (times("flaky"), times("others"));
+    assert_eq!(flaky.len(), 2, "{flaky:?}");
+    assert_eq!(others.len(), 3, "{others:?}");
+    for start in &others {
+        assert!(
+            *start > flaky[0] && *start < flaky[1],
+            "every other task starts during the delay: flaky {flaky:?}, others {others:?}"
+        );
+    }
+    assert!(
+        flaky[1] - flaky[0] >= 2.0,
+        "the delay still holds: {flaky:?}"
+    );
+    assert_eq!(t.read("attempt").trim(), "2");
+    let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
+    let task = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["job"] == "flaky")
+        .unwrap();
+    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["tries"].as_array().unwrap().len(), 2, "{task}");
+    assert_eq!(task["status"], "succeeded", "{task}");
+}
+
+#[test]
+fn fail_fast_ends_a_task_waiting_to_retry_without_another_attempt() {
+    let t = Test::new(
+        "pool = 2\nfail_fast = true\n\
+         [jobs.waiter]\n\
+         command = 'echo $RUNNER_ATTEMPT >> attempts; exit 1'\n\
+         retries = 3\nretry_delay = '30s'\n\
+         [jobs.bad]\n\
+         command = 'while [ ! -e attempts ]; do sleep 0.01; done; exit 2'\n",
+    );
+    let started = std::time::Instant::now();
+    let out = t.run();
+    out.assert_code(1).assert_stderr_has("fail-fast");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the delay was cut short"
+    );
+    assert_eq!(t.read("attempts"), "1\n", "no attempt after the stop");
+    let row = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("waiter "))
+        .unwrap();
+    assert!(row.split_whitespace().nth(1) == Some("1"), "{row}");
+}
