@@ -140,12 +140,13 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
-    if let Some(mode) = args
+    match args
         .output
         .as_deref()
         .and_then(crate::jobfile::OutputMode::parse)
     {
-        file.set_output(mode);
+        Some(mode) => file.set_output(mode),
+        None => file.default_output(crate::display::Ci::detect()),
     }
     #[cfg(feature = "distributed")]
     let broker = match args.broker.broker.as_deref() {

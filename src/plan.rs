@@ -8,11 +8,12 @@
 //! programs: one object per task, streamed (never held in memory), byte-exact.
 
 use crate::jobfile::items_file::{ItemReader, ItemsFileError};
-use crate::jobfile::{Items, Job, JobFile, JobId};
+use crate::jobfile::{CommandSpec, Items, Job, JobFile, JobId};
 use crate::render::{self, Command, Rendered, Stdin};
 use crate::state::{self, Memory};
-use crate::task::{label, plural};
+use crate::task::{label, plural, thousands};
 use crate::template::shell_quote;
+use crate::template::{Quoting, Values};
 use serde_json::{json, Map, Value};
 use std::io::{self, Write};
 
@@ -20,6 +21,9 @@ use std::io::{self, Write};
 /// [`PREVIEW`] and a count.
 const LISTED: u64 = 20;
 const PREVIEW: u64 = 10;
+/// The tasks of a job whose actions the text counts; past it, the rest are said not
+/// counted (a range of a billion items is not decided task by task).
+const COUNTED: u64 = 100_000;
 
 /// What would happen to a task, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,13 +126,118 @@ fn verdict(
     }
 }
 
+/// What would happen to the tasks of a job, or of the run: how many of each action.
+#[derive(Debug, Default)]
+struct Counts {
+    /// (action word, count), in the order [`Counts::RANK`] gives.
+    by_action: Vec<(&'static str, u64)>,
+}
+
+impl Counts {
+    /// The order actions are said in: what is skipped first, what runs last
+    /// ("608 done earlier, 1,392 run").
+    const RANK: [&'static str; 5] = ["up_to_date", "done_earlier", "cached", "unchanged", "run"];
+
+    fn add(&mut self, action: &'static str, n: u64) {
+        match self.by_action.iter_mut().find(|(a, _)| *a == action) {
+            Some((_, count)) => *count += n,
+            None => {
+                self.by_action.push((action, n));
+                let rank = |a: &str| {
+                    Self::RANK
+                        .iter()
+                        .position(|r| *r == a)
+                        .unwrap_or(usize::MAX)
+                };
+                self.by_action.sort_by_key(|(a, _)| rank(a));
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        for (action, n) in &other.by_action {
+            self.add(action, *n);
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_action.iter().map(|(_, n)| n).sum()
+    }
+
+    fn runs(&self) -> bool {
+        self.by_action.iter().any(|(a, n)| *a == "run" && *n > 0)
+    }
+
+    /// "608 done earlier, 1,392 run"; "none" when there is no task.
+    fn words(&self) -> String {
+        if self.by_action.is_empty() {
+            return "none".to_string();
+        }
+        self.by_action
+            .iter()
+            .map(|(action, n)| format!("{} {}", thousands(*n), action.replace('_', " ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// "2,000 tasks".
+fn tasks_count(n: u64) -> String {
+    let word = if n == 1 { "task" } else { "tasks" };
+    format!("{} {word}", thousands(n))
+}
+
+/// A job's settings that change what happens to its tasks, as its heading shows them
+/// (`concurrency 4, timeout 30s, retries 2, allow_failure`).
+fn settings(job: &Job) -> Vec<String> {
+    let mut said = Vec::new();
+    if let Some(n) = job.concurrency {
+        said.push(format!("concurrency {n}"));
+    }
+    if let Some(t) = job.timeout {
+        said.push(format!("timeout {}", humantime::format_duration(t)));
+    }
+    if job.retries > 0 {
+        said.push(format!(
+            "retries {} (delay {})",
+            job.retries,
+            humantime::format_duration(job.retry_delay)
+        ));
+    }
+    if job.allow_failure {
+        said.push("allow_failure".to_string());
+    }
+    if job.success_codes != [0] {
+        let codes: Vec<String> = job.success_codes.iter().map(i32::to_string).collect();
+        said.push(format!("success_codes {}", codes.join(" ")));
+    }
+    // `when`, `uses` and `rate` go here, in this order, as the model gains them.
+    said
+}
+
+/// A job's heading: its name, its tasks, and its settings in brackets.
+fn heading(job: &Job, what: String) -> String {
+    let settings = settings(job);
+    let what = if what.is_empty() {
+        job.name.clone()
+    } else {
+        format!("{}: {what}", job.name)
+    };
+    if settings.is_empty() {
+        what
+    } else {
+        format!("{what}  [{}]", settings.join(", "))
+    }
+}
+
 fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
     let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
+    let fed = known.is_none();
     let tasks_word = match known {
-        Some(n) => plural(n, "task"),
+        Some(n) => tasks_count(n),
         None => {
             let n: u64 = file.jobs.iter().filter_map(|j| j.items.count()).sum();
-            format!("{} and tasks fed by queues", plural(n, "task"))
+            format!("{} and tasks fed by queues", tasks_count(n))
         }
     };
     writeln!(
@@ -151,57 +260,37 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
     }
     // Jobs some of whose tasks may run (and so may change files that later jobs read).
     let mut may_run = vec![false; file.jobs.len()];
+    let mut run = Counts::default();
+    // Tasks past the counted ones of a job, not looked at.
+    let mut not_counted = 0;
     for j in start_order(file) {
         let job = &file.jobs[j];
         writeln!(out)?;
         if let Items::Queue(q) = job.items {
             may_run[j] = true;
-            writeln!(
-                out,
-                "{}: one task per item of queue `{}`, as the run goes",
-                job.name, file.queues[q].name
-            )?;
+            let what = format!(
+                "one task per item of queue `{}`, as the run goes",
+                file.queues[q].name
+            );
+            writeln!(out, "{}", heading(job, what))?;
             writeln!(out, "  run  tasks cannot be known before the run")?;
             continue;
         }
         let count = job.items.count().unwrap_or(0);
-        let listed = if count > LISTED { PREVIEW } else { count };
-        let heading = match (count, job.items.is_fan_out()) {
-            (_, false) => job.name.clone(),
+        let what = match (count, job.items.is_fan_out()) {
+            (_, false) => String::new(),
             (n, true) if n > LISTED => {
-                format!(
-                    "{}: {}, the first {PREVIEW} shown",
-                    job.name,
-                    plural(n, "task")
-                )
+                format!("{}, the first {PREVIEW} shown", tasks_count(n))
             }
-            (n, true) => format!("{}: {}", job.name, plural(n, "task")),
+            (n, true) => tasks_count(n),
         };
-        writeln!(out, "{heading}")?;
-        // Unlisted tasks may run.
-        may_run[j] = count > listed;
-        let mut up_to_date = false;
-        for task in tasks(file, job).take(listed as usize) {
-            match task {
-                Ok((index, item, rendered)) => {
-                    let task = (index, item.as_str());
-                    let action = write_task_text(file, job, task, &rendered, memory, out)?;
-                    may_run[j] |= action == "run";
-                    up_to_date |= action == "up_to_date";
-                }
-                Err(problem) => {
-                    writeln!(out, "  error: {}", shown(&problem.to_string()))?;
-                    break;
-                }
-            }
-        }
-        if count > listed {
-            writeln!(
-                out,
-                "  … and {} more tasks (runner plan --json lists every one)",
-                count - listed
-            )?;
-        }
+        writeln!(out, "{}", heading(job, what))?;
+        let (counts, up_to_date) = write_job_tasks(file, job, memory, out)?;
+        let counted = counts.total();
+        // Tasks not looked at may run.
+        may_run[j] = counts.runs() || counted < count;
+        not_counted += count - counted;
+        run.merge(&counts);
         // Up to date as the files are now; a job it needs runs first and may change them.
         let before: Vec<&str> = job
             .needs
@@ -219,7 +308,75 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             )?;
         }
     }
+    // The run's counts, as Terraform's "Plan: N to add" closes its plan.
+    let mut last = format!(
+        "Plan: {}: {}",
+        tasks_count(run.total() + not_counted),
+        run.words()
+    );
+    if not_counted > 0 {
+        last.push_str(&format!(", {} not counted", thousands(not_counted)));
+    }
+    if fed {
+        last.push_str("; and the tasks fed by queues, which run");
+    }
+    writeln!(out, "\n{last}")?;
     Ok(())
+}
+
+/// The tasks of a job (the first [`PREVIEW`] of a long one) and, for a fan-out, its
+/// counts per action: the counts and whether some task is up to date.
+fn write_job_tasks(
+    file: &JobFile,
+    job: &Job,
+    memory: &Memory,
+    out: &mut impl Write,
+) -> io::Result<(Counts, bool)> {
+    let count = job.items.count().unwrap_or(0);
+    let listed = if count > LISTED { PREVIEW } else { count };
+    let mut counts = Counts::default();
+    let mut up_to_date = false;
+    let mut error = false;
+    for (n, task) in tasks(file, job).take(COUNTED as usize).enumerate() {
+        match task {
+            Ok((index, item, rendered)) => {
+                let task = (index, item.as_str());
+                let verdict = verdict(file, job, task, &rendered, memory);
+                if (n as u64) < listed {
+                    write_task_text(file, job, task, &rendered, &verdict, out)?;
+                }
+                counts.add(verdict.action, 1);
+                up_to_date |= verdict.action == "up_to_date";
+            }
+            Err(problem) => {
+                writeln!(out, "  error: {}", shown(&problem.to_string()))?;
+                error = true;
+                break;
+            }
+        }
+    }
+    if count > listed {
+        writeln!(
+            out,
+            "  … and {} more tasks (runner plan --json lists every one)",
+            thousands(count - listed)
+        )?;
+    }
+    let counted = counts.total();
+    if job.items.is_fan_out() && !error {
+        if counted < count {
+            writeln!(
+                out,
+                "  {}: of the first {}, {}; the rest not counted",
+                tasks_count(count),
+                thousands(counted),
+                counts.words()
+            )?;
+        } else {
+            writeln!(out, "  {}: {}", tasks_count(count), counts.words())?;
+        }
+    }
+    Ok((counts, up_to_date))
 }
 
 /// One task, as text; what would happen to it (`run`, `up_to_date`, `done_earlier`).
@@ -228,11 +385,9 @@ fn write_task_text(
     job: &Job,
     (index, item): (u64, &str),
     rendered: &Rendered,
-    memory: &Memory,
+    verdict: &Verdict,
     out: &mut impl Write,
-) -> io::Result<&'static str> {
-    let verdict = verdict(file, job, (index, item), rendered, memory);
-    let word = verdict.action;
+) -> io::Result<()> {
     let action = verdict.action.replace('_', " ");
     if verdict.reason == action {
         writeln!(out, "  {}  {action}", label(job, item))?;
@@ -244,18 +399,35 @@ fn write_task_text(
             shown(&verdict.reason)
         )?;
     }
-    let command = match &rendered.command {
-        Command::Argv(argv) => argv
-            .iter()
-            .map(|a| pasteable(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-        Command::Shell { shell, script } if shell[..] == ["sh", "-c"] => script.clone(),
-        Command::Shell { shell, script } => {
-            format!("[{}] {script}", shell.join(" "))
+    match &rendered.command {
+        Command::Argv(argv) => {
+            let command: Vec<String> = argv.iter().map(|a| pasteable(a)).collect();
+            writeln!(out, "    $ {}", shown(&command.join(" ")))?;
         }
-    };
-    writeln!(out, "    $ {}", shown(&command))?;
+        Command::Shell { shell, script } => {
+            let shell = if shell[..] == ["sh", "-c"] {
+                String::new()
+            } else {
+                format!("[{}] ", shell.join(" "))
+            };
+            // A script of several lines as its lines, under the first; a line feed
+            // an inserted value holds stays escaped in its line.
+            let mut lines = script_lines(job, item, index, rendered, script);
+            while lines.len() > 1 && lines.last().is_some_and(String::is_empty) {
+                lines.pop();
+            }
+            let mut lines = lines.iter();
+            let first = lines.next().map_or("", String::as_str);
+            writeln!(out, "    $ {shell}{}", shown(first))?;
+            for line in lines {
+                if line.is_empty() {
+                    writeln!(out)?;
+                } else {
+                    writeln!(out, "      {}", shown(line))?;
+                }
+            }
+        }
+    }
     match &rendered.stdin {
         Stdin::Null => {}
         Stdin::Bytes(bytes) => {
@@ -298,7 +470,36 @@ fn write_task_text(
     if job.cwd.is_some() {
         writeln!(out, "    cwd: {}", shown(&relative(file, &rendered.cwd)))?;
     }
-    Ok(word)
+    Ok(())
+}
+
+/// A shell script's lines, cut where the job's own text breaks a line (not where a
+/// value holds a line feed); the script whole, as one line, should they not make it.
+fn script_lines(
+    job: &Job,
+    item: &str,
+    index: u64,
+    rendered: &Rendered,
+    script: &str,
+) -> Vec<String> {
+    let CommandSpec::Shell {
+        script: template, ..
+    } = &job.command
+    else {
+        return vec![script.to_string()];
+    };
+    let values = Values {
+        item,
+        index,
+        job: &job.name,
+        fields: &rendered.fields,
+    };
+    let lines = template.render_lines(&values, Quoting::Shell);
+    if lines.join("\n") == script {
+        lines
+    } else {
+        vec![script.to_string()]
+    }
 }
 
 /// A path the plan shows, relative to the job file's folder when it is inside it (`.`

@@ -1,7 +1,7 @@
 //! What one task would run, rendered from its job and item: the command (argv, or the
 //! shell and its script), the environment the file adds, the working folder and the
 //! stdin. Pure: the same function serves the run (`exec::prepare`, which adds the
-//! `RUNNER_*` variables and turns a queue id into the queue) and `runner plan`, so that
+//! other `RUNNER_*` variables and turns a queue id into the queue) and `runner plan`, so that
 //! the plan shows exactly what would run.
 
 use crate::jobfile::{CommandSpec, Job, JobFile, QueueId, StdinSpec};
@@ -35,6 +35,9 @@ pub struct Rendered {
     pub stdin: Stdin,
     /// The item's fields (key, value), for items with fields.
     pub fields: Vec<(String, String)>,
+    /// The file's vars as every task gets them: (`RUNNER_VAR_<NAME>`, value), in file
+    /// order. Part of the task's identity (a script may read one).
+    pub vars: Vec<(String, String)>,
     /// `sources` and `outputs`, relative to `cwd`, the values inserted matched literally.
     pub sources: Vec<String>,
     pub outputs: Vec<String>,
@@ -111,5 +114,15 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
         sources: patterns(&job.sources),
         outputs: patterns(&job.outputs),
         fields,
+        vars: file
+            .vars
+            .iter()
+            .map(|v| {
+                (
+                    crate::jobfile::fields::var_env_name(&v.name),
+                    v.value.clone(),
+                )
+            })
+            .collect(),
     }
 }

@@ -354,6 +354,19 @@ pub fn titled(name: &str) -> String {
 pub use crate::diagnostic::printable;
 
 /// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".
+/// `n` with thousands separated: "100,000".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn plural(count: impl Into<u64>, word: &str) -> String {
     let count = count.into();
     if count == 1 {

@@ -251,23 +251,34 @@ impl Template {
     pub fn render(&self, values: &Values<'_>, quoting: Quoting) -> String {
         let mut out = String::new();
         for segment in &self.segments {
+            push_segment(&mut out, segment, values, quoting);
+        }
+        out
+    }
+
+    /// Rendered as [`Template::render`] renders it, cut into lines only where the
+    /// template's own text breaks a line (a value's line feed stays inside its line):
+    /// how `runner plan` shows a script of several lines. Joined with `\n`, the lines
+    /// are what `render` gives.
+    pub fn render_lines(&self, values: &Values<'_>, quoting: Quoting) -> Vec<String> {
+        let mut lines = vec![String::new()];
+        for segment in &self.segments {
             match segment {
-                Segment::Literal(text) | Segment::Bad(text) => out.push_str(text),
-                Segment::Var { value, .. } => push_value(&mut out, value, quoting),
-                Segment::Slot(Placeholder::Index) => out.push_str(&values.index.to_string()),
-                Segment::Slot(Placeholder::Item) => push_value(&mut out, values.item, quoting),
-                Segment::Slot(Placeholder::Job) => push_value(&mut out, values.job, quoting),
-                Segment::Slot(Placeholder::Field(name)) => {
-                    let value = values
-                        .fields
-                        .iter()
-                        .find(|(key, _)| key == name)
-                        .map_or("", |(_, value)| value.as_str());
-                    push_value(&mut out, value, quoting)
+                Segment::Literal(text) | Segment::Bad(text) => {
+                    let mut parts = text.split('\n');
+                    if let (Some(line), Some(first)) = (lines.last_mut(), parts.next()) {
+                        line.push_str(first);
+                    }
+                    lines.extend(parts.map(str::to_string));
+                }
+                other => {
+                    if let Some(line) = lines.last_mut() {
+                        push_segment(line, other, values, quoting);
+                    }
                 }
             }
         }
-        out
+        lines
     }
 
     /// For a shell-string command: every value (an item, a field or a var) that sits
@@ -398,6 +409,25 @@ fn segment(
             return Err(error(unknown_placeholder(&written)));
         }
     })
+}
+
+/// One segment, rendered, after `out`.
+fn push_segment(out: &mut String, segment: &Segment, values: &Values<'_>, quoting: Quoting) {
+    match segment {
+        Segment::Literal(text) | Segment::Bad(text) => out.push_str(text),
+        Segment::Var { value, .. } => push_value(out, value, quoting),
+        Segment::Slot(Placeholder::Index) => out.push_str(&values.index.to_string()),
+        Segment::Slot(Placeholder::Item) => push_value(out, values.item, quoting),
+        Segment::Slot(Placeholder::Job) => push_value(out, values.job, quoting),
+        Segment::Slot(Placeholder::Field(name)) => {
+            let value = values
+                .fields
+                .iter()
+                .find(|(key, _)| key == name)
+                .map_or("", |(_, value)| value.as_str());
+            push_value(out, value, quoting)
+        }
+    }
 }
 
 fn field_list(fields: &[String]) -> String {
@@ -545,8 +575,9 @@ fn unknown_placeholder(name: &str) -> String {
         .min()
         .map(|(_, known)| format!(" (did you mean `{{{known}}}`?)"))
         .unwrap_or_default();
+    // The text itself, as an awk program's `{print}` means it: its braces doubled.
     format!(
-        "unknown placeholder `{{{name}}}`{suggestion}; the placeholders are {{item}}, {{index}}, {{job}}, {{vars.NAME}} and {{item.FIELD}} (write `{{{{` for a literal brace)"
+        "unknown placeholder `{{{name}}}`{suggestion}; the placeholders are {{item}}, {{index}}, {{job}}, {{vars.NAME}} and {{item.FIELD}}; to mean the text `{{{name}}}` itself (as in an awk program), write `{{{{{name}}}}}`"
     )
 }
 
@@ -598,6 +629,28 @@ mod tests {
         );
         let err = parse("echo {zzzzzz}").unwrap_err();
         assert!(!err.message.contains("did you mean"));
+    }
+
+    #[test]
+    fn lines_break_only_where_the_template_does() {
+        let t = parse("set -e\necho {item}\n  done {index}\n").unwrap();
+        let values = Values {
+            item: "two\nlines",
+            ..values()
+        };
+        let lines = t.render_lines(&values, Quoting::Shell);
+        assert_eq!(lines, ["set -e", "echo 'two\nlines'", "  done 7", ""]);
+        assert_eq!(lines.join("\n"), t.render(&values, Quoting::Shell));
+    }
+
+    #[test]
+    fn every_awk_brace_is_told_to_be_doubled() {
+        let (_, errors) =
+            Template::parse_all("awk '{print}' a; awk 'NR>1{next}' b", Scope { vars: &[] });
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("write `{{print}}`"), "{}", messages[0]);
+        assert!(messages[1].contains("write `{{next}}`"), "{}", messages[1]);
     }
 
     #[test]

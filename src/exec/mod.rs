@@ -575,7 +575,10 @@ pub fn prepare(
     let mut argv = rendered.command.argv().into_iter().map(OsString::from);
     let program = argv.next().unwrap_or_default();
     let args = argv.collect();
-    let mut env = rendered.env;
+    // The vars first: a name the file's `env` sets explicitly wins (the loader refuses
+    // one that is a var's own `RUNNER_VAR_<NAME>`).
+    let mut env = rendered.vars;
+    env.extend(rendered.env);
     env.extend([
         ("RUNNER_JOB".to_string(), job.name.clone()),
         ("RUNNER_ITEM".to_string(), item.to_string()),

@@ -132,14 +132,23 @@ impl FieldItems {
 /// `RUNNER_ITEM_<KEY>`: the key upper-cased, every character other than A–Z, 0–9 and `_`
 /// made `_`.
 pub fn env_name(key: &str) -> String {
-    let key: String = key
-        .chars()
+    format!("RUNNER_ITEM_{}", env_word(key))
+}
+
+/// `RUNNER_VAR_<NAME>`: a var as every task gets it, its name made as a field's key is.
+pub fn var_env_name(name: &str) -> String {
+    format!("RUNNER_VAR_{}", env_word(name))
+}
+
+/// A name as part of an environment variable's: upper-cased, every character other
+/// than A–Z, 0–9 and `_` made `_`.
+fn env_word(name: &str) -> String {
+    name.chars()
         .map(|c| match c.to_ascii_uppercase() {
             c @ ('A'..='Z' | '0'..='9' | '_') => c,
             _ => '_',
         })
-        .collect();
-    format!("RUNNER_ITEM_{key}")
+        .collect()
 }
 
 #[cfg(test)]
@@ -176,5 +185,7 @@ mod tests {
         assert_eq!(env_name("py-version"), "RUNNER_ITEM_PY_VERSION");
         assert_eq!(env_name("os"), "RUNNER_ITEM_OS");
         assert_eq!(env_name("é"), "RUNNER_ITEM__");
+        assert_eq!(var_env_name("profile"), "RUNNER_VAR_PROFILE");
+        assert_eq!(var_env_name("Build_2"), "RUNNER_VAR_BUILD_2");
     }
 }

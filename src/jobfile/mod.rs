@@ -49,9 +49,15 @@ pub struct JobFile {
     pub fail_fast: bool,
     /// How task output is printed, unless a job says otherwise.
     pub output: OutputMode,
+    /// Whether the file's top level says `output` (else `output` is the default,
+    /// which [`JobFile::default_output`] makes grouped in CI).
+    pub output_chosen: bool,
     pub env: Vec<(String, Template)>,
     /// `[vars]`, in file order, with `--set` applied.
     pub vars: Vec<Var>,
+    /// The jobs named on the command line (`runner run FILE JOB…`), as written; empty
+    /// when every job runs.
+    pub selection: Vec<String>,
     pub queues: Vec<QueueDef>,
     pub jobs: Vec<Job>,
     /// What the file says that is allowed but cannot do what it seems to (`sources` on
@@ -105,6 +111,15 @@ impl JobFile {
     /// The output mode of `job`: its own, or the file's.
     pub fn output_of(&self, job: &Job) -> OutputMode {
         job.output.unwrap_or(self.output)
+    }
+
+    /// The output mode when the command line does not choose one: in GitHub Actions
+    /// and GitLab CI, `grouped` (a task's output folded in one piece) for the jobs the
+    /// file does not choose for (no top-level `output`, no job `output`).
+    pub fn default_output(&mut self, ci: crate::display::Ci) {
+        if !self.output_chosen && ci != crate::display::Ci::None {
+            self.output = OutputMode::Grouped;
+        }
     }
 
     /// `--output MODE`: every job prints so, whatever the file says.

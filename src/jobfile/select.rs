@@ -36,7 +36,16 @@ pub fn select(file: JobFile, names: &[String]) -> Result<JobFile, UnknownJob> {
             todo.extend(&file.queues[q].producers);
         }
     }
-    Ok(restrict(file, &chosen))
+    let mut selection: Vec<String> = Vec::new();
+    for name in names {
+        if !selection.contains(name) {
+            selection.push(name.clone());
+        }
+    }
+    Ok(JobFile {
+        selection,
+        ..restrict(file, &chosen)
+    })
 }
 
 /// The names of the jobs, in file order, for messages and completions.

@@ -302,7 +302,7 @@ fn unknown_placeholder() {
     let (d, at) = problem(source);
     assert_eq!(
         d.message,
-        "unknown placeholder `{itme}` (did you mean `{item}`?); the placeholders are {item}, {index}, {job}, {vars.NAME} and {item.FIELD} (write `{{` for a literal brace)"
+        "unknown placeholder `{itme}` (did you mean `{item}`?); the placeholders are {item}, {index}, {job}, {vars.NAME} and {item.FIELD}; to mean the text `{itme}` itself (as in an awk program), write `{{itme}}`"
     );
     // It points at the placeholder itself.
     assert_eq!(at, "{itme}");

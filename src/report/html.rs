@@ -24,7 +24,7 @@ use jobs::ROWS;
 use super::json::EndFields;
 use super::tally::{Records, Totals, SHOWN};
 use super::{time, RunInfo};
-use crate::task::{duration, printable, End, Outcome, TaskRecord};
+use crate::task::{duration, printable, thousands, End, Outcome, TaskRecord};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
@@ -182,19 +182,6 @@ fn offset(from: SystemTime, t: SystemTime) -> String {
     format!("+{}", duration(t.duration_since(from).unwrap_or_default()))
 }
 
-/// `n` with thousands separated: "100,000".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Text escaped for HTML (text and attribute values alike). Control characters other
 /// than tab and newline, which a page cannot carry, become U+FFFD.
 struct Esc<'a>(&'a str);
@@ -307,6 +294,12 @@ fn header(w: &mut dyn Write, info: &RunInfo, s: &Survey) -> io::Result<()> {
     ];
     if let Some(why) = &info.interrupted {
         rows.push(("interrupted", why.clone()));
+    }
+    if !info.selection.is_empty() {
+        rows.push(("selection", info.selection.join(" ")));
+    }
+    for (name, value) in &info.set {
+        rows.push(("--set", format!("{name}={value}")));
     }
     for (name, queue) in &info.queues {
         rows.push((

@@ -131,6 +131,12 @@ fn run_json(file: &JobFile, info: &RunInfo) -> Value {
         "file": info.file,
         "jobs": jobs,
         "vars": vars,
+        "selection": info.selection,
+        "set": info
+            .set
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect::<serde_json::Map<String, Value>>(),
         "start": time(info.started),
         "duration_s": info.duration.as_secs_f64(),
         "exit_status": info.exit,

@@ -10,6 +10,8 @@
 //!   a name already given in its suite (equal items) gets the task's index after it:
 //!   `JOB:x (index 1)`; tabs and line ends in attributes are written as character
 //!   references, so that a reader's attribute normalization keeps them;
+//! - a passing task's `<system-out>` holds its stdout tail (its last 10 lines), and
+//!   `<system-err>` its stderr tail;
 //! - a failed task's `<failure>` holds its stderr tail, or its stdout tail when it
 //!   printed nothing on stderr (as the summary and the JSON report show it);
 //! - a task stopped by the run is `<skipped message="stopped by the run (SIGTERM)">`,
@@ -178,8 +180,13 @@ fn case<W: Write>(
     let name = names.unique(&name(job, &r.item), r.index);
     let end = r.end.as_ref().map(describe_end).unwrap_or_default();
     let stderr = r.stderr_tail.join("\n");
-    // A failed task that printed nothing on stderr: its last lines of stdout instead.
-    let stdout = shown_stdout_tail(r).join("\n");
+    // A passing task: its last lines of stdout (the tail the runner keeps of every
+    // task: 10 lines, 8 KiB); a failed task that printed nothing on stderr: the same,
+    // in place of its stderr.
+    let stdout = match r.outcome() {
+        Outcome::Succeeded => r.stdout_tail.join("\n"),
+        _ => shown_stdout_tail(r).join("\n"),
+    };
     let element = w
         .create_element("testcase")
         .with_attribute(attr("name", &name))

@@ -39,6 +39,19 @@ pub struct RunInfo {
     /// "fail-fast"; `None` when not known.
     pub stopped_by: Option<&'static str>,
     pub queues: Vec<(String, QueueStats)>,
+    /// The jobs named on the command line; empty when every job ran.
+    pub selection: Vec<String>,
+    /// The vars `--set` gave: (name, value).
+    pub set: Vec<(String, String)>,
+}
+
+/// The vars `--set` gave, (name, value) in file order, for the reports' header.
+pub fn set_vars(file: &crate::jobfile::JobFile) -> Vec<(String, String)> {
+    file.vars
+        .iter()
+        .filter(|v| v.set)
+        .map(|v| (v.name.clone(), v.value.clone()))
+        .collect()
 }
 
 /// How the run ended, in the words of the summary's last line, the job summary's heading
@@ -142,6 +155,8 @@ mod fixtures {
                 ("fine".into(), QueueStats::default()),
                 ("lossy".into(), dropped),
             ],
+            selection: Vec::new(),
+            set: Vec::new(),
         }
     }
 }

@@ -165,6 +165,11 @@ struct RunJson {
     interrupted: Option<String>,
     #[serde(default)]
     host: String,
+    /// Since issue 26; older reports lack them.
+    #[serde(default)]
+    selection: Vec<String>,
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +430,8 @@ impl Json {
             interrupted: run.interrupted,
             // Not in the report: the HTML page does not say it.
             stopped_by: None,
+            selection: run.selection,
+            set: run.set.into_iter().collect(),
             queues: self
                 .queues
                 .into_iter()

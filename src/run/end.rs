@@ -83,6 +83,8 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             .iter()
             .map(|q| (q.name.clone(), q.stats()))
             .collect(),
+        selection: file.selection.clone(),
+        set: report::set_vars(file),
     };
     let color = crate::display::Options::detect(false).color;
     let mut summary = report::summary(file, &recorder.tally, &info, color);

@@ -3,7 +3,8 @@
 //! rendered command (argv, or the shell and its script), its stdin (the payload's bytes,
 //! or the stdin file's content), its environment additions, its cwd and its item's
 //! label. Change any of them and it is another task. The `RUNNER_*` variables (slot,
-//! attempt, run id) are not part of it: they differ from run to run.
+//! attempt, run id) are not part of it: they differ from run to run. The vars
+//! (`RUNNER_VAR_<NAME>`) are: a script may read one without a placeholder.
 //!
 //! Hashed with BLAKE3 over a length-prefixed encoding (so that no two different tasks
 //! encode alike); 128 bits are kept. A second, shorter hash, the task's *key* (job and
@@ -81,7 +82,25 @@ pub fn of(dir: &Path, task: &Task<'_>, rendered: &Rendered, hashes: &Hashes) -> 
     field(&mut h, cwd.as_os_str().as_encoded_bytes());
     field(&mut h, label.as_bytes());
     occurrence(&mut h, task.occurrence);
+    vars(&mut h, &rendered.vars);
     first_128(h.finalize())
+}
+
+/// The vars every task gets as `RUNNER_VAR_<NAME>`: a script may read one without a
+/// placeholder, so a var's value is part of every task of the file. A file without vars
+/// adds nothing (its identities are as they were before tasks got vars).
+fn vars(h: &mut blake3::Hasher, vars: &[(String, String)]) {
+    if vars.is_empty() {
+        return;
+    }
+    field(h, b"vars");
+    let mut vars: Vec<&(String, String)> = vars.iter().collect();
+    vars.sort();
+    h.update(&(vars.len() as u64).to_le_bytes());
+    for (name, value) in vars {
+        field(h, name.as_bytes());
+        field(h, value.as_bytes());
+    }
 }
 
 /// The task's key: its job and label (and which of equal items), whatever it runs.
@@ -141,7 +160,32 @@ mod tests {
             fields: Vec::new(),
             sources: Vec::new(),
             outputs: Vec::new(),
+            vars: Vec::new(),
         }
+    }
+
+    #[test]
+    fn vars_are_part_of_it_and_a_file_without_vars_is_as_before() {
+        let plain = rendered(&["echo", "a"]);
+        // Pinned: a file without vars keeps the identities it had before tasks got
+        // `RUNNER_VAR_<NAME>` (no task reruns because of the upgrade).
+        let mut h = blake3::Hasher::new();
+        h.update(b"runner task v1");
+        field(&mut h, b"j");
+        field(&mut h, b"argv");
+        list(&mut h, &["echo".to_string(), "a".to_string()]);
+        field(&mut h, b"stdin:none");
+        h.update(&0u64.to_le_bytes());
+        field(&mut h, b"");
+        field(&mut h, b"a");
+        assert_eq!(id("j", "a", &plain), first_128(h.finalize()));
+        let with = |value: &str| Rendered {
+            vars: vec![("RUNNER_VAR_PROFILE".into(), value.into())],
+            ..plain.clone()
+        };
+        assert_ne!(id("j", "a", &plain), id("j", "a", &with("dev")));
+        assert_ne!(id("j", "a", &with("dev")), id("j", "a", &with("release")));
+        assert_eq!(id("j", "a", &with("dev")), id("j", "a", &with("dev")));
     }
 
     #[test]

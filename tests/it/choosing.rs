@@ -264,14 +264,23 @@ fn a_billion_items_plan_as_a_preview_and_json_streams() {
     out.assert_code(0);
     assert!(
         out.stdout
-            .contains("big: 1000000000 tasks, the first 10 shown"),
+            .contains("big: 1,000,000,000 tasks, the first 10 shown"),
         "{}",
         out.stdout
     );
     assert!(
-        out.stdout.contains("  … and 999999990 more tasks"),
+        out.stdout.contains("  … and 999,999,990 more tasks"),
         "{}",
         out.stdout
+    );
+    // Counted as far as a plan decides task by task, and said so.
+    out.assert_stdout_has(
+        "  1,000,000,000 tasks: of the first 100,000, 100,000 run; the rest not counted
+",
+    )
+    .assert_stdout_has(
+        "Plan: 1,000,000,000 tasks: 100,000 run, 999,900,000 not counted
+",
     );
     assert_eq!(out.stdout.matches("$ echo").count(), 10);
     // JSON: every task, streamed: the first lines come at once, and a reader that
@@ -710,5 +719,74 @@ fn a_stdin_file_that_is_a_fifo_or_a_folder_never_hangs_the_run() {
     assert!(
         err.contains("cannot open stdin file ./.: it is a folder"),
         "{err}"
+    );
+}
+
+/// Every var is in every task's environment as `RUNNER_VAR_<NAME>`, with its `--set`
+/// value; a var's value is part of a task's identity even when only the environment
+/// carries it.
+#[test]
+fn vars_are_in_every_tasks_environment() {
+    let t = Test::new(
+        "[vars]\nprofile = 'dev'\nlevel_2 = 3\n[jobs.show]\ncommand = 'echo \"$RUNNER_VAR_PROFILE $RUNNER_VAR_LEVEL_2 $RUNNER_ITEM\"'\nitems = ['a']\n[jobs.argv]\ncommand = ['sh', '-c', 'echo argv $RUNNER_VAR_PROFILE']\n",
+    );
+    let out = t.run();
+    out.assert_code(0)
+        .assert_stdout_has("[show:a] dev 3 a\n")
+        .assert_stdout_has("[argv] argv dev\n");
+    let out = t.run_with(&["run", "jobs.toml", "--set", "profile=release"]);
+    out.assert_code(0)
+        .assert_stdout_has("[show:a] release 3 a\n")
+        .assert_stdout_has("[argv] argv release\n");
+    // Done earlier with the same vars; another value is another task.
+    let out = t.run_with(&["run", "jobs.toml", "--set", "profile=release", "--resume"]);
+    out.assert_code(0);
+    assert!(!out.stdout.contains("release"), "{}", out.stdout);
+    let out = t.run_with(&["plan", "jobs.toml", "--set", "profile=test", "--resume"]);
+    out.assert_code(0)
+        .assert_stdout_has("show:a  run (command changed)");
+}
+
+/// Two vars that would make one variable, and an `env` that would hide a var's, are
+/// load errors that name them.
+#[test]
+fn vars_that_would_share_a_variable_are_refused() {
+    let t = Test::new("[vars]\nprofile = 'a'\nPROFILE = 'b'\n[jobs.t]\ncommand = 'touch ran'\n");
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("vars `profile` and `PROFILE` would both be RUNNER_VAR_PROFILE");
+    let t = Test::new(
+        "[vars]\nprofile = 'a'\n[jobs.t]\ncommand = 'touch ran'\nenv = { RUNNER_VAR_PROFILE = 'x', RUNNER_VAR_OTHER = 'y' }\n",
+    );
+    t.run()
+        .assert_code(2)
+        .assert_stderr_has("`RUNNER_VAR_PROFILE` is set by the runner for every task");
+    assert!(!t.path("ran").exists());
+}
+
+/// A shell script of several lines is shown as its lines, under the task; each job's
+/// heading carries the settings that change what happens to its tasks; counts per
+/// action close each fan-out job and the plan.
+#[test]
+fn the_plan_shows_scripts_as_lines_settings_and_counts() {
+    let t = Test::new(
+        "[jobs.build]\ncommand = \"\"\"\nset -e\nfor f in a b; do\n  echo $f\ndone\n\"\"\"\ntimeout = '30s'\nretries = 2\nconcurrency = 4\nallow_failure = true\n[jobs.fan]\ncommand = ['echo', '{item}']\nitems = { range = [0, 2500] }\n",
+    );
+    let out = t.run_with(&["plan", "jobs.toml"]);
+    out.assert_code(0)
+        .assert_stdout_has(
+            "build  [concurrency 4, timeout 30s, retries 2 (delay 1s), allow_failure]\n  build  run (never ran)\n    $ set -e\n      for f in a b; do\n        echo $f\n      done\n",
+        )
+        .assert_stdout_has("fan: 2,500 tasks, the first 10 shown\n")
+        .assert_stdout_has("  … and 2,490 more tasks")
+        .assert_stdout_has("  2,500 tasks: 2,500 run\n")
+        .assert_stdout_has("\nPlan: 2,501 tasks: 2,501 run\n");
+    assert!(!out.stdout.contains("\\n"), "{}", out.stdout);
+    // JSON keeps the script whole.
+    let json = t.run_with(&["plan", "jobs.toml", "--json"]);
+    let plan: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        plan[0]["command"],
+        "set -e\nfor f in a b; do\n  echo $f\ndone\n"
     );
 }

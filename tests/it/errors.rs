@@ -436,3 +436,20 @@ fn an_items_file_that_shrinks_during_the_run_fails_its_job_clearly() {
         .assert_stderr_has("items after this one are not run");
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+/// An awk program's `{print}` is an unknown placeholder (the typo check needs it), and
+/// every such brace is told, in one pass, how to be written: `{{print}}`.
+#[test]
+fn awk_braces_are_each_told_to_be_doubled() {
+    let t = Test::new("[jobs.a]\ncommand = \"awk '{print}' in.txt; awk 'NR > 1 {next}' in.txt\"\n");
+    let out = t.run();
+    out.assert_code(2)
+        .assert_stderr_has("unknown placeholder `{print}`")
+        .assert_stderr_has("write `{{print}}`")
+        .assert_stderr_has("unknown placeholder `{next}`")
+        .assert_stderr_has("write `{{next}}`");
+    // Written so, the program runs and awk gets its own braces.
+    let t = Test::new("[jobs.a]\ncommand = \"awk '{{print}}' in.txt\"\n");
+    t.write("in.txt", "one\ntwo\n");
+    t.run().assert_code(0).assert_stdout_has("[a] two");
+}

@@ -107,6 +107,43 @@ fn the_page_has_a_bar_per_attempt_the_failures_and_a_table_per_job() {
     }
 }
 
+/// The header says which jobs were named on the command line and which vars `--set`
+/// gave, escaped; the page `runner report` remakes from the JSON report says the same.
+#[test]
+fn the_header_lists_the_selection_and_the_set_vars() {
+    let t = Test::new(
+        "[vars]\nprofile = 'dev'\nregion = 'eu'\n[jobs.build]\ncommand = 'echo build'\n[jobs.test]\ncommand = 'echo test'\nneeds = ['build']\n[jobs.other]\ncommand = 'echo other'\n",
+    )
+    .args(&[
+        "test",
+        "--set",
+        "profile=<b>release</b>",
+        "--html",
+        "page.html",
+        "--report",
+        "run.json",
+    ]);
+    t.run().assert_code(0);
+    let page = t.read("page.html");
+    assert!(page.contains("<dt>selection</dt><dd>test</dd>"), "{page}");
+    assert!(
+        page.contains("<dt>--set</dt><dd>profile=&lt;b&gt;release&lt;/b&gt;</dd>"),
+        "{page}"
+    );
+    // Only the vars --set gave.
+    assert!(!page.contains("region="), "{page}");
+    t.run_with(&["report", "run.json", "--html", "again.html"])
+        .assert_code(0);
+    let again = t.read("again.html");
+    assert!(again.contains("<dt>selection</dt><dd>test</dd>"), "{again}");
+    assert!(again.contains("<dt>--set</dt><dd>profile=&lt;b&gt;release&lt;/b&gt;</dd>"));
+    // A run of every job with no --set says neither.
+    let t = Test::new("[jobs.a]\ncommand = 'true'\n").args(&["--html", "page.html"]);
+    t.run().assert_code(0);
+    let page = t.read("page.html");
+    assert!(!page.contains("<dt>selection</dt>") && !page.contains("<dt>--set</dt>"));
+}
+
 #[test]
 fn the_json_report_lists_each_attempt() {
     let t = mixed_run();

@@ -293,7 +293,10 @@ fn github_actions_gets_groups_and_annotations_and_no_injected_command() {
 
 #[test]
 fn github_actions_lines_mode_labels_and_annotates_too() {
-    let out = Test::new(INJECTOR).env("GITHUB_ACTIONS", "true").run();
+    let out = Test::new(INJECTOR)
+        .args(&["--output", "lines"])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
     out.assert_code(1);
     let commands = github_commands(&out.stdout);
     assert_eq!(
@@ -413,6 +416,8 @@ fn in_github_actions_the_runners_own_lines_quote_tasks_safely() {
     let t = Test::new(
         "[jobs.q]\ncommand = 'printf \"x ##[error]from-heartbeat\\n\"; sleep 1; printf \"p\\r::error file=x::via-summary\\n##[warning]legacy\\n\" >&2; exit 3'\nitems = ['##[warning]item']\n[jobs.src]\ncommand = 'true'\nsources = [\"data/x\\n::error::from-a-file-name\"]\n",
     )
+    // Lines mode (grouped is the default here): the heartbeat shows a task's last line.
+    .args(&["--output", "lines"])
     .env("GITHUB_ACTIONS", "true")
     .env("RUNNER_HEARTBEAT", "200ms");
     // A folder where a source file should be, its name holding a line feed: the note
@@ -671,4 +676,64 @@ fn ci_titles_name_each_task_whole_and_carry_no_workflow_command() {
         "{:?}",
         out.stdout
     );
+}
+
+/// Two jobs: one whose tasks print two lines each, and one that chooses its own mode.
+const TWO_JOBS: &str = "[jobs.t]\ncommand = 'echo one $RUNNER_ITEM; echo two $RUNNER_ITEM'\nitems = ['a', 'b']\n[jobs.own]\ncommand = 'echo mine'\noutput = 'lines'\n";
+
+/// In GitHub Actions and GitLab CI the default is grouped output, folded per task;
+/// `--output`, the file's `output` and a job's own `output` still choose.
+#[test]
+fn ci_folds_each_task_by_default_unless_the_file_or_the_command_line_chooses() {
+    let grouped_in_github = |out: &crate::util::Output| {
+        ["a", "b"].iter().all(|item| {
+            out.stdout.contains(&format!(
+                "::group::t:{item}\n[t:{item}] one {item}\n[t:{item}] two {item}\n::endgroup::\n"
+            ))
+        })
+    };
+    let out = Test::new(TWO_JOBS).env("GITHUB_ACTIONS", "true").run();
+    out.assert_code(0);
+    assert!(grouped_in_github(&out), "{}", out.stdout);
+    // The job that says `output = 'lines'` is not folded.
+    assert!(!out.stdout.contains("::group::own"), "{}", out.stdout);
+    out.assert_stdout_has("[own] mine\n");
+    // --output lines: no group at all.
+    let out = Test::new(TWO_JOBS)
+        .args(&["--output", "lines"])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    out.assert_code(0).assert_stdout_has("[t:a] one a\n");
+    assert!(!out.stdout.contains("::group::"), "{}", out.stdout);
+    // The file's top-level `output` chooses too.
+    let out = Test::new(&format!("output = 'lines'\n{TWO_JOBS}"))
+        .env("GITHUB_ACTIONS", "true")
+        .run();
+    out.assert_code(0).assert_stdout_has("[t:b] two b\n");
+    assert!(!out.stdout.contains("::group::"), "{}", out.stdout);
+    // Outside CI, lines as before.
+    let out = Test::new(TWO_JOBS).run();
+    assert!(!out.stdout.contains("::group::"), "{}", out.stdout);
+    // GitLab: a collapsible section per task by default, none with --output lines.
+    let sections = |out: &crate::util::Output| out.stdout.matches("section_start:").count();
+    let out = Test::new(TWO_JOBS).env("GITLAB_CI", "true").run();
+    out.assert_code(0);
+    assert_eq!(sections(&out), 2, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("section_end:").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    for item in ["a", "b"] {
+        out.assert_stdout_has(&format!(
+            "\r\x1b[0Kt:{item}\n[t:{item}] one {item}\n[t:{item}] two {item}\n"
+        ));
+    }
+    let out = Test::new(TWO_JOBS)
+        .args(&["--output", "lines"])
+        .env("GITLAB_CI", "true")
+        .run();
+    out.assert_code(0).assert_stdout_has("[t:a] two a\n");
+    assert_eq!(sections(&out), 0, "{}", out.stdout);
 }

@@ -717,3 +717,39 @@ fn tasks_an_interrupted_run_never_started_say_so() {
         ["a needed job failed: `bad`"]
     );
 }
+
+/// A passing test case carries its last lines of stdout in `<system-out>` (and its
+/// stderr in `<system-err>`), as a failed one carries its tail in `<failure>`.
+#[test]
+fn junit_passing_cases_carry_their_output_tail() {
+    let t = Test::new(
+        "[jobs.ok]\ncommand = 'seq 1 15; echo careful >&2'\n[jobs.quiet]\ncommand = 'true'\n",
+    )
+    .args(&["--junit", "junit.xml"]);
+    t.run().assert_code(0);
+    let xml = t.read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let case = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no testcase {name}:\n{xml}"))
+    };
+    let text = |node: roxmltree::Node, tag: &str| {
+        node.children()
+            .find(|n| n.has_tag_name(tag))
+            .and_then(|n| n.text())
+            .map(str::to_string)
+    };
+    // The tail: the last 10 lines.
+    let tail: Vec<String> = (6..=15).map(|n| n.to_string()).collect();
+    assert_eq!(
+        text(case("ok"), "system-out"),
+        Some(tail.join("\n")),
+        "{xml}"
+    );
+    assert_eq!(text(case("ok"), "system-err").as_deref(), Some("careful"));
+    assert!(case("ok").children().all(|n| !n.has_tag_name("failure")));
+    // A task that printed nothing has an empty test case.
+    assert!(!case("quiet").has_children(), "{xml}");
+    assert_valid_junit(&t.path("junit.xml"));
+}

@@ -613,3 +613,31 @@ fn a_latest_that_is_a_folder_is_named_as_such() {
         out.stderr
     );
 }
+
+/// The plan of a resumed run of 2,000 items counts what each job and the run would do:
+/// what succeeded is done earlier, what failed runs.
+#[test]
+fn the_plan_of_a_resume_counts_each_action() {
+    let t = Test::new_in_target(
+        "pool = 4\n[jobs.big]\ncommand = 'test $((RUNNER_ITEM % 5)) -ne 0'\nitems = { range = [0, 2000] }\n[jobs.after]\ncommand = 'true'\nneeds = ['big']\n",
+    );
+    t.run().assert_code(1);
+    let out = t.run_with(&["plan", "jobs.toml", "--resume"]);
+    out.assert_code(0)
+        .assert_stdout_has("big: 2,000 tasks, the first 10 shown\n")
+        .assert_stdout_has("  big:0  run (failed earlier)\n")
+        .assert_stdout_has("  big:1  done earlier\n")
+        .assert_stdout_has("  2,000 tasks: 1,600 done earlier, 400 run\n")
+        .assert_stdout_has("\nPlan: 2,001 tasks: 1,600 done earlier, 401 run\n");
+    // The resume does what the plan said.
+    let t = t.args(&["--resume", "--report", "run.json"]);
+    t.run().assert_code(1);
+    let report: Value = serde_json::from_str(&t.read("run.json")).unwrap();
+    let done = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|task| task["status"] == "done_earlier")
+        .count();
+    assert_eq!(done, 1600);
+}

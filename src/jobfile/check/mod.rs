@@ -127,8 +127,10 @@ impl Checker<'_> {
             pool,
             fail_fast: raw.fail_fast.unwrap_or(false),
             output: output.unwrap_or_default(),
+            output_chosen: output.is_some(),
             env,
             vars,
+            selection: Vec::new(),
             queues: std::mem::take(&mut self.queues),
             jobs: checked,
             warnings: std::mem::take(&mut self.warnings),
@@ -387,6 +389,20 @@ impl Checker<'_> {
             }
             if value.get_ref().contains('\0') {
                 self.error("a NUL byte cannot be passed to a process", value.span());
+                continue;
+            }
+            let env = crate::jobfile::fields::var_env_name(&name);
+            if let Some(other) = vars
+                .iter()
+                .find(|v: &&Var| crate::jobfile::fields::var_env_name(&v.name) == env)
+            {
+                self.error(
+                    format!(
+                        "vars `{}` and `{name}` would both be {env} in every task's environment; rename one",
+                        other.name
+                    ),
+                    at,
+                );
                 continue;
             }
             vars.push(Var {

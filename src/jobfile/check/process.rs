@@ -9,7 +9,8 @@ use crate::template::{Placeholder, Template};
 use std::time::Duration;
 use toml::Spanned;
 
-/// The variables the runner gives every task (and `RUNNER_ITEM_<KEY>` for fields).
+/// The variables the runner gives every task (and `RUNNER_ITEM_<KEY>` for fields,
+/// `RUNNER_VAR_<NAME>` for each var).
 const RUNNER_SETS: [&str; 6] = [
     "RUNNER_JOB",
     "RUNNER_ITEM",
@@ -33,7 +34,11 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            if RUNNER_SETS.contains(&name.as_str()) || name.starts_with("RUNNER_ITEM_") {
+            let a_var = self
+                .vars
+                .iter()
+                .any(|(var, _)| crate::jobfile::fields::var_env_name(var) == name);
+            if RUNNER_SETS.contains(&name.as_str()) || name.starts_with("RUNNER_ITEM_") || a_var {
                 self.error(
                     format!("`{name}` is set by the runner for every task (it would hide this value); choose another name"),
                     span,
