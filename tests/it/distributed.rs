@@ -973,12 +973,12 @@ fn a_panic_on_a_worker_fails_its_task_and_the_run_ends() {
 
 /// Issue 13: a run of a selection with `--set` is served by a worker started with no
 /// flag for either: the run's announcement carries its jobs and vars, and the worker
-/// renders its own file's commands with them.
+/// renders its own file's commands with them, and gives them as `RUNNER_VAR_<NAME>`.
 #[test]
 fn a_worker_serves_a_selection_with_the_runs_vars() {
     let redis = Redis::start(&[]);
     let t = Test::new(
-        "[vars]\nregion = 'eu'\n[jobs.fan]\ncommand = 'echo {vars.region}-{item.n} >> fan.log'\nitems = [ { n = 1 }, { n = 2 }, { n = 3 }, { n = 4 } ]\n[jobs.other]\ncommand = 'echo other >> other.log'\nitems = [1, 2]\n",
+        "[vars]\nregion = 'eu'\n[jobs.fan]\ncommand = 'echo {vars.region}-{item.n} \"$RUNNER_VAR_REGION\" >> fan.log'\nitems = [ { n = 1 }, { n = 2 }, { n = 3 }, { n = 4 } ]\n[jobs.other]\ncommand = 'echo other >> other.log'\nitems = [1, 2]\n",
     );
     let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
     let mut cmd = t.command();
@@ -1006,7 +1006,17 @@ fn a_worker_serves_a_selection_with_the_runs_vars() {
     }
     let mut got: Vec<String> = t.read("fan.log").lines().map(String::from).collect();
     got.sort();
-    assert_eq!(got, ["us west-1", "us west-2", "us west-3", "us west-4"]);
+    // The var reached each task on the worker in the placeholder and as
+    // RUNNER_VAR_REGION.
+    assert_eq!(
+        got,
+        [
+            "us west-1 us west",
+            "us west-2 us west",
+            "us west-3 us west",
+            "us west-4 us west"
+        ]
+    );
     assert!(!t.path("other.log").exists(), "only the selection ran");
     let err = w.finish();
     assert!(err.contains("serving run"), "{err}");
