@@ -170,7 +170,8 @@ pub struct RunArgs {
     pub junit: Option<PathBuf>,
     /// How task output is printed: lines (each line as it comes), grouped (a task's
     /// output together when it ends), keep-order (grouped, a job's tasks in item
-    /// order). Overrides the file's `output`.
+    /// order). Overrides the file's `output`. Default: lines; grouped in GitHub Actions
+    /// and GitLab CI.
     #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(crate::jobfile::OutputMode::NAMES))]
     pub output: Option<String>,
     /// Print task output without the `[job:label] ` prefix (to pipe it on as it is).

@@ -433,6 +433,27 @@ fn environment_variable_names() {
 }
 
 #[test]
+fn vars_must_each_fit_their_runner_var_variable() {
+    let m = messages("[vars]\nprofile = 'a'\nPROFILE = 'b'\n[jobs.a]\ncommand = 'x'\n");
+    assert_eq!(
+        m,
+        ["vars `profile` and `PROFILE` would both be RUNNER_VAR_PROFILE in every task's environment; rename one"]
+    );
+    let big = "x".repeat(128 * 1024);
+    let m = messages(&format!("[vars]\nbig = '{big}'\n[jobs.a]\ncommand = 'x'\n"));
+    assert_eq!(
+        m,
+        ["var `big` is 131072 bytes, more than Linux takes in one environment variable (128 KiB), and every task gets it as RUNNER_VAR_BIG"]
+    );
+    let m = messages("[vars]\np = 'a'\n[jobs.a]\ncommand = 'x'\nenv = { RUNNER_VAR_P = 'b', RUNNER_VAR_Q = 'c' }\n");
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("`RUNNER_VAR_P` is set by the runner"),
+        "{m:?}"
+    );
+}
+
+#[test]
 fn counts_out_of_range() {
     let source = "pool = 0\n[jobs.a]\ncommand = 'x'\n";
     let (d, at) = problem(source);

@@ -392,6 +392,10 @@ impl Checker<'_> {
                 continue;
             }
             let env = crate::jobfile::fields::var_env_name(&name);
+            if let Some(message) = too_big(&name, value.get_ref()) {
+                self.error(message, value.span());
+                continue;
+            }
             if let Some(other) = vars
                 .iter()
                 .find(|v: &&Var| crate::jobfile::fields::var_env_name(&v.name) == env)
@@ -414,6 +418,9 @@ impl Checker<'_> {
         for (name, value) in set {
             match vars.iter_mut().find(|v| &v.name == name) {
                 Some(var) => {
+                    if let Some(message) = too_big(name, value) {
+                        self.error(format!("`--set {name}=…`: {message}"), span.clone());
+                    }
                     var.value = value.clone();
                     var.set = true;
                 }
@@ -570,4 +577,16 @@ fn article(kind: &str) -> String {
         Some(b'a' | b'e' | b'i' | b'o' | b'u') => format!("an {kind}"),
         _ => format!("a {kind}"),
     }
+}
+
+/// Why a var's value cannot be given to tasks as `RUNNER_VAR_<NAME>`: Linux takes at
+/// most 128 KiB in one environment variable (`MAX_ARG_STRLEN`), name and `=` included.
+fn too_big(name: &str, value: &str) -> Option<String> {
+    let env = crate::jobfile::fields::var_env_name(name);
+    (env.len() + 1 + value.len() >= 128 * 1024).then(|| {
+        format!(
+            "var `{name}` is {} bytes, more than Linux takes in one environment variable (128 KiB), and every task gets it as {env}",
+            value.len()
+        )
+    })
 }
