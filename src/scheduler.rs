@@ -714,7 +714,12 @@ impl Scheduler {
     /// After fail-fast, once no task runs any more: the jobs that are not over are
     /// stopped, and the jobs that run after a stop may start ([`Effect::Resume`]).
     fn settle_stopped(&mut self) {
-        if self.stop != Some(Stop::FailFast { settled: false }) || self.running() > 0 {
+        // Tasks of the jobs that run after a stop may wait to retry meanwhile.
+        let busy = (0..self.jobs.len()).any(|j| {
+            let state = &self.jobs[j];
+            state.running > if self.after_stop(j) { state.waiting } else { 0 }
+        });
+        if self.stop != Some(Stop::FailFast { settled: false }) || busy {
             return;
         }
         self.stop = Some(Stop::FailFast { settled: true });
@@ -726,7 +731,9 @@ impl Scheduler {
             if self.after_stop(j) {
                 after = true;
             } else {
-                self.jobs[j].phase = Phase::Stopped;
+                // Its queue closes (a consumer that runs after a stop drains it) or
+                // drops what is written (for producers that run after a stop).
+                self.set_final(j, Phase::Stopped);
             }
         }
         if after {
@@ -788,6 +795,8 @@ impl Scheduler {
         self.jobs[j].phase = phase;
         if phase == Phase::Skipped {
             self.effects.push(Effect::Skipped(j));
+        }
+        if matches!(phase, Phase::Skipped | Phase::Stopped) {
             if let Some(q) = self.file.jobs[j].consumes() {
                 self.effects.push(Effect::Discard(q));
             }
@@ -933,7 +942,7 @@ mod tests {
         let first = drain(&mut s, &q);
         assert_eq!(first.iter().map(|t| t.slot).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(first[1].item, b"1");
-        s.finished(0, 1, true, false);
+        s.finished(0, 0, 1, true, false);
         let next = drain(&mut s, &q);
         assert_eq!((next[0].index, next[0].slot), (2, 1));
     }
@@ -946,12 +955,12 @@ mod tests {
         let t0 = Instant::now();
         let first = drain(&mut s, &q);
         assert_eq!((first[0].job, first[0].slot), (0, 0));
-        let retry = s.retry_later(0, 0, t0 + std::time::Duration::from_secs(2));
+        let retry = s.retry_later(0, 0, 0, t0 + std::time::Duration::from_secs(2));
         assert_eq!(s.next_wake(), Some(t0 + std::time::Duration::from_secs(2)));
         // The slot is free; concurrency counts processes, so a's next task may start.
         let next = drain(&mut s, &q);
         assert_eq!((next[0].job, next[0].index, next[0].retry), (0, 1, None));
-        s.finished(0, 0, true, false);
+        s.finished(0, 0, 0, true, false);
         s.wake(t0 + std::time::Duration::from_secs(2));
         let again = drain(&mut s, &q);
         assert_eq!((again[0].job, again[0].retry), (0, Some(retry)), "before b");
@@ -966,10 +975,10 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 1, false);
         drain(&mut s, &q);
-        let retry = s.retry_later(0, 0, Instant::now());
+        let retry = s.retry_later(0, 0, 0, Instant::now());
         assert!(!s.is_done());
         s.stop();
-        assert_eq!(s.abandon_waiting(), [Abandoned { job: 0, retry }]);
+        assert_eq!(s.abandon_waiting(), [Abandoned { job: 0, index: 0, retry }]);
         assert!(s.is_done());
         assert_eq!(s.jobs[0].phase, Phase::Done { ok: false });
     }
@@ -991,7 +1000,7 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 2, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(
             s.take_effects(),
             vec![Effect::Skipped(1), Effect::Skipped(2)]
@@ -1000,7 +1009,7 @@ mod tests {
 
         let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
-        s.finished(0, 0, false, true);
+        s.finished(0, 0, 0, false, true);
         assert_eq!(drain(&mut s, &q)[0].job, 1);
     }
 
@@ -1010,10 +1019,10 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 2, true);
         drain(&mut s, &q);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(s.take_effects(), vec![Effect::StopRun]);
         assert!(drain(&mut s, &q).is_empty());
-        s.finished(0, 1, true, false);
+        s.finished(0, 0, 1, true, false);
         assert!(s.is_done());
     }
 
@@ -1029,10 +1038,10 @@ mod tests {
         q.push(0, "1");
         let c = drain(&mut s, &q);
         assert_eq!((c[0].job, c[0].item.as_slice()), (1, b"1".as_slice()));
-        s.finished(0, starts[0].slot, true, false);
+        s.finished(0, 0, starts[0].slot, true, false);
         assert_eq!(s.take_effects(), vec![Effect::Close(0)]);
         q.closed.borrow_mut()[0] = true;
-        s.finished(1, c[0].slot, true, false);
+        s.finished(1, 0, c[0].slot, true, false);
         assert!(drain(&mut s, &q).is_empty());
         assert!(s.is_done());
     }
@@ -1102,10 +1111,10 @@ mod tests {
             starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
             [(0, REMOTE), (0, REMOTE), (0, REMOTE), (1, 0)]
         );
-        s.finished(0, REMOTE, true, false);
+        s.finished(0, 0, REMOTE, true, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         s.stop();
-        s.finished(1, 0, true, false);
+        s.finished(1, 0, 0, true, false);
         assert!(s.is_done(), "a stopped run does not wait for workers");
     }
 
@@ -1117,10 +1126,58 @@ mod tests {
         let q = FakeQueues::new(1, 1);
         let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(
             s.take_effects(),
             vec![Effect::Skipped(2), Effect::Discard(0)]
         );
+    }
+
+    #[test]
+    fn item_by_item_a_task_starts_when_its_own_needed_task_succeeded() {
+        let f = file(
+            "[jobs.a]\ncommand = 'x'\nitems = [1, 2, 3]\n[jobs.b]\ncommand = 'x'\nitems = [3, 2, 1]\nneeds = [{ job = 'a', each = true }]\n",
+        );
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 8, false);
+        let first = drain(&mut s, &q);
+        assert_eq!(first.iter().map(|t| t.job).collect::<Vec<_>>(), [0, 0, 0]);
+        // a:3 (index 2) succeeds: b:3 (index 0) starts, before the rest of a.
+        s.finished(0, 2, first[2].slot, true, false);
+        let next = drain(&mut s, &q);
+        assert_eq!((next[0].job, next[0].index, next[0].item.as_slice()), (1, 0, b"3".as_slice()));
+        // a:2 fails: b:2 is skipped, naming it; the job is not ok.
+        s.finished(0, 1, first[1].slot, false, false);
+        assert_eq!(
+            s.take_effects(),
+            vec![Effect::TaskSkipped { job: 1, index: 1, because: (0, 1), failed: true }]
+        );
+        s.finished(0, 0, first[0].slot, true, false);
+        let last = drain(&mut s, &q);
+        assert_eq!((last[0].job, last[0].index), (1, 2));
+        s.finished(1, 0, next[0].slot, true, false);
+        s.finished(1, 2, last[0].slot, true, false);
+        assert!(s.is_done());
+        assert_eq!(s.jobs[1].phase, Phase::Done { ok: false });
+    }
+
+    #[test]
+    fn when_failure_runs_only_after_a_failure_and_always_after_fail_fast() {
+        let source = "[jobs.a]\ncommand = 'x'\n[jobs.f]\ncommand = 'x'\nneeds = ['a']\nwhen = 'failure'\n[jobs.r]\ncommand = 'x'\nneeds = ['a']\nwhen = 'always'\n";
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(file(source), 2, false);
+        drain(&mut s, &q);
+        s.finished(0, 0, 0, true, false);
+        assert_eq!(s.take_effects(), vec![Effect::Skipped(1)]);
+        assert_eq!(drain(&mut s, &q).iter().map(|t| t.job).collect::<Vec<_>>(), [2]);
+
+        let mut s = Scheduler::new(file(source), 2, true);
+        drain(&mut s, &q);
+        s.finished(0, 0, 0, false, false);
+        assert_eq!(s.take_effects(), vec![Effect::StopRun, Effect::Resume]);
+        let after = drain(&mut s, &q);
+        assert_eq!(after.iter().map(|t| t.job).collect::<Vec<_>>(), [1, 2]);
+        s.stop();
+        assert!(!s.is_done(), "they run");
     }
 }
