@@ -158,10 +158,16 @@ mod tests {
             dot.contains("\"a\" -> \"b\" [style=dashed, label=\"each\"];"),
             "{dot}"
         );
-        assert!(dot.contains("\"b\" -> \"r\" [label=\"needed by\"];"), "{dot}");
+        assert!(
+            dot.contains("\"b\" -> \"r\" [label=\"needed by\"];"),
+            "{dot}"
+        );
         assert!(dot.contains("r\\nwhen always"), "{dot}");
         let text = super::render_text(&file);
-        assert!(text.contains("b × 2 items\n  needs a (item by item)\n"), "{text}");
+        assert!(
+            text.contains("b × 2 items\n  needs a (item by item)\n"),
+            "{text}"
+        );
         assert!(text.contains("r (when always)\n  needs b\n"), "{text}");
     }
 }

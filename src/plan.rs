@@ -178,6 +178,18 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             (n, true) => format!("{}: {}", job.name, plural(n, "task")),
         };
         writeln!(out, "{heading}")?;
+        if !job.each.is_empty() {
+            let each: Vec<&str> = job
+                .each
+                .iter()
+                .map(|&d| file.jobs[d].name.as_str())
+                .collect();
+            writeln!(
+                out,
+                "  item by item after {}: each task starts once the task of its label there succeeded",
+                each.join(", ")
+            )?;
+        }
         // Unlisted tasks may run.
         may_run[j] = count > listed;
         let mut up_to_date = false;

@@ -80,7 +80,9 @@ pub enum Effect {
 pub enum Phase {
     Waiting,
     Active,
-    Done { ok: bool },
+    Done {
+        ok: bool,
+    },
     Skipped,
     /// Fail-fast stopped the run before the job was over (its tasks not started are
     /// reported as stopped by fail-fast).
@@ -978,7 +980,14 @@ mod tests {
         let retry = s.retry_later(0, 0, 0, Instant::now());
         assert!(!s.is_done());
         s.stop();
-        assert_eq!(s.abandon_waiting(), [Abandoned { job: 0, index: 0, retry }]);
+        assert_eq!(
+            s.abandon_waiting(),
+            [Abandoned {
+                job: 0,
+                index: 0,
+                retry
+            }]
+        );
         assert!(s.is_done());
         assert_eq!(s.jobs[0].phase, Phase::Done { ok: false });
     }
@@ -1145,12 +1154,20 @@ mod tests {
         // a:3 (index 2) succeeds: b:3 (index 0) starts, before the rest of a.
         s.finished(0, 2, first[2].slot, true, false);
         let next = drain(&mut s, &q);
-        assert_eq!((next[0].job, next[0].index, next[0].item.as_slice()), (1, 0, b"3".as_slice()));
+        assert_eq!(
+            (next[0].job, next[0].index, next[0].item.as_slice()),
+            (1, 0, b"3".as_slice())
+        );
         // a:2 fails: b:2 is skipped, naming it; the job is not ok.
         s.finished(0, 1, first[1].slot, false, false);
         assert_eq!(
             s.take_effects(),
-            vec![Effect::TaskSkipped { job: 1, index: 1, because: (0, 1), failed: true }]
+            vec![Effect::TaskSkipped {
+                job: 1,
+                index: 1,
+                because: (0, 1),
+                failed: true
+            }]
         );
         s.finished(0, 0, first[0].slot, true, false);
         let last = drain(&mut s, &q);
@@ -1169,7 +1186,10 @@ mod tests {
         drain(&mut s, &q);
         s.finished(0, 0, 0, true, false);
         assert_eq!(s.take_effects(), vec![Effect::Skipped(1)]);
-        assert_eq!(drain(&mut s, &q).iter().map(|t| t.job).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            drain(&mut s, &q).iter().map(|t| t.job).collect::<Vec<_>>(),
+            [2]
+        );
 
         let mut s = Scheduler::new(file(source), 2, true);
         drain(&mut s, &q);

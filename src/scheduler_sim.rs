@@ -470,7 +470,9 @@ enum SimFailure {
     Stuck { step: usize, state: String },
     #[error("the run did not end in 20,000 steps")]
     Endless,
-    #[error("j{job}:{index} started before j{dep}:{index}, which it needs item by item, succeeded")]
+    #[error(
+        "j{job}:{index} started before j{dep}:{index}, which it needs item by item, succeeded"
+    )]
     Early { job: JobId, index: u64, dep: JobId },
     #[error("retry {0} started twice")]
     RetryTwice(u64),

@@ -263,7 +263,7 @@ fn read_job<'i>(
 }
 
 const DURATION: &str = "a duration such as \"10s\"";
-const NEEDS: &str = "an array of job names or `{ job = \"NAME\", each = true }` tables";
+const NEEDS: &str = "an array of job names";
 const NEED: &str = "a job name (a string) or a table `{ job = \"NAME\", each = true }`";
 const WHEN: &str = "\"success\", \"always\" or \"failure\"";
 

@@ -73,13 +73,35 @@ fn label_difference(file: &JobFile, a: JobId, b: JobId) -> String {
             })
             .cloned()
     };
-    let shown = |l: &str| if l.is_empty() { "(no item)".to_string() } else { format!("`{l}`") };
+    let shown = |l: &str| {
+        if l.is_empty() {
+            "(no item)".to_string()
+        } else {
+            format!("`{l}`")
+        }
+    };
     if let Some(l) = only(&la, &lb) {
-        format!("{} is an item of `{}` but not of `{}`", shown(&l), ja.name, jb.name)
+        format!(
+            "{} is an item of `{}` but not of `{}`",
+            shown(&l),
+            ja.name,
+            jb.name
+        )
     } else if let Some(l) = only(&lb, &la) {
-        format!("{} is an item of `{}` but not of `{}`", shown(&l), jb.name, ja.name)
+        format!(
+            "{} is an item of `{}` but not of `{}`",
+            shown(&l),
+            jb.name,
+            ja.name
+        )
     } else {
-        format!("`{}` has {} items, `{}` has {}", ja.name, la.len(), jb.name, lb.len())
+        format!(
+            "`{}` has {} items, `{}` has {}",
+            ja.name,
+            la.len(),
+            jb.name,
+            lb.len()
+        )
     }
 }
 

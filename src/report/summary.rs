@@ -189,7 +189,11 @@ fn skip_lines(out: &mut String, file: &JobFile, tally: &Tally) {
         let what = if skip.count == 1 {
             skip.first.clone()
         } else {
-            format!("{} of `{}`", plural(skip.count, "task"), file.jobs[skip.job].name)
+            format!(
+                "{} of `{}`",
+                plural(skip.count, "task"),
+                file.jobs[skip.job].name
+            )
         };
         let line = format!("skipped {what}: {}", skip.reason);
         let _ = writeln!(out, "{}", crate::diagnostic::printable(&line, 4096));

@@ -288,12 +288,7 @@ pub(super) fn task_skipped_reason(file: &JobFile, because: (usize, u64), failed:
 /// Why job `j`, skipped, never ran: its `when = "failure"` found nothing failed, or the
 /// first job it needs that failed, was stopped, or was itself skipped (then what that
 /// one waited for, to the job that failed).
-pub(super) fn blocked_reason(
-    file: &JobFile,
-    jobs: &[JobState],
-    j: usize,
-    tally: &Tally,
-) -> String {
+pub(super) fn blocked_reason(file: &JobFile, jobs: &[JobState], j: usize, tally: &Tally) -> String {
     if file.jobs[j].when == crate::jobfile::When::Failure {
         return "its needs succeeded".to_string();
     }

@@ -393,7 +393,8 @@ fn task_waits(
     let mine = {
         let mut core = shared.lock();
         let ready_at = Instant::now() + delay;
-        let number = core.scheduler
+        let number = core
+            .scheduler
             .retry_later(retry.job(), retry.index(), slot, ready_at);
         core.retries.insert(number, retry);
         dispatch(shared, &mut core, own_slot)
@@ -582,8 +583,13 @@ fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
 /// Ends a task that had no process: its slot freed (a success for `needs` when `ok`),
 /// its record counted.
 fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
-    core.scheduler
-        .finished(start.job, start.index, start.slot, ok, record.allowed_failure);
+    core.scheduler.finished(
+        start.job,
+        start.index,
+        start.slot,
+        ok,
+        record.allowed_failure,
+    );
     recorded(&mut core.recorder, ctx, record);
 }
 

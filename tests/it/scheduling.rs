@@ -194,7 +194,10 @@ fn an_always_job_runs_after_fail_fast_stopped_the_rest() {
     let started = std::time::Instant::now();
     let out = t.run();
     out.assert_code(1);
-    assert!(started.elapsed() < Duration::from_secs(30), "slow was stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "slow was stopped"
+    );
     assert_eq!(out.lines_of("report"), ["report ran"]);
     assert!(!t.path("after").exists());
     out.assert_stderr_has("stopped slow");
@@ -211,7 +214,9 @@ fn an_always_job_does_not_run_after_ctrl_c() {
         "[jobs.slow]\ncommand = 'touch started; sleep 60'\n[jobs.report]\ncommand = 'touch report'\nneeds = ['slow']\nwhen = 'always'\n",
     );
     let mut child = t.spawn();
-    assert!(wait_for(Duration::from_secs(10), || t.path("started").exists()));
+    assert!(wait_for(Duration::from_secs(10), || t
+        .path("started")
+        .exists()));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
@@ -227,8 +232,12 @@ when = "failure"
 
 #[test]
 fn a_failure_job_is_skipped_when_its_needs_succeeded() {
-    let t = Test::new(&format!("[jobs.build]\ncommand = 'true'\n{NOTIFY}"))
-        .args(&["--report", "report.json", "--junit", "junit.xml"]);
+    let t = Test::new(&format!("[jobs.build]\ncommand = 'true'\n{NOTIFY}")).args(&[
+        "--report",
+        "report.json",
+        "--junit",
+        "junit.xml",
+    ]);
     let out = t.run();
     out.assert_code(0);
     assert!(out.lines_of("notify").is_empty());
@@ -314,4 +323,23 @@ fn a_wrong_when_is_a_load_error_with_a_suggestion() {
         "3:8",
     );
     assert!(err.contains("did you mean \"always\"?"), "{err}");
+}
+
+#[test]
+fn the_plan_and_the_graph_show_item_by_item_needs_and_when() {
+    let t = Test::new(
+        "[jobs.a]\ncommand = 'true'\nitems = [1, 2]\n[jobs.b]\ncommand = 'true'\nitems = [2, 1]\nneeds = [{ job = 'a', each = true }]\n[jobs.r]\ncommand = 'true'\nneeds = ['b']\nwhen = 'always'\n",
+    );
+    let plan = t.run_with(&["plan", "jobs.toml"]);
+    plan.assert_code(0).assert_stdout_has(
+        "b: 2 tasks\n  item by item after a: each task starts once the task of its label there succeeded\n",
+    );
+    let graph = t.run_with(&["graph", "jobs.toml"]);
+    graph
+        .assert_code(0)
+        .assert_stdout_has("  needs a (item by item)\n")
+        .assert_stdout_has("r (when always)\n");
+    let dot = t.run_with(&["graph", "jobs.toml", "--dot"]);
+    dot.assert_code(0)
+        .assert_stdout_has("\"a\" -> \"b\" [style=dashed, label=\"each\"];");
 }
