@@ -122,6 +122,23 @@ fn verdict(
     }
 }
 
+/// Under a job's heading: the jobs it needs item by item, if any.
+fn write_each(file: &JobFile, job: &Job, out: &mut impl Write) -> io::Result<()> {
+    if job.each.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<&str> = job
+        .each
+        .iter()
+        .map(|&d| file.jobs[d].name.as_str())
+        .collect();
+    writeln!(
+        out,
+        "  item by item after {}: each task starts once the task of its label there succeeded",
+        each.join(", ")
+    )
+}
+
 fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
     let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let tasks_word = match known {
@@ -178,18 +195,7 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             (n, true) => format!("{}: {}", job.name, plural(n, "task")),
         };
         writeln!(out, "{heading}")?;
-        if !job.each.is_empty() {
-            let each: Vec<&str> = job
-                .each
-                .iter()
-                .map(|&d| file.jobs[d].name.as_str())
-                .collect();
-            writeln!(
-                out,
-                "  item by item after {}: each task starts once the task of its label there succeeded",
-                each.join(", ")
-            )?;
-        }
+        write_each(file, job, out)?;
         // Unlisted tasks may run.
         may_run[j] = count > listed;
         let mut up_to_date = false;

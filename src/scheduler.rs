@@ -819,9 +819,8 @@ impl Scheduler {
     /// skipped otherwise). After a stop, only those two kinds start, and only once the
     /// stop is settled.
     fn activate_ready(&mut self) {
-        match self.stop {
-            Some(Stop::Halt | Stop::FailFast { settled: false }) => return,
-            _ => {}
+        if let Some(Stop::Halt | Stop::FailFast { settled: false }) = self.stop {
+            return;
         }
         loop {
             let mut changed = false;
