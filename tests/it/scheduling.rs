@@ -49,6 +49,10 @@ retry_delay = "10ms"
 command = "echo processed {item}"
 items = { range = [0, 50] }
 needs = [{ job = "download", each = true }]
+
+[jobs.publish]
+command = "echo published"
+needs = ["process"]
 "#,
     )
     .args(&["--report", "report.json", "--junit", "junit.xml"]);
@@ -64,7 +68,11 @@ needs = [{ job = "download", each = true }]
     // The live log and the summary say why.
     out.assert_stderr_has("[runner] skipped process:7: `download:7` failed")
         .assert_stderr_has("[runner] skipped process:31: `download:31` failed")
-        .assert_stderr_has("\nskipped process:7: `download:7` failed\n");
+        .assert_stderr_has("\nskipped process:7: `download:7` failed\n")
+        .assert_stderr_has(
+            "\nskipped publish: a needed job did not succeed: `process` (2 tasks skipped)\n",
+        );
+    assert!(out.lines_of("publish").is_empty());
     let report = report(&t);
     let skipped: Vec<_> = tasks_of(&report, "process")
         .into_iter()
