@@ -3,7 +3,7 @@
 //! (`jobfile::wiring`).
 
 use crate::jobfile::wiring::{edges, Edge};
-use crate::jobfile::{Items, JobFile, StdinSpec};
+use crate::jobfile::{Items, JobFile, StdinSpec, When};
 use std::fmt::Write;
 
 fn items_label(file: &JobFile, items: &Items) -> String {
@@ -25,12 +25,20 @@ pub fn render_text(file: &JobFile) -> String {
         if let StdinSpec::Queue(q) = job.stdin {
             let _ = write!(out, " (stdin from queue `{}`)", file.queues[q].name);
         }
+        if job.when != When::Success {
+            let _ = write!(out, " (when {})", job.when.name());
+        }
         out.push('\n');
         if let Some(d) = &job.description {
             let _ = writeln!(out, "  {}", crate::task::printable(d, 200));
         }
         for &dep in &job.needs {
-            let _ = writeln!(out, "  needs {}", file.jobs[dep].name);
+            let each = if job.each.contains(&dep) {
+                " (item by item)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  needs {}{each}", file.jobs[dep].name);
         }
         if let Some(q) = job.to {
             let queue = &file.queues[q];
@@ -49,7 +57,7 @@ pub fn render_text(file: &JobFile) -> String {
 }
 
 /// `runner graph --dot`: Graphviz. Edges point the way work flows: from a job to the
-/// jobs that need it (solid, "needed by") and from a producer to its queue's consumer
+/// jobs that need it (solid, "needed by"; dashed, "each", item by item) and from a producer to its queue's consumer
 /// (dashed, "queue NAME"), so that every edge reads left to right as a sentence. Boxes
 /// carry the job's description; edges use the boxes' font.
 pub fn render_dot(file: &JobFile) -> String {
@@ -58,6 +66,9 @@ pub fn render_dot(file: &JobFile) -> String {
     );
     for job in &file.jobs {
         let mut label = format!("{}{}", job.name, items_label(file, &job.items));
+        if job.when != When::Success {
+            let _ = write!(label, "\nwhen {}", job.when.name());
+        }
         if let Some(d) = &job.description {
             label.push('\n');
             label.push_str(d);
@@ -71,10 +82,15 @@ pub fn render_dot(file: &JobFile) -> String {
     }
     for edge in edges(file) {
         match edge {
-            Edge::Needs { from, to } => {
+            Edge::Needs { from, to, each } => {
+                let style = if each {
+                    "style=dashed, label=\"each\""
+                } else {
+                    "label=\"needed by\""
+                };
                 let _ = writeln!(
                     out,
-                    "  {} -> {} [label=\"needed by\"];",
+                    "  {} -> {} [{style}];",
                     dot_id(&file.jobs[from].name),
                     dot_id(&file.jobs[to].name)
                 );
@@ -128,5 +144,30 @@ mod tests {
             dot.contains("\"c\" -> \"d\" [label=\"needed by\"];"),
             "{dot}"
         );
+    }
+
+    #[test]
+    fn item_by_item_needs_are_dashed_each_edges_and_when_is_shown() {
+        let file = parse(
+            Path::new("t.toml"),
+            "[jobs.a]\ncommand = 'true'\nitems = [1, 2]\n[jobs.b]\ncommand = 'true'\nitems = [2, 1]\nneeds = [{ job = 'a', each = true }]\n[jobs.r]\ncommand = 'true'\nneeds = ['b']\nwhen = 'always'\n".into(),
+        )
+        .unwrap();
+        let dot = super::render_dot(&file);
+        assert!(
+            dot.contains("\"a\" -> \"b\" [style=dashed, label=\"each\"];"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("\"b\" -> \"r\" [label=\"needed by\"];"),
+            "{dot}"
+        );
+        assert!(dot.contains("r\\nwhen always"), "{dot}");
+        let text = super::render_text(&file);
+        assert!(
+            text.contains("b × 2 items\n  needs a (item by item)\n"),
+            "{text}"
+        );
+        assert!(text.contains("r (when always)\n  needs b\n"), "{text}");
     }
 }

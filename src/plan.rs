@@ -8,7 +8,7 @@
 //! programs: one object per task, streamed (never held in memory), byte-exact.
 
 use crate::jobfile::items_file::{ItemReader, ItemsFileError};
-use crate::jobfile::{CommandSpec, Items, Job, JobFile, JobId};
+use crate::jobfile::{CommandSpec, Items, Job, JobFile, JobId, When};
 use crate::render::{self, Command, Rendered, Stdin};
 use crate::state::{self, Memory};
 use crate::task::{label, plural, thousands};
@@ -211,7 +211,12 @@ fn settings(job: &Job) -> Vec<String> {
         let codes: Vec<String> = job.success_codes.iter().map(i32::to_string).collect();
         said.push(format!("success_codes {}", codes.join(" ")));
     }
-    // `when`, `uses` and `rate` go here, in this order, as the model gains them.
+    match job.when {
+        When::Success => {}
+        When::Always => said.push("when always".to_string()),
+        When::Failure => said.push("when failure".to_string()),
+    }
+    // `uses` and `rate` go here, in this order, as the model gains them.
     said
 }
 
@@ -228,6 +233,23 @@ fn heading(job: &Job, what: String) -> String {
     } else {
         format!("{what}  [{}]", settings.join(", "))
     }
+}
+
+/// Under a job's heading: the jobs it needs item by item, if any.
+fn write_each(file: &JobFile, job: &Job, out: &mut impl Write) -> io::Result<()> {
+    if job.each.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<&str> = job
+        .each
+        .iter()
+        .map(|&d| file.jobs[d].name.as_str())
+        .collect();
+    writeln!(
+        out,
+        "  item by item after {}: each task starts once the task of its label there succeeded",
+        each.join(", ")
+    )
 }
 
 fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
@@ -285,6 +307,7 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
             (n, true) => tasks_count(n),
         };
         writeln!(out, "{}", heading(job, what))?;
+        write_each(file, job, out)?;
         let (counts, up_to_date) = write_job_tasks(file, job, memory, out)?;
         let counted = counts.total();
         // Tasks not looked at may run.

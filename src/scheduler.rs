@@ -21,7 +21,7 @@
 //! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
 use crate::jobfile::items_file::ItemReader;
-use crate::jobfile::{Items, JobFile, JobId, QueueId};
+use crate::jobfile::{each_map, EachMap, Items, JobFile, JobId, QueueId, When};
 use crate::queue::Take;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -62,14 +62,75 @@ pub enum Effect {
     Skipped(JobId),
     /// fail_fast: a task failed, stop everything.
     StopRun,
+    /// A task of a job needing another item by item will not run: the needed task
+    /// `because` (job, index) failed (`failed`) or was skipped.
+    TaskSkipped {
+        job: JobId,
+        index: u64,
+        because: (JobId, u64),
+        failed: bool,
+    },
+    /// After fail-fast: every task the stop concerned has ended; the jobs that run
+    /// after a stop (`when = "always"` or `"failure"`) may start now, with the run's
+    /// stop switch back to running.
+    Resume,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Waiting,
     Active,
-    Done { ok: bool },
+    Done {
+        ok: bool,
+    },
     Skipped,
+    /// Fail-fast stopped the run before the job was over (its tasks not started are
+    /// reported as stopped by fail-fast).
+    Stopped,
+}
+
+impl Phase {
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Done { .. } | Phase::Skipped | Phase::Stopped)
+    }
+}
+
+/// What stopped the run: fail-fast (jobs with `when` may still run once every stopped
+/// task ended), or anything else (a signal, a bug, a lost broker): nothing more starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    FailFast { settled: bool },
+    Halt,
+}
+
+/// The tasks of a job needing another item by item: which may start.
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// Per task: how many of the tasks it needs have not succeeded yet.
+    pending: Vec<u32>,
+    /// Per task: started or skipped (no longer waiting).
+    settled: Vec<bool>,
+    /// Tasks whose needed tasks all succeeded, not started yet, in that order.
+    ready: VecDeque<u64>,
+}
+
+impl Gates {
+    /// The tasks neither started nor skipped (for the records of a run that stopped).
+    pub fn unsettled(&self) -> impl Iterator<Item = u64> + '_ {
+        self.settled
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !**s)
+            .map(|(i, _)| i as u64)
+    }
+}
+
+/// A job needed item by item by `dependent`: `map` takes the needed job's task index to
+/// the dependent's.
+#[derive(Debug, Clone)]
+struct Link {
+    dependent: JobId,
+    map: EachMap,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +144,10 @@ pub struct JobState {
     pub waiting: usize,
     pub finished: u64,
     pub failed: u64,
+    /// Tasks skipped one by one (item by item).
+    pub skipped: u64,
+    /// For a job needing others item by item: which of its tasks may start.
+    pub gates: Option<Gates>,
     queue_closed: bool,
 }
 
@@ -99,7 +164,9 @@ pub struct Scheduler {
     next_extra: usize,
     open_producers: Vec<usize>,
     fail_fast: bool,
-    stopping: bool,
+    stop: Option<Stop>,
+    /// Per job: the jobs that need it item by item.
+    links: Vec<Vec<Link>>,
     effects: Vec<Effect>,
     /// Jobs in the order starts are considered: consumers first, so queues drain.
     order: Vec<JobId>,
@@ -107,10 +174,11 @@ pub struct Scheduler {
     remote: Vec<bool>,
     remote_window: usize,
     remote_running: usize,
-    /// Tasks waiting to retry, by the time they may start again: (ready at, number) to job.
-    delayed: BTreeMap<(Instant, u64), JobId>,
-    /// Tasks whose delay is over, in the order they became ready: (number, job).
-    ready: VecDeque<(u64, JobId)>,
+    /// Tasks waiting to retry, by the time they may start again: (ready at, number) to
+    /// (job, index).
+    delayed: BTreeMap<(Instant, u64), (JobId, u64)>,
+    /// Tasks whose delay is over, in the order they became ready: (number, (job, index)).
+    ready: VecDeque<(u64, (JobId, u64))>,
     next_retry: u64,
 }
 
@@ -118,6 +186,7 @@ pub struct Scheduler {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Abandoned {
     pub job: JobId,
+    pub index: u64,
     pub retry: u64,
 }
 
@@ -141,9 +210,44 @@ impl Scheduler {
                 waiting: 0,
                 finished: 0,
                 failed: 0,
+                skipped: 0,
+                gates: None,
                 queue_closed: false,
             })
             .collect();
+        let mut jobs: Vec<JobState> = jobs;
+        let mut links: Vec<Vec<Link>> = vec![Vec::new(); file.jobs.len()];
+        for job in &file.jobs {
+            if job.each.is_empty() {
+                continue;
+            }
+            let n = jobs[job.id].total.unwrap_or(0);
+            jobs[job.id].gates = Some(Gates {
+                pending: vec![job.each.len() as u32; n as usize],
+                settled: vec![false; n as usize],
+                ready: VecDeque::new(),
+            });
+            for &dep in &job.each {
+                // Checked at load: the labels match (the map is from the dependent's
+                // index to the needed job's; the links go the other way).
+                let map = match each_map(&file, job.id, dep) {
+                    Some(EachMap::Indexes(to_dep)) => {
+                        let mut from_dep = vec![0; to_dep.len()];
+                        for (i, &d) in to_dep.iter().enumerate() {
+                            if let Some(slot) = from_dep.get_mut(d as usize) {
+                                *slot = i as u64;
+                            }
+                        }
+                        EachMap::Indexes(from_dep)
+                    }
+                    _ => EachMap::Same,
+                };
+                links[dep].push(Link {
+                    dependent: job.id,
+                    map,
+                });
+            }
+        }
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
         order.sort_by_key(|&j| file.jobs[j].consumes().is_none());
         let mut scheduler = Scheduler {
@@ -157,7 +261,9 @@ impl Scheduler {
             next_extra: pool.max(1),
             open_producers: file.queues.iter().map(|q| q.producers.len()).collect(),
             fail_fast,
-            stopping: false,
+
+            stop: None,
+            links,
             effects: Vec::new(),
             order,
             remote: vec![false; file.jobs.len()],
@@ -192,7 +298,10 @@ impl Scheduler {
 
     /// The next task to start now, if any: a task whose retry delay is over first.
     pub fn next_start(&mut self, queues: &dyn Queues) -> Option<Start> {
-        if self.stopping {
+        if matches!(
+            self.stop,
+            Some(Stop::Halt | Stop::FailFast { settled: false })
+        ) {
             return None;
         }
         if let Some(start) = self.next_retry(queues) {
@@ -200,7 +309,7 @@ impl Scheduler {
         }
         for i in 0..self.order.len() {
             let j = self.order[i];
-            if self.jobs[j].phase != Phase::Active {
+            if self.jobs[j].phase != Phase::Active || !self.may_start(j) {
                 continue;
             }
             if let Some(start) = self.start_of(j, queues) {
@@ -210,6 +319,16 @@ impl Scheduler {
         None
     }
 
+    /// Whether job `j` may start tasks now: always, unless fail-fast stopped the run;
+    /// then only the jobs that run after a stop (`when = "always"` or `"failure"`).
+    fn may_start(&self, j: JobId) -> bool {
+        self.stop.is_none() || self.after_stop(j)
+    }
+
+    fn after_stop(&self, j: JobId) -> bool {
+        self.file.jobs[j].when != When::Success
+    }
+
     /// A task of job `j` in a slot (running a process), not waiting to retry.
     fn in_slots(&self, j: JobId) -> usize {
         self.jobs[j].running - self.jobs[j].waiting
@@ -217,12 +336,12 @@ impl Scheduler {
 
     /// Another attempt of a task that failed, once its delay is over: it holds no slot
     /// while it waits; it gets one by the same rules as a new task of its job.
-    pub fn retry_later(&mut self, job: JobId, slot: usize, ready_at: Instant) -> u64 {
+    pub fn retry_later(&mut self, job: JobId, index: u64, slot: usize, ready_at: Instant) -> u64 {
         self.free_slot(slot);
         self.jobs[job].waiting += 1;
         let retry = self.next_retry;
         self.next_retry += 1;
-        self.delayed.insert((ready_at, retry), job);
+        self.delayed.insert((ready_at, retry), (job, index));
         retry
     }
 
@@ -244,30 +363,48 @@ impl Scheduler {
 
     /// The run stops: every task waiting to retry ends (without another attempt) and is
     /// counted as failed; the driver records each with what its last attempt left.
+    /// After fail-fast, the tasks of jobs that run after a stop keep waiting.
     pub fn abandon_waiting(&mut self) -> Vec<Abandoned> {
+        let keep = |s: &Scheduler, job: JobId| s.stop != Some(Stop::Halt) && s.after_stop(job);
+        let mut waiting: Vec<(u64, (JobId, u64))> = Vec::new();
+        let ready = std::mem::take(&mut self.ready);
+        for entry in ready {
+            if keep(self, entry.1 .0) {
+                self.ready.push_back(entry);
+            } else {
+                waiting.push(entry);
+            }
+        }
         let delayed = std::mem::take(&mut self.delayed);
-        let waiting: Vec<(u64, JobId)> = std::mem::take(&mut self.ready)
-            .into_iter()
-            .chain(delayed.into_iter().map(|((_, retry), job)| (retry, job)))
-            .collect();
+        for ((at, retry), task) in delayed {
+            if keep(self, task.0) {
+                self.delayed.insert((at, retry), task);
+            } else {
+                waiting.push((retry, task));
+            }
+        }
         let mut abandoned = Vec::new();
-        for (retry, job) in waiting {
+        for (retry, (job, index)) in waiting {
             self.jobs[job].waiting -= 1;
             let allowed = self.file.jobs[job].allow_failure;
-            self.ended(job, false, allowed);
-            abandoned.push(Abandoned { job, retry });
+            self.ended(job, index, false, allowed);
+            abandoned.push(Abandoned { job, index, retry });
         }
         abandoned
     }
 
-    /// Whether the run was stopped (nothing more starts).
+    /// Whether the run was stopped (nothing more starts, but for the jobs that run after
+    /// fail-fast).
     pub fn is_stopping(&self) -> bool {
-        self.stopping
+        self.stop.is_some()
     }
 
     fn next_retry(&mut self, queues: &dyn Queues) -> Option<Start> {
         for i in 0..self.ready.len() {
-            let (retry, j) = self.ready[i];
+            let (retry, (j, _)) = self.ready[i];
+            if !self.may_start(j) {
+                continue;
+            }
             let limit = self.file.jobs[j].concurrency.unwrap_or(usize::MAX);
             if self.in_slots(j) >= limit {
                 continue;
@@ -275,12 +412,12 @@ impl Scheduler {
             let Some(slot) = self.retry_slot(j, queues) else {
                 continue;
             };
-            self.ready.remove(i);
+            let (_, (_, index)) = self.ready.remove(i).unwrap_or((retry, (j, 0)));
             let state = &mut self.jobs[j];
             state.waiting -= 1;
             return Some(Start {
                 job: j,
-                index: 0,
+                index,
                 item: Vec::new(),
                 slot,
                 problem: None,
@@ -332,10 +469,8 @@ impl Scheduler {
                     }
                 },
                 _ => {
-                    if state.next >= state.total.unwrap_or(0) {
-                        return None;
-                    }
-                    let (item, problem) = self.item_at(j, state.next);
+                    let next = self.peek_next(j)?;
+                    let (item, problem) = self.item_at(j, next);
                     self.remote_running += 1;
                     return Some(self.begin_with(j, item, REMOTE, problem));
                 }
@@ -385,10 +520,7 @@ impl Scheduler {
                 }
             }
             _ => {
-                let (next, total) = (state.next, state.total.unwrap_or(0));
-                if next >= total {
-                    return None;
-                }
+                let next = self.peek_next(j)?;
                 let slot = match self.pool_slot() {
                     Some(slot) => slot,
                     None if self.can_lend(queues) => self.extra_slot(true),
@@ -411,6 +543,15 @@ impl Scheduler {
         self.lent.len() < blocked
     }
 
+    /// The index of the next task of list, range or file job `j` to start, if one may.
+    fn peek_next(&self, j: JobId) -> Option<u64> {
+        let state = &self.jobs[j];
+        match &state.gates {
+            Some(gates) => gates.ready.front().copied(),
+            None => (state.next < state.total.unwrap_or(0)).then_some(state.next),
+        }
+    }
+
     fn begin(&mut self, j: JobId, item: Vec<u8>, slot: usize) -> Start {
         self.begin_with(j, item, slot, None)
     }
@@ -423,7 +564,17 @@ impl Scheduler {
         problem: Option<String>,
     ) -> Start {
         let state = &mut self.jobs[j];
-        let index = state.next;
+        let index = match &mut state.gates {
+            Some(gates) => {
+                let index = gates.ready.pop_front().unwrap_or(state.next);
+                if let Some(settled) = gates.settled.get_mut(index as usize) {
+                    *settled = true;
+                }
+                index
+            }
+            None => state.next,
+        };
+        // With gates, `next` counts the tasks started or skipped.
         state.next += 1;
         state.running += 1;
         Start {
@@ -485,9 +636,9 @@ impl Scheduler {
     }
 
     /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
-    pub fn finished(&mut self, job: JobId, slot: usize, ok: bool, allowed: bool) {
+    pub fn finished(&mut self, job: JobId, index: u64, slot: usize, ok: bool, allowed: bool) {
         self.free_slot(slot);
-        self.ended(job, ok, allowed);
+        self.ended(job, index, ok, allowed);
     }
 
     fn free_slot(&mut self, slot: usize) {
@@ -501,23 +652,102 @@ impl Scheduler {
         }
     }
 
-    fn ended(&mut self, job: JobId, ok: bool, allowed: bool) {
+    fn ended(&mut self, job: JobId, index: u64, ok: bool, allowed: bool) {
         let state = &mut self.jobs[job];
         state.running -= 1;
         state.finished += 1;
         if !ok && !allowed {
             state.failed += 1;
-            if self.fail_fast && !self.stopping {
-                self.stopping = true;
+            if self.fail_fast && self.stop.is_none() {
+                // A distributed run's workers stop serving a stopped run: nothing runs
+                // after it there.
+                self.stop = Some(if self.remote.iter().any(|&r| r) {
+                    Stop::Halt
+                } else {
+                    Stop::FailFast { settled: false }
+                });
                 self.effects.push(Effect::StopRun);
             }
         }
+        self.task_over(job, index, ok || allowed, !ok);
         self.check_done(job);
+        self.settle_stopped();
     }
 
-    /// Starts nothing more (Ctrl-C, fail-fast). Running tasks still report their end.
+    /// Task `index` of `job` is over: succeeded (`ok`, an allowed failure included), or
+    /// failed (`failed`) or was skipped. The tasks that need it item by item learn of it:
+    /// one that waited on it alone may start; if it did not succeed, they are skipped,
+    /// and so are the tasks that need those, item by item.
+    fn task_over(&mut self, job: JobId, index: u64, ok: bool, failed: bool) {
+        for k in 0..self.links[job].len() {
+            let (d, i) = {
+                let link = &self.links[job][k];
+                (link.dependent, link.map.of(index))
+            };
+            let Some(gates) = self.jobs[d].gates.as_mut() else {
+                continue;
+            };
+            let at = i as usize;
+            if gates.settled.get(at) != Some(&false) {
+                continue;
+            }
+            if ok {
+                gates.pending[at] = gates.pending[at].saturating_sub(1);
+                if gates.pending[at] == 0 {
+                    gates.ready.push_back(i);
+                }
+                continue;
+            }
+            gates.settled[at] = true;
+            gates.ready.retain(|&r| r != i);
+            self.jobs[d].next += 1;
+            self.jobs[d].skipped += 1;
+            self.effects.push(Effect::TaskSkipped {
+                job: d,
+                index: i,
+                because: (job, index),
+                failed,
+            });
+            self.task_over(d, i, false, false);
+            self.check_done(d);
+        }
+    }
+
+    /// After fail-fast, once no task runs any more: the jobs that are not over are
+    /// stopped, and the jobs that run after a stop may start ([`Effect::Resume`]).
+    fn settle_stopped(&mut self) {
+        // Tasks of the jobs that run after a stop may wait to retry meanwhile.
+        let busy = (0..self.jobs.len()).any(|j| {
+            let state = &self.jobs[j];
+            state.running > if self.after_stop(j) { state.waiting } else { 0 }
+        });
+        if self.stop != Some(Stop::FailFast { settled: false }) || busy {
+            return;
+        }
+        self.stop = Some(Stop::FailFast { settled: true });
+        let mut after = false;
+        for j in 0..self.jobs.len() {
+            if self.jobs[j].phase.is_final() {
+                continue;
+            }
+            if self.after_stop(j) {
+                after = true;
+            } else {
+                // Its queue closes (a consumer that runs after a stop drains it) or
+                // drops what is written (for producers that run after a stop).
+                self.set_final(j, Phase::Stopped);
+            }
+        }
+        if after {
+            self.effects.push(Effect::Resume);
+        }
+        self.activate_ready();
+    }
+
+    /// Starts nothing more (Ctrl-C, a bug, a lost broker). Running tasks still report
+    /// their end.
     pub fn stop(&mut self) {
-        self.stopping = true;
+        self.stop = Some(Stop::Halt);
     }
 
     pub fn running(&self) -> usize {
@@ -531,19 +761,17 @@ impl Scheduler {
 
     /// Nothing runs and nothing more will start.
     pub fn is_done(&self) -> bool {
-        // A stopped run does not wait for tasks on workers: their results would come
-        // back to nobody.
-        if self.stopping {
-            return self.running() == self.remote_running;
+        match self.stop {
+            // A stopped run does not wait for tasks on workers: their results would
+            // come back to nobody.
+            Some(Stop::Halt) => return self.running() == self.remote_running,
+            Some(Stop::FailFast { settled: false }) => return self.running() == 0,
+            _ => {}
         }
         if self.running() > 0 {
             return false;
         }
-        self.stopping
-            || self
-                .jobs
-                .iter()
-                .all(|j| matches!(j.phase, Phase::Done { .. } | Phase::Skipped))
+        self.jobs.iter().all(|j| j.phase.is_final())
     }
 
     fn check_done(&mut self, j: JobId) {
@@ -559,7 +787,7 @@ impl Scheduler {
             _ => state.next >= state.total.unwrap_or(0),
         };
         if complete {
-            let ok = state.failed == 0;
+            let ok = state.failed == 0 && state.skipped == 0;
             self.set_final(j, Phase::Done { ok });
             self.activate_ready();
         }
@@ -569,6 +797,8 @@ impl Scheduler {
         self.jobs[j].phase = phase;
         if phase == Phase::Skipped {
             self.effects.push(Effect::Skipped(j));
+        }
+        if matches!(phase, Phase::Skipped | Phase::Stopped) {
             if let Some(q) = self.file.jobs[j].consumes() {
                 self.effects.push(Effect::Discard(q));
             }
@@ -582,33 +812,61 @@ impl Scheduler {
     }
 
     /// Activates every waiting job whose needs are met, skips those that cannot run.
+    /// A job needing others item by item starts once the jobs it needs whole are done
+    /// and those it needs item by item have started (its tasks then wait on theirs).
+    /// A job with `when = "always"` starts once every job it needs is over; one with
+    /// `when = "failure"` too, if one of them failed, was skipped or stopped (it is
+    /// skipped otherwise). After a stop, only those two kinds start, and only once the
+    /// stop is settled.
     fn activate_ready(&mut self) {
+        if let Some(Stop::Halt | Stop::FailFast { settled: false }) = self.stop {
+            return;
+        }
         loop {
             let mut changed = false;
             let file = self.file.clone();
             for j in 0..self.jobs.len() {
-                if self.jobs[j].phase != Phase::Waiting {
+                if self.jobs[j].phase != Phase::Waiting || !self.may_start(j) {
                     continue;
                 }
-                let needs = &file.jobs[j].needs;
+                let job = &file.jobs[j];
                 let mut ready = true;
+                let mut over = true;
                 let mut blocked = false;
-                for &dep in needs {
+                for &dep in &job.needs {
+                    let each = job.each.contains(&dep);
                     match self.jobs[dep].phase {
                         Phase::Done { ok: true } => {}
-                        Phase::Done { ok: false } | Phase::Skipped => blocked = true,
-                        _ => ready = false,
+                        // Item by item: its tasks decide, one by one.
+                        Phase::Done { ok: false } | Phase::Active if each => over = false,
+                        Phase::Done { ok: false } | Phase::Skipped | Phase::Stopped => {
+                            blocked = true
+                        }
+                        _ => {
+                            ready = false;
+                            over = false;
+                        }
                     }
                 }
-                if blocked {
-                    self.set_final(j, Phase::Skipped);
-                    changed = true;
-                } else if ready {
-                    self.jobs[j].phase = Phase::Active;
-                    changed = true;
-                    if self.jobs[j].total == Some(0) {
-                        self.set_final(j, Phase::Done { ok: true });
-                    }
+                let phase = match job.when {
+                    When::Success if blocked => Phase::Skipped,
+                    When::Success if ready => Phase::Active,
+                    When::Success => continue,
+                    _ if !over => continue,
+                    When::Failure if !blocked => Phase::Skipped,
+                    _ => Phase::Active,
+                };
+                changed = true;
+                if phase == Phase::Skipped {
+                    self.set_final(j, phase);
+                    continue;
+                }
+                self.jobs[j].phase = Phase::Active;
+                let state = &self.jobs[j];
+                if state.total == Some(0) {
+                    self.set_final(j, Phase::Done { ok: true });
+                } else if state.gates.is_some() {
+                    self.check_done(j);
                 }
             }
             if !changed {
@@ -685,7 +943,7 @@ mod tests {
         let first = drain(&mut s, &q);
         assert_eq!(first.iter().map(|t| t.slot).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(first[1].item, b"1");
-        s.finished(0, 1, true, false);
+        s.finished(0, 0, 1, true, false);
         let next = drain(&mut s, &q);
         assert_eq!((next[0].index, next[0].slot), (2, 1));
     }
@@ -698,12 +956,12 @@ mod tests {
         let t0 = Instant::now();
         let first = drain(&mut s, &q);
         assert_eq!((first[0].job, first[0].slot), (0, 0));
-        let retry = s.retry_later(0, 0, t0 + std::time::Duration::from_secs(2));
+        let retry = s.retry_later(0, 0, 0, t0 + std::time::Duration::from_secs(2));
         assert_eq!(s.next_wake(), Some(t0 + std::time::Duration::from_secs(2)));
         // The slot is free; concurrency counts processes, so a's next task may start.
         let next = drain(&mut s, &q);
         assert_eq!((next[0].job, next[0].index, next[0].retry), (0, 1, None));
-        s.finished(0, 0, true, false);
+        s.finished(0, 0, 0, true, false);
         s.wake(t0 + std::time::Duration::from_secs(2));
         let again = drain(&mut s, &q);
         assert_eq!((again[0].job, again[0].retry), (0, Some(retry)), "before b");
@@ -718,10 +976,17 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 1, false);
         drain(&mut s, &q);
-        let retry = s.retry_later(0, 0, Instant::now());
+        let retry = s.retry_later(0, 0, 0, Instant::now());
         assert!(!s.is_done());
         s.stop();
-        assert_eq!(s.abandon_waiting(), [Abandoned { job: 0, retry }]);
+        assert_eq!(
+            s.abandon_waiting(),
+            [Abandoned {
+                job: 0,
+                index: 0,
+                retry
+            }]
+        );
         assert!(s.is_done());
         assert_eq!(s.jobs[0].phase, Phase::Done { ok: false });
     }
@@ -743,7 +1008,7 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 2, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(
             s.take_effects(),
             vec![Effect::Skipped(1), Effect::Skipped(2)]
@@ -752,7 +1017,7 @@ mod tests {
 
         let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
-        s.finished(0, 0, false, true);
+        s.finished(0, 0, 0, false, true);
         assert_eq!(drain(&mut s, &q)[0].job, 1);
     }
 
@@ -762,10 +1027,10 @@ mod tests {
         let q = FakeQueues::new(0, 1);
         let mut s = Scheduler::new(f.clone(), 2, true);
         drain(&mut s, &q);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(s.take_effects(), vec![Effect::StopRun]);
         assert!(drain(&mut s, &q).is_empty());
-        s.finished(0, 1, true, false);
+        s.finished(0, 0, 1, true, false);
         assert!(s.is_done());
     }
 
@@ -781,10 +1046,10 @@ mod tests {
         q.push(0, "1");
         let c = drain(&mut s, &q);
         assert_eq!((c[0].job, c[0].item.as_slice()), (1, b"1".as_slice()));
-        s.finished(0, starts[0].slot, true, false);
+        s.finished(0, 0, starts[0].slot, true, false);
         assert_eq!(s.take_effects(), vec![Effect::Close(0)]);
         q.closed.borrow_mut()[0] = true;
-        s.finished(1, c[0].slot, true, false);
+        s.finished(1, 0, c[0].slot, true, false);
         assert!(drain(&mut s, &q).is_empty());
         assert!(s.is_done());
     }
@@ -854,10 +1119,10 @@ mod tests {
             starts.iter().map(|t| (t.job, t.slot)).collect::<Vec<_>>(),
             [(0, REMOTE), (0, REMOTE), (0, REMOTE), (1, 0)]
         );
-        s.finished(0, REMOTE, true, false);
+        s.finished(0, 0, REMOTE, true, false);
         assert_eq!(drain(&mut s, &q).len(), 1);
         s.stop();
-        s.finished(1, 0, true, false);
+        s.finished(1, 0, 0, true, false);
         assert!(s.is_done(), "a stopped run does not wait for workers");
     }
 
@@ -869,10 +1134,69 @@ mod tests {
         let q = FakeQueues::new(1, 1);
         let mut s = Scheduler::new(f.clone(), 2, false);
         drain(&mut s, &q);
-        s.finished(0, 0, false, false);
+        s.finished(0, 0, 0, false, false);
         assert_eq!(
             s.take_effects(),
             vec![Effect::Skipped(2), Effect::Discard(0)]
         );
+    }
+
+    #[test]
+    fn item_by_item_a_task_starts_when_its_own_needed_task_succeeded() {
+        let f = file(
+            "[jobs.a]\ncommand = 'x'\nitems = [1, 2, 3]\n[jobs.b]\ncommand = 'x'\nitems = [3, 2, 1]\nneeds = [{ job = 'a', each = true }]\n",
+        );
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 8, false);
+        let first = drain(&mut s, &q);
+        assert_eq!(first.iter().map(|t| t.job).collect::<Vec<_>>(), [0, 0, 0]);
+        // a:3 (index 2) succeeds: b:3 (index 0) starts, before the rest of a.
+        s.finished(0, 2, first[2].slot, true, false);
+        let next = drain(&mut s, &q);
+        assert_eq!(
+            (next[0].job, next[0].index, next[0].item.as_slice()),
+            (1, 0, b"3".as_slice())
+        );
+        // a:2 fails: b:2 is skipped, naming it; the job is not ok.
+        s.finished(0, 1, first[1].slot, false, false);
+        assert_eq!(
+            s.take_effects(),
+            vec![Effect::TaskSkipped {
+                job: 1,
+                index: 1,
+                because: (0, 1),
+                failed: true
+            }]
+        );
+        s.finished(0, 0, first[0].slot, true, false);
+        let last = drain(&mut s, &q);
+        assert_eq!((last[0].job, last[0].index), (1, 2));
+        s.finished(1, 0, next[0].slot, true, false);
+        s.finished(1, 2, last[0].slot, true, false);
+        assert!(s.is_done());
+        assert_eq!(s.jobs[1].phase, Phase::Done { ok: false });
+    }
+
+    #[test]
+    fn when_failure_runs_only_after_a_failure_and_always_after_fail_fast() {
+        let source = "[jobs.a]\ncommand = 'x'\n[jobs.f]\ncommand = 'x'\nneeds = ['a']\nwhen = 'failure'\n[jobs.r]\ncommand = 'x'\nneeds = ['a']\nwhen = 'always'\n";
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(file(source), 2, false);
+        drain(&mut s, &q);
+        s.finished(0, 0, 0, true, false);
+        assert_eq!(s.take_effects(), vec![Effect::Skipped(1)]);
+        assert_eq!(
+            drain(&mut s, &q).iter().map(|t| t.job).collect::<Vec<_>>(),
+            [2]
+        );
+
+        let mut s = Scheduler::new(file(source), 2, true);
+        drain(&mut s, &q);
+        s.finished(0, 0, 0, false, false);
+        assert_eq!(s.take_effects(), vec![Effect::StopRun, Effect::Resume]);
+        let after = drain(&mut s, &q);
+        assert_eq!(after.iter().map(|t| t.job).collect::<Vec<_>>(), [1, 2]);
+        s.stop();
+        assert!(!s.is_done(), "they run");
     }
 }

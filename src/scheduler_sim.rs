@@ -42,6 +42,10 @@ struct GenJob {
     flaky: u8,
     /// The retry delay, in simulated milliseconds.
     delay: u8,
+    /// Bit k: it needs job k item by item (when both are ranges of as many items).
+    each: u8,
+    /// `when`: 0 success, 1 always, 2 failure (success when it needs a job item by item).
+    when: u8,
 }
 
 fn gen_job() -> impl Strategy<Value = GenJob> {
@@ -54,9 +58,10 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
         prop::bool::weighted(0.15),
         prop_oneof![3 => Just(0u8), 1 => 1u8..3],
         0u8..4,
+        (any::<u8>(), prop_oneof![3 => Just(0u8), 1 => 1u8..3]),
     )
         .prop_map(
-            |(range, items, streaming, lines, needs, fails, flaky, delay)| GenJob {
+            |(range, items, streaming, lines, needs, fails, flaky, delay, (each, when))| GenJob {
                 range,
                 items,
                 streaming,
@@ -65,6 +70,8 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
                 fails,
                 flaky,
                 delay,
+                each,
+                when,
             },
         )
 }
@@ -125,12 +132,30 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
         if let Some(q) = to[j] {
             source.push_str(&format!("to = 'q{q}'\n"));
         }
+        // Item by item between two ranges of as many items (neither fed by a queue).
+        let each = |k: usize| {
+            job.each & (1 << k) != 0
+                && consumes[j].is_none()
+                && consumes[k].is_none()
+                && job.range
+                && jobs[k].range
+                && jobs[k].items == job.items
+        };
         let needs: Vec<String> = (0..j)
             .filter(|k| job.needs & (1 << k) != 0)
-            .map(|k| format!("'j{k}'"))
+            .map(|k| match each(k) {
+                true => format!("{{ job = 'j{k}', each = true }}"),
+                false => format!("'j{k}'"),
+            })
             .collect();
         if !needs.is_empty() {
             source.push_str(&format!("needs = [{}]\n", needs.join(", ")));
+        }
+        let any_each = (0..j).any(|k| job.needs & (1 << k) != 0 && each(k));
+        match job.when {
+            1 if !any_each => source.push_str("when = 'always'\n"),
+            2 if !any_each => source.push_str("when = 'failure'\n"),
+            _ => {}
         }
     }
     parse(Path::new("sim.toml"), source).ok().map(Arc::new)
@@ -164,6 +189,7 @@ impl Queues for SimQueues {
 /// A running fake process.
 struct SimTask {
     job: JobId,
+    index: u64,
     slot: usize,
     lines_left: u8,
     attempt: u8,
@@ -182,6 +208,8 @@ struct Sim<'a> {
     waiting: HashMap<u64, (JobId, u8)>,
     /// The simulated clock.
     now: Instant,
+    /// Tasks that succeeded (job, index): a task needing one item by item starts after.
+    succeeded: std::collections::HashSet<(JobId, u64)>,
 }
 
 impl Sim<'_> {
@@ -221,7 +249,10 @@ impl Sim<'_> {
                             self.queues.discarded.borrow_mut()[q] = true;
                             self.queues.items.borrow_mut()[q].clear();
                         }
-                        Effect::Skipped(_) | Effect::StopRun => {}
+                        Effect::Skipped(_)
+                        | Effect::StopRun
+                        | Effect::TaskSkipped { .. }
+                        | Effect::Resume => {}
                     }
                 }
                 let Some(start) = self.scheduler.next_start(&self.queues) else {
@@ -240,6 +271,15 @@ impl Sim<'_> {
                     }
                 }
                 started = true;
+                for &dep in &self.file.jobs[start.job].each {
+                    if !self.succeeded.contains(&(dep, start.index)) {
+                        return Err(SimFailure::Early {
+                            job: start.job,
+                            index: start.index,
+                            dep,
+                        });
+                    }
+                }
                 let attempt = match start.retry {
                     Some(retry) => match self.waiting.remove(&retry) {
                         Some((_, failed)) => failed + 1,
@@ -250,6 +290,7 @@ impl Sim<'_> {
                 let writes = self.file.jobs[start.job].to.is_some();
                 self.running.push(SimTask {
                     job: start.job,
+                    index: start.index,
                     slot: start.slot,
                     lines_left: if writes { self.gen[start.job].lines } else { 0 },
                     attempt,
@@ -328,12 +369,18 @@ impl Sim<'_> {
                 let gen = &self.gen[task.job];
                 if task.attempt <= gen.flaky && !self.scheduler.is_stopping() {
                     let ready_at = self.now + Duration::from_millis(gen.delay.into());
-                    let retry = self.scheduler.retry_later(task.job, task.slot, ready_at);
+                    let retry = self
+                        .scheduler
+                        .retry_later(task.job, task.index, task.slot, ready_at);
                     self.waiting.insert(retry, (task.job, task.attempt));
                     return;
                 }
                 let ok = !gen.fails && task.attempt > gen.flaky;
-                self.scheduler.finished(task.job, task.slot, ok, false);
+                if ok {
+                    self.succeeded.insert((task.job, task.index));
+                }
+                self.scheduler
+                    .finished(task.job, task.index, task.slot, ok, false);
             }
         }
     }
@@ -388,6 +435,7 @@ fn simulate(
         in_pool: HashMap::new(),
         waiting: HashMap::new(),
         now: Instant::now(),
+        succeeded: Default::default(),
     };
     for step in 0..20_000usize {
         sim.start_all()?;
@@ -422,6 +470,10 @@ enum SimFailure {
     Stuck { step: usize, state: String },
     #[error("the run did not end in 20,000 steps")]
     Endless,
+    #[error(
+        "j{job}:{index} started before j{dep}:{index}, which it needs item by item, succeeded"
+    )]
+    Early { job: JobId, index: u64, dep: JobId },
     #[error("retry {0} started twice")]
     RetryTwice(u64),
     /// The run is done with tasks still waiting to retry (the waiting set, as Debug text).

@@ -159,6 +159,12 @@ pub fn poke(fd: impl AsFd) {
     let _ = rustix::io::write(fd, &[1u8]);
 }
 
+/// Reads the non-blocking pipe `fd` until it is empty: what [`poke`] wrote is gone.
+pub fn drain(fd: impl AsFd) {
+    let mut buffer = [0u8; 64];
+    while matches!(rustix::io::read(&fd, &mut buffer), Ok(n) if n > 0) {}
+}
+
 /// The signals [`signal_name`] knows by name.
 const NAMED: [(Signal, &str); 17] = [
     (Signal::HUP, "SIGHUP"),

@@ -33,6 +33,8 @@ impl Control {
     pub fn new(grace: Duration) -> std::io::Result<Control> {
         let (read, write) = sys::pipe()?;
         sys::set_nonblocking(&write)?;
+        // Read only by `resume`, which must not block.
+        sys::set_nonblocking(&read)?;
         Ok(Control {
             level: AtomicU8::new(Level::Run as u8),
             read,
@@ -95,6 +97,14 @@ impl Control {
 
     pub fn kill(&self) {
         self.raise(Level::Kill);
+    }
+
+    /// Back to running, after fail-fast stopped every task (none runs now): the jobs
+    /// that run after a stop (`when`) start. The pipe is emptied, so that their `poll`
+    /// loops do not wake at once.
+    pub fn resume(&self) {
+        sys::drain(&self.read);
+        self.level.store(Level::Run as u8, Ordering::SeqCst);
     }
 
     fn raise(&self, level: Level) {

@@ -129,6 +129,10 @@ impl Retry {
     pub fn job(&self) -> usize {
         self.record.job
     }
+
+    pub fn index(&self) -> u64 {
+        self.record.index
+    }
 }
 
 /// Runs `run`, catching a panic (a bug) of the thread running it. The task's processes

@@ -158,6 +158,12 @@ pub struct Job {
     pub command: CommandSpec,
     pub needs: Vec<JobId>,
     pub needs_spans: Vec<Range<usize>>,
+    /// Of `needs`, the jobs needed item by item (`{ job = "NAME", each = true }`): task
+    /// L starts once their task L succeeded. Their items have the same labels (checked
+    /// at load); see [`each_map`].
+    pub each: Vec<JobId>,
+    /// When the job runs, given how the jobs it needs ended.
+    pub when: When,
     pub items: Items,
     pub stdin: StdinSpec,
     pub to: Option<QueueId>,
@@ -177,6 +183,82 @@ pub struct Job {
     pub outputs: Vec<Template>,
     /// Its own output mode (`None`: the file's).
     pub output: Option<OutputMode>,
+}
+
+/// `when`: which outcomes of the needed jobs let a job run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum When {
+    /// Every needed job succeeded (the default).
+    #[default]
+    Success,
+    /// Every needed job ended, however; also after fail-fast stopped the run.
+    Always,
+    /// A needed job failed or was skipped; otherwise the job is skipped.
+    Failure,
+}
+
+impl When {
+    pub const NAMES: [&'static str; 3] = ["success", "always", "failure"];
+
+    pub fn parse(name: &str) -> Option<When> {
+        match name {
+            "success" => Some(When::Success),
+            "always" => Some(When::Always),
+            "failure" => Some(When::Failure),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            When::Success => "success",
+            When::Always => "always",
+            When::Failure => "failure",
+        }
+    }
+}
+
+/// For a job needing `dep` item by item: which of `dep`'s tasks each of the job's tasks
+/// waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EachMap {
+    /// The same labels in the same order: task i waits for task i.
+    Same,
+    /// For each of the job's task indexes, the index of `dep`'s task with the same label
+    /// (the k-th of equal labels to the k-th).
+    Indexes(Vec<u64>),
+}
+
+impl EachMap {
+    pub fn of(&self, index: u64) -> u64 {
+        match self {
+            EachMap::Same => index,
+            EachMap::Indexes(at) => at.get(index as usize).copied().unwrap_or(index),
+        }
+    }
+}
+
+/// How `job`'s tasks match `dep`'s by label. `None` when the items are not held in the
+/// file (an items file, a queue) or the labels differ: the loader refuses both.
+pub fn each_map(file: &JobFile, job: JobId, dep: JobId) -> Option<EachMap> {
+    let (a, b) = (&file.jobs[job].items, &file.jobs[dep].items);
+    let held = |items: &Items| !matches!(items, Items::File { .. } | Items::Queue(_));
+    if !held(a) || !held(b) || a.count()? != b.count()? {
+        return None;
+    }
+    let n = a.count()?;
+    if (0..n).all(|i| a.in_memory(i) == b.in_memory(i)) {
+        return Some(EachMap::Same);
+    }
+    let mut at: std::collections::HashMap<String, std::collections::VecDeque<u64>> =
+        std::collections::HashMap::new();
+    for i in 0..n {
+        at.entry(b.in_memory(i)?).or_default().push_back(i);
+    }
+    (0..n)
+        .map(|i| at.get_mut(&a.in_memory(i)?)?.pop_front())
+        .collect::<Option<Vec<u64>>>()
+        .map(EachMap::Indexes)
 }
 
 #[derive(Debug, Clone)]

@@ -24,9 +24,10 @@ pub const TOP_KEYS: [&str; 8] = [
     "queues",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 19] = [
+pub const JOB_KEYS: [&str; 20] = [
     "command",
     "needs",
+    "when",
     "items",
     "stdin",
     "to",
@@ -46,6 +47,8 @@ pub const JOB_KEYS: [&str; 19] = [
     "output",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
+/// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
+pub const NEED_KEYS: [&str; 2] = ["job", "each"];
 
 const OUTPUT: &str = "\"lines\", \"grouped\" or \"keep-order\"";
 
@@ -73,6 +76,15 @@ pub struct RawFile<'i> {
     pub jobs: Vec<(Name, RawJob<'i>)>,
 }
 
+/// One entry of `needs`: a job name, or `{ job = "NAME", each = true }` (item by item).
+#[derive(Debug)]
+pub struct RawNeed {
+    pub job: Name,
+    pub each: bool,
+    /// The whole entry (the name, or the table).
+    pub span: std::ops::Range<usize>,
+}
+
 #[derive(Debug, Default)]
 pub struct RawQueue {
     pub capacity: Option<Spanned<i64>>,
@@ -83,7 +95,9 @@ pub struct RawQueue {
 #[derive(Debug, Default)]
 pub struct RawJob<'i> {
     pub command: Option<Value<'i>>,
-    pub needs: Vec<Name>,
+    pub needs: Vec<RawNeed>,
+    /// `when = "success" | "always" | "failure"`, as written.
+    pub when: Option<Name>,
     pub items: Option<Value<'i>>,
     pub stdin: Option<Value<'i>>,
     pub to: Option<Name>,
@@ -202,11 +216,9 @@ fn read_job<'i>(
                 .with_note("add one: command = \"…\" (run with `shell`) or command = [\"program\", \"argument\"]"),
         );
     }
-    let needs = keys.take("needs").and_then(|(path, v)| {
-        r.array(&v, &path, "an array of job names", |r, v, p| {
-            r.string(v, p, "a job name (a string)")
-        })
-    });
+    let needs = keys
+        .take("needs")
+        .and_then(|(path, v)| r.array(&v, &path, NEEDS, need));
     let mut patterns = |key: &'static str| {
         keys.take(key).and_then(|(path, v)| {
             r.array(
@@ -227,6 +239,7 @@ fn read_job<'i>(
     RawJob {
         command,
         needs: needs.map(Spanned::into_inner).unwrap_or_default(),
+        when: keys.string("when", WHEN, r),
         items: keys.take("items").map(|(_, v)| v),
         stdin: keys.take("stdin").map(|(_, v)| v),
         to: keys.string("to", "a queue name (a string)", r),
@@ -250,6 +263,44 @@ fn read_job<'i>(
 }
 
 const DURATION: &str = "a duration such as \"10s\"";
+const NEEDS: &str = "an array of job names";
+const NEED: &str = "a job name (a string) or a table `{ job = \"NAME\", each = true }`";
+const WHEN: &str = "\"success\", \"always\" or \"failure\"";
+
+/// One `needs` entry: a job name, or a table with `job` and `each`.
+fn need(r: &mut Reader, value: &Value<'_>, path: &KeyPath) -> Option<RawNeed> {
+    let span = value.span();
+    match value.get_ref() {
+        DeValue::String(_) => {
+            let job = r.string(value, path, NEED)?;
+            Some(RawNeed {
+                job,
+                each: false,
+                span,
+            })
+        }
+        DeValue::Table(_) => {
+            let table = a_table(value.clone(), path, NEED, r)?;
+            let mut keys = Keys::new(table, &NEED_KEYS, Some(path.clone()), r);
+            let job = keys.string("job", "a job name (a string)", r);
+            let each = keys.boolean("each", r).unwrap_or(false);
+            let Some(job) = job else {
+                if !keys.suggested.contains(&"job") {
+                    r.diagnostics.push(
+                        Diagnostic::at(format!("{path}: this entry names no `job`"), span)
+                            .with_note("write { job = \"NAME\", each = true }"),
+                    );
+                }
+                return None;
+            };
+            Some(RawNeed { job, each, span })
+        }
+        _ => {
+            r.mismatch(path, NEED, value);
+            None
+        }
+    }
+}
 
 /// The table `value` holds, or nothing (and a diagnostic) when it is not one.
 fn a_table<'i>(

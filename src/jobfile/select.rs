@@ -110,6 +110,7 @@ fn restrict(mut file: JobFile, chosen: &[bool]) -> JobFile {
             job.id = job_id[job.id].expect("chosen");
             // The selection is closed under `needs`: every job needed is in it.
             job.needs = job.needs.iter().filter_map(|n| job_id[*n]).collect();
+            job.each = job.each.iter().filter_map(|n| job_id[*n]).collect();
             job.to = job.to.and_then(|q| queue_id[q]);
             if let Items::Queue(q) = &mut job.items {
                 *q = queue_id[*q].expect("a consumer's queue is selected with it");

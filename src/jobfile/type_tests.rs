@@ -166,7 +166,15 @@ fn type_errors_in_a_job_name_the_key_and_both_types() {
         ),
         (
             "needs = [1]",
-            "jobs.a.needs[0]: expected a job name (a string), found an integer",
+            "jobs.a.needs[0]: expected a job name (a string) or a table `{ job = \"NAME\", each = true }`, found an integer",
+        ),
+        (
+            "needs = [{ job = 'b', each = 'yes' }]",
+            "jobs.a.needs[0].each: expected true or false, found the string \"yes\"",
+        ),
+        (
+            "when = true",
+            "jobs.a.when: expected \"success\", \"always\" or \"failure\", found true",
         ),
         (
             "to = ['q']",

@@ -2,8 +2,108 @@
 //! wiring (one consumer, at least one producer, no consumer fed by a job it needs) and
 //! cycles through `needs` and queues. Also the graph's edges, which `graph` draws.
 
-use super::{JobFile, JobId};
+use super::{each_map, Items, JobFile, JobId, When};
 use crate::diagnostic::Diagnostic;
+
+/// Item-by-item `needs`: both jobs have their items in the file (no items file, no
+/// queue), the same labels (in any order), and the job runs on success only.
+fn each(file: &JobFile) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for job in &file.jobs {
+        for &dep in &job.each {
+            let Some(at) = job.needs.iter().position(|&n| n == dep) else {
+                continue;
+            };
+            let span = job.needs_spans[at].clone();
+            let (name, other) = (&job.name, &file.jobs[dep].name);
+            let held = |j: JobId| match file.jobs[j].items {
+                Items::Queue(_) => Some("its items come from a queue"),
+                Items::File { .. } => Some("its items are read from a file as tasks start"),
+                _ => None,
+            };
+            let problem = [(job.id, name), (dep, other)]
+                .into_iter()
+                .find_map(|(j, n)| held(j).map(|why| (n, why)));
+            let d = if let Some((n, why)) = problem {
+                Diagnostic::at(
+                    format!("job `{name}` needs `{other}` item by item, but `{n}` cannot be matched item by item: {why}"),
+                    span,
+                )
+                .with_note("item by item works between jobs whose items are in the file (a list, a range, tables or a matrix); use a plain `needs` entry")
+            } else if job.when != When::Success {
+                Diagnostic::at(
+                    format!("job `{name}` needs `{other}` item by item and has `when = \"{}\"`: a job needed item by item runs on success only", job.when.name()),
+                    span,
+                )
+                .with_note("use a plain `needs` entry with `when`")
+            } else if each_map(file, job.id, dep).is_none() {
+                Diagnostic::at(
+                    format!("job `{name}` needs `{other}` item by item, but their items differ: {}", label_difference(file, job.id, dep)),
+                    span,
+                )
+                .with_note("item by item links the task of each label to the task of the same label: both jobs need the same labels (in any order)")
+            } else {
+                continue;
+            };
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// How the labels of two jobs' items differ, in words: a label one has and the other
+/// lacks, or their counts.
+fn label_difference(file: &JobFile, a: JobId, b: JobId) -> String {
+    let (ja, jb) = (&file.jobs[a], &file.jobs[b]);
+    let labels = |items: &Items| -> Vec<String> {
+        let n = items.count().unwrap_or(0);
+        (0..n).filter_map(|i| items.in_memory(i)).collect()
+    };
+    let (la, lb) = (labels(&ja.items), labels(&jb.items));
+    let only = |x: &[String], y: &[String]| {
+        let mut counts: std::collections::HashMap<&str, i64> = Default::default();
+        for l in y {
+            *counts.entry(l.as_str()).or_default() += 1;
+        }
+        x.iter()
+            .find(|l| {
+                let c = counts.entry(l.as_str()).or_default();
+                *c -= 1;
+                *c < 0
+            })
+            .cloned()
+    };
+    let shown = |l: &str| {
+        if l.is_empty() {
+            "(no item)".to_string()
+        } else {
+            format!("`{l}`")
+        }
+    };
+    if let Some(l) = only(&la, &lb) {
+        format!(
+            "{} is an item of `{}` but not of `{}`",
+            shown(&l),
+            ja.name,
+            jb.name
+        )
+    } else if let Some(l) = only(&lb, &la) {
+        format!(
+            "{} is an item of `{}` but not of `{}`",
+            shown(&l),
+            jb.name,
+            ja.name
+        )
+    } else {
+        format!(
+            "`{}` has {} items, `{}` has {}",
+            ja.name,
+            la.len(),
+            jb.name,
+            lb.len()
+        )
+    }
+}
 
 /// An edge of the run order: `from` must finish (needs) or feeds (queue) `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +111,8 @@ pub enum Edge {
     Needs {
         from: JobId,
         to: JobId,
+        /// Item by item (`each = true`).
+        each: bool,
     },
     Queue {
         from: JobId,
@@ -22,7 +124,7 @@ pub enum Edge {
 impl Edge {
     fn ends(&self) -> (JobId, JobId) {
         match self {
-            Edge::Needs { from, to } | Edge::Queue { from, to, .. } => (*from, *to),
+            Edge::Needs { from, to, .. } | Edge::Queue { from, to, .. } => (*from, *to),
         }
     }
 }
@@ -34,6 +136,7 @@ pub fn edges(file: &JobFile) -> Vec<Edge> {
             edges.push(Edge::Needs {
                 from: dep,
                 to: job.id,
+                each: job.each.contains(&dep),
             });
         }
     }
@@ -53,7 +156,7 @@ pub fn edges(file: &JobFile) -> Vec<Edge> {
 
 /// Every graph-level problem of a file whose jobs are individually valid.
 pub fn check(file: &JobFile) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
+    let mut out = each(file);
     for queue in &file.queues {
         match (queue.producers.is_empty(), queue.consumer) {
             (true, _) => out.push(

@@ -65,6 +65,7 @@ pub fn summary(file: &JobFile, tally: &Tally, info: &RunInfo, color: bool) -> St
         .collect();
     job_table(&mut out, file, &tally.jobs, &shown, color);
     reason_lines(&mut out, file, tally);
+    skip_lines(&mut out, file, tally);
     queue_lines(&mut out, info);
     stopped_lines(&mut out, file, &tally.stopped, &info.host, color);
     if tally.stopped_unshown > 0 {
@@ -178,6 +179,31 @@ fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
             );
         }
         let _ = writeln!(out, "{}", crate::diagnostic::printable(&line, 4096));
+    }
+}
+
+/// Why tasks were skipped: a line per job and reason (`skipped process:7: `download:7`
+/// failed`, `skipped 50 tasks of `deploy`: a needed job failed: `build``).
+fn skip_lines(out: &mut String, file: &JobFile, tally: &Tally) {
+    for skip in &tally.skips {
+        let what = if skip.count == 1 {
+            skip.first.clone()
+        } else {
+            format!(
+                "{} of `{}`",
+                plural(skip.count, "task"),
+                file.jobs[skip.job].name
+            )
+        };
+        let line = format!("skipped {what}: {}", skip.reason);
+        let _ = writeln!(out, "{}", crate::diagnostic::printable(&line, 4096));
+    }
+    if tally.skips_unshown > 0 {
+        let _ = writeln!(
+            out,
+            "(and {} more skipped; --report has every reason)",
+            tally.skips_unshown
+        );
     }
 }
 

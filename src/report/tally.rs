@@ -130,6 +130,19 @@ pub struct Tally {
     /// The first [`SHOWN`] tasks the run stopped.
     pub stopped: Vec<TaskRecord>,
     pub stopped_unshown: u64,
+    /// Skipped tasks by job and reason, the first [`SHOWN`] kinds: what the summary
+    /// says of why tasks were skipped.
+    pub skips: Vec<Skip>,
+    pub skips_unshown: u64,
+}
+
+/// Skipped tasks of one job for one reason: the first one's name, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub job: usize,
+    pub reason: String,
+    pub first: String,
+    pub count: u64,
 }
 
 impl Tally {
@@ -162,6 +175,9 @@ impl Tally {
         if ran && !file.jobs[r.job].sources.is_empty() && !r.reason.is_empty() {
             self.reasons[r.job].add(&r.reason);
         }
+        if r.outcome() == Outcome::Skipped && !r.reason.is_empty() {
+            self.skipped(file, r);
+        }
         let (list, unshown) = match r.outcome() {
             Outcome::Failed | Outcome::AllowedFailure => {
                 (&mut self.failures, &mut self.failures_unshown)
@@ -175,6 +191,22 @@ impl Tally {
             list.push(kept);
         } else {
             *unshown += 1;
+        }
+    }
+
+    fn skipped(&mut self, file: &JobFile, r: &TaskRecord) {
+        let same = |s: &&mut Skip| s.job == r.job && s.reason == r.reason;
+        if let Some(skip) = self.skips.iter_mut().find(same) {
+            skip.count += 1;
+        } else if self.skips.len() < SHOWN {
+            self.skips.push(Skip {
+                job: r.job,
+                reason: r.reason.clone(),
+                first: crate::task::name(&file.jobs[r.job], &r.item),
+                count: 1,
+            });
+        } else {
+            self.skips_unshown += 1;
         }
     }
 

@@ -273,15 +273,34 @@ fn stop_reason(
     }
 }
 
-/// Why job `j`, skipped, never ran: the first job it needs that failed, was stopped, or
-/// was itself skipped (then what that one waited for, to the job that failed).
-fn blocked_reason(file: &JobFile, jobs: &[JobState], j: usize, tally: &Tally) -> String {
+/// Why a task needing another item by item was skipped: the task it needs (`because`,
+/// job and index) failed, or was itself skipped.
+pub(super) fn task_skipped_reason(file: &JobFile, because: (usize, u64), failed: bool) -> String {
+    let (dep, index) = because;
+    let job = &file.jobs[dep];
+    let item = job.items.in_memory(index).unwrap_or_default();
+    let name = crate::task::name(job, &item);
+    if failed {
+        format!("`{name}` failed")
+    } else {
+        format!("`{name}` was skipped")
+    }
+}
+
+/// Why job `j`, skipped, never ran: its `when = "failure"` found nothing failed, or the
+/// first job it needs that failed, was stopped, or was itself skipped (then what that
+/// one waited for, to the job that failed).
+pub(super) fn blocked_reason(file: &JobFile, jobs: &[JobState], j: usize, tally: &Tally) -> String {
+    if file.jobs[j].when == crate::jobfile::When::Failure {
+        return "its needs succeeded".to_string();
+    }
     let blocker = |j: usize| {
-        file.jobs[j]
-            .needs
-            .iter()
-            .copied()
-            .find(|&dep| matches!(jobs[dep].phase, Phase::Done { ok: false } | Phase::Skipped))
+        file.jobs[j].needs.iter().copied().find(|&dep| {
+            matches!(
+                jobs[dep].phase,
+                Phase::Done { ok: false } | Phase::Skipped | Phase::Stopped
+            )
+        })
     };
     let Some(dep) = blocker(j) else {
         return "a needed job did not succeed".to_string();
@@ -307,7 +326,14 @@ fn blocked_reason(file: &JobFile, jobs: &[JobState], j: usize, tally: &Tally) ->
         t.of(Some(crate::task::Outcome::Failed)),
     );
     let stopped = stopped > 0 && failed == 0;
-    if stopped {
+    if failed == 0 && jobs[dep].skipped > 0 {
+        // Needed item by item by others, some of its tasks were skipped.
+        return format!(
+            "a needed job did not succeed: `{name}` ({} skipped)",
+            crate::task::plural(jobs[dep].skipped, "task")
+        );
+    }
+    if stopped || jobs[dep].phase == Phase::Stopped {
         format!("a needed job was stopped by the run: `{name}`")
     } else {
         format!("a needed job failed: `{name}`")
@@ -333,6 +359,17 @@ fn skipped_records(
             Phase::Skipped => blocked_reason(file, jobs, j, &recorder.tally),
             _ => stop.to_string(),
         };
+        if let Some(gates) = &state.gates {
+            // Item by item: the tasks neither started nor skipped one by one.
+            for index in gates.unsettled().take(MAX_SKIPPED_RECORDS as usize) {
+                let item = job.items.in_memory(index).unwrap_or_default();
+                let mut record = skipped_record(file, j, index, item, host);
+                record.reason.clone_from(&reason);
+                recorder.add(file, &record);
+            }
+            unlisted += (gates.unsettled().count() as u64).saturating_sub(MAX_SKIPPED_RECORDS);
+            continue;
+        }
         let Some(total) = state.total else { continue };
         let listed_end = total.min(state.next.saturating_add(MAX_SKIPPED_RECORDS));
         unlisted += total - listed_end;

@@ -369,7 +369,7 @@ fn task_ended(
         let mut core = shared.lock();
         let ok = record.status == Status::Succeeded;
         core.scheduler
-            .finished(record.job, slot, ok, record.allowed_failure);
+            .finished(record.job, record.index, slot, ok, record.allowed_failure);
         recorded(&mut core.recorder, &shared.ctx, &record);
         let mine = dispatch(shared, &mut core, own_slot);
         (mine, core.scheduler.is_done())
@@ -393,7 +393,9 @@ fn task_waits(
     let mine = {
         let mut core = shared.lock();
         let ready_at = Instant::now() + delay;
-        let number = core.scheduler.retry_later(retry.job(), slot, ready_at);
+        let number = core
+            .scheduler
+            .retry_later(retry.job(), retry.index(), slot, ready_at);
         core.retries.insert(number, retry);
         dispatch(shared, &mut core, own_slot)
     };
@@ -437,7 +439,8 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
             // Another attempt of a task that waited: decided and counted already.
             let Some(retry) = core.retries.remove(&number) else {
                 // (Never: every number the scheduler gives back was kept.)
-                core.scheduler.finished(start.job, start.slot, false, false);
+                core.scheduler
+                    .finished(start.job, start.index, start.slot, false, false);
                 continue;
             };
             let work = Work {
@@ -580,8 +583,13 @@ fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
 /// Ends a task that had no process: its slot freed (a success for `needs` when `ok`),
 /// its record counted.
 fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
-    core.scheduler
-        .finished(start.job, start.slot, ok, record.allowed_failure);
+    core.scheduler.finished(
+        start.job,
+        start.index,
+        start.slot,
+        ok,
+        record.allowed_failure,
+    );
     recorded(&mut core.recorder, ctx, record);
 }
 
@@ -673,11 +681,58 @@ fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
             Effect::Close(q) => ctx.queues[*q].close(),
             Effect::Discard(q) => ctx.queues[*q].discard(),
             Effect::Skipped(job) => {
-                let count = core.scheduler.jobs[*job].total.unwrap_or(0);
+                let state = &core.scheduler.jobs[*job];
+                let count = state.total.unwrap_or(0).saturating_sub(state.skipped);
                 let _ = ctx.events.send(Event::Skipped { job: *job, count });
+                let reason = end::blocked_reason(
+                    &ctx.file,
+                    &core.scheduler.jobs,
+                    *job,
+                    &core.recorder.tally,
+                );
+                let _ = ctx.events.send(Event::Note(format!(
+                    "skipped `{}` ({}): {reason}",
+                    ctx.file.jobs[*job].name,
+                    task::plural(count, "task")
+                )));
+            }
+            Effect::TaskSkipped {
+                job,
+                index,
+                because,
+                failed,
+            } => {
+                let file = &ctx.file;
+                let item = file.jobs[*job].items.in_memory(*index).unwrap_or_default();
+                let mut record = TaskRecord::new(*job, *index, item, 0, &ctx.host, false);
+                record.allowed_failure = file.jobs[*job].allow_failure;
+                record.reason = end::task_skipped_reason(file, *because, *failed);
+                let _ = ctx.events.send(Event::Skipped {
+                    job: *job,
+                    count: 1,
+                });
+                let _ = ctx.events.send(Event::Note(format!(
+                    "skipped {}: {}",
+                    task::name(&file.jobs[*job], &record.item),
+                    record.reason
+                )));
+                recorded(&mut core.recorder, ctx, &record);
+            }
+            Effect::Resume => {
+                ctx.control.resume();
+                let after: Vec<String> = ctx
+                    .file
+                    .jobs
+                    .iter()
+                    .filter(|j| j.when != crate::jobfile::When::Success)
+                    .map(|j| format!("`{}`", j.name))
+                    .collect();
+                let _ = ctx.events.send(Event::Note(format!(
+                    "fail-fast: every task stopped; the jobs with `when` may run now: {}",
+                    after.join(", ")
+                )));
             }
             Effect::StopRun => {
-                core.scheduler.stop();
                 let running = core.scheduler.running_here();
                 let _ = ctx.events.send(Event::Note(format!(
                     "fail-fast: a task of `{}` failed; stopping {}, starting nothing new",

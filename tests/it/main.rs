@@ -18,6 +18,7 @@ mod quoting;
 mod reports;
 mod resume;
 mod running;
+mod scheduling;
 mod secrets;
 mod terminal;
 mod uptodate;

@@ -20,9 +20,9 @@ mod files;
 mod inputs;
 mod process;
 
-use super::raw::{Name, RawFile, RawJob, RawQueue, RawVars};
+use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
-    valid_name, Items, Job, JobFile, JobId, OutputMode, QueueDef, QueueId, StdinSpec, Var,
+    valid_name, Items, Job, JobFile, JobId, OutputMode, QueueDef, QueueId, StdinSpec, Var, When,
     DEFAULT_CAPACITY,
 };
 use crate::diagnostic::{suggest, Diagnostic};
@@ -215,7 +215,8 @@ impl Checker<'_> {
             // Reported by `raw` (missing, or the job is not a table).
             None => super::CommandSpec::empty(),
         };
-        let (needs, needs_spans) = self.needs(&job.needs, id, &name, names);
+        let (needs, needs_spans, each) = self.needs(&job.needs, id, &name, names);
+        let when = self.when(job.when.as_ref());
         let before_items = self.diagnostics.len();
         let items = match &job.items {
             None => Items::Single,
@@ -278,6 +279,8 @@ impl Checker<'_> {
             command,
             needs,
             needs_spans,
+            each,
+            when,
             items,
             stdin,
             to,
@@ -330,37 +333,43 @@ impl Checker<'_> {
         }
     }
 
-    /// `needs`: the jobs named, each once, with where each was named in the file. A job
-    /// needing itself or a job not in the file is reported.
+    /// `needs`: the jobs named, each once, with where each was named in the file, and
+    /// those needed item by item (`each = true`). A job needing itself or a job not in
+    /// the file is reported.
     fn needs(
         &mut self,
-        raw: &[Spanned<String>],
+        raw: &[RawNeed],
         id: JobId,
         name: &str,
         names: &HashMap<String, JobId>,
-    ) -> (Vec<JobId>, Vec<Range<usize>>) {
+    ) -> (Vec<JobId>, Vec<Range<usize>>, Vec<JobId>) {
         let mut needs = Vec::new();
         let mut needs_spans = Vec::new();
+        let mut each = Vec::new();
         for need in raw {
-            match names.get(need.get_ref()) {
+            let job = &need.job;
+            match names.get(job.get_ref()) {
                 Some(&dep) if dep == id => {
-                    self.error(format!("job `{name}` needs itself"), need.span())
+                    self.error(format!("job `{name}` needs itself"), job.span())
                 }
                 Some(&dep) => {
                     if !needs.contains(&dep) {
                         needs.push(dep);
-                        needs_spans.push(need.span());
+                        needs_spans.push(need.span.clone());
+                    }
+                    if need.each && !each.contains(&dep) {
+                        each.push(dep);
                     }
                 }
                 None => {
-                    let hint = suggest(need.get_ref(), names.keys().map(String::as_str))
+                    let hint = suggest(job.get_ref(), names.keys().map(String::as_str))
                         .map(|s| format!("did you mean `{s}`?"));
                     let mut d = Diagnostic::at(
                         format!(
                             "job `{name}` needs `{}`, which is not a job in this file",
-                            need.get_ref()
+                            job.get_ref()
                         ),
-                        need.span(),
+                        job.span(),
                     );
                     if let Some(hint) = hint {
                         d = d.with_note(hint);
@@ -369,7 +378,30 @@ impl Checker<'_> {
                 }
             }
         }
-        (needs, needs_spans)
+        (needs, needs_spans, each)
+    }
+
+    /// `when = "…"`: one of the three, or an error with a suggestion.
+    fn when(&mut self, raw: Option<&Spanned<String>>) -> When {
+        let Some(raw) = raw else {
+            return When::Success;
+        };
+        if let Some(when) = When::parse(raw.get_ref()) {
+            return when;
+        }
+        let name = raw.get_ref();
+        let mut d = Diagnostic::at(
+            format!("`when` must be \"success\", \"always\" or \"failure\", not {name:?}"),
+            raw.span(),
+        );
+        d = match suggest(name, When::NAMES) {
+            Some(s) => d.with_note(format!("did you mean \"{s}\"?")),
+            None => d.with_note(
+                "\"always\": after the needed jobs ended, however; \"failure\": only when one of them failed or was skipped",
+            ),
+        };
+        self.diagnostics.push(d);
+        When::Success
     }
 
     /// `[vars]`, with the `--set` values (`set`) in place of the file's. A name `--set`
