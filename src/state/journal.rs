@@ -64,6 +64,7 @@ impl Entry {
             Status::Succeeded => "succeeded",
             Status::DoneEarlier => "done_earlier",
             Status::UpToDate => "up_to_date",
+            Status::Unchanged => "unchanged",
             _ if record.stopped => "stopped",
             _ => "failed",
         };
