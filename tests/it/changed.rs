@@ -239,6 +239,12 @@ fn the_jobs_that_need_a_changed_one_run_through_the_chain_and_the_plan_says_why(
             "succeeded"
         ]
     );
+    // An unchanged task is not journaled: the next run does not take it as failed.
+    let planned = plan(&t, &[]);
+    assert!(
+        planned.contains(&triple("d", "run", "never ran")),
+        "{planned:?}"
+    );
 }
 
 #[test]
