@@ -19,8 +19,9 @@
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{Items, Job, JobFile, JobId};
 use crate::render::{self, Rendered};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -100,6 +101,10 @@ pub struct Filter {
     dir_canonical: PathBuf,
     /// Changed paths, relative to the root.
     changed: BTreeSet<PathBuf>,
+    /// The same as a tree of names, walked a component at a time.
+    tree: Node,
+    /// Globs of one component (`*`, `v?.[ch]`), compiled once.
+    globs: std::sync::Mutex<HashMap<String, Option<globset::GlobMatcher>>>,
     /// Per job (by id in the file given to `new`): why every task of it runs.
     whole: Vec<Option<String>>,
     /// The job names, by id, to find a job's entry in `whole`.
@@ -148,7 +153,13 @@ impl Filter {
                 .map(|n| PathBuf::from(OsStr::from_bytes(n))),
         );
         let dir_canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        let mut tree = Node::default();
+        for path in &changed {
+            tree.insert(path);
+        }
         let mut filter = Filter {
+            tree,
+            globs: Default::default(),
             reference: reference.to_string(),
             root,
             dir: file.dir.clone(),
@@ -198,6 +209,12 @@ impl Filter {
             Err(_) => std::path::absolute(&rendered.cwd).unwrap_or(rendered.cwd.clone()),
         };
         for text in &rendered.sources {
+            if let Some(found) = self.walk(&cwd, text) {
+                match found {
+                    Some(path) => return Some(path),
+                    None => continue,
+                }
+            }
             let Ok(pattern) = crate::pattern::parse(text) else {
                 continue;
             };
@@ -222,6 +239,65 @@ impl Filter {
             }
         }
         None
+    }
+
+    /// The changed path `text` (a pattern relative to `cwd`) matches, found a component
+    /// at a time through the tree: a literal name is one lookup, a glob of one component
+    /// is matched against the names of one folder. `None` when the pattern is not of
+    /// that kind (`**`, `{…}` alternatives, `..` after a glob): then the caller matches
+    /// the whole pattern against every changed path under its literal folder.
+    fn walk(&self, cwd: &Path, text: &str) -> Option<Option<PathBuf>> {
+        let parts: Vec<&str> = text
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        let meta = |p: &str| p.contains(['*', '?', '[', ']', '{', '}']);
+        let literal = parts.iter().position(|p| meta(p)).unwrap_or(parts.len());
+        let rest = &parts[literal..];
+        if rest
+            .iter()
+            .any(|p| p.contains("**") || p.contains(['{', '}']) || *p == "..")
+        {
+            return None;
+        }
+        let mut shown = PathBuf::from(if text.starts_with('/') { "/" } else { "" });
+        shown.extend(&parts[..literal]);
+        let base = normal(&cwd.join(&shown));
+        let Ok(rel) = base.strip_prefix(&self.root) else {
+            return Some(None);
+        };
+        let Some(node) = self.tree.find(rel) else {
+            return Some(None);
+        };
+        Some(self.descend(node, rest, shown))
+    }
+
+    fn descend(&self, node: &Node, rest: &[&str], path: PathBuf) -> Option<PathBuf> {
+        let Some((part, rest)) = rest.split_first() else {
+            return node.end.then_some(path);
+        };
+        if !part.contains(['*', '?', '[', ']']) {
+            let child = node.children.get(OsStr::new(part))?;
+            return self.descend(child, rest, path.join(part));
+        }
+        let glob = {
+            let mut globs = self.globs.lock().unwrap_or_else(|e| e.into_inner());
+            globs
+                .entry(part.to_string())
+                .or_insert_with(|| {
+                    globset::GlobBuilder::new(part)
+                        .literal_separator(true)
+                        .backslash_escape(false)
+                        .build()
+                        .ok()
+                        .map(|g| g.compile_matcher())
+                })
+                .clone()?
+        };
+        node.children
+            .iter()
+            .filter(|(name, _)| glob.is_match(Path::new(name)))
+            .find_map(|(name, child)| self.descend(child, rest, path.join(name)))
     }
 
     /// Per job: why all its tasks run (it needs, through any chain, a job with a
@@ -315,6 +391,35 @@ impl Filter {
             }
         }
         false
+    }
+}
+
+/// Changed paths as a tree of names.
+#[derive(Debug, Default)]
+struct Node {
+    /// A changed path ends here.
+    end: bool,
+    children: BTreeMap<OsString, Node>,
+}
+
+impl Node {
+    fn insert(&mut self, path: &Path) {
+        let mut node = self;
+        for c in path.components() {
+            node = node
+                .children
+                .entry(c.as_os_str().to_os_string())
+                .or_default();
+        }
+        node.end = true;
+    }
+
+    fn find(&self, path: &Path) -> Option<&Node> {
+        let mut node = self;
+        for c in path.components() {
+            node = node.children.get(c.as_os_str())?;
+        }
+        Some(node)
     }
 }
 
