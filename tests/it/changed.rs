@@ -336,12 +336,20 @@ sources = ["data/*"]
 [jobs.u]
 command = "echo u >> ran.log"
 sources = ["line.txt"]
+
+[jobs.v]
+command = "echo v >> ran.log"
+sources = ["**/new*"]
+
+[jobs.w]
+command = "echo w >> ran.log"
+sources = ["{data,other}/*.txt"]
 "#,
         &["data/plain.txt"],
     );
     t.write("data/new\nline.txt", "x\n");
     let (ran, tasks, _) = run(&t, &["--changed-since", "main"]);
-    assert_eq!(ran, ["t"]);
+    assert_eq!(ran, ["t", "v", "w"]);
     assert_eq!(
         tasks[0],
         triple(
