@@ -130,6 +130,11 @@ pub struct StateArgs {
     /// look at) as still there and unchanged.
     #[arg(long)]
     pub trust_remote_outputs: bool,
+    /// Run only the tasks whose sources changed since the merge base of REF and HEAD
+    /// (git; the working tree included), and the jobs that need them; `auto` takes REF
+    /// from a GitHub pull request or a GitLab merge request.
+    #[arg(long, value_name = "REF")]
+    pub changed_since: Option<String>,
 }
 
 impl StateArgs {
@@ -139,6 +144,7 @@ impl StateArgs {
             resume: self.resume,
             force: self.force,
             trust_remote_outputs: self.trust_remote_outputs,
+            changed: None,
         }
     }
 }

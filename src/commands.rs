@@ -118,9 +118,38 @@ fn load_selected(path: &Path, jobs: &[String], set: &[(String, String)]) -> Resu
     Ok(select(file, jobs)?)
 }
 
+/// `--changed-since REF`: git asked which files changed (before the state is touched);
+/// `auto` without a pull or merge request says why everything is judged as usual.
+fn changed_since(
+    file: &JobFile,
+    args: &cli::StateArgs,
+) -> Result<Option<std::sync::Arc<crate::changed::Filter>>, Error> {
+    let Some(reference) = &args.changed_since else {
+        return Ok(None);
+    };
+    let reference = if reference == "auto" {
+        match crate::changed::auto_base(|name| std::env::var(name).ok()) {
+            Ok(base) => base,
+            Err(why) => {
+                eprintln!("{why}");
+                return Ok(None);
+            }
+        }
+    } else {
+        reference.clone()
+    };
+    let filter = crate::changed::Filter::new(file, &reference)?;
+    eprintln!(
+        "note: --changed-since {reference}: {}",
+        plural(filter.count() as u64, "changed file")
+    );
+    Ok(Some(std::sync::Arc::new(filter)))
+}
+
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.select)?;
-    let options = args.state.options();
+    let mut options = args.state.options();
+    options.changed = changed_since(&file, &args.state)?;
     let (index, warning) = crate::state::read_latest(&file, &options)?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
@@ -140,6 +169,8 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
+    // Before anything is written: a mistake here is the user's to fix first.
+    let changed = changed_since(&file, &args.state)?;
     match args
         .output
         .as_deref()
@@ -172,8 +203,10 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
     }
     let pool = args.pool.map(|p| p as usize).or(file.pool);
     let resume_hint = resume_hint(&args);
+    let mut state = args.state.options();
+    state.changed = changed;
     let options = run::Options {
-        state: args.state.options(),
+        state,
         resume_hint,
         pool: Some(crate::fds::fit_pool(
             pool.unwrap_or_else(crate::sys::cpus).max(1),
@@ -225,6 +258,9 @@ fn resume_hint(args: &RunArgs) -> String {
     }
     if let Some(mode) = &args.output {
         words.push(option("output", mode));
+    }
+    if let Some(reference) = &args.state.changed_since {
+        words.push(option("changed-since", reference));
     }
     words.extend(broker_words(args));
     words.push("--resume".to_string());

@@ -462,9 +462,11 @@ impl Writer {
             Outcome::Failed => "FAIL",
             Outcome::AllowedFailure => "fail (allowed)",
             Outcome::Stopped => "stopped",
-            Outcome::Succeeded | Outcome::Skipped | Outcome::DoneEarlier | Outcome::UpToDate => {
-                "done"
-            }
+            Outcome::Succeeded
+            | Outcome::Skipped
+            | Outcome::DoneEarlier
+            | Outcome::UpToDate
+            | Outcome::Unchanged => "done",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         // Tasks that ran on another machine say where.

@@ -79,6 +79,10 @@ pub enum Error {
     /// `--resume` cannot use the state of the earlier run, or write its own.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// `--changed-since` cannot be answered (no git, not a checkout, an unknown
+    /// revision, no merge base); nothing ran.
+    #[error(transparent)]
+    Changed(#[from] crate::changed::ChangedError),
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
@@ -141,6 +145,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::ItemsFile { .. }
             | Error::Report(_)
             | Error::State(_)
+            | Error::Changed(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "distributed")]
 mod broker;
+mod changed;
 mod cli;
 mod commands;
 mod completions;

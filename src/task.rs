@@ -51,6 +51,9 @@ pub enum Status {
     /// Not run: its sources and outputs are as its last success left them. Counts as a
     /// success.
     UpToDate,
+    /// Not run: `--changed-since REF` and no source of it changed since REF. Counts as
+    /// a success.
+    Unchanged,
 }
 
 /// What a task came to, as the summary and the reports tell it: its [`Status`], with a
@@ -70,6 +73,8 @@ pub enum Outcome {
     DoneEarlier,
     /// Not run: up to date.
     UpToDate,
+    /// Not run: no source changed since `--changed-since REF`.
+    Unchanged,
 }
 
 impl Outcome {
@@ -83,6 +88,7 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::DoneEarlier => "done earlier",
             Outcome::UpToDate => "up to date",
+            Outcome::Unchanged => "unchanged",
         }
     }
 }
@@ -228,6 +234,7 @@ impl TaskRecord {
             Status::Succeeded => Outcome::Succeeded,
             Status::DoneEarlier => Outcome::DoneEarlier,
             Status::UpToDate => Outcome::UpToDate,
+            Status::Unchanged => Outcome::Unchanged,
             _ if self.stopped => Outcome::Stopped,
             Status::Skipped => Outcome::Skipped,
             Status::Failed if self.allowed_failure => Outcome::AllowedFailure,

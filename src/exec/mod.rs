@@ -411,7 +411,10 @@ pub fn journal(ctx: &Context, record: &TaskRecord) {
         return;
     };
     let entry = Entry::of(record, &job.name, id.identity, id.key);
-    let bulk = matches!(record.status, Status::DoneEarlier | Status::UpToDate);
+    let bulk = matches!(
+        record.status,
+        Status::DoneEarlier | Status::UpToDate | Status::Unchanged
+    );
     journal.append(&entry, bulk, &|message| {
         let _ = ctx.events.send(Event::Note(message));
     });

@@ -75,6 +75,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
             Status::Skipped => "skipped",
             Status::DoneEarlier => "done_earlier",
             Status::UpToDate => "up_to_date",
+            Status::Unchanged => "unchanged",
         },
         "reason": r.reason,
         "pid": r.pid,

@@ -212,6 +212,14 @@ fn case<W: Write>(
             Outcome::UpToDate => {
                 text(w, "system-out", "up to date: its sources and outputs are as its last success left them, and it was not run")?;
             }
+            // A passed test: `--changed-since`, and no source of it changed.
+            Outcome::Unchanged => {
+                text(
+                    w,
+                    "system-out",
+                    &format!("unchanged: {}; it was not run", r.reason),
+                )?;
+            }
             Outcome::Failed => {
                 let failure = w
                     .create_element("failure")

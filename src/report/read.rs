@@ -180,6 +180,7 @@ enum StatusJson {
     Skipped,
     DoneEarlier,
     UpToDate,
+    Unchanged,
 }
 
 /// A task; keys a report of an older runner lacks (`tries`, `stdout_tail`) are empty.
@@ -475,6 +476,7 @@ impl TaskJson {
             StatusJson::Skipped => Status::Skipped,
             StatusJson::DoneEarlier => Status::DoneEarlier,
             StatusJson::UpToDate => Status::UpToDate,
+            StatusJson::Unchanged => Status::Unchanged,
         };
         r.reason = self.reason;
         r.worker = self.worker;

@@ -19,11 +19,12 @@ struct Count {
     optional: bool,
 }
 
-const COUNTS: [Count; 8] = [
+const COUNTS: [Count; 9] = [
     Count::always(None, "tasks", "tasks"),
     Count::always(Some(Outcome::Succeeded), "ok", "succeeded"),
     Count::optional(Outcome::UpToDate, "up to date", "up to date"),
     Count::optional(Outcome::DoneEarlier, "earlier", "done earlier"),
+    Count::optional(Outcome::Unchanged, "unchanged", "unchanged"),
     Count::always(Some(Outcome::Failed), "failed", "failed"),
     Count::optional(Outcome::AllowedFailure, "allowed", "failed (allowed)"),
     Count::optional(Outcome::Stopped, "stopped", "stopped"),
@@ -141,9 +142,14 @@ fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
         let ran: u64 = t.tasks
             - t.of(Some(Outcome::Skipped))
             - t.of(Some(Outcome::UpToDate))
-            - t.of(Some(Outcome::DoneEarlier));
+            - t.of(Some(Outcome::DoneEarlier))
+            - t.of(Some(Outcome::Unchanged));
+        let unchanged = match t.of(Some(Outcome::Unchanged)) {
+            0 => String::new(),
+            n => format!("{n} unchanged, "),
+        };
         let mut line = format!(
-            "{}: {} up to date, {} ran",
+            "{}: {unchanged}{} up to date, {} ran",
             job.name,
             t.of(Some(Outcome::UpToDate)),
             ran

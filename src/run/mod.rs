@@ -530,7 +530,11 @@ fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
     let file = &ctx.file;
     let job = &file.jobs[start.job];
     // Nothing to journal, compare with or look at: the identity is not needed.
-    if ctx.journal.is_none() && memory.index.is_none() && job.sources.is_empty() {
+    if ctx.journal.is_none()
+        && memory.index.is_none()
+        && job.sources.is_empty()
+        && memory.changed.is_none()
+    {
         return None;
     }
     let item = String::from_utf8_lossy(&start.item);
@@ -554,6 +558,7 @@ fn not_run(core: &mut Core, ctx: &exec::Context, start: &Start) {
     let id = start.id.as_ref().expect("decided");
     record.status = match id.action {
         Action::UpToDate => Status::UpToDate,
+        Action::Unchanged => Status::Unchanged,
         _ => Status::DoneEarlier,
     };
     record.set_id(Some(id));

@@ -1,5 +1,5 @@
 //! What happens to a task, as decided before it starts: its identity and key, the
-//! action (run, up to date, done earlier) and the reason, and what was found of its
+//! action (run, up to date, done earlier, unchanged) and the reason, and what was found of its
 //! sources, carried to its end.
 
 use super::identity::Identity;
@@ -36,6 +36,8 @@ pub enum Action {
     UpToDate,
     /// It succeeded in the run this one resumes.
     DoneEarlier,
+    /// `--changed-since`: no source of it changed.
+    Unchanged,
 }
 
 impl Action {
@@ -45,6 +47,7 @@ impl Action {
             Action::Run => "run",
             Action::UpToDate => "up_to_date",
             Action::DoneEarlier => "done_earlier",
+            Action::Unchanged => "unchanged",
         }
     }
 }

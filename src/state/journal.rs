@@ -64,6 +64,7 @@ impl Entry {
             Status::Succeeded => "succeeded",
             Status::DoneEarlier => "done_earlier",
             Status::UpToDate => "up_to_date",
+            Status::Unchanged => "unchanged",
             _ if record.stopped => "stopped",
             _ => "failed",
         };
@@ -153,9 +154,10 @@ impl Journal {
     /// Appends a task's end. `bulk`: it may wait in memory for the next write (a task
     /// up to date, which its stamp also tells; the run flushes once it decided a batch).
     /// A task done earlier is not written: the journal carried its success over when it
-    /// was created.
+    /// was created. Nor is an unchanged one (`--changed-since`): nothing happened to it,
+    /// and the next run must not take it as tried.
     pub fn append(&self, entry: &Entry, bulk: bool, warn: Warn<'_>) {
-        if entry.status == "done_earlier" {
+        if entry.status == "done_earlier" || entry.status == "unchanged" {
             return;
         }
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -58,6 +58,8 @@ pub struct Memory {
     pub hashes: Hashes,
     /// Folders never searched for sources or outputs: the state's.
     pub skip: Vec<(u64, u64)>,
+    /// `--changed-since REF`: the files changed, and the jobs they make run.
+    pub changed: Option<Arc<crate::changed::Filter>>,
     /// A stamp could not be written: said once.
     said: AtomicBool,
     /// Per job (by name) with items held in memory: the occurrence of each item among
@@ -79,6 +81,7 @@ impl Memory {
             stamps: Some(Stamps::new(&folder)),
             writes,
             skip: files::folder_id(&base).into_iter().collect(),
+            changed: options.changed.clone(),
             ..Memory::default()
         }
     }
@@ -199,10 +202,51 @@ fn occurrences(items: &Items, count: u64) -> Vec<u32> {
     found
 }
 
-/// What a task is, what happens to it and why, given what `memory` holds: done earlier
-/// (`--resume`), up to date (its `sources` and `outputs`), or run, with the reason.
-/// `item` is the label.
+/// What a task is, what happens to it and why, given what `memory` holds: unchanged
+/// (`--changed-since`: no source of it changed), done earlier (`--resume`), up to date
+/// (its `sources` and `outputs`), or run, with the reason. `item` is the label.
+///
+/// With `--changed-since`, the change filter comes first: a task it leaves out is
+/// `unchanged`; one it lets through is then decided as without it (it may still be up
+/// to date, or done earlier), and when it runs, the reason is the change (the file that
+/// made it run) or, for a job without `sources`, that nothing can tell.
 pub fn decide(
+    file: &JobFile,
+    job: &Job,
+    index: u64,
+    item: &str,
+    rendered: &Rendered,
+    memory: &Memory,
+) -> TaskId {
+    use crate::changed::Judged;
+    let why = match memory.changed.as_deref().map(|f| f.judge(job, rendered)) {
+        None => None,
+        Some(Judged::Touched(reason)) => Some(reason),
+        Some(Judged::CannotTell) => Some(crate::changed::CANNOT_TELL.to_string()),
+        Some(Judged::Unchanged(reason)) => {
+            let task = identity::Task {
+                job: &job.name,
+                label: item,
+                occurrence: memory.occurrence(job, index),
+            };
+            return TaskId {
+                identity: identity::of(&file.dir, &task, rendered, &memory.hashes),
+                key: identity::key(&task),
+                action: Action::Unchanged,
+                reason,
+                inputs: None,
+            };
+        }
+    };
+    let mut id = decide_locally(file, job, index, item, rendered, memory);
+    if let (Some(why), Action::Run) = (why, id.action) {
+        id.reason = why;
+    }
+    id
+}
+
+/// [`decide`] as without `--changed-since`.
+fn decide_locally(
     file: &JobFile,
     job: &Job,
     index: u64,
@@ -298,6 +342,8 @@ pub struct Options {
     pub force: bool,
     /// `--trust-remote-outputs`.
     pub trust_remote_outputs: bool,
+    /// `--changed-since REF`, answered (git run) before the state is touched.
+    pub changed: Option<Arc<crate::changed::Filter>>,
 }
 
 /// A run's state: the journal it writes (none when the state cannot be used), the
