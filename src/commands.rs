@@ -177,7 +177,7 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         .and_then(crate::jobfile::OutputMode::parse)
     {
         Some(mode) => file.set_output(mode),
-        None => file.default_output(crate::display::Ci::detect()),
+        None => file.default_output(crate::display::Ci::detect() != crate::display::Ci::None),
     }
     #[cfg(feature = "distributed")]
     let broker = match args.broker.broker.as_deref() {

@@ -115,9 +115,10 @@ impl JobFile {
 
     /// The output mode when the command line does not choose one: in GitHub Actions
     /// and GitLab CI, `grouped` (a task's output folded in one piece) for the jobs the
-    /// file does not choose for (no top-level `output`, no job `output`).
-    pub fn default_output(&mut self, ci: crate::display::Ci) {
-        if !self.output_chosen && ci != crate::display::Ci::None {
+    /// file does not choose for (no top-level `output`, no job `output`). `in_ci`: the
+    /// run is in one of them (the caller detects it; the model knows no environment).
+    pub fn default_output(&mut self, in_ci: bool) {
+        if !self.output_chosen && in_ci {
             self.output = OutputMode::Grouped;
         }
     }
