@@ -10,6 +10,7 @@ pub mod control;
 mod deadlock;
 pub mod distributed;
 mod errors;
+mod house;
 mod html;
 mod lines;
 mod output;
