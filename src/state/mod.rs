@@ -224,14 +224,10 @@ pub fn decide(
         Some(Judged::Touched(reason)) => Some(reason),
         Some(Judged::CannotTell) => Some(crate::changed::CANNOT_TELL.to_string()),
         Some(Judged::Unchanged(reason)) => {
-            let task = identity::Task {
-                job: &job.name,
-                label: item,
-                occurrence: memory.occurrence(job, index),
-            };
+            let (identity, key) = identify(file, job, index, item, rendered, memory);
             return TaskId {
-                identity: identity::of(&file.dir, &task, rendered, &memory.hashes),
-                key: identity::key(&task),
+                identity,
+                key,
                 action: Action::Unchanged,
                 reason,
                 inputs: None,
@@ -245,6 +241,26 @@ pub fn decide(
     id
 }
 
+/// A task's identity and its key (state.md, Task identity).
+fn identify(
+    file: &JobFile,
+    job: &Job,
+    index: u64,
+    item: &str,
+    rendered: &Rendered,
+    memory: &Memory,
+) -> (identity::Identity, u64) {
+    let task = identity::Task {
+        job: &job.name,
+        label: item,
+        occurrence: memory.occurrence(job, index),
+    };
+    (
+        identity::of(&file.dir, &task, rendered, &memory.hashes),
+        identity::key(&task),
+    )
+}
+
 /// [`decide`] as without `--changed-since`.
 fn decide_locally(
     file: &JobFile,
@@ -254,13 +270,7 @@ fn decide_locally(
     rendered: &Rendered,
     memory: &Memory,
 ) -> TaskId {
-    let task = identity::Task {
-        job: &job.name,
-        label: item,
-        occurrence: memory.occurrence(job, index),
-    };
-    let identity = identity::of(&file.dir, &task, rendered, &memory.hashes);
-    let key = identity::key(&task);
+    let (identity, key) = identify(file, job, index, item, rendered, memory);
     let verdict = memory
         .index
         .as_ref()
