@@ -9,6 +9,7 @@
 
 #[cfg(feature = "distributed")]
 mod broker;
+mod cache;
 mod changed;
 mod cli;
 mod commands;
