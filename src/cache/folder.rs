@@ -1,32 +1,194 @@
-//! The folder store (`--cache PATH` or `file://PATH`). Not written yet.
+//! The folder store (`--cache PATH` or `file://PATH`): a plain folder, for CI caches
+//! (`actions/cache`, GitLab's `cache:`) and shared disks.
+//!
+//! ```text
+//! DIR/
+//!   ac/KK/KEY      entries (KK: the key's first two hex digits)
+//!   cas/KK/SHA256  blobs, named by their SHA-256
+//!   tmp/           files being written, renamed into place when whole
+//! ```
+//!
+//! Every file is written under `tmp/` and renamed into place, so a reader (another
+//! run, another machine on a shared disk) never sees half of one, and two writers of
+//! one name leave one whole file (same name, same content). A lookup that finds an entry
+//! sets its modification time to now: `runner cache prune` removes the least recently
+//! used first.
 
 use super::{BlobReader, Digest, Key, OpenError, Store, StoreError};
-use std::io::Read;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
+/// A folder holding a cache.
 pub struct Folder {
-    root: std::path::PathBuf,
+    root: PathBuf,
 }
 
 impl Folder {
+    /// The store in `path` (created on the first write). An empty path is refused.
     pub fn open(path: &str) -> Result<Folder, OpenError> {
+        if path.is_empty() {
+            return Err(OpenError::Invalid {
+                url: path.to_string(),
+                why: "an empty path".to_string(),
+            });
+        }
         Ok(Folder { root: path.into() })
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the entry of `key` lives.
+    pub fn entry_path(&self, key: &Key) -> PathBuf {
+        fanned(&self.root.join("ac"), &key.0)
+    }
+
+    /// Where the blob `digest` lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        fanned(&self.root.join("cas"), &digest.hex())
+    }
+
+    /// Writes `path` whole from `data` (at most `limit` bytes read, when given): to a
+    /// temporary file under `tmp/`, then renamed.
+    fn write_whole(&self, path: &Path, data: &mut dyn Read) -> Result<u64, StoreError> {
+        let io = |what: String| move |source| StoreError::Io { what, source };
+        let tmp = self.root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io(format!("cannot create {}", tmp.display())))?;
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+        let temp = tmp.join(temp_name());
+        let written = (|| {
+            let mut file = File::create(&temp)?;
+            let n = io::copy(data, &mut file)?;
+            file.flush()?;
+            Ok::<u64, io::Error>(n)
+        })();
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(StoreError::Io {
+                    what: format!("cannot write {}", temp.display()),
+                    source: e,
+                });
+            }
+        };
+        if let Err(e) = fs::rename(&temp, path) {
+            let _ = fs::remove_file(&temp);
+            return Err(StoreError::Io {
+                what: format!("cannot rename into {}", path.display()),
+                source: e,
+            });
+        }
+        Ok(written)
     }
 }
 
 impl Store for Folder {
-    fn lookup(&self, _key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
+    fn lookup(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.entry_path(key);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                // Used now: the last to be pruned. A store on a read-only disk is
+                // still read.
+                if let Ok(file) = File::options().append(true).open(&path) {
+                    let _ = file.set_modified(SystemTime::now());
+                }
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io {
+                what: format!("cannot read {}", path.display()),
+                source: e,
+            }),
+        }
     }
-    fn fetch_blob(&self, _digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
-        Ok(None)
+
+    fn fetch_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
+        let path = self.blob_path(digest);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io {
+                what: format!("cannot read {}", path.display()),
+                source: e,
+            }),
+        }
     }
-    fn store_blob(&self, _digest: &Digest, _data: &mut dyn Read) -> Result<(), StoreError> {
+
+    fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        // Already there, whole: the same name is the same content (checked as read).
+        if fs::metadata(&path).is_ok_and(|m| m.len() == digest.size) {
+            return Ok(());
+        }
+        self.write_whole(&path, &mut data.take(digest.size))?;
         Ok(())
     }
-    fn store_entry(&self, _key: &Key, _entry: &[u8]) -> Result<(), StoreError> {
+
+    fn store_entry(&self, key: &Key, entry: &[u8]) -> Result<(), StoreError> {
+        let path = self.entry_path(key);
+        self.write_whole(&path, &mut &entry[..])?;
         Ok(())
     }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+/// `dir/KK/NAME`, KK the name's first two characters (so no folder holds millions).
+fn fanned(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name.get(..2).unwrap_or("__")).join(name)
+}
+
+/// A name no other writer uses: this process, and a counter.
+fn temp_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        crate::sys::hostname()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_and_entries_read_back_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Folder::open(dir.path().to_str().unwrap()).unwrap();
+        let digest = Digest::of(b"some bytes");
+        assert!(store.fetch_blob(&digest).unwrap().is_none());
+        store.store_blob(&digest, &mut &b"some bytes"[..]).unwrap();
+        // Stored twice: harmless.
+        store.store_blob(&digest, &mut &b"some bytes"[..]).unwrap();
+        let mut read = Vec::new();
+        store
+            .fetch_blob(&digest)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert_eq!(read, b"some bytes");
+        let key = Key("0a".repeat(32));
+        assert_eq!(store.lookup(&key).unwrap(), None);
+        store.store_entry(&key, b"entry").unwrap();
+        assert_eq!(store.lookup(&key).unwrap().as_deref(), Some(&b"entry"[..]));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(dir
+            .path()
+            .join("cas")
+            .join(&digest.hex()[..2])
+            .join(digest.hex())
+            .is_file());
     }
 }
