@@ -28,7 +28,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         }
         Err(e) => return Err(Error::CommandLine(e)),
     };
-    if let Some(warning) = crate::secrets::hide() {
+    if let Some(warning) = crate::scrub::hide() {
         eprintln!("{warning}");
     }
     // Settings read from the environment are checked like options, before anything runs.
@@ -148,6 +148,8 @@ fn changed_since(
 
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.select)?;
+    // Resolved like a run's, so that a plan shows what the run would: redacted.
+    crate::secrets::activate(&file)?;
     let mut options = args.state.options();
     options.changed = changed_since(&file, &args.state)?;
     let (index, warning) = crate::state::read_latest(&file, &options)?;
@@ -156,7 +158,7 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     }
     // A plan only reads the state: it writes no stamp.
     let memory = crate::state::Memory::new(&file, &options, index, false);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::secrets::Writer::new(std::io::BufWriter::new(std::io::stdout().lock()));
     match plan::write(&file, args.json, &memory, &mut out) {
         Err(plan::PlanError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(Outcome::Success)
@@ -169,6 +171,8 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
+    // Before anything runs or is written: a secret that cannot be resolved is exit 2.
+    let secrets = crate::secrets::activate(&file)?;
     // Before anything is written: a mistake here is the user's to fix first.
     let changed = changed_since(&file, &args.state)?;
     match args
@@ -223,6 +227,10 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         #[cfg(feature = "distributed")]
         broker,
     };
+    // GitHub Actions masks the values in its log too, told before any task starts.
+    if let Some(secrets) = &secrets {
+        crate::secrets::mask_in_github(secrets).map_err(Error::system("write to stdout"))?;
+    }
     run::run(file, options)
 }
 

@@ -536,8 +536,19 @@ impl Writer {
 
     /// Text of the runner's own (notes, the summary) that may quote what tasks said
     /// (labels, last lines, file names): in GitHub Actions, `##[` is broken and a lone
-    /// CR written `\r`, so that none of it is read as a workflow command.
+    /// CR written `\r`, so that none of it is read as a workflow command. A secret's
+    /// value in it is written `***` (in every mode: task output was redacted at its
+    /// sink, this is the runner's own text).
     fn safe<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        match crate::secrets::redact(text) {
+            std::borrow::Cow::Borrowed(text) => self.workflow_safe(text),
+            std::borrow::Cow::Owned(text) => {
+                std::borrow::Cow::Owned(self.workflow_safe(&text).into_owned())
+            }
+        }
+    }
+
+    fn workflow_safe<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         if self.options.ci != Ci::GitHub || !(text.contains("##[") || text.contains('\r')) {
             return std::borrow::Cow::Borrowed(text);
         }

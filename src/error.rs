@@ -87,6 +87,9 @@ pub enum Error {
     #[cfg(feature = "distributed")]
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// A secret a selected job names cannot be resolved; nothing ran.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 impl Error {
@@ -108,6 +111,10 @@ impl Error {
     /// The message as the user sees it on stderr (a load error with its snippets, in
     /// colour if asked; anything else as one `error:` line).
     pub fn render(&self, color: bool) -> String {
+        crate::secrets::redact(&self.render_plain(color)).into_owned()
+    }
+
+    fn render_plain(&self, color: bool) -> String {
         match self {
             Error::Load(e) => e.render(color),
             Error::CommandLine(e) if color => e.render().ansi().to_string(),
@@ -146,6 +153,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::Report(_)
             | Error::State(_)
             | Error::Changed(_)
+            | Error::Secret(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

@@ -32,6 +32,7 @@ mod report;
 mod run;
 mod scheduler;
 mod schema;
+mod scrub;
 mod secrets;
 mod session;
 mod shell;

@@ -41,6 +41,10 @@ pub struct Rendered {
     /// `sources` and `outputs`, relative to `cwd`, the values inserted matched literally.
     pub sources: Vec<String>,
     pub outputs: Vec<String>,
+    /// The names of the secrets the job's tasks get as environment variables of the
+    /// same names. Only names: the values are the process's (`crate::secrets`), added
+    /// by `exec::prepare`, and never part of the task's identity.
+    pub secrets: Vec<String>,
 }
 
 impl Command {
@@ -111,6 +115,7 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
         env,
         cwd,
         stdin,
+        secrets: job.secrets.clone(),
         sources: patterns(&job.sources),
         outputs: patterns(&job.outputs),
         fields,

@@ -325,7 +325,10 @@ pub fn label(job: &Job, item: &str) -> String {
     if !job.items.is_fan_out() {
         return job.name.clone();
     }
-    format!("{}:{}", job.name, printable(item, 40))
+    // A secret's value in an item (one fed by a queue was redacted as it was read) is
+    // never in a label.
+    let item = crate::secrets::redact(item);
+    format!("{}:{}", job.name, printable(&item, 40))
 }
 
 /// "job" for a single task, "job:item" for a fan-out, the item whole and as it is: the
@@ -338,7 +341,7 @@ pub fn name(job: &Job, item: &str) -> String {
     if !job.items.is_fan_out() {
         return job.name.clone();
     }
-    format!("{}:{item}", job.name)
+    format!("{}:{}", job.name, crate::secrets::redact(item))
 }
 
 /// A name on one line of a log: control characters written as escapes (`\t`, `\n`,

@@ -52,6 +52,11 @@ struct Worker {
 /// fails for good.
 pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
     let file = Arc::new(crate::jobfile::load(&args.file, &[])?);
+    // Its own secrets, from its own environment and files: none cross the broker. A
+    // worker may serve any selection of its file, so every secret a job names.
+    if let Some(secrets) = crate::secrets::activate(&file)? {
+        crate::secrets::mask_in_github(&secrets).map_err(Error::system("write to stdout"))?;
+    }
     let Some(url) = args.broker.broker.clone() else {
         return Err(Error::Usage(
             "`runner worker` needs --broker URL (or RUNNER_BROKER_URL)".into(),

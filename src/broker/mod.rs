@@ -130,8 +130,8 @@ pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, Error>
         }
         return Ok(Some(key));
     }
-    // Read at start, before the variable was removed (`secrets.rs`).
-    Ok(crate::secrets::authkey())
+    // Read at start, before the variable was removed (`scrub.rs`).
+    Ok(crate::scrub::authkey())
 }
 
 #[cfg(test)]

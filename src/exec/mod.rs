@@ -586,6 +586,15 @@ pub fn prepare(
     // one that is a var's own `RUNNER_VAR_<NAME>`).
     let mut env = rendered.vars;
     env.extend(rendered.env);
+    // The job's secrets, by name; a value is never part of what identifies the task.
+    if let Some(secrets) = crate::secrets::active() {
+        env.extend(
+            rendered
+                .secrets
+                .iter()
+                .filter_map(|name| Some((name.clone(), secrets.value(name)?.to_string()))),
+        );
+    }
     env.extend([
         ("RUNNER_JOB".to_string(), job.name.clone()),
         ("RUNNER_ITEM".to_string(), item.to_string()),

@@ -97,6 +97,13 @@ pub fn run(
     for var in SECRET_VARS {
         command.env_remove(var);
     }
+    // A declared secret's source variable reaches only the jobs that name the secret,
+    // under the secret's name (in `prepared.env`).
+    if let Some(secrets) = crate::secrets::active() {
+        for var in &secrets.source_vars {
+            command.env_remove(var);
+        }
+    }
     command.envs(prepared.env.iter().map(|(k, v)| (k, v)));
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     match &prepared.stdin {

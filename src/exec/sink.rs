@@ -9,6 +9,11 @@
 //! [`Event::LongLine`]). A line past its limit is never split: the sink refuses it
 //! ([`Sink::refused`]), drops the rest of the stream, and the task is stopped and fails.
 //!
+//! Invariant: task output is redacted at the sink's entrance: [`Sink::write`] first
+//! replaces every secret's value by `***` (`crate::secrets::Stream`, holding back the
+//! end of a read that could start a value until the next read or the end), so that
+//! every target, the log, the tail and whatever reads them sees redacted bytes only.
+//!
 //! Invariant: memory per task is bounded whatever it prints: a printed line is held in
 //! memory up to `PIECE`, a queue line up to `ITEM_LIMIT`; held-back output spills to a
 //! temporary file past 64 KiB (`crate::held`), and the tail keeps at most `TAIL_BYTES`.
@@ -50,6 +55,8 @@ pub struct Sink {
     refused: Option<String>,
     log: Option<Log>,
     tail: Option<Tail>,
+    /// This process's secrets, redacted before anything else sees the bytes.
+    redact: Option<crate::secrets::Stream>,
 }
 
 enum Target {
@@ -102,6 +109,7 @@ impl Sink {
             refused: None,
             log: None,
             tail: None,
+            redact: crate::secrets::patterns().map(crate::secrets::Stream::new),
         }
     }
 
@@ -141,8 +149,21 @@ impl Sink {
         }
     }
 
-    /// Takes bytes as read from the pipe.
+    /// Takes bytes as read from the pipe: redacted first (the end of `data` that could
+    /// start a secret's value waits for the next read, or [`Sink::finish`]), then
+    /// passed on.
     pub fn write(&mut self, data: &[u8]) {
+        match self.redact.take() {
+            None => self.pass(data),
+            Some(mut redact) => {
+                redact.push(data, &mut |clean| self.pass(clean));
+                self.redact = Some(redact);
+            }
+        }
+    }
+
+    /// Bytes already redacted, to every target.
+    fn pass(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
             log.write(data);
         }
@@ -272,6 +293,10 @@ impl Sink {
 
     /// The pipe is closed: a last line without a newline still counts as a line.
     pub fn finish(&mut self) {
+        if let Some(mut redact) = self.redact.take() {
+            redact.finish(&mut |clean| self.pass(clean));
+            self.redact = Some(redact);
+        }
         if self.refused.is_none() && (!self.partial.is_empty() || self.long.is_some()) {
             let mut batch = Vec::new();
             self.end_line(&[], &mut batch);
@@ -333,6 +358,8 @@ impl Sink {
         let mut spool = std::mem::take(spool);
         if show {
             let mut display = Sink::display(self.stream, self.label.clone(), out.clone());
+            // Held bytes were redacted as they came in.
+            display.redact = None;
             spool.replay(&mut |data| display.write(data));
             display.finish();
         }

@@ -59,6 +59,9 @@ pub struct JobFile {
     /// when every job runs.
     pub selection: Vec<String>,
     pub queues: Vec<QueueDef>,
+    /// `[secrets]`, in file order: where each value comes from (resolved when a run
+    /// starts, by `crate::secrets`, only for the selected jobs that name them).
+    pub secrets: Vec<SecretDef>,
     pub jobs: Vec<Job>,
     /// What the file says that is allowed but cannot do what it seems to (`sources` on
     /// a job whose output is a stream): said on stderr by the commands that load it.
@@ -132,6 +135,26 @@ impl JobFile {
     }
 }
 
+/// A secret of `[secrets]`: its name (the environment variable its jobs' tasks get) and
+/// where its value comes from. The value itself is never in the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDef {
+    pub name: String,
+    pub source: SecretSource,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The runner's own environment variable.
+    Env(String),
+    /// A file (relative to the job file's folder), its content less a final newline.
+    File(PathBuf),
+    /// A command's stdout less its final newline: a string run with the file's
+    /// `shell`, or an argv.
+    Command(Vec<String>),
+}
+
 /// A var: its name and value, and whether `--set` gave the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Var {
@@ -184,6 +207,9 @@ pub struct Job {
     pub outputs: Vec<Template>,
     /// Its own output mode (`None`: the file's).
     pub output: Option<OutputMode>,
+    /// The names of the secrets (of `JobFile::secrets`) its tasks get as environment
+    /// variables.
+    pub secrets: Vec<String>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

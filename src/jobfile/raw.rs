@@ -14,7 +14,7 @@ use crate::diagnostic::{suggest, Diagnostic};
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
-pub const TOP_KEYS: [&str; 8] = [
+pub const TOP_KEYS: [&str; 9] = [
     "pool",
     "fail_fast",
     "output",
@@ -22,9 +22,10 @@ pub const TOP_KEYS: [&str; 8] = [
     "env",
     "vars",
     "queues",
+    "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 20] = [
+pub const JOB_KEYS: [&str; 21] = [
     "command",
     "needs",
     "when",
@@ -45,10 +46,13 @@ pub const JOB_KEYS: [&str; 20] = [
     "sources",
     "outputs",
     "output",
+    "secrets",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
 pub const NEED_KEYS: [&str; 2] = ["job", "each"];
+/// The keys of a `[secrets]` entry: exactly one of them says where the value is.
+pub const SECRET_KEYS: [&str; 3] = ["env", "file", "command"];
 
 const OUTPUT: &str = "\"lines\", \"grouped\" or \"keep-order\"";
 
@@ -71,6 +75,9 @@ pub struct RawFile<'i> {
     /// `[vars]`: where the table is, and each name with its value as text.
     pub vars: Option<RawVars>,
     pub queues: Vec<(Name, RawQueue)>,
+    /// `[secrets]`: each name with where its value comes from (`None`: the entry was
+    /// wrong, and reported).
+    pub secrets: Vec<(Name, Option<RawSecret>)>,
     /// Every job, in file order; a job whose table is of the wrong type is here with no
     /// keys (it was reported), so that `needs` naming it is not called unknown too.
     pub jobs: Vec<(Name, RawJob<'i>)>,
@@ -83,6 +90,24 @@ pub struct RawNeed {
     pub each: bool,
     /// The whole entry (the name, or the table).
     pub span: std::ops::Range<usize>,
+}
+
+/// Where a secret's value comes from, as written.
+#[derive(Debug)]
+pub enum RawSecret {
+    /// `{ env = "VAR" }`
+    Env(Name),
+    /// `{ file = "PATH" }`
+    File(Name),
+    /// `{ command = "…" }` (run with the shell) or `{ command = ["program", …] }`.
+    Command(Spanned<SecretCommand>),
+}
+
+/// A secret's command: a string for the shell, or an argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCommand {
+    Shell(String),
+    Argv(Vec<String>),
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +145,8 @@ pub struct RawJob<'i> {
     pub outputs: Option<Spanned<Vec<Name>>>,
     /// This job's output mode.
     pub output: Option<Name>,
+    /// The names of the secrets its tasks are given (with where the array is).
+    pub secrets: Option<Spanned<Vec<Name>>>,
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -148,6 +175,9 @@ fn file<'i>(table: DeTable<'i>, r: &mut Reader) -> RawFile<'i> {
         queues: keys
             .take("queues")
             .map_or_else(Vec::new, |(path, v)| read_queues(v, &path, r)),
+        secrets: keys
+            .take("secrets")
+            .map_or_else(Vec::new, |(path, v)| read_secrets(v, &path, r)),
         jobs: read_jobs(keys.take("jobs"), r),
     }
 }
@@ -168,6 +198,81 @@ fn read_queues(value: Value<'_>, path: &KeyPath, r: &mut Reader) -> Vec<(Name, R
         queues.push((name_of(&name), RawQueue { capacity }));
     }
     queues
+}
+
+const SECRET: &str =
+    "a table saying where the value is: { env = \"VAR\" }, { file = \"PATH\" } or { command = … }";
+
+/// `[secrets]`: `NAME = { env = "VAR" }`, `{ file = "PATH" }` or `{ command = … }`.
+fn read_secrets(
+    value: Value<'_>,
+    path: &KeyPath,
+    r: &mut Reader,
+) -> Vec<(Name, Option<RawSecret>)> {
+    let Some(table) = a_table(value, path, "a table of secrets ([secrets])", r) else {
+        return Vec::new();
+    };
+    let mut secrets = Vec::new();
+    for (name, value) in table {
+        let path = path.key(name.get_ref());
+        let span = value.span();
+        let before = r.diagnostics.len();
+        let secret = a_table(value, &path, SECRET, r).and_then(|table| {
+            let mut keys = Keys::new(table, &SECRET_KEYS, Some(path.clone()), r);
+            let env = keys.string("env", "an environment variable's name (a string)", r);
+            let file = keys.string("file", "a file's path (a string)", r);
+            let command = keys.take("command").and_then(|(path, v)| match v.get_ref() {
+                DeValue::String(s) => Some(Spanned::new(
+                    v.span(),
+                    SecretCommand::Shell(s.to_string()),
+                )),
+                DeValue::Array(_) => r.strings(&v, &path).and_then(|argv| {
+                    let span = argv.span();
+                    let argv = argv.into_inner();
+                    if argv.is_empty() {
+                        r.diagnostics.push(Diagnostic::at(
+                            format!("{path}: the command is empty"),
+                            span,
+                        ));
+                        return None;
+                    }
+                    Some(Spanned::new(span, SecretCommand::Argv(argv)))
+                }),
+                _ => {
+                    r.mismatch(&path, "a command (a string, or an array of strings)", &v);
+                    None
+                }
+            });
+            let given = [env.is_some(), file.is_some(), command.is_some()]
+                .iter()
+                .filter(|&&b| b)
+                .count();
+            if given > 1 {
+                r.diagnostics.push(
+                    Diagnostic::at(
+                        format!("secret `{}` says where its value is more than once", name.get_ref()),
+                        span.clone(),
+                    )
+                    .with_note("give one of `env`, `file` or `command`"),
+                );
+                return None;
+            }
+            if given == 0 && r.diagnostics.len() == before {
+                r.diagnostics.push(
+                    Diagnostic::at(
+                        format!("secret `{}` does not say where its value is", name.get_ref()),
+                        span.clone(),
+                    )
+                    .with_note("write { env = \"VAR\" }, { file = \"PATH\" } or { command = \"…\" }"),
+                );
+            }
+            env.map(RawSecret::Env)
+                .or(file.map(RawSecret::File))
+                .or(command.map(RawSecret::Command))
+        });
+        secrets.push((name_of(&name), secret));
+    }
+    secrets
 }
 
 /// `[jobs.NAME]` tables; there must be at least one.
@@ -259,6 +364,11 @@ fn read_job<'i>(
         sources,
         outputs,
         output: keys.string("output", OUTPUT, r),
+        secrets: keys.take("secrets").and_then(|(path, v)| {
+            r.array(&v, &path, "an array of secret names", |r, v, p| {
+                r.string(v, p, "a secret's name (a string)")
+            })
+        }),
     }
 }
 

@@ -206,7 +206,7 @@ fn write_step_summary(
     summary: &mut String,
 ) {
     let Some(path) = step_summary() else { return };
-    let text = report::markdown(file, &recorder.tally, info);
+    let text = crate::secrets::redact(&report::markdown(file, &recorder.tally, info)).into_owned();
     let appended = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -161,6 +161,7 @@ mod tests {
             sources: Vec::new(),
             outputs: Vec::new(),
             vars: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ mod fields;
 mod files;
 mod inputs;
 mod process;
+mod secrets;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -107,6 +108,8 @@ impl Checker<'_> {
         let env = self.env(raw.env);
         // Every job checks the top-level `env` against its own items.
         let top_templates = std::mem::take(&mut self.templates);
+        let secrets = self.secrets(raw.secrets, &shell);
+        let secret_names: Vec<String> = secrets.iter().map(|s| s.name.clone()).collect();
         self.declare_queues(raw.queues);
         // Every name first, so that `needs` may name a job defined further down.
         let names: HashMap<String, JobId> = raw
@@ -118,7 +121,10 @@ impl Checker<'_> {
         let mut checked = Vec::new();
         for (id, (name, job)) in raw.jobs.into_iter().enumerate() {
             self.templates = top_templates.clone();
-            checked.push(self.job(id, name, job, &names, &shell));
+            let job_secrets = self.job_secrets(job.secrets.as_ref(), &secret_names);
+            let mut checked_job = self.job(id, name, job, &names, &shell);
+            checked_job.secrets = job_secrets;
+            checked.push(checked_job);
         }
         JobFile {
             path: path.to_path_buf(),
@@ -132,6 +138,7 @@ impl Checker<'_> {
             vars,
             selection: Vec::new(),
             queues: std::mem::take(&mut self.queues),
+            secrets,
             jobs: checked,
             warnings: std::mem::take(&mut self.warnings),
         }
@@ -296,6 +303,7 @@ impl Checker<'_> {
             sources,
             outputs,
             output: self.output_mode(job.output),
+            secrets: Vec::new(),
         }
     }
 
