@@ -149,7 +149,7 @@ fn changed_since(
 fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     let file = load(&args.select)?;
     // Resolved like a run's, so that a plan shows what the run would: redacted.
-    crate::secrets::activate(&file)?;
+    crate::secrets::activate(&file, |_| true)?;
     let mut options = args.state.options();
     options.changed = changed_since(&file, &args.state)?;
     let (index, warning) = crate::state::read_latest(&file, &options)?;
@@ -172,7 +172,12 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
     // Before anything runs or is written: a secret that cannot be resolved is exit 2.
-    let secrets = crate::secrets::activate(&file)?;
+    // With `--broker --no-local`, only `local` jobs run here: workers resolve their own.
+    #[cfg(feature = "distributed")]
+    let elsewhere = args.broker.broker.is_some() && args.no_local;
+    #[cfg(not(feature = "distributed"))]
+    let elsewhere = false;
+    let secrets = crate::secrets::activate(&file, |job| job.local || !elsewhere)?;
     // Before anything is written: a mistake here is the user's to fix first.
     let changed = changed_since(&file, &args.state)?;
     match args

@@ -54,7 +54,8 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
     let file = Arc::new(crate::jobfile::load(&args.file, &[])?);
     // Its own secrets, from its own environment and files: none cross the broker. A
     // worker may serve any selection of its file, so every secret a job names.
-    if let Some(secrets) = crate::secrets::activate(&file)? {
+    // (`local` jobs run only on the coordinator.)
+    if let Some(secrets) = crate::secrets::activate(&file, |job| !job.local)? {
         crate::secrets::mask_in_github(&secrets).map_err(Error::system("write to stdout"))?;
     }
     let Some(url) = args.broker.broker.clone() else {

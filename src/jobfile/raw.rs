@@ -221,28 +221,29 @@ fn read_secrets(
             let mut keys = Keys::new(table, &SECRET_KEYS, Some(path.clone()), r);
             let env = keys.string("env", "an environment variable's name (a string)", r);
             let file = keys.string("file", "a file's path (a string)", r);
-            let command = keys.take("command").and_then(|(path, v)| match v.get_ref() {
-                DeValue::String(s) => Some(Spanned::new(
-                    v.span(),
-                    SecretCommand::Shell(s.to_string()),
-                )),
-                DeValue::Array(_) => r.strings(&v, &path).and_then(|argv| {
-                    let span = argv.span();
-                    let argv = argv.into_inner();
-                    if argv.is_empty() {
-                        r.diagnostics.push(Diagnostic::at(
-                            format!("{path}: the command is empty"),
-                            span,
-                        ));
-                        return None;
+            let command = keys
+                .take("command")
+                .and_then(|(path, v)| match v.get_ref() {
+                    DeValue::String(s) => {
+                        Some(Spanned::new(v.span(), SecretCommand::Shell(s.to_string())))
                     }
-                    Some(Spanned::new(span, SecretCommand::Argv(argv)))
-                }),
-                _ => {
-                    r.mismatch(&path, "a command (a string, or an array of strings)", &v);
-                    None
-                }
-            });
+                    DeValue::Array(_) => r.strings(&v, &path).and_then(|argv| {
+                        let span = argv.span();
+                        let argv = argv.into_inner();
+                        if argv.is_empty() {
+                            r.diagnostics.push(Diagnostic::at(
+                                format!("{path}: the command is empty"),
+                                span,
+                            ));
+                            return None;
+                        }
+                        Some(Spanned::new(span, SecretCommand::Argv(argv)))
+                    }),
+                    _ => {
+                        r.mismatch(&path, "a command (a string, or an array of strings)", &v);
+                        None
+                    }
+                });
             let given = [env.is_some(), file.is_some(), command.is_some()]
                 .iter()
                 .filter(|&&b| b)
@@ -250,7 +251,10 @@ fn read_secrets(
             if given > 1 {
                 r.diagnostics.push(
                     Diagnostic::at(
-                        format!("secret `{}` says where its value is more than once", name.get_ref()),
+                        format!(
+                            "secret `{}` says where its value is more than once",
+                            name.get_ref()
+                        ),
                         span.clone(),
                     )
                     .with_note("give one of `env`, `file` or `command`"),
@@ -260,10 +264,15 @@ fn read_secrets(
             if given == 0 && r.diagnostics.len() == before {
                 r.diagnostics.push(
                     Diagnostic::at(
-                        format!("secret `{}` does not say where its value is", name.get_ref()),
+                        format!(
+                            "secret `{}` does not say where its value is",
+                            name.get_ref()
+                        ),
                         span.clone(),
                     )
-                    .with_note("write { env = \"VAR\" }, { file = \"PATH\" } or { command = \"…\" }"),
+                    .with_note(
+                        "write { env = \"VAR\" }, { file = \"PATH\" } or { command = \"…\" }",
+                    ),
                 );
             }
             env.map(RawSecret::Env)

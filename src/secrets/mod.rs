@@ -79,11 +79,14 @@ pub enum SecretError {
     TooShort { name: String, len: usize },
 }
 
-/// The secrets the jobs of `file` (the selection) name, resolved in file order, and
-/// made this process's: task output and messages are redacted from here on. A file
-/// whose jobs name none changes nothing.
-pub fn activate(file: &JobFile) -> Result<Option<Arc<Resolved>>, SecretError> {
-    let Some(resolved) = resolve(file)? else {
+/// The secrets named by the jobs of `file` (the selection) that may run in this
+/// process (`here`), resolved in file order, and made this process's: task output and
+/// messages are redacted from here on. Nothing to resolve changes nothing.
+pub fn activate(
+    file: &JobFile,
+    here: impl Fn(&crate::jobfile::Job) -> bool,
+) -> Result<Option<Arc<Resolved>>, SecretError> {
+    let Some(resolved) = resolve(file, here)? else {
         return Ok(None);
     };
     let resolved = Arc::new(resolved);
@@ -91,9 +94,16 @@ pub fn activate(file: &JobFile) -> Result<Option<Arc<Resolved>>, SecretError> {
     Ok(Some(resolved))
 }
 
-/// The secrets of `file` its jobs name; `None` when they name none.
-pub fn resolve(file: &JobFile) -> Result<Option<Resolved>, SecretError> {
-    let used = |name: &str| file.jobs.iter().any(|j| j.secrets.iter().any(|s| s == name));
+/// The secrets of `file` its jobs that may run here name; `None` when there are none.
+pub fn resolve(
+    file: &JobFile,
+    here: impl Fn(&crate::jobfile::Job) -> bool,
+) -> Result<Option<Resolved>, SecretError> {
+    let used = |name: &str| {
+        file.jobs
+            .iter()
+            .any(|j| here(j) && j.secrets.iter().any(|s| s == name))
+    };
     let mut values = Vec::new();
     let mut source_vars = Vec::new();
     for def in file.secrets.iter().filter(|s| used(&s.name)) {
@@ -175,8 +185,8 @@ fn chomp(mut text: String) -> String {
 /// Runs a secret's command in the job file's folder (stdin empty, stderr the runner's):
 /// its stdout less the final newline.
 fn command(name: &str, argv: &[String], dir: &std::path::Path) -> Result<String, SecretError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let output = std::process::Command::new(&program)
+    let program = argv.join(" ");
+    let output = std::process::Command::new(argv.first().map_or("", String::as_str))
         .args(&argv[1..])
         .current_dir(dir)
         .stdin(std::process::Stdio::null())

@@ -82,7 +82,10 @@ impl Patterns {
 }
 
 /// Leftmost-longest matches without a matcher (only if building one failed).
-fn naive<'h>(values: &'h [Vec<u8>], haystack: &'h [u8]) -> impl Iterator<Item = (usize, usize)> + 'h {
+fn naive<'h>(
+    values: &'h [Vec<u8>],
+    haystack: &'h [u8],
+) -> impl Iterator<Item = (usize, usize)> + 'h {
     let mut at = 0;
     std::iter::from_fn(move || {
         while at < haystack.len() {
@@ -193,7 +196,10 @@ mod tests {
 
     #[test]
     fn exact_occurrences_only() {
-        assert_eq!(through(&["LIVE"], &["DELIVERY LIVE live\n"]), "DE***RY *** live\n");
+        assert_eq!(
+            through(&["LIVE"], &["DELIVERY LIVE live\n"]),
+            "DE***RY *** live\n"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod output;
 mod processes;
 pub mod queues;
 mod quoting;
+mod redaction;
 mod reports;
 mod resume;
 mod running;

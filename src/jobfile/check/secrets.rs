@@ -53,7 +53,10 @@ impl Checker<'_> {
                 }
                 Some(RawSecret::File(path)) => {
                     if path.get_ref().is_empty() {
-                        self.error(format!("secret `{name}`: the file's path is empty"), path.span());
+                        self.error(
+                            format!("secret `{name}`: the file's path is empty"),
+                            path.span(),
+                        );
                     }
                     SecretSource::File(self.dir.join(path.get_ref()))
                 }
