@@ -172,12 +172,7 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
     // Before anything runs or is written: a secret that cannot be resolved is exit 2.
-    // With `--broker --no-local`, only `local` jobs run here: workers resolve their own.
-    #[cfg(feature = "distributed")]
-    let elsewhere = args.broker.broker.is_some() && args.no_local;
-    #[cfg(not(feature = "distributed"))]
-    let elsewhere = false;
-    let secrets = crate::secrets::activate(&file, |job| job.local || !elsewhere)?;
+    let secrets = crate::secrets::activate(&file, |job| runs_here(&args, job))?;
     // Before anything is written: a mistake here is the user's to fix first.
     let changed = changed_since(&file, &args.state)?;
     match args
@@ -237,6 +232,18 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         crate::secrets::mask_in_github(secrets).map_err(Error::system("write to stdout"))?;
     }
     run::run(file, options)
+}
+
+/// Whether tasks of `job` may run in this process: with `--broker --no-local`, the jobs
+/// that may run remotely run only on workers, which resolve their own secrets.
+#[cfg(feature = "distributed")]
+fn runs_here(args: &RunArgs, job: &crate::jobfile::Job) -> bool {
+    !(args.broker.broker.is_some() && args.no_local && crate::broker::worker::may_run_remotely(job))
+}
+
+#[cfg(not(feature = "distributed"))]
+fn runs_here(_: &RunArgs, _: &crate::jobfile::Job) -> bool {
+    true
 }
 
 /// The command that resumes a run started with `args`, to paste as it is printed: the

@@ -53,9 +53,8 @@ struct Worker {
 pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
     let file = Arc::new(crate::jobfile::load(&args.file, &[])?);
     // Its own secrets, from its own environment and files: none cross the broker. A
-    // worker may serve any selection of its file, so every secret a job names.
-    // (`local` jobs run only on the coordinator.)
-    if let Some(secrets) = crate::secrets::activate(&file, |job| !job.local)? {
+    // worker may serve any selection of its file: every secret a job it may run names.
+    if let Some(secrets) = crate::secrets::activate(&file, super::worker::may_run_remotely)? {
         crate::secrets::mask_in_github(&secrets).map_err(Error::system("write to stdout"))?;
     }
     let Some(url) = args.broker.broker.clone() else {

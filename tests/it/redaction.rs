@@ -351,3 +351,89 @@ fn the_plan_and_messages_are_redacted() {
     assert_absent("stderr", &out.stderr);
     assert!(out.stderr.contains("a:***"), "{}", out.stderr);
 }
+
+/// A distributed run: the worker resolves the secret from its own environment, its
+/// tasks print it; the producer (a stream job) runs in the coordinator's own share with
+/// the coordinator's; neither what went through Redis (every command, seen with
+/// MONITOR, and every key left, dumped) nor what the coordinator and the worker printed
+/// holds the value.
+#[test]
+fn a_worker_resolves_its_own_and_nothing_in_redis_holds_the_value() {
+    use crate::distributed::{stderr_of, Redis, Worker};
+    let redis = Redis::start(&["--rdbcompression", "no"]);
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = crate::util::Collected::start(monitor.stdout.take().unwrap());
+    assert!(
+        seen.wait_for(Duration::from_secs(10), "OK"),
+        "MONITOR started"
+    );
+    let t = Test::new(
+        "[secrets]\nTOKEN = { env = \"SRC_TOKEN\" }\n\
+         [jobs.leak]\ncommand = 'echo out {item} \"$TOKEN\"; echo err {item} \"$TOKEN\" >&2; exit 1'\n\
+         items = [1, 2]\nsecrets = ['TOKEN']\n\
+         [jobs.produce]\ncommand = 'echo \"$TOKEN\"'\nsecrets = ['TOKEN']\nto = 'q'\n\
+         [jobs.consume]\ncommand = 'echo \"got $RUNNER_ITEM\"'\nitems = { queue = 'q' }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local", "--report", "report.json"])
+    .env("SRC_TOKEN", VALUE);
+    let mut w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2"],
+        &[("SRC_TOKEN", VALUE)],
+    );
+    let out = t.run();
+    out.assert_code(1);
+    assert_absent("the coordinator's stdout", &out.stdout);
+    assert_absent("the coordinator's stderr", &out.stderr);
+    // Resolved by the worker (the task ran there), redacted there.
+    assert!(out.stderr.contains("err 1 ***"), "{}", out.stderr);
+    // The producer ran in the coordinator's own share: its line, redacted, is a label.
+    assert!(out.stderr.contains("consume:***"), "{}", out.stderr);
+    // Every key left, dumped whole (uncompressed), and every command Redis was sent.
+    let keys = redis.cli(&["--scan"]);
+    assert!(!keys.trim().is_empty(), "the run left keys");
+    for key in keys.lines() {
+        let dumped = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "--no-raw", "DUMP", key])
+            .output()
+            .unwrap()
+            .stdout;
+        assert!(
+            !dumped.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+            "key {key} holds the secret"
+        );
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let sent = seen.finish();
+    assert!(sent.contains("***"), "the tasks' output went through Redis");
+    assert_absent("a command sent to Redis", &sent);
+    assert_absent("the report", &t.read("report.json"));
+    w.signal(libc::SIGKILL);
+    let _ = w.0.wait();
+    let err = stderr_of(&mut w.0);
+    assert_absent("the worker's stderr", &err);
+}
+
+/// With `--no-local`, a coordinator needs no secret of the jobs only workers run.
+#[test]
+fn a_coordinator_without_the_secret_leaves_it_to_its_workers() {
+    use crate::distributed::{Redis, Worker};
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[secrets]\nTOKEN = { env = \"SRC_TOKEN\" }\n\
+         [jobs.leak]\ncommand = 'echo err {item} \"$TOKEN\" >&2; exit 1'\n\
+         items = [1]\nsecrets = ['TOKEN']\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let _w = Worker::start(&t, "jobs.toml", &redis.url(), &[], &[("SRC_TOKEN", VALUE)]);
+    let out = t.run();
+    out.assert_code(1).assert_stderr_has("err 1 ***");
+    assert_absent("stderr", &out.stderr);
+}
