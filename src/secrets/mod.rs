@@ -258,19 +258,6 @@ pub fn add_masks(resolved: &Resolved) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_value_loses_only_its_final_newline() {
-        assert_eq!(chomp("abcd\n".into()), "abcd");
-        assert_eq!(chomp("abcd\r\n".into()), "abcd");
-        assert_eq!(chomp("abcd\n\n".into()), "abcd\n");
-        assert_eq!(chomp("abcd".into()), "abcd");
-    }
-}
-
 /// In GitHub Actions (`GITHUB_ACTIONS=true`, as `display::Ci::detect` reads it), the
 /// [`add_masks`] commands on stdout: the one place the runner writes a value, for the
 /// Actions runner to hide it in the log. A reader gone away (`| head`) is not an error.
@@ -332,5 +319,18 @@ impl<W: std::io::Write> std::io::Write for Writer<W> {
             });
         }
         result.and_then(|()| self.inner.flush())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_loses_only_its_final_newline() {
+        assert_eq!(chomp("abcd\n".into()), "abcd");
+        assert_eq!(chomp("abcd\r\n".into()), "abcd");
+        assert_eq!(chomp("abcd\n\n".into()), "abcd\n");
+        assert_eq!(chomp("abcd".into()), "abcd");
     }
 }
