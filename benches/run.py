@@ -197,6 +197,26 @@ def output_modes_workload(s, size, n, table, memory):
         table.append((f"spawn {n:,} × true, pool 2", name, t, n / t, medians["runner"] / t))
 
 
+def secrets_workload(s, size, table):
+    """Redaction's cost: one task printing `size` bytes with three secrets declared and
+    given to it (every byte goes through the matcher) against none, side by side."""
+    line = "0123456789012345678901234567890123456789012345678"
+    plain = s.jobfile("plain.toml", f"[jobs.flood]\ncommand = 'yes {line} | head -c {size}'\n")
+    secrets = s.jobfile(
+        "secrets.toml",
+        "[secrets]\n"
+        'A = { command = "echo tok-aaaa-1111-bbbb" }\n'
+        'B = { command = "echo ghp_0123456789abcdefghij" }\n'
+        'C = { command = "echo hunter2-but-longer" }\n'
+        f"[jobs.flood]\ncommand = 'yes {line} | head -c {size}'\nsecrets = ['A', 'B', 'C']\n",
+    )
+    contenders = [("runner, no secrets", [RUNNER, "run", plain]), ("runner, 3 secrets", [RUNNER, "run", secrets])]
+    medians = s.compare("secrets", contenders)
+    for name, _ in contenders:
+        t = medians[name]
+        table.append((f"one task printing {size / 1e6:g} MB", name, t, size / 1e6 / t, medians["runner, no secrets"] / t))
+
+
 def scale_workload(s, jobs, items, table, memory):
     lines = []
     for j in range(jobs):
@@ -452,7 +472,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,changed,output); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,changed,output,secrets); prints, writes nothing")
     ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
     global BEFORE
@@ -492,6 +512,8 @@ def main():
                 changed_workload(s, size["sources"], table)
             if "output" in only:
                 output_modes_workload(s, size["out"], size["spawn"], table, memory)
+            if "secrets" in only:
+                secrets_workload(s, size["out"], table)
             args.smoke = True
             raise StopIteration
         for pool in (2, 8):
@@ -509,6 +531,7 @@ def main():
         sources_workload(s, size["sources"], table)
         changed_workload(s, size["sources"], table)
         output_modes_workload(s, size["out"], size["spawn"], table, memory)
+        secrets_workload(s, size["out"], table)
     except StopIteration:
         pass
     finally:

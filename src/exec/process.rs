@@ -217,6 +217,8 @@ fn stop_escapees(prepared: &Prepared, pgid: u32, control: &Control, stderr: &mut
 }
 
 fn failed_spawn(started: SystemTime, clock: Instant, message: String, retryable: bool) -> Attempt {
+    // The message may quote the command, which may hold an item: never a secret's value.
+    let message = crate::secrets::redact(&message).into_owned();
     Attempt {
         pid: None,
         end: End::SpawnFailed { message, retryable },

@@ -157,7 +157,7 @@ fn label(jobs: &[String], r: &TaskRecord) -> String {
     if r.item.is_empty() {
         job.to_string()
     } else {
-        format!("{job}:{}", printable(&r.item, 120))
+        format!("{job}:{}", printable(&crate::secrets::redact(&r.item), 120))
     }
 }
 

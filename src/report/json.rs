@@ -67,7 +67,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
     let ran = r.started.is_some();
     let mut task = json!({
         "job": file.jobs[r.job].name,
-        "item": r.item,
+        "item": crate::secrets::redact(&r.item),
         "index": r.index,
         "status": match r.status {
             Status::Succeeded => "succeeded",

@@ -107,7 +107,7 @@ impl Trace {
                 "tid": tid,
                 "cname": colour(outcome),
                 "args": {
-                    "item": r.item,
+                    "item": crate::secrets::redact(&r.item),
                     "index": r.index,
                     "attempt": n + 1,
                     "attempts": last,

@@ -327,7 +327,8 @@ fn rotating_a_secret_does_not_rerun_an_up_to_date_task() {
     assert!(out.stderr.contains("up to date"), "{}", out.stderr);
 }
 
-/// `runner plan` (and error messages) show `***` for a value an item holds.
+/// `runner plan`, error messages and the reports show `***` for a value an item of the
+/// job file holds.
 #[test]
 fn the_plan_and_messages_are_redacted() {
     let t = Test::new(&format!(
@@ -345,11 +346,32 @@ fn the_plan_and_messages_are_redacted() {
         assert_absent("the plan", &out.stdout);
         assert!(out.stdout.contains("missing-program-***"), "{}", out.stdout);
     }
-    let out = t.run();
+    let out = t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--report",
+        "r.json",
+        "--junit",
+        "j.xml",
+        "--html",
+        "p.html",
+        "--trace",
+        "t.json",
+        "--logs",
+        "logs",
+    ]);
     out.assert_code(1);
     assert_absent("stdout", &out.stdout);
     assert_absent("stderr", &out.stderr);
     assert!(out.stderr.contains("a:***"), "{}", out.stderr);
+    assert!(
+        t.read("r.json").contains("\"item\":\"***\""),
+        "{}",
+        t.read("r.json")
+    );
+    // Only the job file, where the item is written, holds it.
+    let holding = files_holding(t.dir.path(), VALUE.as_bytes());
+    assert_eq!(holding, [t.path("jobs.toml").display().to_string()]);
 }
 
 /// A distributed run: the worker resolves the secret from its own environment, its
