@@ -647,3 +647,42 @@ fn output_modes_are_read_at_both_levels_and_a_wrong_one_is_named() {
     );
     assert_eq!(found[0].note.as_deref(), Some("did you mean \"grouped\"?"));
 }
+
+#[test]
+fn secrets_are_read_with_their_source_and_jobs_name_them() {
+    let file = parse(
+        Path::new("dir/x.toml"),
+        "[secrets]\nA = { env = 'SRC' }\nB = { file = 'b.txt' }\nC = { command = 'echo c' }\nD = { command = ['pass', 'd'] }\n[jobs.a]\ncommand = 'true'\nsecrets = ['B', 'A']\n"
+            .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("it loads: {}", e.render(false)));
+    let sources: Vec<&SecretSource> = file.secrets.iter().map(|s| &s.source).collect();
+    assert_eq!(
+        sources,
+        [
+            &SecretSource::Env("SRC".into()),
+            &SecretSource::File(PathBuf::from("dir/b.txt")),
+            &SecretSource::Command(vec!["sh".into(), "-c".into(), "echo c".into()]),
+            &SecretSource::Command(vec!["pass".into(), "d".into()]),
+        ]
+    );
+    assert_eq!(file.jobs[0].secrets, ["B", "A"]);
+}
+
+#[test]
+fn a_wrong_secret_is_named() {
+    let cases = [
+        ("[secrets]\nA = { env = 'X', file = 'y' }\n", "secret `A` says where its value is more than once"),
+        ("[secrets]\nA = {}\n", "secret `A` does not say where its value is"),
+        ("[secrets]\nA = { command = [] }\n", "secrets.A.command: the command is empty"),
+        ("[secrets]\nA = { command = 3 }\n", "secrets.A.command: expected a command (a string, or an array of strings), found an integer"),
+        ("[secrets]\n1A = { env = 'X' }\n", "secret name `1A` must be an environment variable's name: letters, digits and `_`, not starting with a digit"),
+        ("[secrets]\nA = { env = 'X-Y' }\n", "secret `A`: `X-Y` is not an environment variable's name"),
+        ("[secrets]\nA = 'X'\n", "secrets.A: expected a table saying where the value is: { env = \"VAR\" }, { file = \"PATH\" } or { command = … }, found the string \"X\""),
+        ("[secrets]\nA = { env = 'X' }\n[jobs.b]\ncommand = 'true'\nsecrets = ['A', 'A']\n", "secret `A` is named twice"),
+    ];
+    for (source, message) in cases {
+        let source = format!("{source}[jobs.a]\ncommand = 'true'\n");
+        assert_eq!(messages(&source), [message], "{source}");
+    }
+}
