@@ -181,23 +181,47 @@ fn a_value_inside_a_200_kb_line_is_redacted() {
     assert_absent("the log", &t.read("logs/long.0.stdout"));
 }
 
-/// Grouped and keep-order output (held back, then printed whole) are redacted too.
+/// Grouped and keep-order output (held back, then printed whole), unlabelled output and
+/// GitLab's sections are redacted too; a failing task's tail in the summary as well.
 #[test]
-fn grouped_and_keep_order_output_are_redacted() {
-    for mode in ["grouped", "keep-order"] {
+fn every_output_mode_is_redacted() {
+    let cases: [(&str, &[&str], Option<&str>); 4] = [
+        ("grouped", &["--output", "grouped"], None),
+        ("keep-order", &["--output", "keep-order"], None),
+        ("no label", &["--no-label"], None),
+        ("GitLab", &[], Some("GITLAB_CI")),
+    ];
+    for (what, args, ci) in cases {
         let t = Test::new(
             "[secrets]\nTOKEN = { env = \"SRC_TOKEN\" }\n\
-             [jobs.g]\ncommand = 'echo {item} \"$TOKEN\"; echo {item} \"$TOKEN\" >&2'\n\
+             [jobs.g]\ncommand = 'echo {item} \"$TOKEN\"; echo {item} \"$TOKEN\" >&2; [ {item} != c ]'\n\
              items = ['a', 'b', 'c']\nsecrets = ['TOKEN']\n",
         )
         .env("SRC_TOKEN", VALUE)
-        .args(&["--output", mode]);
+        .args(args);
+        let t = match ci {
+            Some(var) => t.env(var, "true"),
+            None => t,
+        };
         let out = t.run();
-        out.assert_code(0);
-        assert_absent(mode, &out.stdout);
-        assert_absent(mode, &out.stderr);
-        assert_eq!(out.lines_of("g:b"), ["b ***"], "{mode}: {}", out.stdout);
-        assert!(out.stderr.contains("[g:c] c ***"), "{mode}: {}", out.stderr);
+        out.assert_code(1);
+        assert_absent(what, &out.stdout);
+        assert_absent(what, &out.stderr);
+        if what == "no label" {
+            assert!(
+                out.stdout.lines().any(|l| l == "b ***"),
+                "{what}: {}",
+                out.stdout
+            );
+        } else {
+            assert!(
+                out.stdout.contains("[g:b] b ***\n"),
+                "{what}: {}",
+                out.stdout
+            );
+        }
+        // The summary's tail of the failed task.
+        assert!(out.stderr.contains("| c ***"), "{what}: {}", out.stderr);
     }
 }
 
