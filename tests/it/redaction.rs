@@ -483,3 +483,26 @@ fn a_coordinator_without_the_secret_leaves_it_to_its_workers() {
     out.assert_code(1).assert_stderr_has("err 1 ***");
     assert_absent("stderr", &out.stderr);
 }
+
+/// The heartbeat quotes a running task's last line: redacted.
+#[test]
+fn the_heartbeats_last_line_is_redacted() {
+    let t = Test::new(
+        "[secrets]\nTOKEN = { env = \"SRC_TOKEN\" }\n\
+         [jobs.hb]\ncommand = 'echo \"hb $TOKEN\"; while [ ! -e go ]; do sleep 0.01; done'\n\
+         secrets = ['TOKEN']\n",
+    )
+    .env("SRC_TOKEN", VALUE)
+    .env("RUNNER_HEARTBEAT", "100ms");
+    let mut child = t.spawn();
+    let stdout = crate::util::Collected::start(child.stdout.take().unwrap());
+    let stderr = crate::util::Collected::start(child.stderr.take().unwrap());
+    // On stderr only the heartbeat quotes what the task printed on stdout.
+    let quoted = stderr.wait_for(Duration::from_secs(10), "hb ***");
+    t.write("go", "");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let (stdout, stderr) = (stdout.finish(), stderr.finish());
+    assert!(quoted, "{stderr}");
+    assert_absent("stdout", &stdout);
+    assert_absent("stderr", &stderr);
+}
