@@ -162,7 +162,9 @@ impl Sink {
         }
     }
 
-    /// Bytes already redacted, to every target.
+    /// Bytes already redacted, to every target. Whatever keeps a copy of a task's output
+    /// (the log, the tail, a capture for the results cache) takes it here, never in
+    /// [`Sink::write`], so that it never holds a secret.
     fn pass(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
             log.write(data);
