@@ -152,7 +152,18 @@ fn a_second_copy_restores_everything_byte_for_byte_and_runs_nothing() {
     assert_eq!(cache["restored"], 0, "{cache}");
 
     let second = place.project(PROJECT);
-    let out = run(&second, &place, &["--junit", "junit.xml"]);
+    let out = run(
+        &second,
+        &place,
+        &[
+            "--junit",
+            "junit.xml",
+            "--trace",
+            "trace.json",
+            "--html",
+            "run.html",
+        ],
+    );
     out.assert_code(0);
     assert!(place.ran().is_empty(), "no task may run");
     for file in ["out/a.txt", "out/b.txt", "bin/tool", "bin/tool.txt"] {
@@ -197,6 +208,16 @@ fn a_second_copy_restores_everything_byte_for_byte_and_runs_nothing() {
     assert!(!junit.contains("<failure"), "{junit}");
     assert!(!junit.contains("<skipped"), "{junit}");
     assert!(junit.contains(&reason), "{junit}");
+    let trace: Value = serde_json::from_str(&second.read("trace.json")).unwrap();
+    let outcomes: Vec<&str> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["args"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["cached"; 3]);
+    assert!(second.read("run.html").contains("cached"));
     assert!(temporaries(&second).is_empty());
 
     // The next run here is up to date without the cache.
