@@ -505,3 +505,43 @@ fn a_bad_cache_url_or_size_is_exit_2_before_anything_runs() {
     env.run_with(&["run", "jobs.toml", "--cache", &store])
         .assert_code(0);
 }
+
+#[test]
+fn an_entry_naming_files_its_job_does_not_write_is_not_restored() {
+    let place = Place::new();
+    let jobs = r#"
+[jobs.x]
+command = "echo ran x >> \"$LOG\"; echo from x > x.txt"
+sources = ["in/a.txt"]
+outputs = ["x.txt"]
+
+[jobs.y]
+command = "echo ran y >> \"$LOG\"; echo from y > y.txt"
+sources = ["in/b.txt"]
+outputs = ["y.txt"]
+"#;
+    let first = place.project(jobs);
+    run(&first, &place, &["x"]).assert_code(0);
+    let x_entry = place.files("ac");
+    assert_eq!(x_entry.len(), 1);
+    run(&first, &place, &["y"]).assert_code(0);
+    let y_entry: Vec<PathBuf> = place
+        .files("ac")
+        .into_iter()
+        .filter(|p| *p != x_entry[0])
+        .collect();
+    assert_eq!(y_entry.len(), 1);
+    place.ran();
+    // Whoever can write the store puts x's entry under y's key (no RUNNER_CACHE_KEY).
+    std::fs::copy(&x_entry[0], &y_entry[0]).unwrap();
+    let second = place.project(jobs);
+    let out = run(&second, &place, &["y"]);
+    out.assert_code(0);
+    out.assert_stderr_has("y: not restored from the cache: it names `x.txt`, which the job's `outputs` do not match; it runs");
+    assert_eq!(place.ran(), ["ran y"]);
+    assert!(
+        !second.path("x.txt").exists(),
+        "nothing written outside y's outputs"
+    );
+    assert_eq!(second.read("y.txt"), "from y\n");
+}
