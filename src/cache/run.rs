@@ -492,7 +492,8 @@ impl Cache {
                 Ok(m) => {
                     use std::os::unix::fs::PermissionsExt;
                     total += m.len();
-                    files.push((file.rel.clone(), m.permissions().mode() & 0o111 != 0));
+                    let executable = m.permissions().mode() & 0o111 != 0;
+                    files.push((file.rel.clone(), executable, Seen::of(&m)));
                     None
                 }
                 Err(e) => Some(crate::state::files::why(&e)),
@@ -592,12 +593,16 @@ impl Cache {
     fn try_upload(&self, upload: &Upload) -> Result<u64, UploadError> {
         let mut files = Vec::with_capacity(upload.files.len());
         let mut total = 0;
-        for (rel, executable) in &upload.files {
+        for (rel, executable, seen) in &upload.files {
             let path = upload.cwd.join(rel);
             let what = || format!("its output {}", crate::pattern::shown(rel));
             let unreadable = |e| UploadError::Unreadable(what(), e);
-            let digest = verify::digest_of(&mut File::open(&path).map_err(unreadable)?)
-                .map_err(unreadable)?;
+            let mut first = File::open(&path).map_err(unreadable)?;
+            // Named by what it holds now: only if it is still as the task left it.
+            if first.metadata().map(|m| Seen::of(&m)).ok() != Some(*seen) {
+                return Err(UploadError::Changed(what()));
+            }
+            let digest = verify::digest_of(&mut first).map_err(unreadable)?;
             let file = File::open(&path).map_err(unreadable)?;
             self.put_blob(&digest, file, &what)?;
             total += digest.size;
@@ -711,10 +716,31 @@ struct Upload {
     key: Key,
     label: String,
     cwd: PathBuf,
-    /// Each output (relative to `cwd`) and its executable bit.
-    files: Vec<(PathBuf, bool)>,
+    /// Each output (relative to `cwd`), its executable bit, and its stat as the task
+    /// left it.
+    files: Vec<(PathBuf, bool, Seen)>,
     stdout: Option<Captured>,
     stderr: Option<Captured>,
+}
+
+/// What `stat` says of an output when its task ended: a file changed since (by a later
+/// task) is not stored under this task's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Seen {
+    fn of(m: &std::fs::Metadata) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        Seen {
+            size: m.len(),
+            modified: m.modified().ok(),
+            inode: m.ino(),
+        }
+    }
 }
 
 /// A path matched by one of `patterns` (relative to the same folder).
@@ -802,6 +828,96 @@ mod tests {
         assert_eq!(bytes(1024), "1.0 KiB");
         assert_eq!(bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
         assert_eq!(bytes(1 << 30), "1.0 GiB");
+    }
+
+    /// A store that keeps what it is given in memory and the order of the calls.
+    #[derive(Default)]
+    struct Recording {
+        calls: Mutex<Vec<String>>,
+        blobs: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    }
+
+    impl Store for Recording {
+        fn lookup(&self, _: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        fn fetch_blob(&self, _: &Digest) -> Result<Option<super::super::BlobReader>, StoreError> {
+            Ok(None)
+        }
+        fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes)
+                .map_err(|source| StoreError::Io {
+                    what: "read".into(),
+                    source,
+                })?;
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("blob {}", bytes.len()));
+            self.blobs.lock().unwrap().insert(digest.hex(), bytes);
+            Ok(())
+        }
+        fn store_entry(&self, _: &Key, _: &[u8]) -> Result<(), StoreError> {
+            self.calls.lock().unwrap().push("entry".into());
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    fn cache(store: Arc<Recording>) -> Arc<Cache> {
+        let (events, _) = crossbeam_channel::unbounded();
+        let settings = Settings {
+            mode: Mode::ReadWrite,
+            max_entry: MAX_ENTRY,
+            secret: None,
+        };
+        Cache::new(store, settings, events, "here")
+    }
+
+    fn upload_of(dir: &Path, name: &str) -> Upload {
+        let m = std::fs::metadata(dir.join(name)).unwrap();
+        let mut printed = Capture::new();
+        printed.write(b"printed\n");
+        Upload {
+            key: Key("ab".repeat(32)),
+            label: "job".into(),
+            cwd: dir.to_path_buf(),
+            files: vec![(PathBuf::from(name), false, Seen::of(&m))],
+            stdout: printed.finish().unwrap(),
+            stderr: None,
+        }
+    }
+
+    #[test]
+    fn every_blob_is_stored_before_the_entry_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.txt"), "output").unwrap();
+        let store = Arc::new(Recording::default());
+        let cache = cache(store.clone());
+        assert_eq!(
+            cache.try_upload(&upload_of(dir.path(), "out.txt")).ok(),
+            Some(14)
+        );
+        assert_eq!(*store.calls.lock().unwrap(), ["blob 6", "blob 8", "entry"]);
+    }
+
+    #[test]
+    fn an_output_changed_after_its_task_ended_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.txt"), "output").unwrap();
+        let store = Arc::new(Recording::default());
+        let cache = cache(store.clone());
+        let upload = upload_of(dir.path(), "out.txt");
+        // A later task rewrote it before the upload got to it.
+        std::fs::write(dir.path().join("out.txt"), "another output").unwrap();
+        assert!(matches!(
+            cache.try_upload(&upload),
+            Err(UploadError::Changed(_))
+        ));
+        assert!(store.calls.lock().unwrap().is_empty());
     }
 
     #[test]
