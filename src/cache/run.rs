@@ -793,15 +793,16 @@ impl Capture {
         self.size += data.len() as u64;
     }
 
-    /// What was captured; `Ok(None)` when nothing was printed, `Err` when it could not
-    /// be kept whole (the task is then not stored).
-    pub fn finish(self) -> Result<Option<Captured>, ()> {
+    /// What was captured: `Some(None)` when nothing was printed, `None` when it could
+    /// not be kept whole (a temporary file that could not be written: the task is then
+    /// not stored).
+    pub fn finish(self) -> Option<Option<Captured>> {
         use sha2::Digest as _;
-        let file = self.file.ok_or(())?;
+        let file = self.file?;
         if self.size == 0 {
-            return Ok(None);
+            return Some(None);
         }
-        Ok(Some(Captured {
+        Some(Some(Captured {
             file,
             digest: Digest {
                 sha256: self.hasher.finalize().into(),

@@ -593,7 +593,7 @@ fn run_attempt(
     record.queue_lines = out.take_collected();
     let printed = match (out.take_capture(), err.take_capture()) {
         (Some(o), Some(e)) => match (o.finish(), e.finish()) {
-            (Ok(o), Ok(e)) => Some((o, e)),
+            (Some(o), Some(e)) => Some((o, e)),
             _ => None,
         },
         _ => None,
