@@ -661,8 +661,12 @@ impl Cache {
         }
     }
 
-    /// Waits for the uploads under way; returns what the cache did.
-    pub fn finish(&self) -> Totals {
+    /// Waits for the uploads under way (after a signal, only for the one each thread is
+    /// storing: the rest are dropped); returns what the cache did.
+    pub fn finish(&self, interrupted: bool) -> Totals {
+        if interrupted {
+            self.disabled.store(true, Ordering::SeqCst);
+        }
         drop(
             self.uploads
                 .lock()

@@ -86,7 +86,7 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             .collect(),
         selection: file.selection.clone(),
         set: report::set_vars(file),
-        cache: shared.ctx.cache.as_ref().map(|c| c.finish()),
+        cache: (shared.ctx.cache.as_ref()).map(|c| c.finish(ended.interrupted.is_some())),
     };
     let color = crate::display::Options::detect(false).color;
     let mut summary = info.cache.map(|c| c.line() + "\n").unwrap_or_default();

@@ -218,6 +218,11 @@ fn a_second_copy_restores_everything_byte_for_byte_and_runs_nothing() {
         .collect();
     assert_eq!(outcomes, ["cached"; 3]);
     assert!(second.read("run.html").contains("cached"));
+    // `runner report` reads a report with cached tasks back.
+    second
+        .run_with(&["report", "report.json", "--html", "again.html"])
+        .assert_code(0);
+    assert!(second.read("again.html").contains("cached"));
     assert!(temporaries(&second).is_empty());
 
     // The next run here is up to date without the cache.
