@@ -125,7 +125,7 @@ pub struct CacheArgs {
     #[arg(long, value_name = "URL", env = "RUNNER_CACHE")]
     pub cache: Option<String>,
     /// read (restore only), write (store only) or read-write.
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::cache::Mode::ReadWrite)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::cache::Mode::ReadWrite, hide_possible_values = true)]
     pub cache_mode: crate::cache::Mode,
     /// Entries larger than SIZE (files and printed output) are not stored, e.g. 500MiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
