@@ -550,3 +550,26 @@ outputs = ["y.txt"]
     );
     assert_eq!(second.read("y.txt"), "from y\n");
 }
+
+#[test]
+fn a_restored_task_replays_through_logs_quiet_and_grouped_output_like_a_run() {
+    let place = Place::new();
+    run(&place.project(PROJECT), &place, &[]).assert_code(0);
+    place.ran();
+    let second = place.project(PROJECT);
+    let out = run(&second, &place, &["--quiet", "--logs", "logs"]);
+    out.assert_code(0);
+    assert!(place.ran().is_empty());
+    assert!(
+        out.stdout.is_empty(),
+        "--quiet hides a success's output: {}",
+        out.stdout
+    );
+    assert_eq!(second.read("logs/build.0.stdout"), "printed a\n");
+    assert_eq!(second.read("logs/build.1.stderr"), "warned b\n");
+    let third = place.project(PROJECT);
+    let out = run(&third, &place, &["--output", "grouped"]);
+    out.assert_code(0);
+    assert_eq!(out.lines_of("build:b"), ["printed b"]);
+    assert!(place.ran().is_empty());
+}
