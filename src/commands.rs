@@ -53,6 +53,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
                 select: args.select,
                 json: false,
                 state: args.state,
+                cache: args.cache,
             })
         }
         Command::Run(args) => run(args),
@@ -158,8 +159,9 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     }
     // A plan only reads the state: it writes no stamp.
     let memory = crate::state::Memory::new(&file, &options, index, false);
+    let cache = open_cache(&args.cache)?;
     let mut out = crate::secrets::Writer::new(std::io::BufWriter::new(std::io::stdout().lock()));
-    match plan::write(&file, args.json, &memory, &mut out) {
+    match plan::write(&file, args.json, &memory, cache.as_ref(), &mut out) {
         Err(plan::PlanError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(Outcome::Success)
         }
@@ -167,6 +169,22 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
         Err(plan::PlanError::Items { job, source }) => Err(Error::ItemsFile { job, source }),
         Ok(()) => Ok(Outcome::Success),
     }
+}
+
+/// `--cache URL`: the store it names (the URL checked, nothing asked of it yet) and how
+/// the run uses it.
+fn open_cache(args: &cli::CacheArgs) -> Result<Option<crate::cache::run::Opened>, Error> {
+    let Some(url) = args.cache.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let token = crate::scrub::cache_token();
+    let store = crate::cache::open(url, token.as_deref())?;
+    let settings = crate::cache::run::Settings {
+        mode: args.cache_mode,
+        max_entry: args.cache_max_entry,
+        secret: crate::scrub::cache_key(),
+    };
+    Ok(Some(crate::cache::run::Opened { store, settings }))
 }
 
 fn run(args: RunArgs) -> Result<Outcome, Error> {
@@ -209,7 +227,9 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
     let resume_hint = resume_hint(&args);
     let mut state = args.state.options();
     state.changed = changed;
+    let cache = open_cache(&args.cache)?;
     let options = run::Options {
+        cache,
         state,
         resume_hint,
         pool: Some(crate::fds::fit_pool(

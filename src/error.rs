@@ -83,6 +83,9 @@ pub enum Error {
     /// revision, no merge base); nothing ran.
     #[error(transparent)]
     Changed(#[from] crate::changed::ChangedError),
+    /// `--cache URL` or `--cache-max-entry` that cannot be used; nothing ran.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::OpenError),
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
@@ -154,6 +157,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::State(_)
             | Error::Changed(_)
             | Error::Secret(_)
+            | Error::Cache(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

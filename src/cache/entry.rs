@@ -65,7 +65,8 @@ pub struct ActionResult {
     pub execution_metadata: Option<WireMetadata>,
 }
 
-/// One output file of an entry: its path relative to the job file's folder (always
+/// One output file of an entry: its path relative to the task's cwd, where its `outputs`
+/// patterns are matched (always
 /// `/`-separated UTF-8, never absolute, never `..`), its blob, its executable bit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputFile {

@@ -57,6 +57,8 @@ pub struct Sink {
     tail: Option<Tail>,
     /// This process's secrets, redacted before anything else sees the bytes.
     redact: Option<crate::secrets::Stream>,
+    /// What the stream shows, kept for the results cache.
+    capture: Option<crate::cache::run::Capture>,
 }
 
 enum Target {
@@ -110,7 +112,19 @@ impl Sink {
             log: None,
             tail: None,
             redact: crate::secrets::patterns().map(crate::secrets::Stream::new),
+            capture: None,
         }
+    }
+
+    /// Every byte shown is also kept for the results cache (see [`Sink::take_capture`]).
+    pub fn capture(mut self) -> Sink {
+        self.capture = Some(crate::cache::run::Capture::new());
+        self
+    }
+
+    /// What was kept for the cache, if it was asked for.
+    pub fn take_capture(&mut self) -> Option<crate::cache::run::Capture> {
+        self.capture.take()
     }
 
     /// Every byte also goes to this log file, from when [`Sink::open_log`] is called.
@@ -168,6 +182,9 @@ impl Sink {
     fn pass(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
             log.write(data);
+        }
+        if let Some(capture) = &mut self.capture {
+            capture.write(data);
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);

@@ -210,6 +210,10 @@ pub struct Job {
     /// The names of the secrets (of `JobFile::secrets`) its tasks get as environment
     /// variables.
     pub secrets: Vec<String>,
+    /// `cache` (default true): with `--cache`, whether its tasks are stored and restored.
+    pub cache: bool,
+    /// `cache_env`: host environment variables whose values enter its cache key.
+    pub cache_env: Vec<String>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

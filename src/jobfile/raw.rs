@@ -25,7 +25,7 @@ pub const TOP_KEYS: [&str; 9] = [
     "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 21] = [
+pub const JOB_KEYS: [&str; 23] = [
     "command",
     "needs",
     "when",
@@ -47,6 +47,8 @@ pub const JOB_KEYS: [&str; 21] = [
     "outputs",
     "output",
     "secrets",
+    "cache",
+    "cache_env",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -147,6 +149,10 @@ pub struct RawJob<'i> {
     pub output: Option<Name>,
     /// The names of the secrets its tasks are given (with where the array is).
     pub secrets: Option<Spanned<Vec<Name>>>,
+    /// `cache = false`: never stored in nor restored from the results cache.
+    pub cache: Option<bool>,
+    /// Host environment variables whose values enter the cache key.
+    pub cache_env: Option<Spanned<Vec<Name>>>,
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -345,6 +351,14 @@ fn read_job<'i>(
     };
     let sources = patterns("sources");
     let outputs = patterns("outputs");
+    let cache_env = keys.take("cache_env").and_then(|(path, v)| {
+        r.array(
+            &v,
+            &path,
+            "an array of environment variable names (strings)",
+            |r, v, p| r.string(v, p, "an environment variable name (a string)"),
+        )
+    });
     let success_codes = keys.take("success_codes").and_then(|(path, v)| {
         r.array(&v, &path, "an array of exit codes (integers)", |r, v, p| {
             r.integer(v, p, "an exit code (an integer)")
@@ -378,6 +392,8 @@ fn read_job<'i>(
                 r.string(v, p, "a secret's name (a string)")
             })
         }),
+        cache: keys.boolean("cache", r),
+        cache_env,
     }
 }
 
