@@ -4,7 +4,8 @@
 //! `HEAD` asks whether a blob is there before it is sent.
 //!
 //! The only module that imports an HTTP client: ureq (blocking, rustls; ARCHITECTURE.md
-//! says why). Credentials come from the URL's user info (basic auth) or from
+//! says why). `https://` trusts the machine's CA certificates (`SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` honoured), or Mozilla's when the machine has none. Credentials come from the URL's user info (basic auth) or from
 //! `RUNNER_CACHE_TOKEN` (a bearer token); they are sent as an `Authorization` header and
 //! never appear in a message ([`Http::describe`] hides the password).
 //!
@@ -98,7 +99,11 @@ impl Http {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        if parsed.scheme() == "https" {
+            config = config.tls_config(tls());
+        }
+        let config = config
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_resolve(Some(CONNECT))
@@ -137,10 +142,17 @@ impl Http {
                 store,
                 seconds: bound(which, bytes).as_secs(),
             },
-            ureq::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut => StoreError::TimedOut {
-                store,
-                seconds: IDLE.as_secs(),
-            },
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                StoreError::TimedOut {
+                    store,
+                    seconds: IDLE.as_secs(),
+                }
+            }
             ureq::Error::Io(io) => StoreError::Unreachable {
                 store,
                 why: io.to_string(),
@@ -263,6 +275,23 @@ impl Store for Http {
     fn describe(&self) -> String {
         self.shown.clone()
     }
+}
+
+/// TLS trusting the machine's CA certificates (the system's store, or `SSL_CERT_FILE`
+/// / `SSL_CERT_DIR` when set), or, when none can be read, Mozilla's roots (webpki).
+fn tls() -> ureq::tls::TlsConfig {
+    let found = rustls_native_certs::load_native_certs();
+    let roots: Vec<_> = found
+        .certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let roots = if roots.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&roots)
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
 }
 
 /// The longest a request moving `bytes` may take: [`BASE`], plus the bytes at 1 MiB/s.
@@ -603,6 +632,21 @@ mod tests {
             wrong.lookup(&key),
             Err(StoreError::Refused { .. })
         ));
+    }
+
+    #[test]
+    fn https_trusts_the_certificates_ssl_cert_file_names() {
+        let nginx = Nginx::start_tls();
+        let key = Key("1c".repeat(32));
+        // Mozilla's roots or the system's do not know this certificate.
+        let untrusted = Http::open(&nginx.url(""), None).unwrap();
+        let error = untrusted.store_entry(&key, b"entry").unwrap_err();
+        assert!(error.to_string().contains("certificate"), "{error}");
+        // SAFETY: nextest runs each test in its own process; no other thread reads it.
+        unsafe { std::env::set_var("SSL_CERT_FILE", nginx.certificate()) };
+        let store = Http::open(&nginx.url("cache/"), None).unwrap();
+        store.store_entry(&key, b"entry").unwrap();
+        assert_eq!(store.lookup(&key).unwrap().as_deref(), Some(&b"entry"[..]));
     }
 
     #[test]

@@ -47,6 +47,20 @@ impl Nginx {
     /// nginx serving `GET`/`HEAD`/`PUT` under `/`; with `authorization`, only requests
     /// whose `Authorization` header is exactly that (401 otherwise).
     pub fn start(authorization: Option<&str>) -> Nginx {
+        Nginx::start_with(authorization, false)
+    }
+
+    /// nginx serving HTTPS with a self-signed certificate for 127.0.0.1 (made with
+    /// openssl), whose PEM file is `certificate()`.
+    pub fn start_tls() -> Nginx {
+        Nginx::start_with(None, true)
+    }
+
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn start_with(authorization: Option<&str>, tls: bool) -> Nginx {
         let binary = nginx_binary();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -62,6 +76,37 @@ impl Nginx {
         };
         let port = free_port();
         let p = d.display();
+        let listen = if tls {
+            let made = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                    // Its own trust anchor: webpki refuses a CA's certificate as a server's.
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                ])
+                .arg("-keyout")
+                .arg(d.join("key.pem"))
+                .arg("-out")
+                .arg(d.join("cert.pem"))
+                .output()
+                .expect("openssl is not installed: run scripts/test, which installs it");
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            format!(
+                "127.0.0.1:{port} ssl;\n        ssl_certificate {p}/cert.pem;\n        ssl_certificate_key {p}/key.pem;"
+            )
+        } else {
+            format!("127.0.0.1:{port};")
+        };
         // master_process off: one process, as the user that started it (as root, no
         // worker switches to `nobody`, who could not write the temporary folder).
         let conf = format!(
@@ -79,7 +124,7 @@ http {{
     uwsgi_temp_path {p}/tmp/uwsgi;
     scgi_temp_path {p}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen}
         root {p}/root;
         location / {{
             {check}
@@ -120,9 +165,15 @@ http {{
         nginx
     }
 
-    /// The store's URL: `http://127.0.0.1:PORT/` followed by `path`.
+    /// The store's URL: `http://127.0.0.1:PORT/` followed by `path` (`https://` for
+    /// `start_tls`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
+        let scheme = if self.certificate().exists() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}/{path}", self.port)
     }
 
     /// The folder nginx serves.
