@@ -3,6 +3,7 @@
 mod util;
 
 mod broker_faults;
+mod cache_http;
 mod changed;
 mod choosing;
 mod cli;
@@ -13,6 +14,7 @@ mod errors;
 mod house;
 mod html;
 mod lines;
+pub mod nginx;
 mod output;
 mod processes;
 pub mod queues;
