@@ -216,3 +216,29 @@ fn protoc_decode(file: &std::path::Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn blobs_damaged_on_the_server_are_misses_and_leave_right_files() {
+    let nginx = Nginx::start(None);
+    let url = nginx.url("");
+    let (_, _, out) = run(&project(), &url);
+    out.assert_code(0);
+    // Every blob on the server: same length, other bytes.
+    let cas = nginx.root().join("cas");
+    for blob in files_under(&cas) {
+        let path = cas.join(blob);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes {
+            *b ^= 0x20;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let second = project();
+    let (ran, statuses, out) = run(&second, &url);
+    out.assert_code(0);
+    assert_eq!(ran, ["build:a", "build:b"]);
+    assert_eq!(statuses, ["succeeded", "succeeded"]);
+    assert_eq!(second.read("out/a.txt"), "DATA A\n");
+    assert_eq!(second.read("out/b.txt"), "DATA B\n");
+    assert!(out.stderr.contains("warning"), "{}", out.stderr);
+}
