@@ -242,3 +242,15 @@ fn blobs_damaged_on_the_server_are_misses_and_leave_right_files() {
     assert_eq!(second.read("out/b.txt"), "DATA B\n");
     assert!(out.stderr.contains("warning"), "{}", out.stderr);
 }
+
+#[test]
+fn a_store_that_refuses_writes_is_said_once_and_the_run_succeeds() {
+    let nginx = Nginx::start_read_only();
+    let t = project();
+    let (ran, _, out) = run(&t, &nginx.url(""));
+    out.assert_code(0);
+    assert_eq!(ran, ["build:a", "build:b"]);
+    assert_eq!(warnings_naming(&out, nginx.port), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("405"), "{}", out.stderr);
+    assert!(files_under(&nginx.root()).is_empty());
+}

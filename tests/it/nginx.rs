@@ -47,20 +47,26 @@ impl Nginx {
     /// nginx serving `GET`/`HEAD`/`PUT` under `/`; with `authorization`, only requests
     /// whose `Authorization` header is exactly that (401 otherwise).
     pub fn start(authorization: Option<&str>) -> Nginx {
-        Nginx::start_with(authorization, false)
+        Nginx::start_with(authorization, false, true)
     }
 
     /// nginx serving HTTPS with a self-signed certificate for 127.0.0.1 (made with
     /// openssl), whose PEM file is `certificate()`.
     pub fn start_tls() -> Nginx {
-        Nginx::start_with(None, true)
+        Nginx::start_with(None, true, true)
+    }
+
+    /// nginx that serves `GET`/`HEAD` and refuses `PUT` (405): a store read-only for
+    /// this client.
+    pub fn start_read_only() -> Nginx {
+        Nginx::start_with(None, false, false)
     }
 
     pub fn certificate(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
     }
 
-    fn start_with(authorization: Option<&str>, tls: bool) -> Nginx {
+    fn start_with(authorization: Option<&str>, tls: bool, put: bool) -> Nginx {
         let binary = nginx_binary();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -76,6 +82,7 @@ impl Nginx {
         };
         let port = free_port();
         let p = d.display();
+        let dav = if put { "dav_methods PUT;" } else { "" };
         let listen = if tls {
             let made = Command::new("openssl")
                 .args([
@@ -128,7 +135,7 @@ http {{
         root {p}/root;
         location / {{
             {check}
-            dav_methods PUT;
+            {dav}
             create_full_put_path on;
             client_max_body_size 0;
         }}
