@@ -157,8 +157,9 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     }
     // A plan only reads the state: it writes no stamp.
     let memory = crate::state::Memory::new(&file, &options, index, false);
+    let cache = open_cache(&args.cache)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match plan::write(&file, args.json, &memory, &mut out) {
+    match plan::write(&file, args.json, &memory, cache.as_ref(), &mut out) {
         Err(plan::PlanError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(Outcome::Success)
         }

@@ -7,6 +7,7 @@
 //! first tasks and the count), control characters shown escaped. `--json` is for
 //! programs: one object per task, streamed (never held in memory), byte-exact.
 
+use crate::cache::run::Opened;
 use crate::jobfile::items_file::{ItemReader, ItemsFileError};
 use crate::jobfile::{CommandSpec, Items, Job, JobFile, JobId, When};
 use crate::render::{self, Command, Rendered, Stdin};
@@ -16,6 +17,7 @@ use crate::template::shell_quote;
 use crate::template::{Quoting, Values};
 use serde_json::{json, Map, Value};
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// At most this many tasks of a job are listed in text; past it, the first
 /// [`PREVIEW`] and a count.
@@ -28,7 +30,7 @@ const COUNTED: u64 = 100_000;
 /// What would happen to a task, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// `run`, `up_to_date` or `done_earlier`.
+    /// `run`, `up_to_date`, `done_earlier`, `cached` or `unchanged`.
     pub action: &'static str,
     pub reason: String,
 }
@@ -78,8 +80,14 @@ pub fn write(
     file: &JobFile,
     json: bool,
     memory: &Memory,
+    cache: Option<&Opened>,
     out: &mut impl Write,
 ) -> Result<(), PlanError> {
+    let memory = &Known {
+        memory,
+        cache,
+        cache_failed: AtomicBool::new(false),
+    };
     if json {
         write_json(file, memory, out)
     } else {
@@ -112,14 +120,58 @@ fn tasks<'a>(
     })
 }
 
+/// What a plan knows: the state of earlier runs, and the results cache (`--cache`).
+struct Known<'a> {
+    memory: &'a Memory,
+    cache: Option<&'a Opened>,
+    /// The store failed: said once, and not asked again.
+    cache_failed: AtomicBool,
+}
+
+impl Known<'_> {
+    /// The entry of a task that would run, if the cache would restore it: looked up and
+    /// its MAC checked, no blob fetched.
+    fn cached(&self, job: &Job, rendered: &Rendered, id: &state::TaskId) -> Option<String> {
+        use crate::cache::run::{self as cache, Looked};
+        let opened = self.cache?;
+        let reads = opened.settings.mode.reads() && !self.memory.force;
+        if !reads || !cache::cacheable(job) || self.cache_failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let key = cache::key_of(job, rendered, id)?;
+        let secret = opened.settings.secret.as_deref();
+        match cache::look_up(&*opened.store, &key, secret) {
+            Looked::Hit(entry) => Some(cache::reason(&entry)),
+            Looked::Absent | Looked::Unusable(_) => None,
+            Looked::Failed(e) => {
+                if !self.cache_failed.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "warning: cache {}: {e}; the plan shows what would run without it",
+                        opened.store.describe()
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
 fn verdict(
     file: &JobFile,
     job: &Job,
     (index, item): (u64, &str),
     rendered: &Rendered,
-    memory: &Memory,
+    memory: &Known<'_>,
 ) -> Verdict {
-    let id = state::decide(file, job, index, item, rendered, memory);
+    let id = state::decide(file, job, index, item, rendered, memory.memory);
+    if id.action == state::Action::Run {
+        if let Some(reason) = memory.cached(job, rendered, &id) {
+            return Verdict {
+                action: state::Action::Cached.word(),
+                reason,
+            };
+        }
+    }
     Verdict {
         action: id.action.word(),
         reason: id.reason,
@@ -252,7 +304,7 @@ fn write_each(file: &JobFile, job: &Job, out: &mut impl Write) -> io::Result<()>
     )
 }
 
-fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Result<()> {
+fn write_text(file: &JobFile, memory: &Known<'_>, out: &mut impl Write) -> io::Result<()> {
     let known: Option<u64> = file.jobs.iter().map(|j| j.items.count()).sum();
     let fed = known.is_none();
     let tasks_word = match known {
@@ -352,7 +404,7 @@ fn write_text(file: &JobFile, memory: &Memory, out: &mut impl Write) -> io::Resu
 fn write_job_tasks(
     file: &JobFile,
     job: &Job,
-    memory: &Memory,
+    memory: &Known<'_>,
     out: &mut impl Write,
 ) -> io::Result<(Counts, bool)> {
     let count = job.items.count().unwrap_or(0);
@@ -582,7 +634,7 @@ fn shown(text: &str) -> String {
     out
 }
 
-fn write_json(file: &JobFile, memory: &Memory, out: &mut impl Write) -> Result<(), PlanError> {
+fn write_json(file: &JobFile, memory: &Known<'_>, out: &mut impl Write) -> Result<(), PlanError> {
     out.write_all(b"[")?;
     let mut first = true;
     let mut object = |out: &mut dyn Write, value: Value| -> io::Result<()> {
@@ -631,7 +683,7 @@ fn task_json(
     index: u64,
     item: &str,
     rendered: &Rendered,
-    memory: &Memory,
+    memory: &Known<'_>,
 ) -> Value {
     let verdict = verdict(file, job, (index, item), rendered, memory);
     let mut task = Map::new();

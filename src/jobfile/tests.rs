@@ -647,3 +647,41 @@ fn output_modes_are_read_at_both_levels_and_a_wrong_one_is_named() {
     );
     assert_eq!(found[0].note.as_deref(), Some("did you mean \"grouped\"?"));
 }
+
+#[test]
+fn cache_env_names_are_environment_variable_names_each_once() {
+    let (d, at) = problem(&job(
+        "sources = ['a']\noutputs = ['b']\ncache_env = ['CC', '1X']\n",
+    ));
+    assert_eq!(
+        d.message,
+        "`cache_env` of job `a`: \"1X\" is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+    );
+    assert_eq!(at, "'1X'");
+    let (d, _) = problem(&job(
+        "sources = ['a']\noutputs = ['b']\ncache_env = ['CC', 'CC']\n",
+    ));
+    assert_eq!(d.message, "`cache_env` of job `a` names `CC` twice");
+    let file = parse(
+        Path::new("x.toml"),
+        job("sources = ['a']\noutputs = ['b']\ncache_env = ['CC', 'RUSTFLAGS']\ncache = false\n"),
+    )
+    .expect("valid");
+    assert_eq!(file.jobs[0].cache_env, ["CC", "RUSTFLAGS"]);
+    assert!(!file.jobs[0].cache);
+    // Never cached: a warning says the names do nothing.
+    assert_eq!(
+        file.warnings[0].message,
+        "`cache_env` of job `a` does nothing: its tasks are never cached (it has `cache = false`)"
+    );
+    let file = parse(Path::new("x.toml"), job("cache_env = ['CC']\n")).expect("valid");
+    assert!(file.warnings[0]
+        .message
+        .contains("both `sources` and `outputs`"));
+    let file = parse(
+        Path::new("x.toml"),
+        job("sources = ['a']\noutputs = ['b']\ncache_env = ['CC']\n"),
+    )
+    .expect("valid");
+    assert!(file.warnings.is_empty() && file.jobs[0].cache);
+}

@@ -11,7 +11,7 @@
 //! as tasks end, a line per event: a run of 100,000 tasks
 //! does not hold its trace in memory, only the names of the hosts and slots seen.
 
-use crate::task::{describe_end, TaskRecord};
+use crate::task::{describe_end, TaskRecord, Try};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -68,7 +68,17 @@ impl Trace {
 
     /// A task's attempts. `job` is its job's name, `name` the task's (`task::name`).
     pub fn add(&mut self, job: &str, name: &str, r: &TaskRecord) {
-        let tries = r.each_try();
+        let mut tries = r.each_try();
+        // Restored from the cache: its slot was busy restoring, one event says so.
+        let restored = tries.is_empty() && r.status == crate::task::Status::Cached;
+        if let (true, Some(started)) = (restored, r.started) {
+            tries.push(Try {
+                started,
+                duration: r.duration,
+                pid: None,
+                end: crate::task::End::Exited(0),
+            });
+        }
         if tries.is_empty() || self.error.is_some() {
             return;
         }
@@ -111,7 +121,11 @@ impl Trace {
                     "index": r.index,
                     "attempt": n + 1,
                     "attempts": last,
-                    "end": describe_end(&t.end),
+                    "end": if restored {
+                        "restored from cache".to_string()
+                    } else {
+                        describe_end(&t.end)
+                    },
                     "outcome": outcome,
                     "os_pid": t.pid,
                 },
@@ -171,7 +185,7 @@ fn micros(origin: SystemTime, t: SystemTime) -> i64 {
 /// The trace viewer's reserved colour names.
 fn colour(outcome: &str) -> &'static str {
     match outcome {
-        "succeeded" => "good",
+        "succeeded" | "cached" => "good",
         "failed" => "terrible",
         "retried" => "bad",
         "failed (allowed)" => "yellow",

@@ -3,6 +3,7 @@
 mod util;
 
 mod broker_faults;
+mod cache;
 mod cache_http;
 mod changed;
 mod choosing;

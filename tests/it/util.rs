@@ -156,7 +156,10 @@ impl Test {
             .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("GITLAB_CI")
             .env_remove("RUNNER_BROKER_URL")
-            .env_remove("RUNNER_AUTHKEY");
+            .env_remove("RUNNER_AUTHKEY")
+            .env_remove("RUNNER_CACHE")
+            .env_remove("RUNNER_CACHE_KEY")
+            .env_remove("RUNNER_CACHE_TOKEN");
         cmd.env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
