@@ -254,3 +254,19 @@ fn a_store_that_refuses_writes_is_said_once_and_the_run_succeeds() {
     assert!(out.stderr.contains("405"), "{}", out.stderr);
     assert!(files_under(&nginx.root()).is_empty());
 }
+
+#[test]
+fn credentials_given_two_ways_stop_the_run_before_it_starts_without_the_password() {
+    let t = project().env("RUNNER_CACHE_TOKEN", "a-token");
+    let out = t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--cache",
+        "http://user:pw0rd@127.0.0.1:1/cache/",
+    ]);
+    out.assert_code(2);
+    out.assert_stderr_has("http://user:***@127.0.0.1:1/cache/");
+    out.assert_stderr_has("RUNNER_CACHE_TOKEN");
+    assert!(!out.stderr.contains("pw0rd"), "{}", out.stderr);
+    assert!(t.read("ran.log").is_empty());
+}
