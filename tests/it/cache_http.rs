@@ -270,3 +270,50 @@ fn credentials_given_two_ways_stop_the_run_before_it_starts_without_the_password
     assert!(!out.stderr.contains("pw0rd"), "{}", out.stderr);
     assert!(t.read("ran.log").is_empty());
 }
+
+/// A 256 MiB output goes to nginx and comes back streamed: the runner stays under
+/// 64 MiB both ways (the JSON report's peak RSS), and the file is the same.
+#[test]
+fn a_large_output_is_streamed_to_nginx_and_back() {
+    const BIG: &str = r#"
+[jobs.big]
+command = "head -c 268435456 /dev/zero | tr '\\0' 'x' > out/big.bin && echo big >> ran.log"
+sources = ["in/seed.txt"]
+outputs = ["out/big.bin"]
+"#;
+    let nginx = Nginx::start(None);
+    let url = nginx.url("");
+    let make = || {
+        let t = Test::new(BIG);
+        t.write("in/seed.txt", "seed\n");
+        std::fs::create_dir_all(t.path("out")).unwrap();
+        t
+    };
+    let peak_mib = |t: &Test| {
+        let report: Value = serde_json::from_str(&t.read("report.json")).unwrap();
+        report["run"]["peak_rss_kib"].as_u64().unwrap() / 1024
+    };
+    let first = make();
+    let (ran, _, out) = run(&first, &url);
+    out.assert_code(0);
+    assert_eq!(ran, ["big"]);
+    assert!(peak_mib(&first) < 64, "storing: {} MiB", peak_mib(&first));
+    let second = make();
+    let (ran, statuses, out) = run(&second, &url);
+    out.assert_code(0);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(statuses, ["cached"]);
+    assert!(
+        peak_mib(&second) < 64,
+        "restoring: {} MiB",
+        peak_mib(&second)
+    );
+    let size = std::fs::metadata(second.path("out/big.bin")).unwrap().len();
+    assert_eq!(size, 256 << 20);
+    let same = std::process::Command::new("cmp")
+        .arg(first.path("out/big.bin"))
+        .arg(second.path("out/big.bin"))
+        .status()
+        .unwrap();
+    assert!(same.success());
+}
