@@ -4,6 +4,7 @@ mod util;
 
 mod broker_faults;
 mod cache;
+mod cache_http;
 mod changed;
 mod choosing;
 mod cli;
@@ -14,6 +15,7 @@ mod errors;
 mod house;
 mod html;
 mod lines;
+pub mod nginx;
 mod output;
 mod processes;
 pub mod queues;
