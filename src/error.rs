@@ -83,6 +83,9 @@ pub enum Error {
     /// revision, no merge base); nothing ran.
     #[error(transparent)]
     Changed(#[from] crate::changed::ChangedError),
+    /// `--cache URL` or `--cache-max-entry` that cannot be used; nothing ran.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::OpenError),
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
@@ -146,6 +149,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::Report(_)
             | Error::State(_)
             | Error::Changed(_)
+            | Error::Cache(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

@@ -18,6 +18,8 @@ pub mod http;
 pub mod key;
 #[cfg(feature = "distributed")]
 pub mod redis;
+pub mod run;
+pub mod verify;
 
 use std::io::Read;
 use std::sync::Arc;
