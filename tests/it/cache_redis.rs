@@ -46,7 +46,13 @@ fn statuses(t: &Test) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| format!("{} {}", t["job"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["job"].as_str().unwrap(),
+                t["status"].as_str().unwrap()
+            )
+        })
         .collect();
     all.sort();
     all
@@ -75,13 +81,26 @@ fn a_fresh_copy_restores_everything_from_redis_with_no_task_run() {
     let second = project(&jobs).args(&["--cache", &url, "--report", "report.json"]);
     let out = second.run();
     out.assert_code(0);
-    assert!(!second.path("ran.log").exists(), "no task ran:\n{}", out.stderr);
-    for name in ["out/a.txt", "out/b.txt", "out/c.txt", "out/big.bin", "out/tool.sh"] {
+    assert!(
+        !second.path("ran.log").exists(),
+        "no task ran:\n{}",
+        out.stderr
+    );
+    for name in [
+        "out/a.txt",
+        "out/b.txt",
+        "out/c.txt",
+        "out/big.bin",
+        "out/tool.sh",
+    ] {
         assert_eq!(bytes(&second, name), bytes(&first, name), "{name}");
     }
     assert_eq!(second.read("out/b.txt"), "SOURCE OF B\n");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(second.path("out/tool.sh")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(second.path("out/tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o111, 0o111, "the executable bit survives");
     // What the tasks printed is replayed.
     assert_eq!(out.lines_of("build:b"), ["built b"]);
@@ -105,7 +124,11 @@ fn workers_store_what_they_ran_and_the_coordinator_restores_instead_of_publishin
     first.run().assert_code(0);
     assert_eq!(first.lines_in("ran.log"), 3);
     let run = redis.newest_run();
-    assert_eq!(redis.stream_len(&format!("runner:{run}:tasks")), 3, "published");
+    assert_eq!(
+        redis.stream_len(&format!("runner:{run}:tasks")),
+        3,
+        "published"
+    );
     // Workers store in the background: the entries come within a deadline.
     assert!(
         wait_for(Duration::from_secs(10), || cache_keys(&redis, "ac:*") == 3),
@@ -135,7 +158,11 @@ fn workers_store_what_they_ran_and_the_coordinator_restores_instead_of_publishin
         0,
         "nothing published"
     );
-    assert!(!second.path("ran.log").exists(), "no task ran:\n{}", out.stderr);
+    assert!(
+        !second.path("ran.log").exists(),
+        "no task ran:\n{}",
+        out.stderr
+    );
     for item in ["a", "b", "c"] {
         let name = format!("out/{item}.txt");
         assert_eq!(bytes(&second, &name), bytes(&first, &name), "{name}");
