@@ -5,7 +5,7 @@
 //! nothing.
 
 use crate::distributed::{Redis, Worker};
-use crate::util::{wait_for, Test};
+use crate::util::{wait_for, Collected, Test};
 use std::time::Duration;
 
 /// Three fan-out tasks with a source and an output each; every command that runs says
@@ -175,6 +175,47 @@ fn workers_store_what_they_ran_and_the_coordinator_restores_instead_of_publishin
         let said = printed(w);
         assert!(!said.contains("built"), "a worker ran a task:\n{said}");
     }
+}
+
+#[test]
+fn a_worker_whose_cache_is_down_says_so_once_and_runs_its_tasks() {
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("redis://:hidden-pw@127.0.0.1:{port}");
+    let t = project(FAN).args(&["--broker", &url, "--no-local"]);
+    let mut w = Worker::start(
+        &t,
+        "jobs.toml",
+        &url,
+        &["--pool", "1", "--cache", &closed],
+        &[],
+    );
+    let said = Collected::start(w.0.stderr.take().unwrap());
+    t.run().assert_code(0);
+    assert_eq!(t.lines_in("ran.log"), 3, "every task ran");
+    // Said when the run it served ended, after its uploads (none: the store is down).
+    assert!(
+        said.wait_for(Duration::from_secs(10), "cache: 0 restored (0 B), 0 stored"),
+        "{}",
+        said.now()
+    );
+    let text = said.now();
+    assert_eq!(
+        text.matches("cache disabled for the rest of this run")
+            .count(),
+        1,
+        "said once:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("redis://***@127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(!text.contains("hidden-pw"), "{text}");
 }
 
 /// Stops a worker and returns what it printed, stdout then stderr.
