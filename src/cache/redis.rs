@@ -139,9 +139,18 @@ impl RedisStore {
                 seconds: bound.as_secs().max(1),
             }
         } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            let why = self.secret.hide(&e.to_string());
+            // A TLS mismatch shows as a connection error: said as the broker says it.
+            let hint = if self.shown.starts_with("rediss://") {
+                " (does the server speak TLS on that port?)"
+            } else if why.contains("reset by peer") {
+                " (if the server expects TLS, use rediss://)"
+            } else {
+                ""
+            };
             StoreError::Unreachable {
                 store,
-                why: self.secret.hide(&e.to_string()),
+                why: format!("{why}{hint}"),
             }
         } else {
             StoreError::Refused {

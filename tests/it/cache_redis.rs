@@ -232,3 +232,73 @@ fn printed(mut w: Worker) -> String {
     }
     text
 }
+
+/// A redis-server answering TLS (a self-signed certificate, made by openssl) on a port
+/// of its own, and plain Redis on the usual one.
+fn tls_redis(certs: &std::path::Path) -> Redis {
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(certs)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "openssl makes a certificate (scripts/test installs openssl)"
+    );
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    Redis::start(&[
+        "--tls-port",
+        &free,
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ])
+}
+
+#[test]
+fn a_cache_over_tls_restores_and_a_tls_mismatch_is_said_once_with_the_tasks_run() {
+    let certs = tempfile::tempdir().unwrap();
+    let redis = tls_redis(certs.path());
+    let tls_port = redis.config("tls-port");
+    // A self-signed certificate: `#insecure` skips verifying it (tests only).
+    let tls_url = format!("rediss://127.0.0.1:{tls_port}/#insecure");
+    project(FAN)
+        .args(&["--cache", &tls_url])
+        .run()
+        .assert_code(0);
+    assert_eq!(cache_keys(&redis, "ac:*"), 3);
+    let second = project(FAN).args(&["--cache", &tls_url]);
+    second.run().assert_code(0);
+    assert!(!second.path("ran.log").exists(), "restored over TLS");
+
+    // Plain Redis to the TLS port: the store fails, said once, and every task runs.
+    let mismatch =
+        project(FAN).args(&["--cache", &format!("redis://:pw-123@127.0.0.1:{tls_port}")]);
+    let out = mismatch.run();
+    out.assert_code(0);
+    assert_eq!(mismatch.lines_in("ran.log"), 3);
+    assert_eq!(
+        out.stderr.matches("cache disabled").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pw-123"), "{}", out.stderr);
+}
