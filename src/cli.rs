@@ -116,7 +116,7 @@ pub struct PlanArgs {
     pub cache: CacheArgs,
 }
 
-/// The results cache (`run` and `plan`).
+/// The results cache (`run`, `plan`, and `worker`, which only stores).
 #[derive(Debug, Clone, clap::Args)]
 pub struct CacheArgs {
     /// Restore task results from, and store them in, the cache at URL: a folder (PATH
@@ -284,6 +284,10 @@ pub struct WorkerArgs {
     /// Exit when the run served ends, instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
+    /// A worker given a cache stores each task it ran that succeeded (the coordinator
+    /// looks tasks up before publishing them; a worker never restores).
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Time between TERM and KILL when a task is stopped (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,

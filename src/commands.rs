@@ -74,7 +74,10 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
         }
         Command::Report(args) => report(&args),
         #[cfg(feature = "distributed")]
-        Command::Worker(args) => crate::broker::command::worker(args),
+        Command::Worker(args) => {
+            let cache = open_cache(&args.cache)?;
+            crate::broker::command::worker(args, cache)
+        }
         Command::Schema => print(&schema::json_schema()),
         Command::Completions { shell } => print(&completions::script(shell)),
     }

@@ -5,6 +5,7 @@
 use super::wire::Message;
 use super::worker::{serve, Serve, ServeOptions};
 use super::{authkey, check_url, digest, redact, Broker, BrokerError, RunState};
+use crate::cache::run::{Cache, Opened};
 use crate::cli::WorkerArgs;
 use crate::display;
 use crate::error::{Error, Outcome};
@@ -46,11 +47,14 @@ struct Worker {
     newest: String,
     /// A run could not be served (said when it happened; the exit status is then 1).
     failed: bool,
+    /// `--cache`: the store each served run's tasks are stored in (write only: the
+    /// coordinator looks tasks up before publishing them).
+    cache: Option<Opened>,
 }
 
 /// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
 /// fails for good.
-pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
+pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error> {
     let file = Arc::new(crate::jobfile::load(&args.file, &[])?);
     // Its own secrets, from its own environment and files: none cross the broker. A
     // worker may serve any selection of its file: every secret a job it may run names.
@@ -89,6 +93,7 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
         left: HashSet::new(),
         newest: "0-0".to_string(),
         failed: false,
+        cache: None,
     };
     worker.session.say(format!(
         "worker on {} (pid {}) serving {} (digest {}) from {}",
@@ -98,6 +103,20 @@ pub fn worker(args: WorkerArgs) -> Result<Outcome, Error> {
         &worker.digest[..12],
         redact(&worker.url)
     ));
+    worker.cache = cache.and_then(|mut cache| {
+        let store = cache.store.describe();
+        if !cache.settings.mode.writes() {
+            worker.session.say(format!(
+                "cache {store}: a worker only stores, and --cache-mode read stores nothing: no cache"
+            ));
+            return None;
+        }
+        worker
+            .session
+            .say(format!("storing what runs here in the cache {store}"));
+        cache.settings.mode = crate::cache::Mode::Write;
+        Some(cache)
+    });
     let result = worker.serve_runs(&mut broker, args.once);
     let Worker {
         session, failed, ..
@@ -306,6 +325,17 @@ impl Worker {
             .collect();
         let mut ctx = self.session.context(run, queues, Mode::Worker, None);
         ctx.file = file;
+        // A cache of the run's own: its uploads are waited for, and what it did is said,
+        // when the run ends.
+        let cache = self.cache.as_ref().map(|o| {
+            Cache::new(
+                o.store.clone(),
+                o.settings.clone(),
+                self.session.events.clone(),
+                &self.session.host,
+            )
+        });
+        ctx.cache = cache.clone();
         // The run's own stop switch: the run stopping stops its tasks, and this worker
         // serves the next run with a fresh one. The worker's own switch (its signals)
         // reaches it through the relay below.
@@ -359,6 +389,10 @@ impl Worker {
         run_stop.store(true, Ordering::SeqCst);
         served.store(true, Ordering::SeqCst);
         let _ = watcher.join();
+        if let Some(cache) = cache {
+            let totals = cache.finish(self.stop.load(Ordering::SeqCst));
+            self.session.say(format!("run {shown}: {}", totals.line()));
+        }
     }
 }
 

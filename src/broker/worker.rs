@@ -59,11 +59,26 @@ pub struct Serve {
     held: Mutex<HashSet<String>>,
     /// Entries read and not yet started, for whichever consumer thread is free first.
     prefetched: Mutex<VecDeque<(String, Message)>>,
+    /// With a cache to store in (`--cache`): what tasks read is hashed here, with no
+    /// state (no stamps: every task runs), so that a task's cache key is of this
+    /// machine's files.
+    memory: Option<crate::state::Memory>,
 }
 
 impl Serve {
     pub fn new(options: ServeOptions, ctx: Arc<Context>, stop: Arc<AtomicBool>) -> Serve {
+        let memory = ctx.cache.as_ref().filter(|c| c.writes()).map(|_| {
+            let mut memory = crate::state::Memory::new(
+                &ctx.file,
+                &crate::state::Options::default(),
+                None,
+                false,
+            );
+            memory.stamps = None;
+            memory
+        });
         Serve {
+            memory,
             options,
             ctx,
             stop,
@@ -408,7 +423,8 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
-    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, None);
+    let known = cache_id(s, job, index, item);
+    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known.as_ref());
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {
@@ -428,6 +444,31 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         s.say(format!("could not record the result of {task}: {e}"));
     }
     Handled::Over
+}
+
+/// With a cache to store in, what the task is and what it reads, its sources hashed
+/// here, from which its cache key is computed (`exec`). The coordinator's key is not
+/// taken: a worker whose files differ stores under the key of what it read.
+fn cache_id(
+    s: &Serve,
+    job: &crate::jobfile::Job,
+    index: u64,
+    item: &[u8],
+) -> Option<crate::state::TaskId> {
+    let memory = s.memory.as_ref()?;
+    if !crate::cache::run::cacheable(job) {
+        return None;
+    }
+    let item = String::from_utf8_lossy(item);
+    let rendered = crate::render::task(&s.ctx.file, job, &item, index);
+    Some(crate::state::decide(
+        &s.ctx.file,
+        job,
+        index,
+        &item,
+        &rendered,
+        memory,
+    ))
 }
 
 /// Whether tasks of `job` may run on workers.

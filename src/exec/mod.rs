@@ -289,7 +289,9 @@ fn start(
         return Step::Ended(record);
     }
     let key = cache_key(ctx, job, &item, index, id);
-    if let Some(key) = &key {
+    // A task a worker (or the coordinator's own share) runs was looked up by the
+    // coordinator before it was published: it only stores.
+    if let (Some(key), Mode::Local { .. }) = (&key, ctx.mode) {
         if let Some(record) = restore(ctx, &task, key, &record) {
             return Step::Ended(finish(ctx, record));
         }
@@ -320,6 +322,36 @@ fn cache_key(
     }
     let rendered = crate::render::task(&ctx.file, job, item, index);
     crate::cache::run::key_of(job, &rendered, id)
+}
+
+/// A task of a distributed run, looked up by the coordinator before it is published
+/// (`run::distributed`): restored here when its entry is there and whole (and then
+/// never published), `None` otherwise. Its record is ended (journaled, told to the
+/// terminal) like a local task's; the caller hands it to the scheduler.
+#[cfg(feature = "distributed")]
+pub fn restore_remote(
+    ctx: &Context,
+    job_id: usize,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    id: Option<&TaskId>,
+) -> Option<TaskRecord> {
+    let job = &ctx.file.jobs[job_id];
+    let item = String::from_utf8_lossy(item).into_owned();
+    let key = cache_key(ctx, job, &item, index, id)?;
+    let task = Task::new(job_id, job, index, &item, slot);
+    let mut record = TaskRecord::new(
+        job_id,
+        index,
+        item.clone(),
+        slot,
+        &ctx.host,
+        job.allow_failure,
+    );
+    record.set_id(id);
+    let record = restore(ctx, &task, &key, &record)?;
+    Some(finish(ctx, record))
 }
 
 /// Restores a task from the cache, if its entry is there and whole: its outputs

@@ -1,6 +1,12 @@
 //! `run --broker`: the coordinator. Tasks the scheduler gives the `REMOTE` slot are
 //! published to the broker; results come back into the same `task_ended` path as local
 //! ones; the coordinator's own pool takes a share of the tasks unless `--no-local`.
+//!
+//! With `--cache`, every task is looked up before it is published, on a thread of its
+//! own (`cache-lookup`, between the run loop and the publisher; never under the run's
+//! lock): a hit is restored here and ended through `task_ended` like a worker's result,
+//! and is never published; a miss goes on to the publisher. The own share stores what
+//! it runs with the run's cache, as a worker given `--cache` does.
 
 use super::{task_ended, Note, Shared};
 use crate::broker::{coordinator, worker};
@@ -11,7 +17,7 @@ use crate::scheduler::{Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
 use crate::task::{self, End, Event, Status, TaskRecord};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +32,8 @@ pub(super) struct Distributed {
     coordinator: coordinator::Coordinator,
     /// The coordinator's own share: its stop flag and its thread.
     local: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// `--cache`: the lookups before publishing, their stop flag and their thread.
+    lookups: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Distributed {
@@ -33,6 +41,11 @@ impl Distributed {
     /// waiting up to `grace` and 5 s for them (less on a further signal). Returns the
     /// tasks that ended without a result.
     pub(super) fn finish(self, grace: Duration, signals: &Receiver<Interrupt>) -> Unfinished {
+        // First: what waits for its lookup goes on to the publisher, which withdraws it.
+        if let Some((stop, thread)) = self.lookups {
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
+        }
         let unfinished = self
             .coordinator
             .finish(grace + Duration::from_secs(5), signals);
@@ -78,6 +91,21 @@ pub(super) fn start(
             let _ = events.send(Event::Note(text));
         })
     };
+    let (tasks, lookups) = match ctx.cache.as_ref().filter(|c| c.reads()) {
+        Some(_) => {
+            let (publish, to_publish) = crossbeam_channel::unbounded::<Start>();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name("cache-lookup".into())
+                    .spawn(move || look_up_first(&shared, &tasks, &publish, &stop))
+                    .map_err(Error::system("start a thread"))?
+            };
+            (to_publish, Some((stop, thread)))
+        }
+        None => (tasks, None),
+    };
     let coordinator = coordinator::Coordinator::start(
         ctx.file.clone(),
         &ctx.run_id,
@@ -91,7 +119,50 @@ pub(super) fn start(
     } else {
         Some(start_share(session, shared, options, pool)?)
     };
-    Ok(Distributed { coordinator, local })
+    Ok(Distributed {
+        coordinator,
+        local,
+        lookups,
+    })
+}
+
+/// The `cache-lookup` thread: each task the run publishes is looked up first; a hit is
+/// restored here and ended, a miss (or anything once the run stops) goes on to the
+/// publisher. A panic while restoring publishes the task instead (it runs on a worker).
+fn look_up_first(
+    shared: &Arc<Shared>,
+    tasks: &Receiver<Start>,
+    publish: &Sender<Start>,
+    stop: &AtomicBool,
+) {
+    let ctx = &shared.ctx;
+    while !stop.load(Ordering::SeqCst) {
+        let start = match tasks.recv_timeout(Duration::from_millis(100)) {
+            Ok(start) => start,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if ctx.control.level() == Level::Run {
+            let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::exec::restore_remote(
+                    ctx,
+                    start.job,
+                    start.index,
+                    &start.item,
+                    REMOTE,
+                    start.id.as_ref(),
+                )
+            }));
+            if let Ok(Some(record)) = restored {
+                let _ = task_ended(shared, REMOTE, record, None);
+                continue;
+            }
+        }
+        let _ = publish.send(start);
+    }
+    for start in tasks.try_iter() {
+        let _ = publish.send(start);
+    }
 }
 
 /// A worker's result: its queue lines go into the queue, its end is shown, and it is
@@ -150,12 +221,16 @@ fn start_share(
     let ctx = &shared.ctx;
     let stop = Arc::new(AtomicBool::new(false));
     let quiet = ctx.mode.quiet();
-    let share_ctx = Arc::new(session.context(
+    let mut share_ctx = session.context(
         &ctx.run_id,
         ctx.queues.clone(),
         Mode::Share { quiet },
         ctx.logs.clone(),
-    ));
+    );
+    // It stores what it runs, like a worker given --cache (uploads waited for with the
+    // run's).
+    share_ctx.cache = ctx.cache.clone();
+    let share_ctx = Arc::new(share_ctx);
     let serve_options = worker::ServeOptions {
         url: options.url.clone(),
         run_id: ctx.run_id.clone(),

@@ -5,6 +5,7 @@ mod util;
 mod broker_faults;
 mod cache;
 mod cache_http;
+mod cache_redis;
 mod changed;
 mod choosing;
 mod cli;
