@@ -83,6 +83,10 @@ pub enum Error {
     /// revision, no merge base); nothing ran.
     #[error(transparent)]
     Changed(#[from] crate::changed::ChangedError),
+    /// `runner cache stats|prune DIR`: DIR is not a cache folder, or cannot be read or
+    /// pruned.
+    #[error(transparent)]
+    CacheDir(#[from] crate::cache::prune::CacheDirError),
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
@@ -146,6 +150,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::Report(_)
             | Error::State(_)
             | Error::Changed(_)
+            | Error::CacheDir(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

@@ -124,7 +124,12 @@ impl Store for Folder {
     fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         // Already there, whole: the same name is the same content (checked as read).
+        // Touched, so that a prune running now sees it as just written and keeps it
+        // for the entry about to name it.
         if fs::metadata(&path).is_ok_and(|m| m.len() == digest.size) {
+            if let Ok(file) = File::options().append(true).open(&path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
             return Ok(());
         }
         self.write_whole(&path, &mut data.take(digest.size))?;

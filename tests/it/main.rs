@@ -3,6 +3,7 @@
 mod util;
 
 mod broker_faults;
+mod cache_prune;
 mod changed;
 mod choosing;
 mod cli;
