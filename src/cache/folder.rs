@@ -196,4 +196,28 @@ mod tests {
             .join(digest.hex())
             .is_file());
     }
+
+    #[test]
+    fn a_blob_stored_again_is_touched_so_that_a_prune_running_now_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Folder::open(dir.path().to_str().unwrap()).unwrap();
+        let digest = Digest::of(b"shared output");
+        store
+            .store_blob(&digest, &mut &b"shared output"[..])
+            .unwrap();
+        let path = store.blob_path(&digest);
+        let old = SystemTime::now() - std::time::Duration::from_secs(86_400);
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = SystemTime::now() - std::time::Duration::from_secs(1);
+        store
+            .store_blob(&digest, &mut &b"shared output"[..])
+            .unwrap();
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(modified > before, "{modified:?}");
+    }
 }
