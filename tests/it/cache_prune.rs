@@ -371,3 +371,132 @@ fn cache_prune_and_stats_of_an_unreadable_store_exit_2() {
         "nothing removed from a store that cannot be read whole"
     );
 }
+
+/// A project of `n` tasks, each writing `out/I.txt` (`seq 1 I00`, I from 1) from its
+/// source `src/I.txt`.
+fn seq_project(n: u32) -> Test {
+    let t = Test::new_in_target(&format!(
+        "[jobs.t]\nitems = {{ range = [1, {}] }}\ncommand = 'mkdir -p out && seq 1 \"$RUNNER_ITEM\"00 > out/\"$RUNNER_ITEM\".txt'\nsources = ['src/{{item}}.txt']\noutputs = ['out/{{item}}.txt']\n",
+        n + 1
+    ));
+    for i in 1..=n {
+        t.write(&format!("src/{i}.txt"), &format!("source {i}\n"));
+    }
+    t
+}
+
+fn expected_output(i: u32) -> String {
+    (1..=i * 100).map(|k| format!("{k}\n")).collect()
+}
+
+/// Runs `runner cache prune DIR --max-size SIZE` over and over until `stop`; how many
+/// times it ran, each asserted to exit 0.
+fn prune_loop(
+    dir: PathBuf,
+    max: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut times = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) || times == 0 {
+            let out = std::process::Command::new(BIN)
+                .args(["cache", "prune"])
+                .arg(&dir)
+                .args(["--max-size", &max])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "prune: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            times += 1;
+        }
+        times
+    })
+}
+
+#[test]
+#[ignore = "needs `runner run --cache` (branch cache-run)"]
+fn cache_prune_in_a_loop_never_breaks_a_restore_running_at_the_same_time() {
+    const N: u32 = 150;
+    let first = seq_project(N);
+    let store = first.path("store");
+    first
+        .run_with(&["run", "jobs.toml", "--cache", store.to_str().unwrap()])
+        .assert_code(0);
+    // Everything stored is a day old; junk older still (two days), which a prune to
+    // the store's real size must remove first.
+    let mut real = 0;
+    for kind in ["ac", "cas"] {
+        for fan in std::fs::read_dir(store.join(kind)).unwrap() {
+            for file in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                real += size_of(&path);
+                age(&path, DAY);
+            }
+        }
+    }
+    for i in 0..200 {
+        let junk = entry(
+            &store,
+            &format!("junk {i}"),
+            &[("out/junk", &[b'j'; 2048])],
+            None,
+        );
+        age(&junk, DAY * 2);
+    }
+    let max = (real + 1024).to_string();
+
+    // While prunes down to the real size run in a loop, a fresh copy restores every
+    // task: none of what it uses goes.
+    let second = seq_project(N);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruning = prune_loop(store.clone(), max, stop.clone());
+    let out = second.run_with(&["run", "jobs.toml", "--cache", store.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(pruning.join().unwrap() >= 1);
+    out.assert_code(0)
+        .assert_stderr_has(&format!("cache: {N} restored"));
+    for i in 1..=N {
+        assert_eq!(
+            second.read(&format!("out/{i}.txt")),
+            expected_output(i),
+            "out/{i}.txt"
+        );
+    }
+    let json = stats_json(&first, "store");
+    assert_eq!(
+        json["entries"]["files"], N,
+        "the junk went, the real entries stayed: {json:#}"
+    );
+
+    // Prunes to size 0 in a loop: what a run has not found yet may go, and is then run
+    // instead; whatever happens, every file is right and the run succeeds.
+    for kind in ["ac", "cas"] {
+        for fan in std::fs::read_dir(store.join(kind)).unwrap() {
+            for file in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+                age(&file.unwrap().path(), DAY);
+            }
+        }
+    }
+    let third = seq_project(N);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruning = prune_loop(store.clone(), "0".into(), stop.clone());
+    let out = third.run_with(&["run", "jobs.toml", "--cache", store.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(pruning.join().unwrap() >= 1);
+    out.assert_code(0);
+    for i in 1..=N {
+        assert_eq!(
+            third.read(&format!("out/{i}.txt")),
+            expected_output(i),
+            "out/{i}.txt"
+        );
+    }
+    let names: Vec<_> = std::fs::read_dir(third.path("out"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), N as usize, "no temporary file left: {names:?}");
+}
