@@ -412,19 +412,28 @@ fn start_time(root: &Path) -> Result<SystemTime, CacheDirError> {
     Ok(store?.min(ours) - SLACK)
 }
 
-/// Removes `path` unless it was modified since `start` (or is gone already); the
-/// bytes it held when removed.
-fn remove_unless_fresh(path: &Path, start: SystemTime) -> Result<Option<u64>, CacheDirError> {
+/// What became of a file a prune meant to remove.
+enum Removal {
+    /// Removed: it held these bytes.
+    Removed(u64),
+    /// Modified since the prune started: kept.
+    Fresh,
+    /// Gone already (another prune).
+    Gone,
+}
+
+/// Removes `path` unless it was modified since `start` (or is gone already).
+fn remove_unless_fresh(path: &Path, start: SystemTime) -> Result<Removal, CacheDirError> {
     let meta = match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
         other => other.map_err(io_error("read", path))?,
     };
     if meta.modified().map_err(io_error("read", path))? >= start {
-        return Ok(None);
+        return Ok(Removal::Fresh);
     }
     match fs::remove_file(path) {
-        Ok(()) => Ok(Some(meta.len())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Ok(()) => Ok(Removal::Removed(meta.len())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Gone),
         Err(e) => Err(io_error("remove", path)(e)),
     }
 }
@@ -443,9 +452,13 @@ pub fn prune(root: &Path, max_size: u64) -> Result<Pruned, CacheDirError> {
     for temp in &scan.temps {
         total += temp.bytes;
         if start.duration_since(temp.modified).unwrap_or_default() > STALE_TEMPORARY {
-            if let Some(bytes) = remove_unless_fresh(&temp.path, start)? {
-                pruned.temporary.add(bytes);
-                total -= temp.bytes;
+            match remove_unless_fresh(&temp.path, start)? {
+                Removal::Removed(bytes) => {
+                    pruned.temporary.add(bytes);
+                    total -= temp.bytes;
+                }
+                Removal::Gone => total -= temp.bytes,
+                Removal::Fresh => {}
             }
         }
     }
@@ -462,14 +475,14 @@ pub fn prune(root: &Path, max_size: u64) -> Result<Pruned, CacheDirError> {
             Some(_) => None,
         };
         match broken {
-            Some(count) if !fresh(entry.used) => {
-                if let Some(bytes) = remove_unless_fresh(&entry.path, start)? {
+            Some(count) if !fresh(entry.used) => match remove_unless_fresh(&entry.path, start)? {
+                Removal::Removed(bytes) => {
                     count.add(bytes);
                     total -= entry.bytes;
-                } else {
-                    kept.push(entry);
                 }
-            }
+                Removal::Gone => total -= entry.bytes,
+                Removal::Fresh => kept.push(entry),
+            },
             _ => kept.push(entry),
         }
     }
@@ -501,12 +514,17 @@ pub fn prune(root: &Path, max_size: u64) -> Result<Pruned, CacheDirError> {
         if total <= max_size {
             break;
         }
-        let Some(bytes) = remove_unless_fresh(&entry.path, start)? else {
-            pruned.in_use.add(entry.bytes);
-            continue;
-        };
-        pruned.entries.add(bytes);
-        pruned.last_removed_use = Some(entry.used);
+        match remove_unless_fresh(&entry.path, start)? {
+            Removal::Removed(bytes) => {
+                pruned.entries.add(bytes);
+                pruned.last_removed_use = Some(entry.used);
+            }
+            Removal::Gone => {}
+            Removal::Fresh => {
+                pruned.in_use.add(entry.bytes);
+                continue;
+            }
+        }
         total = total.saturating_sub(entry.bytes);
         for blob in entry.blobs.iter().flatten() {
             let left = names.get_mut(blob.as_str()).expect("counted above");
@@ -519,6 +537,23 @@ pub fn prune(root: &Path, max_size: u64) -> Result<Pruned, CacheDirError> {
         }
     }
 
+    remove_unnamed_blobs(root, &scan, start, &mut pruned)?;
+    pruned.before = scan.entries.iter().map(|e| e.bytes).sum::<u64>()
+        + scan.blobs.values().map(|b| b.bytes).sum::<u64>()
+        + scan.temps.iter().map(|t| t.bytes).sum::<u64>();
+    pruned.left = stats(root)?;
+    Ok(pruned)
+}
+
+/// The blob phase of a prune: every blob of `scan` that no entry in the folder names
+/// now (the entries are read again: those written since the scan name blobs too) and
+/// that is not fresh.
+fn remove_unnamed_blobs(
+    root: &Path,
+    scan: &Scan,
+    start: SystemTime,
+    pruned: &mut Pruned,
+) -> Result<(), CacheDirError> {
     // Entries written since the scan name blobs too: read the entries again, and keep
     // whatever any entry there now names.
     let mut other = Count::default();
@@ -531,19 +566,15 @@ pub fn prune(root: &Path, max_size: u64) -> Result<Pruned, CacheDirError> {
         }
     }
     for (name, blob) in &scan.blobs {
-        if named.contains_key(name) || fresh(blob.modified) {
+        if named.contains_key(name) || blob.modified >= start {
             continue;
         }
-        if let Some(bytes) = remove_unless_fresh(&blob.path, start)? {
+        if let Removal::Removed(bytes) = remove_unless_fresh(&blob.path, start)? {
             pruned.blobs.add(bytes);
         }
     }
 
-    pruned.before = scan.entries.iter().map(|e| e.bytes).sum::<u64>()
-        + scan.blobs.values().map(|b| b.bytes).sum::<u64>()
-        + scan.temps.iter().map(|t| t.bytes).sum::<u64>();
-    pruned.left = stats(root)?;
-    Ok(pruned)
+    Ok(())
 }
 
 /// A size in words: "1.5 MiB (1,572,864 bytes)".
