@@ -121,6 +121,34 @@ pub struct PlanArgs {
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The results cache (`run` and `plan`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Restore task results from, and store them in, the cache at URL: a folder (PATH
+    /// or file://PATH), redis:// or rediss://, or http(s):// (Bazel's HTTP cache).
+    /// RUNNER_CACHE_KEY signs entries; RUNNER_CACHE_TOKEN is an HTTP bearer token.
+    #[arg(long, value_name = "URL", env = "RUNNER_CACHE")]
+    pub cache: Option<String>,
+    /// read (restore only), write (store only) or read-write.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::cache::Mode::ReadWrite)]
+    pub cache_mode: crate::cache::Mode,
+    /// Entries larger than SIZE (files and printed output) are not stored, e.g. 500MiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub cache_max_entry: u64,
+}
+
+/// A size on the command line that did not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (write e.g. \"1GiB\", \"500MB\", \"64KiB\")")]
+pub struct BadSize(parse_size::Error);
+
+/// A size: `1GiB`, `500MB`, `1024` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, BadSize> {
+    parse_size::parse_size(text).map_err(BadSize)
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -167,6 +195,8 @@ pub struct RunArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Process slots: the most tasks running at once (default: the file's `pool`, else
     /// the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

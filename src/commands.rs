@@ -53,6 +53,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
                 select: args.select,
                 json: false,
                 state: args.state,
+                cache: args.cache,
             })
         }
         Command::Run(args) => run(args),
@@ -168,6 +169,22 @@ fn plan(args: PlanArgs) -> Result<Outcome, Error> {
     }
 }
 
+/// `--cache URL`: the store it names (the URL checked, nothing asked of it yet) and how
+/// the run uses it.
+fn open_cache(args: &cli::CacheArgs) -> Result<Option<crate::cache::run::Opened>, Error> {
+    let Some(url) = args.cache.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let token = crate::secrets::cache_token();
+    let store = crate::cache::open(url, token.as_deref())?;
+    let settings = crate::cache::run::Settings {
+        mode: args.cache_mode,
+        max_entry: args.cache_max_entry,
+        secret: crate::secrets::cache_key(),
+    };
+    Ok(Some(crate::cache::run::Opened { store, settings }))
+}
+
 fn run(args: RunArgs) -> Result<Outcome, Error> {
     let mut file = load(&args.select)?;
     // Before anything is written: a mistake here is the user's to fix first.
@@ -206,7 +223,9 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
     let resume_hint = resume_hint(&args);
     let mut state = args.state.options();
     state.changed = changed;
+    let cache = open_cache(&args.cache)?;
     let options = run::Options {
+        cache,
         state,
         resume_hint,
         pool: Some(crate::fds::fit_pool(

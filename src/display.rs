@@ -467,6 +467,7 @@ impl Writer {
             | Outcome::DoneEarlier
             | Outcome::UpToDate
             | Outcome::Unchanged => "done",
+            Outcome::Cached => "cached",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         // Tasks that ran on another machine say where.
@@ -482,8 +483,12 @@ impl Writer {
         } else {
             String::new()
         };
-        let end = record.end.as_ref().map(describe_end).unwrap_or_default();
-        let line = format!("{word} {label}{pid} {end} in {}{retry}", duration(took));
+        let end = record
+            .end
+            .as_ref()
+            .map(|e| format!(" {}", describe_end(e)))
+            .unwrap_or_default();
+        let line = format!("{word} {label}{pid}{end} in {}{retry}", duration(took));
         let line = if record.outcome() == Outcome::Failed && self.options.color {
             console::style(line).red().force_styling(true).to_string()
         } else {

@@ -87,6 +87,9 @@ pub enum Error {
     /// pruned.
     #[error(transparent)]
     CacheDir(#[from] crate::cache::prune::CacheDirError),
+    /// `--cache URL` or `--cache-max-entry` that cannot be used; nothing ran.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::OpenError),
     /// The broker cannot be used, or went away for good.
     #[cfg(feature = "distributed")]
     #[error(transparent)]
@@ -151,6 +154,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::State(_)
             | Error::Changed(_)
             | Error::CacheDir(_)
+            | Error::Cache(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,

@@ -21,9 +21,33 @@
 use std::sync::OnceLock;
 
 /// The variables whose values are secret.
-const SECRET_VARS: [&str; 2] = ["RUNNER_AUTHKEY", "RUNNER_BROKER_URL"];
+const SECRET_VARS: [&str; 4] = [
+    "RUNNER_AUTHKEY",
+    "RUNNER_BROKER_URL",
+    "RUNNER_CACHE_KEY",
+    "RUNNER_CACHE_TOKEN",
+];
 
 static AUTHKEY: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+static CACHE_KEY: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+static CACHE_TOKEN: OnceLock<Option<String>> = OnceLock::new();
+
+/// The results cache's HMAC secret from `RUNNER_CACHE_KEY`, as it was at start (the
+/// variable is gone since: tasks never see it).
+pub fn cache_key() -> Option<Vec<u8>> {
+    CACHE_KEY
+        .get_or_init(|| std::env::var_os("RUNNER_CACHE_KEY").map(|k| k.into_encoded_bytes()))
+        .clone()
+        .filter(|k| !k.is_empty())
+}
+
+/// The HTTP cache's bearer token from `RUNNER_CACHE_TOKEN`, as it was at start.
+pub fn cache_token() -> Option<String> {
+    CACHE_TOKEN
+        .get_or_init(|| std::env::var("RUNNER_CACHE_TOKEN").ok())
+        .clone()
+        .filter(|t| !t.is_empty())
+}
 
 /// The authkey from `RUNNER_AUTHKEY`, as it was at start (the variable is gone since).
 #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
@@ -39,6 +63,8 @@ pub fn authkey() -> Option<Vec<u8>> {
 /// or task starts. Returns a warning to print when a password was on the command line.
 pub fn hide() -> Option<String> {
     authkey();
+    cache_key();
+    cache_token();
     let blocks = Blocks::of_this_process();
     let mut warning = None;
     if let Some(b) = &blocks {

@@ -89,6 +89,7 @@ impl Session {
             lost: self.lost.clone(),
             journal: None,
             memory: None,
+            cache: None,
         }
     }
 

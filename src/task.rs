@@ -54,6 +54,15 @@ pub enum Status {
     /// Not run: `--changed-since REF` and no source of it changed since REF. Counts as
     /// a success.
     Unchanged,
+    /// Not run: restored from the results cache (`--cache`). Counts as a success.
+    Cached,
+}
+
+impl Status {
+    /// A success for `needs`: it ran and succeeded, or it did not need to run.
+    pub fn is_success(self) -> bool {
+        !matches!(self, Status::Failed | Status::Skipped)
+    }
 }
 
 /// What a task came to, as the summary and the reports tell it: its [`Status`], with a
@@ -75,6 +84,8 @@ pub enum Outcome {
     UpToDate,
     /// Not run: no source changed since `--changed-since REF`.
     Unchanged,
+    /// Not run: restored from the results cache.
+    Cached,
 }
 
 impl Outcome {
@@ -89,6 +100,7 @@ impl Outcome {
             Outcome::DoneEarlier => "done earlier",
             Outcome::UpToDate => "up to date",
             Outcome::Unchanged => "unchanged",
+            Outcome::Cached => "cached",
         }
     }
 }
@@ -235,6 +247,7 @@ impl TaskRecord {
             Status::DoneEarlier => Outcome::DoneEarlier,
             Status::UpToDate => Outcome::UpToDate,
             Status::Unchanged => Outcome::Unchanged,
+            Status::Cached => Outcome::Cached,
             _ if self.stopped => Outcome::Stopped,
             Status::Skipped => Outcome::Skipped,
             Status::Failed if self.allowed_failure => Outcome::AllowedFailure,

@@ -19,6 +19,8 @@ pub mod key;
 pub mod prune;
 #[cfg(feature = "distributed")]
 pub mod redis;
+pub mod run;
+pub mod verify;
 
 use std::io::Read;
 use std::sync::Arc;

@@ -83,6 +83,9 @@ pub struct Context {
     /// What the run knows of earlier runs (`Mode::Local`): the stamps of tasks with
     /// `sources` are written through it as they end.
     pub memory: Option<Arc<crate::state::Memory>>,
+    /// `--cache URL`: the results cache, looked up before a task's first attempt and
+    /// given its success.
+    pub cache: Option<Arc<crate::cache::run::Cache>>,
 }
 
 /// One task, as its attempts see it.
@@ -123,6 +126,8 @@ pub struct Retry {
     attempt: u32,
     /// The delay before the attempt after that one, should it fail too.
     delay: Duration,
+    /// Its cache key, when its success is to be stored.
+    cache: Option<crate::cache::Key>,
 }
 
 impl Retry {
@@ -283,12 +288,96 @@ fn start(
         ended(ctx, &task, &record, false, Duration::ZERO);
         return Step::Ended(record);
     }
+    let key = cache_key(ctx, job, &item, index, id);
+    if let Some(key) = &key {
+        if let Some(record) = restore(ctx, &task, key, &record) {
+            return Step::Ended(finish(ctx, record));
+        }
+    }
     let retry = Retry {
         record,
         attempt: 1,
         delay: job.retry_delay,
+        cache: key.filter(|_| ctx.cache.as_ref().is_some_and(|c| c.writes())),
     };
     resume(ctx, retry, slot)
+}
+
+/// The cache key of a task the run decided to run, when the run has a cache and the
+/// task may be cached (not with `--force`, which runs every task: its success is still
+/// stored).
+fn cache_key(
+    ctx: &Context,
+    job: &Job,
+    item: &str,
+    index: u64,
+    id: Option<&TaskId>,
+) -> Option<crate::cache::Key> {
+    let cache = ctx.cache.as_ref()?;
+    let id = id.filter(|id| id.action == crate::state::Action::Run)?;
+    if !crate::cache::run::cacheable(job) || !(cache.reads() || cache.writes()) {
+        return None;
+    }
+    let rendered = crate::render::task(&ctx.file, job, item, index);
+    crate::cache::run::key_of(job, &rendered, id)
+}
+
+/// Restores a task from the cache, if its entry is there and whole: its outputs
+/// written, what it printed replayed as a run's would be, its record `cached` (journaled
+/// and stamped like a clean success). `None`: a miss, and the task runs.
+fn restore(
+    ctx: &Context,
+    task: &Task<'_>,
+    key: &crate::cache::Key,
+    record: &TaskRecord,
+) -> Option<TaskRecord> {
+    let cache = ctx.cache.as_ref()?;
+    if ctx.memory.as_ref().is_some_and(|m| m.force) {
+        return None;
+    }
+    let started = std::time::SystemTime::now();
+    let clock = std::time::Instant::now();
+    let entry = cache.find(key, &task.label)?;
+    let rendered = crate::render::task(&ctx.file, task.job, task.item, task.index);
+    let restored = cache.restore(&entry, &rendered.cwd, &rendered.outputs, &task.label)?;
+    let mut record = record.clone();
+    let reason = crate::cache::run::reason(&entry);
+    if let Some(id) = &mut record.id {
+        id.action = crate::state::Action::Cached;
+        id.reason.clone_from(&reason);
+    }
+    record.reason = reason;
+    record.status = Status::Cached;
+    record.end = None;
+    record.started = Some(started);
+    let (mut out, mut err) = sinks(ctx, task.job, task.index, &task.label, &record);
+    out.open_log();
+    err.open_log();
+    for (file, sink) in [(restored.stdout, &mut out), (restored.stderr, &mut err)] {
+        if let Some(mut file) = file {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = std::io::Read::read(&mut file, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.write(&buf[..n]);
+            }
+        }
+        sink.finish();
+    }
+    if let Some(path) = out.log_path() {
+        record.stdout_log = Some(path.to_path_buf());
+    }
+    if let Some(path) = err.log_path() {
+        record.stderr_log = Some(path.to_path_buf());
+    }
+    (record.stderr_tail, record.tail_cut) = err.tail();
+    record.stdout_tail = out.tail().0;
+    record.duration = clock.elapsed();
+    deliver(ctx, task, out, err, true, (started, record.duration));
+    record.outputs = outputs(ctx, task);
+    ended(ctx, task, &record, false, record.duration);
+    Some(record)
 }
 
 /// Runs attempt number `retry.attempt` of a task in `slot`; see [`Step`].
@@ -297,12 +386,13 @@ fn resume(ctx: &Context, retry: Retry, slot: usize) -> Step {
         mut record,
         attempt,
         delay,
+        cache,
     } = retry;
     let job = &ctx.file.jobs[record.job];
     let item = record.item.clone();
     let task = Task::new(record.job, job, record.index, &item, slot);
     record.slot = slot;
-    let result = run_attempt(ctx, &task, attempt, &mut record);
+    let (result, printed) = run_attempt(ctx, &task, attempt, &mut record, cache.is_some());
     let retryable = match &result.end {
         End::SpawnFailed { retryable, .. } => *retryable,
         End::OutputRefused { .. } => false,
@@ -315,6 +405,18 @@ fn resume(ctx: &Context, retry: Retry, slot: usize) -> Step {
         && ctx.control.level() == Level::Run;
     if !retrying && record.status == Status::Succeeded {
         record.outputs = outputs(ctx, &task);
+        if let (Some(key), Some(printed), Some(store)) = (&cache, printed, &ctx.cache) {
+            if !record.stopped {
+                let rendered = crate::render::task(&ctx.file, job, &item, record.index);
+                store.store(
+                    key.clone(),
+                    &task.label,
+                    &rendered.cwd,
+                    &rendered.outputs,
+                    printed,
+                );
+            }
+        }
     }
     ended(ctx, &task, &record, retrying, result.duration);
     if retrying {
@@ -322,6 +424,7 @@ fn resume(ctx: &Context, retry: Retry, slot: usize) -> Step {
         // clock reading plus it must not overflow).
         let next = Retry {
             record,
+            cache,
             attempt: attempt + 1,
             delay: delay
                 .saturating_mul(2)
@@ -421,15 +524,21 @@ pub fn journal(ctx: &Context, record: &TaskRecord) {
 }
 
 /// Runs attempt number `attempt` of `task` and folds what happened into `record`.
+/// With `capture`, what the attempt printed is kept for the cache (`None` when it
+/// could not be kept whole).
 fn run_attempt(
     ctx: &Context,
     task: &Task<'_>,
     attempt: u32,
     record: &mut TaskRecord,
-) -> process::Attempt {
+    capture: bool,
+) -> (process::Attempt, Option<Printed>) {
     let job = task.job;
     let prepared = prepare(ctx, job, task.item, task.index, task.slot, attempt);
     let (mut out, mut err) = sinks(ctx, job, task.index, &task.label, record);
+    if capture {
+        (out, err) = (out.capture(), err.capture());
+    }
     let mut on_spawn = |pid| {
         if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Spawned {
@@ -482,9 +591,41 @@ fn run_attempt(
         record.stdout_tail = out.tail().0;
     }
     record.queue_lines = out.take_collected();
-    if ctx.file.output_of(job).grouped() {
-        // Grouped: the attempt's output goes to the writer in one event, so that no
-        // other task's line falls inside it (with --quiet, only a failure's).
+    let printed = match (out.take_capture(), err.take_capture()) {
+        (Some(o), Some(e)) => match (o.finish(), e.finish()) {
+            (Ok(o), Ok(e)) => Some((o, e)),
+            _ => None,
+        },
+        _ => None,
+    };
+    deliver(ctx, task, out, err, ok, (result.started, result.duration));
+    record.status = if ok {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    record.end = Some(result.end.clone());
+    (result, printed)
+}
+
+/// What an attempt printed, kept for the cache: stdout's and stderr's.
+type Printed = (
+    Option<crate::cache::run::Captured>,
+    Option<crate::cache::run::Captured>,
+);
+
+/// An attempt's output, held back until its end (grouped, `--quiet`), goes to the
+/// terminal: in one event when grouped, so that no other task's line falls inside it
+/// (with --quiet, only a failure's). `span`: when the attempt started, and how long.
+fn deliver(
+    ctx: &Context,
+    task: &Task<'_>,
+    mut out: Sink,
+    mut err: Sink,
+    ok: bool,
+    span: (std::time::SystemTime, Duration),
+) {
+    if ctx.file.output_of(task.job).grouped() {
         let (out, err) = (out.take_held(), err.take_held());
         if (out.is_some() || err.is_some()) && (!ok || !ctx.mode.quiet()) {
             let files = [&out, &err]
@@ -502,10 +643,7 @@ fn run_attempt(
                 index: task.index,
                 label: task.label.clone(),
                 name: crate::task::name(task.job, task.item).into(),
-                span: (
-                    seconds(result.started),
-                    seconds(result.started + result.duration),
-                ),
+                span: (seconds(span.0), seconds(span.0 + span.1)),
                 out,
                 err,
                 flight,
@@ -515,13 +653,6 @@ fn run_attempt(
         out.release(!ok);
         err.release(!ok);
     }
-    record.status = if ok {
-        Status::Succeeded
-    } else {
-        Status::Failed
-    };
-    record.end = Some(result.end.clone());
-    result
 }
 
 /// Where an attempt's output goes. `record` says which log files an earlier attempt of

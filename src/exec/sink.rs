@@ -50,6 +50,8 @@ pub struct Sink {
     refused: Option<String>,
     log: Option<Log>,
     tail: Option<Tail>,
+    /// What the stream shows, kept for the results cache.
+    capture: Option<crate::cache::run::Capture>,
 }
 
 enum Target {
@@ -102,7 +104,19 @@ impl Sink {
             refused: None,
             log: None,
             tail: None,
+            capture: None,
         }
+    }
+
+    /// Every byte shown is also kept for the results cache (see [`Sink::take_capture`]).
+    pub fn capture(mut self) -> Sink {
+        self.capture = Some(crate::cache::run::Capture::new());
+        self
+    }
+
+    /// What was kept for the cache, if it was asked for.
+    pub fn take_capture(&mut self) -> Option<crate::cache::run::Capture> {
+        self.capture.take()
     }
 
     /// Every byte also goes to this log file, from when [`Sink::open_log`] is called.
@@ -145,6 +159,9 @@ impl Sink {
     pub fn write(&mut self, data: &[u8]) {
         if let Some(log) = &mut self.log {
             log.write(data);
+        }
+        if let Some(capture) = &mut self.capture {
+            capture.write(data);
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);

@@ -184,6 +184,10 @@ pub struct Job {
     pub outputs: Vec<Template>,
     /// Its own output mode (`None`: the file's).
     pub output: Option<OutputMode>,
+    /// `cache` (default true): with `--cache`, whether its tasks are stored and restored.
+    pub cache: bool,
+    /// `cache_env`: host environment variables whose values enter its cache key.
+    pub cache_env: Vec<String>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

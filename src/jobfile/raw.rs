@@ -24,7 +24,7 @@ pub const TOP_KEYS: [&str; 8] = [
     "queues",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 20] = [
+pub const JOB_KEYS: [&str; 22] = [
     "command",
     "needs",
     "when",
@@ -45,6 +45,8 @@ pub const JOB_KEYS: [&str; 20] = [
     "sources",
     "outputs",
     "output",
+    "cache",
+    "cache_env",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -120,6 +122,10 @@ pub struct RawJob<'i> {
     pub outputs: Option<Spanned<Vec<Name>>>,
     /// This job's output mode.
     pub output: Option<Name>,
+    /// `cache = false`: never stored in nor restored from the results cache.
+    pub cache: Option<bool>,
+    /// Host environment variables whose values enter the cache key.
+    pub cache_env: Option<Spanned<Vec<Name>>>,
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -231,6 +237,14 @@ fn read_job<'i>(
     };
     let sources = patterns("sources");
     let outputs = patterns("outputs");
+    let cache_env = keys.take("cache_env").and_then(|(path, v)| {
+        r.array(
+            &v,
+            &path,
+            "an array of environment variable names (strings)",
+            |r, v, p| r.string(v, p, "an environment variable name (a string)"),
+        )
+    });
     let success_codes = keys.take("success_codes").and_then(|(path, v)| {
         r.array(&v, &path, "an array of exit codes (integers)", |r, v, p| {
             r.integer(v, p, "an exit code (an integer)")
@@ -259,6 +273,8 @@ fn read_job<'i>(
         sources,
         outputs,
         output: keys.string("output", OUTPUT, r),
+        cache: keys.boolean("cache", r),
+        cache_env,
     }
 }
 

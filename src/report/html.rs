@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 
 /// The outcomes, in the order the page shows them, with their class names (their
 /// words are `Outcome::words`).
-const OUTCOMES: [(Outcome, &str); 8] = [
+const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::Succeeded, "succeeded"),
     (Outcome::Failed, "failed"),
     (Outcome::AllowedFailure, "allowed-failure"),
@@ -42,6 +42,7 @@ const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::UpToDate, "up-to-date"),
     (Outcome::DoneEarlier, "done-earlier"),
     (Outcome::Unchanged, "unchanged"),
+    (Outcome::Cached, "cached"),
 ];
 
 fn outcome_name(outcome: Outcome) -> (&'static str, &'static str) {

@@ -76,6 +76,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
             Status::DoneEarlier => "done_earlier",
             Status::UpToDate => "up_to_date",
             Status::Unchanged => "unchanged",
+            Status::Cached => "cached",
         },
         "reason": r.reason,
         "pid": r.pid,
@@ -182,6 +183,10 @@ pub fn write_json(
         .collect();
     write!(w, "\n  ],\n  \"queues\": ")?;
     serde_json::to_writer(&mut w, &queues)?;
+    if let Some(cache) = &info.cache {
+        write!(w, ",\n  \"cache\": ")?;
+        serde_json::to_writer(&mut w, cache)?;
+    }
     write!(w, "\n}}\n")?;
     w.flush()
 }

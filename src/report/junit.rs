@@ -220,6 +220,16 @@ fn case<W: Write>(
                     &format!("unchanged: {}; it was not run", r.reason),
                 )?;
             }
+            // A passed test: restored from the results cache (what it printed, replayed,
+            // is in its tails).
+            Outcome::Cached => {
+                let mut out = format!("{}; it was not run", r.reason);
+                if !r.stdout_tail.is_empty() {
+                    out.push('\n');
+                    out.push_str(&r.stdout_tail.join("\n"));
+                }
+                text(w, "system-out", &out)?;
+            }
             Outcome::Failed => {
                 let failure = w
                     .create_element("failure")

@@ -43,6 +43,8 @@ pub struct RunInfo {
     pub selection: Vec<String>,
     /// The vars `--set` gave: (name, value).
     pub set: Vec<(String, String)>,
+    /// `--cache`: what the results cache did.
+    pub cache: Option<crate::cache::run::Totals>,
 }
 
 /// The vars `--set` gave, (name, value) in file order, for the reports' header.
@@ -157,6 +159,7 @@ mod fixtures {
             ],
             selection: Vec::new(),
             set: Vec::new(),
+            cache: None,
         }
     }
 }

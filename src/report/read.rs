@@ -181,6 +181,7 @@ enum StatusJson {
     DoneEarlier,
     UpToDate,
     Unchanged,
+    Cached,
 }
 
 /// A task; keys a report of an older runner lacks (`tries`, `stdout_tail`) are empty.
@@ -433,6 +434,8 @@ impl Json {
             stopped_by: None,
             selection: run.selection,
             set: run.set.into_iter().collect(),
+            // Not read back: the HTML page does not say it.
+            cache: None,
             queues: self
                 .queues
                 .into_iter()
@@ -477,6 +480,7 @@ impl TaskJson {
             StatusJson::DoneEarlier => Status::DoneEarlier,
             StatusJson::UpToDate => Status::UpToDate,
             StatusJson::Unchanged => Status::Unchanged,
+            StatusJson::Cached => Status::Cached,
         };
         r.reason = self.reason;
         r.worker = self.worker;

@@ -19,12 +19,13 @@ struct Count {
     optional: bool,
 }
 
-const COUNTS: [Count; 9] = [
+const COUNTS: [Count; 10] = [
     Count::always(None, "tasks", "tasks"),
     Count::always(Some(Outcome::Succeeded), "ok", "succeeded"),
     Count::optional(Outcome::UpToDate, "up to date", "up to date"),
     Count::optional(Outcome::DoneEarlier, "earlier", "done earlier"),
     Count::optional(Outcome::Unchanged, "unchanged", "unchanged"),
+    Count::optional(Outcome::Cached, "cached", "cached"),
     Count::always(Some(Outcome::Failed), "failed", "failed"),
     Count::optional(Outcome::AllowedFailure, "allowed", "failed (allowed)"),
     Count::optional(Outcome::Stopped, "stopped", "stopped"),
@@ -143,10 +144,15 @@ fn reason_lines(out: &mut String, file: &JobFile, tally: &Tally) {
             - t.of(Some(Outcome::Skipped))
             - t.of(Some(Outcome::UpToDate))
             - t.of(Some(Outcome::DoneEarlier))
-            - t.of(Some(Outcome::Unchanged));
+            - t.of(Some(Outcome::Unchanged))
+            - t.of(Some(Outcome::Cached));
         let unchanged = match t.of(Some(Outcome::Unchanged)) {
             0 => String::new(),
             n => format!("{n} unchanged, "),
+        };
+        let unchanged = match t.of(Some(Outcome::Cached)) {
+            0 => unchanged,
+            n => format!("{unchanged}{n} cached, "),
         };
         let mut line = format!(
             "{}: {unchanged}{} up to date, {} ran",

@@ -19,7 +19,7 @@ pub const SHOWN: usize = 50;
 pub struct Totals {
     pub tasks: u64,
     /// By outcome, in the order of [`Outcome`]'s variants.
-    pub by: [u64; 8],
+    pub by: [u64; 9],
     pub first: Option<SystemTime>,
     pub last: Option<SystemTime>,
     pub slowest: Option<(Duration, String)>,
@@ -170,7 +170,11 @@ impl Tally {
         self.all.add(r, name);
         let ran = !matches!(
             r.outcome(),
-            Outcome::Skipped | Outcome::UpToDate | Outcome::DoneEarlier | Outcome::Unchanged
+            Outcome::Skipped
+                | Outcome::UpToDate
+                | Outcome::DoneEarlier
+                | Outcome::Unchanged
+                | Outcome::Cached
         );
         if ran && !file.jobs[r.job].sources.is_empty() && !r.reason.is_empty() {
             self.reasons[r.job].add(&r.reason);

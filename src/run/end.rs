@@ -27,8 +27,9 @@ pub(super) struct Ended {
     pub withdrawn: Vec<Start>,
 }
 
-/// Completes the records, decides the outcome, writes the reports; returns the outcome
-/// and the summary to print last.
+/// Completes the records (and waits for the cache's uploads), decides the outcome, writes
+/// the reports; returns the outcome and the summary to print last (what the cache did
+/// on its first line).
 pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (Outcome, String) {
     let file = &shared.ctx.file;
     let host = &shared.ctx.host;
@@ -85,9 +86,11 @@ pub(super) fn finish(shared: &Arc<Shared>, ended: Ended, options: &Options) -> (
             .collect(),
         selection: file.selection.clone(),
         set: report::set_vars(file),
+        cache: shared.ctx.cache.as_ref().map(|c| c.finish()),
     };
     let color = crate::display::Options::detect(false).color;
-    let mut summary = report::summary(file, &recorder.tally, &info, color);
+    let mut summary = info.cache.map(|c| c.line() + "\n").unwrap_or_default();
+    summary.push_str(&report::summary(file, &recorder.tally, &info, color));
     if unlisted > 0 {
         summary.push_str(&format!(
             "(and {} further skipped, counted but not listed in the summary or reports)\n",

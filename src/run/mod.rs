@@ -52,6 +52,8 @@ pub struct Options {
     pub state: crate::state::Options,
     /// The command that resumes this run, shown when it fails or is interrupted.
     pub resume_hint: String,
+    /// `--cache URL`: the store and how the run uses it.
+    pub cache: Option<crate::cache::run::Opened>,
     /// A distributed run: tasks of fan-out jobs go through this broker.
     #[cfg(feature = "distributed")]
     pub broker: Option<crate::broker::coordinator::Options>,
@@ -182,6 +184,9 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     let memory =
         crate::state::Memory::new(&file, &options.state, earlier, run_state.lock.is_some());
     ctx.memory = Some(Arc::new(memory));
+    ctx.cache = options.cache.clone().map(|o| {
+        crate::cache::run::Cache::new(o.store, o.settings, session.events.clone(), &session.host)
+    });
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
@@ -367,7 +372,7 @@ fn task_ended(
 ) -> Option<Work> {
     let (mine, done) = {
         let mut core = shared.lock();
-        let ok = record.status == Status::Succeeded;
+        let ok = record.status.is_success();
         core.scheduler
             .finished(record.job, record.index, slot, ok, record.allowed_failure);
         recorded(&mut core.recorder, &shared.ctx, &record);

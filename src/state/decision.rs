@@ -1,5 +1,5 @@
 //! What happens to a task, as decided before it starts: its identity and key, the
-//! action (run, up to date, done earlier, unchanged) and the reason, and what was found of its
+//! action (run, up to date, done earlier, unchanged, cached) and the reason, and what was found of its
 //! sources, carried to its end.
 
 use super::identity::Identity;
@@ -38,6 +38,8 @@ pub enum Action {
     DoneEarlier,
     /// `--changed-since`: no source of it changed.
     Unchanged,
+    /// `--cache`: its entry is in the results cache (restored instead of run).
+    Cached,
 }
 
 impl Action {
@@ -48,6 +50,7 @@ impl Action {
             Action::UpToDate => "up_to_date",
             Action::DoneEarlier => "done_earlier",
             Action::Unchanged => "unchanged",
+            Action::Cached => "cached",
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct Entry {
     pub key: String,
     pub job: String,
     pub index: u64,
-    /// `succeeded`, `failed`, `stopped`, `done_earlier` or `up_to_date` for a task that
+    /// `succeeded`, `failed`, `stopped`, `done_earlier`, `up_to_date` or `cached` for a task that
     /// ended; `started` as it starts (a task with only that was running when the run
     /// stopped).
     pub status: String,
@@ -65,6 +65,7 @@ impl Entry {
             Status::DoneEarlier => "done_earlier",
             Status::UpToDate => "up_to_date",
             Status::Unchanged => "unchanged",
+            Status::Cached => "cached",
             _ if record.stopped => "stopped",
             _ => "failed",
         };
@@ -101,7 +102,7 @@ impl Entry {
     fn succeeded(&self) -> bool {
         matches!(
             self.status.as_str(),
-            "succeeded" | "done_earlier" | "up_to_date"
+            "succeeded" | "done_earlier" | "up_to_date" | "cached"
         )
     }
 }

@@ -116,7 +116,9 @@ impl Memory {
         };
         let none = Outputs::default();
         // A clean success: not one the run had asked to stop, every output hashed.
-        let clean = r.status == Status::Succeeded
+        // (A task restored from the cache is one: its outputs are as the run that
+        // stored it left them.)
+        let clean = matches!(r.status, Status::Succeeded | Status::Cached)
             && !r.stopped
             && (job.outputs.is_empty() || r.outputs.is_some());
         let recorded = !job.sources.is_empty() && self.writes;
@@ -133,8 +135,8 @@ impl Memory {
                 };
                 return self.write(stamps, id.key, &job.name, &r.item, failed);
             }
-            Status::Succeeded if !clean => stamps.remove(id.key),
-            Status::Succeeded if recorded => {
+            Status::Succeeded | Status::Cached if !clean => stamps.remove(id.key),
+            Status::Succeeded | Status::Cached if recorded => {
                 let sources = id.inputs.as_ref()?.sources.as_deref()?;
                 let stamp = StampRef {
                     identity: id.identity,

@@ -266,6 +266,10 @@ impl Checker<'_> {
         if let Some(stream) = stream {
             self.stream_files(&name, stream, job.sources.as_ref(), job.outputs.as_ref());
         }
+        let fed = matches!(items, Items::Queue(_)).then_some("its items come from a queue");
+        let both = job.sources.is_some() && job.outputs.is_some();
+        let never = never_cached(job.cache, both, stream.or(fed));
+        let cache_env = self.cache_env(&name, job.cache_env.as_ref(), never);
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -296,7 +300,52 @@ impl Checker<'_> {
             sources,
             outputs,
             output: self.output_mode(job.output),
+            cache: job.cache.unwrap_or(true),
+            cache_env,
         }
+    }
+
+    /// `cache_env`: environment variable names (letters, digits and `_`, not starting
+    /// with a digit), each once. On a job that is never cached (`never`: why) they do
+    /// nothing: a warning.
+    fn cache_env(
+        &mut self,
+        job: &str,
+        raw: Option<&Spanned<Vec<Name>>>,
+        never: Option<&str>,
+    ) -> Vec<String> {
+        let Some(raw) = raw else { return Vec::new() };
+        let mut names: Vec<String> = Vec::new();
+        for name in raw.get_ref() {
+            let text = name.get_ref();
+            let valid = text
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.error(
+                    format!("`cache_env` of job `{job}`: {text:?} is not an environment variable name (letters, digits and `_`, not starting with a digit)"),
+                    name.span(),
+                );
+            } else if names.contains(text) {
+                self.error(
+                    format!("`cache_env` of job `{job}` names `{text}` twice"),
+                    name.span(),
+                );
+            } else {
+                names.push(text.clone());
+            }
+        }
+        if let Some(why) = never {
+            if !names.is_empty() {
+                self.warnings.push(Diagnostic::at(
+                    format!("`cache_env` of job `{job}` does nothing: its tasks are never cached ({why})"),
+                    raw.span(),
+                ));
+            }
+        }
+        names
     }
 
     /// `output = "…"`: one of the modes, or an error saying which.
@@ -621,4 +670,18 @@ fn too_big(name: &str, value: &str) -> Option<String> {
             value.len()
         )
     })
+}
+
+/// Why a job's tasks are never cached, if they are not: `cache = false`, a stream
+/// (`stream`: feeding or fed by a queue), or not both `sources` and `outputs` (`both`).
+fn never_cached(cache: Option<bool>, both: bool, stream: Option<&str>) -> Option<&str> {
+    if !cache.unwrap_or(true) {
+        Some("it has `cache = false`")
+    } else if stream.is_some() {
+        stream
+    } else if !both {
+        Some("a job is cached only with both `sources` and `outputs`")
+    } else {
+        None
+    }
 }

@@ -69,9 +69,11 @@ impl Kind {
             return Kind::Retried;
         }
         match r.outcome() {
-            Outcome::Succeeded | Outcome::UpToDate | Outcome::DoneEarlier | Outcome::Unchanged => {
-                Kind::Succeeded
-            }
+            Outcome::Succeeded
+            | Outcome::UpToDate
+            | Outcome::DoneEarlier
+            | Outcome::Unchanged
+            | Outcome::Cached => Kind::Succeeded,
             Outcome::Failed => Kind::Failed,
             Outcome::AllowedFailure => Kind::AllowedFailure,
             Outcome::Stopped | Outcome::Skipped => Kind::Stopped,
