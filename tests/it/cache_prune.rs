@@ -417,9 +417,8 @@ fn prune_loop(
 }
 
 #[test]
-#[ignore = "needs `runner run --cache` (branch cache-run)"]
 fn cache_prune_in_a_loop_never_breaks_a_restore_running_at_the_same_time() {
-    const N: u32 = 150;
+    const N: u32 = 100;
     let first = seq_project(N);
     let store = first.path("store");
     first
@@ -446,6 +445,7 @@ fn cache_prune_in_a_loop_never_breaks_a_restore_running_at_the_same_time() {
         );
         age(&junk, DAY * 2);
     }
+    age(&fanned(&store, "cas", &sha(&[b'j'; 2048])), DAY * 2);
     let max = (real + 1024).to_string();
 
     // While prunes down to the real size run in a loop, a fresh copy restores every
