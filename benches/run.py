@@ -425,6 +425,246 @@ def distributed_workload(s, n, table):
         shutil.rmtree(data, ignore_errors=True)
 
 
+class Nginx:
+    """An nginx of the suite's own serving Bazel's HTTP cache protocol (WebDAV PUT, the
+    server block of docs/cache.md without its password), on a free loopback port; its
+    config, logs and files in `base`. One process, as the user that started it."""
+
+    def __init__(self, base):
+        self.base = base
+        self.port = free_port()
+        for d in ("root", "logs", "tmp"):
+            os.makedirs(os.path.join(base, d), exist_ok=True)
+        conf = os.path.join(base, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"""daemon off;
+master_process off;
+pid {base}/nginx.pid;
+error_log {base}/logs/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {base}/tmp/body;
+    proxy_temp_path {base}/tmp/proxy;
+    fastcgi_temp_path {base}/tmp/fastcgi;
+    uwsgi_temp_path {base}/tmp/uwsgi;
+    scgi_temp_path {base}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {base}/root;
+        location / {{
+            dav_methods PUT;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            client_max_body_size 1100m;
+        }}
+    }}
+}}
+"""
+            )
+        self.proc = subprocess.Popen(["nginx", "-p", base, "-e", f"{base}/logs/error.log", "-c", conf], stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("nginx did not start: " + open(f"{base}/logs/error.log").read())
+                time.sleep(0.05)
+
+    def url(self, prefix):
+        return f"http://127.0.0.1:{self.port}/{prefix}/"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def timed_rounds(s, workload, contenders):
+    """Like Suite.compare, with an untimed setup before each timed command:
+    contenders are (name, setup, cmd); `setup(round)` returns the folder to run in.
+    Returns {name: median}."""
+    times = {name: [] for name, _, _ in contenders}
+    for r in range(s.rounds):
+        for name, setup, cmd in contenders:
+            cwd = setup(r)
+            start = time.perf_counter()
+            subprocess.run(cmd(r) if callable(cmd) else cmd, check=True, stdout=DEVNULL, stderr=DEVNULL, cwd=cwd)
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    for name, _, _ in contenders:
+        s.results.append((workload, name, medians[name], {"runs": [round(t, 3) for t in times[name]]}))
+    return medians
+
+
+def cache_runner_line(cwd, args):
+    """Runs the runner once (untimed) and returns its `cache: …` line."""
+    out = subprocess.run([RUNNER, "run", *args], cwd=cwd, check=True, stdout=DEVNULL, stderr=subprocess.PIPE, text=True).stderr
+    return next((l for l in out.splitlines() if l.startswith("cache: ")), "(no cache line)")
+
+
+def has_cache():
+    """Whether this runner has `--cache` (the suite also runs on older binaries)."""
+    help_text = subprocess.run([RUNNER, "run", "--help"], capture_output=True, text=True).stdout
+    return "--cache" in help_text
+
+
+def cache_workload(s, n, table):
+    """The results cache on n tasks each writing one 10 KiB output (a copy of its own
+    source): the first run without a cache, and with an empty cache (every task a miss,
+    then stored: the cost of a cache, folder and HTTP against nginx); a fully cached run
+    in a fresh copy (every task restored: the restore rate), an up-to-date run, and
+    `cp -r` of the same outputs. Fresh copies are hard links of a template (sources
+    only), made before each timed run. Made in target/ (see sources_workload)."""
+    if not has_cache():
+        s.missing.append("--cache (a runner without the results cache)")
+        return
+    base = tempfile.mkdtemp(prefix="bench-cache-", dir=os.path.join(ROOT, "target"))
+    nginx = None
+    try:
+        template = os.path.join(base, "template")
+        os.makedirs(os.path.join(template, "src"))
+        os.makedirs(os.path.join(template, "out"))
+        for i in range(n):
+            with open(os.path.join(template, "src", f"{i}.bin"), "wb") as f:
+                f.write(os.urandom(10 * 1024))
+        with open(os.path.join(template, "jobs.toml"), "w") as f:
+            f.write(
+                "pool = 2\n[jobs.t]\n"
+                f"items = {{ range = [0, {n}] }}\n"
+                'command = ["cp", "src/{item}.bin", "out/{item}.bin"]\n'
+                'sources = ["src/{item}.bin"]\noutputs = ["out/{item}.bin"]\n'
+            )
+        copies = [0]
+
+        def fresh(_round):
+            copies[0] += 1
+            path = os.path.join(base, f"copy{copies[0]}")
+            subprocess.run(["cp", "-al", template, path], check=True)
+            return path
+
+        store = lambda r: os.path.join(base, f"store{r}")
+        filled = {}  # round -> the copy that filled its store
+
+        def filling(r):
+            filled[r] = fresh(r)
+            return filled[r]
+
+        run = [RUNNER, "run", "-q", "jobs.toml"]
+        contenders = [
+            ("runner, no cache", fresh, run),
+            ("runner --cache DIR (empty: all stored)", filling, lambda r: run + ["--cache", store(r)]),
+        ]
+        if have("nginx"):
+            nginx = Nginx(os.path.join(base, "nginx"))
+            contenders.append(("runner --cache http:// nginx (empty: all stored)", fresh, lambda r: run + ["--cache", nginx.url(f"r{r}")]))
+        else:
+            s.missing.append("nginx (HTTP cache workload)")
+        contenders += [
+            ("runner --cache DIR, fresh copy (all restored)", fresh, lambda r: run + ["--cache", store(r)]),
+            ("runner, up to date (no cache)", lambda r: filled[r], run),
+            ("cp -r of the outputs", lambda r: filled[r], lambda r: ["cp", "-r", "out", f"../cp{r}"]),
+        ]
+        if nginx:
+            contenders.insert(4, ("runner --cache http:// nginx, fresh copy (all restored)", fresh, lambda r: run + ["--cache", nginx.url(f"r{r}")]))
+        medians = timed_rounds(s, "cache", contenders)
+        # Each restored copy holds every output, byte for byte: checked once.
+        check = fresh(0)
+        line = cache_runner_line(check, ["jobs.toml", "-q", "--cache", store(0)])
+        assert line.startswith(f"cache: {n} restored"), line
+        for i in (0, n - 1):
+            with open(os.path.join(check, "out", f"{i}.bin"), "rb") as a, open(os.path.join(template, "src", f"{i}.bin"), "rb") as b:
+                assert a.read() == b.read(), i
+        miss = f"{n:,} tasks × 10 KiB output, every task a miss: cost of a cache (ratio: no cache over cache, target ≥ 0.91)"
+        for name in [c[0] for c in contenders if "empty" in c[0] or c[0] == "runner, no cache"]:
+            t = medians[name]
+            table.append((miss, name, t, n / t, medians["runner, no cache"] / t))
+        hit = f"{n:,} tasks × 10 KiB output, restored (rate in tasks/s; ratio: cp -r over it)"
+        for name in [c[0] for c in contenders if "restored" in c[0] or "up to date" in c[0] or c[0].startswith("cp")]:
+            t = medians[name]
+            table.append((hit, name, t, n / t, medians["cp -r of the outputs"] / t))
+        first = medians["runner --cache DIR (empty: all stored)"]
+        restored = medians["runner --cache DIR, fresh copy (all restored)"]
+        s.notes.append(f"cache: a fully cached run took {restored / first:.2f} of the first run's time ({first / restored:.1f}× faster)")
+    finally:
+        if nginx:
+            nginx.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def cache_big_workload(s, size, table, memory):
+    """One task copying a `size`-byte source to its output: stored into a folder cache
+    and restored from it in a fresh copy, against `cp` of the file, with the runner's
+    peak memory for both (target: under 64 MiB at 1 GB). Store throughput is the size
+    over the time the cache adds to the first run."""
+    if not has_cache():
+        return
+    base = tempfile.mkdtemp(prefix="bench-cache-big-", dir=os.path.join(ROOT, "target"))
+    try:
+        template = os.path.join(base, "template")
+        os.makedirs(os.path.join(template, "src"))
+        os.makedirs(os.path.join(template, "out"))
+        with open(os.path.join(template, "src", "big.bin"), "wb") as f:
+            chunk = os.urandom(1 << 20)
+            left = size
+            while left > 0:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+        with open(os.path.join(template, "jobs.toml"), "w") as f:
+            f.write('[jobs.big]\ncommand = ["cp", "src/big.bin", "out/big.bin"]\nsources = ["src/big.bin"]\noutputs = ["out/big.bin"]\n')
+        copies = [0]
+        current = {}
+
+        def fresh(_round):
+            copies[0] += 1
+            path = os.path.join(base, f"copy{copies[0]}")
+            subprocess.run(["cp", "-al", template, path], check=True)
+            # Copies of earlier rounds go: only a few GB of disk are used at once.
+            old = os.path.join(base, f"copy{copies[0] - 3}")
+            shutil.rmtree(old, ignore_errors=True)
+            current["copy"] = path
+            return path
+
+        store = lambda r: os.path.join(base, f"store{r}")
+
+        def reset_store(r):
+            shutil.rmtree(store(r if r >= 0 else 0), ignore_errors=True)
+            return fresh(r)
+
+        run = [RUNNER, "run", "-q", "jobs.toml"]
+        contenders = [
+            ("cp of the file", fresh, ["cp", "src/big.bin", "out/copy.bin"]),
+            ("runner, no cache", fresh, run),
+            ("runner --cache DIR (stored)", reset_store, lambda r: run + ["--cache", store(r)]),
+            ("runner --cache DIR, fresh copy (restored)", fresh, lambda r: run + ["--cache", store(r)]),
+        ]
+        medians = timed_rounds(s, "cache-big", contenders)
+        mb = size / 1e6
+        what = f"one {mb:,.0f} MB output through a folder cache (MB/s; ratio: cp over it)"
+        for name, _, _ in contenders:
+            t = medians[name]
+            table.append((what, name, t, mb / t, medians["cp of the file"] / t))
+        added = medians["runner --cache DIR (stored)"] - medians["runner, no cache"]
+        if added > 0:
+            s.notes.append(f"cache: storing {mb:,.0f} MB added {added:.2f} s to the run ({mb / added:,.0f} MB/s)")
+        # Peak memory, from the runner's own report.
+        check = fresh(0)
+        shutil.rmtree(store(99), ignore_errors=True)
+        report = os.path.join(base, "report.json")
+        subprocess.run(run + ["--cache", store(99), "--report", report], cwd=check, check=True, stdout=DEVNULL, stderr=DEVNULL)
+        with open(report) as f:
+            memory.append((f"one {mb:,.0f} MB output stored in a folder cache", json.load(f)["run"]["peak_rss_kib"], 64 * 1024))
+        check = fresh(0)
+        subprocess.run(run + ["--cache", store(99), "--report", report], cwd=check, check=True, stdout=DEVNULL, stderr=DEVNULL)
+        with open(report) as f:
+            memory.append((f"one {mb:,.0f} MB output restored from a folder cache", json.load(f)["run"]["peak_rss_kib"], 64 * 1024))
+        assert subprocess.run(["cmp", "-s", os.path.join(check, "out", "big.bin"), os.path.join(template, "src", "big.bin")]).returncode == 0, "restored byte for byte"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def svg_chart(rows):
     """Horizontal bars of tasks per second for the spawn workloads."""
     rows = [r for r in rows if r[0].startswith("spawn") and r[3]]
@@ -472,7 +712,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,changed,output,secrets); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,changed,output,secrets,cache); prints, writes nothing")
     ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
     global BEFORE
@@ -486,9 +726,9 @@ def main():
     build(args.debug)
     rounds = 1 if args.smoke else args.rounds
     size = (
-        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200, sources=200, out=1_000_000)
+        dict(spawn=100, comm=50, lines=100_000, fan=200, gb=10_000_000, jobs=1000, items=1000, dist=50, mem=[100, 1000], resume=200, sources=200, out=1_000_000, cache=50, cache_big=10_000_000)
         if args.smoke
-        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000, sources=10_000, out=200_000_000)
+        else dict(spawn=5000, comm=2000, lines=5_000_000, fan=20_000, gb=1_000_000_000, jobs=1000, items=100_000, dist=2000, mem=[100_000, 1_000_000], resume=100_000, sources=10_000, out=200_000_000, cache=1000, cache_big=1_000_000_000)
     )
     work = tempfile.mkdtemp(prefix="runner-bench-")
     s = Suite(rounds, args.smoke, work)
@@ -514,6 +754,9 @@ def main():
                 output_modes_workload(s, size["out"], size["spawn"], table, memory)
             if "secrets" in only:
                 secrets_workload(s, size["out"], table)
+            if "cache" in only:
+                cache_workload(s, size["cache"], table)
+                cache_big_workload(s, size["cache_big"], table, memory)
             args.smoke = True
             raise StopIteration
         for pool in (2, 8):
@@ -532,6 +775,8 @@ def main():
         changed_workload(s, size["sources"], table)
         output_modes_workload(s, size["out"], size["spawn"], table, memory)
         secrets_workload(s, size["out"], table)
+        cache_workload(s, size["cache"], table)
+        cache_big_workload(s, size["cache_big"], table, memory)
     except StopIteration:
         pass
     finally:
@@ -551,6 +796,8 @@ def main():
     text = "\n".join(lines) + "\n\n" + "\n".join(mem_lines) + "\n"
     if s.missing:
         text += "\nMissing (not measured): " + ", ".join(s.missing) + "\n"
+    if s.notes:
+        text += "\n" + "\n".join(f"- {note}" for note in s.notes) + "\n"
     print(text)
     print(f"suite took {elapsed:.0f} s")
     if args.smoke:

@@ -6,12 +6,13 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 10] = [
     "run",
     "check",
     "plan",
     "graph",
     "report",
+    "cache",
     "worker",
     "schema",
     "completions",
@@ -73,6 +74,14 @@ pub enum Command {
     /// Write the HTML page of a run from its JSON report (`runner run --report`).
     #[command(after_help = "Example:\n  runner report run.json --html run.html")]
     Report(ReportArgs),
+    /// Look at a folder cache (`--cache DIR`), or keep it under a size.
+    #[command(
+        after_help = "Example:\n  runner cache stats .cache/runner\n  runner cache prune .cache/runner --max-size 2GiB"
+    )]
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Take tasks of distributed runs of FILE from a broker and run them.
     #[cfg(feature = "distributed")]
     #[command(
@@ -254,6 +263,39 @@ pub struct ReportArgs {
     /// Write the run's HTML page (as `runner run --html` does) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: PathBuf,
+}
+
+/// `runner cache …`: the folder store's upkeep (cache.md, Local folder store).
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// Print what a folder cache holds: entries, blobs, bytes, and what a prune would
+    /// remove (blobs no entry names, temporary files left by writers that died).
+    #[command(
+        after_help = "Example:\n  runner cache stats .cache/runner --json | jq .total_bytes"
+    )]
+    Stats {
+        /// The cache folder (as given to `--cache`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the least recently used entries until the folder holds at most SIZE, then
+    /// every blob no entry names. Safe while runs use the folder.
+    #[command(after_help = "Example:\n  runner cache prune .cache/runner --max-size 2GiB")]
+    Prune {
+        /// The cache folder (as given to `--cache`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The most the folder may hold: 500MB, 2GiB, 10G (KB, MB, GB are powers of
+        /// 1000; KiB, MiB, GiB of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = crate::cache::prune::parse_max_size)]
+        max_size: u64,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,5 +1,5 @@
 //! The commands of the command line, each a function from its arguments to an
-//! [`Outcome`]: `run`, `check`, `plan`, `graph`, `report`, `worker`, `schema`,
+//! [`Outcome`]: `run`, `check`, `plan`, `graph`, `report`, `cache`, `worker`, `schema`,
 //! `completions`.
 
 use crate::cli::{self, Cli, Command, PlanArgs, ReportArgs, RunArgs};
@@ -73,6 +73,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             })
         }
         Command::Report(args) => report(&args),
+        Command::Cache { command } => cache(&command),
         #[cfg(feature = "distributed")]
         Command::Worker(args) => {
             let cache = open_cache(&args.cache)?;
@@ -351,6 +352,36 @@ fn report(args: &ReportArgs) -> Result<Outcome, Error> {
     crate::report::write_html(&args.html, &report.jobs, &report.records, &report.info)
         .map_err(Error::path("write", &args.html))?;
     Ok(Outcome::Success)
+}
+
+/// `runner cache stats|prune DIR`: the folder store's upkeep.
+fn cache(command: &cli::CacheCommand) -> Result<Outcome, Error> {
+    use crate::cache::prune;
+    match command {
+        cli::CacheCommand::Stats { dir, json } => {
+            let stats = prune::stats(dir)?;
+            if *json {
+                print(&format!("{:#}\n", prune::stats_json(&stats)))
+            } else {
+                print(&prune::render_stats(dir, &stats))
+            }
+        }
+        cli::CacheCommand::Prune {
+            dir,
+            max_size,
+            json,
+        } => {
+            let pruned = prune::prune(dir, *max_size)?;
+            if let Some(warning) = prune::over_size(dir, *max_size, &pruned) {
+                eprint!("{warning}");
+            }
+            if *json {
+                print(&format!("{:#}\n", prune::pruned_json(*max_size, &pruned)))
+            } else {
+                print(&prune::render_pruned(dir, *max_size, &pruned))
+            }
+        }
+    }
 }
 
 fn check(path: &Path, set: &[(String, String)]) -> Result<Outcome, Error> {

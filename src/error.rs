@@ -83,6 +83,10 @@ pub enum Error {
     /// revision, no merge base); nothing ran.
     #[error(transparent)]
     Changed(#[from] crate::changed::ChangedError),
+    /// `runner cache stats|prune DIR`: DIR is not a cache folder, or cannot be read or
+    /// pruned.
+    #[error(transparent)]
+    CacheDir(#[from] crate::cache::prune::CacheDirError),
     /// `--cache URL` or `--cache-max-entry` that cannot be used; nothing ran.
     #[error(transparent)]
     Cache(#[from] crate::cache::OpenError),
@@ -157,6 +161,7 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::State(_)
             | Error::Changed(_)
             | Error::Secret(_)
+            | Error::CacheDir(_)
             | Error::Cache(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,

@@ -124,7 +124,12 @@ impl Store for Folder {
     fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         // Already there, whole: the same name is the same content (checked as read).
+        // Touched, so that a prune running now sees it as just written and keeps it
+        // for the entry about to name it.
         if fs::metadata(&path).is_ok_and(|m| m.len() == digest.size) {
+            if let Ok(file) = File::options().append(true).open(&path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
             return Ok(());
         }
         self.write_whole(&path, &mut data.take(digest.size))?;
@@ -190,5 +195,29 @@ mod tests {
             .join(&digest.hex()[..2])
             .join(digest.hex())
             .is_file());
+    }
+
+    #[test]
+    fn a_blob_stored_again_is_touched_so_that_a_prune_running_now_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Folder::open(dir.path().to_str().unwrap()).unwrap();
+        let digest = Digest::of(b"shared output");
+        store
+            .store_blob(&digest, &mut &b"shared output"[..])
+            .unwrap();
+        let path = store.blob_path(&digest);
+        let old = SystemTime::now() - std::time::Duration::from_secs(86_400);
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = SystemTime::now() - std::time::Duration::from_secs(1);
+        store
+            .store_blob(&digest, &mut &b"shared output"[..])
+            .unwrap();
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(modified > before, "{modified:?}");
     }
 }

@@ -16,6 +16,7 @@ pub mod entry;
 pub mod folder;
 pub mod http;
 pub mod key;
+pub mod prune;
 #[cfg(feature = "distributed")]
 pub mod redis;
 pub mod run;

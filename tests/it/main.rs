@@ -6,6 +6,7 @@ mod broker_faults;
 mod cache;
 mod cache_http;
 mod cache_redis;
+mod cache_prune;
 mod changed;
 mod choosing;
 mod cli;

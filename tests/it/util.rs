@@ -140,6 +140,7 @@ impl Test {
                 "plan",
                 "graph",
                 "report",
+                "cache",
                 "worker",
                 "schema",
                 "completions",
