@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fields;
 pub mod items_file;
 mod raw;
+pub mod resources;
 pub mod select;
 mod typed;
 pub mod wiring;
@@ -28,6 +29,7 @@ mod type_tests;
 use crate::diagnostic::Diagnostic;
 use crate::template::Template;
 pub use fields::FieldItems;
+pub use resources::{Rate, RateId, Resource, ResourceId};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +61,10 @@ pub struct JobFile {
     /// when every job runs.
     pub selection: Vec<String>,
     pub queues: Vec<QueueDef>,
+    /// `[resources]`: what one machine has of each, in file order.
+    pub resources: Vec<Resource>,
+    /// `[rates]`, then the jobs' own rates (named after their job).
+    pub rates: Vec<Rate>,
     pub jobs: Vec<Job>,
     /// What the file says that is allowed but cannot do what it seems to (`sources` on
     /// a job whose output is a stream): said on stderr by the commands that load it.
@@ -184,6 +190,11 @@ pub struct Job {
     pub outputs: Vec<Template>,
     /// Its own output mode (`None`: the file's).
     pub output: Option<OutputMode>,
+    /// What one task holds while it runs (`uses`): resources and amounts, each ≤ its
+    /// capacity (checked at load).
+    pub uses: Vec<(ResourceId, u64)>,
+    /// Its start rate (`rate`), shared with the other jobs naming the same one.
+    pub rate: Option<RateId>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

@@ -19,6 +19,7 @@ mod fields;
 mod files;
 mod inputs;
 mod process;
+mod resources;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -54,6 +55,9 @@ pub(super) fn file(
         job_name: String::new(),
         templates: Vec::new(),
         reported: HashSet::new(),
+        resources: Vec::new(),
+        rates: Vec::new(),
+        named_rates: 0,
     };
     let file = checker.check(raw, path, dir, set);
     (file, checker.diagnostics)
@@ -82,6 +86,11 @@ struct Checker<'s> {
     /// Problems already reported, so that one in the top-level `env` is said once, not
     /// once per job.
     reported: HashSet<(Range<usize>, String)>,
+    /// `[resources]`, checked before the jobs.
+    resources: Vec<super::Resource>,
+    /// `[rates]` (the first `named_rates`), then the jobs' own rates.
+    rates: Vec<super::Rate>,
+    named_rates: usize,
 }
 
 impl Checker<'_> {
@@ -108,6 +117,9 @@ impl Checker<'_> {
         // Every job checks the top-level `env` against its own items.
         let top_templates = std::mem::take(&mut self.templates);
         self.declare_queues(raw.queues);
+        self.resources = self.resources(raw.resources);
+        self.rates = self.rates(raw.rates);
+        self.named_rates = self.rates.len();
         // Every name first, so that `needs` may name a job defined further down.
         let names: HashMap<String, JobId> = raw
             .jobs
@@ -132,6 +144,8 @@ impl Checker<'_> {
             vars,
             selection: Vec::new(),
             queues: std::mem::take(&mut self.queues),
+            resources: std::mem::take(&mut self.resources),
+            rates: std::mem::take(&mut self.rates),
             jobs: checked,
             warnings: std::mem::take(&mut self.warnings),
         }
@@ -266,6 +280,12 @@ impl Checker<'_> {
         if let Some(stream) = stream {
             self.stream_files(&name, stream, job.sources.as_ref(), job.outputs.as_ref());
         }
+        let resources = std::mem::take(&mut self.resources);
+        let uses = self.uses(&name, job.uses, &resources, stream);
+        self.resources = resources;
+        let mut rates = std::mem::take(&mut self.rates);
+        let rate = self.job_rate(&name, job.rate.as_ref(), &mut rates, self.named_rates);
+        self.rates = rates;
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -296,6 +316,8 @@ impl Checker<'_> {
             sources,
             outputs,
             output: self.output_mode(job.output),
+            uses,
+            rate,
         }
     }
 
