@@ -280,12 +280,7 @@ impl Checker<'_> {
         if let Some(stream) = stream {
             self.stream_files(&name, stream, job.sources.as_ref(), job.outputs.as_ref());
         }
-        let resources = std::mem::take(&mut self.resources);
-        let uses = self.uses(&name, job.uses, &resources, stream);
-        self.resources = resources;
-        let mut rates = std::mem::take(&mut self.rates);
-        let rate = self.job_rate(&name, job.rate.as_ref(), &mut rates, self.named_rates);
-        self.rates = rates;
+        let (uses, rate) = self.holds(&name, job.uses, job.rate.as_ref(), stream);
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {

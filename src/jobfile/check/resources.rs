@@ -14,6 +14,23 @@ const RATE_NOTE: &str =
     "write N/s, N/m or N/h: \"5/s\" is at most 5 starts a second, spread evenly";
 
 impl Checker<'_> {
+    /// A job's `uses` and `rate`, checked against `[resources]` and `[rates]`.
+    pub(super) fn holds(
+        &mut self,
+        job: &str,
+        uses: Vec<(Name, Spanned<Amount>)>,
+        rate: Option<&Name>,
+        stream: Option<&str>,
+    ) -> (Vec<(ResourceId, u64)>, Option<RateId>) {
+        let resources = std::mem::take(&mut self.resources);
+        let uses = self.uses(job, uses, &resources, stream);
+        self.resources = resources;
+        let mut rates = std::mem::take(&mut self.rates);
+        let rate = self.job_rate(job, rate, &mut rates, self.named_rates);
+        self.rates = rates;
+        (uses, rate)
+    }
+
     /// An amount: an integer ≥ 1, or a size of at least one byte. `what` names the key.
     fn amount(&mut self, raw: &Spanned<Amount>, what: &str) -> Option<(u64, bool)> {
         match raw.get_ref() {
@@ -99,7 +116,7 @@ impl Checker<'_> {
     /// A job's `uses`: known resources, each amount at most what there is. `holds`:
     /// why the job may not hold resources at all (it feeds a queue or reads one on
     /// stdin, and could then wait, holding them, on a task that needs them).
-    pub(super) fn uses(
+    fn uses(
         &mut self,
         job: &str,
         raw: Vec<(Name, Spanned<Amount>)>,
@@ -163,7 +180,7 @@ impl Checker<'_> {
 
     /// A job's `rate`: its own (`"5/s"`, added to `rates` under the job's name) or the
     /// name of one of `[rates]`.
-    pub(super) fn job_rate(
+    fn job_rate(
         &mut self,
         job: &str,
         raw: Option<&Name>,
