@@ -91,6 +91,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "attempts": r.attempts,
         "start": r.started.map(time),
         "duration_s": r.duration.as_secs_f64(),
+        "waited_s": r.waited.as_secs_f64(),
         "stderr_tail": r.stderr_tail,
         "stdout_tail": shown_stdout_tail(r),
         "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),

@@ -18,6 +18,7 @@ mod processes;
 pub mod queues;
 mod quoting;
 mod reports;
+mod resources;
 mod resume;
 mod running;
 mod scheduling;
