@@ -237,3 +237,12 @@ fn resource_mistakes_are_load_errors() {
         .assert_stderr_has("job `a` uses `gpus`, which is not in [resources]")
         .assert_stderr_has("did you mean `gpu`?");
 }
+
+#[test]
+fn plan_shows_each_jobs_uses_and_rate() {
+    let t = Test::new("[resources]\ngpu = 1\nmem = '8G'\n[rates]\ndns = '5/s'\n[jobs.train]\ncommand = 'true'\nuses = { gpu = 1, mem = '2G' }\nrate = 'dns'\n[jobs.ping]\ncommand = 'true'\nrate = '30/m'\n");
+    let out = t.run_with(&["plan", "jobs.toml"]);
+    out.assert_code(0)
+        .assert_stdout_has("train  [uses gpu 1, mem 2 GiB, rate dns 5/s]")
+        .assert_stdout_has("ping  [rate 30/m]");
+}
