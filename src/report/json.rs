@@ -165,8 +165,13 @@ pub fn write_json(
     serde_json::to_writer(&mut w, &run_json(file, info))?;
     write!(w, ",\n  \"tasks\": [")?;
     let mut first = true;
+    // Per job: its tasks, and their time held back by resources and rates.
+    let mut waits: Vec<(u64, std::time::Duration)> = vec![Default::default(); file.jobs.len()];
     for job in 0..file.jobs.len() {
         records.each(job, &mut |r| {
+            let wait = &mut waits[job];
+            wait.0 += 1;
+            wait.1 += r.waited;
             w.write_all(if std::mem::take(&mut first) {
                 b"\n    "
             } else {
@@ -183,6 +188,16 @@ pub fn write_json(
         .collect();
     write!(w, "\n  ],\n  \"queues\": ")?;
     serde_json::to_writer(&mut w, &queues)?;
+    let jobs: Vec<Value> = file
+        .jobs
+        .iter()
+        .zip(&waits)
+        .map(|(job, (tasks, waited))| {
+            json!({"name": job.name, "tasks": tasks, "waited_s": waited.as_secs_f64()})
+        })
+        .collect();
+    write!(w, ",\n  \"jobs\": ")?;
+    serde_json::to_writer(&mut w, &jobs)?;
     write!(w, "\n}}\n")?;
     w.flush()
 }

@@ -84,6 +84,16 @@ fn tasks_never_hold_more_than_there_is_and_reach_it() {
         "{waited:?}"
     );
     assert!(waited.iter().sum::<f64>() >= 0.5, "{waited:?}");
+    let job = &report["jobs"][0];
+    assert_eq!(
+        (&job["name"], &job["tasks"]),
+        (&serde_json::json!("a"), &serde_json::json!(6))
+    );
+    let total = job["waited_s"].as_f64().unwrap();
+    assert!(
+        (total - waited.iter().sum::<f64>()).abs() < 1e-6,
+        "{total} {waited:?}"
+    );
 }
 
 #[test]
@@ -245,4 +255,17 @@ fn plan_shows_each_jobs_uses_and_rate() {
     out.assert_code(0)
         .assert_stdout_has("train  [uses gpu 1, mem 2 GiB, rate dns 5/s]")
         .assert_stdout_has("ping  [rate 30/m]");
+}
+
+#[test]
+fn the_html_timeline_shows_the_wait() {
+    let t = Test::new(&format!(
+        "pool = 4\n[resources]\ndb = 1\n[jobs.a]\ncommand = '{}'\nitems = {{ range = [0, 2] }}\nuses = {{ db = 1 }}\n",
+        timed("a$RUNNER_ITEM", "sleep 0.3")
+    ))
+    .args(&["--html", "r.html"]);
+    t.run().assert_code(0);
+    let page = t.read("r.html");
+    assert!(page.contains("<rect class=\"wait\""), "no wait drawn");
+    assert!(page.contains("for a resource or a rate"));
 }
