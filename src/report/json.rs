@@ -167,9 +167,8 @@ pub fn write_json(
     let mut first = true;
     // Per job: its tasks, and their time held back by resources and rates.
     let mut waits: Vec<(u64, std::time::Duration)> = vec![Default::default(); file.jobs.len()];
-    for job in 0..file.jobs.len() {
+    for (job, wait) in waits.iter_mut().enumerate() {
         records.each(job, &mut |r| {
-            let wait = &mut waits[job];
             wait.0 += 1;
             wait.1 += r.waited;
             w.write_all(if std::mem::take(&mut first) {
