@@ -401,12 +401,21 @@ fn task_ended(
             .finished(record.job, record.index, slot, ok, record.allowed_failure);
         recorded(&mut core.recorder, &shared.ctx, &record);
         let mine = dispatch(shared, &mut core, own_slot);
-        (mine, core.scheduler.is_done())
+        (mine, core.scheduler.is_done() || must_wake(&core))
     };
+    // The run loop looks again: the run may be over, or a task held by a rate (or a
+    // closed gate) waits for a time only the run loop's timer brings.
     if done {
         let _ = shared.notes.send(Note::Changed);
     }
     mine
+}
+
+/// Whether the run loop must set its timer anew after a look outside it: a task waits
+/// for a rate's next start or a gate to open (a look from a slot thread that left one
+/// waiting, with no task left to end, would otherwise wait for ever).
+fn must_wake(core: &Core) -> bool {
+    core.scheduler.next_wake().is_some() || core.gate.as_ref().is_some_and(|g| g.is_closed())
 }
 
 /// A task failed and retries after `delay`: its slot is free meanwhile (the pool counts

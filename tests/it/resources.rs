@@ -269,3 +269,26 @@ fn the_html_timeline_shows_the_wait() {
     assert!(page.contains("<rect class=\"wait\""), "no wait drawn");
     assert!(page.contains("for a resource or a rate"));
 }
+
+/// Slot threads that find the rate holding the next task wake the run loop: without
+/// it, a run whose last look from the run loop saw every slot busy waited for ever.
+#[test]
+fn a_rate_with_few_slots_never_stalls() {
+    let t = Test::new(&format!(
+        "pool = 2\n[jobs.r]\ncommand = '{}'\nitems = {{ range = [0, 40] }}\nrate = '100/s'\n",
+        timed("r$RUNNER_ITEM", "true")
+    ));
+    let mut child = t.spawn();
+    let _out = Collected::start(child.stdout.take().unwrap());
+    let err = Collected::start(child.stderr.take().unwrap());
+    let ended = wait_for(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(ended, "still running after 10 s: {}", err.now());
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(starts(&t, "r").len(), 40);
+}
