@@ -519,6 +519,9 @@ impl Scheduler {
         &self,
         queues: &dyn Queues,
     ) -> Option<(Candidate, Vec<(crate::jobfile::ResourceId, u64)>)> {
+        if self.held.is_empty() {
+            return None;
+        }
         let (c, _) = self
             .held
             .iter()
@@ -599,18 +602,20 @@ impl Scheduler {
     /// Candidate `c`, a task of job `j`, starts in `slot`: it takes what it uses and
     /// its rate's turn. Returns how long it was held back.
     fn take(&mut self, c: Candidate, j: JobId, slot: usize) -> Duration {
-        let waited = self.held.remove(&c).map_or(Duration::ZERO, |h| {
-            self.now.saturating_duration_since(h.since)
-        });
-        let file = self.file.clone();
-        let job = &file.jobs[j];
+        let waited = match self.held.is_empty() {
+            true => Duration::ZERO,
+            false => self.held.remove(&c).map_or(Duration::ZERO, |h| {
+                self.now.saturating_duration_since(h.since)
+            }),
+        };
+        let job = &self.file.jobs[j];
         if slot != REMOTE {
             for &(r, n) in &job.uses {
                 self.in_use[r] += n;
             }
         }
         if let Some(rate) = job.rate {
-            let interval = file.rates[rate].interval();
+            let interval = self.file.rates[rate].interval();
             let soonest = self.now + interval * 3 / 4;
             let next = match self.rate_next[rate] {
                 Some(prev) => (prev + interval).max(soonest),
@@ -626,8 +631,7 @@ impl Scheduler {
         if slot == REMOTE {
             return;
         }
-        let file = self.file.clone();
-        for &(r, n) in &file.jobs[j].uses {
+        for &(r, n) in &self.file.jobs[j].uses {
             self.in_use[r] -= n;
         }
     }

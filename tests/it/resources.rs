@@ -65,9 +65,11 @@ fn tasks_never_hold_more_than_there_is_and_reach_it() {
         "pool = 6\n[resources]\ndb = 2\n[jobs.a]\ncommand = '{}'\nitems = {{ range = [0, 6] }}\nuses = {{ db = 1 }}\n",
         timed("a$RUNNER_ITEM", "sleep 0.3")
     ))
-    .args(&["--report", "r.json"]);
+    .args(&["--report", "r.json"])
+    .env("RUNNER_HEARTBEAT", "100ms");
     let out = t.run();
-    out.assert_code(0);
+    out.assert_code(0)
+        .assert_stderr_has("waiting: db 2/2 in use");
     assert_eq!(peak(&t, "a"), 2, "{}", t.read("log"));
     // The JSON report says how long each task waited for the resource.
     let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
@@ -111,8 +113,11 @@ fn a_rate_spreads_starts_evenly() {
     let t = Test::new(&format!(
         "pool = 10\n[jobs.r]\ncommand = '{}'\nitems = {{ range = [0, 10] }}\nrate = '5/s'\n",
         timed("r$RUNNER_ITEM", "true")
-    ));
-    t.run().assert_code(0);
+    ))
+    .env("RUNNER_HEARTBEAT", "100ms");
+    t.run()
+        .assert_code(0)
+        .assert_stderr_has("waiting: rate r 5/s");
     let s = starts(&t, "r");
     assert_eq!(s.len(), 10);
     let gaps = gaps_ms(&s);
