@@ -447,7 +447,11 @@ fn task_waits(
 fn give_up_waiting(core: &mut Core, ctx: &exec::Context) {
     for abandoned in core.scheduler.abandon_waiting() {
         if let Some(retry) = core.retries.remove(&abandoned.retry) {
-            let record = exec::give_up(ctx, retry);
+            let mut record = exec::give_up(ctx, retry);
+            let task = (abandoned.job, abandoned.index);
+            if let Some(waited) = core.waited.remove(&task) {
+                record.waited = waited;
+            }
             recorded(&mut core.recorder, ctx, &record);
         }
     }
@@ -648,6 +652,11 @@ fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
 /// Ends a task that had no process: its slot freed (a success for `needs` when `ok`),
 /// its record counted.
 fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
+    let mut record = std::borrow::Cow::Borrowed(record);
+    if let Some(waited) = core.waited.remove(&(start.job, start.index)) {
+        record.to_mut().waited = waited;
+    }
+    let record = record.as_ref();
     core.scheduler.finished(
         start.job,
         start.index,
