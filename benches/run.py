@@ -246,6 +246,47 @@ def journal_workload(s, n, table):
         table.append((f"spawn {n} × true, pool 2, journal cost", name, t, n / t, base / t))
 
 
+def resources_workload(s, n, table):
+    """Spawn n × true, pool 2, with a resource that never binds (`uses` 1 of 1,000,000)
+    and with none, side by side: the cost of the resource bookkeeping, as a ratio."""
+    plain = s.jobfile("nores.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    held = s.jobfile("res.toml", f'pool = 2\n[resources]\ndb = 1000000\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\nuses = {{ db = 1 }}\n')
+    medians = s.compare(
+        "resources",
+        [
+            ("runner, no resource", [RUNNER, "-q", plain]),
+            ("runner, a resource that never binds", [RUNNER, "-q", held]),
+        ],
+    )
+    base = medians["runner, no resource"]
+    for name, t in medians.items():
+        table.append((f"spawn {n} × true, pool 2, resource cost", name, t, n / t, base / t))
+
+
+def rate_workload(s, rate, seconds, table):
+    """`rate = "N/s"` over `seconds`: the starts the tasks' own records give (the JSON
+    report's first and last start), against the rate asked. Ratio: achieved / asked."""
+    n = rate * seconds + 1
+    job = s.jobfile(f"rate{rate}.toml", f'pool = 8\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\nrate = "{rate}/s"\n')
+    report = os.path.join(s.work, f"rate{rate}.json")
+    achieved = []
+    for _ in range(s.rounds):
+        t0 = time.time()
+        s.sh([RUNNER, "run", "-q", job, "--report", report])
+        wall = time.time() - t0
+        with open(report) as f:
+            starts = sorted(
+                datetime.datetime.fromisoformat(t["start"].replace("Z", "+00:00")).timestamp()
+                for t in json.load(f)["tasks"]
+            )
+        span = starts[-1] - starts[0]
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        achieved.append(((n - 1) / span, wall, min(gaps)))
+    got, wall, gap = sorted(achieved)[len(achieved) // 2]
+    s.results.append((f"rate {rate}/s", "runner", wall, {"achieved": round(got, 2), "min_gap_ms": round(gap * 1000, 3)}))
+    table.append((f"rate {rate}/s over {seconds} s ({n} × true, pool 8)", "runner", wall, got, got / rate))
+
+
 def memory_by_items(s, sizes, memory):
     """Peak memory of runs of `true` over growing item counts (--quiet): flat, not
     growing with the number of tasks."""
@@ -712,7 +753,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,memory,resume,sources,changed,output,secrets,cache); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache); prints, writes nothing")
     ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
     global BEFORE
@@ -742,6 +783,10 @@ def main():
             only = args.only.split(",")
             if "journal" in only:
                 journal_workload(s, size["spawn"], table)
+            if "resources" in only:
+                resources_workload(s, size["spawn"], table)
+                for rate in (100, 1000):
+                    rate_workload(s, rate, 1 if args.smoke else 10, table)
             if "memory" in only:
                 memory_by_items(s, size["mem"], memory)
             if "resume" in only:
@@ -769,6 +814,9 @@ def main():
         scale_workload(s, size["jobs"], size["items"], table, memory)
         distributed_workload(s, size["dist"], table)
         journal_workload(s, size["spawn"], table)
+        resources_workload(s, size["spawn"], table)
+        for rate in (100, 1000):
+            rate_workload(s, rate, 1 if args.smoke else 10, table)
         memory_by_items(s, size["mem"], memory)
         resume_workload(s, size["resume"], table)
         sources_workload(s, size["sources"], table)

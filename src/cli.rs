@@ -236,6 +236,14 @@ pub struct RunArgs {
     /// Time between TERM and KILL when a task is stopped (at most 30 days).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+    /// Start no task while the machine's available memory (MemAvailable) is below SIZE
+    /// (e.g. 2G; K, M, G, T are powers of 1024). Running tasks go on.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memfree)]
+    pub memfree: Option<u64>,
+    /// Start no task while the one-minute load average is above N (a number ≥ 0).
+    /// Running tasks go on.
+    #[arg(long, value_name = "N", value_parser = parse_load)]
+    pub load: Option<f64>,
     #[cfg(feature = "distributed")]
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -393,6 +401,28 @@ impl std::fmt::Display for BadDuration {
 }
 
 impl std::error::Error for BadDuration {}
+
+/// A `--memfree` or `--load` value that is not one.
+#[derive(Debug, thiserror::Error)]
+enum BadGate {
+    #[error("{0:?} is not a size (write e.g. \"2G\" or \"512M\"; K, M, G, T are powers of 1024)")]
+    Size(String),
+    #[error("{0:?} is not a load average (write a number ≥ 0, e.g. 4 or 2.5)")]
+    Load(String),
+}
+
+fn parse_memfree(text: &str) -> Result<u64, BadGate> {
+    crate::jobfile::resources::parse_size(text)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| BadGate::Size(text.to_string()))
+}
+
+fn parse_load(text: &str) -> Result<f64, BadGate> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(BadGate::Load(text.to_string())),
+    }
+}
 
 fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     duration::parse(text, Bounds::ANY).map_err(BadDuration)

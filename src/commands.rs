@@ -248,6 +248,10 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         junit: args.junit,
         html: args.html,
         grace: args.grace,
+        gates: run::gate::Gates {
+            memfree: args.memfree,
+            load: args.load,
+        },
         #[cfg(feature = "distributed")]
         broker,
     };

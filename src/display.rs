@@ -146,6 +146,8 @@ pub struct Writer {
     groups: u64,
     /// The labelled text of the last output event, its room reused by the next.
     scratch: Vec<u8>,
+    /// What holds tasks back now (`Event::Waiting`).
+    held: Option<String>,
 }
 
 /// Stdout and stderr, buffered; stdout is not written once it failed.
@@ -266,6 +268,7 @@ impl Writer {
             waiting: Waiting::default(),
             groups: 0,
             scratch: Vec::new(),
+            held: None,
             file,
             options,
         }
@@ -419,6 +422,10 @@ impl Writer {
             Event::NotRun { job, count } => self.counts[job].done += count,
             Event::Taken { job } => self.counts[job].taken += 1,
             Event::Note(text) => self.note(&text),
+            Event::Waiting(held) => {
+                self.held = held;
+                self.update_bars();
+            }
             Event::Drain(done) => {
                 self.unpark_all();
                 self.flush();
@@ -939,15 +946,22 @@ impl Writer {
             .filter(|(_, c)| c.running > 0)
             .map(|(j, c)| format!("{} ({})", j.name, c.running))
             .collect();
-        if running.is_empty() {
+        if running.is_empty() && self.held.is_none() {
             return;
         }
         let done: u64 = self.counts.iter().map(|c| c.done).sum();
         let total = self.total_label();
         let n: u64 = self.counts.iter().map(|c| c.running).sum();
+        let waiting = match &self.held {
+            Some(held) => format!(" — waiting: {held}"),
+            None => String::new(),
+        };
+        let list = match running.is_empty() {
+            true => String::new(),
+            false => format!(": {}", running.join(", ")),
+        };
         let line = format!(
-            "{done}/{total} done, {n} running: {} — {} elapsed",
-            running.join(", "),
+            "{done}/{total} done, {n} running{list}{waiting} — {} elapsed",
             duration(self.started.elapsed())
         );
         self.note(&line);
@@ -1005,8 +1019,12 @@ impl Writer {
                 }
             }
         }
+        let waiting = match &self.held {
+            Some(held) => format!(" — waiting: {held}"),
+            None => String::new(),
+        };
         bars.overall.set_message(format!(
-            "{done}/{total}{} tasks done, {failed} failed, {running} running",
+            "{done}/{total}{} tasks done, {failed} failed, {running} running{waiting}",
             if open { "+" } else { "" }
         ));
         let rows = console::Term::stderr().size().0.max(4) as usize;

@@ -241,7 +241,7 @@ fn tasks_count(n: u64) -> String {
 
 /// A job's settings that change what happens to its tasks, as its heading shows them
 /// (`concurrency 4, timeout 30s, retries 2, allow_failure`).
-fn settings(job: &Job) -> Vec<String> {
+fn settings(file: &JobFile, job: &Job) -> Vec<String> {
     let mut said = Vec::new();
     if let Some(n) = job.concurrency {
         said.push(format!("concurrency {n}"));
@@ -268,13 +268,30 @@ fn settings(job: &Job) -> Vec<String> {
         When::Always => said.push("when always".to_string()),
         When::Failure => said.push("when failure".to_string()),
     }
-    // `uses` and `rate` go here, in this order, as the model gains them.
+    if !job.uses.is_empty() {
+        let uses: Vec<String> = job
+            .uses
+            .iter()
+            .map(|&(r, n)| {
+                let r = &file.resources[r];
+                format!("{} {}", r.name, r.amount(n))
+            })
+            .collect();
+        said.push(format!("uses {}", uses.join(", ")));
+    }
+    if let Some(rate) = job.rate {
+        let rate = &file.rates[rate];
+        match rate.name == job.name {
+            true => said.push(format!("rate {}", rate.text)),
+            false => said.push(format!("rate {} {}", rate.name, rate.text)),
+        }
+    }
     said
 }
 
 /// A job's heading: its name, its tasks, and its settings in brackets.
-fn heading(job: &Job, what: String) -> String {
-    let settings = settings(job);
+fn heading(file: &JobFile, job: &Job, what: String) -> String {
+    let settings = settings(file, job);
     let what = if what.is_empty() {
         job.name.clone()
     } else {
@@ -346,7 +363,7 @@ fn write_text(file: &JobFile, memory: &Known<'_>, out: &mut impl Write) -> io::R
                 "one task per item of queue `{}`, as the run goes",
                 file.queues[q].name
             );
-            writeln!(out, "{}", heading(job, what))?;
+            writeln!(out, "{}", heading(file, job, what))?;
             writeln!(out, "  run  tasks cannot be known before the run")?;
             continue;
         }
@@ -358,7 +375,7 @@ fn write_text(file: &JobFile, memory: &Known<'_>, out: &mut impl Write) -> io::R
             }
             (n, true) => tasks_count(n),
         };
-        writeln!(out, "{}", heading(job, what))?;
+        writeln!(out, "{}", heading(file, job, what))?;
         write_each(file, job, out)?;
         let (counts, up_to_date) = write_job_tasks(file, job, memory, out)?;
         let counted = counts.total();

@@ -282,6 +282,11 @@ impl Queue {
         self.lock().full(self.capacity)
     }
 
+    /// No item waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.lock().len == 0
+    }
+
     /// Producers waiting for room right now.
     pub fn blocked_producers(&self) -> usize {
         self.lock().waiting

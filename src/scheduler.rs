@@ -17,20 +17,38 @@
 //!   what time it is ([`Scheduler::wake`]); once ready, it starts before any new task,
 //!   in whichever slot is free. It still counts as running for its job (the job is not
 //!   done), but not against `concurrency`, which counts processes.
+//! - Resources (`uses`): a task starts only when all it uses is free; it holds it while
+//!   its attempt runs and gives it back when the attempt ends, also when it then waits
+//!   to retry. Tasks sent to the broker hold none here (each worker applies its own).
+//! - Rates (`rate`): starts of the jobs naming a rate, retries included, are spread
+//!   evenly: one every period / N, never a burst; a start that came late lets the
+//!   next come sooner, but never sooner than 3/4 of the interval after it, so that
+//!   the rate holds over time. The driver's clock ([`Scheduler::wake`]) is the time;
+//!   [`Scheduler::next_wake`] says when a task held by a rate may start.
+//! - No starvation: a task that does not fit waits in line, ordered by when it was
+//!   first held back. The first in line *reserves* what it uses: a later task may
+//!   start only if it leaves, of every resource the reserved task uses, enough for
+//!   it (backfilling into what the reservation does not need). What is reserved only
+//!   comes back as running tasks end, so the reserved task starts once those that
+//!   held it at first are over; then the next in line reserves.
+//! - Gates of the driver (`--memfree`, `--load`, [`Scheduler::set_gate`]): while one is
+//!   closed, nothing starts; running tasks go on.
 //!
 //! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
 use crate::jobfile::items_file::ItemReader;
 use crate::jobfile::{each_map, EachMap, Items, JobFile, JobId, QueueId, When};
 use crate::queue::Take;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the scheduler needs from the queues.
 pub trait Queues {
     fn try_take(&self, queue: QueueId) -> Take;
     fn is_full(&self, queue: QueueId) -> bool;
+    /// No item waits in the queue.
+    fn is_empty(&self, queue: QueueId) -> bool;
     /// Producer tasks blocked on the queue being full (each holds an idle slot).
     fn blocked_producers(&self, queue: QueueId) -> usize;
 }
@@ -50,6 +68,36 @@ pub struct Start {
     /// Another attempt of a task that waited to retry: the number the driver gave it
     /// (`retry_later`). Its item is then not carried here (the driver kept the task).
     pub retry: Option<u64>,
+    /// How long it could have started but for a resource or a rate.
+    pub waited: Duration,
+}
+
+/// A task that may be held back: the next task of a job, or a retry (by its number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Candidate {
+    Job(JobId),
+    Retry(u64),
+}
+
+/// What held a task back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not enough of a resource is free (`reserved`: it is, but kept for a task that
+    /// waited longer).
+    Resource {
+        resource: crate::jobfile::ResourceId,
+        reserved: bool,
+    },
+    Rate(crate::jobfile::RateId),
+}
+
+/// A candidate held back: its place in line, since when, and whether a resource (not
+/// only a rate or a reservation) holds it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seq: u64,
+    since: Instant,
+    short: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +228,26 @@ pub struct Scheduler {
     /// Tasks whose delay is over, in the order they became ready: (number, (job, index)).
     ready: VecDeque<(u64, (JobId, u64))>,
     next_retry: u64,
+    /// What one machine has of each resource, and what running tasks hold.
+    capacity: Vec<u64>,
+    in_use: Vec<u64>,
+    /// Per rate: when its next start may come; whether a task waited for it in the
+    /// last look.
+    rate_next: Vec<Option<Instant>>,
+    rate_held: Vec<bool>,
+    /// The driver's clock, as of its last [`Scheduler::wake`].
+    now: Instant,
+    /// A gate of the driver is closed: nothing starts.
+    gate_closed: bool,
+    /// Tasks held back by a resource or a rate, in line.
+    held: HashMap<Candidate, Held>,
+    next_seq: u64,
+    /// The first in line and what it uses, for this look.
+    reserved: Option<(Candidate, Vec<(crate::jobfile::ResourceId, u64)>)>,
+    /// What held back the first task the last look could not start.
+    hold: Option<Hold>,
+    /// The last look found tasks a closed gate kept from starting.
+    gate_holds: bool,
 }
 
 /// A task waiting to retry, given up because the run stops: see [`Scheduler::abandon_waiting`].
@@ -272,6 +340,17 @@ impl Scheduler {
             delayed: BTreeMap::new(),
             ready: VecDeque::new(),
             next_retry: 0,
+            capacity: file.resources.iter().map(|r| r.capacity).collect(),
+            in_use: vec![0; file.resources.len()],
+            rate_next: vec![None; file.rates.len()],
+            rate_held: vec![false; file.rates.len()],
+            now: Instant::now(),
+            gate_closed: false,
+            held: HashMap::new(),
+            next_seq: 0,
+            reserved: None,
+            hold: None,
+            gate_holds: false,
         };
         scheduler.activate_ready();
         scheduler
@@ -304,6 +383,16 @@ impl Scheduler {
         ) {
             return None;
         }
+        self.hold = None;
+        self.rate_held.fill(false);
+        if self.gate_closed {
+            let waiting =
+                !self.ready.is_empty() || (0..self.jobs.len()).any(|j| self.has_task(j, queues));
+            self.gate_holds = waiting;
+            return None;
+        }
+        self.gate_holds = false;
+        self.reserved = self.first_in_line(queues);
         if let Some(start) = self.next_retry(queues) {
             return Some(start);
         }
@@ -338,6 +427,7 @@ impl Scheduler {
     /// while it waits; it gets one by the same rules as a new task of its job.
     pub fn retry_later(&mut self, job: JobId, index: u64, slot: usize, ready_at: Instant) -> u64 {
         self.free_slot(slot);
+        self.give_back(job, slot);
         self.jobs[job].waiting += 1;
         let retry = self.next_retry;
         self.next_retry += 1;
@@ -345,8 +435,10 @@ impl Scheduler {
         retry
     }
 
-    /// The driver's clock: tasks whose delay is over by `now` may start.
+    /// The driver's clock: tasks whose delay is over by `now` may start, and rates are
+    /// measured against it.
     pub fn wake(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -356,9 +448,192 @@ impl Scheduler {
         }
     }
 
-    /// When the next waiting task may start again (for the driver to wake then).
+    /// When the next waiting task may start again (for the driver to wake then): the
+    /// end of a retry delay, or the next start a rate allows a task held by it.
     pub fn next_wake(&self) -> Option<Instant> {
-        self.delayed.keys().next().map(|&(at, _)| at)
+        let retry = self.delayed.keys().next().map(|&(at, _)| at);
+        let rate = (0..self.rate_next.len())
+            .filter(|&r| self.rate_held[r])
+            .filter_map(|r| self.rate_next[r])
+            .min();
+        match (retry, rate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The driver's gates (`--memfree`, `--load`): while closed, nothing starts.
+    pub fn set_gate(&mut self, closed: bool) {
+        self.gate_closed = closed;
+    }
+
+    /// What held back the first task the last look could not start, in words:
+    /// `db 2/2 in use`, `rate dns 5/s`.
+    pub fn holding(&self) -> Option<String> {
+        Some(match self.hold? {
+            Hold::Resource { resource, .. } => {
+                let r = &self.file.resources[resource];
+                format!(
+                    "{} {}/{} in use",
+                    r.name,
+                    r.amount(self.in_use[resource]),
+                    r.amount(self.capacity[resource])
+                )
+            }
+            Hold::Rate(rate) => {
+                let r = &self.file.rates[rate];
+                format!("rate {} {}", r.name, r.text)
+            }
+        })
+    }
+
+    /// Whether the last look found tasks that a closed gate kept from starting.
+    pub fn gate_holds(&self) -> bool {
+        self.gate_holds
+    }
+
+    /// What running tasks hold of each resource now.
+    #[cfg(test)]
+    pub fn in_use(&self) -> &[u64] {
+        &self.in_use
+    }
+
+    /// Whether job `j` has a task to start now, resources and rates aside.
+    fn has_task(&self, j: JobId, queues: &dyn Queues) -> bool {
+        let job = &self.file.jobs[j];
+        let state = &self.jobs[j];
+        if state.phase != Phase::Active || !self.may_start(j) {
+            return false;
+        }
+        if job.is_streaming() {
+            return state.next == 0;
+        }
+        match job.items {
+            Items::Queue(q) => !state.queue_closed && !queues.is_empty(q),
+            _ => self.peek_next(j).is_some(),
+        }
+    }
+
+    /// The task first in line among those a resource holds back, and what it uses.
+    fn first_in_line(
+        &self,
+        queues: &dyn Queues,
+    ) -> Option<(Candidate, Vec<(crate::jobfile::ResourceId, u64)>)> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let (c, _) = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.short)
+            .filter(|(c, _)| match c {
+                Candidate::Job(j) => self.has_task(*j, queues),
+                Candidate::Retry(n) => self.ready.iter().any(|(r, _)| r == n),
+            })
+            .min_by_key(|(_, h)| h.seq)?;
+        let job = match *c {
+            Candidate::Job(j) => j,
+            Candidate::Retry(n) => self.ready.iter().find(|(r, _)| *r == n)?.1 .0,
+        };
+        Some((*c, self.file.jobs[job].uses.clone()))
+    }
+
+    /// Whether candidate `c` (a task of job `j`) may start as far as resources and its
+    /// rate go; what holds it if not.
+    fn admit(&self, c: Candidate, j: JobId) -> Result<(), Hold> {
+        let job = &self.file.jobs[j];
+        if !self.remote[j] {
+            let reserve = match &self.reserved {
+                Some((first, uses)) if *first != c => uses.as_slice(),
+                _ => &[],
+            };
+            for &(r, n) in &job.uses {
+                let used = self.in_use[r] + n;
+                if used > self.capacity[r] {
+                    return Err(Hold::Resource {
+                        resource: r,
+                        reserved: false,
+                    });
+                }
+                let kept: u64 = reserve.iter().filter(|u| u.0 == r).map(|u| u.1).sum();
+                if used + kept > self.capacity[r] {
+                    return Err(Hold::Resource {
+                        resource: r,
+                        reserved: true,
+                    });
+                }
+            }
+        }
+        if let Some(rate) = job.rate {
+            if self.rate_next[rate].is_some_and(|next| next > self.now) {
+                return Err(Hold::Rate(rate));
+            }
+        }
+        Ok(())
+    }
+
+    /// Candidate `c` is held back by `hold`: it joins the line (or keeps its place).
+    fn held_back(&mut self, c: Candidate, hold: Hold) {
+        let seq = self.next_seq;
+        let now = self.now;
+        let entry = self.held.entry(c).or_insert(Held {
+            seq,
+            since: now,
+            short: false,
+        });
+        if entry.seq == seq {
+            self.next_seq += 1;
+        }
+        entry.short = matches!(
+            hold,
+            Hold::Resource {
+                reserved: false,
+                ..
+            }
+        );
+        if let Hold::Rate(rate) = hold {
+            self.rate_held[rate] = true;
+        }
+        if self.hold.is_none() {
+            self.hold = Some(hold);
+        }
+    }
+
+    /// Candidate `c`, a task of job `j`, starts in `slot`: it takes what it uses and
+    /// its rate's turn. Returns how long it was held back.
+    fn take(&mut self, c: Candidate, j: JobId, slot: usize) -> Duration {
+        let waited = match self.held.is_empty() {
+            true => Duration::ZERO,
+            false => self.held.remove(&c).map_or(Duration::ZERO, |h| {
+                self.now.saturating_duration_since(h.since)
+            }),
+        };
+        let job = &self.file.jobs[j];
+        if slot != REMOTE {
+            for &(r, n) in &job.uses {
+                self.in_use[r] += n;
+            }
+        }
+        if let Some(rate) = job.rate {
+            let interval = self.file.rates[rate].interval();
+            let soonest = self.now + interval * 3 / 4;
+            let next = match self.rate_next[rate] {
+                Some(prev) => (prev + interval).max(soonest),
+                None => self.now + interval,
+            };
+            self.rate_next[rate] = Some(next);
+        }
+        waited
+    }
+
+    /// A task of job `j` in `slot` gives back what it used.
+    fn give_back(&mut self, j: JobId, slot: usize) {
+        if slot == REMOTE {
+            return;
+        }
+        for &(r, n) in &self.file.jobs[j].uses {
+            self.in_use[r] -= n;
+        }
     }
 
     /// The run stops: every task waiting to retry ends (without another attempt) and is
@@ -409,13 +684,19 @@ impl Scheduler {
             if self.in_slots(j) >= limit {
                 continue;
             }
+            if let Err(hold) = self.admit(Candidate::Retry(retry), j) {
+                self.held_back(Candidate::Retry(retry), hold);
+                continue;
+            }
             let Some(slot) = self.retry_slot(j, queues) else {
                 continue;
             };
             let (_, (_, index)) = self.ready.remove(i).unwrap_or((retry, (j, 0)));
+            let waited = self.take(Candidate::Retry(retry), j, slot);
             let state = &mut self.jobs[j];
             state.waiting -= 1;
             return Some(Start {
+                waited,
                 job: j,
                 index,
                 item: Vec::new(),
@@ -452,6 +733,12 @@ impl Scheduler {
         let limit = job.concurrency.unwrap_or(usize::MAX);
         if self.in_slots(j) >= limit {
             return None;
+        }
+        if self.has_task(j, queues) {
+            if let Err(hold) = self.admit(Candidate::Job(j), j) {
+                self.held_back(Candidate::Job(j), hold);
+                return None;
+            }
         }
         let state = &self.jobs[j];
         if self.remote[j] {
@@ -577,6 +864,7 @@ impl Scheduler {
         // With gates, `next` counts the tasks started or skipped.
         state.next += 1;
         state.running += 1;
+        let waited = self.take(Candidate::Job(j), j, slot);
         Start {
             job: j,
             index,
@@ -585,6 +873,7 @@ impl Scheduler {
             problem,
             id: None,
             retry: None,
+            waited,
         }
     }
 
@@ -638,6 +927,7 @@ impl Scheduler {
     /// A task ended. `ok`: it succeeded; `allowed`: its failure does not fail the job.
     pub fn finished(&mut self, job: JobId, index: u64, slot: usize, ok: bool, allowed: bool) {
         self.free_slot(slot);
+        self.give_back(job, slot);
         self.ended(job, index, ok, allowed);
     }
 
@@ -926,6 +1216,9 @@ mod tests {
         fn is_full(&self, q: QueueId) -> bool {
             self.items.borrow()[q].len() >= self.capacity
         }
+        fn is_empty(&self, q: QueueId) -> bool {
+            self.items.borrow()[q].is_empty()
+        }
         fn blocked_producers(&self, _: QueueId) -> usize {
             self.blocked.get()
         }
@@ -1198,5 +1491,90 @@ mod tests {
         assert_eq!(after.iter().map(|t| t.job).collect::<Vec<_>>(), [1, 2]);
         s.stop();
         assert!(!s.is_done(), "they run");
+    }
+    #[test]
+    fn a_task_starts_only_when_what_it_uses_is_free_and_gives_it_back() {
+        let f = file("[resources]\ndb = 2\n[jobs.a]\ncommand = 'x'\nitems = { range = [0, 5] }\nuses = { db = 1 }\n[jobs.b]\ncommand = 'x'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 4, false);
+        let first = drain(&mut s, &q);
+        assert_eq!(first.iter().map(|t| t.job).collect::<Vec<_>>(), [0, 0, 1]);
+        assert_eq!(s.holding().as_deref(), Some("db 2/2 in use"));
+        // Waiting to retry holds nothing: another task takes its place.
+        let t0 = Instant::now();
+        s.retry_later(0, 0, first[0].slot, t0 + Duration::from_secs(5));
+        let next = drain(&mut s, &q);
+        assert_eq!((next.len(), next[0].index), (1, 2));
+        s.finished(0, 1, first[1].slot, true, false);
+        assert_eq!(drain(&mut s, &q).len(), 1);
+        assert_eq!(s.in_use(), [2]);
+    }
+
+    #[test]
+    fn a_rate_spreads_starts_evenly_and_counts_retries() {
+        let f = file("[rates]\ndns = '5/s'\n[jobs.a]\ncommand = 'x'\nitems = { range = [0, 5] }\nrate = 'dns'\n[jobs.b]\ncommand = 'x'\nrate = 'dns'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 8, false);
+        let t0 = Instant::now();
+        s.wake(t0);
+        assert_eq!(drain(&mut s, &q).len(), 1, "no burst");
+        assert_eq!(s.holding().as_deref(), Some("rate dns 5/s"));
+        let at = s.next_wake().expect("a wake for the rate");
+        assert_eq!(at, t0 + Duration::from_millis(200));
+        s.wake(t0 + Duration::from_millis(150));
+        assert!(drain(&mut s, &q).is_empty());
+        // Late by 150 ms: the next may come sooner, but not before 3/4 of the interval.
+        s.wake(t0 + Duration::from_millis(350));
+        assert_eq!(drain(&mut s, &q).len(), 1);
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(500)));
+        let r = s.retry_later(0, 0, 0, t0 + Duration::from_millis(360));
+        s.wake(t0 + Duration::from_millis(360));
+        assert!(
+            drain(&mut s, &q).is_empty(),
+            "the retry waits for the rate too"
+        );
+        s.wake(t0 + Duration::from_millis(500));
+        let again = drain(&mut s, &q);
+        assert_eq!(
+            (again.len(), again[0].retry),
+            (1, Some(r)),
+            "the retry takes the turn"
+        );
+        assert!(again[0].waited >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_big_task_is_not_passed_over_by_small_ones() {
+        let f = file("[resources]\ndb = 4\n[jobs.small]\ncommand = 'x'\nitems = { range = [0, 100] }\nuses = { db = 1 }\n[jobs.big]\ncommand = 'x'\nuses = { db = 4 }\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 8, false);
+        let mut running: VecDeque<Start> = drain(&mut s, &q).into();
+        assert_eq!(running.len(), 4);
+        let mut small_starts = 0;
+        loop {
+            let done = running.pop_front().expect("something runs");
+            s.finished(done.job, done.index, done.slot, true, false);
+            let started = drain(&mut s, &q);
+            if started.iter().any(|t| t.job == 1) {
+                break;
+            }
+            small_starts += started.len();
+            running.extend(started);
+            assert!(
+                small_starts <= 4,
+                "the big task waits behind {small_starts} starts"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closed_gate_starts_nothing() {
+        let f = file("[jobs.a]\ncommand = 'x'\n");
+        let q = FakeQueues::new(0, 1);
+        let mut s = Scheduler::new(f.clone(), 4, false);
+        s.set_gate(true);
+        assert!(drain(&mut s, &q).is_empty());
+        s.set_gate(false);
+        assert_eq!(drain(&mut s, &q).len(), 1);
     }
 }

@@ -16,6 +16,11 @@
 //! a process that crashes) and the task waits to retry holding no slot, until the
 //! simulated clock reaches its "ready at"; with `fail_fast`, a failure stops the run
 //! (running tasks then end at once, as TERM makes them, and waiting ones are given up).
+//!
+//! Resources and rates (issue 27): jobs use 0 to 3 of a resource `r` the file has 3
+//! of, and some share a rate `x` of 10/s; the clock moves on to the scheduler's next
+//! wake. Every start is checked: no capacity is ever exceeded, and no two starts of
+//! a rate come closer than 3/4 of its interval; every run still ends.
 
 use super::*;
 use crate::jobfile::{parse, StdinSpec};
@@ -46,6 +51,10 @@ struct GenJob {
     each: u8,
     /// `when`: 0 success, 1 always, 2 failure (success when it needs a job item by item).
     when: u8,
+    /// How much of the resource `r` (capacity 3) each task uses (0: none).
+    uses: u8,
+    /// Its starts are paced by the rate `x` (10/s).
+    rate: bool,
 }
 
 fn gen_job() -> impl Strategy<Value = GenJob> {
@@ -59,9 +68,21 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
         prop_oneof![3 => Just(0u8), 1 => 1u8..3],
         0u8..4,
         (any::<u8>(), prop_oneof![3 => Just(0u8), 1 => 1u8..3]),
+        (0u8..4, prop::bool::weighted(0.3)),
     )
         .prop_map(
-            |(range, items, streaming, lines, needs, fails, flaky, delay, (each, when))| GenJob {
+            |(
+                range,
+                items,
+                streaming,
+                lines,
+                needs,
+                fails,
+                flaky,
+                delay,
+                (each, when),
+                (uses, rate),
+            )| GenJob {
                 range,
                 items,
                 streaming,
@@ -72,6 +93,8 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
                 delay,
                 each,
                 when,
+                uses,
+                rate,
             },
         )
 }
@@ -99,7 +122,7 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
     let n = jobs.len();
     let mut consumes: Vec<Option<usize>> = vec![None; n];
     let mut to: Vec<Option<usize>> = vec![None; n];
-    let mut source = format!("pool = {pool}\n");
+    let mut source = format!("pool = {pool}\n[resources]\nr = 3\n[rates]\nx = '10/s'\n");
     for (q, queue) in queues.iter().enumerate() {
         let consumer = (0..n)
             .map(|k| (queue.consumer as usize + k) % n)
@@ -131,6 +154,14 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
         }
         if let Some(q) = to[j] {
             source.push_str(&format!("to = 'q{q}'\n"));
+        }
+        // Not on a job that feeds a queue or reads one on stdin (the loader refuses it).
+        let stream = to[j].is_some() || (consumes[j].is_some() && job.streaming);
+        if job.uses > 0 && !stream {
+            source.push_str(&format!("uses = {{ r = {} }}\n", job.uses));
+        }
+        if job.rate {
+            source.push_str("rate = 'x'\n");
         }
         // Item by item between two ranges of as many items (neither fed by a queue).
         let each = |k: usize| {
@@ -181,6 +212,9 @@ impl Queues for SimQueues {
     fn is_full(&self, q: QueueId) -> bool {
         self.items.borrow()[q].len() >= self.capacity[q]
     }
+    fn is_empty(&self, q: QueueId) -> bool {
+        self.items.borrow()[q].is_empty()
+    }
     fn blocked_producers(&self, q: QueueId) -> usize {
         self.blocked.borrow()[q]
     }
@@ -210,6 +244,8 @@ struct Sim<'a> {
     now: Instant,
     /// Tasks that succeeded (job, index): a task needing one item by item starts after.
     succeeded: std::collections::HashSet<(JobId, u64)>,
+    /// The last start of a job with the rate `x`.
+    last_paced: Option<Instant>,
 }
 
 impl Sim<'_> {
@@ -287,6 +323,30 @@ impl Sim<'_> {
                     },
                     None => 1,
                 };
+                let used: u64 = self
+                    .running
+                    .iter()
+                    .chain(std::iter::once(&SimTask {
+                        job: start.job,
+                        index: 0,
+                        slot: 0,
+                        lines_left: 0,
+                        attempt: 0,
+                    }))
+                    .flat_map(|t| self.file.jobs[t.job].uses.iter().map(|u| u.1))
+                    .sum();
+                if used > 3 {
+                    return Err(SimFailure::Exceeded(used));
+                }
+                if self.file.jobs[start.job].rate.is_some() {
+                    if let Some(last) = self.last_paced {
+                        let gap = self.now - last;
+                        if gap < Duration::from_millis(75) {
+                            return Err(SimFailure::Burst(gap));
+                        }
+                    }
+                    self.last_paced = Some(self.now);
+                }
                 let writes = self.file.jobs[start.job].to.is_some();
                 self.running.push(SimTask {
                     job: start.job,
@@ -436,6 +496,7 @@ fn simulate(
         waiting: HashMap::new(),
         now: Instant::now(),
         succeeded: Default::default(),
+        last_paced: None,
     };
     for step in 0..20_000usize {
         sim.start_all()?;
@@ -474,6 +535,10 @@ enum SimFailure {
         "j{job}:{index} started before j{dep}:{index}, which it needs item by item, succeeded"
     )]
     Early { job: JobId, index: u64, dep: JobId },
+    #[error("resource r: {0} in use, more than its capacity 3")]
+    Exceeded(u64),
+    #[error("two starts of rate x (10/s) only {0:?} apart")]
+    Burst(Duration),
     #[error("retry {0} started twice")]
     RetryTwice(u64),
     /// The run is done with tasks still waiting to retry (the waiting set, as Debug text).
@@ -498,5 +563,32 @@ proptest! {
         if let Err(stuck) = simulate(&file, &jobs, pool, fail_fast, &choices) {
             prop_assert!(false, "{}", stuck);
         }
+    }
+}
+
+/// The generator's files with resources and rates load (a refused file would make the
+/// property test above vacuous for them), and such a run ends within its bounds.
+#[test]
+fn generated_files_with_resources_and_rates_load_and_run() {
+    let job = |uses, rate, needs| GenJob {
+        range: true,
+        items: 3,
+        streaming: false,
+        lines: 0,
+        needs,
+        fails: false,
+        flaky: 1,
+        delay: 2,
+        each: 0,
+        when: 0,
+        uses,
+        rate,
+    };
+    let jobs = [job(3, true, 0), job(1, true, 0), job(2, false, 1)];
+    let file = job_file(2, &[], &jobs).expect("the file loads");
+    assert_eq!(file.jobs[0].uses, [(0, 3)]);
+    assert_eq!(file.jobs[1].rate, Some(0));
+    for choices in [[0u16, 1, 2, 3], [3, 2, 1, 0], [7, 7, 7, 7]] {
+        simulate(&file, &jobs, 2, false, &choices).expect("the run ends");
     }
 }

@@ -148,6 +148,10 @@ pub struct TaskRecord {
     /// A task a worker ran: that worker (`host:pid`), as the trace names it.
     #[serde(default)]
     pub worker: Option<String>,
+    /// How long it could have started but for a resource or a rate (its attempts'
+    /// waits added up).
+    #[serde(default)]
+    pub waited: Duration,
 }
 
 /// One attempt of a task: when its process started, how long it ran, how it ended.
@@ -194,6 +198,7 @@ impl TaskRecord {
             outputs: None,
             tries: Vec::new(),
             worker: None,
+            waited: Duration::ZERO,
         }
     }
 
@@ -319,6 +324,9 @@ pub enum Event {
     Taken { job: usize },
     /// A message of the runner's own, printed on stderr as is.
     Note(String),
+    /// What holds tasks back now (`db 2/2 in use`, `rate dns 5/s`, `memory 1.2 GiB free
+    /// < 2 GiB`), or nothing: said by the heartbeat and the bars.
+    Waiting(Option<String>),
     /// Print everything received so far (output waiting for its turn too), flush, and
     /// answer: the run then knows whether every write of task output succeeded.
     Drain(crossbeam_channel::Sender<()>),

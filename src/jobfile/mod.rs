@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fields;
 pub mod items_file;
 mod raw;
+pub mod resources;
 pub mod select;
 mod typed;
 pub mod wiring;
@@ -28,6 +29,7 @@ mod type_tests;
 use crate::diagnostic::Diagnostic;
 use crate::template::Template;
 pub use fields::FieldItems;
+pub use resources::{Rate, RateId, Resource, ResourceId};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +64,10 @@ pub struct JobFile {
     /// `[secrets]`, in file order: where each value comes from (resolved when a run
     /// starts, by `crate::secrets`, only for the selected jobs that name them).
     pub secrets: Vec<SecretDef>,
+    /// `[resources]`: what one machine has of each, in file order.
+    pub resources: Vec<Resource>,
+    /// `[rates]`, then the jobs' own rates (named after their job).
+    pub rates: Vec<Rate>,
     pub jobs: Vec<Job>,
     /// What the file says that is allowed but cannot do what it seems to (`sources` on
     /// a job whose output is a stream): said on stderr by the commands that load it.
@@ -214,6 +220,11 @@ pub struct Job {
     pub cache: bool,
     /// `cache_env`: host environment variables whose values enter its cache key.
     pub cache_env: Vec<String>,
+    /// What one task holds while it runs (`uses`): resources and amounts, each ≤ its
+    /// capacity (checked at load).
+    pub uses: Vec<(ResourceId, u64)>,
+    /// Its start rate (`rate`), shared with the other jobs naming the same one.
+    pub rate: Option<RateId>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

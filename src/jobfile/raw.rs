@@ -14,8 +14,10 @@ use crate::diagnostic::{suggest, Diagnostic};
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
-pub const TOP_KEYS: [&str; 9] = [
+pub const TOP_KEYS: [&str; 11] = [
     "pool",
+    "resources",
+    "rates",
     "fail_fast",
     "output",
     "shell",
@@ -25,7 +27,7 @@ pub const TOP_KEYS: [&str; 9] = [
     "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 23] = [
+pub const JOB_KEYS: [&str; 25] = [
     "command",
     "needs",
     "when",
@@ -49,6 +51,8 @@ pub const JOB_KEYS: [&str; 23] = [
     "secrets",
     "cache",
     "cache_env",
+    "uses",
+    "rate",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -80,6 +84,10 @@ pub struct RawFile<'i> {
     /// `[secrets]`: each name with where its value comes from (`None`: the entry was
     /// wrong, and reported).
     pub secrets: Vec<(Name, Option<RawSecret>)>,
+    /// `[resources]`: each name with its amount (an integer or a size), as written.
+    pub resources: Vec<(Name, Spanned<Amount>)>,
+    /// `[rates]`: each name with its rate as written (`"5/s"`).
+    pub rates: Vec<(Name, Name)>,
     /// Every job, in file order; a job whose table is of the wrong type is here with no
     /// keys (it was reported), so that `needs` naming it is not called unknown too.
     pub jobs: Vec<(Name, RawJob<'i>)>,
@@ -153,6 +161,18 @@ pub struct RawJob<'i> {
     pub cache: Option<bool>,
     /// Host environment variables whose values enter the cache key.
     pub cache_env: Option<Spanned<Vec<Name>>>,
+    /// What one task holds while it runs: resource names with amounts.
+    pub uses: Vec<(Name, Spanned<Amount>)>,
+    /// A rate (`"5/s"`) or the name of one of `[rates]`.
+    pub rate: Option<Name>,
+}
+
+/// An amount of a resource as written: an integer, or a size such as `"8G"` (a
+/// string, parsed by `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Amount {
+    Count(i64),
+    Size(String),
 }
 
 /// Reads `source`. A TOML syntax error is the one diagnostic returned as the error;
@@ -184,8 +204,41 @@ fn file<'i>(table: DeTable<'i>, r: &mut Reader) -> RawFile<'i> {
         secrets: keys
             .take("secrets")
             .map_or_else(Vec::new, |(path, v)| read_secrets(v, &path, r)),
+        resources: keys
+            .take("resources")
+            .map_or_else(Vec::new, |(path, v)| amounts(&v, &path, r)),
+        rates: keys.string_table("rates", r),
         jobs: read_jobs(keys.take("jobs"), r),
     }
+}
+
+const AMOUNT: &str = "an integer ≥ 1 or a size such as \"8G\"";
+
+/// A table of amounts (`[resources]`, `uses`): each an integer or a size string.
+fn amounts(value: &Value<'_>, path: &KeyPath, r: &mut Reader) -> Vec<(Name, Spanned<Amount>)> {
+    let DeValue::Table(table) = value.get_ref() else {
+        r.mismatch(path, "a table of NAME = integer or size", value);
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, v) in table {
+        let at = path.key(name.get_ref());
+        let amount = match v.get_ref() {
+            DeValue::Integer(_) => r
+                .integer(v, &at, AMOUNT)
+                .map(|n| n.into_inner())
+                .map(Amount::Count),
+            DeValue::String(s) => Some(Amount::Size(s.to_string())),
+            _ => {
+                r.mismatch(&at, AMOUNT, v);
+                None
+            }
+        };
+        if let Some(amount) = amount {
+            out.push((name_of(name), Spanned::new(v.span(), amount)));
+        }
+    }
+    out
 }
 
 /// `[queues.NAME]` tables.
@@ -394,9 +447,14 @@ fn read_job<'i>(
         }),
         cache: keys.boolean("cache", r),
         cache_env,
+        uses: keys
+            .take("uses")
+            .map_or_else(Vec::new, |(path, v)| amounts(&v, &path, r)),
+        rate: keys.string("rate", RATE, r),
     }
 }
 
+const RATE: &str = "a rate such as \"5/s\" or a name from [rates]";
 const DURATION: &str = "a duration such as \"10s\"";
 const NEEDS: &str = "an array of job names";
 const NEED: &str = "a job name (a string) or a table `{ job = \"NAME\", each = true }`";

@@ -84,7 +84,7 @@ fn unknown_key_far_from_any_lists_the_keys() {
     assert_eq!(d.message, "unknown key `zzzzzz`");
     assert_eq!(
         d.note.as_deref(),
-        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env")
+        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env, uses, rate")
     );
     assert_eq!(at, "zzzzzz");
 }
@@ -723,4 +723,79 @@ fn cache_env_names_are_environment_variable_names_each_once() {
     )
     .expect("valid");
     assert!(file.warnings.is_empty() && file.jobs[0].cache);
+}
+
+#[test]
+fn resources_and_rates_load_with_sizes_and_shared_names() {
+    let file = parse(
+        Path::new("x.toml"),
+        "[resources]\ngpu = 1\nmem = '8G'\n[rates]\ndns = '5/s'\n[jobs.a]\ncommand = 'x'\nuses = { gpu = 1, mem = '512M' }\nrate = 'dns'\n[jobs.b]\ncommand = 'x'\nrate = 'dns'\n[jobs.c]\ncommand = 'x'\nrate = '2/m'\n".into(),
+    )
+    .expect("valid");
+    assert_eq!(file.resources[1].capacity, 8 << 30);
+    assert_eq!(file.jobs[0].uses, [(0, 1), (1, 512 << 20)]);
+    assert_eq!((file.jobs[0].rate, file.jobs[1].rate), (Some(0), Some(0)));
+    assert_eq!(file.rates[file.jobs[2].rate.unwrap()].name, "c");
+    assert_eq!(file.rates[0].interval(), Duration::from_millis(200));
+}
+
+#[test]
+fn resource_mistakes_are_said_with_their_place_and_a_suggestion() {
+    let res = "[resources]\ngpu = 1\nmem = '8G'\n";
+    let (d, text) = problem(&format!("{res}{}", job("uses = { gpus = 1 }\n")));
+    assert_eq!(
+        d.message,
+        "job `a` uses `gpus`, which is not in [resources]"
+    );
+    assert_eq!(
+        (text.as_str(), d.note.as_deref().unwrap_or("")),
+        ("gpus", "did you mean `gpu`?")
+    );
+    let (d, text) = problem(&format!("{res}{}", job("uses = { gpu = 2 }\n")));
+    assert_eq!(
+        d.message,
+        "job `a` uses 2 of `gpu`, but there is only 1: its tasks could never start"
+    );
+    assert_eq!(text, "2");
+    let (d, _) = problem(&format!("{res}{}", job("uses = { mem = '9G' }\n")));
+    assert!(
+        d.message
+            .contains("uses 9 GiB of `mem`, but there is only 8 GiB"),
+        "{d:?}"
+    );
+    let (d, text) = problem(&format!("[resources]\nmem = 'lots'\n{}", job("")));
+    assert_eq!(
+        (d.message.as_str(), text.as_str()),
+        ("resources.mem: \"lots\" is not a size", "'lots'")
+    );
+    let (d, _) = problem(&format!("[resources]\ndb = 0\n{}", job("")));
+    assert_eq!(d.message, "resources.db must be at least 1 (got 0)");
+    let (d, _) = problem(&job("rate = '5/d'\n"));
+    assert_eq!(
+        d.message,
+        "jobs.a.rate: \"5/d\" is not a rate: write N/s, N/m or N/h (e.g. \"5/s\")"
+    );
+    let (d, text) = problem(&format!("[rates]\ndns = '5/s'\n{}", job("rate = 'dsn'\n")));
+    assert_eq!(
+        d.message,
+        "job `a`: rate `dsn` is not in [rates] and is not a rate"
+    );
+    assert_eq!(
+        (text.as_str(), d.note.as_deref().unwrap_or("")),
+        ("'dsn'", "did you mean `dns`?")
+    );
+    let (d, _) = problem(&format!("[rates]\ndns = 'fast'\n{}", job("")));
+    assert!(
+        d.message.starts_with("rates.dns: \"fast\" is not a rate"),
+        "{d:?}"
+    );
+    let (d, _) = problem(&format!(
+        "{res}{}",
+        job("to = 'q'\nuses = { gpu = 1 }\n[jobs.c]\ncommand = 'x'\nitems = { queue = 'q' }\n")
+    ));
+    assert!(
+        d.message
+            .starts_with("job `a` cannot have `uses`: its stdout feeds a queue"),
+        "{d:?}"
+    );
 }

@@ -92,6 +92,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "attempts": r.attempts,
         "start": r.started.map(time),
         "duration_s": r.duration.as_secs_f64(),
+        "waited_s": r.waited.as_secs_f64(),
         "stderr_tail": r.stderr_tail,
         "stdout_tail": shown_stdout_tail(r),
         "stdout_log": r.stdout_log.as_ref().map(|p| p.display().to_string()),
@@ -165,8 +166,12 @@ pub fn write_json(
     serde_json::to_writer(&mut w, &run_json(file, info))?;
     write!(w, ",\n  \"tasks\": [")?;
     let mut first = true;
-    for job in 0..file.jobs.len() {
+    // Per job: its tasks, and their time held back by resources and rates.
+    let mut waits: Vec<(u64, std::time::Duration)> = vec![Default::default(); file.jobs.len()];
+    for (job, wait) in waits.iter_mut().enumerate() {
         records.each(job, &mut |r| {
+            wait.0 += 1;
+            wait.1 += r.waited;
             w.write_all(if std::mem::take(&mut first) {
                 b"\n    "
             } else {
@@ -187,6 +192,16 @@ pub fn write_json(
         write!(w, ",\n  \"cache\": ")?;
         serde_json::to_writer(&mut w, cache)?;
     }
+    let jobs: Vec<Value> = file
+        .jobs
+        .iter()
+        .zip(&waits)
+        .map(|(job, (tasks, waited))| {
+            json!({"name": job.name, "tasks": tasks, "waited_s": waited.as_secs_f64()})
+        })
+        .collect();
+    write!(w, ",\n  \"jobs\": ")?;
+    serde_json::to_writer(&mut w, &jobs)?;
     write!(w, "\n}}\n")?;
     w.flush()
 }

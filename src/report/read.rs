@@ -213,6 +213,8 @@ struct TaskJson {
     #[serde(default)]
     duration_s: Seconds,
     #[serde(default)]
+    waited_s: Seconds,
+    #[serde(default)]
     stderr_tail: Vec<String>,
     #[serde(default)]
     stdout_tail: Vec<String>,
@@ -489,6 +491,7 @@ impl TaskJson {
         r.attempts = self.attempts;
         r.started = self.start.map(|t| t.0);
         r.duration = self.duration_s.0;
+        r.waited = self.waited_s.0;
         r.stopped = self.stopped;
         r.stderr_tail = self.stderr_tail;
         r.stdout_tail = self.stdout_tail;

@@ -16,6 +16,7 @@
 #[cfg(feature = "distributed")]
 mod distributed;
 mod end;
+pub mod gate;
 
 use crate::display;
 use crate::error::{Error, Outcome};
@@ -54,6 +55,8 @@ pub struct Options {
     pub resume_hint: String,
     /// `--cache URL`: the store and how the run uses it.
     pub cache: Option<crate::cache::run::Opened>,
+    /// `--memfree`, `--load`: no task starts while the machine is below / above them.
+    pub gates: gate::Gates,
     /// A distributed run: tasks of fan-out jobs go through this broker.
     #[cfg(feature = "distributed")]
     pub broker: Option<crate::broker::coordinator::Options>,
@@ -83,6 +86,9 @@ impl Queues for LiveQueues<'_> {
     fn is_full(&self, q: usize) -> bool {
         self.0[q].is_full()
     }
+    fn is_empty(&self, q: usize) -> bool {
+        self.0[q].is_empty()
+    }
     fn blocked_producers(&self, q: usize) -> usize {
         self.0[q].blocked_producers()
     }
@@ -98,6 +104,12 @@ struct Core {
     slots: Vec<Option<Sender<Work>>>,
     /// Tasks waiting to retry (holding no slot), by the number the scheduler knows them by.
     retries: HashMap<u64, exec::Retry>,
+    /// `--memfree`, `--load`, when asked for.
+    gate: Option<gate::Gate>,
+    /// What holds tasks back, as last told to the terminal.
+    said: Option<String>,
+    /// Per running task (job, index): how long it waited for resources and rates.
+    waited: HashMap<(usize, u64), Duration>,
 }
 
 impl Core {
@@ -107,6 +119,9 @@ impl Core {
             recorder,
             slots: Vec::new(),
             retries: HashMap::new(),
+            gate: None,
+            said: None,
+            waited: HashMap::new(),
         }
     }
 }
@@ -195,8 +210,10 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         options.report.is_some() || options.junit.is_some() || options.html.is_some(),
     );
     recorder.trace = trace;
+    let mut core = Core::new(scheduler, recorder);
+    core.gate = options.gates.any().then(|| gate::Gate::new(options.gates));
     let shared = Arc::new(Shared {
-        core: Mutex::new(Core::new(scheduler, recorder)),
+        core: Mutex::new(core),
         ctx: ctx.clone(),
         notes: notes_tx,
         remote: distributed_remote(&options).then_some(remote_tx),
@@ -318,8 +335,17 @@ fn wait_for_end(
             }
             return interrupted;
         }
-        // A task waiting to retry may start again then.
-        let wake = shared.lock().scheduler.next_wake();
+        // A task waiting to retry, or held by a rate, may start then; a closed gate is
+        // read again.
+        let wake = {
+            let core = shared.lock();
+            let gate = core.gate.as_ref().filter(|g| g.is_closed());
+            let recheck = gate.map(|_| Instant::now() + gate::RECHECK);
+            match (core.scheduler.next_wake(), recheck) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let timer = match wake {
             Some(at) => crossbeam_channel::at(at),
             None => crossbeam_channel::never(),
@@ -367,22 +393,34 @@ fn wait_for_end(
 fn task_ended(
     shared: &Arc<Shared>,
     slot: usize,
-    record: TaskRecord,
+    mut record: TaskRecord,
     own_slot: Option<usize>,
 ) -> Option<Work> {
     let (mine, done) = {
         let mut core = shared.lock();
+        if let Some(waited) = core.waited.remove(&(record.job, record.index)) {
+            record.waited = waited;
+        }
         let ok = record.status.is_success();
         core.scheduler
             .finished(record.job, record.index, slot, ok, record.allowed_failure);
         recorded(&mut core.recorder, &shared.ctx, &record);
         let mine = dispatch(shared, &mut core, own_slot);
-        (mine, core.scheduler.is_done())
+        (mine, core.scheduler.is_done() || must_wake(&core))
     };
+    // The run loop looks again: the run may be over, or a task held by a rate (or a
+    // closed gate) waits for a time only the run loop's timer brings.
     if done {
         let _ = shared.notes.send(Note::Changed);
     }
     mine
+}
+
+/// Whether the run loop must set its timer anew after a look outside it: a task waits
+/// for a rate's next start or a gate to open (a look from a slot thread that left one
+/// waiting, with no task left to end, would otherwise wait for ever).
+fn must_wake(core: &Core) -> bool {
+    core.scheduler.next_wake().is_some() || core.gate.as_ref().is_some_and(|g| g.is_closed())
 }
 
 /// A task failed and retries after `delay`: its slot is free meanwhile (the pool counts
@@ -414,7 +452,11 @@ fn task_waits(
 fn give_up_waiting(core: &mut Core, ctx: &exec::Context) {
     for abandoned in core.scheduler.abandon_waiting() {
         if let Some(retry) = core.retries.remove(&abandoned.retry) {
-            let record = exec::give_up(ctx, retry);
+            let mut record = exec::give_up(ctx, retry);
+            let task = (abandoned.job, abandoned.index);
+            if let Some(waited) = core.waited.remove(&task) {
+                record.waited = waited;
+            }
             recorded(&mut core.recorder, ctx, &record);
         }
     }
@@ -427,7 +469,12 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
     let mut mine = None;
     // Tasks done earlier or up to date, per job, told to the terminal once at the end.
     let mut not_run_count: std::collections::BTreeMap<usize, u64> = Default::default();
-    core.scheduler.wake(Instant::now());
+    let now = Instant::now();
+    core.scheduler.wake(now);
+    if let Some(gate) = &mut core.gate {
+        let closed = gate.check(now).is_some();
+        core.scheduler.set_gate(closed);
+    }
     loop {
         let effects = core.scheduler.take_effects();
         apply(&effects, core, ctx);
@@ -440,6 +487,9 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
             }
             continue;
         };
+        if !start.waited.is_zero() {
+            *core.waited.entry((start.job, start.index)).or_default() += start.waited;
+        }
         if let Some(number) = start.retry {
             // Another attempt of a task that waited: decided and counted already.
             let Some(retry) = core.retries.remove(&number) else {
@@ -502,6 +552,7 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         }
         send_to_slot(shared, core, work);
     }
+    tell_waiting(core, ctx);
     if !not_run_count.is_empty() {
         // Tasks up to date wait in memory as they are decided: on disk once the batch is.
         if let Some(journal) = &ctx.journal {
@@ -514,6 +565,19 @@ fn dispatch(shared: &Arc<Shared>, core: &mut Core, own_slot: Option<usize>) -> O
         let _ = ctx.events.send(Event::NotRun { job, count });
     }
     mine
+}
+
+/// Tells the terminal what holds tasks back, when that changed: a closed gate, a
+/// resource, a rate (the heartbeat and the bars say it).
+fn tell_waiting(core: &mut Core, ctx: &exec::Context) {
+    let held = match &mut core.gate {
+        Some(gate) if core.scheduler.gate_holds() => gate.check(Instant::now()).map(str::to_string),
+        _ => core.scheduler.holding(),
+    };
+    if held != core.said {
+        core.said = held.clone();
+        let _ = ctx.events.send(Event::Waiting(held));
+    }
 }
 
 /// Journals that a task starts: one killed with the run is told apart, next time, from
@@ -593,6 +657,11 @@ fn unstarted(ctx: &exec::Context, start: &Start) -> TaskRecord {
 /// Ends a task that had no process: its slot freed (a success for `needs` when `ok`),
 /// its record counted.
 fn settle(core: &mut Core, ctx: &exec::Context, start: &Start, record: &TaskRecord, ok: bool) {
+    let mut record = std::borrow::Cow::Borrowed(record);
+    if let Some(waited) = core.waited.remove(&(start.job, start.index)) {
+        record.to_mut().waited = waited;
+    }
+    let record = record.as_ref();
     core.scheduler.finished(
         start.job,
         start.index,

@@ -24,6 +24,7 @@ pub mod queues;
 mod quoting;
 mod redaction;
 mod reports;
+mod resources;
 mod resume;
 mod running;
 mod scheduling;

@@ -20,6 +20,7 @@ mod files;
 mod inputs;
 mod process;
 mod secrets;
+mod resources;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -55,6 +56,9 @@ pub(super) fn file(
         job_name: String::new(),
         templates: Vec::new(),
         reported: HashSet::new(),
+        resources: Vec::new(),
+        rates: Vec::new(),
+        named_rates: 0,
     };
     let file = checker.check(raw, path, dir, set);
     (file, checker.diagnostics)
@@ -83,6 +87,11 @@ struct Checker<'s> {
     /// Problems already reported, so that one in the top-level `env` is said once, not
     /// once per job.
     reported: HashSet<(Range<usize>, String)>,
+    /// `[resources]`, checked before the jobs.
+    resources: Vec<super::Resource>,
+    /// `[rates]` (the first `named_rates`), then the jobs' own rates.
+    rates: Vec<super::Rate>,
+    named_rates: usize,
 }
 
 impl Checker<'_> {
@@ -111,6 +120,9 @@ impl Checker<'_> {
         let secrets = self.secrets(raw.secrets, &shell);
         let secret_names: Vec<String> = secrets.iter().map(|s| s.name.clone()).collect();
         self.declare_queues(raw.queues);
+        self.resources = self.resources(raw.resources);
+        self.rates = self.rates(raw.rates);
+        self.named_rates = self.rates.len();
         // Every name first, so that `needs` may name a job defined further down.
         let names: HashMap<String, JobId> = raw
             .jobs
@@ -139,6 +151,8 @@ impl Checker<'_> {
             selection: Vec::new(),
             queues: std::mem::take(&mut self.queues),
             secrets,
+            resources: std::mem::take(&mut self.resources),
+            rates: std::mem::take(&mut self.rates),
             jobs: checked,
             warnings: std::mem::take(&mut self.warnings),
         }
@@ -277,6 +291,7 @@ impl Checker<'_> {
         let both = job.sources.is_some() && job.outputs.is_some();
         let never = never_cached(job.cache, both, stream.or(fed));
         let cache_env = self.cache_env(&name, job.cache_env.as_ref(), never);
+        let (uses, rate) = self.holds(&name, job.uses, job.rate.as_ref(), stream);
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -310,6 +325,8 @@ impl Checker<'_> {
             secrets: Vec::new(),
             cache: job.cache.unwrap_or(true),
             cache_env,
+            uses,
+            rate,
         }
     }
 

@@ -94,6 +94,7 @@ pub fn style() -> String {
         "svg.timeline{width:100%;height:auto;display:block;border:1px solid #d0d7de;border-radius:6px;background:#fff}
 svg.timeline text{font:11px ui-monospace,monospace;fill:#59636e}
 svg.timeline .grid{stroke:#d8dee4;stroke-width:.6}svg.timeline .stripe{fill:#f6f8fa}
+svg.timeline .wait{fill:#bf8700;fill-opacity:.45}
 rect.bar:hover,rect.bucket:hover{stroke:#1f2328;stroke-width:1}
 ul.legend{list-style:none;padding:0;margin:6px 0;display:flex;gap:18px;flex-wrap:wrap}
 span.sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:5px}
@@ -365,13 +366,30 @@ fn bar(
     } else {
         format!("{} attempts, drawn as one", r.attempts)
     };
-    let title = format!(
+    let mut title = format!(
         "{label} — {which}: {}, {} ({}, started {})",
         end_words(&t.end),
         duration(t.duration),
         place(r.ran_on(), r.slot),
         offset(info.started, t.started)
     );
+    // Held back by a resource or a rate before it started: a thin bar before its own,
+    // in its lane (the lane's slot was free or taken by others meanwhile).
+    if i == 0 && !r.waited.is_zero() {
+        title.push_str(&format!(
+            "; waited {} for a resource or a rate",
+            duration(r.waited)
+        ));
+        let from = scale.x((start - r.waited.as_secs_f64()).max(0.0));
+        write!(
+            w,
+            "<rect class=\"wait\" x=\"{from:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>",
+            y + height * 0.4,
+            (x - from).max(0.0),
+            (height * 0.2).max(1.0),
+            Esc(&format!("{label}: waited {} for a resource or a rate", duration(r.waited)))
+        )?;
+    }
     writeln!(
         w,
         "<rect class=\"bar k-{kind}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{height:.1}\" \
