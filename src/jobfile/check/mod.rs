@@ -19,8 +19,8 @@ mod fields;
 mod files;
 mod inputs;
 mod process;
-mod secrets;
 mod resources;
+mod secrets;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -277,13 +277,7 @@ impl Checker<'_> {
         let success_codes = self.success_codes(job.success_codes.as_ref());
         let sources = self.patterns(job.sources.as_ref(), "sources");
         let outputs = self.patterns(job.outputs.as_ref(), "outputs");
-        let stream = if to.is_some() {
-            Some("its stdout feeds a queue")
-        } else if matches!(stdin, StdinSpec::Queue(_)) {
-            Some("it reads a queue on stdin")
-        } else {
-            None
-        };
+        let stream = streams(to.is_some(), &stdin);
         if let Some(stream) = stream {
             self.stream_files(&name, stream, job.sources.as_ref(), job.outputs.as_ref());
         }
@@ -695,6 +689,18 @@ fn too_big(name: &str, value: &str) -> Option<String> {
             value.len()
         )
     })
+}
+
+/// How a job's output is a stream rather than a stored result, if it is: its stdout
+/// feeds a queue, or it reads one on stdin.
+fn streams(feeds: bool, stdin: &StdinSpec) -> Option<&'static str> {
+    if feeds {
+        Some("its stdout feeds a queue")
+    } else if matches!(stdin, StdinSpec::Queue(_)) {
+        Some("it reads a queue on stdin")
+    } else {
+        None
+    }
 }
 
 /// Why a job's tasks are never cached, if they are not: `cache = false`, a stream
