@@ -244,6 +244,20 @@ pub fn run_task(
     }
 }
 
+/// The record of a task about to start in this process, with what the run knows of it.
+fn new_record(ctx: &Context, task: &Task<'_>, id: Option<&TaskId>) -> TaskRecord {
+    let mut record = TaskRecord::new(
+        task.id,
+        task.index,
+        task.item.to_string(),
+        task.slot,
+        &ctx.host,
+        task.job.allow_failure,
+    );
+    record.set_id(id);
+    record
+}
+
 /// Runs a task's first attempt; see [`Step`].
 fn start(
     ctx: &Context,
@@ -256,15 +270,7 @@ fn start(
     let job = &ctx.file.jobs[job_id];
     let item = String::from_utf8_lossy(item).into_owned();
     let task = Task::new(job_id, job, index, &item, slot);
-    let mut record = TaskRecord::new(
-        job_id,
-        index,
-        item.clone(),
-        slot,
-        &ctx.host,
-        job.allow_failure,
-    );
-    record.set_id(id);
+    let mut record = new_record(ctx, &task, id);
     record.status = Status::Failed;
     if item.contains('\0') {
         record.end = Some(End::SpawnFailed {
@@ -341,15 +347,7 @@ pub fn restore_remote(
     let item = String::from_utf8_lossy(item).into_owned();
     let key = cache_key(ctx, job, &item, index, id)?;
     let task = Task::new(job_id, job, index, &item, slot);
-    let mut record = TaskRecord::new(
-        job_id,
-        index,
-        item.clone(),
-        slot,
-        &ctx.host,
-        job.allow_failure,
-    );
-    record.set_id(id);
+    let record = new_record(ctx, &task, id);
     let record = restore(ctx, &task, &key, &record)?;
     Some(finish(ctx, record))
 }
