@@ -62,6 +62,19 @@ end
 return #rows
 ";
 
+/// Gives back one entry this consumer holds and cannot run (what its job uses does not
+/// fit the worker): made idle for a whole lease, so that the next worker to look takes
+/// it over at once, its delivery count unchanged (JUSTID). Only while this consumer
+/// still holds it. KEYS: tasks. ARGV: group, entry id, consumer, idle ms.
+const GIVE_BACK: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if p[1] and p[1][2] == ARGV[3] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+  return 1
+end
+return 0
+";
+
 /// Before a worker runs a task: is the entry the one issued for it, is the task still
 /// undone? If so, the task is recorded as started by this consumer, in the same step.
 /// Not while the run is stopping: then the coordinator knows which tasks started. Not
@@ -276,6 +289,28 @@ impl Broker {
                 .arg(lease.as_millis() as u64)
                 .invoke::<usize>(c)
         })
+    }
+
+    /// Gives back the entry `id` that `consumer` holds (the GIVE_BACK script), for
+    /// another worker to take over at once.
+    pub fn give_back(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<bool, BrokerError> {
+        let script = Script::new(GIVE_BACK);
+        self.call(|c| {
+            script
+                .key(key(run, "tasks"))
+                .arg(GROUP)
+                .arg(id)
+                .arg(consumer)
+                .arg(lease.as_millis() as u64)
+                .invoke::<i64>(c)
+        })
+        .map(|given| given == 1)
     }
 
     /// Records the task's result and acknowledges its entry `id` (the COMPLETE script);
