@@ -13,6 +13,19 @@
 //! would never be journaled; the entries held are kept unstarted until the watcher
 //! leaves the run (and gives them back) or sees the coordinator back.
 //!
+//! Resources are per machine (`ServeOptions::capacity`: the file's `[resources]`, or a
+//! worker's `--resource`). While a job of the run has `uses`, the consumers read from
+//! the broker one at a time (`Serve::reading`), one entry at a time, and only when every
+//! such job's `uses` fit what is free here (`Serve::room_for_all`; jobs that never fit
+//! this machine are left out). So an entry read can start at once: what its job uses is
+//! taken as it is read (`Serve::hold`) and given back when it is over here, after its
+//! retries (a worker retries in its slot). No worker sits on a task it cannot run while
+//! another has room; the price is that a worker holding a resource reads nothing else
+//! meanwhile. One stream per `uses` signature would lift that, at the cost of a stream
+//! (and its pending list, takeover and renewal) per signature. An entry whose job never
+//! fits here is given back at once (GIVE_BACK, delivery count unchanged), reported once
+//! per job, and skipped by this worker's takeovers.
+//!
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
 
@@ -535,23 +548,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         return Handled::Over; // Not started: left pending.
     }
     if !job.uses.is_empty() && !s.holds(id) {
-        // Not free here (it never is, or the entry was taken over while a task held
-        // them): given back at once for a worker with room, unstarted.
-        if !s.fits_here(&job.uses)
-            && s.said_never
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job.name.clone())
-        {
-            s.report(
-                broker,
-                format!(
-                    "job `{job_name}` uses more than this worker has ({}): its tasks are left to other workers",
-                    uses_text(&s.ctx.file, &job.uses, &s.options.capacity)
-                ),
-            );
-        }
-        let _ = broker.give_back(run, &s.options.consumer, id, s.options.lease.duration);
+        give_back_unfit(s, broker, id, job);
         return Handled::Over;
     }
     // Was this entry the one issued for the task, and is the task still undone?
@@ -617,6 +614,29 @@ fn cache_id(
         &rendered,
         memory,
     ))
+}
+
+/// An entry whose job's `uses` are not free here (they never are, or the entry was
+/// taken over while a task held them): given back at once, unstarted, for a worker
+/// with room; a job that never fits is reported once.
+fn give_back_unfit(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    let run = s.run();
+    if !s.fits_here(&job.uses)
+        && s.said_never
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.name.clone())
+    {
+        s.report(
+            broker,
+            format!(
+                "job `{}` uses more than this worker has ({}): its tasks are left to other workers",
+                job.name,
+                uses_text(&s.ctx.file, &job.uses, &s.options.capacity)
+            ),
+        );
+    }
+    let _ = broker.give_back(run, &s.options.consumer, id, s.options.lease.duration);
 }
 
 /// What a job uses against what this machine has, in words: `gpu 2 of 1`.
