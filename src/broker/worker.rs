@@ -26,6 +26,10 @@
 //! fits here is given back at once (GIVE_BACK, delivery count unchanged), reported once
 //! per job, and skipped by this worker's takeovers.
 //!
+//! Rates hold for the whole run: the coordinator paces what it publishes, and every
+//! attempt of a job with a `rate` here, retries included, first takes a turn from the
+//! run's bucket in Redis (`run_paced`, the RATE script), shared by all workers.
+//!
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
 
@@ -569,7 +573,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
     let known = cache_id(s, job, index, item);
-    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known.as_ref());
+    let (record, bug) = run_paced(s, broker, job, index, item, slot, known.as_ref());
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {
@@ -589,6 +593,43 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         s.say(format!("could not record the result of {task}: {e}"));
     }
     Handled::Over
+}
+
+/// Runs a task as `exec::run_task_guarded` does (retries in its slot), but for a job
+/// with a `rate`, every attempt (the first and each retry) first takes a turn of the
+/// rate from Redis (the RATE script), shared by every worker of the run: the
+/// coordinator paces what it publishes, and this holds the rate for retries too.
+fn run_paced(
+    s: &Serve,
+    broker: &mut Broker,
+    job: &crate::jobfile::Job,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    known: Option<&crate::state::TaskId>,
+) -> (TaskRecord, bool) {
+    let Some(rate) = job.rate.map(|r| s.ctx.file.rates[r].clone()) else {
+        return exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known);
+    };
+    let turn = |broker: &mut Broker| match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
+        Ok(wait) => s.ctx.control.sleep(wait),
+        Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+    };
+    turn(broker);
+    let (mut step, mut bug) = exec::start_guarded(&s.ctx, job.id, index, item, slot, known);
+    loop {
+        match step {
+            exec::Step::Ended(record) => return (record, bug),
+            exec::Step::Retry(retry, delay) => {
+                if !s.ctx.control.sleep(delay) || !turn(broker) {
+                    return (exec::give_up(&s.ctx, retry), bug);
+                }
+                let (next, b) = exec::resume_guarded(&s.ctx, retry, slot);
+                step = next;
+                bug |= b;
+            }
+        }
+    }
 }
 
 /// With a cache to store in, what the task is and what it reads, its sources hashed

@@ -141,6 +141,35 @@ fn a_rate_holds_over_both_workers_together() {
 }
 
 #[test]
+fn retries_on_workers_are_paced_by_the_rate_too() {
+    let redis = Redis::start(&[]);
+    // Every task fails its first attempt and is retried 10 ms later on its worker: the
+    // retries take turns of the rate with every other start.
+    let t = Test::new(&format!(
+        "[jobs.call]\ncommand = '{}'\nitems = {{ range = [0, 8] }}\nrate = \"10/s\"\nretries = 1\nretry_delay = \"10ms\"\n",
+        timed("if [ -e seen.$RUNNER_ITEM ]; then s=0; else touch seen.$RUNNER_ITEM; s=1; fi")
+            + "; exit $s"
+    ))
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let (w1, w2) = two_workers(&t, &redis, &["--pool", "2"]);
+    t.run().assert_code(0);
+    let mut starts: Vec<u128> = entries(&t)
+        .into_iter()
+        .filter(|e| e.0 == "start")
+        .map(|e| e.1)
+        .collect();
+    starts.sort();
+    let log = t.read("log");
+    assert_eq!(starts.len(), 16, "8 tasks, each tried twice:\n{log}");
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .collect();
+    assert!(gaps.iter().all(|&g| g >= 70.0), "gaps (ms) {gaps:?}");
+    drop((w1, w2));
+}
+
+#[test]
 fn a_bad_resource_on_a_worker_exits_2() {
     let t = Test::new("[resources]\ngpu = 1\n[jobs.a]\ncommand = 'true'\n");
     for (bad, said) in [
