@@ -334,6 +334,12 @@ pub struct WorkerArgs {
     /// Exit when the run served ends, instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
+    /// This machine's amount of a `[resources]` entry instead of the file's
+    /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
+    /// 1024), `gpu=0` for none. A task of a job with `uses` starts here only when all
+    /// it uses is free here. A NAME the file does not have is unused.
+    #[arg(long = "resource", value_name = "NAME=N", value_parser = parse_resource)]
+    pub resources: Vec<(String, u64)>,
     /// A worker given a cache stores each task it ran that succeeded (the coordinator
     /// looks tasks up before publishing them; a worker never restores).
     #[command(flatten)]
@@ -359,6 +365,41 @@ pub enum SetError {
         first: String,
         then: String,
     },
+}
+
+/// A `--resource NAME=N` that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResource {
+    #[error("{0:?} has no `=`: write NAME=N, e.g. --resource gpu=1")]
+    NoEquals(String),
+    #[error("{0:?} has no resource name before `=` (write NAME=N, e.g. gpu=1)")]
+    NoName(String),
+    #[error(
+        "{0:?}: the amount is not an integer ≥ 0 or a size (write e.g. gpu=2 or mem=64G; K, M, G, T are powers of 1024)"
+    )]
+    Amount(String),
+}
+
+/// `--resource NAME=N`: N an integer ≥ 0 or a size, binary as in the file's
+/// `[resources]` (`"8G"` is 8 GiB there too).
+fn parse_resource(text: &str) -> Result<(String, u64), BadResource> {
+    let (name, amount) = text
+        .split_once('=')
+        .ok_or_else(|| BadResource::NoEquals(text.to_string()))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(BadResource::NoName(text.to_string()));
+    }
+    let amount = amount.trim();
+    let n = match amount.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) if amount.starts_with(|c: char| c.is_ascii_digit()) => {
+            crate::jobfile::resources::parse_size(amount)
+        }
+        Err(_) => None,
+    };
+    n.map(|n| (name.to_string(), n))
+        .ok_or_else(|| BadResource::Amount(text.to_string()))
 }
 
 /// `--set NAME=VALUE`: split at the first `=` (the value may hold more).

@@ -50,6 +50,8 @@ struct Worker {
     /// `--cache`: the store each served run's tasks are stored in (write only: the
     /// coordinator looks tasks up before publishing them).
     cache: Option<Opened>,
+    /// `--resource NAME=N`: this machine's amounts, instead of the file's.
+    resources: Vec<(String, u64)>,
 }
 
 /// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
@@ -94,7 +96,16 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         newest: "0-0".to_string(),
         failed: false,
         cache: None,
+        resources: args.resources.clone(),
     };
+    for (name, _) in &args.resources {
+        if !file.resources.iter().any(|r| &r.name == name) {
+            worker.session.say(format!(
+                "--resource {name}: {} has no resource `{name}` in [resources]; unused",
+                file.path.display()
+            ));
+        }
+    }
     worker.session.say(format!(
         "worker on {} (pid {}) serving {} (digest {}) from {}",
         worker.session.host,
@@ -380,6 +391,18 @@ impl Worker {
             pool: self.pool,
             lease,
             jobs,
+            capacity: ctx
+                .file
+                .resources
+                .iter()
+                .map(|r| {
+                    self.resources
+                        .iter()
+                        .rev()
+                        .find(|(name, _)| *name == r.name)
+                        .map_or(r.capacity, |(_, n)| *n)
+                })
+                .collect(),
         };
         let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {

@@ -24,7 +24,9 @@
 //!   another id and are refused);
 //! - `runner:ID:done` — task key → entry id of its first completion;
 //! - `runner:ID:results` — the result stream the coordinator reads;
-//! - `runner:ID:events` — what workers report: refusals, rejected messages.
+//! - `runner:ID:events` — what workers report: refusals, rejected messages;
+//! - `runner:ID:rate:NAME` — a rate's next turn (µs, Redis's clock), taken by workers
+//!   before each attempt of a job with that rate (the RATE script).
 //!
 //! Invariant: a task's result, its queue lines and its acknowledgement are committed by
 //! one server-side script, and only the first completion of a task is kept.

@@ -62,6 +62,39 @@ end
 return #rows
 ";
 
+/// Gives back one entry this consumer holds and cannot run (what its job uses does not
+/// fit the worker): made idle for a whole lease, so that the next worker to look takes
+/// it over at once, its delivery count unchanged (JUSTID). Only while this consumer
+/// still holds it. KEYS: tasks. ARGV: group, entry id, consumer, idle ms.
+const GIVE_BACK: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if p[1] and p[1][2] == ARGV[3] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+  return 1
+end
+return 0
+";
+
+/// A turn of a rate shared by every worker of the run: when the next attempt of a job
+/// with this rate may start, on Redis's clock, the same rule as the scheduler's (one
+/// every interval; one that came late lets the next come sooner, but never sooner than
+/// 3/4 of the interval after it). Returns the microseconds to wait. The key expires a
+/// day after its last turn. KEYS: the rate's key. ARGV: interval in microseconds.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local stored = tonumber(redis.call('GET', KEYS[1]))
+local at = now
+local after = now + interval
+if stored then
+  at = math.max(stored, now)
+  after = math.max(stored + interval, at + math.floor(interval * 3 / 4))
+end
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', 86400000)
+return string.format('%.0f', at - now)
+";
+
 /// Before a worker runs a task: is the entry the one issued for it, is the task still
 /// undone? If so, the task is recorded as started by this consumer, in the same step.
 /// Not while the run is stopping: then the coordinator knows which tasks started. Not
@@ -276,6 +309,46 @@ impl Broker {
                 .arg(lease.as_millis() as u64)
                 .invoke::<usize>(c)
         })
+    }
+
+    /// Gives back the entry `id` that `consumer` holds (the GIVE_BACK script), for
+    /// another worker to take over at once.
+    pub fn give_back(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<bool, BrokerError> {
+        let script = Script::new(GIVE_BACK);
+        self.call(|c| {
+            script
+                .key(key(run, "tasks"))
+                .arg(GROUP)
+                .arg(id)
+                .arg(consumer)
+                .arg(lease.as_millis() as u64)
+                .invoke::<i64>(c)
+        })
+        .map(|given| given == 1)
+    }
+
+    /// Takes a turn of the run's rate `name` (the RATE script): how long to wait before
+    /// the attempt may start.
+    pub fn rate_turn(
+        &mut self,
+        run: &str,
+        name: &str,
+        interval: Duration,
+    ) -> Result<Duration, BrokerError> {
+        let script = Script::new(RATE);
+        let wait = self.call(|c| {
+            script
+                .key(key(run, &format!("rate:{name}")))
+                .arg(interval.as_micros().max(1) as u64)
+                .invoke::<String>(c)
+        })?;
+        Ok(Duration::from_micros(wait.parse().unwrap_or(0)))
     }
 
     /// Records the task's result and acknowledges its entry `id` (the COMPLETE script);

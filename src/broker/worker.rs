@@ -13,6 +13,23 @@
 //! would never be journaled; the entries held are kept unstarted until the watcher
 //! leaves the run (and gives them back) or sees the coordinator back.
 //!
+//! Resources are per machine (`ServeOptions::capacity`: the file's `[resources]`, or a
+//! worker's `--resource`). While a job of the run has `uses`, the consumers read from
+//! the broker one at a time (`Serve::reading`), one entry at a time, and only when every
+//! such job's `uses` fit what is free here (`Serve::room_for_all`; jobs that never fit
+//! this machine are left out). So an entry read can start at once: what its job uses is
+//! taken as it is read (`Serve::hold`) and given back when it is over here, after its
+//! retries (a worker retries in its slot). No worker sits on a task it cannot run while
+//! another has room; the price is that a worker holding a resource reads nothing else
+//! meanwhile. One stream per `uses` signature would lift that, at the cost of a stream
+//! (and its pending list, takeover and renewal) per signature. An entry whose job never
+//! fits here is given back at once (GIVE_BACK, delivery count unchanged), reported once
+//! per job, and skipped by this worker's takeovers.
+//!
+//! Rates hold for the whole run: the coordinator paces what it publishes, and every
+//! attempt of a job with a `rate` here, retries included, first takes a turn from the
+//! run's bucket in Redis (`run_paced`, the RATE script), shared by all workers.
+//!
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
 
@@ -22,8 +39,9 @@ use super::{Broker, Lease, RunState, HEARTBEAT_EVERY};
 use crate::error::Error;
 use crate::exec::{self, Context, Mode};
 use crate::jobfile::Items;
+use crate::jobfile::ResourceId;
 use crate::task::{printable, End, Status, TaskRecord};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +58,9 @@ pub struct ServeOptions {
     pub lease: Lease,
     /// The jobs of the run (it may run a selection of the file's jobs).
     pub jobs: Vec<String>,
+    /// What this machine has of each of the file's `[resources]` (in file order): the
+    /// file's values, or the worker's `--resource`.
+    pub capacity: Vec<u64>,
 }
 
 /// Everything a consumer of one run needs.
@@ -63,6 +84,17 @@ pub struct Serve {
     /// state (no stamps: every task runs), so that a task's cache key is of this
     /// machine's files.
     memory: Option<crate::state::Memory>,
+    /// What tasks running (or about to) here hold of each resource.
+    in_use: Mutex<Vec<u64>>,
+    /// Entries taken with what they hold here (given back when the entry is over).
+    holding: Mutex<HashMap<String, Vec<(ResourceId, u64)>>>,
+    /// Whether a job of the run that may run here has `uses`: then one consumer reads
+    /// at a time, one entry, and only when every such job fits what is free.
+    uses: bool,
+    /// Held by the consumer that reads from the broker while `uses`.
+    reading: Mutex<()>,
+    /// Jobs whose `uses` never fit this machine, said once each.
+    said_never: Mutex<HashSet<String>>,
 }
 
 impl Serve {
@@ -77,8 +109,18 @@ impl Serve {
             memory.stamps = None;
             memory
         });
+        let uses =
+            ctx.file.jobs.iter().any(|j| {
+                options.jobs.contains(&j.name) && may_run_remotely(j) && !j.uses.is_empty()
+            });
+        let in_use = Mutex::new(vec![0; options.capacity.len()]);
         Serve {
             memory,
+            in_use,
+            holding: Mutex::new(HashMap::new()),
+            uses,
+            reading: Mutex::new(()),
+            said_never: Mutex::new(HashSet::new()),
             options,
             ctx,
             stop,
@@ -91,6 +133,77 @@ impl Serve {
 
     fn run(&self) -> &str {
         &self.options.run_id
+    }
+
+    /// Whether `uses` fits this machine's capacity at all.
+    fn fits_here(&self, uses: &[(ResourceId, u64)]) -> bool {
+        uses.iter()
+            .all(|&(r, n)| self.options.capacity.get(r).is_some_and(|&c| n <= c))
+    }
+
+    /// Whether every job of the run that may run here, and has `uses` that fit here,
+    /// fits what is free now: only then does a consumer read an entry (so that no
+    /// entry is taken that could not start at once).
+    fn room_for_all(&self) -> bool {
+        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        self.ctx
+            .file
+            .jobs
+            .iter()
+            .filter(|j| self.options.jobs.contains(&j.name) && may_run_remotely(j))
+            .filter(|j| !j.uses.is_empty() && self.fits_here(&j.uses))
+            .all(|j| {
+                j.uses
+                    .iter()
+                    .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r])
+            })
+    }
+
+    /// The entry `id` of a job with `uses` takes them, if they are free here.
+    fn hold(&self, id: &str, message: &Message) {
+        let name = message.text("job").unwrap_or_default();
+        let Some(job) = self.ctx.file.jobs.iter().find(|j| j.name == name) else {
+            return;
+        };
+        if job.uses.is_empty() {
+            return;
+        }
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        let free = job
+            .uses
+            .iter()
+            .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r]);
+        if free {
+            for &(r, n) in &job.uses {
+                in_use[r] += n;
+            }
+            self.holding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string(), job.uses.clone());
+        }
+    }
+
+    /// The entry `id` is over here: what it held is free again.
+    fn give_back(&self, id: &str) {
+        let held = self
+            .holding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(uses) = held {
+            let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+            for (r, n) in uses {
+                in_use[r] -= n;
+            }
+        }
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.holding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
     }
 
     fn key(&self) -> Option<&[u8]> {
@@ -270,6 +383,16 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             continue;
         }
         let next = pop().or_else(|| {
+            // With `uses`: one reader at a time, one entry, and only when it can start
+            // here at once, whatever job it is of.
+            let _reading = s
+                .uses
+                .then(|| s.reading.lock().unwrap_or_else(|e| e.into_inner()));
+            if s.uses && !s.room_for_all() {
+                std::thread::sleep(Duration::from_millis(10));
+                return None;
+            }
+            let count = if s.uses { 1 } else { PREFETCH };
             let mut fetched = Vec::new();
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
                 last_takeover = Some(Instant::now());
@@ -280,10 +403,13 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
                     .take_new(
                         s.run(),
                         &s.options.consumer,
-                        PREFETCH,
+                        count,
                         Duration::from_millis(250),
                     )
                     .unwrap_or_default();
+            }
+            for (id, message) in &fetched {
+                s.hold(id, message);
             }
             s.held
                 .lock()
@@ -307,6 +433,7 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
                 .push_front((id, message));
             continue;
         }
+        s.give_back(&id);
         s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 }
@@ -321,6 +448,9 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
         if deliveries >= lease.max_deliveries {
             continue; // The coordinator reports it as lost.
         }
+        if s.uses && !fits_entry(s, broker, &id) {
+            continue; // Given back by a worker like this one: left to one with room.
+        }
         let claimed = broker
             .claim(s.run(), &s.options.consumer, lease.duration, &id)
             .ok()?;
@@ -332,6 +462,21 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
         }
     }
     None
+}
+
+/// Whether the task of entry `id` could ever run here (its job's `uses` fit this
+/// machine); an entry not found or unknown is taken over, to be refused as usual.
+fn fits_entry(s: &Serve, broker: &mut Broker, id: &str) -> bool {
+    let Ok(Some(message)) = broker.task_entry(s.run(), id) else {
+        return true;
+    };
+    let name = message.text("job").unwrap_or_default();
+    s.ctx
+        .file
+        .jobs
+        .iter()
+        .find(|j| j.name == name)
+        .is_none_or(|j| s.fits_here(&j.uses))
 }
 
 /// What became of an entry a consumer handled.
@@ -406,6 +551,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if run_over(s) {
         return Handled::Over; // Not started: left pending.
     }
+    if !job.uses.is_empty() && !s.holds(id) {
+        give_back_unfit(s, broker, id, job);
+        return Handled::Over;
+    }
     // Was this entry the one issued for the task, and is the task still undone?
     match broker.start_task(run, &task, id, &s.options.consumer) {
         Ok(TaskState::Start) => {}
@@ -424,7 +573,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
     let known = cache_id(s, job, index, item);
-    let (record, bug) = exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known.as_ref());
+    let (record, bug) = run_paced(s, broker, job, index, item, slot, known.as_ref());
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {
@@ -444,6 +593,43 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         s.say(format!("could not record the result of {task}: {e}"));
     }
     Handled::Over
+}
+
+/// Runs a task as `exec::run_task_guarded` does (retries in its slot), but for a job
+/// with a `rate`, every attempt (the first and each retry) first takes a turn of the
+/// rate from Redis (the RATE script), shared by every worker of the run: the
+/// coordinator paces what it publishes, and this holds the rate for retries too.
+fn run_paced(
+    s: &Serve,
+    broker: &mut Broker,
+    job: &crate::jobfile::Job,
+    index: u64,
+    item: &[u8],
+    slot: usize,
+    known: Option<&crate::state::TaskId>,
+) -> (TaskRecord, bool) {
+    let Some(rate) = job.rate.map(|r| s.ctx.file.rates[r].clone()) else {
+        return exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known);
+    };
+    let turn = |broker: &mut Broker| match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
+        Ok(wait) => s.ctx.control.sleep(wait),
+        Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+    };
+    turn(broker);
+    let (mut step, mut bug) = exec::start_guarded(&s.ctx, job.id, index, item, slot, known);
+    loop {
+        match step {
+            exec::Step::Ended(record) => return (record, bug),
+            exec::Step::Retry(retry, delay) => {
+                if !s.ctx.control.sleep(delay) || !turn(broker) {
+                    return (exec::give_up(&s.ctx, retry), bug);
+                }
+                let (next, b) = exec::resume_guarded(&s.ctx, retry, slot);
+                step = next;
+                bug |= b;
+            }
+        }
+    }
 }
 
 /// With a cache to store in, what the task is and what it reads, its sources hashed
@@ -469,6 +655,49 @@ fn cache_id(
         &rendered,
         memory,
     ))
+}
+
+/// An entry whose job's `uses` are not free here (they never are, or the entry was
+/// taken over while a task held them): given back at once, unstarted, for a worker
+/// with room; a job that never fits is reported once.
+fn give_back_unfit(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    let run = s.run();
+    if !s.fits_here(&job.uses)
+        && s.said_never
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.name.clone())
+    {
+        s.report(
+            broker,
+            format!(
+                "job `{}` uses more than this worker has ({}): its tasks are left to other workers",
+                job.name,
+                uses_text(&s.ctx.file, &job.uses, &s.options.capacity)
+            ),
+        );
+    }
+    let _ = broker.give_back(run, &s.options.consumer, id, s.options.lease.duration);
+}
+
+/// What a job uses against what this machine has, in words: `gpu 2 of 1`.
+fn uses_text(
+    file: &crate::jobfile::JobFile,
+    uses: &[(ResourceId, u64)],
+    capacity: &[u64],
+) -> String {
+    uses.iter()
+        .map(|&(r, n)| {
+            let res = &file.resources[r];
+            format!(
+                "{} {} of {}",
+                res.name,
+                res.amount(n),
+                res.amount(capacity.get(r).copied().unwrap_or(0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether tasks of `job` may run on workers.

@@ -239,6 +239,8 @@ fn start_share(
         pool,
         lease: options.lease(),
         jobs: ctx.file.jobs.iter().map(|j| j.name.clone()).collect(),
+        // Its own machine's `[resources]`, as a local run has them.
+        capacity: ctx.file.resources.iter().map(|r| r.capacity).collect(),
     };
     let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();

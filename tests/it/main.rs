@@ -25,6 +25,7 @@ mod quoting;
 mod redaction;
 mod reports;
 mod resources;
+mod resources_dist;
 mod resume;
 mod running;
 mod scheduling;
