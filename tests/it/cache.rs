@@ -671,3 +671,46 @@ fn a_forced_run_skips_the_cache_and_refreshes_it() {
         );
     }
 }
+
+/// While a cacheable task runs, the runner holds no temporary file for what it prints
+/// when it printed little (kept in memory) or nothing: its open files under `TMPDIR`
+/// (unnamed temporary files show as `TMPDIR/#N (deleted)`) are none.
+#[test]
+fn capturing_a_tasks_little_output_creates_no_temporary_file() {
+    const WAITS: &str = r#"
+[jobs.quiet]
+command = "mkdir -p out; echo hello > out/a.txt; touch started-quiet; while [ ! -e go ]; do sleep 0.02; done"
+sources = ["in/a.txt"]
+outputs = ["out/a.txt"]
+
+[jobs.says]
+command = "mkdir -p out; echo hello; echo there >&2; cp in/b.txt out/b.txt; touch started-says; while [ ! -e go ]; do sleep 0.02; done"
+sources = ["in/b.txt"]
+outputs = ["out/b.txt"]
+"#;
+    let place = Place::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_name = tmp.path().display().to_string();
+    let store = place.store();
+    let t = place
+        .project(WAITS)
+        .env("TMPDIR", &tmp_name)
+        .args(&["--cache", &store]);
+    let mut child = t.spawn();
+    let started = crate::util::wait_for(std::time::Duration::from_secs(10), || {
+        t.path("started-quiet").exists() && t.path("started-says").exists()
+    });
+    let temporary: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with(&tmp_name))
+        .collect();
+    t.write("go", "");
+    let status = child.wait().unwrap();
+    assert!(started, "the tasks started");
+    assert!(status.success());
+    assert!(temporary.is_empty(), "{temporary:?}");
+    assert_eq!(place.files("ac").len(), 2, "both stored");
+}
