@@ -141,12 +141,15 @@ pub struct CacheArgs {
     pub cache_max_entry: u64,
 }
 
-/// A size on the command line that did not parse.
+/// A size that did not parse (on the command line; the one parser of sizes).
 #[derive(Debug, thiserror::Error)]
-#[error("{0} (write e.g. \"1GiB\", \"500MB\", \"64KiB\")")]
+#[error(
+    "{0} (write e.g. 500MB, 2GiB, 64KiB: KB, MB, GB are powers of 1000, KiB, MiB, GiB of 1024)"
+)]
 pub struct BadSize(parse_size::Error);
 
-/// A size: `1GiB`, `500MB`, `1024` (bytes).
+/// A size: `1GiB`, `500MB`, `2 KiB`, `1024` (bytes): a decimal (`MB`) or binary (`MiB`)
+/// unit. The one parser of sizes (`--cache-max-entry`, `runner cache prune --max-size`).
 pub fn parse_size(text: &str) -> Result<u64, BadSize> {
     parse_size::parse_size(text).map_err(BadSize)
 }
@@ -298,7 +301,7 @@ pub enum CacheCommand {
         dir: PathBuf,
         /// The most the folder may hold: 500MB, 2GiB, 10G (KB, MB, GB are powers of
         /// 1000; KiB, MiB, GiB of 1024).
-        #[arg(long, value_name = "SIZE", value_parser = crate::cache::prune::parse_max_size)]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: u64,
         /// JSON instead of text.
         #[arg(long)]
@@ -533,4 +536,19 @@ pub fn normalize(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         }
     }
     args
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(parse_size("2 KiB").unwrap(), 2048);
+        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        let error = parse_size("lots").unwrap_err().to_string();
+        assert!(error.contains("write e.g. 500MB, 2GiB"), "{error}");
+    }
 }

@@ -145,10 +145,7 @@ impl Known<'_> {
             Looked::Absent | Looked::Unusable(_) => None,
             Looked::Failed(e) => {
                 if !self.cache_failed.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "warning: cache {}: {e}; the plan shows what would run without it",
-                        opened.store.describe()
-                    );
+                    eprintln!("warning: cache: {e}; the plan shows what would run without it");
                 }
                 None
             }

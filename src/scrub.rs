@@ -1,5 +1,5 @@
 //! The runner's own secrets, hidden from its tasks and from other local users: the
-//! broker password and the authkey.
+//! broker password, a cache URL's password and the authkey.
 //!
 //! A task can read its parent's `/proc/PID/environ` and `/proc/PID/cmdline` (same uid,
 //! or root), and every local user can read the command line (`ps`). Removing a variable
@@ -65,26 +65,89 @@ pub fn hide() -> Option<String> {
     authkey();
     cache_key();
     cache_token();
+    let holders = holders(&std::env::args_os().collect::<Vec<_>>());
+    // A cache URL with a password in the environment goes the way of the broker's.
+    let cache_password = std::env::var_os("RUNNER_CACHE")
+        .is_some_and(|url| !password_spans(url.as_encoded_bytes()).is_empty());
     let blocks = Blocks::of_this_process();
     let mut warning = None;
     if let Some(b) = &blocks {
         if overwrite(b.args, password_spans) {
-            warning = Some(
-                "warning: the broker password given with --broker was visible to other local \
-                 users (ps, /proc) until now; prefer RUNNER_BROKER_URL or a URL without \
-                 password on the command line"
-                    .to_string(),
-            );
+            warning = Some(visible(&holders));
         }
         overwrite(b.env, secret_values);
+        if cache_password {
+            overwrite(b.env, cache_url_password);
+        }
     }
     for var in SECRET_VARS {
         // No other thread runs yet (see above), so changing the environment is sound.
         std::env::remove_var(var);
     }
+    if cache_password {
+        std::env::remove_var("RUNNER_CACHE");
+    }
     // Without it, only the overwrite protects; nothing else to do about a failure.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     warning
+}
+
+/// The warning for passwords that were on the command line, naming the options that
+/// held them and the variable to use instead.
+fn visible(holders: &[&str]) -> String {
+    let mut told = Vec::new();
+    for holder in holders {
+        let (what, instead) = match *holder {
+            "--broker" => (
+                "the broker password given with --broker",
+                "RUNNER_BROKER_URL",
+            ),
+            "--cache" => (
+                "the cache password given with --cache",
+                "RUNNER_CACHE (or RUNNER_CACHE_TOKEN for an HTTP store)",
+            ),
+            _ => ("a password in a URL on the command line", ""),
+        };
+        let line = if instead.is_empty() {
+            format!("warning: {what} was visible to other local users (ps, /proc) until now")
+        } else {
+            format!(
+                "warning: {what} was visible to other local users (ps, /proc) until now; \
+                 prefer {instead} or a URL without password on the command line"
+            )
+        };
+        if !told.contains(&line) {
+            told.push(line);
+        }
+    }
+    if told.is_empty() {
+        told.push(visible(&["another"]));
+    }
+    told.join("\n")
+}
+
+/// The options whose value is a URL with a password (`--broker URL`, `--cache=URL`…):
+/// `--broker`, `--cache`, or `another` for any other argument.
+fn holders(args: &[std::ffi::OsString]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut previous: &[u8] = b"";
+    for arg in args {
+        let bytes = arg.as_encoded_bytes();
+        if !password_spans(bytes).is_empty() {
+            let option = |name: &str| {
+                previous == name.as_bytes() || bytes.starts_with(format!("{name}=").as_bytes())
+            };
+            out.push(if option("--broker") {
+                "--broker"
+            } else if option("--cache") {
+                "--cache"
+            } else {
+                "another"
+            });
+        }
+        previous = bytes;
+    }
+    out
 }
 
 /// Where the command line and the environment block are in this process's memory.
@@ -171,6 +234,25 @@ fn secret_values(block: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// The password of the URL in `RUNNER_CACHE=URL` in a NUL-separated `NAME=value` block.
+fn cache_url_password(block: &[u8]) -> Vec<(usize, usize)> {
+    const NAME: &[u8] = b"RUNNER_CACHE=";
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for entry in block.split(|b| *b == 0) {
+        if let Some(url) = entry.strip_prefix(NAME) {
+            let start = offset + NAME.len();
+            out.extend(
+                password_spans(url)
+                    .into_iter()
+                    .map(|(from, to)| (start + from, start + to)),
+            );
+        }
+        offset += entry.len() + 1;
+    }
+    out
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -193,6 +275,41 @@ mod tests {
         assert_eq!(
             hidden(args, password_spans),
             "runner\0run\0--broker\0redis://:***@h:1/0\0--broker=rediss://u:****@h\0x@y:z\0redis://h:6379\0"
+        );
+    }
+
+    #[test]
+    fn the_warning_names_the_option_that_held_the_password() {
+        let args: Vec<std::ffi::OsString> = [
+            "runner",
+            "run",
+            "--broker",
+            "redis://:pw@h",
+            "--cache=http://u:pw@h/",
+            "--cache",
+            "/tmp/store",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        assert_eq!(holders(&args), ["--broker", "--cache"]);
+        let text = visible(&holders(&args));
+        assert!(text.contains("given with --broker was visible"), "{text}");
+        assert!(text.contains("prefer RUNNER_BROKER_URL"), "{text}");
+        assert!(
+            text.contains("the cache password given with --cache"),
+            "{text}"
+        );
+        assert!(text.contains("prefer RUNNER_CACHE "), "{text}");
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn only_the_password_of_a_cache_url_in_the_environment_is_found() {
+        let env = b"HOME=/root\0RUNNER_CACHE=redis://:pw@h:1\0RUNNER_CACHES=http://u:p@h\0";
+        assert_eq!(
+            hidden(env, cache_url_password),
+            "HOME=/root\0RUNNER_CACHE=redis://:**@h:1\0RUNNER_CACHES=http://u:p@h\0"
         );
     }
 

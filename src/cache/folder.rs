@@ -58,16 +58,22 @@ impl Folder {
     fn write_whole(&self, path: &Path, data: &mut dyn Read) -> Result<u64, StoreError> {
         let io = |what: String| move |source| StoreError::Io { what, source };
         let tmp = self.root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(io(format!("cannot create {}", tmp.display())))?;
-        let parent = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
         let temp = tmp.join(temp_name());
+        // The folders are made only when missing: a store written to often has them.
+        let mut file = match File::create(&temp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&tmp).map_err(io(format!("cannot create {}", tmp.display())))?;
+                File::create(&temp)
+            }
+            other => other,
+        }
+        .map_err(io(format!("cannot write {}", temp.display())))?;
         let written = (|| {
-            let mut file = File::create(&temp)?;
             let n = io::copy(data, &mut file)?;
             file.flush()?;
             Ok::<u64, io::Error>(n)
         })();
+        drop(file);
         let written = match written {
             Ok(n) => n,
             Err(e) => {
@@ -78,7 +84,14 @@ impl Folder {
                 });
             }
         };
-        if let Err(e) = fs::rename(&temp, path) {
+        let renamed = match fs::rename(&temp, path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = path.parent().unwrap_or(&self.root);
+                fs::create_dir_all(parent).and_then(|()| fs::rename(&temp, path))
+            }
+            other => other,
+        };
+        if let Err(e) = renamed {
             let _ = fs::remove_file(&temp);
             return Err(StoreError::Io {
                 what: format!("cannot rename into {}", path.display()),

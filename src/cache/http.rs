@@ -249,7 +249,7 @@ impl Store for Http {
         let sent = put.send(ureq::SendBody::from_reader(&mut body));
         if let Some(source) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(StoreError::Io {
-                what: format!("reading the blob {name} to store"),
+                what: format!("cannot read the blob {name} to store it"),
                 source,
             });
         }

@@ -50,16 +50,6 @@ pub enum CacheDirError {
     },
 }
 
-/// `--max-size` that is not a size.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} (write e.g. 500MB, 2GiB, 10G: KB, MB, GB are powers of 1000, KiB, MiB, GiB of 1024)")]
-pub struct BadSize(parse_size::Error);
-
-/// `--max-size SIZE`: bytes, with a decimal (`MB`) or binary (`MiB`) unit.
-pub fn parse_max_size(text: &str) -> Result<u64, BadSize> {
-    parse_size::parse_size(text).map_err(BadSize)
-}
-
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheDirError {
     let path = path.to_path_buf();
     move |source| CacheDirError::Io { what, path, source }
@@ -766,9 +756,6 @@ mod tests {
         assert_eq!(size(1_234_567), "1.2 MiB (1,234,567 bytes)");
         assert_eq!(grouped(100), "100");
         assert_eq!(grouped(1000), "1,000");
-        assert_eq!(parse_max_size("2 KiB").unwrap(), 2048);
-        assert_eq!(parse_max_size("1MB").unwrap(), 1_000_000);
-        assert!(parse_max_size("lots").is_err());
     }
 
     #[test]

@@ -285,9 +285,9 @@ impl Cache {
     /// The store failed: said once, and the cache is left alone from now on.
     fn failed(&self, e: &StoreError) {
         if !self.disabled.swap(true, Ordering::SeqCst) {
+            // The error names the store (its URL, or the path in the folder).
             self.say(format!(
-                "warning: cache {}: {e}; cache disabled for the rest of this run",
-                self.store.describe()
+                "warning: cache: {e}; cache disabled for the rest of this run"
             ));
         }
     }
@@ -617,9 +617,7 @@ impl Cache {
                 return Ok(None);
             };
             let file = captured
-                .file
-                .try_clone()
-                .and_then(|mut f| f.rewind().map(|_| f))
+                .reader()
                 .map_err(|e| UploadError::Unreadable(what.to_string(), e))?;
             self.put_blob(&captured.digest, file, &|| what.to_string())?;
             total += captured.digest.size;
@@ -645,7 +643,7 @@ impl Cache {
     fn put_blob(
         &self,
         digest: &Digest,
-        file: File,
+        file: impl Read,
         what: &dyn Fn() -> String,
     ) -> Result<(), UploadError> {
         let mut verified = Tracked {
@@ -761,25 +759,86 @@ fn matches_any(patterns: &[Pattern], path: &Path) -> bool {
     })
 }
 
-/// What a task printed on one stream, as shown, kept for the cache: spilled to a
-/// temporary file as it comes (never whole in memory), hashed on the way.
+/// A capture is kept in memory up to this many bytes; past it, in a temporary file.
+pub const CAPTURE_MEMORY: usize = 1 << 20;
+
+/// The most bytes every capture of the process may hold in memory at once (captures
+/// waiting in the upload queue included): past it, a capture spills to its file, so
+/// that a queue of uploads behind a slow store costs disk, not memory.
+const CAPTURES_IN_MEMORY: u64 = 16 << 20;
+
+static IN_MEMORY: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of a capture held in memory, counted in [`IN_MEMORY`] until dropped.
+struct Counted(Vec<u8>);
+
+impl Counted {
+    /// Room for `more` bytes: within this capture's share and the process's.
+    fn take(&mut self, data: &[u8]) -> bool {
+        let more = data.len() as u64;
+        if self.0.len() + data.len() > CAPTURE_MEMORY {
+            return false;
+        }
+        let held = IN_MEMORY.fetch_add(more, Ordering::Relaxed);
+        if held + more > CAPTURES_IN_MEMORY {
+            IN_MEMORY.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        self.0.extend_from_slice(data);
+        true
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        IN_MEMORY.fetch_sub(self.0.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a task printed on one stream, as shown, kept for the cache: in memory up to
+/// [`CAPTURE_MEMORY`], then spilled to an unnamed temporary file (never whole in
+/// memory), hashed on the way. A stream that printed nothing creates nothing.
 pub struct Capture {
+    memory: Counted,
     file: Option<File>,
+    /// A temporary file failed: nothing of it is stored.
+    broken: bool,
     hasher: sha2::Sha256,
     size: u64,
 }
 
-/// A stream captured whole: its file and its digest.
+/// A stream captured whole: its bytes and its digest.
 pub struct Captured {
-    pub file: File,
+    held: Held,
     pub digest: Digest,
+}
+
+enum Held {
+    Memory(Counted),
+    File(File),
+}
+
+impl Captured {
+    /// Its bytes, from the start.
+    fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        match &self.held {
+            Held::Memory(bytes) => Ok(Box::new(&bytes.0[..])),
+            Held::File(file) => {
+                let mut file = file.try_clone()?;
+                file.rewind()?;
+                Ok(Box::new(file))
+            }
+        }
+    }
 }
 
 impl Capture {
     pub fn new() -> Capture {
         use sha2::Digest as _;
         Capture {
-            file: tempfile::tempfile().ok(),
+            memory: Counted(Vec::new()),
+            file: None,
+            broken: false,
             hasher: sha2::Sha256::new(),
             size: 0,
         }
@@ -787,11 +846,31 @@ impl Capture {
 
     pub fn write(&mut self, data: &[u8]) {
         use sha2::Digest as _;
-        let Some(file) = &mut self.file else { return };
-        if file.write_all(data).is_err() {
-            // Not whole: nothing of it is stored.
-            self.file = None;
+        if self.broken || data.is_empty() {
             return;
+        }
+        if self.file.is_none() && !self.memory.take(data) {
+            // Past what memory may hold: what was held, and the rest, go to a file.
+            let spilled = tempfile::tempfile().and_then(|mut file| {
+                file.write_all(&self.memory.0)?;
+                Ok(file)
+            });
+            self.memory = Counted(Vec::new());
+            match spilled {
+                Ok(file) => self.file = Some(file),
+                Err(_) => {
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
+        if let Some(file) = &mut self.file {
+            if file.write_all(data).is_err() {
+                // Not whole: nothing of it is stored.
+                self.broken = true;
+                self.file = None;
+                return;
+            }
         }
         self.hasher.update(data);
         self.size += data.len() as u64;
@@ -802,12 +881,18 @@ impl Capture {
     /// not stored).
     pub fn finish(self) -> Option<Option<Captured>> {
         use sha2::Digest as _;
-        let file = self.file?;
+        if self.broken {
+            return None;
+        }
         if self.size == 0 {
             return Some(None);
         }
+        let held = match self.file {
+            Some(file) => Held::File(file),
+            None => Held::Memory(self.memory),
+        };
         Some(Some(Captured {
-            file,
+            held,
             digest: Digest {
                 sha256: self.hasher.finalize().into(),
                 size: self.size,

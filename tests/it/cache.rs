@@ -402,7 +402,14 @@ fn a_store_that_cannot_be_used_is_said_once_and_the_tasks_run() {
         "{}",
         out.stderr
     );
-    out.assert_stderr_has(&place.store());
+    // The store named once: `warning: cache: cannot create STORE/tmp: …`.
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("cache disabled"))
+        .unwrap();
+    assert!(warning.contains("warning: cache: cannot "), "{warning}");
+    assert_eq!(warning.matches(&place.store()).count(), 1, "{warning}");
     assert!(statuses(&t).iter().all(|(_, s)| s == "succeeded"));
 }
 
@@ -572,4 +579,138 @@ fn a_restored_task_replays_through_logs_quiet_and_grouped_output_like_a_run() {
     out.assert_code(0);
     assert_eq!(out.lines_of("build:b"), ["printed b"]);
     assert!(place.ran().is_empty());
+}
+
+/// A 1 GB output (and 3 MiB printed, past what a capture keeps in memory) is stored
+/// in the folder store and restored from it with the runner under 64 MiB both ways
+/// (the JSON report's peak RSS); the file and what was printed come back whole.
+/// About 5 s (1 GB written three times).
+#[test]
+fn a_1_gb_output_is_stored_and_restored_with_the_runner_under_64_mib() {
+    const BIG: &str = r#"
+[jobs.big]
+command = "echo ran big >> \"$LOG\"; mkdir -p out; head -c 1000000000 /dev/zero > out/big.bin; head -c 3145728 /dev/zero | tr '\\0' 'y' | fold -w 99"
+sources = ["in/a.txt"]
+outputs = ["out/big.bin"]
+"#;
+    let place = Place::new();
+    let peak_mib = |t: &Test| {
+        let report: Value = serde_json::from_str(&t.read("report.json")).unwrap();
+        report["run"]["peak_rss_kib"].as_u64().unwrap() / 1024
+    };
+    let printed = |out: &crate::util::Output| {
+        out.stdout
+            .lines()
+            .filter(|l| l.ends_with(&"y".repeat(99)))
+            .count()
+    };
+    let first = place.project(BIG);
+    let out = run(&first, &place, &[]);
+    out.assert_code(0);
+    assert_eq!(place.ran(), ["ran big"]);
+    assert_eq!(printed(&out), 3_145_728 / 99);
+    assert!(peak_mib(&first) < 64, "storing: {} MiB", peak_mib(&first));
+    assert_eq!(report(&first).1["stored"], 1, "{}", out.stderr);
+    drop(first);
+    let second = place.project(BIG);
+    let out = run(&second, &place, &[]);
+    out.assert_code(0);
+    assert!(place.ran().is_empty());
+    assert_eq!(
+        statuses(&second),
+        [("big".to_string(), "cached".to_string())]
+    );
+    assert_eq!(printed(&out), 3_145_728 / 99, "replayed whole");
+    let size = std::fs::metadata(second.path("out/big.bin")).unwrap().len();
+    assert_eq!(size, 1_000_000_000);
+    assert!(
+        peak_mib(&second) < 64,
+        "restoring: {} MiB",
+        peak_mib(&second)
+    );
+}
+
+/// `--force` skips the lookup: every task runs (none restored), the plan says so, and
+/// the successes are stored again (a forced run refreshes the cache).
+#[test]
+fn a_forced_run_skips_the_cache_and_refreshes_it() {
+    let place = Place::new();
+    run(&place.project(PROJECT), &place, &[]).assert_code(0);
+    place.ran();
+    let second = place.project(PROJECT);
+    let store = place.store();
+    let out = second.run_with(&["plan", "jobs.toml", "--cache", &store, "--force", "--json"]);
+    out.assert_code(0);
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    for task in plan.as_array().unwrap() {
+        assert_eq!(task["action"], "run", "{task}");
+        assert_eq!(task["reason"], "forced", "{task}");
+    }
+    let entries = place.files("ac");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in &entries {
+        std::fs::File::options()
+            .append(true)
+            .open(entry)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let out = run(&second, &place, &["--force"]);
+    out.assert_code(0);
+    assert_eq!(place.ran(), ["ran build a", "ran build b", "ran tool"]);
+    assert!(statuses(&second).iter().all(|(_, s)| s == "succeeded"));
+    assert_eq!(report(&second).1["stored"], 3, "{}", out.stderr);
+    assert_eq!(report(&second).1["restored"], 0);
+    // Every entry written anew.
+    for entry in &entries {
+        let modified = std::fs::metadata(entry).unwrap().modified().unwrap();
+        assert!(
+            modified > old + std::time::Duration::from_secs(60),
+            "{entry:?}"
+        );
+    }
+}
+
+/// While a cacheable task runs, the runner holds no temporary file for what it prints
+/// when it printed little (kept in memory) or nothing: its open files under `TMPDIR`
+/// (unnamed temporary files show as `TMPDIR/#N (deleted)`) are none.
+#[test]
+fn capturing_a_tasks_little_output_creates_no_temporary_file() {
+    const WAITS: &str = r#"
+[jobs.quiet]
+command = "mkdir -p out; echo hello > out/a.txt; touch started-quiet; while [ ! -e go ]; do sleep 0.02; done"
+sources = ["in/a.txt"]
+outputs = ["out/a.txt"]
+
+[jobs.says]
+command = "mkdir -p out; echo hello; echo there >&2; cp in/b.txt out/b.txt; touch started-says; while [ ! -e go ]; do sleep 0.02; done"
+sources = ["in/b.txt"]
+outputs = ["out/b.txt"]
+"#;
+    let place = Place::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_name = tmp.path().display().to_string();
+    let store = place.store();
+    let t = place
+        .project(WAITS)
+        .env("TMPDIR", &tmp_name)
+        .args(&["--cache", &store]);
+    let mut child = t.spawn();
+    let started = crate::util::wait_for(std::time::Duration::from_secs(10), || {
+        t.path("started-quiet").exists() && t.path("started-says").exists()
+    });
+    let temporary: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with(&tmp_name))
+        .collect();
+    t.write("go", "");
+    let status = child.wait().unwrap();
+    assert!(started, "the tasks started");
+    assert!(status.success());
+    assert!(temporary.is_empty(), "{temporary:?}");
+    assert_eq!(place.files("ac").len(), 2, "both stored");
 }

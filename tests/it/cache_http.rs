@@ -163,10 +163,18 @@ fn basic_credentials_in_the_url_reach_the_server_and_are_never_printed() {
     assert_eq!(warnings_naming(&out, nginx.port), 1, "{}", out.stderr);
 }
 
-/// Lines of the runner's stderr that name the store (its port).
+/// Lines of the runner's stderr that name the store (its port); each names it once.
 fn warnings_naming(out: &crate::util::Output, port: u16) -> usize {
     let needle = format!("127.0.0.1:{port}");
-    out.stderr.lines().filter(|l| l.contains(&needle)).count()
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains(&needle)).collect();
+    for line in &lines {
+        assert_eq!(
+            line.matches(&needle).count(),
+            1,
+            "the store named twice: {line}"
+        );
+    }
+    lines.len()
 }
 
 /// A store that fails: the tasks run, the run exits 0, one warning, in bounded time.

@@ -215,6 +215,15 @@ fn a_worker_whose_cache_is_down_says_so_once_and_runs_its_tasks() {
         text.contains(&format!("redis://***@127.0.0.1:{port}")),
         "{text}"
     );
+    let warning = text
+        .lines()
+        .find(|l| l.contains("cache disabled"))
+        .unwrap_or_default();
+    assert_eq!(
+        warning.matches(&format!("127.0.0.1:{port}")).count(),
+        1,
+        "the store named once: {warning}"
+    );
     assert!(!text.contains("hidden-pw"), "{text}");
 }
 

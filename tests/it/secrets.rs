@@ -76,3 +76,37 @@ fn tasks_cannot_read_a_password_given_by_variable_or_the_authkey() {
     assert!(err.contains("visible to other local users"), "{err}");
     assert_nothing_secret(&t, &["here.env", "here.cmd", "there-1.env", "there-1.cmd"]);
 }
+
+/// A cache URL's password on the command line: the warning names `--cache` and
+/// `RUNNER_CACHE`, never the broker; in `RUNNER_CACHE`, no warning, and neither the task's
+/// environment nor its parent's shows it. (The job is not cacheable: no store is asked.)
+#[test]
+fn a_cache_password_is_said_as_the_caches_and_hidden_from_tasks() {
+    const PEEK_CACHE: &str = "[jobs.here]\ncommand = 'env > mine.env; tr \"\\\\0\" \"\\\\n\" < /proc/$PPID/environ > here.env; tr \"\\\\0\" \" \" < /proc/$PPID/cmdline > here.cmd'\n";
+    let url = format!("http://user:{PASSWORD}@127.0.0.1:9/");
+    let t = Test::new(PEEK_CACHE).args(&["--cache", &url]);
+    let out = t.run();
+    out.assert_code(0).assert_stderr_has(
+        "warning: the cache password given with --cache was visible to other local users",
+    );
+    out.assert_stderr_has("prefer RUNNER_CACHE");
+    assert!(!out.stderr.contains("broker"), "{}", out.stderr);
+    assert!(
+        !t.read("here.cmd").contains(PASSWORD),
+        "{}",
+        t.read("here.cmd")
+    );
+
+    let t = Test::new(PEEK_CACHE).env("RUNNER_CACHE", &url);
+    let out = t.run();
+    out.assert_code(0);
+    assert!(!out.stderr.contains("visible to other"), "{}", out.stderr);
+    for file in ["mine.env", "here.env"] {
+        let text = t.read(file);
+        assert!(text.contains("NO_COLOR=1"), "{file}: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "{file} shows the password: {text}"
+        );
+    }
+}
