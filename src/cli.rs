@@ -144,14 +144,14 @@ pub struct CacheArgs {
 /// A size that did not parse (on the command line; the one parser of sizes).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{0} (write e.g. 500MB, 2GiB, 64KiB: KB, MB, GB are powers of 1000, KiB, MiB, GiB of 1024)"
+    "{0} (write e.g. 500M, 2GiB, 64KiB: every unit is a power of 1024, `M`, `MB` and `MiB` alike)"
 )]
 pub struct BadSize(parse_size::Error);
 
-/// A size: `1GiB`, `500MB`, `2 KiB`, `1024` (bytes): a decimal (`MB`) or binary (`MiB`)
-/// unit. The one parser of sizes (`--cache-max-entry`, `runner cache prune --max-size`).
+/// A size: `1GiB`, `500M`, `2 KiB`, `1024` (bytes), units binary however spelled
+/// (`crate::size`), for the command line's sizes.
 pub fn parse_size(text: &str) -> Result<u64, BadSize> {
-    parse_size::parse_size(text).map_err(BadSize)
+    crate::size::parse(text).map_err(BadSize)
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -299,8 +299,7 @@ pub enum CacheCommand {
         /// The cache folder (as given to `--cache`).
         #[arg(value_name = "DIR")]
         dir: PathBuf,
-        /// The most the folder may hold: 500MB, 2GiB, 10G (KB, MB, GB are powers of
-        /// 1000; KiB, MiB, GiB of 1024).
+        /// The most the folder may hold: 500M, 2GiB, 10G (every unit a power of 1024).
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: u64,
         /// JSON instead of text.
@@ -397,7 +396,7 @@ fn parse_resource(text: &str) -> Result<(String, u64), BadResource> {
     let n = match amount.parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) if amount.starts_with(|c: char| c.is_ascii_digit()) => {
-            crate::jobfile::resources::parse_size(amount)
+            crate::size::parse(amount).ok()
         }
         Err(_) => None,
     };
@@ -456,7 +455,8 @@ enum BadGate {
 }
 
 fn parse_memfree(text: &str) -> Result<u64, BadGate> {
-    crate::jobfile::resources::parse_size(text)
+    crate::size::parse(text)
+        .ok()
         .filter(|&n| n > 0)
         .ok_or_else(|| BadGate::Size(text.to_string()))
 }
@@ -545,10 +545,10 @@ mod size_tests {
     #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(parse_size("2 KiB").unwrap(), 2048);
-        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+        assert_eq!(parse_size("1MB").unwrap(), 1 << 20);
         assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
         assert_eq!(parse_size("1024").unwrap(), 1024);
         let error = parse_size("lots").unwrap_err().to_string();
-        assert!(error.contains("write e.g. 500MB, 2GiB"), "{error}");
+        assert!(error.contains("write e.g. 500M, 2GiB"), "{error}");
     }
 }

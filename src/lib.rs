@@ -37,6 +37,7 @@ mod secrets;
 mod session;
 mod shell;
 mod signals;
+mod size;
 mod state;
 mod sys;
 mod task;

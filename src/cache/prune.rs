@@ -569,22 +569,7 @@ fn remove_unnamed_blobs(
 
 /// A size in words: "1.5 MiB (1,572,864 bytes)".
 pub fn size(bytes: u64) -> String {
-    format!("{} ({} bytes)", human(bytes), grouped(bytes))
-}
-
-/// A size with a binary unit and one decimal: "10.0 KiB", "512 B".
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{} ({} bytes)", crate::size::human(bytes), grouped(bytes))
 }
 
 /// 1234567 as "1,234,567".
@@ -708,8 +693,8 @@ pub fn render_pruned(root: &Path, max_size: u64, pruned: &Pruned) -> String {
         grouped(pruned.left.entries.files),
         grouped(pruned.left.blobs.files),
         size(pruned.left.total()),
-        human(pruned.before),
-        human(max_size),
+        crate::size::human(pruned.before),
+        crate::size::human(max_size),
     );
     out
 }
@@ -720,8 +705,8 @@ pub fn over_size(root: &Path, max_size: u64, pruned: &Pruned) -> Option<String> 
         format!(
             "warning: {} still holds {}, over {}: {} entries used since the prune started, blobs and temporary files written since, are kept\n",
             root.display(),
-            human(pruned.left.total()),
-            human(max_size),
+            crate::size::human(pruned.left.total()),
+            crate::size::human(max_size),
             grouped(pruned.in_use.files),
         )
     })
@@ -749,10 +734,10 @@ mod tests {
 
     #[test]
     fn sizes_read_as_people_write_them() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(10 * 1024), "10.0 KiB");
-        assert_eq!(human(1536 * 1024), "1.5 MiB");
+        assert_eq!(crate::size::human(0), "0 B");
+        assert_eq!(crate::size::human(1023), "1023 B");
+        assert_eq!(crate::size::human(10 * 1024), "10 KiB");
+        assert_eq!(crate::size::human(1536 * 1024), "1.5 MiB");
         assert_eq!(size(1_234_567), "1.2 MiB (1,234,567 bytes)");
         assert_eq!(grouped(100), "100");
         assert_eq!(grouped(1000), "1,000");

@@ -93,9 +93,9 @@ impl Totals {
         let mut line = format!(
             "cache: {} restored ({}), {} stored ({})",
             self.restored,
-            bytes(self.restored_bytes),
+            crate::size::human(self.restored_bytes),
             self.stored,
-            bytes(self.stored_bytes)
+            crate::size::human(self.stored_bytes)
         );
         if self.missed > 0 {
             line.push_str(&format!(", {} missed", self.missed));
@@ -111,21 +111,6 @@ impl Totals {
         }
         line
     }
-}
-
-/// A size in the units people read: `512 B`, `3.4 KiB`, `1.2 MiB`, `2.0 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Whether a job's tasks may be cached: `cache` not false, both `sources` and
@@ -514,8 +499,8 @@ impl Cache {
             self.counts.not_stored.fetch_add(1, Ordering::Relaxed);
             self.say(format!(
                 "{label}: not stored in the cache: its entry would be {}, more than --cache-max-entry {}",
-                bytes(total),
-                bytes(self.settings.max_entry)
+                crate::size::human(total),
+                crate::size::human(self.settings.max_entry)
             ));
             return;
         }
@@ -910,15 +895,6 @@ impl Default for Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1024), "1.0 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
-        assert_eq!(bytes(1 << 30), "1.0 GiB");
-    }
 
     /// A store that keeps what it is given in memory and the order of the calls.
     #[derive(Default)]

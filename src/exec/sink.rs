@@ -282,7 +282,7 @@ impl Sink {
                     "line {} of {} is longer than {} and cannot be held: temporary file: {e}",
                     self.lines + 1,
                     self.stream_name(),
-                    size(PIECE as u64)
+                    crate::size::human(PIECE as u64)
                 ));
             }
         }
@@ -297,7 +297,7 @@ impl Sink {
             "line {} of {} is longer than {}, the most {what} may hold; the task was stopped",
             self.lines + 1,
             self.stream_name(),
-            size(limit)
+            crate::size::human(limit)
         ));
         self.partial = Vec::new();
         self.long = None;
@@ -399,15 +399,6 @@ impl Sink {
             Some(tail) => tail.lines(),
             None => (Vec::new(), false),
         }
-    }
-}
-
-/// "16 MiB", "64 KiB".
-fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{} KiB", bytes >> 10)
     }
 }
 

@@ -23,7 +23,7 @@ impl Resource {
     /// An amount of this resource in words: `2` or `1.5 GiB`.
     pub fn amount(&self, n: u64) -> String {
         if self.size {
-            size_text(n)
+            crate::size::human(n)
         } else {
             n.to_string()
         }
@@ -78,31 +78,6 @@ pub fn parse_rate(text: &str) -> Result<(u64, Duration), RateError> {
     Ok((n, period))
 }
 
-/// A size such as `"8G"`, `"512M"`, `"1.5GiB"` in bytes (binary: K is 1024).
-pub fn parse_size(text: &str) -> Option<u64> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(text)
-        .ok()
-}
-
-/// Bytes in words: `512 MiB`, `1.5 GiB`.
-pub fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,11 +92,5 @@ mod tests {
         assert_eq!(parse_rate("0/s"), Err(RateError::Zero));
         assert_eq!(parse_rate("-1/s"), Err(RateError::Form));
         assert_eq!(parse_rate("9000000/s"), Err(RateError::TooFast));
-        assert_eq!(parse_size("8G"), Some(8 << 30));
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(size_text(1536 << 20), "1.5 GiB");
-        assert_eq!(size_text(2 << 30), "2 GiB");
-        assert_eq!(size_text(100), "100 B");
     }
 }

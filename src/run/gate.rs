@@ -3,7 +3,7 @@
 //! stopped by a gate. The machine is read (`sys::mem_available`, `sys::load_average`)
 //! at most every [`RECHECK`], and the run loop wakes that often while a gate is closed.
 
-use crate::jobfile::resources::size_text;
+use crate::size::human as size_text;
 use std::time::{Duration, Instant};
 
 /// How often the machine is read again while tasks wait.

@@ -485,7 +485,7 @@ outputs = ["out.bin"]
     let out = run(&t, &place, &["--cache-max-entry", "1KiB"]);
     out.assert_code(0);
     out.assert_stderr_has(
-        "big: not stored in the cache: its entry would be 2.0 KiB, more than --cache-max-entry 1.0 KiB",
+        "big: not stored in the cache: its entry would be 2 KiB, more than --cache-max-entry 1 KiB",
     );
     assert!(place.files("ac").is_empty());
     // Under the limit, it is.

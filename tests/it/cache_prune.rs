@@ -345,7 +345,7 @@ fn cache_prune_and_stats_of_what_is_not_a_cache_folder_exit_2() {
     std::fs::create_dir(t.path("store")).unwrap();
     let out = t.run_with(&["cache", "prune", "store", "--max-size", "lots"]);
     out.assert_code(2)
-        .assert_stderr_has("write e.g. 500MB, 2GiB");
+        .assert_stderr_has("write e.g. 500M, 2GiB");
     let out = t.run_with(&["cache", "prune", "store"]);
     out.assert_code(2).assert_stderr_has("--max-size");
 }

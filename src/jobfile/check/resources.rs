@@ -2,7 +2,7 @@
 //! names that must exist (with a suggestion), and uses that could never fit.
 
 use super::super::raw::{Amount, Name};
-use super::super::resources::{parse_rate, parse_size, Rate, RateError, Resource};
+use super::super::resources::{parse_rate, Rate, RateError, Resource};
 use super::super::{valid_name, RateId, ResourceId};
 use super::Checker;
 use crate::diagnostic::{suggest, Diagnostic};
@@ -40,7 +40,7 @@ impl Checker<'_> {
                 self.diagnostics.push(d.with_note(SIZE_NOTE));
                 None
             }
-            Amount::Size(text) => match parse_size(text) {
+            Amount::Size(text) => match crate::size::parse(text).ok() {
                 Some(n) if n >= 1 => Some((n, true)),
                 _ => {
                     let d = Diagnostic::at(format!("{what}: {text:?} is not a size"), raw.span());
