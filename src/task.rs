@@ -384,7 +384,6 @@ pub fn titled(name: &str) -> String {
 
 pub use crate::diagnostic::printable;
 
-/// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".
 /// `n` with thousands separated: "100,000".
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -398,6 +397,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `count` and `word`, with an "s" unless the count is 1: "1 attempt", "2 attempts".
 pub fn plural(count: impl Into<u64>, word: &str) -> String {
     let count = count.into();
     if count == 1 {
