@@ -381,6 +381,10 @@ impl Scheduler {
             self.stop,
             Some(Stop::Halt | Stop::FailFast { settled: false })
         ) {
+            // Nothing starts while the run stops: no rate holds a task back, so no
+            // rate's next turn is a time to wake for (a stale one in the past would
+            // wake the driver for ever).
+            self.rate_held.fill(false);
             return None;
         }
         self.hold = None;
