@@ -748,10 +748,8 @@ impl Writer {
         // Its space is given back at once: the file's disk use follows what waits, not
         // all the job printed (the holes read as zeros, and nothing reads them again).
         if let Some(file) = &self.waiting.file {
-            use rustix::fs::{fallocate, FallocateFlags};
             for &(_, start, len) in &parked.parts {
-                let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-                let _ = fallocate(file, flags, start, len);
+                sys::punch_hole(file, start, len);
             }
         }
         self.waiting.count = self.waiting.count.saturating_sub(1);

@@ -13,15 +13,14 @@
 //! leftover, stopped as before, silently.
 //!
 //! The common case costs one `pread` of `/proc/self/task/PID/children` per attempt.
+//! Where the runner is no subreaper (macOS, `RUNNER_PORTABLE=1`; docs/platforms.md),
+//! nothing is adopted and this finds nothing.
 //!
 //! Not covered: a process that cleared its environment or cannot be read (not
 //! dumpable) is reaped when it ends but not stopped; and a runner that is SIGKILLed
 //! leaves its escaped processes to init (the watchdog knows only groups).
 
 use crate::sys::{self, Signal};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// What identifies the processes of one task: `NAME=value` entries of its environment.
@@ -131,58 +130,26 @@ impl Process {
 /// are reaped on the way.
 fn of_task(how: &Stop<'_>) -> Vec<Process> {
     let mut found = Vec::new();
-    for pid in orphans() {
+    for pid in sys::adopted_children() {
         if Some(pid) == how.watchdog {
             continue;
         }
-        let Some((state, group, name)) = stat(pid) else {
+        let Some(info) = sys::process_info(pid) else {
             continue;
         };
-        if state == 'Z' {
+        if info.state == 'Z' {
             sys::reap(pid);
             continue;
         }
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if how.marker.matches(&environ) {
-            found.push(Process { pid, group, name });
+        if how.marker.matches(&sys::process_environ(pid)) {
+            found.push(Process {
+                pid,
+                group: info.group,
+                name: info.name,
+            });
         }
     }
     found
-}
-
-/// The pids of the main thread's children: the orphans this subreaper adopted (and the
-/// watchdog). Empty where `/proc` does not say.
-fn orphans() -> Vec<u32> {
-    static CHILDREN: OnceLock<Option<File>> = OnceLock::new();
-    let file = CHILDREN.get_or_init(|| {
-        let pid = std::process::id();
-        File::open(format!("/proc/{pid}/task/{pid}/children")).ok()
-    });
-    let Some(file) = file else { return Vec::new() };
-    let mut text = Vec::with_capacity(64);
-    let mut buf = [0u8; 4096];
-    loop {
-        match file.read_at(&mut buf, text.len() as u64) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&text)
-        .split_ascii_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// State, process group and name of `pid`, from `/proc/PID/stat`.
-fn stat(pid: u32) -> Option<(char, u32, String)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let name = text[open + 1..close].to_string();
-    let mut fields = text[close + 1..].split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let group = fields.nth(1)?.parse().ok()?;
-    Some((state, group, name))
 }
 
 #[cfg(test)]
@@ -212,15 +179,5 @@ mod tests {
     fn a_marker_without_its_variables_matches_nothing() {
         let marker = Marker::new(&env(&[("RUNNER_JOB", "build")]));
         assert!(!marker.matches(b"RUNNER_JOB=build\0"));
-    }
-
-    #[test]
-    fn stat_reads_the_state_and_group_of_a_process() {
-        let (state, group, _) = stat(std::process::id()).unwrap();
-        assert!("RS".contains(state));
-        assert_eq!(
-            group,
-            rustix::process::getpgrp().as_raw_nonzero().get() as u32
-        );
     }
 }

@@ -88,7 +88,7 @@ pub fn hide() -> Option<String> {
         std::env::remove_var("RUNNER_CACHE");
     }
     // Without it, only the overwrite protects; nothing else to do about a failure.
-    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    crate::sys::make_undumpable();
     warning
 }
 
@@ -158,19 +158,8 @@ struct Blocks {
 
 impl Blocks {
     fn of_this_process() -> Option<Blocks> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name (which may hold spaces), from field 3 on.
-        let fields: Vec<usize> = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let field = |n: usize| fields.get(n - 3).copied().filter(|v| *v != 0);
-        Some(Blocks {
-            args: (field(48)?, field(49)?),
-            env: (field(50)?, field(51)?),
-        })
+        let (args, env) = crate::sys::argument_blocks()?;
+        Some(Blocks { args, env })
     }
 }
 
@@ -181,7 +170,7 @@ fn overwrite(block: (usize, usize), spans: fn(&[u8]) -> Vec<(usize, usize)>) -> 
     if end <= start || end - start > 1 << 24 {
         return false;
     }
-    // SAFETY: the kernel reports `start..end` (from /proc/self/stat) as this process's
+    // SAFETY: the kernel reports `start..end` (`sys::argument_blocks`: /proc/self/stat) as this process's
     // argument or environment block, which stays mapped and writable for the process's
     // life (it is the top of the main thread's stack, set up by `execve`). No other
     // thread runs yet, and Rust holds no reference into it: std copied the arguments at

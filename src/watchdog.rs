@@ -44,7 +44,7 @@ impl Watchdog {
         let (read, write) = sys::pipe()?;
         // A watchdog that stalls must not stall the tasks: a full pipe drops the record.
         sys::set_nonblocking(&write)?;
-        let child = Command::new("/proc/self/exe")
+        let child = Command::new(sys::this_executable()?)
             .arg(ARG)
             .arg(grace.as_millis().to_string())
             .stdin(Stdio::from(read))

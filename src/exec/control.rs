@@ -49,6 +49,7 @@ impl Control {
     /// not started yet) and the run goes on without it.
     pub fn start(grace: Duration) -> std::io::Result<Control> {
         let mut control = Control::new(grace)?;
+        // Where there is none (macOS, RUNNER_PORTABLE=1), nothing to say: docs/platforms.md.
         if let Err(e) = sys::become_subreaper() {
             eprintln!(
                 "[runner] warning: cannot become the reaper of orphaned processes ({e}): \

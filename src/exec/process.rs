@@ -266,7 +266,7 @@ impl<'a> Drive<'a> {
         clock: Instant,
     ) -> Drive<'a> {
         let pgid = child.id();
-        let pidfd = sys::pidfd_open(pgid);
+        let pidfd = sys::exit_watch(pgid);
         let mut stdin_bytes = None;
         let mut feeder = None;
         match stdin {

@@ -1,25 +1,56 @@
-//! The few system calls std does not offer: `poll`, `pidfd_open`, signalling a process
-//! group, non-blocking pipes, the terminal's echo of control characters, reaping one
-//! child by pid, the child-subreaper flag, the limit on open files. Each wrapper is
+//! The few system calls std does not offer: `poll`, watching a child's exit, signalling a
+//! process group, non-blocking pipes, the terminal's echo of control characters, reaping
+//! one child by pid, the child-subreaper flag, the limit on open files. Each wrapper is
 //! safe and returns `io::Result` (or a plain value where failure has an obvious default).
 //!
-//! They go through `rustix`, which has safe bindings for all of them but `getrusage`:
-//! that one alone is still a hand-written libc call.
+//! The one place that knows the platform: what is the same on Linux and macOS is here,
+//! what differs is `linux.rs` and `macos.rs`, each with the same functions (the table
+//! of differences is docs/platforms.md). No other module has a `cfg(target_os)`.
+//!
+//! `RUNNER_PORTABLE=1`, read once ([`portable`]), makes Linux take the paths macOS
+//! takes where they are not macOS-only: no pidfd (a child's exit found by polling
+//! `waitpid`), no subreaper (so no escaped processes found), no `/proc` for the
+//! executable, the open-file count, the peak memory; `pipe` then `FD_CLOEXEC`. The
+//! integration suite runs once through them (scripts/test).
+//!
+//! They go through `rustix`, which has safe bindings for all of them but `getrusage`
+//! and `getloadavg`: those are hand-written libc calls.
 
 use rustix::event::{Nsecs, Secs, Timespec};
-use rustix::process::{Pid, PidfdFlags};
+use rustix::process::Pid;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as platform;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as platform;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("runner runs on Linux and macOS only (see docs/platforms.md)");
+
+pub use platform::{exit_watch, make_undumpable, punch_hole, this_executable};
+
+/// Whether `RUNNER_PORTABLE=1` asks for the portable paths (read once, at first use).
+pub fn portable() -> bool {
+    static PORTABLE: OnceLock<bool> = OnceLock::new();
+    *PORTABLE.get_or_init(|| std::env::var_os("RUNNER_PORTABLE").is_some_and(|v| v == "1"))
+}
 
 pub use rustix::event::{PollFd, PollFlags};
 pub use rustix::process::Signal;
 pub use rustix::termios::Termios;
 
 /// Asks for a pipe of `size` bytes (Linux: `F_SETPIPE_SZ`, up to
-/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default). Kernel memory, not the runner's.
+/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default; macOS: nothing, its pipes grow by
+/// themselves up to 64 KiB). Kernel memory, not the runner's.
 pub fn grow_pipe(fd: impl AsFd, size: usize) -> io::Result<()> {
-    rustix::pipe::fcntl_setpipe_size(fd, size)?;
-    Ok(())
+    platform::grow_pipe(fd.as_fd(), size)
 }
 
 pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
@@ -46,13 +77,6 @@ pub fn open_stdin_file(path: &std::path::Path) -> io::Result<std::fs::File> {
     let flags = rustix::fs::fcntl_getfl(&file)?;
     rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
     Ok(file)
-}
-
-/// A file descriptor that becomes readable when the process exits (Linux ≥ 5.3).
-/// `None` where the kernel has no pidfd; callers then check the child periodically.
-pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
-    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
 }
 
 /// The group `pgid` as a `Pid`; `None` for 0 and 1 ("every process" and init), which we
@@ -98,12 +122,55 @@ pub fn reap(pid: u32) -> bool {
     }
 }
 
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
+
 /// Makes this process the reaper of its orphaned descendants: a process whose parent
-/// dies becomes our child instead of init's (`PR_SET_CHILD_SUBREAPER`).
-pub fn become_subreaper() -> io::Result<()> {
-    Ok(rustix::process::set_child_subreaper(Some(
-        rustix::process::getpid(),
-    ))?)
+/// dies becomes our child instead of init's (Linux: `PR_SET_CHILD_SUBREAPER`). False
+/// where the platform has none (macOS, or `RUNNER_PORTABLE=1`).
+pub fn become_subreaper() -> io::Result<bool> {
+    let done = platform::become_subreaper()?;
+    SUBREAPER.store(done, Ordering::Relaxed);
+    Ok(done)
+}
+
+/// Whether [`become_subreaper`] made this process the reaper of its orphans.
+pub fn is_subreaper() -> bool {
+    SUBREAPER.load(Ordering::Relaxed)
+}
+
+/// The pids of this process's children that its main thread adopted as their reaper
+/// (and the children it spawned itself); empty where the platform cannot say or this
+/// process is no subreaper.
+pub fn adopted_children() -> Vec<u32> {
+    if !is_subreaper() {
+        return Vec::new();
+    }
+    platform::adopted_children()
+}
+
+/// What a process is: its state letter (`Z` a zombie), its process group and its name.
+pub struct ProcessInfo {
+    pub state: char,
+    pub group: u32,
+    pub name: String,
+}
+
+/// The state, group and name of the process `pid` (Linux: `/proc/PID/stat`).
+pub fn process_info(pid: u32) -> Option<ProcessInfo> {
+    platform::process_info(pid)
+}
+
+/// The environment block of the process `pid`, `NAME=value` entries separated by NULs
+/// (Linux: `/proc/PID/environ`); empty where it cannot be read.
+pub fn process_environ(pid: u32) -> Vec<u8> {
+    platform::process_environ(pid)
+}
+
+/// Where this process's argument and environment blocks are in its memory, as
+/// `(start, end)` addresses (Linux: fields 48–51 of `/proc/self/stat`); `None` where
+/// the platform does not say (macOS).
+pub fn argument_blocks() -> Option<((usize, usize), (usize, usize))> {
+    platform::argument_blocks()
 }
 
 /// The soft and hard limits on open files (`None`: unlimited).
@@ -125,9 +192,10 @@ pub fn set_open_files_limit(soft: u64) -> io::Result<()> {
     )?)
 }
 
-/// How many file descriptors this process has open now.
+/// How many file descriptors this process has open now: the entries of `/dev/fd`
+/// (Linux and macOS alike), less the one reading it.
 pub fn open_files() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(3, |dir| dir.count().saturating_sub(1))
+    std::fs::read_dir("/dev/fd").map_or(3, |dir| dir.count().saturating_sub(1))
 }
 
 /// Waits for events on `fds` for at most `timeout_ms` (-1: no limit). EINTR is a
@@ -148,9 +216,21 @@ pub fn pollfd(fd: BorrowedFd<'_>, events: PollFlags) -> PollFd<'_> {
     PollFd::from_borrowed_fd(fd, events)
 }
 
-/// A pipe whose both ends close on exec.
+/// A pipe whose both ends close on exec (Linux: `pipe2`; macOS: `pipe`, then
+/// `FD_CLOEXEC` on each end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    platform::pipe()
+}
+
+/// `pipe`, then `FD_CLOEXEC` on each end: for a platform without `pipe2`. A process
+/// spawned by another thread between the two calls could inherit the ends; the runner's
+/// pipes are made before its tasks start or by the thread that spawns with them.
+fn pipe_then_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = rustix::pipe::pipe()?;
+    for end in [&read, &write] {
+        rustix::io::fcntl_setfd(end, rustix::io::FdFlags::CLOEXEC)?;
+    }
+    Ok((read, write))
 }
 
 /// Writes one byte to the pipe `fd` (non-blocking), to wake whoever polls its other end.
@@ -205,25 +285,22 @@ pub fn signal_number(name: &str) -> Option<i32> {
 
 /// This machine's host name, for reports.
 pub fn hostname() -> String {
-    // On Linux, gethostname(2) is the node name of uname(2).
+    // On Linux and macOS alike, gethostname(3) is the node name of uname(3).
     rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned()
 }
 
-/// This process's peak resident memory so far, in KiB: `VmHWM`, which starts afresh at
-/// exec (`ru_maxrss` would carry over the size of a parent that forked us).
+/// This process's peak resident memory so far, in KiB. Linux: `VmHWM`, which starts
+/// afresh at exec (`ru_maxrss` would carry over the size of a parent that forked us);
+/// macOS: `ru_maxrss`, which it counts in bytes.
 pub fn peak_rss_kib() -> u64 {
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let hwm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-        if let Some(kib) = hwm {
-            return kib;
-        }
-    }
+    platform::peak_rss_kib()
+}
+
+/// `ru_maxrss` of this process, as the platform counts it (KiB on Linux, bytes on macOS).
+fn max_rss() -> u64 {
     rusage(libc::RUSAGE_SELF).map_or(0, |u| u.ru_maxrss.max(0) as u64)
 }
 
@@ -267,19 +344,20 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The memory the kernel says is available for new work (`MemAvailable` of
-/// `/proc/meminfo`), in bytes; `None` where it cannot be read.
+/// The memory the kernel says is available for new work, in bytes (Linux:
+/// `MemAvailable` of `/proc/meminfo`); `None` where it cannot be read (macOS has no such
+/// figure: `--memfree` then never closes).
 pub fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    platform::mem_available()
 }
 
-/// The one-minute load average (the first field of `/proc/loadavg`).
+/// The one-minute load average (`getloadavg`, on Linux the first field of
+/// `/proc/loadavg`).
 pub fn load_average() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let mut loads = [0f64; 1];
+    // SAFETY: getloadavg writes at most `nelem` (1) doubles into the array we pass.
+    let n = unsafe { libc::getloadavg(loads.as_mut_ptr(), 1) };
+    (n == 1).then_some(loads[0])
 }
 
 #[cfg(test)]
@@ -318,8 +396,62 @@ mod tests {
     }
 
     #[test]
-    fn the_host_name_matches_the_kernel() {
-        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(hostname(), name.trim_end());
+    fn the_host_name_is_what_hostname_prints() {
+        let out = std::process::Command::new("hostname").output().unwrap();
+        assert_eq!(hostname(), String::from_utf8_lossy(&out.stdout).trim_end());
+    }
+
+    #[test]
+    fn the_open_files_are_counted() {
+        let before = open_files();
+        let (_read, _write) = pipe().unwrap();
+        assert_eq!(open_files(), before + 2);
+    }
+
+    #[test]
+    fn both_ends_of_a_pipe_close_on_exec() {
+        for (read, write) in [pipe().unwrap(), pipe_then_cloexec().unwrap()] {
+            for end in [&read, &write] {
+                let flags = rustix::io::fcntl_getfd(end).unwrap();
+                assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+            }
+        }
+    }
+
+    #[test]
+    fn an_exit_watch_is_readable_once_the_child_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let Some(watch) = exit_watch(child.id()) else {
+            assert!(portable(), "no exit watch on this platform");
+            child.wait().unwrap();
+            return;
+        };
+        let mut fds = [pollfd(watch.as_fd(), PollFlags::IN)];
+        assert_eq!(poll(&mut fds, 0).unwrap(), 0, "readable before the exit");
+        let mut fds = [pollfd(watch.as_fd(), PollFlags::IN)];
+        assert_eq!(poll(&mut fds, 10_000).unwrap(), 1);
+        assert!(child.try_wait().unwrap().is_some());
+    }
+
+    #[test]
+    fn the_load_average_is_read() {
+        assert!(load_average().is_some_and(|l| l >= 0.0));
+    }
+
+    #[test]
+    fn this_process_has_a_peak_memory() {
+        assert!(peak_rss_kib() > 100, "{}", peak_rss_kib());
+    }
+
+    #[test]
+    fn the_executable_is_this_test_binary() {
+        let exe = this_executable().unwrap();
+        assert_eq!(
+            exe.canonicalize().unwrap(),
+            std::env::current_exe().unwrap().canonicalize().unwrap()
+        );
     }
 }
