@@ -331,3 +331,15 @@ pub fn peak_concurrency(log: &str) -> usize {
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// True (and said on stderr) when the suite runs through the portable paths
+/// (`RUNNER_PORTABLE=1`, as scripts/test's second pass does) and the calling test checks
+/// a promise those paths do not make (docs/platforms.md lists them): the test then
+/// returns at once. The variable reaches the runner the tests start by inheritance.
+pub fn skipped_when_portable(why: &str) -> bool {
+    let portable = std::env::var_os("RUNNER_PORTABLE").is_some_and(|v| v == "1");
+    if portable {
+        eprintln!("skipped under RUNNER_PORTABLE=1: {why}");
+    }
+    portable
+}
