@@ -1,6 +1,6 @@
 //! Linux: pidfds, the child subreaper, `PR_SET_DUMPABLE`, `F_SETPIPE_SZ`, `pipe2`,
-//! hole punching with `fallocate`, and `/proc`. Under `RUNNER_PORTABLE=1`
-//! ([`super::portable`]) the functions that have a portable way take it instead.
+//! hole punching with `fallocate`, and `/proc`. `RUNNER_PORTABLE=1` is applied by
+//! `mod.rs` but for the peak memory, read here.
 
 use super::{portable, ProcessInfo};
 use rustix::process::{Pid, PidfdFlags};
@@ -16,21 +16,13 @@ pub fn grow_pipe(fd: BorrowedFd<'_>, size: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// A file descriptor that becomes readable when the process `pid` exits: a pidfd
-/// (Linux ≥ 5.3). `None` where the kernel has none, or under `RUNNER_PORTABLE=1`;
-/// callers then check the child periodically.
+/// A pidfd (Linux ≥ 5.3).
 pub fn exit_watch(pid: u32) -> Option<OwnedFd> {
-    if portable() {
-        return None;
-    }
     let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
     rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
 }
 
 pub fn become_subreaper() -> io::Result<bool> {
-    if portable() {
-        return Ok(false);
-    }
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(true)
 }
@@ -43,9 +35,6 @@ pub fn make_undumpable() {
 }
 
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    if portable() {
-        return super::pipe_then_cloexec();
-    }
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
@@ -57,13 +46,7 @@ pub fn punch_hole(file: &File, start: u64, len: u64) {
     let _ = fallocate(file, flags, start, len);
 }
 
-/// The runner's own executable, to start it again (the watchdog): `/proc/self/exe`,
-/// which stays this very file even if its path was replaced or removed since; under
-/// `RUNNER_PORTABLE=1`, the path `std::env::current_exe` gives, as on macOS.
 pub fn this_executable() -> io::Result<PathBuf> {
-    if portable() {
-        return std::env::current_exe();
-    }
     Ok(PathBuf::from("/proc/self/exe"))
 }
 

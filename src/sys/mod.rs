@@ -34,12 +34,34 @@ use macos as platform;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!("runner runs on Linux and macOS only (see docs/platforms.md)");
 
-pub use platform::{exit_watch, make_undumpable, punch_hole, this_executable};
+pub use platform::{make_undumpable, punch_hole};
 
 /// Whether `RUNNER_PORTABLE=1` asks for the portable paths (read once, at first use).
 pub fn portable() -> bool {
     static PORTABLE: OnceLock<bool> = OnceLock::new();
     *PORTABLE.get_or_init(|| std::env::var_os("RUNNER_PORTABLE").is_some_and(|v| v == "1"))
+}
+
+/// A file descriptor that becomes readable when the process `pid` exits (Linux: a
+/// pidfd, ≥ 5.3; macOS: a kqueue watching it for `EVFILT_PROC`/`NOTE_EXIT`). `None`
+/// where the kernel has none, the process already exited, or under
+/// `RUNNER_PORTABLE=1`; callers then check the child periodically.
+pub fn exit_watch(pid: u32) -> Option<OwnedFd> {
+    if portable() {
+        return None;
+    }
+    platform::exit_watch(pid)
+}
+
+/// The runner's own executable, to start it again (the watchdog). Linux:
+/// `/proc/self/exe`, which stays this very file even if its path was replaced or
+/// removed since; macOS and `RUNNER_PORTABLE=1`: the path `std::env::current_exe`
+/// gives.
+pub fn this_executable() -> io::Result<std::path::PathBuf> {
+    if portable() {
+        return std::env::current_exe();
+    }
+    platform::this_executable()
 }
 
 pub use rustix::event::{PollFd, PollFlags};
@@ -128,7 +150,7 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 /// dies becomes our child instead of init's (Linux: `PR_SET_CHILD_SUBREAPER`). False
 /// where the platform has none (macOS, or `RUNNER_PORTABLE=1`).
 pub fn become_subreaper() -> io::Result<bool> {
-    let done = platform::become_subreaper()?;
+    let done = !portable() && platform::become_subreaper()?;
     SUBREAPER.store(done, Ordering::Relaxed);
     Ok(done)
 }
@@ -219,6 +241,9 @@ pub fn pollfd(fd: BorrowedFd<'_>, events: PollFlags) -> PollFd<'_> {
 /// A pipe whose both ends close on exec (Linux: `pipe2`; macOS: `pipe`, then
 /// `FD_CLOEXEC` on each end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    if portable() {
+        return pipe_then_cloexec();
+    }
     platform::pipe()
 }
 
