@@ -71,9 +71,16 @@ pub fn hide() -> Option<String> {
         .is_some_and(|url| !password_spans(url.as_encoded_bytes()).is_empty());
     let blocks = Blocks::of_this_process();
     let mut warning = None;
+    if blocks.is_none()
+        && std::env::args_os().any(|a| !password_spans(a.as_encoded_bytes()).is_empty())
+    {
+        // Where the blocks cannot be found (macOS: docs/platforms.md), they stay as
+        // they are, and so does what `ps` shows.
+        warning = Some(visible(&holders, Hidden::Never));
+    }
     if let Some(b) = &blocks {
         if overwrite(b.args, password_spans) {
-            warning = Some(visible(&holders));
+            warning = Some(visible(&holders, Hidden::Now));
         }
         overwrite(b.env, secret_values);
         if cache_password {
@@ -92,9 +99,21 @@ pub fn hide() -> Option<String> {
     warning
 }
 
+/// Whether a password on the command line was overwritten (`Now`), or stays visible
+/// while the runner runs (`Never`: the platform does not say where it is).
+#[derive(Clone, Copy)]
+enum Hidden {
+    Now,
+    Never,
+}
+
 /// The warning for passwords that were on the command line, naming the options that
 /// held them and the variable to use instead.
-fn visible(holders: &[&str]) -> String {
+fn visible(holders: &[&str], hidden: Hidden) -> String {
+    let seen = match hidden {
+        Hidden::Now => "was visible to other local users (ps, /proc) until now",
+        Hidden::Never => "is visible to other local users (ps) while the runner runs",
+    };
     let mut told = Vec::new();
     for holder in holders {
         let (what, instead) = match *holder {
@@ -109,10 +128,10 @@ fn visible(holders: &[&str]) -> String {
             _ => ("a password in a URL on the command line", ""),
         };
         let line = if instead.is_empty() {
-            format!("warning: {what} was visible to other local users (ps, /proc) until now")
+            format!("warning: {what} {seen}")
         } else {
             format!(
-                "warning: {what} was visible to other local users (ps, /proc) until now; \
+                "warning: {what} {seen}; \
                  prefer {instead} or a URL without password on the command line"
             )
         };
@@ -121,7 +140,7 @@ fn visible(holders: &[&str]) -> String {
         }
     }
     if told.is_empty() {
-        told.push(visible(&["another"]));
+        told.push(visible(&["another"], hidden));
     }
     told.join("\n")
 }
@@ -282,7 +301,7 @@ mod tests {
         .map(Into::into)
         .collect();
         assert_eq!(holders(&args), ["--broker", "--cache"]);
-        let text = visible(&holders(&args));
+        let text = visible(&holders(&args), Hidden::Now);
         assert!(text.contains("given with --broker was visible"), "{text}");
         assert!(text.contains("prefer RUNNER_BROKER_URL"), "{text}");
         assert!(
@@ -291,6 +310,11 @@ mod tests {
         );
         assert!(text.contains("prefer RUNNER_CACHE "), "{text}");
         assert_eq!(text.lines().count(), 2);
+        let text = visible(&holders(&args), Hidden::Never);
+        assert!(
+            text.contains("given with --broker is visible to other local users (ps) while the runner runs; prefer RUNNER_BROKER_URL"),
+            "{text}"
+        );
     }
 
     #[test]
