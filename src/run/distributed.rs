@@ -8,7 +8,7 @@
 //! and is never published; a miss goes on to the publisher. The own share stores what
 //! it runs with the run's cache, as a worker given `--cache` does.
 
-use super::{task_ended, Note, Shared};
+use super::{slurm, task_ended, Note, Shared};
 use crate::broker::{coordinator, worker};
 use crate::error::Error;
 use crate::exec::control::Level;
@@ -34,6 +34,8 @@ pub(super) struct Distributed {
     local: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     /// `--cache`: the lookups before publishing, their stop flag and their thread.
     lookups: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// `--slurm`: the workers' job array, cancelled once the run ended.
+    array: Option<slurm::Array>,
 }
 
 impl Distributed {
@@ -53,6 +55,9 @@ impl Distributed {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
         }
+        if let Some(mut array) = self.array {
+            array.cancel();
+        }
         unfinished
     }
 }
@@ -62,6 +67,7 @@ impl Distributed {
 pub(super) fn start(
     shared: &Arc<Shared>,
     options: &coordinator::Options,
+    slurm: Option<&slurm::Options>,
     session: &Session,
     tasks: Receiver<Start>,
     pool: usize,
@@ -90,6 +96,19 @@ pub(super) fn start(
         Arc::new(move |text: String| {
             let _ = events.send(Event::Note(text));
         })
+    };
+    // Submitted before the run is announced: a refusal leaves nothing on the broker.
+    // Cancelled on drop, so also when the run cannot start below.
+    let array = match slurm {
+        Some(slurm) => Some(slurm::submit(
+            &ctx.file.path,
+            &ctx.run_id,
+            &options.url,
+            options.key.as_deref(),
+            slurm,
+            say.clone(),
+        )?),
+        None => None,
     };
     let (tasks, lookups) = match ctx.cache.as_ref().filter(|c| c.reads()) {
         Some(_) => {
@@ -123,6 +142,7 @@ pub(super) fn start(
         coordinator,
         local,
         lookups,
+        array,
     })
 }
 

@@ -15,6 +15,8 @@
 
 #[cfg(feature = "distributed")]
 mod distributed;
+#[cfg(feature = "distributed")]
+pub mod slurm;
 mod end;
 pub mod gate;
 
@@ -60,6 +62,9 @@ pub struct Options {
     /// A distributed run: tasks of fan-out jobs go through this broker.
     #[cfg(feature = "distributed")]
     pub broker: Option<crate::broker::coordinator::Options>,
+    /// `--slurm N`: the run's workers, submitted as a Slurm job array.
+    #[cfg(feature = "distributed")]
+    pub slurm: Option<slurm::Options>,
 }
 
 enum Note {
@@ -221,7 +226,12 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     #[cfg(feature = "distributed")]
     let distributed = match &options.broker {
         Some(broker) => Some(distributed::start(
-            &shared, broker, &session, remote_rx, pool,
+            &shared,
+            broker,
+            options.slurm.as_ref(),
+            &session,
+            remote_rx,
+            pool,
         )?),
         None => None,
     };
