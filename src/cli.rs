@@ -271,7 +271,12 @@ pub struct RunArgs {
     /// With --slurm: one more argument for `sbatch` (repeatable), e.g.
     /// --slurm-arg=--partition=short.
     #[cfg(feature = "distributed")]
-    #[arg(long, value_name = "ARG", allow_hyphen_values = true, requires = "slurm")]
+    #[arg(
+        long,
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "slurm"
+    )]
     pub slurm_arg: Vec<String>,
 }
 

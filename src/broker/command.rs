@@ -175,7 +175,7 @@ impl Worker {
             if let Some(idle) = idle_exit.filter(|idle| idle_since.elapsed() >= *idle) {
                 self.session.say(format!(
                     "no run served for {} (--idle-exit): exiting",
-                    crate::task::duration(idle)
+                    humantime::format_duration(idle)
                 ));
                 break;
             }

@@ -43,6 +43,11 @@ impl Distributed {
     /// waiting up to `grace` and 5 s for them (less on a further signal). Returns the
     /// tasks that ended without a result.
     pub(super) fn finish(self, grace: Duration, signals: &Receiver<Interrupt>) -> Unfinished {
+        // No worker that has not started yet will be needed: none starts while the
+        // run's end is told to those that serve it.
+        if let Some(array) = &self.array {
+            array.cancel_pending();
+        }
         // First: what waits for its lookup goes on to the publisher, which withdraws it.
         if let Some((stop, thread)) = self.lookups {
             stop.store(true, Ordering::SeqCst);

@@ -15,10 +15,10 @@
 
 #[cfg(feature = "distributed")]
 mod distributed;
-#[cfg(feature = "distributed")]
-pub mod slurm;
 mod end;
 pub mod gate;
+#[cfg(feature = "distributed")]
+pub mod slurm;
 
 use crate::display;
 use crate::error::{Error, Outcome};

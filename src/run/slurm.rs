@@ -259,14 +259,8 @@ fn poll(id: &str, stop: &Receiver<()>, say: &Say) {
 }
 
 impl Array {
-    /// Ends the array: pending workers cancelled now, running ones given a few seconds
-    /// to end by themselves (the run is over: `--once`), then cancelled.
-    pub fn cancel(&mut self) {
-        let Some((stop, thread)) = self.poller.take() else {
-            return;
-        };
-        drop(stop);
-        let _ = thread.join();
+    /// The run is ending: its workers that did not start yet never will (said).
+    pub fn cancel_pending(&self) {
         let pending = states(&self.id)
             .unwrap_or_default()
             .iter()
@@ -279,6 +273,17 @@ impl Array {
                 crate::task::plural(pending as u64, "pending worker")
             ));
         }
+    }
+
+    /// Ends the array: pending workers cancelled now, running ones given a few seconds
+    /// to end by themselves (the run is over: `--once`), then cancelled.
+    pub fn cancel(&mut self) {
+        let Some((stop, thread)) = self.poller.take() else {
+            return;
+        };
+        drop(stop);
+        let _ = thread.join();
+        self.cancel_pending();
         let deadline = Instant::now() + WORKERS_END;
         let mut left = states(&self.id).unwrap_or_default();
         while !left.is_empty() && Instant::now() < deadline {
@@ -330,10 +335,7 @@ mod tests {
     #[test]
     fn counts_are_pending_then_running() {
         let states = ["running", "pending", "running", "completing"].map(String::from);
-        assert_eq!(
-            super::counts(&states),
-            "1 pending, 2 running, 1 completing"
-        );
+        assert_eq!(super::counts(&states), "1 pending, 2 running, 1 completing");
     }
 
     #[test]

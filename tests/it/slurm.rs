@@ -115,7 +115,11 @@ impl Slurm {
                 .args(["-D", "-i"])
                 .env("SLURM_CONF", &conf),
         );
-        slurm.spawn(Command::new("/usr/sbin/slurmd").arg("-D").env("SLURM_CONF", &conf));
+        slurm.spawn(
+            Command::new("/usr/sbin/slurmd")
+                .arg("-D")
+                .env("SLURM_CONF", &conf),
+        );
         let idle = wait_for(Duration::from_secs(30), || {
             slurm.client("sinfo", &["-h", "-o", "%t"]).trim() == "idle"
         });
@@ -199,18 +203,26 @@ fn a_run_with_slurm_workers_completes_on_the_arrays_workers() {
     let slurm = Slurm::start();
     let redis = Redis::start(&[]);
     let t = Test::new(FAN);
-    let out = slurm_run(&t, &slurm, &redis, &["--slurm", "2", "--report", "report.json"])
-        .env("RUNNER_AUTHKEY", "a-shared-secret")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = slurm_run(
+        &t,
+        &slurm,
+        &redis,
+        &["--slurm", "2", "--report", "report.json"],
+    )
+    .env("RUNNER_AUTHKEY", "a-shared-secret")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
     assert!(
         stderr.contains("submitted 2 workers as Slurm job"),
         "{stderr}"
     );
-    assert!(stderr.contains(": 2 pending"), "the array's counts: {stderr}");
+    assert!(
+        stderr.contains(": 2 pending"),
+        "the array's counts: {stderr}"
+    );
     let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
     let tasks = report["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 8);
@@ -265,7 +277,11 @@ fn ctrl_c_mid_run_leaves_no_job_in_squeue() {
         &t,
         &slurm,
         &redis,
-        &["--slurm", "2", &format!("--slurm-arg=--cpus-per-task={cpus}")],
+        &[
+            "--slurm",
+            "2",
+            &format!("--slurm-arg=--cpus-per-task={cpus}"),
+        ],
     )
     .stdin(Stdio::null())
     .stdout(Stdio::null())
@@ -356,7 +372,14 @@ fn a_worker_given_idle_exit_exits_0_after_serving_nothing_that_long() {
     let redis = Redis::start(&[]);
     let t = Test::new(FAN);
     let started = std::time::Instant::now();
-    let out = t.run_with(&["worker", "jobs.toml", "--broker", &redis.url(), "--idle-exit", "1s"]);
+    let out = t.run_with(&[
+        "worker",
+        "jobs.toml",
+        "--broker",
+        &redis.url(),
+        "--idle-exit",
+        "1s",
+    ]);
     out.assert_code(0)
         .assert_stderr_has("no run served for 1s (--idle-exit): exiting");
     assert!(started.elapsed() >= Duration::from_secs(1));
