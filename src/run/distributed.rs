@@ -67,16 +67,19 @@ impl Distributed {
     }
 }
 
-/// Announces the run on the broker, wires results back into the scheduler, and starts
-/// the coordinator's own share of the tasks (unless `--no-local`).
+/// With `--broker`: announces the run on the broker, wires results back into the
+/// scheduler, and starts the coordinator's own share of the tasks (unless
+/// `--no-local`); with `--slurm`, submits the workers first.
 pub(super) fn start(
     shared: &Arc<Shared>,
-    options: &coordinator::Options,
-    slurm: Option<&slurm::Options>,
+    run: &super::Options,
     session: &Session,
     tasks: Receiver<Start>,
     pool: usize,
-) -> Result<Distributed, Error> {
+) -> Result<Option<Distributed>, Error> {
+    let Some(options) = &run.broker else {
+        return Ok(None);
+    };
     {
         let remote = shared
             .ctx
@@ -104,7 +107,7 @@ pub(super) fn start(
     };
     // Submitted before the run is announced: a refusal leaves nothing on the broker.
     // Cancelled on drop, so also when the run cannot start below.
-    let array = match slurm {
+    let array = match &run.slurm {
         Some(slurm) => Some(slurm::submit(
             &ctx.file.path,
             &ctx.run_id,
@@ -143,12 +146,12 @@ pub(super) fn start(
     } else {
         Some(start_share(session, shared, options, pool)?)
     };
-    Ok(Distributed {
+    Ok(Some(Distributed {
         coordinator,
         local,
         lookups,
         array,
-    })
+    }))
 }
 
 /// The `cache-lookup` thread: each task the run publishes is looked up first; a hit is

@@ -224,17 +224,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         remote: distributed_remote(&options).then_some(remote_tx),
     });
     #[cfg(feature = "distributed")]
-    let distributed = match &options.broker {
-        Some(broker) => Some(distributed::start(
-            &shared,
-            broker,
-            options.slurm.as_ref(),
-            &session,
-            remote_rx,
-            pool,
-        )?),
-        None => None,
-    };
+    let distributed = distributed::start(&shared, &options, &session, remote_rx, pool)?;
     #[cfg(not(feature = "distributed"))]
     drop(remote_rx);
     // Nothing can refuse the run any more: its journal becomes the latest run.
