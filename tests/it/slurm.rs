@@ -231,10 +231,6 @@ fn a_run_with_slurm_workers_completes_on_the_arrays_workers() {
         .iter()
         .map(|t| t["worker"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert!(
-        !workers.is_empty() && workers.iter().all(|w| w.contains(':')),
-        "workers: {workers:?}"
-    );
     let id = stderr
         .split("as Slurm job ")
         .nth(1)
@@ -255,6 +251,20 @@ fn a_run_with_slurm_workers_completes_on_the_arrays_workers() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(logs.contains("serving run"), "worker logs:\n{logs}");
+    // Each task's worker (`host:pid` in the report) is one of the array's.
+    let pids: Vec<&str> = logs
+        .split("(pid ")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .collect();
+    assert_eq!(pids.len(), 2, "two workers started: {logs}");
+    for worker in &workers {
+        let pid = worker.rsplit(':').next().unwrap();
+        assert!(
+            pids.contains(&pid),
+            "{worker} is not a worker of the array: {logs}"
+        );
+    }
     assert!(!logs.contains("a-shared-secret"));
     assert!(
         wait_for(Duration::from_secs(20), || slurm.queue().is_empty()),
@@ -263,13 +273,14 @@ fn a_run_with_slurm_workers_completes_on_the_arrays_workers() {
     );
 }
 
-#[test]
-#[ignore = "needs root, slurm-wlm and munge (scripts/test installs them)"]
-fn ctrl_c_mid_run_leaves_no_job_in_squeue() {
+/// A run that ends mid-way, stopped by `signal` (or by a failure with `--fail-fast`
+/// when None), with one worker of its array running and one pending: it exits with
+/// `status`, cancels the pending one and leaves no job in `squeue`.
+fn stopped_mid_run_leaves_no_job_in_squeue(signal: Option<i32>, status: i32) {
     let slurm = Slurm::start();
     let redis = Redis::start(&[]);
     let t = Test::new(
-        "[jobs.slow]\ncommand = 'echo {item} >> started.log; sleep 60'\nitems = { range = [0, 8] }\n",
+        "[jobs.slow]\ncommand = 'echo {item} >> started.log; for i in $(seq 600); do [ -e fail ] && exit 3; sleep 0.1; done'\nitems = { range = [0, 8] }\n",
     );
     // Each worker asks for every CPU of the node: one runs, the other stays pending.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -300,11 +311,19 @@ fn ctrl_c_mid_run_leaves_no_job_in_squeue() {
         "the array's counts in the progress:\n{}",
         stderr.now()
     );
-    // SAFETY: signalling the runner this test started, by its pid.
-    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
+    match signal {
+        // SAFETY: signalling the runner this test started, by its pid.
+        Some(signal) => unsafe { libc::kill(runner.id() as i32, signal) },
+        // The running tasks fail: --fail-fast stops the run.
+        None => {
+            t.write("fail", "");
+            0
+        }
+    };
+    let want = status;
     let status = wait_child(&mut runner, Duration::from_secs(40));
     let stderr = stderr.finish();
-    assert_eq!(status, Some(130), "stderr:\n{stderr}");
+    assert_eq!(status, Some(want), "stderr:\n{stderr}");
     assert!(
         stderr.contains("cancelled 1 pending worker that never started"),
         "{stderr}"
@@ -314,6 +333,24 @@ fn ctrl_c_mid_run_leaves_no_job_in_squeue() {
         "no job left in squeue: {:?}\nstderr:\n{stderr}",
         slurm.queue()
     );
+}
+
+#[test]
+#[ignore = "needs root, slurm-wlm and munge (scripts/test installs them)"]
+fn ctrl_c_mid_run_leaves_no_job_in_squeue() {
+    stopped_mid_run_leaves_no_job_in_squeue(Some(libc::SIGINT), 130);
+}
+
+#[test]
+#[ignore = "needs root, slurm-wlm and munge (scripts/test installs them)"]
+fn term_mid_run_leaves_no_job_in_squeue() {
+    stopped_mid_run_leaves_no_job_in_squeue(Some(libc::SIGTERM), 143);
+}
+
+#[test]
+#[ignore = "needs root, slurm-wlm and munge (scripts/test installs them)"]
+fn a_failure_with_fail_fast_leaves_no_job_in_squeue() {
+    stopped_mid_run_leaves_no_job_in_squeue(None, 1);
 }
 
 #[test]
