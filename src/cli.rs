@@ -263,6 +263,21 @@ pub struct RunArgs {
     #[cfg(feature = "distributed")]
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
     pub max_deliveries: u32,
+    /// With --broker: submit N workers as one Slurm job array (`sbatch`), cancelled
+    /// (`scancel`) when the run ends.
+    #[cfg(feature = "distributed")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
+    pub slurm: Option<u32>,
+    /// With --slurm: one more argument for `sbatch` (repeatable), e.g.
+    /// --slurm-arg=--partition=short.
+    #[cfg(feature = "distributed")]
+    #[arg(
+        long,
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "slurm"
+    )]
+    pub slurm_arg: Vec<String>,
 }
 
 /// `runner report`: a JSON report read back, written in another form.
@@ -336,6 +351,10 @@ pub struct WorkerArgs {
     /// Exit when the run served ends, instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
+    /// Exit (status 0) after serving no run for DURATION, e.g. 10m: a batch
+    /// allocation ends instead of sleeping.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
     /// This machine's amount of a `[resources]` entry instead of the file's
     /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
     /// 1024), `gpu=0` for none. A task of a job with `uses` starts here only when all

@@ -254,6 +254,11 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         },
         #[cfg(feature = "distributed")]
         broker,
+        #[cfg(feature = "distributed")]
+        slurm: args.slurm.map(|workers| run::slurm::Options {
+            workers,
+            args: args.slurm_arg.clone(),
+        }),
     };
     // GitHub Actions masks the values in its log too, told before any task starts.
     if let Some(secrets) = &secrets {

@@ -97,6 +97,10 @@ pub enum Error {
     /// A secret a selected job names cannot be resolved; nothing ran.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),
+    /// `--slurm`: the workers' job array cannot be submitted; nothing ran.
+    #[cfg(feature = "distributed")]
+    #[error(transparent)]
+    Slurm(#[from] crate::run::slurm::SlurmError),
 }
 
 impl Error {
@@ -165,6 +169,8 @@ pub fn exit_status(result: &Result<Outcome, Error>) -> u8 {
             | Error::Cache(_)
             | Error::Path { .. },
         ) => EXIT_INVALID,
+        #[cfg(feature = "distributed")]
+        Err(Error::Slurm(_)) => EXIT_INVALID,
         Err(_) => EXIT_FAILED,
     }
 }

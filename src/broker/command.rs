@@ -18,7 +18,7 @@ use crate::task::printable;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `reason` of a report from a worker that refused a signed run, having no authkey.
 pub const NO_AUTHKEY: &str = "no-authkey";
@@ -52,6 +52,8 @@ struct Worker {
     cache: Option<Opened>,
     /// `--resource NAME=N`: this machine's amounts, instead of the file's.
     resources: Vec<(String, u64)>,
+    /// Set when a run was served (or left): `--idle-exit` counts from then.
+    serving: bool,
 }
 
 /// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
@@ -97,6 +99,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         failed: false,
         cache: None,
         resources: args.resources.clone(),
+        serving: false,
     };
     for (name, _) in &args.resources {
         if !file.resources.iter().any(|r| &r.name == name) {
@@ -128,7 +131,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         cache.settings.mode = crate::cache::Mode::Write;
         Some(cache)
     });
-    let result = worker.serve_runs(&mut broker, args.once);
+    let result = worker.serve_runs(&mut broker, args.once, args.idle_exit);
     let Worker {
         session, failed, ..
     } = worker;
@@ -150,11 +153,30 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
 }
 
 impl Worker {
-    /// Serves runs until stopped (or, with `once`, until one was served).
-    fn serve_runs(&mut self, broker: &mut Broker, once: bool) -> Result<(), Error> {
+    /// Serves runs until stopped (or, with `once`, until one was served; with
+    /// `idle_exit`, until no run was served for that long).
+    fn serve_runs(
+        &mut self,
+        broker: &mut Broker,
+        once: bool,
+        idle_exit: Option<Duration>,
+    ) -> Result<(), Error> {
+        // Since when this worker serves nothing: its start, or the end of the last run.
+        let mut idle_since = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             let served = self.serve_newest(broker)?;
             if served && once {
+                break;
+            }
+            if self.serving {
+                idle_since = Instant::now();
+                self.serving = false;
+            }
+            if let Some(idle) = idle_exit.filter(|idle| idle_since.elapsed() >= *idle) {
+                self.session.say(format!(
+                    "no run served for {} (--idle-exit): exiting",
+                    humantime::format_duration(idle)
+                ));
                 break;
             }
             if !served {
@@ -328,6 +350,7 @@ impl Worker {
     fn serve_run(&mut self, broker: &mut Broker, run: &str, file: Arc<JobFile>, jobs: Vec<String>) {
         let shown = printable(run, 80);
         self.session.say(format!("serving run {shown}"));
+        self.serving = true;
         let queues = file
             .queues
             .iter()

@@ -8,7 +8,7 @@
 //! and is never published; a miss goes on to the publisher. The own share stores what
 //! it runs with the run's cache, as a worker given `--cache` does.
 
-use super::{task_ended, Note, Shared};
+use super::{slurm, task_ended, Note, Shared};
 use crate::broker::{coordinator, worker};
 use crate::error::Error;
 use crate::exec::control::Level;
@@ -34,6 +34,8 @@ pub(super) struct Distributed {
     local: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     /// `--cache`: the lookups before publishing, their stop flag and their thread.
     lookups: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// `--slurm`: the workers' job array, cancelled once the run ended.
+    array: Option<slurm::Array>,
 }
 
 impl Distributed {
@@ -41,6 +43,11 @@ impl Distributed {
     /// waiting up to `grace` and 5 s for them (less on a further signal). Returns the
     /// tasks that ended without a result.
     pub(super) fn finish(self, grace: Duration, signals: &Receiver<Interrupt>) -> Unfinished {
+        // No worker that has not started yet will be needed: none starts while the
+        // run's end is told to those that serve it.
+        if let Some(array) = &self.array {
+            array.cancel_pending();
+        }
         // First: what waits for its lookup goes on to the publisher, which withdraws it.
         if let Some((stop, thread)) = self.lookups {
             stop.store(true, Ordering::SeqCst);
@@ -53,19 +60,26 @@ impl Distributed {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
         }
+        if let Some(mut array) = self.array {
+            array.cancel();
+        }
         unfinished
     }
 }
 
-/// Announces the run on the broker, wires results back into the scheduler, and starts
-/// the coordinator's own share of the tasks (unless `--no-local`).
+/// With `--broker`: announces the run on the broker, wires results back into the
+/// scheduler, and starts the coordinator's own share of the tasks (unless
+/// `--no-local`); with `--slurm`, submits the workers first.
 pub(super) fn start(
     shared: &Arc<Shared>,
-    options: &coordinator::Options,
+    run: &super::Options,
     session: &Session,
     tasks: Receiver<Start>,
     pool: usize,
-) -> Result<Distributed, Error> {
+) -> Result<Option<Distributed>, Error> {
+    let Some(options) = &run.broker else {
+        return Ok(None);
+    };
     {
         let remote = shared
             .ctx
@@ -90,6 +104,19 @@ pub(super) fn start(
         Arc::new(move |text: String| {
             let _ = events.send(Event::Note(text));
         })
+    };
+    // Submitted before the run is announced: a refusal leaves nothing on the broker.
+    // Cancelled on drop, so also when the run cannot start below.
+    let array = match &run.slurm {
+        Some(slurm) => Some(slurm::submit(
+            &ctx.file.path,
+            &ctx.run_id,
+            &options.url,
+            options.key.as_deref(),
+            slurm,
+            say.clone(),
+        )?),
+        None => None,
     };
     let (tasks, lookups) = match ctx.cache.as_ref().filter(|c| c.reads()) {
         Some(_) => {
@@ -119,11 +146,12 @@ pub(super) fn start(
     } else {
         Some(start_share(session, shared, options, pool)?)
     };
-    Ok(Distributed {
+    Ok(Some(Distributed {
         coordinator,
         local,
         lookups,
-    })
+        array,
+    }))
 }
 
 /// The `cache-lookup` thread: each task the run publishes is looked up first; a hit is

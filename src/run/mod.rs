@@ -17,6 +17,8 @@
 mod distributed;
 mod end;
 pub mod gate;
+#[cfg(feature = "distributed")]
+pub mod slurm;
 
 use crate::display;
 use crate::error::{Error, Outcome};
@@ -60,6 +62,9 @@ pub struct Options {
     /// A distributed run: tasks of fan-out jobs go through this broker.
     #[cfg(feature = "distributed")]
     pub broker: Option<crate::broker::coordinator::Options>,
+    /// `--slurm N`: the run's workers, submitted as a Slurm job array.
+    #[cfg(feature = "distributed")]
+    pub slurm: Option<slurm::Options>,
 }
 
 enum Note {
@@ -219,12 +224,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         remote: distributed_remote(&options).then_some(remote_tx),
     });
     #[cfg(feature = "distributed")]
-    let distributed = match &options.broker {
-        Some(broker) => Some(distributed::start(
-            &shared, broker, &session, remote_rx, pool,
-        )?),
-        None => None,
-    };
+    let distributed = distributed::start(&shared, &options, &session, remote_rx, pool)?;
     #[cfg(not(feature = "distributed"))]
     drop(remote_rx);
     // Nothing can refuse the run any more: its journal becomes the latest run.
