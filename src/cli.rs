@@ -342,6 +342,10 @@ pub struct WorkerArgs {
     /// it uses is free here. A NAME the file does not have is unused.
     #[arg(long = "resource", value_name = "NAME=N", value_parser = parse_resource)]
     pub resources: Vec<(String, u64)>,
+    /// A label of this worker (repeatable): jobs with `runs_on` go only to workers with
+    /// every one of their labels. Letters, digits, `_`, `.` and `-`.
+    #[arg(long = "label", value_name = "NAME", value_parser = crate::jobfile::labels::parse)]
+    pub labels: Vec<String>,
     /// A worker given a cache stores each task it ran that succeeded (the coordinator
     /// looks tasks up before publishing them; a worker never restores).
     #[command(flatten)]

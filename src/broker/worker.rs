@@ -35,7 +35,7 @@
 
 use super::tasks::TaskState;
 use super::wire::Message;
-use super::{Broker, Lease, RunState, HEARTBEAT_EVERY};
+use super::{Broker, Lease, RunState, WorkerInfo, HEARTBEAT_EVERY, PRESENCE_EVERY};
 use crate::error::Error;
 use crate::exec::{self, Context, Mode};
 use crate::jobfile::Items;
@@ -61,6 +61,9 @@ pub struct ServeOptions {
     /// What this machine has of each of the file's `[resources]` (in file order): the
     /// file's values, or the worker's `--resource`.
     pub capacity: Vec<u64>,
+    /// This worker's labels (`--label`): it serves only jobs whose `runs_on` it has all
+    /// of. The coordinator's own share has none.
+    pub labels: Vec<String>,
 }
 
 /// Everything a consumer of one run needs.
@@ -91,6 +94,9 @@ pub struct Serve {
     /// Whether a job of the run that may run here has `uses`: then one consumer reads
     /// at a time, one entry, and only when every such job fits what is free.
     uses: bool,
+    /// Whether a job of the run has `runs_on`: then takeovers skip entries of jobs this
+    /// process lacks labels for.
+    routes: bool,
     /// Held by the consumer that reads from the broker while `uses`.
     reading: Mutex<()>,
     /// Jobs whose `uses` never fit this machine, said once each.
@@ -109,16 +115,23 @@ impl Serve {
             memory.stamps = None;
             memory
         });
-        let uses =
-            ctx.file.jobs.iter().any(|j| {
-                options.jobs.contains(&j.name) && may_run_remotely(j) && !j.uses.is_empty()
-            });
+        let uses = ctx
+            .file
+            .jobs
+            .iter()
+            .any(|j| serves(&options, j) && !j.uses.is_empty());
+        let routes = ctx
+            .file
+            .jobs
+            .iter()
+            .any(|j| options.jobs.contains(&j.name) && !j.runs_on.is_empty());
         let in_use = Mutex::new(vec![0; options.capacity.len()]);
         Serve {
             memory,
             in_use,
             holding: Mutex::new(HashMap::new()),
             uses,
+            routes,
             reading: Mutex::new(()),
             said_never: Mutex::new(HashSet::new()),
             options,
@@ -150,7 +163,7 @@ impl Serve {
             .file
             .jobs
             .iter()
-            .filter(|j| self.options.jobs.contains(&j.name) && may_run_remotely(j))
+            .filter(|j| serves(&self.options, j))
             .filter(|j| !j.uses.is_empty() && self.fits_here(&j.uses))
             .all(|j| {
                 j.uses
@@ -309,7 +322,9 @@ const ORPHANED_AFTER: Duration = Duration::from_secs(2);
 fn watch(s: &Serve, broker: &mut Broker) {
     let mut orphaned_since: Option<Instant> = None;
     let run = printable(s.run(), 80);
+    let mut present: Option<Instant> = None;
     while !s.stop.load(Ordering::SeqCst) {
+        say_serving(s, broker, &mut present);
         match broker.run_state(s.run()) {
             Ok(RunState::Running) => {
                 orphaned_since = None;
@@ -342,6 +357,21 @@ fn watch(s: &Serve, broker: &mut Broker) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Says in Redis that this process serves the run (every [`PRESENCE_EVERY`]), with its
+/// labels and pool, for the coordinator to tell who serves it.
+fn say_serving(s: &Serve, broker: &mut Broker, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < PRESENCE_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let info = WorkerInfo {
+        name: s.options.consumer.clone(),
+        labels: s.options.labels.clone(),
+        pool: s.options.pool,
+    };
+    let _ = broker.serving(s.run(), &info);
 }
 
 /// Stops serving the run; on a worker, its running tasks are stopped too (the
@@ -397,6 +427,11 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
                 last_takeover = Some(Instant::now());
                 fetched.extend(take_over(s, broker));
+                if !fetched.is_empty() {
+                    // There may be more to take over (entries given back): look again
+                    // at once.
+                    last_takeover = None;
+                }
             }
             if fetched.is_empty() {
                 fetched = broker
@@ -407,6 +442,9 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
                         Duration::from_millis(250),
                     )
                     .unwrap_or_default();
+            }
+            if s.routes {
+                fetched = keep_labelled(s, broker, fetched);
             }
             for (id, message) in &fetched {
                 s.hold(id, message);
@@ -448,7 +486,7 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
         if deliveries >= lease.max_deliveries {
             continue; // The coordinator reports it as lost.
         }
-        if s.uses && !fits_entry(s, broker, &id) {
+        if (s.uses || s.routes) && !fits_entry(s, broker, &id) {
             continue; // Given back by a worker like this one: left to one with room.
         }
         let claimed = broker
@@ -476,7 +514,63 @@ fn fits_entry(s: &Serve, broker: &mut Broker, id: &str) -> bool {
         .jobs
         .iter()
         .find(|j| j.name == name)
-        .is_none_or(|j| s.fits_here(&j.uses))
+        .is_none_or(|j| s.fits_here(&j.uses) && has_labels(&s.options, j))
+}
+
+/// Whether this process has every label the job's `runs_on` names.
+fn has_labels(options: &ServeOptions, job: &crate::jobfile::Job) -> bool {
+    crate::jobfile::labels::missing(&job.runs_on, &options.labels).is_empty()
+}
+
+/// Whether this process serves tasks of `job` at all: one of the run's, that may run on
+/// workers, with every label of its `runs_on` here.
+fn serves(options: &ServeOptions, job: &crate::jobfile::Job) -> bool {
+    options.jobs.contains(&job.name) && may_run_remotely(job) && has_labels(options, job)
+}
+
+/// Entries just read, less those of jobs whose `runs_on` this process lacks a label
+/// of: those are given back at once (never held, never prefetched), for a worker
+/// with the labels to take over.
+fn keep_labelled(
+    s: &Serve,
+    broker: &mut Broker,
+    fetched: Vec<(String, Message)>,
+) -> Vec<(String, Message)> {
+    let file = s.ctx.file.clone();
+    fetched
+        .into_iter()
+        .filter(|(id, message)| {
+            let name = message.text("job").unwrap_or_default();
+            match file.jobs.iter().find(|j| j.name == name) {
+                Some(job) if !has_labels(&s.options, job) => {
+                    give_back_unlabelled(s, broker, id, job);
+                    false
+                }
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// An entry of a job whose `runs_on` this process lacks a label of: given back at
+/// once, unstarted, its delivery count unchanged; said once per job on a worker (the
+/// coordinator says which tasks wait for which labels).
+fn give_back_unlabelled(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    if s.ctx.mode == Mode::Worker
+        && s.said_never
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.name.clone())
+    {
+        let missing = crate::jobfile::labels::missing(&job.runs_on, &s.options.labels);
+        s.say(format!(
+            "job `{}` runs on workers with {}; this worker lacks {}: its tasks are left to other workers",
+            job.name,
+            crate::jobfile::labels::words(&job.runs_on),
+            missing.join(", ")
+        ));
+    }
+    let _ = broker.give_back(s.run(), &s.options.consumer, id, s.options.lease.duration);
 }
 
 /// What became of an entry a consumer handled.
@@ -551,6 +645,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if run_over(s) {
         return Handled::Over; // Not started: left pending.
     }
+    if !has_labels(&s.options, job) {
+        give_back_unlabelled(s, broker, id, job);
+        return Handled::Over;
+    }
     if !job.uses.is_empty() && !s.holds(id) {
         give_back_unfit(s, broker, id, job);
         return Handled::Over;
@@ -588,6 +686,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     }
     let mut record = record;
     record.worker = Some(s.options.consumer.clone());
+    record.worker_labels.clone_from(&s.options.labels);
     let result = result_message(&record, &job.name).sign(s.key(), run);
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
@@ -761,6 +860,7 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("pid", r.pid.map(|p| p.to_string()).unwrap_or_default())
         .with("host", &r.host)
         .with("worker", r.worker.as_deref().unwrap_or_default())
+        .with("labels", r.worker_labels.join(" "))
         .with("slot", r.slot.to_string())
         .with("tries", serde_json::to_string(&r.tries).unwrap_or_default())
         .with("attempts", r.attempts.to_string())
@@ -839,6 +939,17 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .text("worker")
         .filter(|w| !w.is_empty())
         .map(|w| printable(&w, 100));
+    // Labels are names (`jobfile::labels`): anything else a broker holds is dropped.
+    r.worker_labels = m
+        .text("labels")
+        .map(|t| {
+            t.split(' ')
+                .filter(|l| crate::jobfile::labels::check(l).is_ok())
+                .take(64)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     // A worker of an older runner sends no slot: its tasks share lane 0 of it.
     r.slot = m.number("slot").unwrap_or(0);
     r.tries = m

@@ -241,6 +241,8 @@ fn start_share(
         jobs: ctx.file.jobs.iter().map(|j| j.name.clone()).collect(),
         // Its own machine's `[resources]`, as a local run has them.
         capacity: ctx.file.resources.iter().map(|r| r.capacity).collect(),
+        // No labels: jobs with `runs_on` run on workers only.
+        labels: Vec::new(),
     };
     let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();
