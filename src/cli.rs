@@ -336,6 +336,10 @@ pub struct WorkerArgs {
     /// Exit when the run served ends, instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
+    /// Keep this terminal short: a line when a run is served and when it ends, notes
+    /// and errors, and the tasks that failed; no task output, starts nor progress.
+    #[arg(long)]
+    pub quiet: bool,
     /// This machine's amount of a `[resources]` entry instead of the file's
     /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
     /// 1024), `gpu=0` for none. A task of a job with `uses` starts here only when all

@@ -77,7 +77,12 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
     check_url(&url)?;
     let key = authkey(args.broker.authkey_file.as_deref())?;
     let broker = Broker::connect(&url, Duration::from_secs(10))?;
-    let session = Session::start(file.clone(), display::Options::detect(false), args.grace)?;
+    let mut display = display::Options::detect(args.quiet);
+    if args.quiet {
+        display.brief = true;
+        display.mode = display::Mode::Plain;
+    }
+    let session = Session::start(file.clone(), display, args.grace)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = session.relay_signals(stop.clone())?;
     // Idle or between runs, it says when the broker is away and gives up on a signal.
@@ -429,6 +434,7 @@ impl Worker {
                 })
                 .collect(),
             labels: self.labels.clone(),
+            ledger: None,
         };
         let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {

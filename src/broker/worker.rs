@@ -64,6 +64,58 @@ pub struct ServeOptions {
     /// This worker's labels (`--label`): it serves only jobs whose `runs_on` it has all
     /// of. The coordinator's own share has none.
     pub labels: Vec<String>,
+    /// Where what tasks hold is counted: `None`, this process's own count of
+    /// `capacity` (a worker); the coordinator's own share counts with its scheduler, so
+    /// that the tasks it runs and those the scheduler starts here share one count.
+    pub ledger: Option<Arc<dyn Ledger>>,
+}
+
+/// A count of what tasks hold of each resource on this machine.
+pub trait Ledger: Send + Sync {
+    /// Whether `uses` fits what is free now.
+    fn fits(&self, uses: &[(ResourceId, u64)]) -> bool;
+    /// Takes `uses` if it fits now; false if not.
+    fn take(&self, uses: &[(ResourceId, u64)]) -> bool;
+    /// Gives back what [`Ledger::take`] took.
+    fn give(&self, uses: &[(ResourceId, u64)]);
+}
+
+/// A worker's own count.
+struct Own {
+    capacity: Vec<u64>,
+    in_use: Mutex<Vec<u64>>,
+}
+
+impl Own {
+    fn free(&self, in_use: &[u64], uses: &[(ResourceId, u64)]) -> bool {
+        uses.iter()
+            .all(|&(r, n)| in_use[r] + n <= self.capacity.get(r).copied().unwrap_or(0))
+    }
+}
+
+impl Ledger for Own {
+    fn fits(&self, uses: &[(ResourceId, u64)]) -> bool {
+        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        self.free(&in_use, uses)
+    }
+
+    fn take(&self, uses: &[(ResourceId, u64)]) -> bool {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.free(&in_use, uses) {
+            return false;
+        }
+        for &(r, n) in uses {
+            in_use[r] += n;
+        }
+        true
+    }
+
+    fn give(&self, uses: &[(ResourceId, u64)]) {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        for &(r, n) in uses {
+            in_use[r] = in_use[r].saturating_sub(n);
+        }
+    }
 }
 
 /// Everything a consumer of one run needs.
@@ -88,7 +140,7 @@ pub struct Serve {
     /// machine's files.
     memory: Option<crate::state::Memory>,
     /// What tasks running (or about to) here hold of each resource.
-    in_use: Mutex<Vec<u64>>,
+    ledger: Arc<dyn Ledger>,
     /// Entries taken with what they hold here (given back when the entry is over).
     holding: Mutex<HashMap<String, Vec<(ResourceId, u64)>>>,
     /// Whether a job of the run that may run here has `uses`: then one consumer reads
@@ -125,10 +177,15 @@ impl Serve {
             .jobs
             .iter()
             .any(|j| options.jobs.contains(&j.name) && !j.runs_on.is_empty());
-        let in_use = Mutex::new(vec![0; options.capacity.len()]);
+        let ledger = options.ledger.clone().unwrap_or_else(|| {
+            Arc::new(Own {
+                capacity: options.capacity.clone(),
+                in_use: Mutex::new(vec![0; options.capacity.len()]),
+            })
+        });
         Serve {
             memory,
-            in_use,
+            ledger,
             holding: Mutex::new(HashMap::new()),
             uses,
             routes,
@@ -158,18 +215,13 @@ impl Serve {
     /// fits what is free now: only then does a consumer read an entry (so that no
     /// entry is taken that could not start at once).
     fn room_for_all(&self) -> bool {
-        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
         self.ctx
             .file
             .jobs
             .iter()
             .filter(|j| serves(&self.options, j))
             .filter(|j| !j.uses.is_empty() && self.fits_here(&j.uses))
-            .all(|j| {
-                j.uses
-                    .iter()
-                    .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r])
-            })
+            .all(|j| self.ledger.fits(&j.uses))
     }
 
     /// The entry `id` of a job with `uses` takes them, if they are free here.
@@ -181,19 +233,28 @@ impl Serve {
         if job.uses.is_empty() {
             return;
         }
-        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
-        let free = job
-            .uses
-            .iter()
-            .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r]);
-        if free {
-            for &(r, n) in &job.uses {
-                in_use[r] += n;
-            }
+        if self.ledger.take(&job.uses) {
             self.holding
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.to_string(), job.uses.clone());
+        }
+    }
+
+    /// The entry `id`, whose task gave back what it uses during a retry delay, takes it
+    /// again: as soon as it is free here (false if the run stops first).
+    fn hold_again(&self, id: &str, job: &crate::jobfile::Job) -> bool {
+        loop {
+            if self.ledger.take(&job.uses) {
+                self.holding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), job.uses.clone());
+                return true;
+            }
+            if !self.ctx.control.sleep(Duration::from_millis(20)) || run_over(self) {
+                return false;
+            }
         }
     }
 
@@ -205,10 +266,7 @@ impl Serve {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
         if let Some(uses) = held {
-            let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
-            for (r, n) in uses {
-                in_use[r] -= n;
-            }
+            self.ledger.give(&uses);
         }
     }
 
@@ -671,7 +729,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
     let known = cache_id(s, job, index, item);
-    let (record, bug) = run_paced(s, broker, job, index, item, slot, known.as_ref());
+    let (record, bug) = run_paced(s, broker, (id, job), index, item, slot, known.as_ref());
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {
@@ -697,22 +755,28 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
 /// Runs a task as `exec::run_task_guarded` does (retries in its slot), but for a job
 /// with a `rate`, every attempt (the first and each retry) first takes a turn of the
 /// rate from Redis (the RATE script), shared by every worker of the run: the
-/// coordinator paces what it publishes, and this holds the rate for retries too.
+/// coordinator paces what it publishes, and this holds the rate for retries too. For
+/// a job with `uses`, what the entry `id` holds is given back during each retry delay
+/// (another task may use it meanwhile) and taken again before the next attempt.
 fn run_paced(
     s: &Serve,
     broker: &mut Broker,
-    job: &crate::jobfile::Job,
+    (id, job): (&str, &crate::jobfile::Job),
     index: u64,
     item: &[u8],
     slot: usize,
     known: Option<&crate::state::TaskId>,
 ) -> (TaskRecord, bool) {
-    let Some(rate) = job.rate.map(|r| s.ctx.file.rates[r].clone()) else {
+    let rate = job.rate.map(|r| s.ctx.file.rates[r].clone());
+    if rate.is_none() && job.uses.is_empty() {
         return exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known);
-    };
-    let turn = |broker: &mut Broker| match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
-        Ok(wait) => s.ctx.control.sleep(wait),
-        Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+    }
+    let turn = |broker: &mut Broker| match &rate {
+        None => true,
+        Some(rate) => match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
+            Ok(wait) => s.ctx.control.sleep(wait),
+            Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+        },
     };
     turn(broker);
     let (mut step, mut bug) = exec::start_guarded(&s.ctx, job.id, index, item, slot, known);
@@ -720,7 +784,10 @@ fn run_paced(
         match step {
             exec::Step::Ended(record) => return (record, bug),
             exec::Step::Retry(retry, delay) => {
-                if !s.ctx.control.sleep(delay) || !turn(broker) {
+                let held = s.holds(id);
+                s.give_back(id);
+                let waited = s.ctx.control.sleep(delay) && (!held || s.hold_again(id, job));
+                if !waited || !turn(broker) {
                     return (exec::give_up(&s.ctx, retry), bug);
                 }
                 let (next, b) = exec::resume_guarded(&s.ctx, retry, slot);

@@ -60,12 +60,7 @@ fn runs_on_tasks_run_only_on_workers_with_every_label() {
             "{task}"
         );
     }
-    let cpu_said = cpu.finish();
-    assert!(
-        cpu_said.contains("job `train` runs on workers with label gpu; this worker lacks gpu"),
-        "{cpu_said}"
-    );
-    drop(gpu);
+    drop((gpu, cpu));
 }
 
 #[test]
@@ -170,4 +165,43 @@ fn a_bad_label_exits_2_and_runs_on_without_a_broker_runs_here() {
     assert!(t.path("ran-train-5").exists());
     let plan = t.run_with(&["plan", "jobs.toml"]);
     plan.assert_code(0).assert_stdout_has("runs_on gpu");
+}
+
+#[test]
+fn a_quiet_worker_says_only_runs_errors_and_failed_tasks() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.fan]\ncommand = 'echo said-by-{item}; echo warned-by-{item} >&2; test {item} != 3'\nitems = { range = [0, 5] }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let before = redis.clients();
+    let mut w = Worker::start(&t, "jobs.toml", &redis.url(), &["--quiet", "--once"], &[]);
+    assert!(wait_for(Duration::from_secs(10), || redis.clients() >= before + 1));
+    t.run().assert_code(1);
+    let status = wait_child(&mut w.0, Duration::from_secs(30));
+    let mut out = String::new();
+    std::io::Read::read_to_string(w.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let err = crate::distributed::stderr_of(&mut w.0);
+    assert_eq!(status, Some(0), "{err}");
+    assert!(
+        !out.contains("said-by") && !err.contains("said-by"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("warned-by-0"), "{err}");
+    assert!(!err.contains("start ") && !err.contains("done "), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("serving run")), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("run ") && l.ends_with(" ended")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("FAIL") && l.contains("fan")),
+        "{err}"
+    );
+    assert!(lines.len() <= 8, "short: {err}");
 }
