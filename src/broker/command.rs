@@ -77,12 +77,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
     check_url(&url)?;
     let key = authkey(args.broker.authkey_file.as_deref())?;
     let broker = Broker::connect(&url, Duration::from_secs(10))?;
-    let mut display = display::Options::detect(args.quiet);
-    if args.quiet {
-        display.brief = true;
-        display.mode = display::Mode::Plain;
-    }
-    let session = Session::start(file.clone(), display, args.grace)?;
+    let session = Session::start(file.clone(), display_options(args.quiet), args.grace)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = session.relay_signals(stop.clone())?;
     // Idle or between runs, it says when the broker is away and gives up on a signal.
@@ -108,15 +103,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         failed: false,
         cache: None,
         resources: args.resources.clone(),
-        labels: {
-            let mut labels = Vec::new();
-            for label in &args.labels {
-                if !labels.contains(label) {
-                    labels.push(label.clone());
-                }
-            }
-            labels
-        },
+        labels: once_each(&args.labels),
         consumer: String::new(),
     };
     worker.consumer = format!("{}:{}", worker.session.host, std::process::id());
@@ -175,6 +162,28 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         None if failed || broken || lost.any() => Outcome::Failed,
         None => Outcome::Success,
     })
+}
+
+/// The worker's terminal: with `--quiet`, plain lines and only the runner's own
+/// (`display::Options::brief`).
+fn display_options(quiet: bool) -> display::Options {
+    let mut display = display::Options::detect(quiet);
+    if quiet {
+        display.brief = true;
+        display.mode = display::Mode::Plain;
+    }
+    display
+}
+
+/// `--label`s, each once, in the order given.
+fn once_each(labels: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for label in labels {
+        if !all.contains(label) {
+            all.push(label.clone());
+        }
+    }
+    all
 }
 
 impl Worker {

@@ -610,6 +610,16 @@ fn keep_labelled(
         .collect()
 }
 
+/// An entry this process cannot run now: given back (`give_back_unlabelled`,
+/// `give_back_unfit`).
+fn give_back_unserved(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    if has_labels(&s.options, job) {
+        give_back_unfit(s, broker, id, job);
+    } else {
+        give_back_unlabelled(s, broker, id, job);
+    }
+}
+
 /// An entry of a job whose `runs_on` this process lacks a label of: given back at
 /// once, unstarted, its delivery count unchanged; said once per job on a worker (the
 /// coordinator says which tasks wait for which labels).
@@ -703,12 +713,8 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if run_over(s) {
         return Handled::Over; // Not started: left pending.
     }
-    if !has_labels(&s.options, job) {
-        give_back_unlabelled(s, broker, id, job);
-        return Handled::Over;
-    }
-    if !job.uses.is_empty() && !s.holds(id) {
-        give_back_unfit(s, broker, id, job);
+    if !has_labels(&s.options, job) || !job.uses.is_empty() && !s.holds(id) {
+        give_back_unserved(s, broker, id, job);
         return Handled::Over;
     }
     // Was this entry the one issued for the task, and is the task still undone?

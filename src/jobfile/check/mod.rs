@@ -286,8 +286,7 @@ impl Checker<'_> {
         let never = never_cached(job.cache, both, stream.or(fed));
         let cache_env = self.cache_env(&name, job.cache_env.as_ref(), never);
         let (uses, rate) = self.holds(&name, job.uses, job.rate.as_ref(), stream);
-        let reads_queue = matches!(stdin, StdinSpec::Queue(_));
-        let runs_on = self.runs_on(&name, job.runs_on.as_ref(), &items, job.local, reads_queue);
+        let runs_on = self.runs_on(&name, job.runs_on.as_ref(), &items, &stdin, job.local);
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -334,9 +333,10 @@ impl Checker<'_> {
         job: &str,
         raw: Option<&Spanned<Vec<Name>>>,
         items: &Items,
+        stdin: &StdinSpec,
         local: Option<bool>,
-        reads_queue: bool,
     ) -> Vec<String> {
+        let reads_queue = matches!(stdin, StdinSpec::Queue(_));
         let Some(raw) = raw else { return Vec::new() };
         let mut labels: Vec<String> = Vec::new();
         for label in raw.get_ref() {
