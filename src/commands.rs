@@ -227,7 +227,11 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
             .open(path)
             .map_err(Error::path("write", path))?;
     }
-    if args.broker.broker.is_none() {
+    #[cfg(feature = "distributed")]
+    let here = args.broker.broker.is_none();
+    #[cfg(not(feature = "distributed"))]
+    let here = true;
+    if here {
         say_runs_on_here(&file);
     }
     let pool = args.pool.map(|p| p as usize).or(file.pool);

@@ -642,6 +642,7 @@ impl Scheduler {
 
     /// Whether `uses` fits what is free now, leaving what the no-starvation line
     /// reserved for the task it holds back.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn fits(&self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
         let reserve = self
             .reserved
@@ -656,6 +657,7 @@ impl Scheduler {
     /// The coordinator's own share of a distributed run takes `uses` for a task it
     /// runs, if it fits now ([`Scheduler::fits`]): one count for this machine, with the
     /// tasks the scheduler starts here. False if it does not.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn lend(&mut self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
         if !self.fits(uses) {
             return false;
@@ -667,6 +669,7 @@ impl Scheduler {
     }
 
     /// What the own share took with [`Scheduler::lend`] is free again.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn lent_back(&mut self, uses: &[(crate::jobfile::ResourceId, u64)]) {
         for &(r, n) in uses {
             self.in_use[r] = self.in_use[r].saturating_sub(n);
