@@ -355,12 +355,20 @@ pub struct WorkerArgs {
     /// allocation ends instead of sleeping.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_exit: Option<std::time::Duration>,
+    /// Keep this terminal short: a line when a run is served and when it ends, notes
+    /// and errors, and the tasks that failed; no task output, starts nor progress.
+    #[arg(long)]
+    pub quiet: bool,
     /// This machine's amount of a `[resources]` entry instead of the file's
     /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
     /// 1024), `gpu=0` for none. A task of a job with `uses` starts here only when all
     /// it uses is free here. A NAME the file does not have is unused.
     #[arg(long = "resource", value_name = "NAME=N", value_parser = parse_resource)]
     pub resources: Vec<(String, u64)>,
+    /// A label of this worker (repeatable): jobs with `runs_on` go only to workers with
+    /// every one of their labels. Letters, digits, `_`, `.` and `-`.
+    #[arg(long = "label", value_name = "NAME", value_parser = crate::jobfile::labels::parse)]
+    pub labels: Vec<String>,
     /// A worker given a cache stores each task it ran that succeeded (the coordinator
     /// looks tasks up before publishing them; a worker never restores).
     #[command(flatten)]

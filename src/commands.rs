@@ -227,6 +227,13 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
             .open(path)
             .map_err(Error::path("write", path))?;
     }
+    #[cfg(feature = "distributed")]
+    let here = args.broker.broker.is_none();
+    #[cfg(not(feature = "distributed"))]
+    let here = true;
+    if here {
+        say_runs_on_here(&file);
+    }
     let pool = args.pool.map(|p| p as usize).or(file.pool);
     let resume_hint = resume_hint(&args);
     let mut state = args.state.options();
@@ -265,6 +272,27 @@ fn run(args: RunArgs) -> Result<Outcome, Error> {
         crate::secrets::mask_in_github(secrets).map_err(Error::system("write to stdout"))?;
     }
     run::run(file, options)
+}
+
+/// `runs_on` routes tasks to workers only with `--broker`: without, they run here, said
+/// once before the run (a file written for a cluster still runs on one machine).
+fn say_runs_on_here(file: &crate::jobfile::JobFile) {
+    let jobs: Vec<String> = file
+        .jobs
+        .iter()
+        .filter(|j| !j.runs_on.is_empty())
+        .map(|j| format!("`{}`", j.name))
+        .collect();
+    let (who, has, whose) = match jobs.len() {
+        1 => ("job", "has", "its"),
+        _ => ("jobs", "have", "their"),
+    };
+    if !jobs.is_empty() {
+        eprintln!(
+            "note: {who} {} {has} `runs_on`, which routes tasks to workers only with --broker: {whose} tasks run here",
+            jobs.join(", ")
+        );
+    }
 }
 
 /// Whether tasks of `job` may run in this process: with `--broker --no-local`, the jobs

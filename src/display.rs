@@ -84,6 +84,9 @@ pub struct Options {
     /// `keep-order` jobs print their tasks in item order. A worker never does: its
     /// tasks are a share of a run whose order it cannot know.
     pub keep_order: bool,
+    /// `runner worker --quiet`: the runner's own lines only (runs served, notes,
+    /// errors) and the tasks that failed; no task output, starts, ends nor heartbeat.
+    pub brief: bool,
 }
 
 impl Options {
@@ -109,6 +112,7 @@ impl Options {
             label: true,
             ci: Ci::detect(),
             keep_order: false,
+            brief: false,
         }
     }
 }
@@ -352,6 +356,14 @@ impl Writer {
     }
 
     fn handle(&mut self, event: Event) {
+        if self.options.brief
+            && matches!(
+                event,
+                Event::Output { .. } | Event::LongLine { .. } | Event::Group { .. }
+            )
+        {
+            return; // Dropped (a group's flight with it).
+        }
         match event {
             Event::Output {
                 stream,
@@ -933,7 +945,7 @@ impl Writer {
     }
 
     fn heartbeat(&mut self) {
-        if self.options.mode != Mode::Plain {
+        if self.options.mode != Mode::Plain || self.options.brief {
             return;
         }
         let running: Vec<String> = self

@@ -283,6 +283,9 @@ fn settings(file: &JobFile, job: &Job) -> Vec<String> {
             false => said.push(format!("rate {} {}", rate.name, rate.text)),
         }
     }
+    if !job.runs_on.is_empty() {
+        said.push(format!("runs_on {}", job.runs_on.join(" ")));
+    }
     said
 }
 
@@ -705,6 +708,9 @@ fn task_json(
     task.insert("item".into(), json!(item));
     task.insert("index".into(), json!(index));
     task.insert("label".into(), json!(label(job, item)));
+    if !job.runs_on.is_empty() {
+        task.insert("runs_on".into(), json!(job.runs_on));
+    }
     match &rendered.command {
         Command::Argv(argv) => {
             task.insert("command".into(), json!(argv));

@@ -640,6 +640,42 @@ impl Scheduler {
         }
     }
 
+    /// Whether `uses` fits what is free now, leaving what the no-starvation line
+    /// reserved for the task it holds back.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    pub fn fits(&self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
+        let reserve = self
+            .reserved
+            .as_ref()
+            .map_or(&[][..], |(_, u)| u.as_slice());
+        uses.iter().all(|&(r, n)| {
+            let kept: u64 = reserve.iter().filter(|u| u.0 == r).map(|u| u.1).sum();
+            self.in_use[r] + n + kept <= self.capacity[r]
+        })
+    }
+
+    /// The coordinator's own share of a distributed run takes `uses` for a task it
+    /// runs, if it fits now ([`Scheduler::fits`]): one count for this machine, with the
+    /// tasks the scheduler starts here. False if it does not.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    pub fn lend(&mut self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
+        if !self.fits(uses) {
+            return false;
+        }
+        for &(r, n) in uses {
+            self.in_use[r] += n;
+        }
+        true
+    }
+
+    /// What the own share took with [`Scheduler::lend`] is free again.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    pub fn lent_back(&mut self, uses: &[(crate::jobfile::ResourceId, u64)]) {
+        for &(r, n) in uses {
+            self.in_use[r] = self.in_use[r].saturating_sub(n);
+        }
+    }
+
     /// The run stops: every task waiting to retry ends (without another attempt) and is
     /// counted as failed; the driver records each with what its last attempt left.
     /// After fail-fast, the tasks of jobs that run after a stop keep waiting.

@@ -148,6 +148,9 @@ pub struct TaskRecord {
     /// A task a worker ran: that worker (`host:pid`), as the trace names it.
     #[serde(default)]
     pub worker: Option<String>,
+    /// The labels of that worker (`runner worker --label`), as it reported them.
+    #[serde(default)]
+    pub worker_labels: Vec<String>,
     /// How long it could have started but for a resource or a rate (its attempts'
     /// waits added up).
     #[serde(default)]
@@ -198,6 +201,7 @@ impl TaskRecord {
             outputs: None,
             tries: Vec::new(),
             worker: None,
+            worker_labels: Vec::new(),
             waited: Duration::ZERO,
         }
     }

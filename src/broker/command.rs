@@ -4,7 +4,9 @@
 
 use super::wire::Message;
 use super::worker::{serve, Serve, ServeOptions};
-use super::{authkey, check_url, digest, redact, Broker, BrokerError, RunState};
+use super::{
+    authkey, check_url, digest, redact, Broker, BrokerError, RunState, WorkerInfo, PRESENCE_EVERY,
+};
 use crate::cache::run::{Cache, Opened};
 use crate::cli::WorkerArgs;
 use crate::display;
@@ -54,6 +56,10 @@ struct Worker {
     resources: Vec<(String, u64)>,
     /// Set when a run was served (or left): `--idle-exit` counts from then.
     serving: bool,
+    /// `--label NAME`: jobs with `runs_on` are served only with all their labels.
+    labels: Vec<String>,
+    /// Its name in Redis: `host:pid`.
+    consumer: String,
 }
 
 /// Runs the worker command until `--once` is satisfied, a signal comes, or the broker
@@ -73,7 +79,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
     check_url(&url)?;
     let key = authkey(args.broker.authkey_file.as_deref())?;
     let broker = Broker::connect(&url, Duration::from_secs(10))?;
-    let session = Session::start(file.clone(), display::Options::detect(false), args.grace)?;
+    let session = Session::start(file.clone(), display_options(args.quiet), args.grace)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = session.relay_signals(stop.clone())?;
     // Idle or between runs, it says when the broker is away and gives up on a signal.
@@ -100,7 +106,10 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         cache: None,
         resources: args.resources.clone(),
         serving: false,
+        labels: once_each(&args.labels),
+        consumer: String::new(),
     };
+    worker.consumer = format!("{}:{}", worker.session.host, std::process::id());
     for (name, _) in &args.resources {
         if !file.resources.iter().any(|r| &r.name == name) {
             worker.session.say(format!(
@@ -109,14 +118,19 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
             ));
         }
     }
+    let labels = match worker.labels.len() {
+        0 => String::new(),
+        _ => format!(" with {}", crate::jobfile::labels::words(&worker.labels)),
+    };
     worker.session.say(format!(
-        "worker on {} (pid {}) serving {} (digest {}) from {}",
+        "worker on {} (pid {}){labels} serving {} (digest {}) from {}",
         worker.session.host,
         std::process::id(),
         file.path.display(),
         &worker.digest[..12],
         redact(&worker.url)
     ));
+    let presence = Presence::start(&worker);
     worker.cache = cache.and_then(|mut cache| {
         let store = cache.store.describe();
         if !cache.settings.mode.writes() {
@@ -132,6 +146,7 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         Some(cache)
     });
     let result = worker.serve_runs(&mut broker, args.once, args.idle_exit);
+    presence.stop();
     let Worker {
         session, failed, ..
     } = worker;
@@ -150,6 +165,28 @@ pub fn worker(args: WorkerArgs, cache: Option<Opened>) -> Result<Outcome, Error>
         None if failed || broken || lost.any() => Outcome::Failed,
         None => Outcome::Success,
     })
+}
+
+/// The worker's terminal: with `--quiet`, plain lines and only the runner's own
+/// (`display::Options::brief`).
+fn display_options(quiet: bool) -> display::Options {
+    let mut display = display::Options::detect(quiet);
+    if quiet {
+        display.brief = true;
+        display.mode = display::Mode::Plain;
+    }
+    display
+}
+
+/// `--label`s, each once, in the order given.
+fn once_each(labels: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for label in labels {
+        if !all.contains(label) {
+            all.push(label.clone());
+        }
+    }
+    all
 }
 
 impl Worker {
@@ -328,6 +365,7 @@ impl Worker {
             .with("reason", NO_AUTHKEY)
             .with("message", "refused the run: this worker has no authkey");
         let _ = broker.report(run, &event);
+        let _ = broker.refused(run, &self.consumer, "it has no authkey (the run is signed)");
         self.session.say(format!(
             "refusing run {}: it is signed (its coordinator has an authkey) and this worker \
              has none, so it cannot check its tasks; give it the same key with \
@@ -344,6 +382,7 @@ impl Worker {
             .with("message", format!("refused the run: {why}"))
             .sign(self.key.as_deref(), run);
         let _ = broker.report(run, &event);
+        let _ = broker.refused(run, &self.consumer, &why);
     }
 
     /// Serves one run until it ends or this worker stops.
@@ -410,7 +449,7 @@ impl Worker {
             url: self.url.clone(),
             run_id: run.to_string(),
             key: self.key.clone(),
-            consumer: format!("{}:{}", self.session.host, std::process::id()),
+            consumer: self.consumer.clone(),
             pool: self.pool,
             lease,
             jobs,
@@ -426,6 +465,8 @@ impl Worker {
                         .map_or(r.capacity, |(_, n)| *n)
                 })
                 .collect(),
+            labels: self.labels.clone(),
+            ledger: None,
         };
         let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {
@@ -438,6 +479,56 @@ impl Worker {
         if let Some(cache) = cache {
             let totals = cache.finish(self.stop.load(Ordering::SeqCst));
             self.session.say(format!("run {shown}: {}", totals.line()));
+        }
+    }
+}
+
+/// A worker's presence in Redis (`runner:workers`): refreshed every second by a thread
+/// of its own while the worker runs, so that a coordinator can tell connected workers
+/// (and their labels) from none.
+struct Presence {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Presence {
+    /// Starts the thread (none if its connection cannot be made: the worker serves on,
+    /// only unseen by coordinators).
+    fn start(worker: &Worker) -> Presence {
+        let done = Arc::new(AtomicBool::new(false));
+        let info = WorkerInfo {
+            name: worker.consumer.clone(),
+            labels: worker.labels.clone(),
+            pool: worker.pool,
+        };
+        let thread = Broker::connect(&worker.url, Duration::from_secs(10))
+            .ok()
+            .map(|broker| {
+                let give_up = done.clone();
+                broker.on_trouble(|_| {}, move || give_up.load(Ordering::SeqCst))
+            })
+            .and_then(|mut broker| {
+                let done = done.clone();
+                std::thread::Builder::new()
+                    .name("presence".into())
+                    .spawn(move || {
+                        while !done.load(Ordering::SeqCst) {
+                            let _ = broker.worker_present(&info);
+                            let wake = std::time::Instant::now() + PRESENCE_EVERY;
+                            while std::time::Instant::now() < wake && !done.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    })
+                    .ok()
+            });
+        Presence { done, thread }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread {
+            let _ = thread.join();
         }
     }
 }

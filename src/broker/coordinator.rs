@@ -426,11 +426,40 @@ fn reclaimer(run: &Run, broker: &mut Broker) {
     }
 }
 
+/// The tasks published that no worker started yet, counted by job.
+fn unstarted(run: &Run, broker: &mut Broker) -> Vec<(crate::jobfile::JobId, u64)> {
+    let tasks: Vec<(String, crate::jobfile::JobId)> = run
+        .in_flight()
+        .iter()
+        .map(|(task, start)| (task.clone(), start.job))
+        .collect();
+    let keys: Vec<String> = tasks.iter().map(|(t, _)| t.clone()).collect();
+    let Ok(started) = broker.started(&run.id, &keys) else {
+        return Vec::new();
+    };
+    let started: std::collections::HashSet<String> = started.into_iter().collect();
+    let mut counts = vec![0u64; run.file.jobs.len()];
+    for (task, job) in &tasks {
+        if !started.contains(task) {
+            counts[*job] += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// Keeps the run alive for workers (its heartbeat key) until the run is over. If Redis
 /// no longer knows the run (restarted without persistence), the run cannot go on: the
 /// tasks published and not completed go to `on_lost`, and nothing more is published.
 fn heartbeat(run: &Run, broker: &mut Broker, on_lost: &OnLost) {
+    let mut watch = super::waiting::Watch::new();
     while !run.stopped() {
+        if let Some(line) = watch.tick(&run.file, &run.id, broker, |b| unstarted(run, b)) {
+            (run.say)(line);
+        }
         if let Ok(false) = broker.heartbeat(&run.id) {
             run.closing.store(true, Ordering::SeqCst);
             run.lost.store(true, Ordering::SeqCst);

@@ -25,6 +25,8 @@
 //! - `runner:ID:done` — task key → entry id of its first completion;
 //! - `runner:ID:results` — the result stream the coordinator reads;
 //! - `runner:ID:events` — what workers report: refusals, rejected messages;
+//! - `runner:workers`, `runner:ID:serving`, `runner:ID:refused` — who is connected,
+//!   who serves the run, who refused it and why (`route.rs`);
 //! - `runner:ID:rate:NAME` — a rate's next turn (µs, Redis's clock), taken by workers
 //!   before each attempt of a job with that rate (the RATE script).
 //!
@@ -35,12 +37,15 @@ pub mod command;
 mod connection;
 pub mod coordinator;
 mod reply;
+mod route;
 mod runs;
 mod tasks;
+mod waiting;
 pub mod wire;
 pub mod worker;
 
 pub use connection::Broker;
+pub use route::{WorkerInfo, PRESENCE_EVERY};
 pub use runs::{Report, ReportCursor, RunState, HEARTBEAT_EVERY};
 
 use crate::error::Error;

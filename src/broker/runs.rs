@@ -266,7 +266,10 @@ impl Broker {
                 key(run, "done"),
                 key(run, "results"),
                 key(run, "events"),
-            ] {
+            ]
+            .into_iter()
+            .chain(super::route::run_keys(run))
+            {
                 redis::cmd("EXPIRE")
                     .arg(k)
                     .arg(KEEP_ENDED_RUN_SECS)

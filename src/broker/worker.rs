@@ -35,7 +35,7 @@
 
 use super::tasks::TaskState;
 use super::wire::Message;
-use super::{Broker, Lease, RunState, HEARTBEAT_EVERY};
+use super::{Broker, Lease, RunState, WorkerInfo, HEARTBEAT_EVERY, PRESENCE_EVERY};
 use crate::error::Error;
 use crate::exec::{self, Context, Mode};
 use crate::jobfile::Items;
@@ -61,6 +61,61 @@ pub struct ServeOptions {
     /// What this machine has of each of the file's `[resources]` (in file order): the
     /// file's values, or the worker's `--resource`.
     pub capacity: Vec<u64>,
+    /// This worker's labels (`--label`): it serves only jobs whose `runs_on` it has all
+    /// of. The coordinator's own share has none.
+    pub labels: Vec<String>,
+    /// Where what tasks hold is counted: `None`, this process's own count of
+    /// `capacity` (a worker); the coordinator's own share counts with its scheduler, so
+    /// that the tasks it runs and those the scheduler starts here share one count.
+    pub ledger: Option<Arc<dyn Ledger>>,
+}
+
+/// A count of what tasks hold of each resource on this machine.
+pub trait Ledger: Send + Sync {
+    /// Whether `uses` fits what is free now.
+    fn fits(&self, uses: &[(ResourceId, u64)]) -> bool;
+    /// Takes `uses` if it fits now; false if not.
+    fn take(&self, uses: &[(ResourceId, u64)]) -> bool;
+    /// Gives back what [`Ledger::take`] took.
+    fn give(&self, uses: &[(ResourceId, u64)]);
+}
+
+/// A worker's own count.
+struct Own {
+    capacity: Vec<u64>,
+    in_use: Mutex<Vec<u64>>,
+}
+
+impl Own {
+    fn free(&self, in_use: &[u64], uses: &[(ResourceId, u64)]) -> bool {
+        uses.iter()
+            .all(|&(r, n)| in_use[r] + n <= self.capacity.get(r).copied().unwrap_or(0))
+    }
+}
+
+impl Ledger for Own {
+    fn fits(&self, uses: &[(ResourceId, u64)]) -> bool {
+        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        self.free(&in_use, uses)
+    }
+
+    fn take(&self, uses: &[(ResourceId, u64)]) -> bool {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.free(&in_use, uses) {
+            return false;
+        }
+        for &(r, n) in uses {
+            in_use[r] += n;
+        }
+        true
+    }
+
+    fn give(&self, uses: &[(ResourceId, u64)]) {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        for &(r, n) in uses {
+            in_use[r] = in_use[r].saturating_sub(n);
+        }
+    }
 }
 
 /// Everything a consumer of one run needs.
@@ -85,12 +140,15 @@ pub struct Serve {
     /// machine's files.
     memory: Option<crate::state::Memory>,
     /// What tasks running (or about to) here hold of each resource.
-    in_use: Mutex<Vec<u64>>,
+    ledger: Arc<dyn Ledger>,
     /// Entries taken with what they hold here (given back when the entry is over).
     holding: Mutex<HashMap<String, Vec<(ResourceId, u64)>>>,
     /// Whether a job of the run that may run here has `uses`: then one consumer reads
     /// at a time, one entry, and only when every such job fits what is free.
     uses: bool,
+    /// Whether a job of the run has `runs_on`: then takeovers skip entries of jobs this
+    /// process lacks labels for.
+    routes: bool,
     /// Held by the consumer that reads from the broker while `uses`.
     reading: Mutex<()>,
     /// Jobs whose `uses` never fit this machine, said once each.
@@ -109,16 +167,28 @@ impl Serve {
             memory.stamps = None;
             memory
         });
-        let uses =
-            ctx.file.jobs.iter().any(|j| {
-                options.jobs.contains(&j.name) && may_run_remotely(j) && !j.uses.is_empty()
-            });
-        let in_use = Mutex::new(vec![0; options.capacity.len()]);
+        let uses = ctx
+            .file
+            .jobs
+            .iter()
+            .any(|j| serves(&options, j) && !j.uses.is_empty());
+        let routes = ctx
+            .file
+            .jobs
+            .iter()
+            .any(|j| options.jobs.contains(&j.name) && !j.runs_on.is_empty());
+        let ledger = options.ledger.clone().unwrap_or_else(|| {
+            Arc::new(Own {
+                capacity: options.capacity.clone(),
+                in_use: Mutex::new(vec![0; options.capacity.len()]),
+            })
+        });
         Serve {
             memory,
-            in_use,
+            ledger,
             holding: Mutex::new(HashMap::new()),
             uses,
+            routes,
             reading: Mutex::new(()),
             said_never: Mutex::new(HashSet::new()),
             options,
@@ -145,18 +215,13 @@ impl Serve {
     /// fits what is free now: only then does a consumer read an entry (so that no
     /// entry is taken that could not start at once).
     fn room_for_all(&self) -> bool {
-        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
         self.ctx
             .file
             .jobs
             .iter()
-            .filter(|j| self.options.jobs.contains(&j.name) && may_run_remotely(j))
+            .filter(|j| serves(&self.options, j))
             .filter(|j| !j.uses.is_empty() && self.fits_here(&j.uses))
-            .all(|j| {
-                j.uses
-                    .iter()
-                    .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r])
-            })
+            .all(|j| self.ledger.fits(&j.uses))
     }
 
     /// The entry `id` of a job with `uses` takes them, if they are free here.
@@ -168,19 +233,28 @@ impl Serve {
         if job.uses.is_empty() {
             return;
         }
-        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
-        let free = job
-            .uses
-            .iter()
-            .all(|&(r, n)| in_use[r] + n <= self.options.capacity[r]);
-        if free {
-            for &(r, n) in &job.uses {
-                in_use[r] += n;
-            }
+        if self.ledger.take(&job.uses) {
             self.holding
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.to_string(), job.uses.clone());
+        }
+    }
+
+    /// The entry `id`, whose task gave back what it uses during a retry delay, takes it
+    /// again: as soon as it is free here (false if the run stops first).
+    fn hold_again(&self, id: &str, job: &crate::jobfile::Job) -> bool {
+        loop {
+            if self.ledger.take(&job.uses) {
+                self.holding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), job.uses.clone());
+                return true;
+            }
+            if !self.ctx.control.sleep(Duration::from_millis(20)) || run_over(self) {
+                return false;
+            }
         }
     }
 
@@ -192,10 +266,7 @@ impl Serve {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
         if let Some(uses) = held {
-            let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
-            for (r, n) in uses {
-                in_use[r] -= n;
-            }
+            self.ledger.give(&uses);
         }
     }
 
@@ -309,7 +380,9 @@ const ORPHANED_AFTER: Duration = Duration::from_secs(2);
 fn watch(s: &Serve, broker: &mut Broker) {
     let mut orphaned_since: Option<Instant> = None;
     let run = printable(s.run(), 80);
+    let mut present: Option<Instant> = None;
     while !s.stop.load(Ordering::SeqCst) {
+        say_serving(s, broker, &mut present);
         match broker.run_state(s.run()) {
             Ok(RunState::Running) => {
                 orphaned_since = None;
@@ -342,6 +415,21 @@ fn watch(s: &Serve, broker: &mut Broker) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Says in Redis that this process serves the run (every [`PRESENCE_EVERY`]), with its
+/// labels and pool, for the coordinator to tell who serves it.
+fn say_serving(s: &Serve, broker: &mut Broker, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < PRESENCE_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let info = WorkerInfo {
+        name: s.options.consumer.clone(),
+        labels: s.options.labels.clone(),
+        pool: s.options.pool,
+    };
+    let _ = broker.serving(s.run(), &info);
 }
 
 /// Stops serving the run; on a worker, its running tasks are stopped too (the
@@ -397,6 +485,11 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
                 last_takeover = Some(Instant::now());
                 fetched.extend(take_over(s, broker));
+                if !fetched.is_empty() {
+                    // There may be more to take over (entries given back): look again
+                    // at once.
+                    last_takeover = None;
+                }
             }
             if fetched.is_empty() {
                 fetched = broker
@@ -407,6 +500,9 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
                         Duration::from_millis(250),
                     )
                     .unwrap_or_default();
+            }
+            if s.routes {
+                fetched = keep_labelled(s, broker, fetched);
             }
             for (id, message) in &fetched {
                 s.hold(id, message);
@@ -448,7 +544,7 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
         if deliveries >= lease.max_deliveries {
             continue; // The coordinator reports it as lost.
         }
-        if s.uses && !fits_entry(s, broker, &id) {
+        if (s.uses || s.routes) && !fits_entry(s, broker, &id) {
             continue; // Given back by a worker like this one: left to one with room.
         }
         let claimed = broker
@@ -476,7 +572,73 @@ fn fits_entry(s: &Serve, broker: &mut Broker, id: &str) -> bool {
         .jobs
         .iter()
         .find(|j| j.name == name)
-        .is_none_or(|j| s.fits_here(&j.uses))
+        .is_none_or(|j| s.fits_here(&j.uses) && has_labels(&s.options, j))
+}
+
+/// Whether this process has every label the job's `runs_on` names.
+fn has_labels(options: &ServeOptions, job: &crate::jobfile::Job) -> bool {
+    crate::jobfile::labels::missing(&job.runs_on, &options.labels).is_empty()
+}
+
+/// Whether this process serves tasks of `job` at all: one of the run's, that may run on
+/// workers, with every label of its `runs_on` here.
+fn serves(options: &ServeOptions, job: &crate::jobfile::Job) -> bool {
+    options.jobs.contains(&job.name) && may_run_remotely(job) && has_labels(options, job)
+}
+
+/// Entries just read, less those of jobs whose `runs_on` this process lacks a label
+/// of: those are given back at once (never held, never prefetched), for a worker
+/// with the labels to take over.
+fn keep_labelled(
+    s: &Serve,
+    broker: &mut Broker,
+    fetched: Vec<(String, Message)>,
+) -> Vec<(String, Message)> {
+    let file = s.ctx.file.clone();
+    fetched
+        .into_iter()
+        .filter(|(id, message)| {
+            let name = message.text("job").unwrap_or_default();
+            match file.jobs.iter().find(|j| j.name == name) {
+                Some(job) if !has_labels(&s.options, job) => {
+                    give_back_unlabelled(s, broker, id, job);
+                    false
+                }
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// An entry this process cannot run now: given back (`give_back_unlabelled`,
+/// `give_back_unfit`).
+fn give_back_unserved(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    if has_labels(&s.options, job) {
+        give_back_unfit(s, broker, id, job);
+    } else {
+        give_back_unlabelled(s, broker, id, job);
+    }
+}
+
+/// An entry of a job whose `runs_on` this process lacks a label of: given back at
+/// once, unstarted, its delivery count unchanged; said once per job on a worker (the
+/// coordinator says which tasks wait for which labels).
+fn give_back_unlabelled(s: &Serve, broker: &mut Broker, id: &str, job: &crate::jobfile::Job) {
+    if s.ctx.mode == Mode::Worker
+        && s.said_never
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.name.clone())
+    {
+        let missing = crate::jobfile::labels::missing(&job.runs_on, &s.options.labels);
+        s.say(format!(
+            "job `{}` runs on workers with {}; this worker lacks {}: its tasks are left to other workers",
+            job.name,
+            crate::jobfile::labels::words(&job.runs_on),
+            missing.join(", ")
+        ));
+    }
+    let _ = broker.give_back(s.run(), &s.options.consumer, id, s.options.lease.duration);
 }
 
 /// What became of an entry a consumer handled.
@@ -551,8 +713,8 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if run_over(s) {
         return Handled::Over; // Not started: left pending.
     }
-    if !job.uses.is_empty() && !s.holds(id) {
-        give_back_unfit(s, broker, id, job);
+    if !has_labels(&s.options, job) || !job.uses.is_empty() && !s.holds(id) {
+        give_back_unserved(s, broker, id, job);
         return Handled::Over;
     }
     // Was this entry the one issued for the task, and is the task still undone?
@@ -573,7 +735,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
     }
     let known = cache_id(s, job, index, item);
-    let (record, bug) = run_paced(s, broker, job, index, item, slot, known.as_ref());
+    let (record, bug) = run_paced(s, broker, (id, job), index, item, slot, known.as_ref());
     if bug {
         // The task's processes are gone; it is reported failed, saying so.
         if let Some(end) = &record.end {
@@ -588,6 +750,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     }
     let mut record = record;
     record.worker = Some(s.options.consumer.clone());
+    record.worker_labels.clone_from(&s.options.labels);
     let result = result_message(&record, &job.name).sign(s.key(), run);
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
@@ -598,22 +761,28 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
 /// Runs a task as `exec::run_task_guarded` does (retries in its slot), but for a job
 /// with a `rate`, every attempt (the first and each retry) first takes a turn of the
 /// rate from Redis (the RATE script), shared by every worker of the run: the
-/// coordinator paces what it publishes, and this holds the rate for retries too.
+/// coordinator paces what it publishes, and this holds the rate for retries too. For
+/// a job with `uses`, what the entry `id` holds is given back during each retry delay
+/// (another task may use it meanwhile) and taken again before the next attempt.
 fn run_paced(
     s: &Serve,
     broker: &mut Broker,
-    job: &crate::jobfile::Job,
+    (id, job): (&str, &crate::jobfile::Job),
     index: u64,
     item: &[u8],
     slot: usize,
     known: Option<&crate::state::TaskId>,
 ) -> (TaskRecord, bool) {
-    let Some(rate) = job.rate.map(|r| s.ctx.file.rates[r].clone()) else {
+    let rate = job.rate.map(|r| s.ctx.file.rates[r].clone());
+    if rate.is_none() && job.uses.is_empty() {
         return exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known);
-    };
-    let turn = |broker: &mut Broker| match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
-        Ok(wait) => s.ctx.control.sleep(wait),
-        Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+    }
+    let turn = |broker: &mut Broker| match &rate {
+        None => true,
+        Some(rate) => match broker.rate_turn(s.run(), &rate.name, rate.interval()) {
+            Ok(wait) => s.ctx.control.sleep(wait),
+            Err(_) => true, // Redis away: the coordinator's pacing of what it publishes holds.
+        },
     };
     turn(broker);
     let (mut step, mut bug) = exec::start_guarded(&s.ctx, job.id, index, item, slot, known);
@@ -621,7 +790,10 @@ fn run_paced(
         match step {
             exec::Step::Ended(record) => return (record, bug),
             exec::Step::Retry(retry, delay) => {
-                if !s.ctx.control.sleep(delay) || !turn(broker) {
+                let held = s.holds(id);
+                s.give_back(id);
+                let waited = s.ctx.control.sleep(delay) && (!held || s.hold_again(id, job));
+                if !waited || !turn(broker) {
                     return (exec::give_up(&s.ctx, retry), bug);
                 }
                 let (next, b) = exec::resume_guarded(&s.ctx, retry, slot);
@@ -761,6 +933,7 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         .with("pid", r.pid.map(|p| p.to_string()).unwrap_or_default())
         .with("host", &r.host)
         .with("worker", r.worker.as_deref().unwrap_or_default())
+        .with("labels", r.worker_labels.join(" "))
         .with("slot", r.slot.to_string())
         .with("tries", serde_json::to_string(&r.tries).unwrap_or_default())
         .with("attempts", r.attempts.to_string())
@@ -839,6 +1012,17 @@ pub fn record_from(m: &Message, job: usize, allowed_failure: bool) -> TaskRecord
         .text("worker")
         .filter(|w| !w.is_empty())
         .map(|w| printable(&w, 100));
+    // Labels are names (`jobfile::labels`): anything else a broker holds is dropped.
+    r.worker_labels = m
+        .text("labels")
+        .map(|t| {
+            t.split(' ')
+                .filter(|l| crate::jobfile::labels::check(l).is_ok())
+                .take(64)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     // A worker of an older runner sends no slot: its tasks share lane 0 of it.
     r.slot = m.number("slot").unwrap_or(0);
     r.tries = m

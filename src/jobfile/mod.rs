@@ -15,6 +15,7 @@ mod check;
 pub mod duration;
 pub mod fields;
 pub mod items_file;
+pub mod labels;
 mod raw;
 pub mod resources;
 pub mod select;
@@ -225,6 +226,9 @@ pub struct Job {
     pub uses: Vec<(ResourceId, u64)>,
     /// Its start rate (`rate`), shared with the other jobs naming the same one.
     pub rate: Option<RateId>,
+    /// `runs_on`: with `--broker`, only workers with every one of these labels take its
+    /// tasks (`runner worker --label`); without, its tasks run here.
+    pub runs_on: Vec<String>,
 }
 
 /// `when`: which outcomes of the needed jobs let a job run.

@@ -27,7 +27,7 @@ pub const TOP_KEYS: [&str; 11] = [
     "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 25] = [
+pub const JOB_KEYS: [&str; 26] = [
     "command",
     "needs",
     "when",
@@ -53,6 +53,7 @@ pub const JOB_KEYS: [&str; 25] = [
     "cache_env",
     "uses",
     "rate",
+    "runs_on",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -165,6 +166,8 @@ pub struct RawJob<'i> {
     pub uses: Vec<(Name, Spanned<Amount>)>,
     /// A rate (`"5/s"`) or the name of one of `[rates]`.
     pub rate: Option<Name>,
+    /// Worker labels its tasks need (with where the array is).
+    pub runs_on: Option<Spanned<Vec<Name>>>,
 }
 
 /// An amount of a resource as written: an integer, or a size such as `"8G"` (a
@@ -451,6 +454,14 @@ fn read_job<'i>(
             .take("uses")
             .map_or_else(Vec::new, |(path, v)| amounts(&v, &path, r)),
         rate: keys.string("rate", RATE, r),
+        runs_on: keys.take("runs_on").and_then(|(path, v)| {
+            r.array(
+                &v,
+                &path,
+                "an array of worker labels (strings)",
+                |r, v, p| r.string(v, p, "a worker label (a string)"),
+            )
+        }),
     }
 }
 

@@ -84,7 +84,7 @@ fn unknown_key_far_from_any_lists_the_keys() {
     assert_eq!(d.message, "unknown key `zzzzzz`");
     assert_eq!(
         d.note.as_deref(),
-        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env, uses, rate")
+        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env, uses, rate, runs_on")
     );
     assert_eq!(at, "zzzzzz");
 }
@@ -723,6 +723,44 @@ fn cache_env_names_are_environment_variable_names_each_once() {
     )
     .expect("valid");
     assert!(file.warnings.is_empty() && file.jobs[0].cache);
+}
+
+#[test]
+fn runs_on_is_labels_each_once_on_a_job_that_may_go_to_workers() {
+    let file = parse(
+        Path::new("x.toml"),
+        job("items = ['1']\nruns_on = ['gpu', 'zone-a']\n"),
+    )
+    .expect("valid");
+    assert_eq!(file.jobs[0].runs_on, ["gpu", "zone-a"]);
+    let (d, at) = problem(&job("items = ['1']\nruns_on = ['gpu', 'a b']\n"));
+    assert_eq!(
+        d.message,
+        "`runs_on` of job `a`: \"a b\" is not a label (letters, digits, `_`, `.` and `-`, starting with a letter or a digit)"
+    );
+    assert_eq!(at, "'a b'");
+    let (d, _) = problem(&job("items = ['1']\nruns_on = ['gpu', 'gpu']\n"));
+    assert_eq!(d.message, "`runs_on` of job `a` names `gpu` twice");
+    let (d, _) = problem(&job("items = ['1']\nruns_on = ['']\n"));
+    assert_eq!(d.message, "`runs_on` of job `a`: a label cannot be empty");
+    let (d, at) = problem(&job("runs_on = ['gpu']\n"));
+    assert_eq!(
+        d.message,
+        "`runs_on` of job `a`: its tasks never go to workers (it has no `items`, so its one task runs on the coordinator)"
+    );
+    assert_eq!(at, "['gpu']");
+    let (d, _) = problem(&job("items = ['1']\nlocal = true\nruns_on = ['gpu']\n"));
+    assert!(
+        d.message.ends_with("(it has `local = true`)"),
+        "{}",
+        d.message
+    );
+    let (d, _) = problem(&job("runs_on = 'gpu'\n"));
+    assert!(
+        d.message.contains("an array of worker labels"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]

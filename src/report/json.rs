@@ -82,6 +82,7 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "pid": r.pid,
         "host": ran.then_some(&r.host),
         "worker": r.worker,
+        "worker_labels": r.worker.is_some().then_some(&r.worker_labels),
         "slot": ran.then_some(r.slot),
         "exit_code": exit_code,
         "signal": signal,

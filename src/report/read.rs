@@ -197,6 +197,8 @@ struct TaskJson {
     host: Option<String>,
     #[serde(default)]
     worker: Option<String>,
+    #[serde(default)]
+    worker_labels: Option<Vec<String>>,
     slot: Option<usize>,
     exit_code: Option<i32>,
     signal: Option<String>,
@@ -486,6 +488,7 @@ impl TaskJson {
         };
         r.reason = self.reason;
         r.worker = self.worker;
+        r.worker_labels = self.worker_labels.unwrap_or_default();
         r.pid = self.pid;
         r.end = end_of(self.exit_code, self.signal, self.timed_out, self.error);
         r.attempts = self.attempts;

@@ -239,6 +239,26 @@ fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>) {
     let _ = shared.notes.send(Note::Changed);
 }
 
+/// The coordinator's own share counts what its tasks use with the scheduler's count of
+/// the tasks it starts here: one count for the machine.
+struct MachineCount(Arc<Shared>);
+
+impl worker::Ledger for MachineCount {
+    fn fits(&self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
+        self.0.lock().scheduler.fits(uses)
+    }
+
+    fn take(&self, uses: &[(crate::jobfile::ResourceId, u64)]) -> bool {
+        self.0.lock().scheduler.lend(uses)
+    }
+
+    fn give(&self, uses: &[(crate::jobfile::ResourceId, u64)]) {
+        self.0.lock().scheduler.lent_back(uses);
+        // A task held back for what was given back may start now.
+        let _ = self.0.notes.send(Note::Changed);
+    }
+}
+
 /// The coordinator's own pool, serving the run like a worker.
 fn start_share(
     session: &Session,
@@ -269,6 +289,10 @@ fn start_share(
         jobs: ctx.file.jobs.iter().map(|j| j.name.clone()).collect(),
         // Its own machine's `[resources]`, as a local run has them.
         capacity: ctx.file.resources.iter().map(|r| r.capacity).collect(),
+        // No labels: jobs with `runs_on` run on workers only.
+        labels: Vec::new(),
+        // One count of this machine's resources with the tasks run here.
+        ledger: Some(Arc::new(MachineCount(shared.clone()))),
     };
     let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();

@@ -16,6 +16,7 @@ pub mod distributed;
 mod errors;
 mod house;
 mod html;
+mod labels;
 mod lines;
 pub mod nginx;
 mod output;

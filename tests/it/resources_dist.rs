@@ -189,3 +189,72 @@ fn a_bad_resource_on_a_worker_exits_2() {
         out.assert_code(2).assert_stderr_has(said);
     }
 }
+
+#[test]
+fn a_worker_gives_back_a_tasks_resources_while_it_waits_to_retry() {
+    let redis = Redis::start(&[]);
+    // Item 0 fails its first attempt and waits 1.5 s to retry; item 1, published after
+    // it, needs the same gpu: it runs during the delay.
+    let t = Test::new(&format!(
+        "[resources]\ngpu = 1\n[jobs.train]\ncommand = '{}'\nitems = {{ range = [0, 2] }}\nuses = {{ gpu = 1 }}\nretries = 1\nretry_delay = \"1500ms\"\n",
+        timed("if [ $RUNNER_ITEM = 0 ] && [ ! -e seen ]; then touch seen; s=1; else s=0; fi")
+            + "; exit $s"
+    ))
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let before = redis.clients();
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2"],
+        &[("WHO", "w1")],
+    );
+    assert!(wait_for(Duration::from_secs(10), || redis.clients() > before));
+    t.run().assert_code(0);
+    let log = t.read("log");
+    let starts: Vec<(u128, String)> = log
+        .lines()
+        .filter(|l| l.starts_with("start"))
+        .map(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            let ns = w.next().unwrap().parse().unwrap();
+            (ns, w.next().unwrap().to_string())
+        })
+        .collect();
+    let of = |item: &str| -> Vec<u128> {
+        starts
+            .iter()
+            .filter(|s| s.1.ends_with(&format!("/{item}")))
+            .map(|s| s.0)
+            .collect()
+    };
+    let (zero, one) = (of("0"), of("1"));
+    assert_eq!((zero.len(), one.len()), (2, 1), "{log}");
+    assert!(
+        zero[0] < one[0] && one[0] < zero[1],
+        "item 1 ran while item 0 waited to retry:\n{log}"
+    );
+    assert_eq!(peak(&t, "w1"), 1, "never two gpu tasks at once:\n{log}");
+    drop(w);
+}
+
+#[test]
+fn the_coordinators_own_share_and_its_local_tasks_share_one_count() {
+    let redis = Redis::start(&[]);
+    // One gpu on this machine: the single task (run by the coordinator's scheduler) and
+    // the fan-out's tasks (run by its own share, no worker) never hold it together.
+    let t = Test::new(&format!(
+        "[resources]\ngpu = 1\n[jobs.solo]\ncommand = '{}'\nuses = {{ gpu = 1 }}\n[jobs.fan]\ncommand = '{}'\nitems = {{ range = [0, 4] }}\nuses = {{ gpu = 1 }}\n",
+        timed("sleep 0.4"),
+        timed("sleep 0.2")
+    ))
+    .args(&["--broker", &redis.url(), "--pool", "3"]);
+    t.run().assert_code(0);
+    let log = t.read("log");
+    assert_eq!(entries(&t).len(), 10, "every task ran once:\n{log}");
+    assert_eq!(
+        peak(&t, ""),
+        1,
+        "one gpu task at a time on this machine:\n{log}"
+    );
+}

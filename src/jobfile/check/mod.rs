@@ -286,6 +286,7 @@ impl Checker<'_> {
         let never = never_cached(job.cache, both, stream.or(fed));
         let cache_env = self.cache_env(&name, job.cache_env.as_ref(), never);
         let (uses, rate) = self.holds(&name, job.uses, job.rate.as_ref(), stream);
+        let runs_on = self.runs_on(&name, job.runs_on.as_ref(), &items, &stdin, job.local);
         if items_ok {
             self.check_fields(&name, items.keys(), items.is_fan_out());
         } else {
@@ -321,7 +322,50 @@ impl Checker<'_> {
             cache_env,
             uses,
             rate,
+            runs_on,
         }
+    }
+
+    /// `runs_on`: labels, each once, on a job whose tasks may go to workers (a fan-out
+    /// job, not `local`, not streaming a queue).
+    fn runs_on(
+        &mut self,
+        job: &str,
+        raw: Option<&Spanned<Vec<Name>>>,
+        items: &Items,
+        stdin: &StdinSpec,
+        local: Option<bool>,
+    ) -> Vec<String> {
+        let reads_queue = matches!(stdin, StdinSpec::Queue(_));
+        let Some(raw) = raw else { return Vec::new() };
+        let mut labels: Vec<String> = Vec::new();
+        for label in raw.get_ref() {
+            let text = label.get_ref();
+            if let Err(e) = crate::jobfile::labels::check(text) {
+                self.error(format!("`runs_on` of job `{job}`: {e}"), label.span());
+            } else if labels.contains(text) {
+                self.error(
+                    format!("`runs_on` of job `{job}` names `{text}` twice"),
+                    label.span(),
+                );
+            } else {
+                labels.push(text.clone());
+            }
+        }
+        let never = if local == Some(true) {
+            Some("it has `local = true`")
+        } else if !items.is_fan_out() {
+            Some("it has no `items`, so its one task runs on the coordinator")
+        } else {
+            reads_queue.then_some("it reads a queue on stdin, so it runs on the coordinator")
+        };
+        if let Some(why) = never {
+            self.error(
+                format!("`runs_on` of job `{job}`: its tasks never go to workers ({why})"),
+                raw.span(),
+            );
+        }
+        labels
     }
 
     /// `cache_env`: environment variable names (letters, digits and `_`, not starting
