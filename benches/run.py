@@ -118,6 +118,27 @@ def spawn_workload(s, n, pool, table):
     return medians
 
 
+def dist_workload(s, n, table):
+    """The dist profile (LTO, one codegen unit, symbols stripped: what `cargo install
+    --profile dist` and the GitHub Action build) against the release profile: the spawn
+    rate, side by side, and the binaries' sizes (release as built, with its line tables,
+    and stripped, so that the ratio is of code, not of debug info)."""
+    subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "runner"], cwd=ROOT, check=True)
+    dist = os.path.join(ROOT, "target", "dist", "runner")
+    job = s.jobfile("spawn-dist.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
+    medians = s.compare("dist profile", [("release", [RUNNER, job]), ("dist", [dist, job])])
+    for name, t in medians.items():
+        table.append((f"spawn {n} × true, pool 2", f"runner ({name} profile)", t, n / t, medians["release"] / t))
+    stripped = os.path.join(s.work, "runner-release-stripped")
+    subprocess.run(["strip", "-o", stripped, RUNNER], check=True)
+    sizes = {"release": os.path.getsize(RUNNER), "release, stripped": os.path.getsize(stripped), "dist": os.path.getsize(dist)}
+    mib = {name: f"{size / 2**20:.2f} MiB" for name, size in sizes.items()}
+    s.notes.append(
+        f"binary size: release {mib['release']}, release stripped {mib['release, stripped']}, dist {mib['dist']}; "
+        f"dist/release {sizes['dist'] / sizes['release']:.2f}, dist/release stripped {sizes['dist'] / sizes['release, stripped']:.2f}"
+    )
+
+
 def communicate_workload(s, n, pool, table):
     payload = "x" * 1024
     job = s.jobfile("comm.toml", f'pool = {pool}\n[jobs.t]\ncommand = ["cat"]\nstdin = "{payload}"\nitems = {{ range = [0, {n}] }}\n')
@@ -753,7 +774,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache); prints, writes nothing")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist); prints, writes nothing; dist builds the dist profile")
     ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
     global BEFORE
@@ -802,6 +823,8 @@ def main():
             if "cache" in only:
                 cache_workload(s, size["cache"], table)
                 cache_big_workload(s, size["cache_big"], table, memory)
+            if "dist" in only:
+                dist_workload(s, size["spawn"], table)
             args.smoke = True
             raise StopIteration
         for pool in (2, 8):

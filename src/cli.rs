@@ -6,6 +6,62 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The sections of `runner run --help` and `runner worker --help` (clap's
+/// `help_heading`): every option of theirs names one, so that a new option lands in a
+/// section (a unit test walks the commands).
+pub const CHOOSING: &str = "Choosing what runs";
+pub const STATE: &str = "State";
+pub const OUTPUT: &str = "Output and reports";
+pub const PROCESS: &str = "Process control";
+pub const CACHE: &str = "Cache";
+pub const DISTRIBUTED: &str = "Distributed";
+/// Every section, in the order `runner run --help` shows them.
+#[cfg_attr(not(test), allow(dead_code))]
+pub const HEADINGS: [&str; 6] = [CHOOSING, STATE, OUTPUT, PROCESS, CACHE, DISTRIBUTED];
+
+/// The end of `runner run -h`: one example, and where the others are.
+const RUN_SHORT: &str = "Example:
+  runner run jobs/ci.toml --pool 4 --junit junit.xml
+
+`runner run --help` (or `runner help run`) says more of each option, with examples.";
+
+/// The end of `runner run --help`: what people do with it, as cargo's long help does.
+const RUN_EXAMPLES: &str = "Examples:
+  runner jobs/ci.toml
+      Run every job of the file (the same as `runner run jobs/ci.toml`).
+  runner run jobs/ci.toml lint test --set profile=release
+      Run the jobs lint and test and what they need, with the var `profile` set.
+  runner run jobs/ci.toml --pool 4 --fail-fast --junit junit.xml --html run.html
+      Four tasks at once, stop at the first failure, leave JUnit XML and a page.
+  runner run jobs/ci.toml --resume
+      Run again what did not succeed in the latest run.
+  runner run jobs/ci.toml --changed-since origin/main --cache .cache/runner
+      Only tasks whose sources changed since the branch left main; results of
+      tasks run before restored from a folder cache.
+  runner run jobs/ci.toml --dry-run
+      Show every task and its command; run nothing (as `runner plan`).
+  RUNNER_AUTHKEY=… runner run examples/squares.toml --broker redis://10.0.0.5:6379
+      Share the tasks with workers (`runner worker`) on other machines.";
+
+/// The end of `runner worker -h`.
+#[cfg(feature = "distributed")]
+const WORKER_SHORT: &str = "Example:
+  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379
+
+`runner worker --help` says more of each option, with examples.";
+
+/// The end of `runner worker --help`.
+#[cfg(feature = "distributed")]
+const WORKER_EXAMPLES: &str = "Examples:
+  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379
+      Serve every run of the file the broker announces, one after another.
+  runner worker jobs/ci.toml --broker redis://10.0.0.5:6379 --authkey-file key --once
+      Serve the next run, then exit.
+  runner worker jobs/ci.toml --broker redis://10.0.0.5:6379 --pool 8 --resource gpu=2
+      Eight tasks at once here, two of the file's `gpu` free on this machine.
+  runner worker jobs/ci.toml --broker redis://10.0.0.5:6379 --cache redis://10.0.0.5:6379
+      Store each task that succeeds here in the run's cache.";
+
 pub const COMMANDS: [&str; 10] = [
     "run",
     "check",
@@ -36,9 +92,7 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Load, check and run a job file (or only the jobs named, and what they need).
-    #[command(
-        after_help = "Example:\n  runner run jobs/ci.toml --pool 4 --junit junit.xml\n  runner run jobs/ci.toml lint --set profile=release"
-    )]
+    #[command(after_help = RUN_SHORT, after_long_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Show every task a run would have, and what it would run; run nothing.
     #[command(
@@ -84,13 +138,17 @@ pub enum Command {
     },
     /// Take tasks of distributed runs of FILE from a broker and run them.
     #[cfg(feature = "distributed")]
-    #[command(
-        after_help = "Example:\n  RUNNER_AUTHKEY=… runner worker examples/squares.toml --broker redis://10.0.0.5:6379"
-    )]
+    #[command(after_help = WORKER_SHORT, after_long_help = WORKER_EXAMPLES)]
     Worker(WorkerArgs),
-    /// Print a JSON Schema of the job file format (for editors).
-    #[command(after_help = "Example:\n  runner schema > runner.schema.json")]
-    Schema,
+    /// Print a JSON Schema of the job file format (for editors), or of the JSON report.
+    #[command(
+        after_help = "Example:\n  runner schema > runner.schema.json\n  runner schema --report > runner-report.schema.json"
+    )]
+    Schema {
+        /// The JSON report's schema (`runner run --report FILE`) instead of the job file's.
+        #[arg(long)]
+        report: bool,
+    },
     /// Print shell completions.
     #[command(after_help = "Example:\n  runner completions bash > /etc/bash_completion.d/runner")]
     Completions {
@@ -108,7 +166,7 @@ pub struct SelectArgs {
     #[arg(value_name = "JOB")]
     pub jobs: Vec<String>,
     /// Give the var NAME of `[vars]` this value (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set)]
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_set, help_heading = CHOOSING)]
     pub set: Vec<(String, String)>,
 }
 
@@ -117,7 +175,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// One JSON array of every task (streamed) instead of text.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
@@ -131,13 +189,13 @@ pub struct CacheArgs {
     /// Restore task results from, and store them in, the cache at URL: a folder (PATH
     /// or file://PATH), redis:// or rediss://, or http(s):// (Bazel's HTTP cache).
     /// RUNNER_CACHE_KEY signs entries; RUNNER_CACHE_TOKEN is an HTTP bearer token.
-    #[arg(long, value_name = "URL", env = "RUNNER_CACHE")]
+    #[arg(long, value_name = "URL", env = "RUNNER_CACHE", help_heading = CACHE)]
     pub cache: Option<String>,
     /// read (restore only), write (store only) or read-write.
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::cache::Mode::ReadWrite, hide_possible_values = true)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::cache::Mode::ReadWrite, hide_possible_values = true, help_heading = CACHE)]
     pub cache_mode: crate::cache::Mode,
     /// Entries larger than SIZE (files and printed output) are not stored, e.g. 500MiB.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, help_heading = CACHE)]
     pub cache_max_entry: u64,
 }
 
@@ -157,23 +215,23 @@ pub fn parse_size(text: &str) -> Result<u64, BadSize> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArgs {
     /// Continue the latest run of FILE: tasks that succeeded there are not run again.
-    #[arg(long)]
+    #[arg(long, help_heading = STATE)]
     pub resume: bool,
     /// Keep the run's state (its journal, what tasks read and wrote) in DIR instead of
     /// .runner/ beside FILE.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = STATE)]
     pub state: Option<PathBuf>,
     /// Run every task, even those whose sources and outputs are up to date.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume", help_heading = STATE)]
     pub force: bool,
     /// Take outputs that workers on other machines wrote (which this machine cannot
     /// look at) as still there and unchanged.
-    #[arg(long)]
+    #[arg(long, help_heading = STATE)]
     pub trust_remote_outputs: bool,
     /// Run only the tasks whose sources changed since the merge base of REF and HEAD
     /// (git; the working tree included), and the jobs that need them; `auto` takes REF
     /// from a GitHub pull request or a GitLab merge request.
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", help_heading = CHOOSING)]
     pub changed_since: Option<String>,
 }
 
@@ -194,74 +252,74 @@ pub struct RunArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Show what would run (as `runner plan` does) and run nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = CHOOSING)]
     pub dry_run: bool,
     #[command(flatten)]
     pub state: StateArgs,
-    #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Process slots: the most tasks running at once (default: the file's `pool`, else
-    /// the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub pool: Option<u32>,
-    /// After the first failed task, stop the running ones and start nothing new.
-    #[arg(long)]
-    pub fail_fast: bool,
     /// Show only failures and the summary.
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = OUTPUT)]
     pub quiet: bool,
     /// Write a JSON report of every task to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub report: Option<PathBuf>,
     /// Write JUnit XML (a testsuite per job, a testcase per task) to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub junit: Option<PathBuf>,
     /// How task output is printed: lines (each line as it comes), grouped (a task's
     /// output together when it ends), keep-order (grouped, a job's tasks in item
     /// order). Overrides the file's `output`. Default: lines; grouped in GitHub Actions
     /// and GitLab CI.
-    #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(crate::jobfile::OutputMode::NAMES))]
+    #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(crate::jobfile::OutputMode::NAMES), help_heading = OUTPUT)]
     pub output: Option<String>,
     /// Print task output without the `[job:label] ` prefix (to pipe it on as it is).
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub no_label: bool,
     /// Write the run's timeline to FILE in the Chrome trace event format (Perfetto,
     /// chrome://tracing): one event per attempt, by host and slot.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub trace: Option<PathBuf>,
     /// Write one self-contained HTML page of the run (its jobs, a timeline of every
     /// attempt, its failures) to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub html: Option<PathBuf>,
     /// Keep each task's stdout and stderr in files in DIR.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = OUTPUT)]
     pub logs: Option<PathBuf>,
+    /// Process slots: the most tasks running at once (default: the file's `pool`, else
+    /// the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = PROCESS)]
+    pub pool: Option<u32>,
+    /// After the first failed task, stop the running ones and start nothing new.
+    #[arg(long, help_heading = PROCESS)]
+    pub fail_fast: bool,
     /// Time between TERM and KILL when a task is stopped (at most 30 days).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = PROCESS)]
     pub grace: std::time::Duration,
     /// Start no task while the machine's available memory (MemAvailable) is below SIZE
     /// (e.g. 2G; K, M, G, T are powers of 1024). Running tasks go on.
-    #[arg(long, value_name = "SIZE", value_parser = parse_memfree)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memfree, help_heading = PROCESS)]
     pub memfree: Option<u64>,
     /// Start no task while the one-minute load average is above N (a number ≥ 0).
     /// Running tasks go on.
-    #[arg(long, value_name = "N", value_parser = parse_load)]
+    #[arg(long, value_name = "N", value_parser = parse_load, help_heading = PROCESS)]
     pub load: Option<f64>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     #[cfg(feature = "distributed")]
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// With --broker: leave every fan-out task to the workers.
     #[cfg(feature = "distributed")]
-    #[arg(long, requires = "broker")]
+    #[arg(long, requires = "broker", help_heading = DISTRIBUTED)]
     pub no_local: bool,
     /// With --broker: how long a worker holds a task without renewing before another
     /// may take it over (500ms to 30 days).
     #[cfg(feature = "distributed")]
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease, requires = "broker")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease, requires = "broker", help_heading = DISTRIBUTED)]
     pub lease: std::time::Duration,
     /// With --broker: deliveries without a result before a task fails as lost.
     #[cfg(feature = "distributed")]
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), requires = "broker", help_heading = DISTRIBUTED)]
     pub max_deliveries: u32,
     /// With --broker: submit N workers as one Slurm job array (`sbatch`), cancelled
     /// (`scancel`) when the run ends.
@@ -331,11 +389,12 @@ pub struct BrokerArgs {
         long,
         value_name = "URL",
         env = "RUNNER_BROKER_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = DISTRIBUTED
     )]
     pub broker: Option<String>,
     /// A file holding the authkey (else RUNNER_AUTHKEY); messages are then signed.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = DISTRIBUTED)]
     pub authkey_file: Option<PathBuf>,
 }
 
@@ -346,10 +405,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// Tasks run at once on this machine (default: the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = PROCESS)]
     pub pool: Option<u32>,
     /// Exit when the run served ends, instead of waiting for the next.
-    #[arg(long)]
+    #[arg(long, help_heading = DISTRIBUTED)]
     pub once: bool,
     /// Exit (status 0) after serving no run for DURATION, e.g. 10m: a batch
     /// allocation ends instead of sleeping.
@@ -363,7 +422,7 @@ pub struct WorkerArgs {
     /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
     /// 1024), `gpu=0` for none. A task of a job with `uses` starts here only when all
     /// it uses is free here. A NAME the file does not have is unused.
-    #[arg(long = "resource", value_name = "NAME=N", value_parser = parse_resource)]
+    #[arg(long = "resource", value_name = "NAME=N", value_parser = parse_resource, help_heading = PROCESS)]
     pub resources: Vec<(String, u64)>,
     /// A label of this worker (repeatable): jobs with `runs_on` go only to workers with
     /// every one of their labels. Letters, digits, `_`, `.` and `-`.
@@ -374,7 +433,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Time between TERM and KILL when a task is stopped (at most 30 days).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = PROCESS)]
     pub grace: std::time::Duration,
 }
 
@@ -577,5 +636,59 @@ mod size_tests {
         assert_eq!(parse_size("1024").unwrap(), 1024);
         let error = parse_size("lots").unwrap_err().to_string();
         assert!(error.contains("write e.g. 500M, 2GiB"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// A new option of `run`, `plan` or `worker` without `help_heading` would land in a
+    /// flat "Options" list after the sections: name its command and option.
+    #[test]
+    fn every_option_of_run_plan_and_worker_has_a_section() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut names = vec!["run", "plan"];
+        if cfg!(feature = "distributed") {
+            names.push("worker");
+        }
+        for name in names {
+            let command = cli.find_subcommand(name).expect(name);
+            let mut options = 0;
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                options += 1;
+                let heading = arg.get_help_heading();
+                assert!(
+                    heading.is_some_and(|h| super::HEADINGS.contains(&h)),
+                    "runner {name} --{id}: help_heading is {heading:?}; give it one of cli::HEADINGS {:?}",
+                    super::HEADINGS
+                );
+            }
+            assert!(options >= 5, "runner {name}: {options} options");
+        }
+    }
+
+    /// `run --help` shows the sections in the order of `HEADINGS`.
+    #[test]
+    fn the_sections_of_run_come_in_order() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let run = cli.find_subcommand_mut("run").unwrap();
+        let text = run.render_long_help().to_string();
+        let mut at = 0;
+        for heading in super::HEADINGS {
+            if !cfg!(feature = "distributed") && heading == super::DISTRIBUTED {
+                continue;
+            }
+            let found = text[at..]
+                .find(&format!("{heading}:"))
+                .unwrap_or_else(|| panic!("{heading} missing or out of order in:\n{text}"));
+            at += found;
+        }
     }
 }

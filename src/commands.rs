@@ -19,6 +19,9 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
     if args.get(1).is_some_and(|a| a == completions::COMMAND) {
         return complete_jobs(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == crate::man::COMMAND) {
+        return crate::man::write(&args[2..]);
+    }
     let cli = match Cli::try_parse_from(cli::normalize(args)) {
         Ok(cli) => cli,
         // --help and --version are "errors" to clap; they are answers to the user.
@@ -79,7 +82,11 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Outcome, Error> {
             let cache = open_cache(&args.cache)?;
             crate::broker::command::worker(args, cache)
         }
-        Command::Schema => print(&schema::json_schema()),
+        Command::Schema { report } => print(&if report {
+            schema::report_schema()
+        } else {
+            schema::json_schema()
+        }),
         Command::Completions { shell } => print(&completions::script(shell)),
     }
 }

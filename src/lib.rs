@@ -24,6 +24,7 @@ pub mod graph;
 mod held;
 pub mod jobfile;
 mod lost;
+mod man;
 mod pattern;
 mod plan;
 mod queue;

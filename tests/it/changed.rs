@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Git with no system or user configuration, an author, and `main` as the first branch.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args([
             "-c",

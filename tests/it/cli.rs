@@ -137,7 +137,6 @@ fn check_counts_in_words() {
 fn help_is_short_and_has_an_example() {
     for args in [
         vec!["--help"],
-        vec!["run", "--help"],
         vec!["check", "--help"],
         vec!["graph", "--help"],
     ] {
@@ -146,6 +145,65 @@ fn help_is_short_and_has_an_example() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Example"), "{args:?}: {text}");
         assert!(text.lines().count() < 45, "{args:?} help is long: {text}");
+    }
+}
+
+/// Issue 31: `run` and `worker` list their options in sections; `-h` is the short form
+/// (one line an option, one example), `--help` and `runner help run` the long one (each
+/// option's whole text, then examples), as cargo's.
+#[test]
+fn run_help_comes_in_sections_short_and_long() {
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let short = help(&["run", "-h"]);
+    let long = help(&["run", "--help"]);
+    for heading in [
+        "Choosing what runs:",
+        "State:",
+        "Output and reports:",
+        "Process control:",
+        "Cache:",
+        "Distributed:",
+    ] {
+        assert!(short.contains(heading), "run -h lacks {heading}:\n{short}");
+        assert!(
+            long.contains(heading),
+            "run --help lacks {heading}:\n{long}"
+        );
+    }
+    let section = |text: &str, heading: &str| -> String {
+        let at = text.find(heading).unwrap();
+        text[at..].split("\n\n").next().unwrap().to_string()
+    };
+    assert!(section(&short, "Choosing what runs:").contains("--changed-since"));
+    assert!(section(&short, "Cache:").contains("--cache-mode"));
+    assert!(section(&short, "Process control:").contains("--fail-fast"));
+    assert!(section(&short, "Output and reports:").contains("--junit"));
+    assert!(
+        short.contains("Example:") && !short.contains("Examples:"),
+        "{short}"
+    );
+    assert!(short.contains("runner run --help"), "-h says where more is");
+    assert!(long.trim_end().ends_with("on other machines."), "{long}");
+    assert!(
+        long.contains("Examples:\n  runner jobs/ci.toml\n"),
+        "{long}"
+    );
+    assert!(long.lines().count() > short.lines().count());
+    assert_eq!(
+        help(&["help", "run"]),
+        long,
+        "runner help run is the long help"
+    );
+    let worker = help(&["worker", "--help"]);
+    for heading in ["Distributed:", "Process control:", "Cache:", "Examples:"] {
+        assert!(
+            worker.contains(heading),
+            "worker --help lacks {heading}:\n{worker}"
+        );
     }
 }
 
@@ -232,4 +290,55 @@ fn a_bad_runner_heartbeat_is_refused_before_anything_runs() {
     let t = Test::new("[jobs.a]\ncommand = 'touch ran'\n").env("RUNNER_HEARTBEAT", "2s");
     t.run().assert_code(0);
     assert!(t.path("ran").exists());
+}
+
+/// Issue 31: the man pages in man/ are what the code's clap definitions make. Without
+/// the distributed feature there is no `runner worker`, so no page of it to compare.
+#[cfg(feature = "distributed")]
+#[test]
+fn the_checked_in_man_pages_are_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("__man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let made = names(dir.path());
+    let checked_in = names(&root().join("man"));
+    for page in [
+        "runner.1",
+        "runner-run.1",
+        "runner-worker.1",
+        "runner-cache-prune.1",
+    ] {
+        assert!(
+            made.contains(&page.to_string()),
+            "{page} not made: {made:?}"
+        );
+    }
+    let regenerate = "regenerate them: cargo run -- __man man";
+    assert_eq!(
+        made, checked_in,
+        "man/ has other pages than the code makes; {regenerate}"
+    );
+    for page in &made {
+        let want = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        let have = std::fs::read_to_string(root().join("man").join(page)).unwrap();
+        assert!(want == have, "man/{page} is out of date; {regenerate}");
+    }
+    let run = std::fs::read_to_string(dir.path().join("runner-run.1")).unwrap();
+    assert!(
+        run.contains("changed\\-since") && run.contains("Examples"),
+        "{run}"
+    );
 }

@@ -24,6 +24,7 @@ mod processes;
 pub mod queues;
 mod quoting;
 mod redaction;
+mod report_schema;
 mod reports;
 mod resources;
 mod resources_dist;

@@ -175,6 +175,32 @@ impl Test {
         cmd.spawn().expect("runner starts")
     }
 
+    /// The JSON report a run was asked for (`--report FILE`), when it wrote one: checked
+    /// against docs/runner-report.schema.json, so that every report the suite writes
+    /// has only the keys the schema lists, of the types it says.
+    fn check_report(&self, args: &[String]) {
+        let named = args
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| match a.strip_prefix("--report=") {
+                Some(path) => Some(path.to_string()),
+                None if a == "--report" => args.get(i + 1).cloned(),
+                None => None,
+            });
+        if let Some(path) = named {
+            let path = self.dir.path().join(path);
+            // Only a file: a test may point the report at /dev/full, which reads for ever.
+            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                return;
+            }
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(report) = serde_json::from_str(&text) {
+                    assert_report_fits(&report, &path);
+                }
+            }
+        }
+    }
+
     /// How many lines a file (written by tasks) has now.
     pub fn lines_in(&self, name: &str) -> usize {
         self.read(name).lines().count()
@@ -188,6 +214,7 @@ impl Test {
             .stdin(Stdio::null())
             .output()
             .expect("runner runs");
+        self.check_report(&args);
         Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -211,6 +238,7 @@ impl Test {
             std::thread::spawn(move || pipe.write_all(&data));
         }
         let out = child.wait_with_output().expect("runner ends");
+        self.check_report(&self.args);
         Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -342,4 +370,34 @@ pub fn skipped_when_portable(why: &str) -> bool {
         eprintln!("skipped under RUNNER_PORTABLE=1: {why}");
     }
     portable
+}
+
+/// docs/runner-report.schema.json, compiled once per test binary.
+pub fn report_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = std::fs::read_to_string(root().join("docs/runner-report.schema.json"))
+            .expect("docs/runner-report.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the report schema is a valid JSON Schema")
+    })
+}
+
+/// Fails the test, naming each key and place, when a report does not fit the schema.
+pub fn assert_report_fits(report: &serde_json::Value, path: &Path) {
+    let mut errors: Vec<String> = report_schema()
+        .iter_errors(report)
+        .map(|e| format!("  at {}: {e}", e.instance_path))
+        .collect();
+    if errors.len() > 10 {
+        let more = errors.len() - 10;
+        errors.truncate(10);
+        errors.push(format!("  … and {more} more"));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} does not fit docs/runner-report.schema.json (a key the report gained goes into the schema, and into docs/reports.md):\n{}",
+        path.display(),
+        errors.join("\n")
+    );
 }
