@@ -324,7 +324,7 @@ pub struct RunArgs {
     /// With --broker: submit N workers as one Slurm job array (`sbatch`), cancelled
     /// (`scancel`) when the run ends.
     #[cfg(feature = "distributed")]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "broker")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "broker", help_heading = DISTRIBUTED)]
     pub slurm: Option<u32>,
     /// With --slurm: one more argument for `sbatch` (repeatable), e.g.
     /// --slurm-arg=--partition=short.
@@ -333,7 +333,8 @@ pub struct RunArgs {
         long,
         value_name = "ARG",
         allow_hyphen_values = true,
-        requires = "slurm"
+        requires = "slurm",
+        help_heading = DISTRIBUTED
     )]
     pub slurm_arg: Vec<String>,
 }
@@ -412,11 +413,11 @@ pub struct WorkerArgs {
     pub once: bool,
     /// Exit (status 0) after serving no run for DURATION, e.g. 10m: a batch
     /// allocation ends instead of sleeping.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = DISTRIBUTED)]
     pub idle_exit: Option<std::time::Duration>,
     /// Keep this terminal short: a line when a run is served and when it ends, notes
     /// and errors, and the tasks that failed; no task output, starts nor progress.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub quiet: bool,
     /// This machine's amount of a `[resources]` entry instead of the file's
     /// (repeatable): an integer or a size, `gpu=2`, `mem=64G` (K, M, G, T are powers of
@@ -426,7 +427,7 @@ pub struct WorkerArgs {
     pub resources: Vec<(String, u64)>,
     /// A label of this worker (repeatable): jobs with `runs_on` go only to workers with
     /// every one of their labels. Letters, digits, `_`, `.` and `-`.
-    #[arg(long = "label", value_name = "NAME", value_parser = crate::jobfile::labels::parse)]
+    #[arg(long = "label", value_name = "NAME", value_parser = crate::jobfile::labels::parse, help_heading = DISTRIBUTED)]
     pub labels: Vec<String>,
     /// A worker given a cache stores each task it ran that succeeded (the coordinator
     /// looks tasks up before publishing them; a worker never restores).
