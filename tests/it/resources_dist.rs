@@ -258,3 +258,29 @@ fn the_coordinators_own_share_and_its_local_tasks_share_one_count() {
         "one gpu task at a time on this machine:\n{log}"
     );
 }
+
+#[test]
+fn tasks_no_worker_has_room_for_are_said_in_the_heartbeat() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[resources]\ngpu = 1\n[jobs.train]\ncommand = 'touch ran-{item}'\nitems = { range = [0, 3] }\nuses = { gpu = 1 }\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let before = redis.clients();
+    let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--resource", "gpu=0"], &[]);
+    assert!(wait_for(Duration::from_secs(10), || redis.clients() > before));
+    let mut runner = t.spawn();
+    let err = crate::util::Collected::start(runner.stderr.take().unwrap());
+    let said = err.wait_for(
+        Duration::from_secs(20),
+        "3 tasks wait for a worker with gpu free",
+    );
+    // SAFETY: signalling the runner this test started, by its pid.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
+    let status = crate::distributed::wait_child(&mut runner, Duration::from_secs(30));
+    let err = err.finish();
+    assert!(said, "{err}");
+    assert!(status.is_some_and(|s| s != 0), "{status:?}: {err}");
+    assert!(!t.path("ran-0").exists());
+    drop(w);
+}
