@@ -382,6 +382,13 @@ fn broker_words(args: &RunArgs) -> Vec<String> {
     if args.max_deliveries != 3 {
         words.push(format!("--max-deliveries={}", args.max_deliveries));
     }
+    // The resumed run's workers: a new array, asked for the same way.
+    if let Some(n) = args.slurm {
+        words.push(format!("--slurm={n}"));
+        for arg in &args.slurm_arg {
+            words.push(format!("--slurm-arg={}", quote(arg)));
+        }
+    }
     words
 }
 
@@ -482,6 +489,23 @@ mod tests {
         assert_eq!(
             hint(&["jobs.toml", "--broker", "redis://:secret@host:6379"]),
             "runner run jobs.toml --broker=\"$RUNNER_BROKER_URL\" --resume"
+        );
+    }
+
+    #[test]
+    fn the_resume_hint_asks_for_the_same_slurm_workers() {
+        assert_eq!(
+            hint(&[
+                "jobs.toml",
+                "--broker",
+                "redis://h:6379",
+                "--slurm",
+                "4",
+                "--slurm-arg=--partition=short",
+                "--slurm-arg",
+                "--comment=a b",
+            ]),
+            "runner run jobs.toml --broker=redis://h:6379 --slurm=4 --slurm-arg='--partition=short' --slurm-arg='--comment=a b' --resume"
         );
     }
 }

@@ -59,6 +59,11 @@ pub enum SlurmError {
     NotUtf8 { what: &'static str, path: PathBuf },
     #[error("--slurm: the authkey holds a NUL byte, which cannot be passed through the job's environment")]
     NulInAuthkey,
+    /// At the end of the run (said as a warning, not an exit status).
+    #[error("cannot run scancel: {0}")]
+    ScancelSpawn(#[source] std::io::Error),
+    #[error("scancel refused ({status}): {message}")]
+    ScancelRefused { status: String, message: String },
 }
 
 type Say = Arc<dyn Fn(String) + Send + Sync>;
@@ -313,8 +318,8 @@ impl Drop for Array {
     }
 }
 
-/// `scancel ID` (only the elements in `state`, if given); sbatch's message on failure.
-fn scancel(id: &str, state: Option<&str>) -> Result<(), String> {
+/// `scancel ID` (only the elements in `state`, if given); its message on failure.
+fn scancel(id: &str, state: Option<&str>) -> Result<(), SlurmError> {
     let mut command = Command::new("scancel");
     if let Some(state) = state {
         command.arg(format!("--state={state}"));
@@ -323,10 +328,13 @@ fn scancel(id: &str, state: Option<&str>) -> Result<(), String> {
         .arg(id)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| e.to_string())?;
+        .map_err(SlurmError::ScancelSpawn)?;
     match output.status.success() {
         true => Ok(()),
-        false => Err(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+        false => Err(SlurmError::ScancelRefused {
+            status: output.status.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        }),
     }
 }
 

@@ -167,6 +167,11 @@ impl Slurm {
 
 impl Drop for Slurm {
     fn drop(&mut self) {
+        // A job step outlives slurmd: whatever a failed test left is cancelled first.
+        if !self.queue().is_empty() {
+            let _ = self.client("scancel", &["--user=root"]);
+            wait_for(Duration::from_secs(15), || self.queue().is_empty());
+        }
         // slurmd first (its job steps end with it), then slurmctld, then munged.
         for child in self.children.iter_mut().rev() {
             // SAFETY: terminating a daemon this test started, by its pid.
