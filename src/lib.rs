@@ -34,6 +34,7 @@ mod scheduler;
 mod schema;
 mod scrub;
 mod secrets;
+mod service;
 mod session;
 mod shell;
 mod signals;

@@ -36,6 +36,11 @@ pub enum End {
     Lost {
         deliveries: u32,
     },
+    /// A service not ready within its `ready_timeout`: it was stopped. The message
+    /// names the check and its last answer.
+    NotReady {
+        message: String,
+    },
 }
 
 /// What a task came to.
@@ -152,6 +157,24 @@ pub struct TaskRecord {
     /// waits added up).
     #[serde(default)]
     pub waited: Duration,
+    /// A service's task: its readiness check, when it was ready, and whether it was
+    /// released (stopped because nothing needing it was left: a success).
+    #[serde(default)]
+    pub service: Option<ServiceLife>,
+}
+
+/// What became of a service's task, for the summary and the reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLife {
+    /// The readiness check in words (`tcp 127.0.0.1:6379`); `None`: ready once started.
+    pub check: Option<String>,
+    /// When it became ready, and how long after its process started.
+    pub ready_at: Option<SystemTime>,
+    pub ready_after: Option<Duration>,
+    /// Stopped because nothing needing it was left.
+    pub released: bool,
+    /// Why it failed as a service (not ready in time, or ended before its release).
+    pub problem: Option<String>,
 }
 
 /// One attempt of a task: when its process started, how long it ran, how it ended.
@@ -199,6 +222,7 @@ impl TaskRecord {
             tries: Vec::new(),
             worker: None,
             waited: Duration::ZERO,
+            service: None,
         }
     }
 
@@ -419,6 +443,7 @@ pub fn describe_end(end: &End) -> String {
                 .to_string()
         }
         End::OutputRefused { message } | End::Internal { message } => message.clone(),
+        End::NotReady { message } => message.clone(),
         End::Lost { deliveries } => {
             format!("lost after {deliveries} deliveries (its workers died or stopped)")
         }

@@ -279,7 +279,7 @@ impl Store for Http {
 
 /// TLS trusting the machine's CA certificates (the system's store, or `SSL_CERT_FILE`
 /// / `SSL_CERT_DIR` when set), or, when none can be read, Mozilla's roots (webpki).
-fn tls() -> ureq::tls::TlsConfig {
+pub(crate) fn tls() -> ureq::tls::TlsConfig {
     let found = rustls_native_certs::load_native_certs();
     let roots: Vec<_> = found
         .certs

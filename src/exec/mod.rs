@@ -86,6 +86,8 @@ pub struct Context {
     /// `--cache URL`: the results cache, looked up before a task's first attempt and
     /// given its success.
     pub cache: Option<Arc<crate::cache::run::Cache>>,
+    /// The run's services (`Mode::Local`): readiness told to the run loop, releases.
+    pub services: Option<Arc<crate::service::Services>>,
 }
 
 /// One task, as its attempts see it.
@@ -569,7 +571,18 @@ fn run_attempt(
     if capture {
         (out, err) = (out.capture(), err.capture());
     }
+    let watch = service_watch(ctx, task);
+    if let (Some(watch), Some(services)) = (&watch, &ctx.services) {
+        if watch.watches_lines() {
+            out = out.watch_lines(watch.clone(), services.clone());
+            err = err.watch_lines(watch.clone(), services.clone());
+        }
+    }
+    let mut checker = None;
     let mut on_spawn = |pid| {
+        if let (Some(watch), Some(services)) = (&watch, &ctx.services) {
+            checker = watch.started(services);
+        }
         if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Spawned {
                 job: task.id,
@@ -585,8 +598,30 @@ fn run_attempt(
         &mut err,
         job.timeout,
         &ctx.control,
+        watch.as_ref().map(|w| &w.release),
         &mut on_spawn,
     );
+    let mut result = result;
+    let life = match (&watch, &ctx.services) {
+        (Some(watch), Some(services)) => {
+            let life = watch.finish(checker);
+            services.forget(task.id, task.index);
+            Some((life, watch.describe()))
+        }
+        _ => None,
+    };
+    if let Some((life, _)) = &life {
+        if let Some(problem) = &life.problem {
+            // Said on its stderr, so that the summary's tail and the logs show it.
+            err.write(format!("runner: {problem}\n").as_bytes());
+            err.finish();
+            if problem.starts_with("not ready after") && ctx.control.level() == Level::Run {
+                result.end = End::NotReady {
+                    message: problem.clone(),
+                };
+            }
+        }
+    }
     record.attempts = attempt;
     record.pid = result.pid;
     record.started.get_or_insert(result.started);
@@ -602,13 +637,25 @@ fn run_attempt(
     if let Some(path) = err.log_path() {
         record.stderr_log = Some(path.to_path_buf());
     }
-    let mut result = result;
     if let Some(message) = out.refused().or(err.refused()) {
         result.end = End::OutputRefused {
             message: message.to_string(),
         };
     }
-    let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    let mut ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    if let Some((life, check)) = life {
+        // A service is done when released; ending by itself before is a failure.
+        ok = life.released;
+        // Stopped by the run (Ctrl-C, fail-fast), not by its release or its check.
+        record.stopped = result.stopped && !life.released && ctx.control.level() != Level::Run;
+        record.service = Some(crate::task::ServiceLife {
+            check,
+            ready_at: life.ready.map(|r| r.0),
+            ready_after: life.ready.map(|r| r.1),
+            released: life.released,
+            problem: life.problem,
+        });
+    }
     record.tries.push(crate::task::Try {
         started: result.started,
         duration: result.duration,
@@ -636,6 +683,33 @@ fn run_attempt(
     };
     record.end = Some(result.end.clone());
     (result, printed)
+}
+
+/// The watch of a service's task about to start (`None` for any other task, or where
+/// services do not run: workers).
+fn service_watch(ctx: &Context, task: &Task<'_>) -> Option<Arc<crate::service::Watch>> {
+    let services = ctx.services.as_ref()?;
+    let job = task.job;
+    if !job.service {
+        return None;
+    }
+    let check = crate::render::ready(job, task.item, task.index).map(|check| {
+        let regex = match &job.ready {
+            Some(crate::jobfile::Ready::Line(pattern)) => Some(pattern.regex.clone()),
+            _ => None,
+        };
+        (check, regex)
+    });
+    match services.watch(job.id, task.index, check, job.ready_timeout) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            let _ = ctx.events.send(Event::Note(format!(
+                "{}: cannot watch the service ({e}): it counts as ready once started",
+                task.label
+            )));
+            None
+        }
+    }
 }
 
 /// What an attempt printed, kept for the cache: stdout's and stderr's.
@@ -696,7 +770,8 @@ fn sinks(
     record: &TaskRecord,
 ) -> (Sink, Sink) {
     // Held back until the attempt ends: with --quiet (shown if it fails) or grouped.
-    let held = ctx.mode.quiet() || ctx.file.output_of(job).grouped();
+    // A service's output is shown as it arrives (it ends only when released).
+    let held = ctx.mode.quiet() || (ctx.file.output_of(job).grouped() && !job.service);
     let mut out = match job.to {
         Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {

@@ -27,7 +27,7 @@ pub const TOP_KEYS: [&str; 11] = [
     "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 25] = [
+pub const JOB_KEYS: [&str; 28] = [
     "command",
     "needs",
     "when",
@@ -53,6 +53,9 @@ pub const JOB_KEYS: [&str; 25] = [
     "cache_env",
     "uses",
     "rate",
+    "service",
+    "ready",
+    "ready_timeout",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -165,6 +168,13 @@ pub struct RawJob<'i> {
     pub uses: Vec<(Name, Spanned<Amount>)>,
     /// A rate (`"5/s"`) or the name of one of `[rates]`.
     pub rate: Option<Name>,
+    /// `service = true`: a long-running process the jobs that need it use while they run.
+    pub service: Option<Spanned<bool>>,
+    /// When a service is ready (`{ tcp = … }`, `{ http = … }`, `{ line = … }`,
+    /// `{ command = … }`), told apart by `check::service`.
+    pub ready: Option<Value<'i>>,
+    /// How long a service may take to be ready.
+    pub ready_timeout: Option<Name>,
 }
 
 /// An amount of a resource as written: an integer, or a size such as `"8G"` (a
@@ -451,6 +461,12 @@ fn read_job<'i>(
             .take("uses")
             .map_or_else(Vec::new, |(path, v)| amounts(&v, &path, r)),
         rate: keys.string("rate", RATE, r),
+        service: keys.take("service").and_then(|(path, v)| {
+            let span = v.span();
+            r.boolean(&v, &path).map(|b| Spanned::new(span, b))
+        }),
+        ready: keys.take("ready").map(|(_, v)| v),
+        ready_timeout: keys.string("ready_timeout", DURATION, r),
     }
 }
 

@@ -28,7 +28,8 @@ impl EndFields {
             Some(
                 End::SpawnFailed { message, .. }
                 | End::OutputRefused { message }
-                | End::Internal { message },
+                | End::Internal { message }
+                | End::NotReady { message },
             ) => (None, None, false, Some(message.clone())),
             Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
             None => (None, None, false, None),

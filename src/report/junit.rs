@@ -303,6 +303,7 @@ fn kind(r: &TaskRecord) -> &'static str {
         Some(End::OutputRefused { .. }) => "output",
         Some(End::Internal { .. }) => "internal",
         Some(End::Lost { .. }) => "lost",
+        Some(End::NotReady { .. }) => "not-ready",
         _ => "exit",
     }
 }

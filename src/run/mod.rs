@@ -67,6 +67,8 @@ enum Note {
     Changed,
     /// A queue the scheduler waits on got items or closed.
     QueueReady,
+    /// A service's task (job, index) is ready.
+    ServiceReady(usize, u64),
 }
 
 struct Wake(Sender<Note>);
@@ -202,6 +204,15 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     ctx.cache = options.cache.clone().map(|o| {
         crate::cache::run::Cache::new(o.store, o.settings, session.events.clone(), &session.host)
     });
+    if file.jobs.iter().any(|j| j.service) {
+        let notes = notes_tx.clone();
+        ctx.services = Some(Arc::new(crate::service::Services::new(
+            options.grace,
+            Box::new(move |job, index| {
+                let _ = notes.send(Note::ServiceReady(job, index));
+            }),
+        )));
+    }
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
@@ -359,6 +370,11 @@ fn wait_for_end(
                     dispatch(shared, &mut shared.lock(), None);
                 }
                 Ok(Note::Changed) => {}
+                Ok(Note::ServiceReady(job, index)) => {
+                    let mut core = shared.lock();
+                    core.scheduler.service_ready(job, index);
+                    dispatch(shared, &mut core, None);
+                }
                 Err(_) => return interrupted,
             },
             recv(session.signals) -> signal => {
@@ -598,6 +614,10 @@ fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
     let memory = ctx.memory.as_ref()?;
     let file = &ctx.file;
     let job = &file.jobs[start.job];
+    // A service always runs: never done earlier, up to date or unchanged.
+    if job.service {
+        return None;
+    }
     // Nothing to journal, compare with or look at: the identity is not needed.
     if ctx.journal.is_none()
         && memory.index.is_none()
@@ -758,6 +778,11 @@ fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
     for effect in effects {
         match effect {
             Effect::Close(q) => ctx.queues[*q].close(),
+            Effect::Release(job) => {
+                if let Some(services) = &ctx.services {
+                    services.release(*job);
+                }
+            }
             Effect::Discard(q) => ctx.queues[*q].discard(),
             Effect::Skipped(job) => {
                 let state = &core.scheduler.jobs[*job];

@@ -21,6 +21,7 @@ mod inputs;
 mod process;
 mod resources;
 mod secrets;
+mod service;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -138,6 +139,7 @@ impl Checker<'_> {
             checked_job.secrets = job_secrets;
             checked.push(checked_job);
         }
+        self.service_needs(&checked);
         JobFile {
             path: path.to_path_buf(),
             dir,
@@ -230,12 +232,13 @@ impl Checker<'_> {
                 span.clone(),
             );
         }
-        let shell = self.job_shell(job.shell, shell);
+        let shell = self.job_shell(job.shell.clone(), shell);
         let command = match &job.command {
-            Some(command) => self.command(command, shell),
+            Some(command) => self.command(command, shell.clone()),
             // Reported by `raw` (missing, or the job is not a table).
             None => super::CommandSpec::empty(),
         };
+        let service = self.service(&name, &job, &shell);
         let (needs, needs_spans, each) = self.needs(&job.needs, id, &name, names);
         let when = self.when(job.when.as_ref());
         let before_items = self.diagnostics.len();
@@ -321,6 +324,9 @@ impl Checker<'_> {
             cache_env,
             uses,
             rate,
+            service: service.service,
+            ready: service.ready,
+            ready_timeout: service.ready_timeout,
         }
     }
 
