@@ -1028,6 +1028,12 @@ impl Scheduler {
     /// Releases every service that nothing needing it keeps running any more: every
     /// job that needs it is over (done, skipped or stopped).
     fn check_release(&mut self) {
+        // A release may end a service that another service's release waits for.
+        while self.release_some() {}
+    }
+
+    fn release_some(&mut self) -> bool {
+        let mut released = false;
         for j in 0..self.jobs.len() {
             if !self.file.jobs[j].service {
                 continue;
@@ -1046,11 +1052,13 @@ impl Scheduler {
                 continue;
             }
             self.jobs[j].released = true;
+            released = true;
             if self.jobs[j].running > 0 {
                 self.effects.push(Effect::Release(j));
             }
             self.check_done(j);
         }
+        released
     }
 
     /// How job `dep` stands for the jobs needing it: a service counts as done once

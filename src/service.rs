@@ -27,8 +27,9 @@ const REQUEST: Duration = Duration::from_secs(2);
 /// The longest line a `line` check looks at (the rest of a longer line is not).
 const LINE_MAX: usize = 64 * 1024;
 
-/// Told when a service's task is ready: (job, index).
-pub type OnReady = Box<dyn Fn(JobId, u64) + Send + Sync>;
+/// Told when a service's task is ready: (job, index, what to say: `LABEL: ready after
+/// 212ms (tcp 127.0.0.1:6379)`).
+pub type OnReady = Box<dyn Fn(JobId, u64, String) + Send + Sync>;
 
 /// The services of a run: each running service task's watch, and the jobs released.
 pub struct Services {
@@ -53,12 +54,14 @@ impl Services {
         &self,
         job: JobId,
         index: u64,
+        label: Arc<str>,
         check: Option<(ReadyCheck, Option<regex_automata::meta::Regex>)>,
         timeout: Duration,
     ) -> std::io::Result<Arc<Watch>> {
         let watch = Arc::new(Watch {
             job,
             index,
+            label,
             release: Control::new(self.grace)?,
             released: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -90,8 +93,8 @@ impl Services {
         lock(&self.live).remove(&(job, index));
     }
 
-    fn ready(&self, job: JobId, index: u64) {
-        (self.on_ready)(job, index);
+    fn ready(&self, job: JobId, index: u64, said: String) {
+        (self.on_ready)(job, index, said);
     }
 }
 
@@ -113,6 +116,7 @@ struct State {
 pub struct Watch {
     pub job: JobId,
     pub index: u64,
+    label: Arc<str>,
     /// Raised at release, or when readiness failed: the attempt stops its process.
     pub release: Control,
     released: AtomicBool,
@@ -158,7 +162,10 @@ impl Watch {
     /// Its process started: without a check, it is ready now; with one, the checking
     /// thread starts (a `line` check is done by the output's sinks, the thread only
     /// keeps the time).
-    pub fn started(self: &Arc<Self>, services: &Arc<Services>) -> Option<std::thread::JoinHandle<()>> {
+    pub fn started(
+        self: &Arc<Self>,
+        services: &Arc<Services>,
+    ) -> Option<std::thread::JoinHandle<()>> {
         *lock(&self.began) = Some(Instant::now());
         if self.check.is_none() {
             self.set_ready(services);
@@ -180,7 +187,13 @@ impl Watch {
             }
             state.ready = Some((SystemTime::now(), Instant::now()));
         }
-        services.ready(self.job, self.index);
+        let began = lock(&self.began).unwrap_or_else(Instant::now);
+        let after = crate::task::duration(began.elapsed());
+        let said = match self.describe() {
+            Some(check) => format!("{}: ready after {after} ({check})", self.label),
+            None => format!("{}: started (a service without `ready`)", self.label),
+        };
+        services.ready(self.job, self.index, said);
     }
 
     /// A line of its output (without its newline): ready if the `line` check matches.
@@ -203,7 +216,9 @@ impl Watch {
     fn keep_checking(&self, services: &Services) {
         let began = lock(&self.began).unwrap_or_else(Instant::now);
         let deadline = began + self.timeout;
-        let Some((check, _)) = &self.check else { return };
+        let Some((check, _)) = &self.check else {
+            return;
+        };
         loop {
             if self.over.load(Ordering::SeqCst) || self.is_ready() || self.is_released() {
                 return;
@@ -331,9 +346,7 @@ impl Watch {
                 };
                 Some(format!("ended before it was ready ({check}{last})"))
             }
-            (None, Some(_), false) => {
-                Some("ended while jobs still needed it".to_string())
-            }
+            (None, Some(_), false) => Some("ended while jobs still needed it".to_string()),
         };
         Life {
             ready,

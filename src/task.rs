@@ -269,6 +269,26 @@ impl TaskRecord {
         }
     }
 
+    /// How it ended, in words: [`describe_end`], or for a service `released` and when
+    /// it was ready, or what failed it as a service.
+    pub fn end_words(&self) -> Option<String> {
+        let end = self.end.as_ref().map(describe_end);
+        let Some(service) = &self.service else {
+            return end;
+        };
+        if service.released {
+            return Some(match service.ready_after {
+                Some(after) => format!("released (ready after {})", duration(after)),
+                None => "released".to_string(),
+            });
+        }
+        match (&self.end, &service.problem, end) {
+            (Some(End::NotReady { .. }), _, end) => end,
+            (_, Some(problem), Some(end)) => Some(format!("{end}: {problem}")),
+            (_, problem, end) => end.or(problem.clone()),
+        }
+    }
+
     /// Its outcome: a stopped task is stopped whatever its exit (unless it succeeded).
     pub fn outcome(&self) -> Outcome {
         match self.status {

@@ -700,7 +700,13 @@ fn service_watch(ctx: &Context, task: &Task<'_>) -> Option<Arc<crate::service::W
         };
         (check, regex)
     });
-    match services.watch(job.id, task.index, check, job.ready_timeout) {
+    match services.watch(
+        job.id,
+        task.index,
+        task.label.clone(),
+        check,
+        job.ready_timeout,
+    ) {
         Ok(watch) => Some(watch),
         Err(e) => {
             let _ = ctx.events.send(Event::Note(format!(

@@ -68,7 +68,7 @@ enum Note {
     /// A queue the scheduler waits on got items or closed.
     QueueReady,
     /// A service's task (job, index) is ready.
-    ServiceReady(usize, u64),
+    ServiceReady(usize, u64, String),
 }
 
 struct Wake(Sender<Note>);
@@ -208,8 +208,8 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
         let notes = notes_tx.clone();
         ctx.services = Some(Arc::new(crate::service::Services::new(
             options.grace,
-            Box::new(move |job, index| {
-                let _ = notes.send(Note::ServiceReady(job, index));
+            Box::new(move |job, index, said| {
+                let _ = notes.send(Note::ServiceReady(job, index, said));
             }),
         )));
     }
@@ -370,8 +370,9 @@ fn wait_for_end(
                     dispatch(shared, &mut shared.lock(), None);
                 }
                 Ok(Note::Changed) => {}
-                Ok(Note::ServiceReady(job, index)) => {
+                Ok(Note::ServiceReady(job, index, said)) => {
                     let mut core = shared.lock();
+                    let _ = shared.ctx.events.send(Event::Note(said));
                     core.scheduler.service_ready(job, index);
                     dispatch(shared, &mut core, None);
                 }

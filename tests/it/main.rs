@@ -30,6 +30,7 @@ mod resume;
 mod running;
 mod scheduling;
 mod secrets;
+mod services;
 mod terminal;
 mod uptodate;
 mod writes;

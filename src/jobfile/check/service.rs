@@ -98,10 +98,11 @@ impl Checker<'_> {
                 continue;
             }
             let d = Diagnostic::at(format!("unknown key `{k}` in `ready`"), key.span());
-            self.diagnostics.push(match suggest(k, READY_KEYS.iter().copied()) {
-                Some(s) => d.with_note(format!("did you mean `{s}`?")),
-                None => d.with_note(format!("the keys here are: {}", READY_KEYS.join(", "))),
-            });
+            self.diagnostics
+                .push(match suggest(k, READY_KEYS.iter().copied()) {
+                    Some(s) => d.with_note(format!("did you mean `{s}`?")),
+                    None => d.with_note(format!("the keys here are: {}", READY_KEYS.join(", "))),
+                });
         }
         if found.len() != 1 {
             if found.len() > 1 {
@@ -202,7 +203,11 @@ impl Checker<'_> {
             refuse("to", "a service feeds no queue: its output is shown like any task's; give the queue to a job that needs the service", Some(to.span()));
         }
         if job.stdin.as_ref().is_some_and(is_queue) {
-            refuse("stdin", "a service reads no queue: its tasks must be known before the run", span(&job.stdin));
+            refuse(
+                "stdin",
+                "a service reads no queue: its tasks must be known before the run",
+                span(&job.stdin),
+            );
         }
         if job.items.as_ref().is_some_and(is_queue) {
             refuse("items", "a service's items must be known before the run: a list, a range, a matrix or a file", span(&job.items));
@@ -220,16 +225,32 @@ impl Checker<'_> {
             refuse("uses", "a service holds what it uses until it is stopped, which could keep the jobs needing it from ever starting", Some(first.span()));
         }
         if let Some(s) = &job.sources {
-            refuse("sources", "a service is never up to date: it runs whenever a job needing it runs", Some(s.span()));
+            refuse(
+                "sources",
+                "a service is never up to date: it runs whenever a job needing it runs",
+                Some(s.span()),
+            );
         }
         if let Some(o) = &job.outputs {
-            refuse("outputs", "a service is never up to date: it runs whenever a job needing it runs", Some(o.span()));
+            refuse(
+                "outputs",
+                "a service is never up to date: it runs whenever a job needing it runs",
+                Some(o.span()),
+            );
         }
         if job.cache.is_some() {
-            refuse("cache", "a service is never stored in nor restored from the results cache", None);
+            refuse(
+                "cache",
+                "a service is never stored in nor restored from the results cache",
+                None,
+            );
         }
         if let Some(c) = &job.cache_env {
-            refuse("cache_env", "a service is never stored in nor restored from the results cache", Some(c.span()));
+            refuse(
+                "cache_env",
+                "a service is never stored in nor restored from the results cache",
+                Some(c.span()),
+            );
         }
     }
 
