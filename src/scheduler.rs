@@ -1274,6 +1274,8 @@ impl Scheduler {
                 }
             }
             if !changed {
+                // A job over may leave a service with nothing needing it.
+                self.check_release();
                 return;
             }
         }
