@@ -644,15 +644,16 @@ fn run_attempt(
     }
     let mut ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
     if let Some((life, check)) = life {
-        // A service is done when released; ending by itself before is a failure.
-        ok = life.released;
-        // Stopped by the run (Ctrl-C, fail-fast), not by its release or its check.
-        record.stopped = result.stopped && !life.released && ctx.control.level() != Level::Run;
+        // A service is done when released; ending by itself before is a failure, and
+        // one the run stopped (Ctrl-C, fail-fast) is stopped, whatever released it.
+        let run_stopped = result.stopped && ctx.control.level() != Level::Run;
+        ok = life.released && !run_stopped;
+        record.stopped = run_stopped;
         record.service = Some(crate::task::ServiceLife {
             check,
             ready_at: life.ready.map(|r| r.0),
             ready_after: life.ready.map(|r| r.1),
-            released: life.released,
+            released: life.released && !run_stopped,
             problem: life.problem,
         });
     }

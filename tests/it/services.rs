@@ -109,7 +109,7 @@ command = ["python3", "-c", "import urllib.request; print(urllib.request.urlopen
         .write("index.txt", "hello\n");
     let out = t.run();
     out.assert_code(0);
-    assert_eq!(out.lines_of("get"), ["hello", ""]);
+    assert_eq!(out.lines_of("get"), ["hello"]);
     out.assert_stderr_has(&format!("(http http://127.0.0.1:{port}/)"));
     assert_none_left(&mark);
 }
