@@ -42,7 +42,7 @@ server.serve_forever()
 #[test]
 fn redis_as_a_service_serves_its_clients_in_a_pool_of_one_and_is_released() {
     let port = free_port();
-    let mark = format!("--port {port}");
+    let mark = format!("127.0.0.1:{port}");
     let t = Test::new(&format!(
         r#"pool = 1
 [jobs.redis]
@@ -70,7 +70,9 @@ command = "redis-cli -p {port} mget key-a key-b"
         .assert_stderr_has(&format!("(tcp 127.0.0.1:{port})"))
         .assert_stderr_has("done redis pid ")
         .assert_stderr_has("released (ready after ")
-        .assert_stderr_has("4 tasks: 4 succeeded");
+        .assert_stderr_has("4 tasks: 4 succeeded")
+        .assert_stderr_has(&format!("service redis: started "))
+        .assert_stderr_has(&format!("ready after "));
     assert_none_left(&mark);
     // The report: each service's start, ready time and stop.
     let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
@@ -352,7 +354,7 @@ command = ["python3", "-c", "import sys, urllib.request; print(urllib.request.ur
 #[test]
 fn a_service_needed_by_two_jobs_in_sequence_is_kept_until_the_second_ends() {
     let port = free_port();
-    let mark = format!("--port {port}");
+    let mark = format!("127.0.0.1:{port}");
     let t = Test::new(&format!(
         r#"[jobs.redis]
 service = true
@@ -445,4 +447,20 @@ ready = { tpc = "x" }
         .assert_stderr_has("unknown key `tpc` in `ready`")
         .assert_stderr_has("did you mean `tcp`?")
         .assert_stderr_has("jobs.toml:3:");
+}
+
+/// The shipped example (examples/services.toml) runs as its comment says: a Redis
+/// server and two client jobs, on a port given with `--set`.
+#[test]
+fn the_shipped_services_example_runs() {
+    let port = free_port();
+    let example = std::fs::read_to_string(crate::util::root().join("examples/services.toml"))
+        .expect("the example");
+    let t = Test::new(&example).args(&["--set", &format!("port={port}")]);
+    let out = t.run();
+    out.assert_code(0);
+    assert_eq!(out.lines_of("count"), ["3"]);
+    out.assert_stderr_has("service redis: started ")
+        .assert_stderr_has(&format!("(tcp 127.0.0.1:{port}), released after "));
+    assert_none_left(&format!("127.0.0.1:{port}"));
 }
