@@ -60,9 +60,13 @@ needs = ["redis", "write"]
 command = "redis-cli -p {port} mget key-a key-b"
 "#
     ))
-    .args(&["--report", "report.json"]);
+    .args(&["--report", "report.json", "--junit", "junit.xml", "--trace", "trace.json"]);
     let out = t.run();
     out.assert_code(0);
+    let junit = t.read("junit.xml");
+    assert!(junit.contains("service released (ready after "), "{junit}");
+    let trace = t.read("trace.json");
+    assert!(trace.contains("\"name\":\"redis ready\""), "{trace}");
     assert_eq!(out.lines_of("write:a"), ["OK"]);
     assert_eq!(out.lines_of("write:b"), ["OK"]);
     assert_eq!(out.lines_of("read"), ["value-a", "value-b"]);
@@ -463,4 +467,49 @@ fn the_shipped_services_example_runs() {
     out.assert_stderr_has("service redis: started ")
         .assert_stderr_has(&format!("(tcp 127.0.0.1:{port}), released after "));
     assert_none_left(&format!("127.0.0.1:{port}"));
+}
+
+#[test]
+fn a_sigkilled_runner_leaves_no_service_behind() {
+    let mark = marker("svckilled");
+    let t0 = Test::new("");
+    let sleep = marked_sleep(&t0, &mark);
+    t0.write(
+        "jobs.toml",
+        &format!(
+            "[jobs.svc]\nservice = true\ncommand = \"exec {sleep} 60\"\n\
+             [jobs.user]\nneeds = [\"svc\"]\ncommand = \"exec {sleep} 61\"\n"
+        ),
+    );
+    let t = t0.args(&["--grace", "1s"]);
+    let mut child = t.spawn();
+    assert!(
+        wait_for(Duration::from_secs(10), || processes_with(&mark).len() >= 2),
+        "started: {:?}",
+        processes_with(&mark)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_none_left(&mark);
+}
+
+#[test]
+fn fail_fast_stops_the_services_too() {
+    let mark = marker("svcfailfast");
+    let t0 = Test::new("");
+    let sleep = marked_sleep(&t0, &mark);
+    t0.write(
+        "jobs.toml",
+        &format!(
+            "fail_fast = true\n[jobs.svc]\nservice = true\ncommand = \"exec {sleep} 60\"\n\
+             [jobs.bad]\nneeds = [\"svc\"]\ncommand = \"exit 1\"\n\
+             [jobs.long]\nneeds = [\"svc\"]\ncommand = \"exec {sleep} 61\"\n"
+        ),
+    );
+    let out = t0.run();
+    out.assert_code(1);
+    out.assert_stderr_has("fail-fast: a task of `bad` failed")
+        .assert_stderr_has("stopped svc pid ")
+        .assert_stderr_has("stopped long pid ");
+    assert_none_left(&mark);
 }
