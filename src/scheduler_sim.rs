@@ -285,6 +285,41 @@ impl Sim<'_> {
         *self.queues.blocked.borrow_mut() = blocked;
     }
 
+    /// Service `j` is released: every job needing it must be over.
+    fn release(&mut self, j: JobId) -> Result<(), SimFailure> {
+        let users = (0..self.file.jobs.len()).filter(|&u| self.file.jobs[u].needs.contains(&j));
+        for u in users {
+            if !self.scheduler.jobs[u].phase.is_final() {
+                return Err(SimFailure::ReleasedEarly {
+                    service: j,
+                    user: u,
+                });
+            }
+        }
+        self.released.insert(j);
+        Ok(())
+    }
+
+    /// A task of `job` starts: every service it needs (`when = "success"`) was ready.
+    fn check_services_ready(&self, job: JobId) -> Result<(), SimFailure> {
+        if self.file.jobs[job].when != When::Success {
+            return Ok(());
+        }
+        for &dep in &self.file.jobs[job].needs {
+            if !self.file.jobs[dep].service {
+                continue;
+            }
+            let total = self.scheduler.jobs[dep].total.unwrap_or(0);
+            let ready = (0..total)
+                .filter(|&i| self.ready.contains(&(dep, i)))
+                .count();
+            if (ready as u64) < total {
+                return Err(SimFailure::BeforeReady { job, service: dep });
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the scheduler's effects and starts what it says, until nothing more
     /// starts; an error if a pool slot is given twice.
     fn start_all(&mut self) -> Result<(), SimFailure> {
@@ -305,21 +340,7 @@ impl Sim<'_> {
                             self.queues.discarded.borrow_mut()[q] = true;
                             self.queues.items.borrow_mut()[q].clear();
                         }
-                        Effect::Release(j) => {
-                            let users: Vec<JobId> = (0..self.file.jobs.len())
-                                .filter(|&u| self.file.jobs[u].needs.contains(&j))
-                                .collect();
-                            if let Some(&u) = users
-                                .iter()
-                                .find(|&&u| !self.scheduler.jobs[u].phase.is_final())
-                            {
-                                return Err(SimFailure::ReleasedEarly {
-                                    service: j,
-                                    user: u,
-                                });
-                            }
-                            self.released.insert(j);
-                        }
+                        Effect::Release(j) => self.release(j)?,
                         Effect::Skipped(_)
                         | Effect::StopRun
                         | Effect::TaskSkipped { .. }
@@ -342,23 +363,7 @@ impl Sim<'_> {
                     }
                 }
                 started = true;
-                if self.file.jobs[start.job].when == When::Success {
-                    for &dep in &self.file.jobs[start.job].needs {
-                        if !self.file.jobs[dep].service {
-                            continue;
-                        }
-                        let total = self.scheduler.jobs[dep].total.unwrap_or(0);
-                        let ready = (0..total)
-                            .filter(|&i| self.ready.contains(&(dep, i)))
-                            .count();
-                        if (ready as u64) < total {
-                            return Err(SimFailure::BeforeReady {
-                                job: start.job,
-                                service: dep,
-                            });
-                        }
-                    }
-                }
+                self.check_services_ready(start.job)?;
                 for &dep in &self.file.jobs[start.job].each {
                     if !self.succeeded.contains(&(dep, start.index)) {
                         return Err(SimFailure::Early {

@@ -602,26 +602,9 @@ fn run_attempt(
         &mut on_spawn,
     );
     let mut result = result;
-    let life = match (&watch, &ctx.services) {
-        (Some(watch), Some(services)) => {
-            let life = watch.finish(checker);
-            services.forget(task.id, task.index);
-            Some((life, watch.describe()))
-        }
-        _ => None,
-    };
-    if let Some((life, _)) = &life {
-        if let Some(problem) = &life.problem {
-            // Said on its stderr, so that the summary's tail and the logs show it.
-            err.write(format!("runner: {problem}\n").as_bytes());
-            err.finish();
-            if problem.starts_with("not ready after") && ctx.control.level() == Level::Run {
-                result.end = End::NotReady {
-                    message: problem.clone(),
-                };
-            }
-        }
-    }
+    let life = watch
+        .as_ref()
+        .and_then(|w| service_over(ctx, task, w, checker, &mut result, &mut err));
     record.attempts = attempt;
     record.pid = result.pid;
     record.started.get_or_insert(result.started);
@@ -644,18 +627,7 @@ fn run_attempt(
     }
     let mut ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
     if let Some((life, check)) = life {
-        // A service is done when released; ending by itself before is a failure, and
-        // one the run stopped (Ctrl-C, fail-fast) is stopped, whatever released it.
-        let run_stopped = result.stopped && ctx.control.level() != Level::Run;
-        ok = life.released && !run_stopped;
-        record.stopped = run_stopped;
-        record.service = Some(crate::task::ServiceLife {
-            check,
-            ready_at: life.ready.map(|r| r.0),
-            ready_after: life.ready.map(|r| r.1),
-            released: life.released && !run_stopped,
-            problem: life.problem,
-        });
+        ok = service_record(ctx, record, &result, life, check);
     }
     record.tries.push(crate::task::Try {
         started: result.started,
@@ -684,6 +656,54 @@ fn run_attempt(
     };
     record.end = Some(result.end.clone());
     (result, printed)
+}
+
+/// A service task's attempt is over: its check stopped, and what failed it as a
+/// service said on its stderr (not ready in time: its end is `NotReady`).
+fn service_over(
+    ctx: &Context,
+    task: &Task<'_>,
+    watch: &Arc<crate::service::Watch>,
+    checker: Option<std::thread::JoinHandle<()>>,
+    result: &mut process::Attempt,
+    err: &mut Sink,
+) -> Option<(crate::service::Life, Option<String>)> {
+    let services = ctx.services.as_ref()?;
+    let life = watch.finish(checker);
+    services.forget(task.id, task.index);
+    if let Some(problem) = &life.problem {
+        // Said on its stderr, so that the summary's tail and the logs show it.
+        err.write(format!("runner: {problem}\n").as_bytes());
+        err.finish();
+        if problem.starts_with("not ready after") && ctx.control.level() == Level::Run {
+            result.end = End::NotReady {
+                message: problem.clone(),
+            };
+        }
+    }
+    Some((life, watch.describe()))
+}
+
+/// A service task's record: done when released; ending by itself before is a failure,
+/// and one the run stopped (Ctrl-C, fail-fast) is stopped, whatever released it.
+/// Returns whether it succeeded.
+fn service_record(
+    ctx: &Context,
+    record: &mut TaskRecord,
+    result: &process::Attempt,
+    life: crate::service::Life,
+    check: Option<String>,
+) -> bool {
+    let run_stopped = result.stopped && ctx.control.level() != Level::Run;
+    record.stopped = run_stopped;
+    record.service = Some(crate::task::ServiceLife {
+        check,
+        ready_at: life.ready.map(|r| r.0),
+        ready_after: life.ready.map(|r| r.1),
+        released: life.released && !run_stopped,
+        problem: life.problem,
+    });
+    life.released && !run_stopped
 }
 
 /// The watch of a service's task about to start (`None` for any other task, or where

@@ -181,22 +181,7 @@ fn case<W: Write>(
     // (A service says how it ended as a service: released, not ready, ended early.)
     let end = r.end_words().unwrap_or_default();
     let stderr = r.stderr_tail.join("\n");
-    // A passing task: its last lines of stdout (the tail the runner keeps of every
-    // task: 10 lines, 8 KiB); a failed task that printed nothing on stderr: the same,
-    // in place of its stderr.
-    let stdout = match r.outcome() {
-        // A service: when it was ready and that it was released, then its tail.
-        Outcome::Succeeded if r.service.is_some() => {
-            let mut said = format!("service {end}");
-            for line in &r.stdout_tail {
-                said.push('\n');
-                said.push_str(line);
-            }
-            said
-        }
-        Outcome::Succeeded => r.stdout_tail.join("\n"),
-        _ => shown_stdout_tail(r).join("\n"),
-    };
+    let stdout = stdout_of(r, &end);
     let element = w
         .create_element("testcase")
         .with_attribute(attr("name", &name))
@@ -302,6 +287,24 @@ fn text<W: Write>(w: &mut Writer<W>, tag: &str, text: &str) -> io::Result<()> {
     w.create_element(tag)
         .write_text_content(BytesText::new(&clean(text)))?;
     Ok(())
+}
+
+/// A passing task: its last lines of stdout (the tail the runner keeps of every task:
+/// 10 lines, 8 KiB), after `service released …` for a service; a failed task that
+/// printed nothing on stderr: the same, in place of its stderr.
+fn stdout_of(r: &TaskRecord, end: &str) -> String {
+    match r.outcome() {
+        Outcome::Succeeded if r.service.is_some() => {
+            let mut said = format!("service {end}");
+            for line in &r.stdout_tail {
+                said.push('\n');
+                said.push_str(line);
+            }
+            said
+        }
+        Outcome::Succeeded => r.stdout_tail.join("\n"),
+        _ => shown_stdout_tail(r).join("\n"),
+    }
 }
 
 /// The failure's `type`: how the task ended.

@@ -204,15 +204,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     ctx.cache = options.cache.clone().map(|o| {
         crate::cache::run::Cache::new(o.store, o.settings, session.events.clone(), &session.host)
     });
-    if file.jobs.iter().any(|j| j.service) {
-        let notes = notes_tx.clone();
-        ctx.services = Some(Arc::new(crate::service::Services::new(
-            options.grace,
-            Box::new(move |job, index, said| {
-                let _ = notes.send(Note::ServiceReady(job, index, said));
-            }),
-        )));
-    }
+    ctx.services = services(&file, options.grace, &notes_tx);
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
@@ -263,6 +255,24 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     session.finish(summary);
     // The last of the tasks' output is written while the session finishes.
     Ok(end::with_lost_writes(outcome, &lost))
+}
+
+/// The run's services, if it has any: their readiness goes to the run loop.
+fn services(
+    file: &JobFile,
+    grace: Duration,
+    notes: &Sender<Note>,
+) -> Option<Arc<crate::service::Services>> {
+    if !file.jobs.iter().any(|j| j.service) {
+        return None;
+    }
+    let notes = notes.clone();
+    Some(Arc::new(crate::service::Services::new(
+        grace,
+        Box::new(move |job, index, said| {
+            let _ = notes.send(Note::ServiceReady(job, index, said));
+        }),
+    )))
 }
 
 /// The `--trace` file, created.

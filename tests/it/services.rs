@@ -60,7 +60,14 @@ needs = ["redis", "write"]
 command = "redis-cli -p {port} mget key-a key-b"
 "#
     ))
-    .args(&["--report", "report.json", "--junit", "junit.xml", "--trace", "trace.json"]);
+    .args(&[
+        "--report",
+        "report.json",
+        "--junit",
+        "junit.xml",
+        "--trace",
+        "trace.json",
+    ]);
     let out = t.run();
     out.assert_code(0);
     let junit = t.read("junit.xml");
@@ -75,8 +82,8 @@ command = "redis-cli -p {port} mget key-a key-b"
         .assert_stderr_has("done redis pid ")
         .assert_stderr_has("released (ready after ")
         .assert_stderr_has("4 tasks: 4 succeeded")
-        .assert_stderr_has(&format!("service redis: started "))
-        .assert_stderr_has(&format!("ready after "));
+        .assert_stderr_has("service redis: started ")
+        .assert_stderr_has("ready after ");
     assert_none_left(&mark);
     // The report: each service's start, ready time and stop.
     let report: serde_json::Value = serde_json::from_str(&t.read("report.json")).unwrap();
@@ -208,7 +215,7 @@ command = "echo must not run"
     let out = t.run();
     out.assert_code(1);
     assert!(out.lines_of("user").is_empty(), "{}", out.stdout);
-    out.assert_stderr_has(&format!("FAIL svc pid "))
+    out.assert_stderr_has("FAIL svc pid ")
         .assert_stderr_has(&format!(
             "not ready after 1.00s (tcp 127.0.0.1:{port}; last try: Connection refused"
         ))
@@ -248,7 +255,7 @@ command = "echo must not run"
     let out = t.run();
     out.assert_code(1);
     assert!(out.lines_of("user").is_empty(), "{}", out.stdout);
-    out.assert_stderr_has(&format!("FAIL svc pid "))
+    out.assert_stderr_has("FAIL svc pid ")
         .assert_stderr_has(&format!(
             "exit 3: ended before it was ready (tcp 127.0.0.1:{port}"
         ))

@@ -233,11 +233,9 @@ impl Checker<'_> {
             );
         }
         let shell = self.job_shell(job.shell.clone(), shell);
-        let command = match &job.command {
-            Some(command) => self.command(command, shell.clone()),
-            // Reported by `raw` (missing, or the job is not a table).
-            None => super::CommandSpec::empty(),
-        };
+        // (A missing command is reported by `raw`, or the job is not a table.)
+        let command = job.command.as_ref().map(|c| self.command(c, shell.clone()));
+        let command = command.unwrap_or_else(super::CommandSpec::empty);
         let service = self.service(&name, &job, &shell);
         let (needs, needs_spans, each) = self.needs(&job.needs, id, &name, names);
         let when = self.when(job.when.as_ref());

@@ -138,32 +138,24 @@ impl Checker<'_> {
             return None;
         };
         match key.as_str() {
-            "tcp" => {
-                let template = self.template_at(text, value.span())?;
-                if template.per_task().is_none() {
-                    if let Err(e) = tcp_address(&self.render_fixed(&template)) {
-                        self.diagnostics.push(
-                            Diagnostic::at(format!("`ready.tcp`: {e}"), value.span())
-                                .with_note("write \"HOST:PORT\", e.g. \"127.0.0.1:6379\""),
-                        );
-                        return None;
-                    }
-                }
-                Some(Ready::Tcp(template))
-            }
-            "http" => {
-                let template = self.template_at(text, value.span())?;
-                if template.per_task().is_none() {
-                    if let Err(e) = http_url(&self.render_fixed(&template)) {
-                        self.diagnostics.push(
-                            Diagnostic::at(format!("`ready.http`: {e}"), value.span())
-                                .with_note("write a URL such as \"http://127.0.0.1:8000/health\""),
-                        );
-                        return None;
-                    }
-                }
-                Some(Ready::Http(template))
-            }
+            "tcp" => self
+                .fixed_ok(
+                    text,
+                    value.span(),
+                    "tcp",
+                    tcp_address,
+                    "write \"HOST:PORT\", e.g. \"127.0.0.1:6379\"",
+                )
+                .map(Ready::Tcp),
+            "http" => self
+                .fixed_ok(
+                    text,
+                    value.span(),
+                    "http",
+                    http_url,
+                    "write a URL such as \"http://127.0.0.1:8000/health\"",
+                )
+                .map(Ready::Http),
             _ => match regex_automata::meta::Regex::new(text) {
                 Ok(regex) => Some(Ready::Line(LinePattern {
                     text: text.to_string(),
@@ -184,6 +176,28 @@ impl Checker<'_> {
                 }
             },
         }
+    }
+
+    /// A `tcp` or `http` value: a template; when known before the run (no per-task
+    /// placeholder), checked now with `valid`.
+    fn fixed_ok(
+        &mut self,
+        text: &str,
+        span: Range<usize>,
+        key: &str,
+        valid: fn(&str) -> Result<(), String>,
+        how: &str,
+    ) -> Option<crate::template::Template> {
+        let template = self.template_at(text, span.clone())?;
+        if template.per_task().is_none() {
+            if let Err(e) = valid(&self.render_fixed(&template)) {
+                self.diagnostics.push(
+                    Diagnostic::at(format!("`ready.{key}`: {e}"), span).with_note(how.to_string()),
+                );
+                return None;
+            }
+        }
+        Some(template)
     }
 
     /// The keys that make no sense on a service, each said with why.
