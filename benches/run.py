@@ -310,6 +310,50 @@ def rate_workload(s, rate, seconds, table):
     table.append((f"rate {rate}/s over {seconds} s ({n} × true, pool 8)", "runner", wall, got, got / rate))
 
 
+SERVICE_SERVER = """import http.server, sys, time
+time.sleep(0.3)
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler)
+with open("opened.t", "w") as f:
+    f.write(repr(time.time()))
+server.serve_forever()
+"""
+
+
+def services_workload(s, table):
+    """Readiness latency of a service: a Python HTTP server opens its port 0.3 s after it
+    starts and writes the time it did; the one job needing it writes its own start time
+    (`date`). The latency is the second less the first, per readiness check (median of
+    the rounds); the wall time is the whole run's."""
+    server = s.jobfile("svc_server.py", SERVICE_SERVER)
+    for kind in ("tcp", "http"):
+        latencies, walls = [], []
+        for _ in range(max(s.rounds, 5)):
+            port = free_port()
+            check = f'tcp = "127.0.0.1:{port}"' if kind == "tcp" else f'http = "http://127.0.0.1:{port}/"'
+            job = s.jobfile(
+                f"svc_{kind}.toml",
+                f'[jobs.web]\nservice = true\ncommand = ["python3", "{server}", "{port}"]\nready = {{ {check} }}\n'
+                f'[jobs.client]\nneeds = ["web"]\ncommand = "date +%s.%N > client.t"\n',
+            )
+            for name in ("opened.t", "client.t"):
+                try:
+                    os.remove(os.path.join(s.work, name))
+                except FileNotFoundError:
+                    pass
+            t0 = time.time()
+            s.sh([RUNNER, "run", "-q", job])
+            walls.append(time.time() - t0)
+            with open(os.path.join(s.work, "opened.t")) as f:
+                opened = float(f.read())
+            with open(os.path.join(s.work, "client.t")) as f:
+                client = float(f.read())
+            latencies.append(client - opened)
+        latency = statistics.median(latencies)
+        wall = statistics.median(walls)
+        s.results.append((f"service {kind} readiness", "runner", wall, {"latency_ms": [round(l * 1000, 1) for l in latencies]}))
+        table.append((f"service ready ({kind}): port open to first client start, median {latency * 1000:.0f} ms", "runner", wall, None, None))
+
+
 def memory_by_items(s, sizes, memory):
     """Peak memory of runs of `true` over growing item counts (--quiet): flat, not
     growing with the number of tasks."""
@@ -776,7 +820,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist); prints, writes nothing; dist builds the dist profile")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist,services); prints, writes nothing; dist builds the dist profile")
     ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
     args = ap.parse_args()
     global BEFORE
@@ -822,6 +866,8 @@ def main():
                 output_modes_workload(s, size["out"], size["spawn"], table, memory)
             if "secrets" in only:
                 secrets_workload(s, size["out"], table)
+            if "services" in only:
+                services_workload(s, table)
             if "cache" in only:
                 cache_workload(s, size["cache"], table)
                 cache_big_workload(s, size["cache_big"], table, memory)
@@ -850,6 +896,7 @@ def main():
         secrets_workload(s, size["out"], table)
         cache_workload(s, size["cache"], table)
         cache_big_workload(s, size["cache_big"], table, memory)
+        services_workload(s, table)
     except StopIteration:
         pass
     finally:

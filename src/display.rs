@@ -503,9 +503,8 @@ impl Writer {
             String::new()
         };
         let end = record
-            .end
-            .as_ref()
-            .map(|e| format!(" {}", describe_end(e)))
+            .end_words()
+            .map(|e| format!(" {e}"))
             .unwrap_or_default();
         let line = format!("{word} {label}{pid}{end} in {}{retry}", duration(took));
         let line = if record.outcome() == Outcome::Failed && self.options.color {

@@ -35,6 +35,7 @@ mod scheduler;
 mod schema;
 mod scrub;
 mod secrets;
+mod service;
 mod session;
 mod shell;
 mod signals;

@@ -160,6 +160,13 @@ fn verdict(
     rendered: &Rendered,
     memory: &Known<'_>,
 ) -> Verdict {
+    if job.service {
+        // A service always runs (as the run decides: it has no identity there).
+        return Verdict {
+            action: state::Action::Run.word(),
+            reason: "a service: it runs while the jobs needing it run".to_string(),
+        };
+    }
     let id = state::decide(file, job, index, item, rendered, memory.memory);
     if id.action == state::Action::Run {
         if let Some(reason) = memory.cached(job, rendered, &id) {
@@ -240,6 +247,9 @@ fn tasks_count(n: u64) -> String {
 /// (`concurrency 4, timeout 30s, retries 2, allow_failure`).
 fn settings(file: &JobFile, job: &Job) -> Vec<String> {
     let mut said = Vec::new();
+    if job.service {
+        said.push("service".to_string());
+    }
     if let Some(n) = job.concurrency {
         said.push(format!("concurrency {n}"));
     }
@@ -520,6 +530,9 @@ fn write_task_text(
             }
         }
     }
+    if job.service {
+        writeln!(out, "    {}", shown(&service_words(job, item, index)))?;
+    }
     match &rendered.stdin {
         Stdin::Null => {}
         Stdin::Bytes(bytes) => {
@@ -735,9 +748,31 @@ fn task_json(
     if !rendered.fields.is_empty() {
         task.insert("fields".into(), object(&rendered.fields));
     }
+    if job.service {
+        let ready = render::ready(job, item, index).map(|c| c.describe());
+        task.insert(
+            "service".into(),
+            json!({
+                "ready": ready,
+                "ready_timeout_s": job.ready_timeout.as_secs_f64(),
+            }),
+        );
+    }
     task.insert("action".into(), json!(verdict.action));
     task.insert("reason".into(), json!(verdict.reason));
     Value::Object(task)
+}
+
+/// A service's task in words: `service, ready: tcp 127.0.0.1:6379 within 30s`.
+fn service_words(job: &Job, item: &str, index: u64) -> String {
+    match render::ready(job, item, index) {
+        Some(check) => format!(
+            "service, ready: {} within {}",
+            check.describe(),
+            humantime::format_duration(job.ready_timeout)
+        ),
+        None => "service, ready once started".to_string(),
+    }
 }
 
 /// (name, value) pairs as a JSON object, in their order.

@@ -4,7 +4,7 @@
 //! other `RUNNER_*` variables and turns a queue id into the queue) and `runner plan`, so that
 //! the plan shows exactly what would run.
 
-use crate::jobfile::{CommandSpec, Job, JobFile, QueueId, StdinSpec};
+use crate::jobfile::{CommandSpec, Job, JobFile, QueueId, Ready, StdinSpec};
 use crate::template::{Quoting, Values};
 use std::path::PathBuf;
 
@@ -70,25 +70,7 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
         job: &job.name,
         fields: &fields,
     };
-    let command = match &job.command {
-        CommandSpec::Argv { args, script } => Command::Argv(
-            args.iter()
-                .enumerate()
-                .map(|(k, t)| {
-                    let quoting = if *script == Some(k) {
-                        Quoting::Shell
-                    } else {
-                        Quoting::Raw
-                    };
-                    t.render(&values, quoting)
-                })
-                .collect(),
-        ),
-        CommandSpec::Shell { shell, script } => Command::Shell {
-            shell: shell.clone(),
-            script: script.render(&values, Quoting::Shell),
-        },
-    };
+    let command = command(&job.command, &values);
     let env = file
         .env
         .iter()
@@ -130,4 +112,70 @@ pub fn task(file: &JobFile, job: &Job, item: &str, index: u64) -> Rendered {
             })
             .collect(),
     }
+}
+
+/// A command of the file (a job's, or a service's `ready` check), rendered for a task.
+fn command(spec: &CommandSpec, values: &Values<'_>) -> Command {
+    match spec {
+        CommandSpec::Argv { args, script } => Command::Argv(
+            args.iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let quoting = if *script == Some(k) {
+                        Quoting::Shell
+                    } else {
+                        Quoting::Raw
+                    };
+                    t.render(values, quoting)
+                })
+                .collect(),
+        ),
+        CommandSpec::Shell { shell, script } => Command::Shell {
+            shell: shell.clone(),
+            script: script.render(values, Quoting::Shell),
+        },
+    }
+}
+
+/// A service's readiness check, rendered for one of its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// `HOST:PORT`
+    Tcp(String),
+    Http(String),
+    /// The regular expression, as written (the job holds it compiled).
+    Line(String),
+    Command(Command),
+}
+
+impl ReadyCheck {
+    /// The check in words, as messages, the plan and the reports name it:
+    /// `tcp 127.0.0.1:6379`, `line /ready/`.
+    pub fn describe(&self) -> String {
+        match self {
+            ReadyCheck::Tcp(address) => format!("tcp {address}"),
+            ReadyCheck::Http(url) => format!("http {url}"),
+            ReadyCheck::Line(regex) => format!("line /{regex}/"),
+            ReadyCheck::Command(Command::Shell { script, .. }) => format!("command `{script}`"),
+            ReadyCheck::Command(Command::Argv(argv)) => format!("command {argv:?}"),
+        }
+    }
+}
+
+/// The readiness check of a service's task (`None`: not a service, or ready once its
+/// process started).
+pub fn ready(job: &Job, item: &str, index: u64) -> Option<ReadyCheck> {
+    let fields = job.items.fields(index);
+    let values = Values {
+        item,
+        index,
+        job: &job.name,
+        fields: &fields,
+    };
+    Some(match job.ready.as_ref()? {
+        Ready::Tcp(t) => ReadyCheck::Tcp(t.render(&values, Quoting::Raw)),
+        Ready::Http(t) => ReadyCheck::Http(t.render(&values, Quoting::Raw)),
+        Ready::Line(pattern) => ReadyCheck::Line(pattern.text.clone()),
+        Ready::Command(spec) => ReadyCheck::Command(command(spec, &values)),
+    })
 }

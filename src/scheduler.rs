@@ -33,6 +33,12 @@
 //!   held it at first are over; then the next in line reserves.
 //! - Gates of the driver (`--memfree`, `--load`, [`Scheduler::set_gate`]): while one is
 //!   closed, nothing starts; running tasks go on.
+//! - Services (`service = true`): their tasks take no pool slot (slots from `pool` up).
+//!   A job needing a service starts once every task of it is ready (the driver says so,
+//!   [`Scheduler::service_ready`]); a service task that ends before its release breaks
+//!   it: the jobs needing it that have not started are skipped. Once every job needing
+//!   a service is over, [`Effect::Release`] tells the driver to stop its tasks (their
+//!   ends then count as successes). No service outlives the jobs that need it.
 //!
 //! Longer than 400 lines: about half of it is the unit tests of the state machine.
 
@@ -122,6 +128,9 @@ pub enum Effect {
     /// after a stop (`when = "always"` or `"failure"`) may start now, with the run's
     /// stop switch back to running.
     Resume,
+    /// Nothing that needs this service is left to start or running: its tasks are
+    /// stopped, and their ends count as successes.
+    Release(JobId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +206,13 @@ pub struct JobState {
     /// For a job needing others item by item: which of its tasks may start.
     pub gates: Option<Gates>,
     queue_closed: bool,
+    /// A service: how many of its tasks are ready.
+    pub ready: u64,
+    /// A service: released (its tasks are being stopped, and start no more).
+    pub released: bool,
+    /// A service: a task of it ended before its release (the jobs needing it that have
+    /// not started are skipped).
+    pub broken: bool,
 }
 
 pub struct Scheduler {
@@ -215,6 +231,8 @@ pub struct Scheduler {
     stop: Option<Stop>,
     /// Per job: the jobs that need it item by item.
     links: Vec<Vec<Link>>,
+    /// Per job: the jobs that need it (for services: who keeps it running).
+    users: Vec<Vec<JobId>>,
     effects: Vec<Effect>,
     /// Jobs in the order starts are considered: consumers first, so queues drain.
     order: Vec<JobId>,
@@ -281,6 +299,9 @@ impl Scheduler {
                 skipped: 0,
                 gates: None,
                 queue_closed: false,
+                ready: 0,
+                released: false,
+                broken: false,
             })
             .collect();
         let mut jobs: Vec<JobState> = jobs;
@@ -316,6 +337,12 @@ impl Scheduler {
                 });
             }
         }
+        let mut users: Vec<Vec<JobId>> = vec![Vec::new(); file.jobs.len()];
+        for job in &file.jobs {
+            for &dep in &job.needs {
+                users[dep].push(job.id);
+            }
+        }
         let mut order: Vec<JobId> = (0..file.jobs.len()).collect();
         order.sort_by_key(|&j| file.jobs[j].consumes().is_none());
         let mut scheduler = Scheduler {
@@ -332,6 +359,7 @@ impl Scheduler {
 
             stop: None,
             links,
+            users,
             effects: Vec::new(),
             order,
             remote: vec![false; file.jobs.len()],
@@ -360,7 +388,12 @@ impl Scheduler {
     /// of them unfinished at once.
     #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub fn set_remote(&mut self, remote: Vec<bool>, window: usize) {
-        self.remote = remote;
+        // Services run where the run is driven, never on workers.
+        self.remote = remote
+            .into_iter()
+            .zip(&self.file.jobs)
+            .map(|(r, job)| r && !job.service)
+            .collect();
         self.remote_window = window.max(1);
     }
 
@@ -781,6 +814,16 @@ impl Scheduler {
             }
         }
         let state = &self.jobs[j];
+        if job.service {
+            // Beyond the pool: a service holds no slot a task could use.
+            if state.released {
+                return None;
+            }
+            let next = self.peek_next(j)?;
+            let slot = self.extra_slot(false);
+            let (item, problem) = self.item_at(j, next);
+            return Some(self.begin_with(j, item, slot, problem));
+        }
         if self.remote[j] {
             if self.remote_running >= self.remote_window {
                 return None;
@@ -983,9 +1026,13 @@ impl Scheduler {
     }
 
     fn ended(&mut self, job: JobId, index: u64, ok: bool, allowed: bool) {
+        let service = self.file.jobs[job].service;
         let state = &mut self.jobs[job];
         state.running -= 1;
         state.finished += 1;
+        if service && !state.released {
+            state.broken = true;
+        }
         if !ok && !allowed {
             state.failed += 1;
             if self.fail_fast && self.stop.is_none() {
@@ -1002,6 +1049,68 @@ impl Scheduler {
         self.task_over(job, index, ok || allowed, !ok);
         self.check_done(job);
         self.settle_stopped();
+        self.activate_ready();
+        self.check_release();
+    }
+
+    /// Task `index` of service `job` is ready: the jobs needing it may start once all
+    /// of its tasks are.
+    pub fn service_ready(&mut self, job: JobId, _index: u64) {
+        self.jobs[job].ready += 1;
+        self.activate_ready();
+        self.check_release();
+    }
+
+    /// Releases every service that nothing needing it keeps running any more: every
+    /// job that needs it is over (done, skipped or stopped).
+    fn check_release(&mut self) {
+        // A release may end a service that another service's release waits for.
+        while self.release_some() {}
+    }
+
+    fn release_some(&mut self) -> bool {
+        let mut released = false;
+        for j in 0..self.jobs.len() {
+            if !self.file.jobs[j].service {
+                continue;
+            }
+            let state = &self.jobs[j];
+            if state.released || state.phase != Phase::Active {
+                continue;
+            }
+            // Without users, a service is released once ready (or broken).
+            let all_ready = state.total.is_some_and(|t| state.ready >= t);
+            let over = match self.users[j].is_empty() {
+                true => all_ready || state.broken,
+                false => self.users[j].iter().all(|&u| self.jobs[u].phase.is_final()),
+            };
+            if !over {
+                continue;
+            }
+            self.jobs[j].released = true;
+            released = true;
+            if self.jobs[j].running > 0 {
+                self.effects.push(Effect::Release(j));
+            }
+            self.check_done(j);
+        }
+        released
+    }
+
+    /// How job `dep` stands for the jobs needing it: a service counts as done once
+    /// every task of it is ready, and as failed once broken.
+    fn as_needed(&self, dep: JobId) -> Phase {
+        let state = &self.jobs[dep];
+        if !self.file.jobs[dep].service || state.phase != Phase::Active {
+            return state.phase;
+        }
+        if state.broken {
+            Phase::Done { ok: false }
+        } else if state.total.is_some_and(|t| state.ready >= t) {
+            Phase::Done { ok: true }
+        } else {
+            state.phase
+        }
     }
 
     /// Task `index` of `job` is over: succeeded (`ok`, an allowed failure included), or
@@ -1112,6 +1221,7 @@ impl Scheduler {
             return;
         }
         let complete = match (&job.items, job.is_streaming()) {
+            _ if job.service && state.released => true,
             (_, true) => state.finished >= 1,
             (Items::Queue(_), _) => state.queue_closed,
             _ => state.next >= state.total.unwrap_or(0),
@@ -1165,7 +1275,7 @@ impl Scheduler {
                 let mut blocked = false;
                 for &dep in &job.needs {
                     let each = job.each.contains(&dep);
-                    match self.jobs[dep].phase {
+                    match self.as_needed(dep) {
                         Phase::Done { ok: true } => {}
                         // Item by item: its tasks decide, one by one.
                         Phase::Done { ok: false } | Phase::Active if each => over = false,
@@ -1200,6 +1310,8 @@ impl Scheduler {
                 }
             }
             if !changed {
+                // A job over may leave a service with nothing needing it.
+                self.check_release();
                 return;
             }
         }

@@ -21,6 +21,13 @@
 //! of, and some share a rate `x` of 10/s; the clock moves on to the scheduler's next
 //! wake. Every start is checked: no capacity is ever exceeded, and no two starts of
 //! a rate come closer than 3/4 of its interval; every run still ends.
+//!
+//! Services (issue 28): some jobs are services (not fed by a queue, feeding none); their
+//! tasks become ready at a random step, may crash before or after, and end only when
+//! released (or stopped). Every start of a job needing a service (`when = "success"`)
+//! is checked to come after every task of it was ready, and every release after every
+//! job needing it was over: no service outlives the jobs that need it, none is stopped
+//! under them, and every run still ends.
 
 use super::*;
 use crate::jobfile::{parse, StdinSpec};
@@ -55,6 +62,8 @@ struct GenJob {
     uses: u8,
     /// Its starts are paced by the rate `x` (10/s).
     rate: bool,
+    /// A service (when it neither reads nor feeds a queue).
+    service: bool,
 }
 
 fn gen_job() -> impl Strategy<Value = GenJob> {
@@ -68,7 +77,7 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
         prop_oneof![3 => Just(0u8), 1 => 1u8..3],
         0u8..4,
         (any::<u8>(), prop_oneof![3 => Just(0u8), 1 => 1u8..3]),
-        (0u8..4, prop::bool::weighted(0.3)),
+        (0u8..4, prop::bool::weighted(0.3), prop::bool::weighted(0.3)),
     )
         .prop_map(
             |(
@@ -81,7 +90,7 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
                 flaky,
                 delay,
                 (each, when),
-                (uses, rate),
+                (uses, rate, service),
             )| GenJob {
                 range,
                 items,
@@ -95,6 +104,7 @@ fn gen_job() -> impl Strategy<Value = GenJob> {
                 when,
                 uses,
                 rate,
+                service,
             },
         )
 }
@@ -142,8 +152,14 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
         }
         source.push_str(&format!("[queues.q{q}]\ncapacity = {}\n", queue.capacity));
     }
+    let service: Vec<bool> = (0..n)
+        .map(|j| jobs[j].service && consumes[j].is_none() && to[j].is_none())
+        .collect();
     for (j, job) in jobs.iter().enumerate() {
         source.push_str(&format!("[jobs.j{j}]\ncommand = 'true'\n"));
+        if service[j] {
+            source.push_str("service = true\n");
+        }
         match consumes[j] {
             Some(q) if job.streaming => source.push_str(&format!("stdin = {{ queue = 'q{q}' }}\n")),
             Some(q) => source.push_str(&format!("items = {{ queue = 'q{q}' }}\n")),
@@ -157,7 +173,7 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
         }
         // Not on a job that feeds a queue or reads one on stdin (the loader refuses it).
         let stream = to[j].is_some() || (consumes[j].is_some() && job.streaming);
-        if job.uses > 0 && !stream {
+        if job.uses > 0 && !stream && !service[j] {
             source.push_str(&format!("uses = {{ r = {} }}\n", job.uses));
         }
         if job.rate {
@@ -166,6 +182,7 @@ fn job_file(pool: usize, queues: &[GenQueue], jobs: &[GenJob]) -> Option<Arc<Job
         // Item by item between two ranges of as many items (neither fed by a queue).
         let each = |k: usize| {
             job.each & (1 << k) != 0
+                && !service[k]
                 && consumes[j].is_none()
                 && consumes[k].is_none()
                 && job.range
@@ -246,6 +263,9 @@ struct Sim<'a> {
     succeeded: std::collections::HashSet<(JobId, u64)>,
     /// The last start of a job with the rate `x`.
     last_paced: Option<Instant>,
+    /// Service tasks (job, index) that were ready, and the services released.
+    ready: std::collections::HashSet<(JobId, u64)>,
+    released: std::collections::HashSet<JobId>,
 }
 
 impl Sim<'_> {
@@ -263,6 +283,41 @@ impl Sim<'_> {
             }
         }
         *self.queues.blocked.borrow_mut() = blocked;
+    }
+
+    /// Service `j` is released: every job needing it must be over.
+    fn release(&mut self, j: JobId) -> Result<(), SimFailure> {
+        let users = (0..self.file.jobs.len()).filter(|&u| self.file.jobs[u].needs.contains(&j));
+        for u in users {
+            if !self.scheduler.jobs[u].phase.is_final() {
+                return Err(SimFailure::ReleasedEarly {
+                    service: j,
+                    user: u,
+                });
+            }
+        }
+        self.released.insert(j);
+        Ok(())
+    }
+
+    /// A task of `job` starts: every service it needs (`when = "success"`) was ready.
+    fn check_services_ready(&self, job: JobId) -> Result<(), SimFailure> {
+        if self.file.jobs[job].when != When::Success {
+            return Ok(());
+        }
+        for &dep in &self.file.jobs[job].needs {
+            if !self.file.jobs[dep].service {
+                continue;
+            }
+            let total = self.scheduler.jobs[dep].total.unwrap_or(0);
+            let ready = (0..total)
+                .filter(|&i| self.ready.contains(&(dep, i)))
+                .count();
+            if (ready as u64) < total {
+                return Err(SimFailure::BeforeReady { job, service: dep });
+            }
+        }
+        Ok(())
     }
 
     /// Applies the scheduler's effects and starts what it says, until nothing more
@@ -285,6 +340,7 @@ impl Sim<'_> {
                             self.queues.discarded.borrow_mut()[q] = true;
                             self.queues.items.borrow_mut()[q].clear();
                         }
+                        Effect::Release(j) => self.release(j)?,
                         Effect::Skipped(_)
                         | Effect::StopRun
                         | Effect::TaskSkipped { .. }
@@ -307,6 +363,7 @@ impl Sim<'_> {
                     }
                 }
                 started = true;
+                self.check_services_ready(start.job)?;
                 for &dep in &self.file.jobs[start.job].each {
                     if !self.succeeded.contains(&(dep, start.index)) {
                         return Err(SimFailure::Early {
@@ -376,6 +433,17 @@ impl Sim<'_> {
                 actions.push((i, 'e'));
                 continue;
             }
+            if self.file.jobs[task.job].service {
+                // Ready at some step, crashing (before or after) if it fails, ending
+                // by itself only once released.
+                if !self.ready.contains(&(task.job, task.index)) {
+                    actions.push((i, 'r'));
+                }
+                if self.gen[task.job].fails || self.released.contains(&task.job) {
+                    actions.push((i, 'e'));
+                }
+                continue;
+            }
             if task.attempt <= self.gen[task.job].flaky {
                 actions.push((i, 'f'));
             }
@@ -416,6 +484,11 @@ impl Sim<'_> {
                 };
                 self.queues.items.borrow_mut()[q].pop_front();
             }
+            'r' => {
+                let task = &self.running[i];
+                self.ready.insert((task.job, task.index));
+                self.scheduler.service_ready(task.job, task.index);
+            }
             'c' => {
                 if let Some(at) = self.scheduler.next_wake() {
                     self.now = self.now.max(at);
@@ -427,6 +500,12 @@ impl Sim<'_> {
                     self.in_pool.remove(&task.slot);
                 }
                 let gen = &self.gen[task.job];
+                if self.file.jobs[task.job].service {
+                    let ok = self.released.contains(&task.job);
+                    self.scheduler
+                        .finished(task.job, task.index, task.slot, ok, false);
+                    return;
+                }
                 if task.attempt <= gen.flaky && !self.scheduler.is_stopping() {
                     let ready_at = self.now + Duration::from_millis(gen.delay.into());
                     let retry = self
@@ -497,6 +576,8 @@ fn simulate(
         now: Instant::now(),
         succeeded: Default::default(),
         last_paced: None,
+        ready: Default::default(),
+        released: Default::default(),
     };
     for step in 0..20_000usize {
         sim.start_all()?;
@@ -541,6 +622,10 @@ enum SimFailure {
     Burst(Duration),
     #[error("retry {0} started twice")]
     RetryTwice(u64),
+    #[error("j{job} started before every task of service j{service} was ready")]
+    BeforeReady { job: JobId, service: JobId },
+    #[error("service j{service} released while j{user}, which needs it, is not over")]
+    ReleasedEarly { service: JobId, user: JobId },
     /// The run is done with tasks still waiting to retry (the waiting set, as Debug text).
     #[error("done with tasks waiting to retry: {0}")]
     LeftWaiting(String),
@@ -583,6 +668,7 @@ fn generated_files_with_resources_and_rates_load_and_run() {
         when: 0,
         uses,
         rate,
+        service: false,
     };
     let jobs = [job(3, true, 0), job(1, true, 0), job(2, false, 1)];
     let file = job_file(2, &[], &jobs).expect("the file loads");

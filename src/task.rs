@@ -36,6 +36,11 @@ pub enum End {
     Lost {
         deliveries: u32,
     },
+    /// A service not ready within its `ready_timeout`: it was stopped. The message
+    /// names the check and its last answer.
+    NotReady {
+        message: String,
+    },
 }
 
 /// What a task came to.
@@ -155,6 +160,24 @@ pub struct TaskRecord {
     /// waits added up).
     #[serde(default)]
     pub waited: Duration,
+    /// A service's task: its readiness check, when it was ready, and whether it was
+    /// released (stopped because nothing needing it was left: a success).
+    #[serde(default)]
+    pub service: Option<ServiceLife>,
+}
+
+/// What became of a service's task, for the summary and the reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLife {
+    /// The readiness check in words (`tcp 127.0.0.1:6379`); `None`: ready once started.
+    pub check: Option<String>,
+    /// When it became ready, and how long after its process started.
+    pub ready_at: Option<SystemTime>,
+    pub ready_after: Option<Duration>,
+    /// Stopped because nothing needing it was left.
+    pub released: bool,
+    /// Why it failed as a service (not ready in time, or ended before its release).
+    pub problem: Option<String>,
 }
 
 /// One attempt of a task: when its process started, how long it ran, how it ended.
@@ -203,6 +226,7 @@ impl TaskRecord {
             worker: None,
             worker_labels: Vec::new(),
             waited: Duration::ZERO,
+            service: None,
         }
     }
 
@@ -246,6 +270,26 @@ impl TaskRecord {
         if let Some(id) = id {
             self.reason = id.reason.clone();
             self.id = Some(id.clone());
+        }
+    }
+
+    /// How it ended, in words: [`describe_end`], or for a service `released` and when
+    /// it was ready, or what failed it as a service.
+    pub fn end_words(&self) -> Option<String> {
+        let end = self.end.as_ref().map(describe_end);
+        let Some(service) = &self.service else {
+            return end;
+        };
+        if service.released {
+            return Some(match service.ready_after {
+                Some(after) => format!("released (ready after {})", duration(after)),
+                None => "released".to_string(),
+            });
+        }
+        match (&self.end, &service.problem, end) {
+            (Some(End::NotReady { .. }), _, end) => end,
+            (_, Some(problem), Some(end)) => Some(format!("{end}: {problem}")),
+            (_, problem, end) => end.or(problem.clone()),
         }
     }
 
@@ -423,6 +467,7 @@ pub fn describe_end(end: &End) -> String {
                 .to_string()
         }
         End::OutputRefused { message } | End::Internal { message } => message.clone(),
+        End::NotReady { message } => message.clone(),
         End::Lost { deliveries } => {
             format!("lost after {deliveries} deliveries (its workers died or stopped)")
         }

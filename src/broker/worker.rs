@@ -914,6 +914,8 @@ pub fn result_message(r: &TaskRecord, job: &str) -> Message {
         Some(End::OutputRefused { message }) => ("refused", message.clone()),
         Some(End::Internal { message }) => ("internal", message.clone()),
         Some(End::Lost { deliveries }) => ("lost", deliveries.to_string()),
+        // (Services run on the coordinator only: never a worker's end.)
+        Some(End::NotReady { message }) => ("internal", message.clone()),
         None => ("none", String::new()),
     };
     Message::new()

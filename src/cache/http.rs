@@ -3,8 +3,8 @@
 //! message), a blob is `URL/cas/SHA256`; `GET` reads (404: not there), `PUT` writes,
 //! `HEAD` asks whether a blob is there before it is sent.
 //!
-//! The only module that imports an HTTP client: ureq (blocking, rustls; ARCHITECTURE.md
-//! says why). `https://` trusts the machine's CA certificates (`SSL_CERT_FILE` and
+//! The cache's HTTP client: ureq (blocking, rustls; ARCHITECTURE.md says why; `service.rs`
+//! uses it too, and [`tls`]). `https://` trusts the machine's CA certificates (`SSL_CERT_FILE` and
 //! `SSL_CERT_DIR` honoured), or Mozilla's when the machine has none. Credentials come from the URL's user info (basic auth) or from
 //! `RUNNER_CACHE_TOKEN` (a bearer token); they are sent as an `Authorization` header and
 //! never appear in a message ([`Http::describe`] hides the password).
@@ -279,7 +279,7 @@ impl Store for Http {
 
 /// TLS trusting the machine's CA certificates (the system's store, or `SSL_CERT_FILE`
 /// / `SSL_CERT_DIR` when set), or, when none can be read, Mozilla's roots (webpki).
-fn tls() -> ureq::tls::TlsConfig {
+pub(crate) fn tls() -> ureq::tls::TlsConfig {
     let found = rustls_native_certs::load_native_certs();
     let roots: Vec<_> = found
         .certs

@@ -86,6 +86,8 @@ pub struct Context {
     /// `--cache URL`: the results cache, looked up before a task's first attempt and
     /// given its success.
     pub cache: Option<Arc<crate::cache::run::Cache>>,
+    /// The run's services (`Mode::Local`): readiness told to the run loop, releases.
+    pub services: Option<Arc<crate::service::Services>>,
 }
 
 /// One task, as its attempts see it.
@@ -569,7 +571,18 @@ fn run_attempt(
     if capture {
         (out, err) = (out.capture(), err.capture());
     }
+    let watch = service_watch(ctx, task);
+    if let (Some(watch), Some(services)) = (&watch, &ctx.services) {
+        if watch.watches_lines() {
+            out = out.watch_lines(watch.clone(), services.clone());
+            err = err.watch_lines(watch.clone(), services.clone());
+        }
+    }
+    let mut checker = None;
     let mut on_spawn = |pid| {
+        if let (Some(watch), Some(services)) = (&watch, &ctx.services) {
+            checker = watch.started(services);
+        }
         if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Spawned {
                 job: task.id,
@@ -585,8 +598,13 @@ fn run_attempt(
         &mut err,
         job.timeout,
         &ctx.control,
+        watch.as_ref().map(|w| &w.release),
         &mut on_spawn,
     );
+    let mut result = result;
+    let life = watch
+        .as_ref()
+        .and_then(|w| service_over(ctx, task, w, checker, &mut result, &mut err));
     record.attempts = attempt;
     record.pid = result.pid;
     record.started.get_or_insert(result.started);
@@ -602,13 +620,15 @@ fn run_attempt(
     if let Some(path) = err.log_path() {
         record.stderr_log = Some(path.to_path_buf());
     }
-    let mut result = result;
     if let Some(message) = out.refused().or(err.refused()) {
         result.end = End::OutputRefused {
             message: message.to_string(),
         };
     }
-    let ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    let mut ok = matches!(result.end, End::Exited(code) if job.success_codes.contains(&code));
+    if let Some((life, check)) = life {
+        ok = service_record(ctx, record, &result, life, check);
+    }
     record.tries.push(crate::task::Try {
         started: result.started,
         duration: result.duration,
@@ -636,6 +656,87 @@ fn run_attempt(
     };
     record.end = Some(result.end.clone());
     (result, printed)
+}
+
+/// A service task's attempt is over: its check stopped, and what failed it as a
+/// service said on its stderr (not ready in time: its end is `NotReady`).
+fn service_over(
+    ctx: &Context,
+    task: &Task<'_>,
+    watch: &Arc<crate::service::Watch>,
+    checker: Option<std::thread::JoinHandle<()>>,
+    result: &mut process::Attempt,
+    err: &mut Sink,
+) -> Option<(crate::service::Life, Option<String>)> {
+    let services = ctx.services.as_ref()?;
+    let life = watch.finish(checker);
+    services.forget(task.id, task.index);
+    if let Some(problem) = &life.problem {
+        // Said on its stderr, so that the summary's tail and the logs show it.
+        err.write(format!("runner: {problem}\n").as_bytes());
+        err.finish();
+        if problem.starts_with("not ready after") && ctx.control.level() == Level::Run {
+            result.end = End::NotReady {
+                message: problem.clone(),
+            };
+        }
+    }
+    Some((life, watch.describe()))
+}
+
+/// A service task's record: done when released; ending by itself before is a failure,
+/// and one the run stopped (Ctrl-C, fail-fast) is stopped, whatever released it.
+/// Returns whether it succeeded.
+fn service_record(
+    ctx: &Context,
+    record: &mut TaskRecord,
+    result: &process::Attempt,
+    life: crate::service::Life,
+    check: Option<String>,
+) -> bool {
+    let run_stopped = result.stopped && ctx.control.level() != Level::Run;
+    record.stopped = run_stopped;
+    record.service = Some(crate::task::ServiceLife {
+        check,
+        ready_at: life.ready.map(|r| r.0),
+        ready_after: life.ready.map(|r| r.1),
+        released: life.released && !run_stopped,
+        problem: life.problem,
+    });
+    life.released && !run_stopped
+}
+
+/// The watch of a service's task about to start (`None` for any other task, or where
+/// services do not run: workers).
+fn service_watch(ctx: &Context, task: &Task<'_>) -> Option<Arc<crate::service::Watch>> {
+    let services = ctx.services.as_ref()?;
+    let job = task.job;
+    if !job.service {
+        return None;
+    }
+    let check = crate::render::ready(job, task.item, task.index).map(|check| {
+        let regex = match &job.ready {
+            Some(crate::jobfile::Ready::Line(pattern)) => Some(pattern.regex.clone()),
+            _ => None,
+        };
+        (check, regex)
+    });
+    match services.watch(
+        job.id,
+        task.index,
+        task.label.clone(),
+        check,
+        job.ready_timeout,
+    ) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            let _ = ctx.events.send(Event::Note(format!(
+                "{}: cannot watch the service ({e}): it counts as ready once started",
+                task.label
+            )));
+            None
+        }
+    }
 }
 
 /// What an attempt printed, kept for the cache: stdout's and stderr's.
@@ -696,7 +797,8 @@ fn sinks(
     record: &TaskRecord,
 ) -> (Sink, Sink) {
     // Held back until the attempt ends: with --quiet (shown if it fails) or grouped.
-    let held = ctx.mode.quiet() || ctx.file.output_of(job).grouped();
+    // A service's output is shown as it arrives (it ends only when released).
+    let held = ctx.mode.quiet() || (ctx.file.output_of(job).grouped() && !job.service);
     let mut out = match job.to {
         Some(_) if ctx.mode.collect() => Sink::collect(label.clone()),
         Some(q) => {

@@ -83,6 +83,7 @@ pub fn run(
     stderr: &mut Sink,
     timeout: Option<Duration>,
     control: &Control,
+    release: Option<&Control>,
     on_spawn: &mut dyn FnMut(u32),
 ) -> Attempt {
     let started = SystemTime::now();
@@ -158,6 +159,7 @@ pub fn run(
     stderr.open_log();
     on_spawn(pid);
     let mut drive = Drive::new(&mut child, &prepared.stdin, timeout, control, clock);
+    drive.release = release;
     panic_for_tests(prepared);
     let status = drive.run(stdout, stderr);
     stdout.finish();
@@ -235,6 +237,8 @@ struct Drive<'a> {
     feeder: Option<Feeder>,
     deadline: Option<Instant>,
     control: &'a Control,
+    /// A service's own stop switch (its release), heard like the run's.
+    release: Option<&'a Control>,
     pidfd: Option<std::os::fd::OwnedFd>,
     /// When the current TERM turns into KILL.
     kill_at: Option<Instant>,
@@ -293,6 +297,7 @@ impl<'a> Drive<'a> {
             feeder,
             deadline: timeout.map(|t| clock + t),
             control,
+            release: None,
             pidfd,
             kill_at: None,
             pipes_deadline: None,
@@ -350,8 +355,8 @@ impl<'a> Drive<'a> {
             if out.is_none() && err.is_none() && self.status.is_some() {
                 break;
             }
-            let mut fds = Vec::with_capacity(5);
-            let mut roles = Vec::with_capacity(5);
+            let mut fds = Vec::with_capacity(6);
+            let mut roles = Vec::with_capacity(6);
             if let Some(p) = &out {
                 fds.push(sys::pollfd(p.as_fd(), PollFlags::IN));
                 roles.push(Role::Stdout);
@@ -373,6 +378,10 @@ impl<'a> Drive<'a> {
             if watching_control {
                 fds.push(sys::pollfd(self.control.fd(), PollFlags::IN));
                 roles.push(Role::Control);
+                if let Some(release) = self.release {
+                    fds.push(sys::pollfd(release.fd(), PollFlags::IN));
+                    roles.push(Role::Control);
+                }
             }
             let timeout = self.poll_timeout(now);
             if sys::poll(&mut fds, timeout).is_err() {
@@ -380,7 +389,7 @@ impl<'a> Drive<'a> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             // The entries borrow the pipes that reading needs: note which are ready first.
-            let mut ready = [false; 5];
+            let mut ready = [false; 6];
             for (r, fd) in ready.iter_mut().zip(&fds) {
                 *r = !fd.revents().is_empty();
             }
@@ -421,15 +430,24 @@ impl<'a> Drive<'a> {
         let mut ms = next.map_or(-1, |t| {
             t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1
         });
-        let periodic = self.pidfd.is_none() || self.control.level() != Level::Run;
+        let periodic = self.pidfd.is_none() || self.level() != Level::Run;
         if periodic && self.status.is_none() {
             ms = if ms < 0 { 50 } else { ms.min(50) };
         }
         ms
     }
 
+    /// The run's stop switch, or the service's own if it is further up.
+    fn level(&self) -> Level {
+        let run = self.control.level();
+        match self.release {
+            Some(release) => run.max(release.level()),
+            None => run,
+        }
+    }
+
     fn check_control(&mut self, watching: &mut bool) {
-        match self.control.level() {
+        match self.level() {
             Level::Run => {}
             Level::Stop => {
                 *watching = false;

@@ -39,6 +39,8 @@ pub const ITEM_LIMIT: usize = 16 << 20;
 /// The longest printed line (it is spilled to a temporary file while it grows).
 pub const PRINTED_LIMIT: u64 = 256 << 20;
 const TAIL_BYTES: usize = 8 * 1024;
+/// How much of a line a service's `line` check looks at.
+const LINE_LOOKED: usize = 64 * 1024;
 pub const TAIL_LINES: usize = 10;
 
 pub struct Sink {
@@ -59,6 +61,15 @@ pub struct Sink {
     redact: Option<crate::secrets::Stream>,
     /// What the stream shows, kept for the results cache.
     capture: Option<crate::cache::run::Capture>,
+    /// A service's `line` check, with the line being read (until it matched).
+    watch: Option<LineWatch>,
+}
+
+/// A service's `line` check on a stream: lines are looked at until one matches.
+struct LineWatch {
+    watch: Arc<crate::service::Watch>,
+    services: Arc<crate::service::Services>,
+    line: Vec<u8>,
 }
 
 enum Target {
@@ -113,6 +124,7 @@ impl Sink {
             tail: None,
             redact: crate::secrets::patterns().map(crate::secrets::Stream::new),
             capture: None,
+            watch: None,
         }
     }
 
@@ -143,6 +155,38 @@ impl Sink {
     /// The log file's path, once it was opened.
     pub fn log_path(&self) -> Option<&Path> {
         self.log.as_ref().and_then(Log::opened_path)
+    }
+
+    /// Each line (redacted) is shown to a service's `line` check until one matches.
+    pub fn watch_lines(
+        mut self,
+        watch: Arc<crate::service::Watch>,
+        services: Arc<crate::service::Services>,
+    ) -> Sink {
+        self.watch = Some(LineWatch {
+            watch,
+            services,
+            line: Vec::new(),
+        });
+        self
+    }
+
+    /// Looks for the line a service's check waits for.
+    fn look(&mut self, data: &[u8]) {
+        let Some(w) = &mut self.watch else { return };
+        let mut rest = data;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let room = LINE_LOOKED.saturating_sub(w.line.len());
+            w.line.extend_from_slice(&rest[..nl.min(room)]);
+            if w.watch.line(&w.line, &w.services) {
+                self.watch = None;
+                return;
+            }
+            w.line.clear();
+            rest = &rest[nl + 1..];
+        }
+        let room = LINE_LOOKED.saturating_sub(w.line.len());
+        w.line.extend_from_slice(&rest[..rest.len().min(room)]);
     }
 
     pub fn keep_tail(mut self) -> Sink {
@@ -188,6 +232,9 @@ impl Sink {
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);
+        }
+        if self.watch.is_some() {
+            self.look(data);
         }
         if self.refused.is_some() {
             return;

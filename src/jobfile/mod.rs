@@ -229,7 +229,49 @@ pub struct Job {
     /// `runs_on`: with `--broker`, only workers with every one of these labels take its
     /// tasks (`runner worker --label`); without, its tasks run here.
     pub runs_on: Vec<String>,
+    /// `service = true`: a long-running process that the jobs needing it use while they
+    /// run; it takes no pool slot and is stopped once nothing needing it is left.
+    pub service: bool,
+    /// When a service counts as started; `None`: once its process started.
+    pub ready: Option<Ready>,
+    /// How long a service may take to be ready (default 30 s).
+    pub ready_timeout: Duration,
 }
+
+/// When a service is ready (`ready = { … }`): tried about every 100 ms.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// `{ tcp = "HOST:PORT" }`: a TCP connection is accepted.
+    Tcp(Template),
+    /// `{ http = "URL" }`: a GET answers 2xx (redirects followed).
+    Http(Template),
+    /// `{ line = "REGEX" }`: a line of its stdout or stderr matches.
+    Line(LinePattern),
+    /// `{ command = … }`: a command exits 0 (a shell string, or argv).
+    Command(CommandSpec),
+}
+
+/// A regular expression on a service's output lines, as written and compiled.
+#[derive(Debug, Clone)]
+pub struct LinePattern {
+    pub text: String,
+    pub regex: regex_automata::meta::Regex,
+}
+
+impl Ready {
+    /// The kind of check, as the file names it (`tcp`, `http`, `line`, `command`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ready::Tcp(_) => "tcp",
+            Ready::Http(_) => "http",
+            Ready::Line(_) => "line",
+            Ready::Command(_) => "command",
+        }
+    }
+}
+
+/// A service is ready within this by default (`ready_timeout`).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `when`: which outcomes of the needed jobs let a job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -27,7 +27,7 @@ pub const TOP_KEYS: [&str; 11] = [
     "secrets",
     "jobs",
 ];
-pub const JOB_KEYS: [&str; 26] = [
+pub const JOB_KEYS: [&str; 29] = [
     "command",
     "needs",
     "when",
@@ -54,6 +54,9 @@ pub const JOB_KEYS: [&str; 26] = [
     "uses",
     "rate",
     "runs_on",
+    "service",
+    "ready",
+    "ready_timeout",
 ];
 pub const QUEUE_KEYS: [&str; 1] = ["capacity"];
 /// The keys of a `needs` entry written as a table (`{ job = "NAME", each = true }`).
@@ -168,6 +171,13 @@ pub struct RawJob<'i> {
     pub rate: Option<Name>,
     /// Worker labels its tasks need (with where the array is).
     pub runs_on: Option<Spanned<Vec<Name>>>,
+    /// `service = true`: a long-running process the jobs that need it use while they run.
+    pub service: Option<Spanned<bool>>,
+    /// When a service is ready (`{ tcp = … }`, `{ http = … }`, `{ line = … }`,
+    /// `{ command = … }`), told apart by `check::service`.
+    pub ready: Option<Value<'i>>,
+    /// How long a service may take to be ready.
+    pub ready_timeout: Option<Name>,
 }
 
 /// An amount of a resource as written: an integer, or a size such as `"8G"` (a
@@ -462,6 +472,12 @@ fn read_job<'i>(
                 |r, v, p| r.string(v, p, "a worker label (a string)"),
             )
         }),
+        service: keys.take("service").and_then(|(path, v)| {
+            let span = v.span();
+            r.boolean(&v, &path).map(|b| Spanned::new(span, b))
+        }),
+        ready: keys.take("ready").map(|(_, v)| v),
+        ready_timeout: keys.string("ready_timeout", DURATION, r),
     }
 }
 

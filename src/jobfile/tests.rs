@@ -84,7 +84,7 @@ fn unknown_key_far_from_any_lists_the_keys() {
     assert_eq!(d.message, "unknown key `zzzzzz`");
     assert_eq!(
         d.note.as_deref(),
-        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env, uses, rate, runs_on")
+        Some("the keys here are: command, needs, when, items, stdin, to, env, cwd, timeout, retries, retry_delay, concurrency, success_codes, allow_failure, local, description, shell, sources, outputs, output, secrets, cache, cache_env, uses, rate, runs_on, service, ready, ready_timeout")
     );
     assert_eq!(at, "zzzzzz");
 }
@@ -836,4 +836,60 @@ fn resource_mistakes_are_said_with_their_place_and_a_suggestion() {
             .starts_with("job `a` cannot have `uses`: its stdout feeds a queue"),
         "{d:?}"
     );
+}
+
+#[test]
+fn services_load_with_their_readiness_checks_and_default_timeout() {
+    let file = parse(
+        Path::new("t.toml"),
+        "[jobs.db]\nservice = true\ncommand = 'redis-server'\nready = { tcp = '127.0.0.1:6379' }\n\
+         [jobs.web]\nservice = true\nitems = [{ port = 8000 }]\ncommand = 'serve {item.port}'\n\
+         ready = { http = 'http://127.0.0.1:{item.port}/health' }\nready_timeout = '5s'\n\
+         [jobs.log]\nservice = true\ncommand = 'x'\nready = { line = 'listening on \\d+' }\n\
+         [jobs.cmd]\nservice = true\ncommand = 'x'\nready = { command = ['pg_isready', '-p', '5432'] }\n\
+         [jobs.t]\nneeds = ['db', 'web', 'log', 'cmd']\ncommand = 'x'\n"
+            .into(),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = file.jobs[..4]
+        .iter()
+        .map(|j| j.ready.as_ref().unwrap().kind())
+        .collect();
+    assert_eq!(kinds, ["tcp", "http", "line", "command"]);
+    assert!(file.jobs[..4].iter().all(|j| j.service));
+    assert!(!file.jobs[4].service);
+    assert_eq!(file.jobs[0].ready_timeout, Duration::from_secs(30));
+    assert_eq!(file.jobs[1].ready_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn service_problems_are_load_errors_with_a_way_out() {
+    let m = messages(
+        "[jobs.a]\ncommand = 'x'\nready = { tcp = 'h:1' }\nready_timeout = '1s'\n\
+         [jobs.b]\nservice = true\ncommand = 'x'\nready = { line = '(' }\n\
+         [jobs.c]\nservice = true\ncommand = 'x'\nready = { tcp = 'nohost' }\n\
+         [jobs.d]\nservice = true\ncommand = 'x'\nready = { http = 'ftp://x/' }\n\
+         [jobs.e]\nservice = true\ncommand = 'x'\nready = { tcp = 'h:1', http = 'http://h/' }\n\
+         [jobs.f]\nservice = true\ncommand = 'x'\nready = 'up'\n\
+         [jobs.g]\nservice = true\ncommand = 'x'\nto = 'q'\nretries = 1\ntimeout = '1s'\ncache = false\nconcurrency = 1\n\
+         [jobs.h]\ncommand = 'x'\nitems = { queue = 'q' }\n\
+         [jobs.i]\nservice = true\ncommand = 'x'\nitems = [1, 2]\n\
+         [jobs.j]\ncommand = 'x'\nitems = [1, 2]\nneeds = [{ job = 'i', each = true }]\n\
+         [jobs.k]\nservice = true\ncommand = 'x'\nready_timeout = '0s'\n",
+    );
+    let has = |text: &str| assert!(m.iter().any(|m| m.contains(text)), "{text}: {m:#?}");
+    has("job `a` has `ready` but is not a service");
+    has("job `a` has `ready_timeout` but is not a service");
+    has("`ready.line` is not a regular expression");
+    has("`ready.tcp`: \"nohost\" has no port");
+    has("`ready.http`: \"ftp://x/\" is not an http:// or https:// URL");
+    has("`ready` gives more than one check");
+    has("`ready` must be a table, not a string");
+    has("job `g` is a service and cannot have `to`");
+    has("job `g` is a service and cannot have `retries`");
+    has("job `g` is a service and cannot have `timeout`");
+    has("job `g` is a service and cannot have `cache`");
+    has("job `g` is a service and cannot have `concurrency`");
+    has("job `j` needs service `i` item by item");
+    has("`ready_timeout` must be longer than 0");
 }

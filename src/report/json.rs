@@ -28,7 +28,8 @@ impl EndFields {
             Some(
                 End::SpawnFailed { message, .. }
                 | End::OutputRefused { message }
-                | End::Internal { message },
+                | End::Internal { message }
+                | End::NotReady { message },
             ) => (None, None, false, Some(message.clone())),
             Some(end @ End::Lost { .. }) => (None, None, false, Some(describe_end(end))),
             None => (None, None, false, None),
@@ -100,6 +101,21 @@ fn task_json(file: &JobFile, r: &TaskRecord) -> Value {
         "stderr_log": r.stderr_log.as_ref().map(|p| p.display().to_string()),
         "tries": r.tries.iter().map(try_json).collect::<Vec<_>>(),
     });
+    // A service's task: its check, when it was ready and when it stopped.
+    if let (Some(service), Value::Object(task)) = (&r.service, &mut task) {
+        let stopped_at = r.tries.last().map(|t| time(t.started + t.duration));
+        task.insert(
+            "service".to_string(),
+            json!({
+                "check": service.check.as_deref().map(crate::secrets::redact),
+                "ready_at": service.ready_at.map(time),
+                "ready_after_s": service.ready_after.map(|d| d.as_secs_f64()),
+                "stopped_at": stopped_at,
+                "released": service.released,
+                "problem": service.problem,
+            }),
+        );
+    }
     // Items with fields: each field by its key, after `item` (the label).
     let fields = file.jobs[r.job].items.fields(r.index);
     if let (false, Value::Object(task)) = (fields.is_empty(), &mut task) {

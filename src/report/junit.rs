@@ -25,7 +25,7 @@ use super::json::shown_stdout_tail;
 use super::tally::{Records, Tally, Totals};
 use super::{time, RunInfo};
 use crate::jobfile::{Job, JobFile};
-use crate::task::{describe_end, duration, name, plural, End, Outcome, TaskRecord};
+use crate::task::{duration, name, plural, End, Outcome, TaskRecord};
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::name::QName;
@@ -178,15 +178,10 @@ fn case<W: Write>(
     names: &mut Names,
 ) -> io::Result<()> {
     let name = names.unique(&name(job, &r.item), r.index);
-    let end = r.end.as_ref().map(describe_end).unwrap_or_default();
+    // (A service says how it ended as a service: released, not ready, ended early.)
+    let end = r.end_words().unwrap_or_default();
     let stderr = r.stderr_tail.join("\n");
-    // A passing task: its last lines of stdout (the tail the runner keeps of every
-    // task: 10 lines, 8 KiB); a failed task that printed nothing on stderr: the same,
-    // in place of its stderr.
-    let stdout = match r.outcome() {
-        Outcome::Succeeded => r.stdout_tail.join("\n"),
-        _ => shown_stdout_tail(r).join("\n"),
-    };
+    let stdout = stdout_of(r, &end);
     let element = w
         .create_element("testcase")
         .with_attribute(attr("name", &name))
@@ -294,6 +289,24 @@ fn text<W: Write>(w: &mut Writer<W>, tag: &str, text: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A passing task: its last lines of stdout (the tail the runner keeps of every task:
+/// 10 lines, 8 KiB), after `service released …` for a service; a failed task that
+/// printed nothing on stderr: the same, in place of its stderr.
+fn stdout_of(r: &TaskRecord, end: &str) -> String {
+    match r.outcome() {
+        Outcome::Succeeded if r.service.is_some() => {
+            let mut said = format!("service {end}");
+            for line in &r.stdout_tail {
+                said.push('\n');
+                said.push_str(line);
+            }
+            said
+        }
+        Outcome::Succeeded => r.stdout_tail.join("\n"),
+        _ => shown_stdout_tail(r).join("\n"),
+    }
+}
+
 /// The failure's `type`: how the task ended.
 fn kind(r: &TaskRecord) -> &'static str {
     match &r.end {
@@ -303,6 +316,7 @@ fn kind(r: &TaskRecord) -> &'static str {
         Some(End::OutputRefused { .. }) => "output",
         Some(End::Internal { .. }) => "internal",
         Some(End::Lost { .. }) => "lost",
+        Some(End::NotReady { .. }) => "not-ready",
         _ => "exit",
     }
 }

@@ -68,6 +68,7 @@ pub fn summary(file: &JobFile, tally: &Tally, info: &RunInfo, color: bool) -> St
     job_table(&mut out, file, &tally.jobs, &shown, color);
     reason_lines(&mut out, file, tally);
     skip_lines(&mut out, file, tally);
+    service_lines(&mut out, tally);
     queue_lines(&mut out, info);
     stopped_lines(&mut out, file, &tally.stopped, &info.host, color);
     if tally.stopped_unshown > 0 {
@@ -215,6 +216,21 @@ fn skip_lines(out: &mut String, file: &JobFile, tally: &Tally) {
             out,
             "(and {} more skipped; --report has every reason)",
             tally.skips_unshown
+        );
+    }
+}
+
+/// A line per service task: when it started, was ready and stopped.
+fn service_lines(out: &mut String, tally: &Tally) {
+    for line in &tally.services {
+        let line = format!("service {line}");
+        let _ = writeln!(out, "{}", crate::diagnostic::printable(&line, 4096));
+    }
+    if tally.services_unshown > 0 {
+        let _ = writeln!(
+            out,
+            "(and {} more service tasks; --report lists them all)",
+            tally.services_unshown
         );
     }
 }

@@ -134,6 +134,10 @@ pub struct Tally {
     /// says of why tasks were skipped.
     pub skips: Vec<Skip>,
     pub skips_unshown: u64,
+    /// The first [`SHOWN`] service tasks that ran: a line each (its start, when it was
+    /// ready, how it stopped).
+    pub services: Vec<String>,
+    pub services_unshown: u64,
 }
 
 /// Skipped tasks of one job for one reason: the first one's name, and how many.
@@ -143,6 +147,36 @@ pub struct Skip {
     pub reason: String,
     pub first: String,
     pub count: u64,
+}
+
+/// A service's task in a line: `redis: started 21:19:45.237, ready after 212ms (tcp
+/// 127.0.0.1:6379), released after 1.20s`.
+fn service_line(
+    name: &str,
+    service: &crate::task::ServiceLife,
+    started: std::time::SystemTime,
+    r: &TaskRecord,
+) -> String {
+    let at = humantime::format_rfc3339_millis(started).to_string();
+    let clock = at.get(11..23).unwrap_or(&at);
+    let check = service
+        .check
+        .as_ref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
+    let ready = match service.ready_after {
+        Some(after) => format!("ready after {}{check}", crate::task::duration(after)),
+        None => format!("never ready{check}"),
+    };
+    let end = match (service.released, r.outcome()) {
+        (true, _) => "released".to_string(),
+        (false, Outcome::Stopped) => "stopped by the run".to_string(),
+        (false, _) => "failed".to_string(),
+    };
+    format!(
+        "{name}: started {clock}, {ready}, {end} after {}",
+        crate::task::duration(r.duration)
+    )
 }
 
 impl Tally {
@@ -181,6 +215,14 @@ impl Tally {
         }
         if r.outcome() == Outcome::Skipped && !r.reason.is_empty() {
             self.skipped(file, r);
+        }
+        if let (Some(service), Some(started)) = (&r.service, r.started) {
+            if self.services.len() < SHOWN {
+                self.services
+                    .push(service_line(&name(), service, started, r));
+            } else {
+                self.services_unshown += 1;
+            }
         }
         let (list, unshown) = match r.outcome() {
             Outcome::Failed | Outcome::AllowedFailure => {

@@ -131,6 +131,20 @@ impl Trace {
                 },
             }));
         }
+        // A service: an instant event when it became ready, on its own lane.
+        if let Some(at) = r.service.as_ref().and_then(|s| s.ready_at) {
+            let check = r.service.as_ref().and_then(|s| s.check.clone());
+            self.event(json!({
+                "name": format!("{name} ready"),
+                "cat": job,
+                "ph": "i",
+                "s": "t",
+                "ts": micros(self.origin, at),
+                "pid": pid,
+                "tid": tid,
+                "args": { "check": check.as_deref().map(crate::secrets::redact) },
+            }));
+        }
     }
 
     /// Ends the file; the first error of any write, if one failed.

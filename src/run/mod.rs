@@ -72,6 +72,8 @@ enum Note {
     Changed,
     /// A queue the scheduler waits on got items or closed.
     QueueReady,
+    /// A service's task (job, index) is ready.
+    ServiceReady(usize, u64, String),
 }
 
 struct Wake(Sender<Note>);
@@ -207,6 +209,7 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     ctx.cache = options.cache.clone().map(|o| {
         crate::cache::run::Cache::new(o.store, o.settings, session.events.clone(), &session.host)
     });
+    ctx.services = services(&file, options.grace, &notes_tx);
     let ctx = Arc::new(ctx);
     let scheduler = Scheduler::new(file.clone(), pool, options.fail_fast || file.fail_fast);
     let (remote_tx, remote_rx) = unbounded::<Start>();
@@ -252,6 +255,24 @@ pub fn run(file: JobFile, options: Options) -> Result<Outcome, Error> {
     session.finish(summary);
     // The last of the tasks' output is written while the session finishes.
     Ok(end::with_lost_writes(outcome, &lost))
+}
+
+/// The run's services, if it has any: their readiness goes to the run loop.
+fn services(
+    file: &JobFile,
+    grace: Duration,
+    notes: &Sender<Note>,
+) -> Option<Arc<crate::service::Services>> {
+    if !file.jobs.iter().any(|j| j.service) {
+        return None;
+    }
+    let notes = notes.clone();
+    Some(Arc::new(crate::service::Services::new(
+        grace,
+        Box::new(move |job, index, said| {
+            let _ = notes.send(Note::ServiceReady(job, index, said));
+        }),
+    )))
 }
 
 /// The `--trace` file, created.
@@ -359,6 +380,12 @@ fn wait_for_end(
                     dispatch(shared, &mut shared.lock(), None);
                 }
                 Ok(Note::Changed) => {}
+                Ok(Note::ServiceReady(job, index, said)) => {
+                    let mut core = shared.lock();
+                    let _ = shared.ctx.events.send(Event::Note(said));
+                    core.scheduler.service_ready(job, index);
+                    dispatch(shared, &mut core, None);
+                }
                 Err(_) => return interrupted,
             },
             recv(session.signals) -> signal => {
@@ -598,6 +625,10 @@ fn task_id(ctx: &exec::Context, start: &Start) -> Option<TaskId> {
     let memory = ctx.memory.as_ref()?;
     let file = &ctx.file;
     let job = &file.jobs[start.job];
+    // A service always runs: never done earlier, up to date or unchanged.
+    if job.service {
+        return None;
+    }
     // Nothing to journal, compare with or look at: the identity is not needed.
     if ctx.journal.is_none()
         && memory.index.is_none()
@@ -758,6 +789,11 @@ fn apply(effects: &[Effect], core: &mut Core, ctx: &exec::Context) {
     for effect in effects {
         match effect {
             Effect::Close(q) => ctx.queues[*q].close(),
+            Effect::Release(job) => {
+                if let Some(services) = &ctx.services {
+                    services.release(*job);
+                }
+            }
             Effect::Discard(q) => ctx.queues[*q].discard(),
             Effect::Skipped(job) => {
                 let state = &core.scheduler.jobs[*job];

@@ -33,6 +33,7 @@ mod running;
 mod scheduling;
 mod secrets;
 mod slurm;
+mod services;
 mod terminal;
 mod uptodate;
 mod writes;

@@ -21,6 +21,7 @@ mod inputs;
 mod process;
 mod resources;
 mod secrets;
+mod service;
 
 use super::raw::{Name, RawFile, RawJob, RawNeed, RawQueue, RawVars};
 use super::{
@@ -138,6 +139,7 @@ impl Checker<'_> {
             checked_job.secrets = job_secrets;
             checked.push(checked_job);
         }
+        self.service_needs(&checked);
         JobFile {
             path: path.to_path_buf(),
             dir,
@@ -230,12 +232,11 @@ impl Checker<'_> {
                 span.clone(),
             );
         }
-        let shell = self.job_shell(job.shell, shell);
-        let command = match &job.command {
-            Some(command) => self.command(command, shell),
-            // Reported by `raw` (missing, or the job is not a table).
-            None => super::CommandSpec::empty(),
-        };
+        let shell = self.job_shell(job.shell.clone(), shell);
+        // (A missing command is reported by `raw`, or the job is not a table.)
+        let command = job.command.as_ref().map(|c| self.command(c, shell.clone()));
+        let command = command.unwrap_or_else(super::CommandSpec::empty);
+        let service = self.service(&name, &job, &shell);
         let (needs, needs_spans, each) = self.needs(&job.needs, id, &name, names);
         let when = self.when(job.when.as_ref());
         let before_items = self.diagnostics.len();
@@ -323,6 +324,9 @@ impl Checker<'_> {
             uses,
             rate,
             runs_on,
+            service: service.service,
+            ready: service.ready,
+            ready_timeout: service.ready_timeout,
         }
     }
 
