@@ -27,6 +27,34 @@ const REQUEST: Duration = Duration::from_secs(2);
 /// The longest line a `line` check looks at (the rest of a longer line is not).
 const LINE_MAX: usize = 64 * 1024;
 
+/// A check's answer that is not "ready", as the failure names it ("last try: …").
+#[derive(Debug, thiserror::Error)]
+pub enum Answer {
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, std::io::Error),
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("{0}")]
+    Http(ureq::Error),
+    #[error("the command is empty")]
+    Empty,
+    #[error("cannot start `{0}`: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("cannot wait for `{0}`: {1}")]
+    Wait(String, std::io::Error),
+    /// It ended without success: how, and the last line it printed on stderr.
+    #[error("{how}{}", if said.is_empty() { String::new() } else { format!(": {said}") })]
+    Failed { how: String, said: String },
+    #[error("still running when the time was up")]
+    TimeUp,
+    #[error("no matching line yet")]
+    NoLine,
+}
+
 /// Told when a service's task is ready: (job, index, what to say: `LABEL: ready after
 /// 212ms (tcp 127.0.0.1:6379)`).
 pub type OnReady = Box<dyn Fn(JobId, u64, String) + Send + Sync>;
@@ -230,7 +258,7 @@ impl Watch {
                         self.set_ready(services);
                         return;
                     }
-                    Err(e) => lock(&self.state).last = Some(e),
+                    Err(e) => lock(&self.state).last = Some(e.to_string()),
                 }
             }
             if Instant::now() >= deadline {
@@ -261,21 +289,21 @@ impl Watch {
         }
     }
 
-    fn try_once(&self, check: &ReadyCheck, deadline: Instant) -> Result<(), String> {
+    fn try_once(&self, check: &ReadyCheck, deadline: Instant) -> Result<(), Answer> {
         match check {
             ReadyCheck::Tcp(address) => tcp(address),
             ReadyCheck::Http(url) => http(url),
             ReadyCheck::Command(command) => self.command(command, deadline),
-            ReadyCheck::Line(_) => Err("no matching line yet".to_string()),
+            ReadyCheck::Line(_) => Err(Answer::NoLine),
         }
     }
 
     /// Runs the check's command to its end (killed if the attempt ends or the deadline
     /// passes first).
-    fn command(&self, command: &Command, deadline: Instant) -> Result<(), String> {
+    fn command(&self, command: &Command, deadline: Instant) -> Result<(), Answer> {
         let argv = command.argv();
         let Some((program, args)) = argv.split_first() else {
-            return Err("the command is empty".to_string());
+            return Err(Answer::Empty);
         };
         let mut child = std::process::Command::new(program)
             .args(args)
@@ -283,7 +311,7 @@ impl Watch {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+            .map_err(|e| Answer::Spawn(program.clone(), e))?;
         let mut stderr = child.stderr.take();
         let reader = std::thread::spawn(move || {
             let mut text = Vec::new();
@@ -301,7 +329,7 @@ impl Watch {
                     break None;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(format!("cannot wait for `{program}`: {e}")),
+                Err(e) => return Err(Answer::Wait(program.clone(), e)),
             }
         };
         let said = reader.join().unwrap_or_default();
@@ -309,17 +337,14 @@ impl Watch {
         let said = said.trim().lines().last().unwrap_or("").to_string();
         match status {
             Some(s) if s.success() => Ok(()),
-            Some(s) => {
-                let how = match s.code() {
+            Some(s) => Err(Answer::Failed {
+                how: match s.code() {
                     Some(code) => format!("exit {code}"),
                     None => "killed".to_string(),
-                };
-                Err(match said.is_empty() {
-                    true => how,
-                    false => format!("{how}: {said}"),
-                })
-            }
-            None => Err("still running when the time was up".to_string()),
+                },
+                said,
+            }),
+            None => Err(Answer::TimeUp),
         }
     }
 
@@ -357,23 +382,23 @@ impl Watch {
 }
 
 /// A TCP connection to `address` is accepted.
-fn tcp(address: &str) -> Result<(), String> {
+fn tcp(address: &str) -> Result<(), Answer> {
     let addrs: Vec<_> = address
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .map_err(|e| Answer::Resolve(address.to_string(), e))?
         .collect();
-    let mut last = format!("{address} has no address");
+    let mut last = Answer::NoAddress(address.to_string());
     for addr in addrs {
         match std::net::TcpStream::connect_timeout(&addr, CONNECT) {
             Ok(_) => return Ok(()),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Answer::Connect(e),
         }
     }
     Err(last)
 }
 
 /// A GET of `url` answers 2xx (redirects followed).
-fn http(url: &str) -> Result<(), String> {
+fn http(url: &str) -> Result<(), Answer> {
     let mut config = ureq::Agent::config_builder();
     if url.starts_with("https:") {
         config = config.tls_config(crate::cache::http::tls());
@@ -387,7 +412,7 @@ fn http(url: &str) -> Result<(), String> {
         .into();
     match agent.get(url).call() {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("HTTP {}", response.status())),
-        Err(e) => Err(e.to_string()),
+        Ok(response) => Err(Answer::Status(response.status().as_u16())),
+        Err(e) => Err(Answer::Http(e)),
     }
 }

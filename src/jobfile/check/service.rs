@@ -185,7 +185,7 @@ impl Checker<'_> {
         text: &str,
         span: Range<usize>,
         key: &str,
-        valid: fn(&str) -> Result<(), String>,
+        valid: fn(&str) -> Result<(), AddressError>,
         how: &str,
     ) -> Option<crate::template::Template> {
         let template = self.template_at(text, span.clone())?;
@@ -299,29 +299,44 @@ fn is_queue(value: &Value<'_>) -> bool {
     matches!(value.get_ref(), DeValue::Table(t) if t.keys().any(|k| k.get_ref() == "queue"))
 }
 
+/// Why a `tcp` or `http` value is not an address the check can use.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0:?} has no port")]
+    NoPort(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+    #[error("{0:?} is not a port (1 to 65535)")]
+    BadPort(String),
+    #[error("{0:?} is not an http:// or https:// URL (its scheme is `{1}`)")]
+    Scheme(String, String),
+    #[error("{0:?} is not a URL ({1})")]
+    NotUrl(String, url::ParseError),
+}
+
 /// Why `text` is not `HOST:PORT`, if it is not.
-pub fn tcp_address(text: &str) -> Result<(), String> {
+pub fn tcp_address(text: &str) -> Result<(), AddressError> {
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("{text:?} has no port"));
+        return Err(AddressError::NoPort(text.to_string()));
     };
     if host.is_empty() {
-        return Err(format!("{text:?} has no host"));
+        return Err(AddressError::NoHost(text.to_string()));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("{port:?} is not a port (1 to 65535)")),
+        _ => Err(AddressError::BadPort(port.to_string())),
     }
 }
 
 /// Why `text` is not an `http://` or `https://` URL, if it is not.
-pub fn http_url(text: &str) -> Result<(), String> {
+pub fn http_url(text: &str) -> Result<(), AddressError> {
     match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(format!(
-            "{text:?} is not an http:// or https:// URL (its scheme is `{}`)",
-            url.scheme()
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(AddressError::Scheme(
+            text.to_string(),
+            url.scheme().to_string(),
         )),
-        Ok(_) => Err(format!("{text:?} has no host")),
-        Err(e) => Err(format!("{text:?} is not a URL ({e})")),
+        Ok(url) if url.host().is_none() => Err(AddressError::NoHost(text.to_string())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(AddressError::NotUrl(text.to_string(), e)),
     }
 }
