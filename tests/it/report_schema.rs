@@ -180,9 +180,23 @@ fn reports() -> Vec<Value> {
     .assert_code(0);
     reports.push(read(&t, "r4.json"));
     reports.push(interrupted(&t));
+    reports.push(services());
     #[cfg(feature = "distributed")]
     reports.push(on_a_worker());
     reports
+}
+
+/// Services: one ready by a line and released, one never ready (its problem said).
+fn services() -> Value {
+    let t = Test::new(
+        "[jobs.up]\nservice = true\ncommand = 'echo listening; sleep 30'\nready = { line = 'listening' }\n\
+         [jobs.use]\ncommand = 'true'\nneeds = ['up']\n\
+         [jobs.down]\nservice = true\ncommand = 'sleep 30'\nready = { command = 'false' }\nready_timeout = '1s'\n\
+         [jobs.use2]\ncommand = 'true'\nneeds = ['down']\n",
+    );
+    t.run_with(&["run", "jobs.toml", "--report", "r6.json"])
+        .assert_code(1);
+    read(&t, "r6.json")
 }
 
 /// A run stopped by SIGTERM while `long` runs.
