@@ -226,7 +226,13 @@ fn on_a_worker() -> Value {
     use crate::distributed::{Redis, Worker};
     let redis = Redis::start(&[]);
     let t = Test::new("[jobs.fan]\ncommand = 'echo {item}'\nitems = ['a', 'b']\n");
-    let worker = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2", "--label", "fast"], &[]);
+    let worker = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2", "--label", "fast"],
+        &[],
+    );
     t.run_with(&[
         "run",
         "jobs.toml",

@@ -250,13 +250,8 @@ impl Checker<'_> {
             None => StdinSpec::Empty,
             Some(stdin) => self.stdin(stdin, id),
         };
-        // A job reads a queue either as one task per item or on stdin, not both.
-        if let (Items::Queue(_), StdinSpec::Queue(_)) = (&items, &stdin) {
-            self.error(
-                format!("job `{name}` reads a queue twice: use `items = {{ queue }}` or `stdin = {{ queue }}`, not both"),
-                job.stdin.as_ref().map(|s| s.span()).unwrap_or(span.clone()),
-            );
-        }
+        let stdin_at = job.stdin.as_ref().map_or(span.clone(), |s| s.span());
+        self.reads_a_queue_once(&name, &items, &stdin, stdin_at);
         let to = job.to.as_ref().map(|to| {
             let q = self.queue(to.get_ref(), to.span());
             self.queues[q].producers.push(id);
@@ -327,6 +322,22 @@ impl Checker<'_> {
             service: service.service,
             ready: service.ready,
             ready_timeout: service.ready_timeout,
+        }
+    }
+
+    /// A job reads a queue either as one task per item or on stdin, not both.
+    fn reads_a_queue_once(
+        &mut self,
+        name: &str,
+        items: &Items,
+        stdin: &StdinSpec,
+        at: std::ops::Range<usize>,
+    ) {
+        if let (Items::Queue(_), StdinSpec::Queue(_)) = (items, stdin) {
+            self.error(
+                format!("job `{name}` reads a queue twice: use `items = {{ queue }}` or `stdin = {{ queue }}`, not both"),
+                at,
+            );
         }
     }
 
