@@ -90,6 +90,7 @@ impl Session {
             journal: None,
             memory: None,
             cache: None,
+            remote: None,
         }
     }
 

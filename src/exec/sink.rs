@@ -41,6 +41,26 @@ pub const PRINTED_LIMIT: u64 = 256 << 20;
 const TAIL_BYTES: usize = 8 * 1024;
 pub const TAIL_LINES: usize = 10;
 
+/// What a worker's task sends on towards the coordinator (`Context::remote`): the bytes
+/// of its printed streams as they come (redacted here first), when each attempt's
+/// process started, and a marker that the task's output so far was sent.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+pub enum Remote {
+    Bytes {
+        /// `job/index`.
+        task: Arc<str>,
+        stream: Stream,
+        data: Vec<u8>,
+    },
+    Started {
+        task: Arc<str>,
+        pid: u32,
+        attempt: u32,
+    },
+    /// Answered once everything sent before it is on the broker (or dropped).
+    Flush(crossbeam_channel::Sender<()>),
+}
+
 pub struct Sink {
     stream: Stream,
     label: Arc<str>,
@@ -59,6 +79,10 @@ pub struct Sink {
     redact: Option<crate::secrets::Stream>,
     /// What the stream shows, kept for the results cache.
     capture: Option<crate::cache::run::Capture>,
+    /// A worker's task: a copy of the bytes for the coordinator (`Remote::Bytes`), as
+    /// they come; the send waits while the channel is full (the task's pipe fills, and
+    /// the task waits too), so memory stays bounded.
+    remote: Option<(Sender<Remote>, Arc<str>)>,
 }
 
 enum Target {
@@ -113,7 +137,14 @@ impl Sink {
             tail: None,
             redact: crate::secrets::patterns().map(crate::secrets::Stream::new),
             capture: None,
+            remote: None,
         }
+    }
+
+    /// Every byte (redacted) is also sent to the coordinator, as task `task`'s.
+    pub fn remote(mut self, to: Sender<Remote>, task: Arc<str>) -> Sink {
+        self.remote = Some((to, task));
+        self
     }
 
     /// Every byte shown is also kept for the results cache (see [`Sink::take_capture`]).
@@ -188,6 +219,13 @@ impl Sink {
         }
         if let Some(tail) = &mut self.tail {
             tail.push(data);
+        }
+        if let (Some((to, task)), false) = (&self.remote, data.is_empty()) {
+            let _ = to.send(Remote::Bytes {
+                task: task.clone(),
+                stream: self.stream,
+                data: data.to_vec(),
+            });
         }
         if self.refused.is_some() {
             return;
