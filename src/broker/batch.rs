@@ -34,7 +34,8 @@ return n
 ";
 
 /// START for each entry (see `tasks.rs`): 0 not issued as this entry, 1 done, 2 start
-/// (recorded as started by this consumer), 3 the run is stopping or over, 4 its
+/// (recorded as taken ahead by this consumer, `ahead:CONSUMER`, until RUNNING says it
+/// runs), 3 the run is stopping or over, 4 its
 /// coordinator is gone. KEYS: issued, done, started, run hash, alive. ARGV: consumer,
 /// then task key and entry id pairs.
 const START_MANY: &str = r"
@@ -48,7 +49,7 @@ for i = 2, #ARGV, 2 do
   elseif redis.call('HGET', KEYS[1], task) ~= id then out[#out + 1] = 0
   elseif redis.call('HEXISTS', KEYS[2], task) == 1 then out[#out + 1] = 1
   else
-    redis.call('HSET', KEYS[3], task, ARGV[1])
+    redis.call('HSET', KEYS[3], task, 'ahead:' .. ARGV[1])
     out[#out + 1] = 2
   end
 end
@@ -85,12 +86,25 @@ end
 return n
 ";
 
+/// Tasks this consumer took ahead and now runs: recorded as started by it (the
+/// coordinator of a run that stops waits for these, and withdraws those taken ahead
+/// and given back). KEYS: started. ARGV: consumer, task keys.
+const RUNNING: &str = r"
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == 'ahead:' .. ARGV[1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+  end
+end
+return 1
+";
+
 /// Tasks this consumer recorded as started (START) and never ran: no longer started,
 /// so that a stopping coordinator withdraws them rather than waits for them.
 /// KEYS: started. ARGV: consumer, task keys.
 const UNSTART: &str = r"
 for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v == ARGV[1] or v == 'ahead:' .. ARGV[1] then
     redis.call('HDEL', KEYS[1], ARGV[i])
   end
 end
@@ -208,6 +222,54 @@ impl Broker {
                 .invoke::<i64>(c)
         })
         .map(drop)
+    }
+
+    /// Tasks `consumer` took ahead that now run: recorded as started by it.
+    pub fn running(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        tasks: &[String],
+    ) -> Result<(), BrokerError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(RUNNING);
+        self.call(|c| {
+            script
+                .key(key(run, "started"))
+                .arg(consumer)
+                .arg(tasks)
+                .invoke::<i64>(c)
+        })
+        .map(drop)
+    }
+
+    /// Of `tasks`, those a worker runs, and those a worker took ahead and has not
+    /// started (either may still run).
+    pub fn started_or_ahead(
+        &mut self,
+        run: &str,
+        tasks: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), BrokerError> {
+        if tasks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let found = self.call(|c| {
+            redis::cmd("HMGET")
+                .arg(key(run, "started"))
+                .arg(tasks)
+                .query::<Vec<Option<String>>>(c)
+        })?;
+        let (mut running, mut ahead) = (Vec::new(), Vec::new());
+        for (task, value) in tasks.iter().zip(found) {
+            match value {
+                Some(v) if v.starts_with("ahead:") => ahead.push(task.clone()),
+                Some(_) => running.push(task.clone()),
+                None => {}
+            }
+        }
+        Ok((running, ahead))
     }
 
     /// Tasks `consumer` recorded as started and did not run: no longer started.

@@ -217,17 +217,25 @@ impl Coordinator {
         if !tasks.is_empty() && !run.lost.load(Ordering::SeqCst) {
             // Stopping first: from then on no worker starts a task, so `started` is exact.
             let _ = self.broker.stop_run(&run.id);
-            let started = self.broker.started(&run.id, &tasks).unwrap_or_default();
+            // Taken ahead by a worker and not started: given back by the worker, then
+            // withdrawn (`withdraw_unstarted`), not waited for.
+            let (started, ahead) = self
+                .broker
+                .started_or_ahead(&run.id, &tasks)
+                .unwrap_or_default();
             {
                 let mut in_flight = run.in_flight();
-                for task in tasks.iter().filter(|t| !started.contains(t)) {
+                for task in tasks
+                    .iter()
+                    .filter(|t| !started.contains(t) && !ahead.contains(t))
+                {
                     withdrawn.extend(in_flight.remove(task));
                 }
             }
             (run.say)(format!(
                 "stopping {} running on workers (TERM, then KILL after each worker's --grace); {} not yet taken are withdrawn",
                 plural(started.len() as u64, "task"),
-                withdrawn.len()
+                withdrawn.len() + ahead.len()
             ));
             let deadline = Instant::now() + wait;
             let mut looked = Instant::now();

@@ -44,7 +44,7 @@ use crate::jobfile::ResourceId;
 use crate::task::{printable, End, Status, TaskRecord};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -94,8 +94,13 @@ pub struct Serve {
     /// Tasks recorded as started here and never run (the run stopped first): no longer
     /// started once this process stops serving the run (`Broker::unstart`).
     unrun: Mutex<Vec<String>>,
-    /// Results waiting for the `complete` thread, which sends them in batches.
-    completions: (Sender<Completion>, Receiver<Completion>),
+    /// Results (and starts of tasks taken ahead) waiting for the `complete` thread,
+    /// which sends them in batches.
+    completions: (Sender<Outgoing>, Receiver<Outgoing>),
+    /// A round trip to Redis and a task here, in µs (moving averages, 0 until measured):
+    /// how many entries to keep in hand (`ahead_bound`).
+    round_trip_us: AtomicU64,
+    task_us: AtomicU64,
     /// With a cache to store in (`--cache`): what tasks read is hashed here, with no
     /// state (no stamps: every task runs), so that a task's cache key is of this
     /// machine's files.
@@ -148,6 +153,8 @@ impl Serve {
             prestarted: Mutex::new(HashSet::new()),
             unrun: Mutex::new(Vec::new()),
             completions: crossbeam_channel::unbounded(),
+            round_trip_us: AtomicU64::new(0),
+            task_us: AtomicU64::new(0),
         }
     }
 
@@ -406,6 +413,7 @@ fn watch(s: &Serve, broker: &mut Broker) {
             }
             Ok(RunState::Stopping) => {
                 s.stopping.store(true, Ordering::SeqCst);
+                give_back_ahead(s, broker);
                 s.say(format!(
                     "run {run} is stopping (fail-fast or a signal on its coordinator): stopping its tasks here"
                 ));
@@ -431,6 +439,28 @@ fn watch(s: &Serve, broker: &mut Broker) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The run stops: the entries taken ahead and not started are no longer recorded as
+/// started, at once, for the coordinator to withdraw them rather than wait (they stay
+/// held, and are released when this process stops serving the run).
+fn give_back_ahead(s: &Serve, broker: &mut Broker) {
+    let tasks: Vec<String> = {
+        let mut prestarted = s.prestarted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        let (ahead, rest): (VecDeque<_>, VecDeque<_>) = prefetched
+            .drain(..)
+            .partition(|(id, _)| prestarted.contains(id));
+        *prefetched = rest;
+        ahead
+            .iter()
+            .map(|(id, m)| {
+                prestarted.remove(id);
+                task_key(m)
+            })
+            .collect()
+    };
+    let _ = broker.unstart(s.run(), &s.options.consumer, &tasks);
 }
 
 /// Stops serving the run; on a worker, its running tasks are stopped too (the
@@ -567,7 +597,12 @@ fn consume_ahead(s: &Serve, broker: &mut Broker, slot: usize) {
         };
         // Room for the `take` thread to read more.
         s.ready.notify_all();
-        match handle(s, broker, slot, &id, &message) {
+        let began = Instant::now();
+        let handled = handle(s, broker, slot, &id, &message);
+        if handled == Handled::Queued {
+            average(&s.task_us, began.elapsed());
+        }
+        match handled {
             Handled::Kept => {
                 s.prefetched
                     .lock()
@@ -586,7 +621,6 @@ fn consume_ahead(s: &Serve, broker: &mut Broker, slot: usize) {
 /// in hand, reading new ones (or taking over abandoned ones), checking them, and
 /// recording those that may run as started, each batch in one round trip.
 fn take_ahead(s: &Serve, broker: &mut Broker) {
-    let bound = (AHEAD_PER_SLOT * s.options.pool).clamp(1, AHEAD_MAX);
     let mut last_takeover: Option<Instant> = None;
     let takeover_every =
         (s.options.lease.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
@@ -595,6 +629,7 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        let bound = ahead_bound(s);
         let room = {
             let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
             if prefetched.len() >= bound {
@@ -651,9 +686,13 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             .map(|(id, message)| (task_key(message), id.clone()))
             .collect();
         // Not answered (the broker away, the run left): each is asked again when run.
+        let asked_at = Instant::now();
         let states = broker
             .start_many(s.run(), &s.options.consumer, &asked)
             .unwrap_or_default();
+        if !states.is_empty() {
+            average(&s.round_trip_us, asked_at.elapsed());
+        }
         let mut ready = Vec::new();
         for (i, (id, message)) in vetted.into_iter().enumerate() {
             match states.get(i) {
@@ -704,9 +743,14 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
             Err(_) if consumed.load(Ordering::SeqCst) => return,
             Err(_) => continue,
         };
-        let batch: Vec<Completion> = std::iter::once(first)
-            .chain(results.try_iter().take(COMPLETE_BATCH - 1))
-            .collect();
+        let (mut running, mut batch) = (Vec::new(), Vec::new());
+        for outgoing in std::iter::once(first).chain(results.try_iter().take(COMPLETE_BATCH - 1)) {
+            match outgoing {
+                Outgoing::Running(task) => running.push(task),
+                Outgoing::Done(completion) => batch.push(completion),
+            }
+        }
+        let _ = broker.running(s.run(), &s.options.consumer, &running);
         if let Err(e) = broker.complete_many(s.run(), &batch) {
             s.say(format!(
                 "could not record the results of {}: {e}",
@@ -722,6 +766,42 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
 
 /// The most results sent in one round trip.
 const COMPLETE_BATCH: usize = 256;
+
+/// What a consumer hands the `complete` thread.
+enum Outgoing {
+    /// A task taken ahead starts: recorded as running (`Broker::running`).
+    Running(String),
+    /// A task's result.
+    Done(Completion),
+}
+
+/// How many entries to keep in hand, not started: per slot, enough to cover two round
+/// trips (a read and its START_MANY) at the pace tasks end here, at least one and at
+/// most `AHEAD_PER_SLOT`; one per slot until both are measured. So a worker whose tasks
+/// are long, or whose job has a rate, holds little that another worker could run, and
+/// one far from Redis holds enough not to wait for it.
+fn ahead_bound(s: &Serve) -> usize {
+    let trip = s.round_trip_us.load(Ordering::Relaxed);
+    let task = s.task_us.load(Ordering::Relaxed);
+    let per_slot = if trip == 0 || task == 0 {
+        1
+    } else {
+        (2 * trip).div_ceil(task).clamp(1, AHEAD_PER_SLOT as u64) as usize
+    };
+    (per_slot * s.options.pool).clamp(1, AHEAD_MAX)
+}
+
+/// Folds a measurement into a moving average (an eighth of the new one).
+fn average(into: &AtomicU64, sample: Duration) {
+    let sample = sample.as_micros().max(1) as u64;
+    let old = into.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        (old * 7 + sample) / 8
+    };
+    into.store(new, Ordering::Relaxed);
+}
 
 /// A task whose holder's lease ran out, delivered fewer than `max_deliveries` times.
 fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
@@ -806,6 +886,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         return Handled::Over; // Not started: left pending.
     }
+    if prestarted {
+        // Taken ahead: now it runs (said in the `complete` thread's next round trip).
+        let _ = s.completions.0.send(Outgoing::Running(task.clone()));
+    }
     if !job.uses.is_empty() && !s.holds(id) {
         give_back_unfit(s, broker, id, job);
         return Handled::Over;
@@ -861,7 +945,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id: id.to_string(),
             result,
         };
-        if s.completions.0.send(completion).is_ok() {
+        if s.completions.0.send(Outgoing::Done(completion)).is_ok() {
             return Handled::Queued;
         }
         return Handled::Over;

@@ -33,7 +33,7 @@ fn a_worker_killed_holding_prefetched_tasks_loses_none_of_them() {
         >= 2));
     // It holds more than the one task it runs: taken ahead, not started.
     let held = pending(&redis);
-    assert!(held > 5, "pending entries: {held}");
+    assert!(held >= 2, "pending entries: {held}");
     doomed.signal(libc::SIGKILL);
     let ran_before = t.lines_in("started.log");
     assert!(ran_before < 40);
