@@ -671,64 +671,76 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(fetched.iter().map(|(id, _)| id.clone()));
-        let vetted: Vec<(String, Message)> = fetched
-            .into_iter()
-            .filter(|(id, message)| {
-                let ok = vet(s, broker, id, message).is_some();
-                if !ok {
-                    s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-                }
-                ok
-            })
-            .collect();
-        let asked: Vec<(String, String)> = vetted
-            .iter()
-            .map(|(id, message)| (task_key(message), id.clone()))
-            .collect();
-        // Not answered (the broker away, the run left): each is asked again when run.
-        let asked_at = Instant::now();
-        let states = broker
-            .start_many(s.run(), &s.options.consumer, &asked)
-            .unwrap_or_default();
-        if !states.is_empty() {
-            average(&s.round_trip_us, asked_at.elapsed());
-        }
-        let mut ready = Vec::new();
-        for (i, (id, message)) in vetted.into_iter().enumerate() {
-            match states.get(i) {
-                Some(TaskState::Start) => {
-                    s.prestarted
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(id.clone());
-                    ready.push((id, message));
-                }
-                Some(TaskState::NotIssued) => {
-                    let task = &asked[i].0;
-                    s.refuse(broker, &id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
-                    s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                }
-                Some(TaskState::Done) => {
-                    let _ = broker.acknowledge(s.run(), &id);
-                    s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                }
-                Some(TaskState::RunStopped) => {
-                    // Left pending, unstarted, as `handle` leaves it.
-                    s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                }
-                Some(TaskState::Orphaned) => {
-                    s.orphaned.store(true, Ordering::SeqCst);
-                    ready.push((id, message));
-                }
-                None => ready.push((id, message)),
-            }
-        }
+        let ready = check_ahead(s, broker, fetched);
         s.prefetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(ready);
         s.ready.notify_all();
     }
+}
+
+/// Entries the `take` thread read: checked (`vet`), then asked START for all at once and
+/// recorded as taken ahead; returns those to keep in hand. Refused, done or stopped
+/// ones are let go, as `handle` would.
+fn check_ahead(
+    s: &Serve,
+    broker: &mut Broker,
+    fetched: Vec<(String, Message)>,
+) -> Vec<(String, Message)> {
+    let vetted: Vec<(String, Message)> = fetched
+        .into_iter()
+        .filter(|(id, message)| {
+            let ok = vet(s, broker, id, message).is_some();
+            if !ok {
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            }
+            ok
+        })
+        .collect();
+    let asked: Vec<(String, String)> = vetted
+        .iter()
+        .map(|(id, message)| (task_key(message), id.clone()))
+        .collect();
+    // Not answered (the broker away, the run left): each is asked again when run.
+    let asked_at = Instant::now();
+    let states = broker
+        .start_many(s.run(), &s.options.consumer, &asked)
+        .unwrap_or_default();
+    if !states.is_empty() {
+        average(&s.round_trip_us, asked_at.elapsed());
+    }
+    let mut ready = Vec::new();
+    for (i, (id, message)) in vetted.into_iter().enumerate() {
+        match states.get(i) {
+            Some(TaskState::Start) => {
+                s.prestarted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+                ready.push((id, message));
+            }
+            Some(TaskState::NotIssued) => {
+                let task = &asked[i].0;
+                s.refuse(broker, &id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::Done) => {
+                let _ = broker.acknowledge(s.run(), &id);
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::RunStopped) => {
+                // Left pending, unstarted, as `handle` leaves it.
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::Orphaned) => {
+                s.orphaned.store(true, Ordering::SeqCst);
+                ready.push((id, message));
+            }
+            None => ready.push((id, message)),
+        }
+    }
+    ready
 }
 
 /// The `complete` thread (without `uses`): sends the results the consumers queued, all
