@@ -13,7 +13,7 @@
 //! dropped, said once, and the tasks go on (the watcher stops them when it leaves).
 //!
 //! A task's output is on the broker before its result: the consumer sends
-//! `Remote::Flush` (`mark`), and the task's result waits for its answer.
+//! `Remote::Flush` and waits for the answer before it completes the task.
 
 use super::wire::Message;
 use super::worker::Serve;
@@ -42,12 +42,13 @@ pub fn channel() -> (Sender<Remote>, Receiver<Remote>) {
     crossbeam_channel::bounded(CHANNEL)
 }
 
-/// Sends `Remote::Flush` without waiting: the receiver hears once what was sent before
-/// it is on the broker (or dropped); the `complete` thread waits for it before it sends
-/// the task's result, so that no consumer waits for a round trip.
-pub(super) fn mark(to: &Sender<Remote>) -> Option<Receiver<()>> {
+/// Sends `Remote::Flush` and waits until what was sent before it is on the broker (or
+/// dropped): a task's output comes before its result.
+pub(super) fn flush(to: &Sender<Remote>) {
     let (done, wait) = crossbeam_channel::bounded(1);
-    to.send(Remote::Flush(done)).ok().map(|()| wait)
+    if to.send(Remote::Flush(done)).is_ok() {
+        let _ = wait.recv();
+    }
 }
 
 /// Forwards until `done` is set (every consumer thread has ended) and nothing is left.

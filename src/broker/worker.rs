@@ -759,14 +759,7 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
         for outgoing in std::iter::once(first).chain(results.try_iter().take(COMPLETE_BATCH - 1)) {
             match outgoing {
                 Outgoing::Running(task) => running.push(task),
-                Outgoing::Done(completion, output_sent) => {
-                    // Its output first (sent in order: the last one waited for is the
-                    // longest wait).
-                    if let Some(sent) = output_sent {
-                        let _ = sent.recv();
-                    }
-                    batch.push(completion);
-                }
+                Outgoing::Done(completion) => batch.push(completion),
             }
         }
         let _ = broker.running(s.run(), &s.options.consumer, &running);
@@ -790,8 +783,8 @@ const COMPLETE_BATCH: usize = 256;
 enum Outgoing {
     /// A task taken ahead starts: recorded as running (`Broker::running`).
     Running(String),
-    /// A task's result, and when its output is on the broker (`forward::mark`).
-    Done(Completion, Option<Receiver<()>>),
+    /// A task's result.
+    Done(Completion),
 }
 
 /// How many entries to keep in hand, not started: per slot, enough to cover two round
@@ -950,8 +943,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if stopped && !s.stopping.load(Ordering::SeqCst) && s.ctx.mode == Mode::Worker {
         return Handled::Over;
     }
-    // Its output reaches the coordinator before its result: the result waits for this.
-    let output_sent = s.ctx.remote.as_ref().and_then(super::forward::mark);
+    if let Some(remote) = &s.ctx.remote {
+        // Its output reaches the coordinator before its result.
+        super::forward::flush(remote);
+    }
     let mut record = record;
     record.worker = Some(s.options.consumer.clone());
     let result = result_message(&record, &job.name).sign(s.key(), run);
@@ -962,17 +957,10 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
             id: id.to_string(),
             result,
         };
-        if s.completions
-            .0
-            .send(Outgoing::Done(completion, output_sent))
-            .is_ok()
-        {
+        if s.completions.0.send(Outgoing::Done(completion)).is_ok() {
             return Handled::Queued;
         }
         return Handled::Over;
-    }
-    if let Some(sent) = output_sent {
-        let _ = sent.recv();
     }
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
