@@ -222,6 +222,19 @@ struct TaskJson {
     stdout_tail: Vec<String>,
     #[serde(default)]
     tries: Vec<TryJson>,
+    /// Only on a service's task.
+    #[serde(default)]
+    service: Option<ServiceJson>,
+}
+
+#[derive(Deserialize)]
+struct ServiceJson {
+    check: Option<String>,
+    ready_at: Option<Time>,
+    ready_after_s: Option<Seconds>,
+    #[serde(default)]
+    released: bool,
+    problem: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -495,6 +508,13 @@ impl TaskJson {
         r.started = self.start.map(|t| t.0);
         r.duration = self.duration_s.0;
         r.waited = self.waited_s.0;
+        r.service = self.service.map(|s| crate::task::ServiceLife {
+            check: s.check,
+            ready_at: s.ready_at.map(|t| t.0),
+            ready_after: s.ready_after_s.map(|d| d.0),
+            released: s.released,
+            problem: s.problem,
+        });
         r.stopped = self.stopped;
         r.stderr_tail = self.stderr_tail;
         r.stdout_tail = self.stdout_tail;

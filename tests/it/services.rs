@@ -520,3 +520,47 @@ fn fail_fast_stops_the_services_too() {
         .assert_stderr_has("stopped long pid ");
     assert_none_left(&mark);
 }
+
+/// The HTML page marks when a service became ready, and its bar's hover text says its
+/// check, the time it took and that it was released; the page made again from the JSON
+/// report says the same.
+#[test]
+fn the_html_page_marks_a_services_readiness_and_release() {
+    let mark = marker("html-ready");
+    let t = Test::new("");
+    let sleep = marked_sleep(&t, &mark);
+    t.write(
+        "jobs.toml",
+        &format!(
+            "[jobs.up]\nservice = true\ncommand = 'echo listening; exec {sleep} 30'\nready = {{ line = 'listening' }}\n\
+             [jobs.use]\ncommand = 'true'\nneeds = ['up']\n"
+        ),
+    );
+    t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--html",
+        "page.html",
+        "--report",
+        "run.json",
+    ])
+    .assert_code(0);
+    t.run_with(&["report", "run.json", "--html", "again.html"])
+        .assert_code(0);
+    for page in ["page.html", "again.html"] {
+        let html = t.read(page);
+        assert!(
+            html.contains("<rect class=\"ready\""),
+            "{page}: no readiness mark"
+        );
+        assert!(
+            html.contains("up: ready at +"),
+            "{page}: no readiness title"
+        );
+        assert!(
+            html.contains("service (line /listening/): ready after") && html.contains(", released"),
+            "{page}: the service's bar does not say its life"
+        );
+    }
+    assert_none_left(&mark);
+}

@@ -95,6 +95,7 @@ pub fn style() -> String {
 svg.timeline text{font:11px ui-monospace,monospace;fill:#59636e}
 svg.timeline .grid{stroke:#d8dee4;stroke-width:.6}svg.timeline .stripe{fill:#f6f8fa}
 svg.timeline .wait{fill:#bf8700;fill-opacity:.45}
+svg.timeline .ready{fill:#0969da}
 rect.bar:hover,rect.bucket:hover{stroke:#1f2328;stroke-width:1}
 ul.legend{list-style:none;padding:0;margin:6px 0;display:flex;gap:18px;flex-wrap:wrap}
 span.sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:5px}
@@ -390,6 +391,25 @@ fn bar(
             Esc(&format!("{label}: waited {} for a resource or a rate", duration(r.waited)))
         )?;
     }
+    // A service: when it became ready, a mark across its bar.
+    if let Some(service) = r.service.as_ref().filter(|_| i + 1 == n) {
+        title.push_str(&service_words(service));
+        if let Some(ready) = service.ready_at {
+            let at = scale.x(scale.at(ready));
+            write!(
+                w,
+                "<rect class=\"ready\" x=\"{:.1}\" y=\"{:.1}\" width=\"1.6\" height=\"{:.1}\"><title>{}</title></rect>",
+                at - 0.8,
+                y - height * 0.15,
+                height * 1.3,
+                Esc(&format!(
+                    "{label}: ready at {}{}",
+                    offset(info.started, ready),
+                    service.ready_after.map_or(String::new(), |d| format!(" ({} after it started)", duration(d)))
+                ))
+            )?;
+        }
+    }
     writeln!(
         w,
         "<rect class=\"bar k-{kind}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{height:.1}\" \
@@ -399,6 +419,21 @@ fn bar(
         i + 1,
         Esc(&title)
     )
+}
+
+/// A service's life in words, for its bar's hover text.
+fn service_words(service: &crate::task::ServiceLife) -> String {
+    let check = service.check.as_deref().unwrap_or("its process started");
+    let ready = service.ready_after.map_or_else(
+        || "never ready".to_string(),
+        |d| format!("ready after {}", duration(d)),
+    );
+    let end = match (&service.problem, service.released) {
+        (Some(problem), _) => format!(", failed: {problem}"),
+        (None, true) => ", released".to_string(),
+        (None, false) => ", stopped".to_string(),
+    };
+    format!("; service ({check}): {ready}{end}")
 }
 
 /// A time bucket of one lane.
