@@ -564,3 +564,50 @@ fn the_html_page_marks_a_services_readiness_and_release() {
     }
     assert_none_left(&mark);
 }
+
+/// With `--broker`, services run on the coordinator only: a fan-out service (its items
+/// would go to workers were it not a service) runs here, its users on the worker.
+#[cfg(feature = "distributed")]
+#[test]
+fn with_a_broker_services_run_on_the_coordinator_and_their_users_on_workers() {
+    use crate::distributed::{Redis, Worker};
+    let mark = marker("svc-broker");
+    let t = Test::new("");
+    let sleep = marked_sleep(&t, &mark);
+    t.write(
+        "jobs.toml",
+        &format!(
+            "[jobs.up]\nservice = true\nitems = ['a', 'b']\ncommand = 'echo listening {{item}}; exec {sleep} 30'\nready = {{ line = 'listening' }}\n\
+             [jobs.use]\nitems = ['x', 'y', 'z']\nneeds = ['up']\ncommand = 'echo used {{item}}'\n"
+        ),
+    );
+    let redis = Redis::start(&[]);
+    let worker = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    t.run_with(&[
+        "run",
+        "jobs.toml",
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--report",
+        "r.json",
+    ])
+    .assert_code(0);
+    drop(worker);
+    let report: serde_json::Value = serde_json::from_str(&t.read("r.json")).unwrap();
+    let tasks = report["tasks"].as_array().unwrap();
+    let of = |job: &'static str| tasks.iter().filter(move |r| r["job"] == job);
+    assert_eq!(of("up").count(), 2);
+    for r in of("up") {
+        assert!(r["worker"].is_null(), "a service ran on a worker: {r}");
+        assert_eq!(r["service"]["released"], true, "{r}");
+    }
+    assert_eq!(of("use").count(), 3);
+    for r in of("use") {
+        assert!(
+            r["worker"].is_string(),
+            "a user of the service ran here, not on the worker: {r}"
+        );
+    }
+    assert_none_left(&mark);
+}
