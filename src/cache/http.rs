@@ -1,7 +1,8 @@
 //! The HTTP store: Bazel's HTTP cache protocol, as nginx with WebDAV, bazel-remote and
 //! the commercial Bazel caches serve it. An entry is `URL/ac/KEY` (an `ActionResult`
 //! message), a blob is `URL/cas/SHA256`; `GET` reads (404: not there), `PUT` writes,
-//! `HEAD` asks whether a blob is there before it is sent.
+//! `HEAD` asks whether a blob of more than [`ASK_FIRST`] is there before it is sent (a
+//! smaller one is sent without asking: the question costs what sending it does).
 //!
 //! The cache's HTTP client: ureq (blocking, rustls; ARCHITECTURE.md says why; `service.rs`
 //! uses it too, and [`tls`]). `https://` trusts the machine's CA certificates (`SSL_CERT_FILE` and
@@ -112,8 +113,13 @@ impl Http {
             .timeout_per_write(Some(IDLE))
             .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
             .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            Resolved::default(),
+        );
         Ok(Http {
-            agent: config.into(),
+            agent,
             base,
             shown,
             auth,
@@ -191,7 +197,10 @@ impl Store for Http {
         let mut response = request.call().map_err(|e| self.failed(e, ENTRY_LIMIT))?;
         match response.status().as_u16() {
             200 => {}
-            404 => return Ok(None),
+            404 => {
+                drain(response);
+                return Ok(None);
+            }
             _ => return Err(self.refused(&format!("GET ac/{key}"), response.status())),
         }
         let body = response
@@ -215,7 +224,10 @@ impl Store for Http {
         let response = request.call().map_err(|e| self.failed(e, digest.size))?;
         match response.status().as_u16() {
             200 => {}
-            404 => return Ok(None),
+            404 => {
+                drain(response);
+                return Ok(None);
+            }
             _ => return Err(self.refused(&format!("GET cas/{name}"), response.status())),
         }
         Ok(Some(Box::new(Body {
@@ -228,13 +240,15 @@ impl Store for Http {
     fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
         let name = digest.hex();
         let url = self.url("cas", &name);
-        let head = self.request(self.agent.head(&url), 0);
-        let response = head.call().map_err(|e| self.failed(e, 0))?;
-        match response.status().as_u16() {
-            200..=299 => return Ok(()),
-            // Not there; a server that does not answer HEAD (405, 501) is sent it too.
-            404 | 405 | 501 => {}
-            _ => return Err(self.refused(&format!("HEAD cas/{name}"), response.status())),
+        if digest.size > ASK_FIRST {
+            let head = self.request(self.agent.head(&url), 0);
+            let response = head.call().map_err(|e| self.failed(e, 0))?;
+            match response.status().as_u16() {
+                200..=299 => return Ok(()),
+                // Not there; a server that does not answer HEAD (405, 501) is sent it too.
+                404 | 405 | 501 => {}
+                _ => return Err(self.refused(&format!("HEAD cas/{name}"), response.status())),
+            }
         }
         let failure = Arc::new(Mutex::new(None));
         let mut body = Exact {
@@ -255,7 +269,10 @@ impl Store for Http {
         }
         let response = sent.map_err(|e| self.failed(e, digest.size))?;
         match response.status().as_u16() {
-            200..=299 => Ok(()),
+            200..=299 => {
+                drain(response);
+                Ok(())
+            }
             _ => Err(self.refused(&format!("PUT cas/{name}"), response.status())),
         }
     }
@@ -267,7 +284,10 @@ impl Store for Http {
             .header("Content-Type", "application/octet-stream");
         let response = put.send(entry).map_err(|e| self.failed(e, bytes))?;
         match response.status().as_u16() {
-            200..=299 => Ok(()),
+            200..=299 => {
+                drain(response);
+                Ok(())
+            }
             _ => Err(self.refused(&format!("PUT ac/{key}"), response.status())),
         }
     }
@@ -276,6 +296,79 @@ impl Store for Http {
         self.shown.clone()
     }
 }
+
+/// The size above which a blob is asked for (`HEAD`) before it is sent: below it, a
+/// request that may be useless costs less than one more round trip for every blob of a
+/// run that misses (Bazel's own HTTP cache client sends every blob without asking).
+const ASK_FIRST: u64 = 1 << 20;
+
+/// ureq's resolver, remembering its answer for [`RESOLVED_FOR`]: ureq resolves the
+/// server's name before every request, pooled connection or not, and its default
+/// resolver does so in a thread of its own when the resolve has a timeout (as here:
+/// [`CONNECT`]) — a thread started per request, four per task on a run that misses
+/// everything (counted with strace: 1,007 threads for 200 tasks, 205 without a cache).
+/// A cache talks to one server, so one answer serves the run.
+#[derive(Debug, Default)]
+struct Resolved {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    known: Mutex<Option<Known>>,
+}
+
+/// A resolver's answer: for which scheme and authority, and when.
+#[derive(Debug)]
+struct Known {
+    name: String,
+    at: std::time::Instant,
+    addrs: ureq::unversioned::resolver::ResolvedSocketAddrs,
+}
+
+/// How long [`Resolved`] trusts an answer (a server whose address changes is found
+/// again within this).
+const RESOLVED_FOR: Duration = Duration::from_secs(60);
+
+impl ureq::unversioned::resolver::Resolver for Resolved {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let name = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = known.as_ref() {
+            if k.name == name && k.at.elapsed() < RESOLVED_FOR {
+                return Ok(k.addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        *known = Some(Known {
+            name,
+            at: std::time::Instant::now(),
+            addrs: addrs.clone(),
+        });
+        Ok(addrs)
+    }
+}
+
+/// Reads what is left of a short answer's body (a 404 page, a PUT's acknowledgement), so
+/// that its connection goes back to the agent's pool: ureq keeps a connection only once
+/// its response was read to the end, and without this every task's lookup and store
+/// opened connections of their own (one per task, counted with strace). A body larger
+/// than [`DRAIN_LIMIT`] is left, and its connection with it.
+fn drain(mut response: ureq::http::Response<ureq::Body>) {
+    let _ = response
+        .body_mut()
+        .with_config()
+        .limit(DRAIN_LIMIT)
+        .read_to_vec();
+}
+
+/// The most bytes of an answer's body [`drain`] reads.
+const DRAIN_LIMIT: u64 = 64 * 1024;
 
 /// TLS trusting the machine's CA certificates (the system's store, or `SSL_CERT_FILE`
 /// / `SSL_CERT_DIR` when set), or, when none can be read, Mozilla's roots (webpki).
@@ -429,20 +522,38 @@ mod tests {
             read_all(again.fetch_blob(&digest).unwrap().unwrap()).unwrap(),
             bytes
         );
-        // Stored again: a HEAD finds it, nothing is sent.
+        // Stored again: a small blob is sent again without asking first (no HEAD).
         again.store_blob(&digest, &mut &bytes[..]).unwrap();
-        let puts: Vec<_> = nginx
-            .requests()
-            .into_iter()
+        let requests = nginx.requests();
+        let puts: Vec<_> = requests
+            .iter()
             .filter(|r| r.starts_with("PUT /cache/cas/"))
             .collect();
-        assert_eq!(puts.len(), 1, "{puts:?}");
+        assert_eq!(puts.len(), 2, "{requests:?}");
+        assert!(
+            !requests.iter().any(|r| r.starts_with("HEAD ")),
+            "{requests:?}"
+        );
         // Sent with its length, not chunked.
         assert!(
             puts[0].contains(&format!("len={} te=-", bytes.len())),
             "{}",
             puts[0]
         );
+        // A blob over ASK_FIRST stored again: a HEAD finds it, nothing is sent.
+        let large = vec![7u8; usize::try_from(ASK_FIRST).unwrap() + 1];
+        let digest = Digest::of(&large);
+        store.store_blob(&digest, &mut &large[..]).unwrap();
+        again.store_blob(&digest, &mut &large[..]).unwrap();
+        let name = format!("/cache/cas/{}", digest.hex());
+        let requests = nginx.requests();
+        let on = |method: &str| {
+            requests
+                .iter()
+                .filter(|r| r.starts_with(&format!("{method} {name} ")))
+                .count()
+        };
+        assert_eq!((on("HEAD"), on("PUT")), (2, 1), "{requests:?}");
 
         let key = Key("5a".repeat(32));
         assert_eq!(store.lookup(&key).unwrap(), None);
@@ -462,7 +573,7 @@ mod tests {
         let root = nginx.root().join("cache");
         assert!(root.join("ac").join(&key.0).is_file());
         let blobs = files_under(&root.join("cas"));
-        assert_eq!(blobs.len(), 1);
+        assert_eq!(blobs.len(), 2);
         for blob in blobs {
             let content = std::fs::read(root.join("cas").join(&blob)).unwrap();
             assert_eq!(blob.to_str().unwrap(), sha256_hex(&content));

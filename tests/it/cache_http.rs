@@ -306,6 +306,13 @@ outputs = ["out/big.bin"]
     out.assert_code(0);
     assert_eq!(ran, ["big"]);
     assert!(peak_mib(&first) < 64, "storing: {} MiB", peak_mib(&first));
+    // A blob this large is asked for before it is sent (not there: 404, then PUT).
+    let requests = nginx.requests();
+    let head = requests
+        .iter()
+        .position(|r| r.starts_with("HEAD /cas/") && r.contains(" 404 "));
+    let put = requests.iter().position(|r| r.starts_with("PUT /cas/"));
+    assert!(head.is_some() && head < put, "{requests:#?}");
     let second = make();
     let (ran, statuses, out) = run(&second, &url);
     out.assert_code(0);
@@ -324,4 +331,44 @@ outputs = ["out/big.bin"]
         .status()
         .unwrap();
     assert!(same.success());
+}
+
+#[test]
+fn a_run_that_misses_everything_reuses_its_connections_and_sends_small_blobs_without_asking() {
+    let mut jobs = String::from(
+        "[jobs.build]\nitems = { range = [0, 24] }\n\
+         command = \"cp in/{item}.txt out/{item}.txt && echo built {item}\"\n\
+         sources = [\"in/{item}.txt\"]\noutputs = [\"out/{item}.txt\"]\n",
+    );
+    jobs.insert_str(0, "pool = 2\n");
+    let t = Test::new(&jobs);
+    for i in 0..24 {
+        t.write(&format!("in/{i}.txt"), &format!("data {i}\n"));
+    }
+    std::fs::create_dir_all(t.path("out")).unwrap();
+    let nginx = Nginx::start(None);
+    let out = t.run_with(&["run", "jobs.toml", "--cache", &nginx.url("")]);
+    out.assert_code(0);
+    out.assert_stderr_has("24 stored");
+    let requests = nginx.requests();
+    // A lookup, the output's blob, what it printed, the entry: four requests a task.
+    assert_eq!(requests.len(), 24 * 3 + 24, "{requests:#?}");
+    // Small blobs are sent without a HEAD first.
+    assert!(
+        !requests.iter().any(|r| r.starts_with("HEAD ")),
+        "{requests:#?}"
+    );
+    // Connections are kept and reused: a slot's and an uploader's each, not one a task
+    // (ureq pools a connection only once its answer's body was read to the end).
+    let mut conns: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.split_whitespace().find_map(|w| w.strip_prefix("conn=")))
+        .collect();
+    conns.sort_unstable();
+    conns.dedup();
+    assert!(
+        conns.len() <= 6,
+        "{} connections for 24 tasks: {requests:#?}",
+        conns.len()
+    );
 }

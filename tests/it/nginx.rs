@@ -123,7 +123,7 @@ pid {p}/nginx.pid;
 error_log {p}/logs/error.log;
 events {{ worker_connections 64; }}
 http {{
-    log_format cache '$request_method $uri $status len=$http_content_length te=$http_transfer_encoding auth=$http_authorization';
+    log_format cache '$request_method $uri $status len=$http_content_length te=$http_transfer_encoding auth=$http_authorization conn=$connection';
     access_log {p}/logs/access.log cache;
     client_body_temp_path {p}/tmp/body;
     proxy_temp_path {p}/tmp/proxy;
@@ -188,7 +188,8 @@ http {{
         self.dir.path().join("root")
     }
 
-    /// The access log's lines so far: `METHOD URI STATUS len=… te=… auth=…`.
+    /// The access log's lines so far: `METHOD URI STATUS len=… te=… auth=… conn=…` (`conn`:
+    /// nginx's serial number of the connection the request came on).
     pub fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("logs/access.log"))
             .unwrap_or_default()
