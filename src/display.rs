@@ -152,6 +152,8 @@ pub struct Writer {
     scratch: Vec<u8>,
     /// What holds tasks back now (`Event::Waiting`).
     held: Option<String>,
+    /// What the cluster's workers are doing (`Event::Cluster`), for the heartbeat.
+    cluster: Option<String>,
 }
 
 /// Stdout and stderr, buffered; stdout is not written once it failed.
@@ -273,6 +275,7 @@ impl Writer {
             groups: 0,
             scratch: Vec::new(),
             held: None,
+            cluster: None,
             file,
             options,
         }
@@ -438,6 +441,7 @@ impl Writer {
                 self.held = held;
                 self.update_bars();
             }
+            Event::Cluster(text) => self.cluster = Some(text),
             Event::Drain(done) => {
                 self.unpark_all();
                 self.flush();
@@ -955,16 +959,19 @@ impl Writer {
             .filter(|(_, c)| c.running > 0)
             .map(|(j, c)| format!("{} ({})", j.name, c.running))
             .collect();
-        if running.is_empty() && self.held.is_none() {
+        if running.is_empty() && self.held.is_none() && self.cluster.is_none() {
             return;
         }
         let done: u64 = self.counts.iter().map(|c| c.done).sum();
         let total = self.total_label();
         let n: u64 = self.counts.iter().map(|c| c.running).sum();
-        let waiting = match &self.held {
+        let mut waiting = match &self.held {
             Some(held) => format!(" — waiting: {held}"),
             None => String::new(),
         };
+        if let Some(cluster) = &self.cluster {
+            waiting.push_str(&format!(" — {cluster}"));
+        }
         let list = match running.is_empty() {
             true => String::new(),
             false => format!(": {}", running.join(", ")),
@@ -1028,10 +1035,13 @@ impl Writer {
                 }
             }
         }
-        let waiting = match &self.held {
+        let mut waiting = match &self.held {
             Some(held) => format!(" — waiting: {held}"),
             None => String::new(),
         };
+        if let Some(cluster) = &self.cluster {
+            waiting.push_str(&format!(" — {cluster}"));
+        }
         bars.overall.set_message(format!(
             "{done}/{total}{} tasks done, {failed} failed, {running} running{waiting}",
             if open { "+" } else { "" }

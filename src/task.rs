@@ -375,6 +375,9 @@ pub enum Event {
     /// What holds tasks back now (`db 2/2 in use`, `rate dns 5/s`, `memory 1.2 GiB free
     /// < 2 GiB`), or nothing: said by the heartbeat and the bars.
     Waiting(Option<String>),
+    /// What the workers a cluster started are doing (`Slurm job 12: 1 pending, 1
+    /// running`): said by the heartbeat line from then on.
+    Cluster(String),
     /// Print everything received so far (output waiting for its turn too), flush, and
     /// answer: the run then knows whether every write of task output succeeded.
     Drain(crossbeam_channel::Sender<()>),

@@ -115,6 +115,12 @@ pub(super) fn start(
             options.key.as_deref(),
             slurm,
             say.clone(),
+            {
+                let events = ctx.events.clone();
+                Arc::new(move |text: String| {
+                    let _ = events.send(Event::Cluster(text));
+                })
+            },
         )?),
         None => None,
     };

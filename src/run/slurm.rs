@@ -97,6 +97,7 @@ pub fn submit(
     key: Option<&[u8]>,
     options: &Options,
     say: Say,
+    status: Say,
 ) -> Result<Array, SlurmError> {
     let exe = std::env::current_exe().map_err(|source| SlurmError::Path {
         what: "the runner's own executable",
@@ -178,7 +179,7 @@ pub fn submit(
         let (id, say) = (id.clone(), say.clone());
         std::thread::Builder::new()
             .name("slurm-poll".into())
-            .spawn(move || poll(&id, &stopped, &say))
+            .spawn(move || poll(&id, &stopped, &say, &status))
             .ok()
             .map(|thread| (stop, thread))
     };
@@ -242,8 +243,9 @@ fn counts(states: &[String]) -> String {
         .join(", ")
 }
 
-/// Says the array's counts when they change, until told to stop.
-fn poll(id: &str, stop: &Receiver<()>, say: &Say) {
+/// Says the array's counts when they change (a note), and gives them to `status` (the
+/// heartbeat line's), until told to stop.
+fn poll(id: &str, stop: &Receiver<()>, say: &Say, status: &Say) {
     let mut said = String::new();
     loop {
         if let Some(states) = states(id) {
@@ -253,6 +255,7 @@ fn poll(id: &str, stop: &Receiver<()>, say: &Say) {
             };
             if now != said {
                 say(format!("Slurm job {id}: {now}"));
+                status(format!("Slurm job {id}: {now}"));
                 said = now;
             }
         }

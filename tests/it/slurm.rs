@@ -241,6 +241,14 @@ fn a_run_with_slurm_workers_completes_on_the_arrays_workers() {
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap();
+    // The heartbeat line carries the array's counts (RUNNER_HEARTBEAT=1s).
+    let slurm_job = format!(" — Slurm job {id}: ");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(" done, ") && l.contains(&slurm_job) && l.ends_with(" elapsed")),
+        "a heartbeat with the array's counts: {stderr}"
+    );
     let ran = t.read("ran.log");
     assert_eq!(ran.lines().count(), 8, "{ran}");
     for line in ran.lines() {
