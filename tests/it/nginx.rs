@@ -198,6 +198,20 @@ http {{
             .collect()
     }
 
+    /// The access log's lines once `done` holds for them, or as they are after 10 s:
+    /// nginx writes a request's line after its answer is sent, so a client that got its
+    /// answer can read the log before the line is there.
+    pub fn requests_once(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let requests = self.requests();
+            if done(&requests) || Instant::now() > deadline {
+                return requests;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
     }
