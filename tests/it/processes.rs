@@ -195,3 +195,27 @@ fn a_low_soft_fd_limit_is_raised_and_every_task_succeeds() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("the pool is lowered"), "{stderr}");
 }
+
+#[test]
+fn tasks_start_with_no_signal_blocked_or_ignored() {
+    // Whatever the runner blocks or ignores in its own threads, a task starts as a
+    // shell would start it: a program that waits for SIGCHLD or SIGPIPE must get them.
+    let t = Test::new(
+        "[jobs.look]\nitems = [\"a\", \"b\"]\n\
+         command = \"grep -E '^Sig(Blk|Ign):' /proc/self/status\"\n",
+    );
+    let out = t.run();
+    out.assert_code(0);
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("SigBlk:") || l.contains("SigIgn:"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    for line in lines {
+        let mask = u64::from_str_radix(line.rsplit(['\t', ':']).next().unwrap().trim(), 16);
+        // Signals 1 to 31: none blocked, none ignored. (glibc's spawn leaves its two
+        // internal real-time signals, 32 and 33, ignored: no program may use them.)
+        assert_eq!(mask.unwrap() & 0x7fff_ffff, 0, "{line}");
+    }
+}
