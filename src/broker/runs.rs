@@ -48,6 +48,7 @@ pub enum RunState {
 pub struct ReportCursor {
     results: String,
     events: String,
+    output: String,
 }
 
 impl Default for ReportCursor {
@@ -56,6 +57,7 @@ impl Default for ReportCursor {
         ReportCursor {
             results: "0-0".to_string(),
             events: "0-0".to_string(),
+            output: "0-0".to_string(),
         }
     }
 }
@@ -67,6 +69,9 @@ pub enum Report {
     Result(String, Message),
     /// A note from a worker: a refusal, a rejected message.
     Event(Message),
+    /// A piece of a remote task's printed output, or its start, with its entry id in
+    /// the output stream (deleted once read, `Broker::drop_output`).
+    Output(String, Message),
 }
 
 /// Announcing, finding and ending runs.
@@ -266,6 +271,7 @@ impl Broker {
                 key(run, "done"),
                 key(run, "results"),
                 key(run, "events"),
+                key(run, "output"),
             ]
             .into_iter()
             .chain(super::route::run_keys(run))
@@ -297,6 +303,9 @@ impl Broker {
         block: Duration,
     ) -> Result<Vec<Report>, BrokerError> {
         let events = key(run, "events");
+        let output = key(run, "output");
+        // Output first: a task's output is on the broker before its result, and is read
+        // whole with it (the stream holds fewer entries than `count`).
         let reply = self.call(|c| {
             redis::cmd("XREAD")
                 .arg("COUNT")
@@ -304,8 +313,10 @@ impl Broker {
                 .arg("BLOCK")
                 .arg(block.as_millis() as u64)
                 .arg("STREAMS")
+                .arg(&output)
                 .arg(key(run, "results"))
                 .arg(&events)
+                .arg(&cursor.output)
                 .arg(&cursor.results)
                 .arg(&cursor.events)
                 .query::<Value>(c)
@@ -315,6 +326,9 @@ impl Broker {
             if stream == events {
                 cursor.events = id;
                 reports.push(Report::Event(message));
+            } else if stream == output {
+                cursor.output.clone_from(&id);
+                reports.push(Report::Output(id, message));
             } else {
                 cursor.results.clone_from(&id);
                 reports.push(Report::Result(id, message));

@@ -1,0 +1,173 @@
+//! A worker's tasks' printed output, on its way to the coordinator: the `forward`
+//! thread reads what the tasks' sinks send (`exec::sink::Remote`, through a bounded
+//! channel), joins consecutive pieces of one stream into entries of up to
+//! [`ENTRY_BYTES`], signs them, and adds them to the run's capped output stream in
+//! batches (one round trip each, the OUTPUT script).
+//!
+//! Memory is bounded on every side: the channel holds at most [`CHANNEL`] pieces (a
+//! task whose sink finds it full waits, and its process with it once its pipe is
+//! full); the thread holds one batch; Redis holds at most [`CAP`] entries of the run,
+//! the coordinator deleting each once read. While the stream is full the thread waits
+//! (backpressure, never a dropped line) — unless the run is over or its coordinator is
+//! gone (no heartbeat for [`GONE_AFTER`]): then what it holds and what comes is
+//! dropped, said once, and the tasks go on (the watcher stops them when it leaves).
+//!
+//! A task's output is on the broker before its result: the consumer sends
+//! `Remote::Flush` and waits for the answer before it completes the task.
+
+use super::wire::Message;
+use super::worker::Serve;
+use super::{Broker, RunState};
+use crate::exec::sink::Remote;
+use crate::task::Stream;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Pieces waiting between the tasks and the thread (a piece is at most one read of a
+/// pipe, 64 KiB).
+const CHANNEL: usize = 64;
+/// The most bytes of one entry.
+const ENTRY_BYTES: usize = 64 * 1024;
+/// The most entries of a run's output stream: with entries of at most 64 KiB, 8 MiB of
+/// Redis's memory per run. Fewer than the coordinator reads at once (`read_reports`).
+pub(super) const CAP: usize = 128;
+/// The most entries sent in one round trip.
+const BATCH: usize = 32;
+/// How long the coordinator's heartbeat must stay missing before output is dropped.
+const GONE_AFTER: Duration = Duration::from_secs(5);
+
+/// The channel from a worker's tasks to its `forward` thread.
+pub fn channel() -> (Sender<Remote>, Receiver<Remote>) {
+    crossbeam_channel::bounded(CHANNEL)
+}
+
+/// Sends `Remote::Flush` and waits until what was sent before it is on the broker (or
+/// dropped): a task's output comes before its result.
+pub(super) fn flush(to: &Sender<Remote>) {
+    let (done, wait) = crossbeam_channel::bounded(1);
+    if to.send(Remote::Flush(done)).is_ok() {
+        let _ = wait.recv();
+    }
+}
+
+/// Forwards until `done` is set (every consumer thread has ended) and nothing is left.
+pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, done: &AtomicBool) {
+    let mut out = Out::default();
+    loop {
+        let first = match from.recv_timeout(Duration::from_millis(50)) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => continue,
+            Err(_) => return,
+        };
+        let mut entries: Vec<Message> = Vec::new();
+        let mut flushes = Vec::new();
+        // The entry being joined: task, stream, bytes.
+        let mut joining: Option<(std::sync::Arc<str>, Stream, Vec<u8>)> = None;
+        let mut next = Some(first);
+        while let Some(piece) = next.take() {
+            match piece {
+                Remote::Bytes { task, stream, data } => {
+                    let fits = joining.as_ref().is_some_and(|(t, st, b)| {
+                        *t == task && *st == stream && b.len() + data.len() <= ENTRY_BYTES
+                    });
+                    if fits {
+                        if let Some((_, _, bytes)) = &mut joining {
+                            bytes.extend_from_slice(&data);
+                        }
+                    } else {
+                        entries.extend(joining.take().map(|j| bytes_entry(s, j)));
+                        joining = Some((task, stream, data));
+                    }
+                }
+                Remote::Started { task, pid, attempt } => {
+                    entries.extend(joining.take().map(|j| bytes_entry(s, j)));
+                    entries.push(
+                        Message::new()
+                            .with("task", &*task)
+                            .with("stream", "start")
+                            .with("worker", &s.options.consumer)
+                            .with("pid", pid.to_string())
+                            .with("attempt", attempt.to_string())
+                            .sign(s.key(), s.run()),
+                    );
+                }
+                Remote::Flush(answer) => flushes.push(answer),
+            }
+            if entries.len() < BATCH {
+                next = from.try_recv().ok();
+            }
+        }
+        entries.extend(joining.take().map(|j| bytes_entry(s, j)));
+        out.send(s, broker, &entries);
+        for answer in flushes {
+            let _ = answer.send(());
+        }
+    }
+}
+
+fn bytes_entry(s: &Serve, (task, stream, data): (std::sync::Arc<str>, Stream, Vec<u8>)) -> Message {
+    let stream = match stream {
+        Stream::Stdout => "out",
+        Stream::Stderr => "err",
+    };
+    Message::new()
+        .with("task", &*task)
+        .with("stream", stream)
+        .with("data", data)
+        .sign(s.key(), s.run())
+}
+
+/// Whether output is still sent, and since when the coordinator seems gone.
+#[derive(Default)]
+struct Out {
+    dropping: bool,
+    orphaned_since: Option<Instant>,
+}
+
+impl Out {
+    /// Sends `entries`, waiting while the stream is full, unless nobody reads them.
+    fn send(&mut self, s: &Serve, broker: &mut Broker, entries: &[Message]) {
+        let mut sent = 0;
+        let mut checked = Instant::now();
+        while sent < entries.len() && !self.dropping {
+            match broker.send_output(s.run(), &entries[sent..], CAP) {
+                Ok(super::output::Sent::Added(n)) => sent += n,
+                Ok(super::output::Sent::RunGone) => self.drop_from_now(s, "the run is over"),
+                Err(_) => self.drop_from_now(s, "the broker cannot be reached"),
+            }
+            if sent < entries.len() && !self.dropping {
+                // Full: the coordinator reads it; check now and then that it still does.
+                std::thread::sleep(Duration::from_millis(5));
+                if checked.elapsed() >= Duration::from_secs(1) {
+                    checked = Instant::now();
+                    self.check(s, broker);
+                }
+            }
+        }
+    }
+
+    fn check(&mut self, s: &Serve, broker: &mut Broker) {
+        match broker.run_state(s.run()) {
+            Ok(RunState::Running | RunState::Stopping) => self.orphaned_since = None,
+            Ok(RunState::Over) => self.drop_from_now(s, "the run is over"),
+            Ok(RunState::Orphaned) => {
+                let since = *self.orphaned_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GONE_AFTER {
+                    self.drop_from_now(s, "its coordinator is gone");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn drop_from_now(&mut self, s: &Serve, why: &str) {
+        if !self.dropping {
+            self.dropping = true;
+            s.say(format!(
+                "run {}: the tasks' output no longer goes to the coordinator ({why}); it is only shown here",
+                crate::task::printable(s.run(), 80)
+            ));
+        }
+    }
+}
