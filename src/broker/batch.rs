@@ -1,7 +1,8 @@
 //! What the runner asks of Redis about many tasks at once, one round trip each: the
 //! coordinator publishing a batch of tasks, a worker checking a batch of entries it took
-//! (START for each), completing a batch of tasks, renewing every lease it holds, and
-//! giving back what it took and did not run. Each script does per task exactly what the
+//! (START for each), sending what its tasks printed, which of them run and their
+//! results (SEND), renewing every lease it holds, and giving back what it took and did
+//! not run. Each script does per task exactly what the
 //! one-task script of `tasks.rs` does, so the delivery rules are those of one task: a
 //! task's result, queue lines and acknowledgement are committed together, and only its
 //! first completion is kept.
@@ -56,22 +57,6 @@ end
 return out
 ";
 
-/// COMPLETE for each task. KEYS: done, results, tasks, run hash. ARGV: group, then per
-/// task its key, entry id, number of field/value arguments, and those.
-const COMPLETE_MANY: &str = r"
-if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-local i = 2
-while i <= #ARGV do
-  local task, id, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if redis.call('HSETNX', KEYS[1], task, id) == 1 then
-    redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 3, i + 2 + count))
-  end
-  redis.call('XACK', KEYS[3], ARGV[1], id)
-  i = i + 3 + count
-end
-return 1
-";
-
 /// RENEW for each entry: only while this consumer still holds it. KEYS: tasks. ARGV:
 /// group, consumer, entry ids.
 const RENEW_MANY: &str = r"
@@ -86,16 +71,55 @@ end
 return n
 ";
 
-/// Tasks this consumer took ahead and now runs: recorded as started by it (the
-/// coordinator of a run that stops waits for these, and withdraws those taken ahead
-/// and given back). KEYS: started. ARGV: consumer, task keys.
-const RUNNING: &str = r"
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == 'ahead:' .. ARGV[1] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+/// What a worker sends after its tasks ran, in the order it happened, one round trip
+/// for the lot: its tasks' printed output (added to the run's capped output stream,
+/// only while it holds fewer than the cap: the first entry that does not fit ends the
+/// step, and everything after it waits for the next), the tasks taken ahead that now
+/// run (as RUNNING: recorded as started by this consumer, for a coordinator that stops
+/// the run), and results (as COMPLETE: only a task's first result is kept, with its
+/// acknowledgement). A result sent after its task's output is never committed before
+/// that output: the step stops at the first entry that does not fit. When the run is
+/// over or Redis no longer knows it, output is dropped (nobody reads it) and the rest
+/// is done as the one-task scripts would.
+/// KEYS: output, run hash, done, results, tasks, started. ARGV: cap, group, consumer,
+/// then items: `o` count fields… (output), `r` task (runs), `c` task id count fields…
+/// (a result). Returns {items done, 1 if output is dropped}.
+const SEND: &str = r"
+local state = redis.call('HGET', KEYS[2], 'state')
+local gone = (not state) or state == 'done'
+local cap = tonumber(ARGV[1])
+local n = redis.call('XLEN', KEYS[1])
+local i = 4
+local done = 0
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'o' then
+    local count = tonumber(ARGV[i + 1])
+    if not gone then
+      if n >= cap then break end
+      redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + count))
+      n = n + 1
+    end
+    i = i + 2 + count
+  elseif kind == 'r' then
+    if redis.call('HGET', KEYS[6], ARGV[i + 1]) == 'ahead:' .. ARGV[3] then
+      redis.call('HSET', KEYS[6], ARGV[i + 1], ARGV[3])
+    end
+    i = i + 2
+  else
+    local task, id, count = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    if state then
+      if redis.call('HSETNX', KEYS[3], task, id) == 1 then
+        redis.call('XADD', KEYS[4], '*', unpack(ARGV, i + 4, i + 3 + count))
+      end
+      redis.call('XACK', KEYS[5], ARGV[2], id)
+    end
+    i = i + 4 + count
   end
+  done = done + 1
 end
-return 1
+if gone then return {done, 1} end
+return {done, 0}
 ";
 
 /// Tasks this consumer recorded as started (START) and never ran: no longer started,
@@ -111,11 +135,33 @@ end
 return 1
 ";
 
-/// A task's result for [`Broker::complete_many`].
+/// A task's result, for [`Broker::send`].
 pub struct Completion {
     pub task: String,
     pub id: String,
     pub result: Message,
+}
+
+/// What a worker sends after its tasks ran ([`Broker::send`]), in order.
+pub enum Outbound {
+    /// An entry of the run's output stream: a piece of a task's printed output, or an
+    /// attempt's start.
+    Output(Message),
+    /// A task taken ahead now runs.
+    Running(String),
+    /// A task's result.
+    Done(Completion),
+}
+
+/// What came of [`Broker::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// How many items were done: the first ones (fewer than given: the output stream
+    /// is full, and the rest waits).
+    pub done: usize,
+    /// The run is over, or Redis no longer knows it: its output was dropped, as all
+    /// output from now on should be.
+    pub output_gone: bool,
 }
 
 impl Broker {
@@ -174,34 +220,6 @@ impl Broker {
         Ok(states.into_iter().map(TaskState::from_code).collect())
     }
 
-    /// COMPLETE for each task, in one step.
-    pub fn complete_many(&mut self, run: &str, done: &[Completion]) -> Result<(), BrokerError> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let script = Script::new(COMPLETE_MANY);
-        self.call(|c| {
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(key(run, "done"))
-                .key(key(run, "results"))
-                .key(key(run, "tasks"))
-                .key(run_key(run))
-                .arg(GROUP);
-            for d in done {
-                invocation
-                    .arg(&d.task)
-                    .arg(&d.id)
-                    .arg(d.result.fields.len() * 2);
-                for (name, value) in &d.result.fields {
-                    invocation.arg(name).arg(value.as_slice());
-                }
-            }
-            invocation.invoke::<i64>(c)
-        })
-        .map(drop)
-    }
-
     /// Renews `consumer`'s lease on each entry it still holds, in one step.
     pub fn renew_many(
         &mut self,
@@ -224,25 +242,63 @@ impl Broker {
         .map(drop)
     }
 
-    /// Tasks `consumer` took ahead that now run: recorded as started by it.
-    pub fn running(
+    /// Sends `items` in order (the SEND script), as many as can go now, in one round
+    /// trip: all of them unless the output stream is full.
+    pub fn send(
         &mut self,
         run: &str,
         consumer: &str,
-        tasks: &[String],
-    ) -> Result<(), BrokerError> {
-        if tasks.is_empty() {
-            return Ok(());
+        items: &[Outbound],
+        cap: usize,
+    ) -> Result<Sent, BrokerError> {
+        if items.is_empty() {
+            return Ok(Sent {
+                done: 0,
+                output_gone: false,
+            });
         }
-        let script = Script::new(RUNNING);
-        self.call(|c| {
-            script
+        let script = Script::new(SEND);
+        let (done, gone) = self.call(|c| {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(key(run, "output"))
+                .key(run_key(run))
+                .key(key(run, "done"))
+                .key(key(run, "results"))
+                .key(key(run, "tasks"))
                 .key(key(run, "started"))
-                .arg(consumer)
-                .arg(tasks)
-                .invoke::<i64>(c)
+                .arg(cap)
+                .arg(GROUP)
+                .arg(consumer);
+            for item in items {
+                match item {
+                    Outbound::Output(entry) => {
+                        invocation.arg("o").arg(entry.fields.len() * 2);
+                        for (name, value) in &entry.fields {
+                            invocation.arg(name).arg(value.as_slice());
+                        }
+                    }
+                    Outbound::Running(task) => {
+                        invocation.arg("r").arg(task);
+                    }
+                    Outbound::Done(d) => {
+                        invocation
+                            .arg("c")
+                            .arg(&d.task)
+                            .arg(&d.id)
+                            .arg(d.result.fields.len() * 2);
+                        for (name, value) in &d.result.fields {
+                            invocation.arg(name).arg(value.as_slice());
+                        }
+                    }
+                }
+            }
+            invocation.invoke::<(usize, i64)>(c)
+        })?;
+        Ok(Sent {
+            done,
+            output_gone: gone == 1,
         })
-        .map(drop)
     }
 
     /// Of `tasks`, those a worker runs, and those a worker took ahead and has not

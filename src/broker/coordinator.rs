@@ -351,13 +351,20 @@ fn publisher(run: &Run, broker: &mut Broker, tasks: &Receiver<Start>) {
 /// Reads results and workers' reports until the run is over.
 fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOutput) {
     let mut cursor = ReportCursor::default();
+    // Output entries read: deleted with the next read (room for more: workers wait
+    // while the stream is full).
+    let mut read = Vec::new();
     while !run.stopped() {
-        let Ok(reports) =
-            broker.read_reports(&run.id, &mut cursor, 500, Duration::from_millis(100))
-        else {
+        let Ok(reports) = broker.read_reports(
+            &run.id,
+            &mut cursor,
+            &read,
+            500,
+            Duration::from_millis(100),
+        ) else {
             continue;
         };
-        let mut read = Vec::new();
+        read.clear();
         for report in reports {
             match report {
                 Report::Event(message) => event_came(run, &message),
@@ -368,9 +375,8 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOu
                 }
             }
         }
-        // Room for more: workers wait while the stream is full.
-        let _ = broker.drop_output(&run.id, &read);
     }
+    let _ = broker.drop_output(&run.id, &read);
 }
 
 /// Hands a piece of a remote task's output (or its start) to `on_output`, if it

@@ -1,8 +1,9 @@
-//! A worker's tasks' printed output, on its way to the coordinator: the `forward`
-//! thread reads what the tasks' sinks send (`exec::sink::Remote`, through a bounded
-//! channel), joins consecutive pieces of one stream into entries of up to
-//! [`ENTRY_BYTES`], signs them, and adds them to the run's capped output stream in
-//! batches (one round trip each, the OUTPUT script).
+//! A worker's tasks' printed output, and what its consumers hand on after a task ran,
+//! on their way to the broker: the `forward` thread reads what the tasks' sinks and the
+//! consumers send (`exec::sink::Remote`, through one bounded channel, in order), joins
+//! consecutive pieces of one stream into entries of up to [`ENTRY_BYTES`], signs them,
+//! and sends them with the tasks taken ahead that now run and the tasks' results, in
+//! order, in batches (one round trip each, the SEND script).
 //!
 //! Memory is bounded on every side: the channel holds at most [`CHANNEL`] pieces (a
 //! task whose sink finds it full waits, and its process with it once its pipe is
@@ -12,9 +13,13 @@
 //! gone (no heartbeat for [`GONE_AFTER`]): then what it holds and what comes is
 //! dropped, said once, and the tasks go on (the watcher stops them when it leaves).
 //!
-//! A task's output is on the broker before its result: the consumer sends
-//! `Remote::Flush` and waits for the answer before it completes the task.
+//! A task's output is on the broker before its result, and no consumer waits for it:
+//! the consumer sends the result (`Remote::Result`) down the same channel after the
+//! task's output, and SEND commits items in order, stopping at the first that does not
+//! fit. (`Remote::Flush`, answered once what came before it is sent, is for a consumer
+//! that completes a task itself: with `uses`, one task at a time.)
 
+use super::batch::{Completion, Outbound};
 use super::wire::Message;
 use super::worker::Serve;
 use super::{Broker, RunState};
@@ -32,8 +37,10 @@ const ENTRY_BYTES: usize = 64 * 1024;
 /// The most entries of a run's output stream: with entries of at most 64 KiB, 8 MiB of
 /// Redis's memory per run. Fewer than the coordinator reads at once (`read_reports`).
 pub(super) const CAP: usize = 128;
-/// The most entries sent in one round trip.
+/// The most output entries sent in one round trip.
 const BATCH: usize = 32;
+/// The most results (and starts of tasks taken ahead) sent in one round trip.
+const RESULTS: usize = 256;
 /// How long the coordinator's heartbeat must stay missing before output is dropped.
 const GONE_AFTER: Duration = Duration::from_secs(5);
 
@@ -60,7 +67,8 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
             Err(RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => continue,
             Err(_) => return,
         };
-        let mut entries: Vec<Message> = Vec::new();
+        let mut items: Vec<Outbound> = Vec::new();
+        let (mut entries, mut results) = (0, 0);
         let mut flushes = Vec::new();
         // The entry being joined: task, stream, bytes.
         let mut joining: Option<(std::sync::Arc<str>, Stream, Vec<u8>)> = None;
@@ -76,13 +84,19 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
                             bytes.extend_from_slice(&data);
                         }
                     } else {
-                        entries.extend(joining.take().map(|j| bytes_entry(s, j)));
+                        if let Some(j) = joining.take() {
+                            items.push(Outbound::Output(bytes_entry(s, j)));
+                            entries += 1;
+                        }
                         joining = Some((task, stream, data));
                     }
                 }
                 Remote::Started { task, pid, attempt } => {
-                    entries.extend(joining.take().map(|j| bytes_entry(s, j)));
-                    entries.push(
+                    if let Some(j) = joining.take() {
+                        items.push(Outbound::Output(bytes_entry(s, j)));
+                        entries += 1;
+                    }
+                    items.push(Outbound::Output(
                         Message::new()
                             .with("task", &*task)
                             .with("stream", "start")
@@ -90,16 +104,36 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
                             .with("pid", pid.to_string())
                             .with("attempt", attempt.to_string())
                             .sign(s.key(), s.run()),
-                    );
+                    ));
+                    entries += 1;
                 }
                 Remote::Flush(answer) => flushes.push(answer),
+                Remote::Running(task) => {
+                    items.push(Outbound::Running(task));
+                    results += 1;
+                }
+                Remote::Result { task, id, fields } => {
+                    // After the task's output, which may still be joining.
+                    if let Some(j) = joining.take() {
+                        items.push(Outbound::Output(bytes_entry(s, j)));
+                        entries += 1;
+                    }
+                    items.push(Outbound::Done(Completion {
+                        task,
+                        id,
+                        result: Message { fields },
+                    }));
+                    results += 1;
+                }
             }
-            if entries.len() < BATCH {
+            if entries < BATCH && results < RESULTS {
                 next = from.try_recv().ok();
             }
         }
-        entries.extend(joining.take().map(|j| bytes_entry(s, j)));
-        out.send(s, broker, &entries);
+        if let Some(j) = joining.take() {
+            items.push(Outbound::Output(bytes_entry(s, j)));
+        }
+        out.send(s, broker, items);
         for answer in flushes {
             let _ = answer.send(());
         }
@@ -126,17 +160,44 @@ struct Out {
 }
 
 impl Out {
-    /// Sends `entries`, waiting while the stream is full, unless nobody reads them.
-    fn send(&mut self, s: &Serve, broker: &mut Broker, entries: &[Message]) {
-        let mut sent = 0;
+    /// Sends `items` in order, waiting while the output stream is full, unless nobody
+    /// reads it (then output is dropped, and the rest still sent). Results sent are let
+    /// go here (no longer renewed).
+    fn send(&mut self, s: &Serve, broker: &mut Broker, mut items: Vec<Outbound>) {
         let mut checked = Instant::now();
-        while sent < entries.len() && !self.dropping {
-            match broker.send_output(s.run(), &entries[sent..], CAP) {
-                Ok(super::output::Sent::Added(n)) => sent += n,
-                Ok(super::output::Sent::RunGone) => self.drop_from_now(s, "the run is over"),
-                Err(_) => self.drop_from_now(s, "the broker cannot be reached"),
+        while !items.is_empty() {
+            if self.dropping {
+                items.retain(|item| !matches!(item, Outbound::Output(_)));
             }
-            if sent < entries.len() && !self.dropping {
+            let sent = match broker.send(s.run(), &s.options.consumer, &items, CAP) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    // Given up (this process stops serving the run): what held results
+                    // is taken over once its lease runs out.
+                    let results = items
+                        .iter()
+                        .filter(|i| matches!(i, Outbound::Done(_)))
+                        .count();
+                    if results > 0 {
+                        s.say(format!(
+                            "could not record the results of {}: {e}",
+                            crate::task::plural(results as u64, "task")
+                        ));
+                    }
+                    self.drop_from_now(s, "the broker cannot be reached");
+                    return;
+                }
+            };
+            if sent.output_gone {
+                self.drop_from_now(s, "the run is over");
+            }
+            let rest = items.split_off(sent.done.min(items.len()));
+            s.sent(items.iter().filter_map(|item| match item {
+                Outbound::Done(d) => Some(d.id.as_str()),
+                _ => None,
+            }));
+            items = rest;
+            if !items.is_empty() && !self.dropping {
                 // Full: the coordinator reads it; check now and then that it still does.
                 std::thread::sleep(Duration::from_millis(5));
                 if checked.elapsed() >= Duration::from_secs(1) {

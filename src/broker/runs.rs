@@ -293,12 +293,14 @@ impl Broker {
         self.add(&key(run, "events"), event)
     }
 
-    /// Reads up to `count` results and events after `cursor`, waiting up to `block` for
-    /// one, and moves `cursor` past them.
+    /// Reads up to `count` results, output entries and events after `cursor`, waiting
+    /// up to `block` for one, and moves `cursor` past them; first deletes the output
+    /// entries `read` before (in the same round trip), making room for more.
     pub fn read_reports(
         &mut self,
         run: &str,
         cursor: &mut ReportCursor,
+        read: &[String],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Report>, BrokerError> {
@@ -307,7 +309,11 @@ impl Broker {
         // Output first: a task's output is on the broker before its result, and is read
         // whole with it (the stream holds fewer entries than `count`).
         let reply = self.call(|c| {
-            redis::cmd("XREAD")
+            let mut pipe = redis::pipe();
+            if !read.is_empty() {
+                pipe.cmd("XDEL").arg(&output).arg(read).ignore();
+            }
+            pipe.cmd("XREAD")
                 .arg("COUNT")
                 .arg(count)
                 .arg("BLOCK")
@@ -318,8 +324,8 @@ impl Broker {
                 .arg(&events)
                 .arg(&cursor.output)
                 .arg(&cursor.results)
-                .arg(&cursor.events)
-                .query::<Value>(c)
+                .arg(&cursor.events);
+            pipe.query::<(Value,)>(c).map(|(v,)| v)
         })?;
         let mut reports = Vec::new();
         for (stream, id, message) in entries(&reply) {

@@ -33,7 +33,7 @@
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
 
-use super::batch::Completion;
+use super::batch::{Completion, Outbound};
 use super::tasks::TaskState;
 use super::wire::Message;
 use super::{Broker, Lease, RunState, WorkerInfo, HEARTBEAT_EVERY, PRESENCE_EVERY};
@@ -151,7 +151,7 @@ pub struct Serve {
     unrun: Mutex<Vec<String>>,
     /// Results (and starts of tasks taken ahead) waiting for the `complete` thread,
     /// which sends them in batches.
-    completions: (Sender<Outgoing>, Receiver<Outgoing>),
+    completions: (Sender<Outbound>, Receiver<Outbound>),
     /// A round trip to Redis and a task here, in µs (moving averages, 0 until measured):
     /// how many entries to keep in hand (`ahead_bound`).
     round_trip_us: AtomicU64,
@@ -309,6 +309,14 @@ impl Serve {
             .remove(id);
         if let Some(uses) = held {
             self.ledger.give(&uses);
+        }
+    }
+
+    /// Entries whose results are on the broker: no longer held (nor renewed).
+    pub(super) fn sent<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            held.remove(id);
         }
     }
 
@@ -725,17 +733,20 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        let bound = ahead_bound(s);
+        let (low, high) = ahead_bounds(s);
         let room = {
             let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-            if prefetched.len() >= bound {
+            if prefetched.len() > low {
                 prefetched = s
                     .ready
                     .wait_timeout(prefetched, Duration::from_millis(50))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            bound.saturating_sub(prefetched.len())
+            if prefetched.len() > low {
+                continue;
+            }
+            high.saturating_sub(prefetched.len())
         };
         if room == 0 {
             continue;
@@ -848,10 +859,13 @@ fn check_ahead(
     ready
 }
 
-/// The `complete` thread (without `uses`): sends the results the consumers queued, all
-/// that waited in one round trip (COMPLETE_MANY), until every consumer ended and none
-/// is left. Each entry is held (its lease renewed) until its result is sent: a worker
-/// that dies before leaves it to be taken over.
+/// The `complete` thread (without `uses`, on the coordinator's own share, whose tasks'
+/// output is printed where they run): sends the results the consumers queued and the
+/// tasks taken ahead that now run, all that waited in one round trip (SEND), until
+/// every consumer ended and none is left. Each entry is held (its lease renewed) until
+/// its result is sent: a process that dies before leaves it to be taken over. (A
+/// worker's consumers send these down the `forward` thread's channel instead, after
+/// their tasks' output.)
 fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
     let (_, results) = &s.completions;
     loop {
@@ -860,23 +874,24 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
             Err(_) if consumed.load(Ordering::SeqCst) => return,
             Err(_) => continue,
         };
-        let (mut running, mut batch) = (Vec::new(), Vec::new());
-        for outgoing in std::iter::once(first).chain(results.try_iter().take(COMPLETE_BATCH - 1)) {
-            match outgoing {
-                Outgoing::Running(task) => running.push(task),
-                Outgoing::Done(completion) => batch.push(completion),
-            }
-        }
-        let _ = broker.running(s.run(), &s.options.consumer, &running);
-        if let Err(e) = broker.complete_many(s.run(), &batch) {
-            s.say(format!(
+        let batch: Vec<Outbound> = std::iter::once(first)
+            .chain(results.try_iter().take(COMPLETE_BATCH - 1))
+            .collect();
+        match broker.send(s.run(), &s.options.consumer, &batch, 0) {
+            Ok(_) => s.sent(batch.iter().filter_map(|item| match item {
+                Outbound::Done(d) => Some(d.id.as_str()),
+                _ => None,
+            })),
+            Err(e) => s.say(format!(
                 "could not record the results of {}: {e}",
-                crate::task::plural(batch.len() as u64, "task")
-            ));
-        }
-        let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
-        for done in &batch {
-            held.remove(&done.id);
+                crate::task::plural(
+                    batch
+                        .iter()
+                        .filter(|i| matches!(i, Outbound::Done(_)))
+                        .count() as u64,
+                    "task"
+                )
+            )),
         }
     }
 }
@@ -884,29 +899,36 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
 /// The most results sent in one round trip.
 const COMPLETE_BATCH: usize = 256;
 
-/// What a consumer hands the `complete` thread.
-enum Outgoing {
-    /// A task taken ahead starts: recorded as running (`Broker::running`).
-    Running(String),
-    /// A task's result.
-    Done(Completion),
-}
-
-/// How many entries to keep in hand, not started: per slot, enough to cover two round
-/// trips (a read and its START_MANY) at the pace tasks end here, at least one and at
-/// most `AHEAD_PER_SLOT`; one per slot until both are measured. So a worker whose tasks
-/// are long, or whose job has a rate, holds little that another worker could run, and
-/// one far from Redis holds enough not to wait for it.
-fn ahead_bound(s: &Serve) -> usize {
+/// How many entries to keep in hand, not started, as (low, high): once no more than
+/// `low` are left, the `take` thread reads up to `high`. Per slot, `low` is what tasks
+/// use up while more are read (two round trips, a read and its START_MANY, at the pace
+/// tasks end here), at least one and at most `AHEAD_PER_SLOT`; `high` adds what makes
+/// a read worth its round trip ([`AHEAD_BATCH_TIME`] of tasks), bounded the same way.
+/// Until both are measured, one per slot. So a worker whose tasks are long, or whose
+/// job has a rate, holds little that another worker could run; one far from Redis
+/// holds enough not to wait for it; and one near Redis with short tasks reads them a
+/// few at a time rather than one by one.
+fn ahead_bounds(s: &Serve) -> (usize, usize) {
     let trip = s.round_trip_us.load(Ordering::Relaxed);
     let task = s.task_us.load(Ordering::Relaxed);
-    let per_slot = if trip == 0 || task == 0 {
-        1
+    let (low, high) = if trip == 0 || task == 0 {
+        (0, 1)
     } else {
-        (2 * trip).div_ceil(task).clamp(1, AHEAD_PER_SLOT as u64) as usize
+        let cap = AHEAD_PER_SLOT as u64;
+        let need = (2 * trip).div_ceil(task).clamp(1, cap);
+        let batch = (AHEAD_BATCH_TIME.as_micros() as u64).div_ceil(task);
+        let high = need.max(batch).clamp(1, cap);
+        (need.min(high - 1), high)
     };
-    (per_slot * s.options.pool).clamp(1, AHEAD_MAX)
+    let pool = s.options.pool;
+    (
+        (low as usize * pool).min(AHEAD_MAX),
+        (high as usize * pool).clamp(1, AHEAD_MAX),
+    )
 }
+
+/// How much of this worker's tasks a read of entries ahead is worth, at least.
+const AHEAD_BATCH_TIME: Duration = Duration::from_millis(8);
 
 /// Folds a measurement into a moving average (an eighth of the new one).
 fn average(into: &AtomicU64, sample: Duration) {
@@ -1078,8 +1100,16 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         return Handled::Over;
     }
     if prestarted {
-        // Taken ahead: now it runs (said in the `complete` thread's next round trip).
-        let _ = s.completions.0.send(Outgoing::Running(task.clone()));
+        // Taken ahead: now it runs (said in the next round trip of the `forward` thread,
+        // on a worker, or of the `complete` thread).
+        match &s.ctx.remote {
+            Some(remote) => {
+                let _ = remote.send(exec::sink::Remote::Running(task.clone()));
+            }
+            None => {
+                let _ = s.completions.0.send(Outbound::Running(task.clone()));
+            }
+        }
     }
     // Was this entry the one issued for the task, and is the task still undone? (Asked
     // already, with others, for an entry taken ahead.)
@@ -1118,25 +1148,42 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     if stopped && !s.stopping.load(Ordering::SeqCst) && s.ctx.mode == Mode::Worker {
         return Handled::Over;
     }
-    if let Some(remote) = &s.ctx.remote {
-        // Its output reaches the coordinator before its result.
-        super::forward::flush(remote);
-    }
     let mut record = record;
     record.worker = Some(s.options.consumer.clone());
     record.worker_labels.clone_from(&s.options.labels);
     let result = result_message(&record, &job.name).sign(s.key(), run);
     if !s.uses {
-        // Sent with others by the `complete` thread; held (renewed) until then.
-        let completion = Completion {
-            task,
-            id: id.to_string(),
-            result,
+        // Sent with others, held (renewed) until then; nobody waits for it. On a worker,
+        // by the `forward` thread, after the task's output (sent before, on the same
+        // channel): output before result, without a round trip per task here.
+        let sent = match &s.ctx.remote {
+            Some(remote) => remote
+                .send(exec::sink::Remote::Result {
+                    task,
+                    id: id.to_string(),
+                    fields: result.fields,
+                })
+                .is_ok(),
+            None => s
+                .completions
+                .0
+                .send(Outbound::Done(Completion {
+                    task,
+                    id: id.to_string(),
+                    result,
+                }))
+                .is_ok(),
         };
-        if s.completions.0.send(Outgoing::Done(completion)).is_ok() {
-            return Handled::Queued;
-        }
-        return Handled::Over;
+        return if sent {
+            Handled::Queued
+        } else {
+            Handled::Over
+        };
+    }
+    if let Some(remote) = &s.ctx.remote {
+        // One task at a time (`uses`): its output reaches the coordinator before the
+        // result this consumer sends itself.
+        super::forward::flush(remote);
     }
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));

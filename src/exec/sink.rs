@@ -45,7 +45,9 @@ pub const TAIL_LINES: usize = 10;
 
 /// What a worker's task sends on towards the coordinator (`Context::remote`): the bytes
 /// of its printed streams as they come (redacted here first), when each attempt's
-/// process started, and a marker that the task's output so far was sent.
+/// process started, a marker that the task's output so far was sent, and, from the
+/// worker's consumers, which tasks taken ahead run and their results: one ordered
+/// channel, so that a result goes after its task's output without anyone waiting.
 #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 pub enum Remote {
     Bytes {
@@ -61,6 +63,15 @@ pub enum Remote {
     },
     /// Answered once everything sent before it is on the broker (or dropped).
     Flush(crossbeam_channel::Sender<()>),
+    /// A task taken ahead (`job/index`) now runs.
+    Running(String),
+    /// A task's result, sent after everything it printed and never committed before
+    /// that is on the broker: `job/index`, its entry, and the signed result's fields.
+    Result {
+        task: String,
+        id: String,
+        fields: Vec<(String, Vec<u8>)>,
+    },
 }
 
 pub struct Sink {
