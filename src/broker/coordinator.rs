@@ -365,6 +365,9 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOu
             continue;
         };
         read.clear();
+        // A few at a time: let more come before the next read (fewer round trips and
+        // wake-ups per result; a result waits a few milliseconds at most).
+        let few = !reports.is_empty() && reports.len() < 64;
         for report in reports {
             match report {
                 Report::Event(message) => event_came(run, &message),
@@ -374,6 +377,9 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOu
                     read.push(id);
                 }
             }
+        }
+        if few && !run.stopped() {
+            std::thread::sleep(super::forward::LINGER);
         }
     }
     let _ = broker.drop_output(&run.id, &read);

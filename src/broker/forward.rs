@@ -41,6 +41,8 @@ pub(super) const CAP: usize = 128;
 const BATCH: usize = 32;
 /// The most results (and starts of tasks taken ahead) sent in one round trip.
 const RESULTS: usize = 256;
+/// How long what came first waits for more to go with it in one round trip.
+pub(super) const LINGER: Duration = Duration::from_millis(2);
 /// How long the coordinator's heartbeat must stay missing before output is dropped.
 const GONE_AFTER: Duration = Duration::from_secs(5);
 
@@ -73,6 +75,7 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
         // The entry being joined: task, stream, bytes.
         let mut joining: Option<(std::sync::Arc<str>, Stream, Vec<u8>)> = None;
         let mut next = Some(first);
+        let deadline = Instant::now() + LINGER;
         while let Some(piece) = next.take() {
             match piece {
                 Remote::Bytes { task, stream, data } => {
@@ -127,7 +130,13 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
                 }
             }
             if entries < BATCH && results < RESULTS {
-                next = from.try_recv().ok();
+                // What comes within LINGER goes with it (a task's start with its
+                // result, results with each other): fewer round trips, and fewer
+                // wake-ups of the coordinator; a flush is answered at once.
+                next = match flushes.is_empty() {
+                    true => from.recv_deadline(deadline).ok(),
+                    false => from.try_recv().ok(),
+                };
             }
         }
         if let Some(j) = joining.take() {

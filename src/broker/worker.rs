@@ -902,8 +902,10 @@ const COMPLETE_BATCH: usize = 256;
 /// How many entries to keep in hand, not started, as (low, high): once no more than
 /// `low` are left, the `take` thread reads up to `high`. Per slot, `low` is what tasks
 /// use up while more are read (two round trips, a read and its START_MANY, at the pace
-/// tasks end here), at least one and at most `AHEAD_PER_SLOT`; `high` adds what makes
-/// a read worth its round trip ([`AHEAD_BATCH_TIME`] of tasks), bounded the same way.
+/// tasks end here), at least one; `high` adds what makes a read worth its round trip
+/// ([`AHEAD_BATCH_TIME`] of tasks); both at most `AHEAD_PER_SLOT`. When a refill uses
+/// up more than that bound, `low` is 0: refilling an empty hand whole brings the most
+/// per round trip (16 tasks per refill rather than the few used up since the last).
 /// Until both are measured, one per slot. So a worker whose tasks are long, or whose
 /// job has a rate, holds little that another worker could run; one far from Redis
 /// holds enough not to wait for it; and one near Redis with short tasks reads them a
@@ -918,7 +920,10 @@ fn ahead_bounds(s: &Serve) -> (usize, usize) {
         let need = (2 * trip).div_ceil(task).clamp(1, cap);
         let batch = (AHEAD_BATCH_TIME.as_micros() as u64).div_ceil(task);
         let high = need.max(batch).clamp(1, cap);
-        (need.min(high - 1), high)
+        // What a refill uses up is more than may be held (far from Redis): then only an
+        // empty hand is refilled, whole, so that each round trip brings the most.
+        let low = if need >= high { 0 } else { need };
+        (low, high)
     };
     let pool = s.options.pool;
     (
