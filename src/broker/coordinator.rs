@@ -355,13 +355,9 @@ fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOu
     // while the stream is full).
     let mut read = Vec::new();
     while !run.stopped() {
-        let Ok(reports) = broker.read_reports(
-            &run.id,
-            &mut cursor,
-            &read,
-            500,
-            Duration::from_millis(100),
-        ) else {
+        let Ok(reports) =
+            broker.read_reports(&run.id, &mut cursor, &read, 500, Duration::from_millis(100))
+        else {
             continue;
         };
         read.clear();

@@ -75,7 +75,7 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
         // The entry being joined: task, stream, bytes.
         let mut joining: Option<(std::sync::Arc<str>, Stream, Vec<u8>)> = None;
         let mut next = Some(first);
-        let deadline = Instant::now() + LINGER;
+        let mut lingered = false;
         while let Some(piece) = next.take() {
             match piece {
                 Remote::Bytes { task, stream, data } => {
@@ -130,13 +130,16 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
                 }
             }
             if entries < BATCH && results < RESULTS {
-                // What comes within LINGER goes with it (a task's start with its
-                // result, results with each other): fewer round trips, and fewer
-                // wake-ups of the coordinator; a flush is answered at once.
-                next = match flushes.is_empty() {
-                    true => from.recv_deadline(deadline).ok(),
-                    false => from.try_recv().ok(),
-                };
+                next = from.try_recv().ok();
+                if next.is_none() && flushes.is_empty() && !lingered {
+                    // What comes within LINGER goes with it (a task's start with its
+                    // result, results with each other): fewer round trips, and fewer
+                    // wake-ups here and on the coordinator. One sleep, not a wake-up
+                    // per piece; a flush is answered at once.
+                    lingered = true;
+                    std::thread::sleep(LINGER);
+                    next = from.try_recv().ok();
+                }
             }
         }
         if let Some(j) = joining.take() {

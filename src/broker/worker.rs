@@ -44,7 +44,7 @@ use crate::jobfile::ResourceId;
 use crate::task::{printable, End, Status, TaskRecord};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -156,6 +156,9 @@ pub struct Serve {
     /// how many entries to keep in hand (`ahead_bound`).
     round_trip_us: AtomicU64,
     task_us: AtomicU64,
+    /// The `take` thread reads more once no more than this many are in hand: a
+    /// consumer wakes it only then.
+    ahead_low: AtomicUsize,
     /// With a cache to store in (`--cache`): what tasks read is hashed here, with no
     /// state (no stamps: every task runs), so that a task's cache key is of this
     /// machine's files.
@@ -225,6 +228,7 @@ impl Serve {
             completions: crossbeam_channel::unbounded(),
             round_trip_us: AtomicU64::new(0),
             task_us: AtomicU64::new(0),
+            ahead_low: AtomicUsize::new(0),
         }
     }
 
@@ -685,7 +689,7 @@ fn consume_ahead(s: &Serve, broker: &mut Broker, slot: usize) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        let next = {
+        let (next, left) = {
             let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
             if prefetched.is_empty() {
                 prefetched = s
@@ -694,13 +698,16 @@ fn consume_ahead(s: &Serve, broker: &mut Broker, slot: usize) {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            prefetched.pop_front()
+            let next = prefetched.pop_front();
+            (next, prefetched.len())
         };
         let Some((id, message)) = next else {
             continue;
         };
-        // Room for the `take` thread to read more.
-        s.ready.notify_all();
+        if left <= s.ahead_low.load(Ordering::Relaxed) {
+            // Time for the `take` thread to read more.
+            s.ready.notify_all();
+        }
         let began = Instant::now();
         let handled = handle(s, broker, slot, &id, &message);
         if handled == Handled::Queued {
@@ -734,6 +741,7 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             continue;
         }
         let (low, high) = ahead_bounds(s);
+        s.ahead_low.store(low, Ordering::Relaxed);
         let room = {
             let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
             if prefetched.len() > low {
@@ -1179,11 +1187,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
                 }))
                 .is_ok(),
         };
-        return if sent {
-            Handled::Queued
-        } else {
-            Handled::Over
-        };
+        return if sent { Handled::Queued } else { Handled::Over };
     }
     if let Some(remote) = &s.ctx.remote {
         // One task at a time (`uses`): its output reaches the coordinator before the
