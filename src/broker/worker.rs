@@ -3,7 +3,8 @@
 //!
 //! A task is taken with XREADGROUP (or, once its holder's lease ran out, XCLAIM), held
 //! under a lease that a renewer thread refreshes while it runs, run exactly as the local
-//! mode would (`exec::run_task`), and completed by the COMPLETE script. Nothing from the
+//! mode would (`exec::run_task`), and completed by the COMPLETE script (or, without
+//! `uses`, SEND in batches: `batch.rs`, `forward.rs`). Nothing from the
 //! broker is run as a command: an entry names a job of the worker's own file, an index
 //! and an item, and is refused unless it authenticates, names a job that may run
 //! remotely, and is the entry the coordinator issued for that task. A watcher thread
@@ -395,7 +396,8 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
         );
     }
     // Without `uses`: one thread takes tasks ahead for every consumer, another sends
-    // their results in batches.
+    // their results in batches (on a worker, the `forward` thread sends them, after
+    // their output; the `complete` thread is then idle).
     let ahead = ahead_brokers.map(|(mut taker, mut completer)| {
         let s = serve.clone();
         let take = std::thread::Builder::new()
@@ -1166,28 +1168,7 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     record.worker_labels.clone_from(&s.options.labels);
     let result = result_message(&record, &job.name).sign(s.key(), run);
     if !s.uses {
-        // Sent with others, held (renewed) until then; nobody waits for it. On a worker,
-        // by the `forward` thread, after the task's output (sent before, on the same
-        // channel): output before result, without a round trip per task here.
-        let sent = match &s.ctx.remote {
-            Some(remote) => remote
-                .send(exec::sink::Remote::Result {
-                    task,
-                    id: id.to_string(),
-                    fields: result.fields,
-                })
-                .is_ok(),
-            None => s
-                .completions
-                .0
-                .send(Outbound::Done(Completion {
-                    task,
-                    id: id.to_string(),
-                    result,
-                }))
-                .is_ok(),
-        };
-        return if sent { Handled::Queued } else { Handled::Over };
+        return queue_result(s, task, id, result);
     }
     if let Some(remote) = &s.ctx.remote {
         // One task at a time (`uses`): its output reaches the coordinator before the
@@ -1198,6 +1179,36 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         s.say(format!("could not record the result of {task}: {e}"));
     }
     Handled::Over
+}
+
+/// Without `uses`: a task's result is sent with others, and the entry held (renewed)
+/// until then; nobody waits for it. On a worker, by the `forward` thread, after the
+/// task's output (sent before, on the same channel): output before result, without a
+/// round trip per task in the consumer.
+fn queue_result(s: &Serve, task: String, id: &str, result: Message) -> Handled {
+    let sent = match &s.ctx.remote {
+        Some(remote) => remote
+            .send(exec::sink::Remote::Result {
+                task,
+                id: id.to_string(),
+                fields: result.fields,
+            })
+            .is_ok(),
+        None => s
+            .completions
+            .0
+            .send(Outbound::Done(Completion {
+                task,
+                id: id.to_string(),
+                result,
+            }))
+            .is_ok(),
+    };
+    if sent {
+        Handled::Queued
+    } else {
+        Handled::Over
+    }
 }
 
 /// Checks a task entry before anything is asked of Redis about it: it authenticates,

@@ -51,3 +51,49 @@ fn a_worker_killed_holding_prefetched_tasks_loses_none_of_them() {
         "every task's result exactly once"
     );
 }
+
+/// Runs of many short tasks, one after another, through two workers: each ends in
+/// seconds. An ignored SIGCHLD (thousands of children a second) failed a worker's
+/// XREADGROUP with EINTR; read again, the entries the first read took waited out their
+/// lease (30 s here) before another worker took them over. (The workers print every
+/// start and end, into files: so they ran when the stall was seen.)
+#[test]
+fn runs_of_short_tasks_one_after_another_never_wait_out_a_lease() {
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.t]\ncommand = ['true']\nitems = { range = [0, 3000] }\n").args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--lease",
+        "30s",
+        "-q",
+    ]);
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| {
+            let log = std::fs::File::create(t.path(&format!("worker{i}.log"))).unwrap();
+            let child = std::process::Command::new(crate::util::BIN)
+                .current_dir(t.dir.path())
+                .args([
+                    "worker",
+                    "jobs.toml",
+                    "--pool",
+                    "1",
+                    "--broker",
+                    &redis.url(),
+                ])
+                .env_remove("RUNNER_AUTHKEY")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            Worker(child)
+        })
+        .collect();
+    for round in 0..4 {
+        let mut runner = t.spawn();
+        // Panics (and kills the run) if it has not ended by then.
+        let status = wait_child(&mut runner, Duration::from_secs(25));
+        assert_eq!(status, Some(0), "run {round}");
+    }
+    drop(workers);
+}
