@@ -134,6 +134,8 @@ async def main():
     server = await asyncio.start_server(serve, "127.0.0.1", listen)
     async with server:
         await done.wait()
+        # Connections still open are cut at exit: nothing to report of them.
+        loop.set_exception_handler(lambda _loop, _context: None)
     if stats:
         with open(stats, "w") as f:
             json.dump(dict(STATS, commands=dict(STATS["commands"])), f)
