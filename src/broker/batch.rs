@@ -135,6 +135,11 @@ end
 return 1
 ";
 
+/// The scripts a worker runs for every batch, their SHA-1 computed once.
+static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
+static START_MANY_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(START_MANY));
+
 /// A task's result, for [`Broker::send`].
 pub struct Completion {
     pub task: String,
@@ -202,7 +207,7 @@ impl Broker {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let script = Script::new(START_MANY);
+        let script = &*START_MANY_SCRIPT;
         let states = self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -257,7 +262,7 @@ impl Broker {
                 output_gone: false,
             });
         }
-        let script = Script::new(SEND);
+        let script = &*SEND_SCRIPT;
         let (done, gone) = self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
