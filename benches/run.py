@@ -500,34 +500,70 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def wait_port(port, proc=None, what="server"):
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if (proc is not None and proc.poll() is not None) or time.time() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+
 def distributed_workload(s, n, table):
+    """2,000 no-op tasks through 2 workers (pool 1 each, --no-local) against the local
+    run at pool 2; and the same with workers reaching Redis through a proxy that delays
+    each direction by 1 ms and 10 ms (benches/delay_proxy.py), against the run without
+    delay. Each configuration has a Redis database of its own, so that its workers serve
+    only its runs; all run round-robin in one process, side by side (and with --before,
+    the earlier binary's workers and coordinator too)."""
     if not have("redis-server"):
         s.missing.append("redis-server (distributed workload)")
         return
     port = free_port()
     data = tempfile.mkdtemp(prefix="runner-bench-redis-")
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", data], stdout=DEVNULL)
-    workers = []
+    workers, proxies = [], []
     try:
         deadline = time.time() + 10
         while subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True).stdout.strip() != b"PONG":
             if time.time() > deadline:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        url = f"redis://127.0.0.1:{port}"
         job = s.jobfile("dist.toml", f'pool = 2\n[jobs.t]\ncommand = ["true"]\nitems = {{ range = [0, {n}] }}\n')
-        workers = [subprocess.Popen([RUNNER, "worker", job, "--broker", url, "--pool", "1"], stdout=DEVNULL, stderr=DEVNULL) for _ in range(2)]
+        proxy = os.path.join(ROOT, "benches", "delay_proxy.py")
+        configs = [("Redis, 2 workers × 1", RUNNER, 0)]
+        if BEFORE:
+            configs.append(("Redis, 2 workers × 1 (before)", BEFORE, 0))
+        for ms in (1, 10):
+            configs.append((f"Redis +{ms} ms each way", RUNNER, ms))
+            if BEFORE:
+                configs.append((f"Redis +{ms} ms each way (before)", BEFORE, ms))
+        contenders = [("local, pool 2", [RUNNER, "-q", job])]
+        for db, (name, binary, ms) in enumerate(configs, start=1):
+            url = f"redis://127.0.0.1:{port}/{db}"
+            worker_url = url
+            if ms:
+                listen = free_port()
+                proxies.append(subprocess.Popen([sys.executable, proxy, str(listen), str(port), str(ms)], stdout=DEVNULL, stderr=DEVNULL))
+                wait_port(listen, proxies[-1], "delay proxy")
+                worker_url = f"redis://127.0.0.1:{listen}/{db}"
+            workers += [subprocess.Popen([binary, "worker", job, "--broker", worker_url, "--pool", "1"], stdout=DEVNULL, stderr=DEVNULL) for _ in range(2)]
+            contenders.append((name, [binary, "-q", job, "--broker", url, "--no-local"]))
         time.sleep(0.5)
-        medians = s.compare(
-            "distributed",
-            [("local, pool 2", [RUNNER, "-q", job]), ("Redis, 2 workers × 1", [RUNNER, "-q", job, "--broker", url, "--no-local"])],
-        )
+        medians = s.compare("distributed", contenders)
         for name, t in medians.items():
-            table.append((f"{n:,} × true over Redis", name, t, n / t, medians["local, pool 2"] / t))
+            if "ms each way" in name:
+                base = "Redis, 2 workers × 1" + (" (before)" if name.endswith("(before)") else "")
+                table.append((f"{n:,} × true over Redis (ratio: to no delay)", name, t, n / t, medians[base] / t))
+            else:
+                table.append((f"{n:,} × true over Redis (ratio: to local)", name, t, n / t, medians["local, pool 2"] / t))
     finally:
-        for w in workers:
-            w.terminate()
-            w.wait()
+        for p in workers + proxies:
+            p.terminate()
+            p.wait()
         redis.terminate()
         redis.wait()
         shutil.rmtree(data, ignore_errors=True)
@@ -820,8 +856,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
-    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist,services); prints, writes nothing; dist builds the dist profile")
-    ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output workload)")
+    ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist,services,profile); prints, writes nothing; dist is the distributed one, profile builds the dist profile")
+    ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output and distributed workloads)")
     args = ap.parse_args()
     global BEFORE
     BEFORE = os.path.abspath(args.before) if args.before else None
@@ -868,10 +904,12 @@ def main():
                 secrets_workload(s, size["out"], table)
             if "services" in only:
                 services_workload(s, table)
+            if "dist" in only:
+                distributed_workload(s, size["dist"], table)
             if "cache" in only:
                 cache_workload(s, size["cache"], table)
                 cache_big_workload(s, size["cache_big"], table, memory)
-            if "dist" in only:
+            if "profile" in only:
                 dist_workload(s, size["spawn"], table)
             args.smoke = True
             raise StopIteration

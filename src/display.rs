@@ -384,8 +384,16 @@ impl Writer {
                 label,
                 pid,
                 attempt,
+                worker,
             } => {
-                self.counts[job].running += 1;
+                // A remote task's retry: its worker ran the attempt before (only the
+                // last attempt's end comes back), so it is not one more running.
+                let retried_elsewhere = worker.is_some() && attempt > 1;
+                if retried_elsewhere {
+                    self.latest.remove(&label);
+                } else {
+                    self.counts[job].running += 1;
+                }
                 if self.options.mode == Mode::Plain {
                     let grouped = self.file.output_of(&self.file.jobs[job]).grouped();
                     self.latest.entry(label.clone()).or_default().push(Latest {
@@ -401,7 +409,8 @@ impl Writer {
                     } else {
                         String::new()
                     };
-                    self.note(&format!("start {label} pid {pid}{retry}"));
+                    let on = worker.map(|w| format!(" on {w}")).unwrap_or_default();
+                    self.note(&format!("start {label}{on} pid {pid}{retry}"));
                 }
             }
             Event::Ended {
@@ -493,11 +502,16 @@ impl Writer {
             Outcome::Cached => "cached",
         };
         let pid = record.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-        // Tasks that ran on another machine say where.
-        let pid = if !record.host.is_empty() && record.host != self.host {
-            format!("{pid} on {}", record.host)
-        } else {
-            pid
+        // Tasks that ran on a worker name it (`host:pid`, its consumer name); others
+        // that ran on another machine say where.
+        let pid = match &record.worker {
+            Some(worker) if !worker.starts_with("coordinator@") => {
+                format!(" on {worker}{pid}")
+            }
+            _ if !record.host.is_empty() && record.host != self.host => {
+                format!("{pid} on {}", record.host)
+            }
+            _ => pid,
         };
         let retry = if retrying {
             format!(" (attempt {}, retrying)", record.attempts)

@@ -51,6 +51,8 @@ pub use error::{exit_status, Error, Outcome};
 /// Runs the command line `args` (program name first). Prints what the command prints;
 /// an error is returned, not printed (see [`Error::render`]).
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Outcome, Error> {
+    // Before any thread starts, so that every thread has it blocked.
+    sys::block_child_signal();
     commands::dispatch(args.into_iter().collect())
 }
 

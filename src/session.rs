@@ -91,6 +91,7 @@ impl Session {
             memory: None,
             cache: None,
             services: None,
+            remote: None,
         }
     }
 

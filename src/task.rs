@@ -336,6 +336,9 @@ pub enum Event {
         label: Arc<str>,
         pid: u32,
         attempt: u32,
+        /// The worker that runs it (`host:pid`), for a task of a distributed run that
+        /// runs elsewhere.
+        worker: Option<Arc<str>>,
     },
     /// An attempt ended; `retrying`: another one follows.
     Ended {

@@ -398,6 +398,9 @@ impl Worker {
             .collect();
         let mut ctx = self.session.context(run, queues, Mode::Worker, None);
         ctx.file = file;
+        // What its tasks print goes on to the coordinator too.
+        let (remote, output) = super::forward::channel();
+        ctx.remote = Some(remote);
         // A cache of the run's own: its uploads are waited for, and what it did is said,
         // when the run ends.
         let cache = self.cache.as_ref().map(|o| {
@@ -467,6 +470,7 @@ impl Worker {
                 .collect(),
             labels: self.labels.clone(),
             ledger: None,
+            output: Some(output),
         };
         let s = Arc::new(Serve::new(options, ctx, run_stop.clone()));
         if let Err(e) = serve(s) {

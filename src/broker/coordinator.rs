@@ -51,6 +51,22 @@ pub struct Coordinator {
 }
 
 type OnResult = Box<dyn Fn(TaskRecord, Vec<u8>) + Send>;
+type OnOutput = Box<dyn Fn(&Start, Piece<'_>) + Send>;
+
+/// What a worker sent of a remote task as it runs.
+pub enum Piece<'a> {
+    /// An attempt's process started on the worker `worker` (`host:pid`).
+    Started {
+        worker: String,
+        pid: u32,
+        attempt: u32,
+    },
+    /// Bytes the task printed, as they came (not cut at lines).
+    Bytes {
+        stream: crate::task::Stream,
+        data: &'a [u8],
+    },
+}
 type OnLost = Box<dyn Fn(Vec<Start>) + Send>;
 type Say = Arc<dyn Fn(String) + Send + Sync>;
 
@@ -151,7 +167,7 @@ impl Coordinator {
         run_id: &str,
         options: &Options,
         tasks: Receiver<Start>,
-        (on_result, on_lost): (OnResult, OnLost),
+        (on_result, on_output, on_lost): (OnResult, OnOutput, OnLost),
         say: Say,
     ) -> Result<Coordinator, Error> {
         check_url(&options.url)?;
@@ -175,7 +191,7 @@ impl Coordinator {
                 publisher(run, broker, &tasks);
             })?,
             spawn("results", &run, move |run, broker| {
-                reader(run, broker, &on_result);
+                reader(run, broker, &on_result, &on_output);
             })?,
             spawn("reclaim", &run, reclaimer)?,
             spawn("heartbeat", &run, move |run, broker| {
@@ -201,25 +217,38 @@ impl Coordinator {
         if !tasks.is_empty() && !run.lost.load(Ordering::SeqCst) {
             // Stopping first: from then on no worker starts a task, so `started` is exact.
             let _ = self.broker.stop_run(&run.id);
-            let started = self.broker.started(&run.id, &tasks).unwrap_or_default();
+            // Taken ahead by a worker and not started: given back by the worker, then
+            // withdrawn (`withdraw_unstarted`), not waited for.
+            let (started, ahead) = self
+                .broker
+                .started_or_ahead(&run.id, &tasks)
+                .unwrap_or_default();
             {
                 let mut in_flight = run.in_flight();
-                for task in tasks.iter().filter(|t| !started.contains(t)) {
+                for task in tasks
+                    .iter()
+                    .filter(|t| !started.contains(t) && !ahead.contains(t))
+                {
                     withdrawn.extend(in_flight.remove(task));
                 }
             }
             (run.say)(format!(
                 "stopping {} running on workers (TERM, then KILL after each worker's --grace); {} not yet taken are withdrawn",
                 plural(started.len() as u64, "task"),
-                withdrawn.len()
+                withdrawn.len() + ahead.len()
             ));
             let deadline = Instant::now() + wait;
+            let mut looked = Instant::now();
             while !run.in_flight().is_empty() && Instant::now() < deadline {
                 if signals.try_recv().is_ok() {
                     (run.say)("not waiting for the workers' tasks any more".to_string());
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
+                if looked.elapsed() >= Duration::from_millis(200) {
+                    looked = Instant::now();
+                    withdraw_unstarted(&run, &mut self.broker, &mut withdrawn);
+                }
             }
         }
         run.stop.store(true, Ordering::SeqCst);
@@ -252,6 +281,20 @@ impl Coordinator {
     }
 }
 
+/// Tasks a worker had taken ahead (recorded as started) and gave back unrun when the
+/// run stopped: withdrawn, not waited for.
+fn withdraw_unstarted(run: &Run, broker: &mut Broker, withdrawn: &mut Vec<Start>) {
+    let tasks: Vec<String> = run.in_flight().keys().cloned().collect();
+    let Ok(started) = broker.started(&run.id, &tasks) else {
+        return;
+    };
+    let started: std::collections::HashSet<String> = started.into_iter().collect();
+    let mut in_flight = run.in_flight();
+    for task in tasks.iter().filter(|t| !started.contains(*t)) {
+        withdrawn.extend(in_flight.remove(task));
+    }
+}
+
 /// Starts a thread of the run with a connection of its own (connected before the thread
 /// starts, so that a broker that cannot be used fails the start).
 fn spawn(
@@ -267,46 +310,112 @@ fn spawn(
         .map_err(Error::system("start a thread"))
 }
 
-/// Publishes the tasks the scheduler hands over, each signed and recorded as in flight
-/// before it is on the broker (a result can come back before `issue` returns).
+/// The most tasks published in one round trip.
+const PUBLISH_BATCH: usize = 256;
+
+/// Publishes the tasks the scheduler hands over, in batches (what came while the last
+/// batch was sent, one round trip each), each task signed and recorded as in flight
+/// before it is on the broker (a result can come back before `issue_many` returns).
 fn publisher(run: &Run, broker: &mut Broker, tasks: &Receiver<Start>) {
     while !run.stopped() {
-        let Ok(start) = tasks.recv_timeout(Duration::from_millis(100)) else {
+        let Ok(first) = tasks.recv_timeout(Duration::from_millis(100)) else {
             continue;
         };
+        let starts: Vec<Start> = std::iter::once(first)
+            .chain(tasks.try_iter().take(PUBLISH_BATCH - 1))
+            .collect();
         if run.closing.load(Ordering::SeqCst) {
-            run.withdrawn().push(start);
+            run.withdrawn().extend(starts);
             continue;
         }
-        let job = &run.file.jobs[start.job].name;
-        let message = Message::new()
-            .with("job", job)
-            .with("index", start.index.to_string())
-            .with("item", &start.item)
-            .sign(run.key(), &run.id);
-        let task = format!("{job}/{}", start.index);
-        run.in_flight().insert(task.clone(), start.clone());
-        let _ = broker.issue(&run.id, &task, &message);
+        let mut batch = Vec::with_capacity(starts.len());
+        {
+            let mut in_flight = run.in_flight();
+            for start in starts {
+                let job = &run.file.jobs[start.job].name;
+                let message = Message::new()
+                    .with("job", job)
+                    .with("index", start.index.to_string())
+                    .with("item", &start.item)
+                    .sign(run.key(), &run.id);
+                let task = format!("{job}/{}", start.index);
+                in_flight.insert(task.clone(), start);
+                batch.push((task, message));
+            }
+        }
+        let _ = broker.issue_many(&run.id, &batch);
     }
     run.withdrawn().extend(tasks.try_iter());
 }
 
 /// Reads results and workers' reports until the run is over.
-fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult) {
+fn reader(run: &Run, broker: &mut Broker, on_result: &OnResult, on_output: &OnOutput) {
     let mut cursor = ReportCursor::default();
+    // Output entries read: deleted with the next read (room for more: workers wait
+    // while the stream is full).
+    let mut read = Vec::new();
     while !run.stopped() {
         let Ok(reports) =
-            broker.read_reports(&run.id, &mut cursor, 500, Duration::from_millis(100))
+            broker.read_reports(&run.id, &mut cursor, &read, 500, Duration::from_millis(100))
         else {
             continue;
         };
+        read.clear();
+        // A few at a time: let more come before the next read (fewer round trips and
+        // wake-ups per result; a result waits a few milliseconds at most).
+        let few = !reports.is_empty() && reports.len() < 64;
         for report in reports {
             match report {
                 Report::Event(message) => event_came(run, &message),
                 Report::Result(id, message) => result_came(run, &id, &message, on_result),
+                Report::Output(id, message) => {
+                    output_came(run, &message, on_output);
+                    read.push(id);
+                }
             }
         }
+        if few && !run.stopped() {
+            std::thread::sleep(super::forward::LINGER);
+        }
     }
+    let _ = broker.drop_output(&run.id, &read);
+}
+
+/// Hands a piece of a remote task's output (or its start) to `on_output`, if it
+/// authenticates and its task waits for a result; anything else is dropped (output of a
+/// task whose result came already, from a delivery that ran twice).
+fn output_came(run: &Run, message: &Message, on_output: &OnOutput) {
+    if !message.verify(run.key(), &run.id) {
+        if run.dropped.fetch_add(1, Ordering::SeqCst) == 0 {
+            (run.say)(
+                "dropped a task's output that does not authenticate (a worker with another \
+                 authkey, or written by someone else); further ones are only counted"
+                    .to_string(),
+            );
+        }
+        return;
+    }
+    let task = message.text("task").unwrap_or_default();
+    let Some(start) = run.in_flight().get(&task).cloned() else {
+        return;
+    };
+    let piece = match message.get("stream") {
+        Some(b"out") => Piece::Bytes {
+            stream: crate::task::Stream::Stdout,
+            data: message.get("data").unwrap_or_default(),
+        },
+        Some(b"err") => Piece::Bytes {
+            stream: crate::task::Stream::Stderr,
+            data: message.get("data").unwrap_or_default(),
+        },
+        Some(b"start") => Piece::Started {
+            worker: printable(&message.text("worker").unwrap_or_default(), 100),
+            pid: message.number("pid").unwrap_or(0),
+            attempt: message.number("attempt").unwrap_or(1),
+        },
+        _ => return,
+    };
+    on_output(&start, piece);
 }
 
 /// Shows a worker's report, made printable; with an authkey, one that does not

@@ -27,15 +27,21 @@
 //! - `runner:ID:events` — what workers report: refusals, rejected messages;
 //! - `runner:workers`, `runner:ID:serving`, `runner:ID:refused` — who is connected,
 //!   who serves the run, who refused it and why (`route.rs`);
+//! - `runner:ID:output` — remote tasks' printed output and starts, for the coordinator
+//!   to print; capped (the OUTPUT script: a worker waits while it is full), each entry
+//!   deleted once the coordinator read it;
 //! - `runner:ID:rate:NAME` — a rate's next turn (µs, Redis's clock), taken by workers
 //!   before each attempt of a job with that rate (the RATE script).
 //!
 //! Invariant: a task's result, its queue lines and its acknowledgement are committed by
 //! one server-side script, and only the first completion of a task is kept.
 
+mod batch;
 pub mod command;
 mod connection;
 pub mod coordinator;
+mod forward;
+mod output;
 mod reply;
 mod route;
 mod runs;

@@ -48,6 +48,7 @@ pub enum RunState {
 pub struct ReportCursor {
     results: String,
     events: String,
+    output: String,
 }
 
 impl Default for ReportCursor {
@@ -56,6 +57,7 @@ impl Default for ReportCursor {
         ReportCursor {
             results: "0-0".to_string(),
             events: "0-0".to_string(),
+            output: "0-0".to_string(),
         }
     }
 }
@@ -67,6 +69,9 @@ pub enum Report {
     Result(String, Message),
     /// A note from a worker: a refusal, a rejected message.
     Event(Message),
+    /// A piece of a remote task's printed output, or its start, with its entry id in
+    /// the output stream (deleted once read, `Broker::drop_output`).
+    Output(String, Message),
 }
 
 /// Announcing, finding and ending runs.
@@ -266,6 +271,7 @@ impl Broker {
                 key(run, "done"),
                 key(run, "results"),
                 key(run, "events"),
+                key(run, "output"),
             ]
             .into_iter()
             .chain(super::route::run_keys(run))
@@ -287,34 +293,48 @@ impl Broker {
         self.add(&key(run, "events"), event)
     }
 
-    /// Reads up to `count` results and events after `cursor`, waiting up to `block` for
-    /// one, and moves `cursor` past them.
+    /// Reads up to `count` results, output entries and events after `cursor`, waiting
+    /// up to `block` for one, and moves `cursor` past them; first deletes the output
+    /// entries `read` before (in the same round trip), making room for more.
     pub fn read_reports(
         &mut self,
         run: &str,
         cursor: &mut ReportCursor,
+        read: &[String],
         count: usize,
         block: Duration,
     ) -> Result<Vec<Report>, BrokerError> {
         let events = key(run, "events");
+        let output = key(run, "output");
+        // Output first: a task's output is on the broker before its result, and is read
+        // whole with it (the stream holds fewer entries than `count`).
         let reply = self.call(|c| {
-            redis::cmd("XREAD")
+            let mut pipe = redis::pipe();
+            if !read.is_empty() {
+                pipe.cmd("XDEL").arg(&output).arg(read).ignore();
+            }
+            pipe.cmd("XREAD")
                 .arg("COUNT")
                 .arg(count)
                 .arg("BLOCK")
                 .arg(block.as_millis() as u64)
                 .arg("STREAMS")
+                .arg(&output)
                 .arg(key(run, "results"))
                 .arg(&events)
+                .arg(&cursor.output)
                 .arg(&cursor.results)
-                .arg(&cursor.events)
-                .query::<Value>(c)
+                .arg(&cursor.events);
+            pipe.query::<(Value,)>(c).map(|(v,)| v)
         })?;
         let mut reports = Vec::new();
         for (stream, id, message) in entries(&reply) {
             if stream == events {
                 cursor.events = id;
                 reports.push(Report::Event(message));
+            } else if stream == output {
+                cursor.output.clone_from(&id);
+                reports.push(Report::Output(id, message));
             } else {
                 cursor.results.clone_from(&id);
                 reports.push(Report::Result(id, message));

@@ -4,23 +4,14 @@
 //! Each method builds its command here from the run id (the key layout is in `mod.rs`)
 //! and runs it through [`Broker::call`], so each one reconnects with backoff. The Lua
 //! scripts are here because each is one step that no other client's command may split:
-//! publishing a task, renewing a lease, completing a task.
+//! completing a task, giving tasks back, a rate's turn. Publishing and renewing are in
+//! `batch.rs`, many at a time.
 
 use super::reply::{entries, entry_list, pending_rows};
 use super::wire::Message;
 use super::{key, run_key, Broker, BrokerError, GROUP};
 use redis::{Script, Value};
 use std::time::Duration;
-
-/// Publishes a task: the entry and the record of which entry was issued, atomically;
-/// nothing (nil) when Redis no longer knows the run, so that no key without expiry is
-/// made. KEYS: tasks, issued, run hash. ARGV: task key, then field/value pairs.
-const ISSUE: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 0 then return false end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-redis.call('HSET', KEYS[2], ARGV[1], id)
-return id
-";
 
 /// Records a task's first completion: result, queue lines and ack in one atomic step
 /// (nothing when Redis no longer knows the run).
@@ -35,18 +26,6 @@ end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
 return 1
-";
-
-/// Renews a lease only while this consumer still holds the entry, so a worker that was
-/// paused past its lease never takes a task back from the one that took it over.
-/// KEYS: tasks. ARGV: group, entry id, consumer.
-const RENEW: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if p[1] and p[1][2] == ARGV[3] then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
-  return 1
-end
-return 0
 ";
 
 /// Gives back every entry a consumer holds, for a consumer that stops serving a run
@@ -125,31 +104,21 @@ pub enum TaskState {
     Orphaned,
 }
 
+impl TaskState {
+    /// What the START script (and START_MANY) answered.
+    pub(super) fn from_code(code: i64) -> TaskState {
+        match code {
+            0 => TaskState::NotIssued,
+            1 => TaskState::Done,
+            2 => TaskState::Start,
+            4 => TaskState::Orphaned,
+            _ => TaskState::RunStopped,
+        }
+    }
+}
+
 /// Issuing, taking, renewing and completing tasks.
 impl Broker {
-    /// Publishes a task (the ISSUE script) and returns its entry id; none if Redis no
-    /// longer knows the run.
-    pub fn issue(
-        &mut self,
-        run: &str,
-        task: &str,
-        message: &Message,
-    ) -> Result<Option<String>, BrokerError> {
-        let script = Script::new(ISSUE);
-        self.call(|c| {
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(key(run, "tasks"))
-                .key(key(run, "issued"))
-                .key(run_key(run))
-                .arg(task);
-            for (name, value) in &message.fields {
-                invocation.arg(name).arg(value.as_slice());
-            }
-            invocation.invoke::<Option<String>>(c)
-        })
-    }
-
     /// Takes up to `count` tasks no consumer was given yet, waiting up to `block` for one.
     pub fn take_new(
         &mut self,
@@ -255,13 +224,7 @@ impl Broker {
                 .arg(consumer)
                 .invoke::<i64>(c)
         })?;
-        Ok(match state {
-            0 => TaskState::NotIssued,
-            1 => TaskState::Done,
-            2 => TaskState::Start,
-            4 => TaskState::Orphaned,
-            _ => TaskState::RunStopped,
-        })
+        Ok(TaskState::from_code(state))
     }
 
     /// Takes the entry `id` off the pending list without a result (refused, or done by
@@ -275,21 +238,6 @@ impl Broker {
                 .query::<i64>(c)
         })
         .map(drop)
-    }
-
-    /// Renews `consumer`'s lease on the entry `id` (the RENEW script); false if another
-    /// consumer holds it now.
-    pub fn renew(&mut self, run: &str, id: &str, consumer: &str) -> Result<bool, BrokerError> {
-        let script = Script::new(RENEW);
-        self.call(|c| {
-            script
-                .key(key(run, "tasks"))
-                .arg(GROUP)
-                .arg(id)
-                .arg(consumer)
-                .invoke::<i64>(c)
-        })
-        .map(|renewed| renewed == 1)
     }
 
     /// Gives back every task entry `consumer` holds (the RELEASE script), for another

@@ -3,7 +3,8 @@
 //!
 //! A task is taken with XREADGROUP (or, once its holder's lease ran out, XCLAIM), held
 //! under a lease that a renewer thread refreshes while it runs, run exactly as the local
-//! mode would (`exec::run_task`), and completed by the COMPLETE script. Nothing from the
+//! mode would (`exec::run_task`), and completed by the COMPLETE script (or, without
+//! `uses`, SEND in batches: `batch.rs`, `forward.rs`). Nothing from the
 //! broker is run as a command: an entry names a job of the worker's own file, an index
 //! and an item, and is refused unless it authenticates, names a job that may run
 //! remotely, and is the entry the coordinator issued for that task. A watcher thread
@@ -33,6 +34,7 @@
 //! Over 400 lines: the consumer, the renewer, the watcher and the result messages they
 //! exchange with the coordinator are one protocol and read best side by side.
 
+use super::batch::{Completion, Outbound};
 use super::tasks::TaskState;
 use super::wire::Message;
 use super::{Broker, Lease, RunState, WorkerInfo, HEARTBEAT_EVERY, PRESENCE_EVERY};
@@ -41,9 +43,10 @@ use crate::exec::{self, Context, Mode};
 use crate::jobfile::Items;
 use crate::jobfile::ResourceId;
 use crate::task::{printable, End, Status, TaskRecord};
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Which run a process serves, as whom, and how: given whole to [`Serve::new`].
@@ -68,6 +71,9 @@ pub struct ServeOptions {
     /// `capacity` (a worker); the coordinator's own share counts with its scheduler, so
     /// that the tasks it runs and those the scheduler starts here share one count.
     pub ledger: Option<Arc<dyn Ledger>>,
+    /// A worker: what its tasks print, sent on to the coordinator by the `forward`
+    /// thread (the other end is the context's `remote`).
+    pub output: Option<crossbeam_channel::Receiver<exec::sink::Remote>>,
 }
 
 /// A count of what tasks hold of each resource on this machine.
@@ -120,7 +126,7 @@ impl Ledger for Own {
 
 /// Everything a consumer of one run needs.
 pub struct Serve {
-    options: ServeOptions,
+    pub(super) options: ServeOptions,
     /// Tasks run in this context; it collects queue lines instead of pushing them.
     ctx: Arc<Context>,
     /// Set when the run is over (or this process is stopping).
@@ -135,6 +141,25 @@ pub struct Serve {
     held: Mutex<HashSet<String>>,
     /// Entries read and not yet started, for whichever consumer thread is free first.
     prefetched: Mutex<VecDeque<(String, Message)>>,
+    /// Told when `prefetched` gains an entry (a consumer may take it) or loses one (the
+    /// `take` thread may read more).
+    ready: Condvar,
+    /// Entries in `prefetched` already checked and recorded as started (START_MANY, by
+    /// the `take` thread).
+    prestarted: Mutex<HashSet<String>>,
+    /// Tasks recorded as started here and never run (the run stopped first): no longer
+    /// started once this process stops serving the run (`Broker::unstart`).
+    unrun: Mutex<Vec<String>>,
+    /// Results (and starts of tasks taken ahead) waiting for the `complete` thread,
+    /// which sends them in batches.
+    completions: (Sender<Outbound>, Receiver<Outbound>),
+    /// A round trip to Redis and a task here, in µs (moving averages, 0 until measured):
+    /// how many entries to keep in hand (`ahead_bound`).
+    round_trip_us: AtomicU64,
+    task_us: AtomicU64,
+    /// The `take` thread reads more once no more than this many are in hand: a
+    /// consumer wakes it only then.
+    ahead_low: AtomicUsize,
     /// With a cache to store in (`--cache`): what tasks read is hashed here, with no
     /// state (no stamps: every task runs), so that a task's cache key is of this
     /// machine's files.
@@ -198,10 +223,32 @@ impl Serve {
             orphaned: AtomicBool::new(false),
             held: Mutex::new(HashSet::new()),
             prefetched: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            prestarted: Mutex::new(HashSet::new()),
+            unrun: Mutex::new(Vec::new()),
+            completions: crossbeam_channel::unbounded(),
+            round_trip_us: AtomicU64::new(0),
+            task_us: AtomicU64::new(0),
+            ahead_low: AtomicUsize::new(0),
         }
     }
 
-    fn run(&self) -> &str {
+    /// Tasks recorded as started here and never run: those a consumer left when the run
+    /// stopped, and those still taken ahead.
+    fn unrun_tasks(&self) -> Vec<String> {
+        let mut tasks = std::mem::take(&mut *self.unrun.lock().unwrap_or_else(|e| e.into_inner()));
+        let prestarted = self.prestarted.lock().unwrap_or_else(|e| e.into_inner());
+        let prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.extend(
+            prefetched
+                .iter()
+                .filter(|(id, _)| prestarted.contains(id))
+                .map(|(_, m)| task_key(m)),
+        );
+        tasks
+    }
+
+    pub(super) fn run(&self) -> &str {
         &self.options.run_id
     }
 
@@ -270,6 +317,14 @@ impl Serve {
         }
     }
 
+    /// Entries whose results are on the broker: no longer held (nor renewed).
+    pub(super) fn sent<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
     fn holds(&self, id: &str) -> bool {
         self.holding
             .lock()
@@ -277,11 +332,11 @@ impl Serve {
             .contains_key(id)
     }
 
-    fn key(&self) -> Option<&[u8]> {
+    pub(super) fn key(&self) -> Option<&[u8]> {
         self.options.key.as_deref()
     }
 
-    fn say(&self, text: String) {
+    pub(super) fn say(&self, text: String) {
         let _ = self.ctx.events.send(crate::task::Event::Note(text));
     }
 
@@ -314,15 +369,59 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut renewer_broker = connect(&serve)?;
     let mut watcher_broker = connect(&serve)?;
+    let ahead_brokers = match serve.uses {
+        true => None,
+        false => Some((connect(&serve)?, connect(&serve)?)),
+    };
+    let forward_broker = match serve.options.output {
+        Some(_) => Some(connect(&serve)?),
+        None => None,
+    };
     let mut threads = Vec::new();
+    // Set once every consumer thread ended: the forwarder and the `complete` thread send
+    // what is left, and end.
+    let consumed = Arc::new(AtomicBool::new(false));
     for (slot, mut broker) in consumers.into_iter().enumerate() {
         let s = serve.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("consume-{slot}"))
-                .spawn(move || consume(&s, &mut broker, slot)),
+                .spawn(move || {
+                    if s.uses {
+                        consume(&s, &mut broker, slot);
+                    } else {
+                        consume_ahead(&s, &mut broker, slot);
+                    }
+                }),
         );
     }
+    // Without `uses`: one thread takes tasks ahead for every consumer, another sends
+    // their results in batches (on a worker, the `forward` thread sends them, after
+    // their output; the `complete` thread is then idle).
+    let ahead = ahead_brokers.map(|(mut taker, mut completer)| {
+        let s = serve.clone();
+        let take = std::thread::Builder::new()
+            .name("take".into())
+            .spawn(move || take_ahead(&s, &mut taker))
+            .ok();
+        let (s, consumed) = (serve.clone(), consumed.clone());
+        let complete = std::thread::Builder::new()
+            .name("complete".into())
+            .spawn(move || complete_batches(&s, &mut completer, &consumed))
+            .ok();
+        (take, complete)
+    });
+    let forwarder = forward_broker.and_then(|mut broker| {
+        let (s, consumed) = (serve.clone(), consumed.clone());
+        std::thread::Builder::new()
+            .name("forward".into())
+            .spawn(move || {
+                if let Some(from) = &s.options.output {
+                    super::forward::forward(&s, &mut broker, from, &consumed);
+                }
+            })
+            .ok()
+    });
     let s = serve.clone();
     let renewer = std::thread::Builder::new()
         .name("renew".into())
@@ -337,12 +436,23 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     for thread in threads.into_iter().flatten() {
         let _ = thread.join();
     }
+    consumed.store(true, Ordering::SeqCst);
+    if let Some(forwarder) = forwarder {
+        let _ = forwarder.join();
+    }
     serve.stop.store(true, Ordering::SeqCst);
+    serve.ready.notify_all();
+    if let Some((take, complete)) = ahead {
+        for thread in [take, complete].into_iter().flatten() {
+            let _ = thread.join();
+        }
+    }
     if let Ok(renewer) = renewer {
         let _ = renewer.join();
     }
     if let Ok(Ok(mut broker)) = watcher.map(|w| w.join()) {
         let o = &serve.options;
+        let _ = broker.unstart(&o.run_id, &o.consumer, &serve.unrun_tasks());
         let _ = broker.release(&o.run_id, &o.consumer, o.lease.duration);
     }
     Ok(())
@@ -390,6 +500,7 @@ fn watch(s: &Serve, broker: &mut Broker) {
             }
             Ok(RunState::Stopping) => {
                 s.stopping.store(true, Ordering::SeqCst);
+                give_back_ahead(s, broker);
                 s.say(format!(
                     "run {run} is stopping (fail-fast or a signal on its coordinator): stopping its tasks here"
                 ));
@@ -430,6 +541,28 @@ fn say_serving(s: &Serve, broker: &mut Broker, last: &mut Option<Instant>) {
         pool: s.options.pool,
     };
     let _ = broker.serving(s.run(), &info);
+}
+
+/// The run stops: the entries taken ahead and not started are no longer recorded as
+/// started, at once, for the coordinator to withdraw them rather than wait (they stay
+/// held, and are released when this process stops serving the run).
+fn give_back_ahead(s: &Serve, broker: &mut Broker) {
+    let tasks: Vec<String> = {
+        let mut prestarted = s.prestarted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        let (ahead, rest): (VecDeque<_>, VecDeque<_>) = prefetched
+            .drain(..)
+            .partition(|(id, _)| prestarted.contains(id));
+        *prefetched = rest;
+        ahead
+            .iter()
+            .map(|(id, m)| {
+                prestarted.remove(id);
+                task_key(m)
+            })
+            .collect()
+    };
+    let _ = broker.unstart(s.run(), &s.options.consumer, &tasks);
 }
 
 /// Stops serving the run; on a worker, its running tasks are stopped too (the
@@ -532,6 +665,296 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
         s.give_back(&id);
         s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
+}
+
+/// Entries a worker keeps in hand per slot of its pool: taken, checked and recorded as
+/// started ahead (one round trip for many), so that a slot that finishes a task starts
+/// the next at once. They count as delivered: a worker that dies with them leaves them
+/// to be taken over when their lease runs out, like a running task.
+const AHEAD_PER_SLOT: usize = 16;
+/// The most entries a worker keeps in hand, whatever its pool.
+const AHEAD_MAX: usize = 256;
+
+/// A consumer without `uses`: runs the entries the `take` thread keeps in hand.
+fn consume_ahead(s: &Serve, broker: &mut Broker, slot: usize) {
+    let mut checked = Instant::now();
+    loop {
+        if checked.elapsed() > Duration::from_millis(500) || s.stop.load(Ordering::SeqCst) {
+            if run_over(s) {
+                s.ready.notify_all();
+                return;
+            }
+            checked = Instant::now();
+        }
+        if s.orphaned.load(Ordering::SeqCst) {
+            // As `consume`: nothing starts until the coordinator is back, or left.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let (next, left) = {
+            let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+            if prefetched.is_empty() {
+                prefetched = s
+                    .ready
+                    .wait_timeout(prefetched, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let next = prefetched.pop_front();
+            (next, prefetched.len())
+        };
+        let Some((id, message)) = next else {
+            continue;
+        };
+        if left <= s.ahead_low.load(Ordering::Relaxed) {
+            // Time for the `take` thread to read more.
+            s.ready.notify_all();
+        }
+        let began = Instant::now();
+        let handled = handle(s, broker, slot, &id, &message);
+        if handled == Handled::Queued {
+            average(&s.task_us, began.elapsed());
+        }
+        match handled {
+            Handled::Kept => {
+                s.prefetched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_front((id, message));
+            }
+            Handled::Over => {
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Handled::Queued => {}
+        }
+    }
+}
+
+/// The `take` thread (without `uses`): keeps up to `AHEAD_PER_SLOT` entries per slot
+/// in hand, reading new ones (or taking over abandoned ones), checking them, and
+/// recording those that may run as started, each batch in one round trip.
+fn take_ahead(s: &Serve, broker: &mut Broker) {
+    let mut last_takeover: Option<Instant> = None;
+    let takeover_every =
+        (s.options.lease.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    while !run_over(s) {
+        if s.orphaned.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let (low, high) = ahead_bounds(s);
+        s.ahead_low.store(low, Ordering::Relaxed);
+        let room = {
+            let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+            if prefetched.len() > low {
+                prefetched = s
+                    .ready
+                    .wait_timeout(prefetched, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if prefetched.len() > low {
+                continue;
+            }
+            high.saturating_sub(prefetched.len())
+        };
+        if room == 0 {
+            continue;
+        }
+        let mut fetched = Vec::new();
+        if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
+            last_takeover = Some(Instant::now());
+            while fetched.len() < room {
+                let Some(entry) = take_over(s, broker) else {
+                    break;
+                };
+                fetched.push(entry);
+            }
+        }
+        if !fetched.is_empty() {
+            // There may be more to take over (entries given back): look again at once.
+            last_takeover = None;
+        }
+        if fetched.is_empty() {
+            fetched = broker
+                .take_new(
+                    s.run(),
+                    &s.options.consumer,
+                    room,
+                    Duration::from_millis(250),
+                )
+                .unwrap_or_default();
+        }
+        if s.routes {
+            // Every batch read, takeovers included: nothing this process lacks labels
+            // for is held, taken ahead or recorded as started.
+            fetched = keep_labelled(s, broker, fetched);
+        }
+        if fetched.is_empty() {
+            continue;
+        }
+        s.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fetched.iter().map(|(id, _)| id.clone()));
+        let ready = check_ahead(s, broker, fetched);
+        s.prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ready);
+        s.ready.notify_all();
+    }
+}
+
+/// Entries the `take` thread read: checked (`vet`), then asked START for all at once and
+/// recorded as taken ahead; returns those to keep in hand. Refused, done or stopped
+/// ones are let go, as `handle` would.
+fn check_ahead(
+    s: &Serve,
+    broker: &mut Broker,
+    fetched: Vec<(String, Message)>,
+) -> Vec<(String, Message)> {
+    let vetted: Vec<(String, Message)> = fetched
+        .into_iter()
+        .filter(|(id, message)| {
+            let ok = vet(s, broker, id, message).is_some();
+            if !ok {
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            }
+            ok
+        })
+        .collect();
+    let asked: Vec<(String, String)> = vetted
+        .iter()
+        .map(|(id, message)| (task_key(message), id.clone()))
+        .collect();
+    // Not answered (the broker away, the run left): each is asked again when run.
+    let asked_at = Instant::now();
+    let states = broker
+        .start_many(s.run(), &s.options.consumer, &asked)
+        .unwrap_or_default();
+    if !states.is_empty() {
+        average(&s.round_trip_us, asked_at.elapsed());
+    }
+    let mut ready = Vec::new();
+    for (i, (id, message)) in vetted.into_iter().enumerate() {
+        match states.get(i) {
+            Some(TaskState::Start) => {
+                s.prestarted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+                ready.push((id, message));
+            }
+            Some(TaskState::NotIssued) => {
+                let task = &asked[i].0;
+                s.refuse(broker, &id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::Done) => {
+                let _ = broker.acknowledge(s.run(), &id);
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::RunStopped) => {
+                // Left pending, unstarted, as `handle` leaves it.
+                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            Some(TaskState::Orphaned) => {
+                s.orphaned.store(true, Ordering::SeqCst);
+                ready.push((id, message));
+            }
+            None => ready.push((id, message)),
+        }
+    }
+    ready
+}
+
+/// The `complete` thread (without `uses`, on the coordinator's own share, whose tasks'
+/// output is printed where they run): sends the results the consumers queued and the
+/// tasks taken ahead that now run, all that waited in one round trip (SEND), until
+/// every consumer ended and none is left. Each entry is held (its lease renewed) until
+/// its result is sent: a process that dies before leaves it to be taken over. (A
+/// worker's consumers send these down the `forward` thread's channel instead, after
+/// their tasks' output.)
+fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
+    let (_, results) = &s.completions;
+    loop {
+        let first = match results.recv_timeout(Duration::from_millis(50)) {
+            Ok(first) => first,
+            Err(_) if consumed.load(Ordering::SeqCst) => return,
+            Err(_) => continue,
+        };
+        let batch: Vec<Outbound> = std::iter::once(first)
+            .chain(results.try_iter().take(COMPLETE_BATCH - 1))
+            .collect();
+        match broker.send(s.run(), &s.options.consumer, &batch, 0) {
+            Ok(_) => s.sent(batch.iter().filter_map(|item| match item {
+                Outbound::Done(d) => Some(d.id.as_str()),
+                _ => None,
+            })),
+            Err(e) => s.say(format!(
+                "could not record the results of {}: {e}",
+                crate::task::plural(
+                    batch
+                        .iter()
+                        .filter(|i| matches!(i, Outbound::Done(_)))
+                        .count() as u64,
+                    "task"
+                )
+            )),
+        }
+    }
+}
+
+/// The most results sent in one round trip.
+const COMPLETE_BATCH: usize = 256;
+
+/// How many entries to keep in hand, not started, as (low, high): once no more than
+/// `low` are left, the `take` thread reads up to `high`. Per slot, `low` is what tasks
+/// use up while more are read (two round trips, a read and its START_MANY, at the pace
+/// tasks end here), at least one; `high` adds what makes a read worth its round trip
+/// ([`AHEAD_BATCH_TIME`] of tasks); both at most `AHEAD_PER_SLOT`. When a refill uses
+/// up more than that bound, `low` is 0: refilling an empty hand whole brings the most
+/// per round trip (16 tasks per refill rather than the few used up since the last).
+/// Until both are measured, one per slot. So a worker whose tasks are long, or whose
+/// job has a rate, holds little that another worker could run; one far from Redis
+/// holds enough not to wait for it; and one near Redis with short tasks reads them a
+/// few at a time rather than one by one.
+fn ahead_bounds(s: &Serve) -> (usize, usize) {
+    let trip = s.round_trip_us.load(Ordering::Relaxed);
+    let task = s.task_us.load(Ordering::Relaxed);
+    let (low, high) = if trip == 0 || task == 0 {
+        (0, 1)
+    } else {
+        let cap = AHEAD_PER_SLOT as u64;
+        let need = (2 * trip).div_ceil(task).clamp(1, cap);
+        let batch = (AHEAD_BATCH_TIME.as_micros() as u64).div_ceil(task);
+        let high = need.max(batch).clamp(1, cap);
+        // What a refill uses up is more than may be held (far from Redis): then only an
+        // empty hand is refilled, whole, so that each round trip brings the most.
+        let low = if need >= high { 0 } else { need };
+        (low, high)
+    };
+    let pool = s.options.pool;
+    (
+        (low as usize * pool).min(AHEAD_MAX),
+        (high as usize * pool).clamp(1, AHEAD_MAX),
+    )
+}
+
+/// How much of this worker's tasks a read of entries ahead is worth, at least.
+const AHEAD_BATCH_TIME: Duration = Duration::from_millis(8);
+
+/// Folds a measurement into a moving average (an eighth of the new one).
+fn average(into: &AtomicU64, sample: Duration) {
+    let sample = sample.as_micros().max(1) as u64;
+    let old = into.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        (old * 7 + sample) / 8
+    };
+    into.store(new, Ordering::Relaxed);
 }
 
 /// A task whose holder's lease ran out, delivered fewer than `max_deliveries` times.
@@ -649,76 +1072,68 @@ enum Handled {
     /// Not started because the run's coordinator is gone: kept, to start if it comes
     /// back.
     Kept,
+    /// Run; its result waits for the `complete` thread, which lets the entry go.
+    Queued,
+}
+
+/// `job/index` of a task entry, as the START script keys it.
+fn task_key(message: &Message) -> String {
+    format!(
+        "{}/{}",
+        message.text("job").unwrap_or_default(),
+        message.text("index").unwrap_or_default()
+    )
 }
 
 fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Message) -> Handled {
     let run = s.run();
-    if !message.verify(s.key(), run) {
-        s.refuse(broker, id, format!("refused task entry {id}: its MAC does not match (forged, tampered, or another authkey)"));
+    let Some(job) = vet(s, broker, id, message) else {
         return Handled::Over;
-    }
+    };
     let file = s.ctx.file.clone();
-    let job_name = message.text("job").unwrap_or_default();
-    let Some(job) = file.jobs.iter().find(|j| j.name == job_name) else {
-        s.refuse(
-            broker,
-            id,
-            format!(
-                "refused task entry {id}: job `{}` is not in this worker's job file",
-                printable(&job_name, 80)
-            ),
-        );
-        return Handled::Over;
-    };
-    if !s.options.jobs.contains(&job.name) {
-        s.refuse(
-            broker,
-            id,
-            format!("refused task entry {id}: job `{job_name}` is not one of the run's jobs"),
-        );
-        return Handled::Over;
-    }
-    if !may_run_remotely(job) {
-        s.refuse(
-            broker,
-            id,
-            format!("refused task entry {id}: job `{job_name}` does not run on workers"),
-        );
-        return Handled::Over;
-    }
-    let (Some(index), Some(item)) = (message.number::<u64>("index"), message.get("item")) else {
-        s.refuse(
-            broker,
-            id,
-            format!("refused task entry {id}: no index or item"),
-        );
-        return Handled::Over;
-    };
-    // An item this worker's file knows must be the one the entry names.
-    let known = !matches!(job.items, Items::File { .. } | Items::Queue(_));
-    if known
-        && job
-            .items
-            .in_memory(index)
-            .is_none_or(|e| e.as_bytes() != item)
-    {
-        s.refuse(
-            broker,
-            id,
-            format!("refused task entry {id}: its item is not item {index} of job `{job_name}` in this worker's file"),
-        );
-        return Handled::Over;
-    }
+    let job = &file.jobs[job];
+    let index: u64 = message.number("index").unwrap_or_default();
+    let item = message.get("item").unwrap_or_default();
     let task = format!("{}/{index}", job.name);
+    let prestarted = s
+        .prestarted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
     if run_over(s) {
+        if prestarted {
+            s.unrun.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        }
         return Handled::Over; // Not started: left pending.
     }
     if !has_labels(&s.options, job) || !job.uses.is_empty() && !s.holds(id) {
+        // (An entry taken ahead was checked for labels before it was: never here.)
+        if prestarted {
+            let _ = broker.unstart(run, &s.options.consumer, std::slice::from_ref(&task));
+        }
         give_back_unserved(s, broker, id, job);
         return Handled::Over;
     }
-    // Was this entry the one issued for the task, and is the task still undone?
-    match broker.start_task(run, &task, id, &s.options.consumer) {
+    if prestarted {
+        // Taken ahead: now it runs (said in the next round trip of the `forward` thread,
+        // on a worker, or of the `complete` thread).
+        match &s.ctx.remote {
+            Some(remote) => {
+                let _ = remote.send(exec::sink::Remote::Running(task.clone()));
+            }
+            None => {
+                let _ = s.completions.0.send(Outbound::Running(task.clone()));
+            }
+        }
+    }
+    // Was this entry the one issued for the task, and is the task still undone? (Asked
+    // already, with others, for an entry taken ahead.)
+    let state = if prestarted {
+        Ok(TaskState::Start)
+    } else {
+        broker.start_task(run, &task, id, &s.options.consumer)
+    };
+    match state {
         Ok(TaskState::Start) => {}
         Ok(TaskState::NotIssued) => {
             s.refuse(broker, id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
@@ -752,10 +1167,113 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     record.worker = Some(s.options.consumer.clone());
     record.worker_labels.clone_from(&s.options.labels);
     let result = result_message(&record, &job.name).sign(s.key(), run);
+    if !s.uses {
+        return queue_result(s, task, id, result);
+    }
+    if let Some(remote) = &s.ctx.remote {
+        // One task at a time (`uses`): its output reaches the coordinator before the
+        // result this consumer sends itself.
+        super::forward::flush(remote);
+    }
     if let Err(e) = broker.complete(run, &task, id, &result) {
         s.say(format!("could not record the result of {task}: {e}"));
     }
     Handled::Over
+}
+
+/// Without `uses`: a task's result is sent with others, and the entry held (renewed)
+/// until then; nobody waits for it. On a worker, by the `forward` thread, after the
+/// task's output (sent before, on the same channel): output before result, without a
+/// round trip per task in the consumer.
+fn queue_result(s: &Serve, task: String, id: &str, result: Message) -> Handled {
+    let sent = match &s.ctx.remote {
+        Some(remote) => remote
+            .send(exec::sink::Remote::Result {
+                task,
+                id: id.to_string(),
+                fields: result.fields,
+            })
+            .is_ok(),
+        None => s
+            .completions
+            .0
+            .send(Outbound::Done(Completion {
+                task,
+                id: id.to_string(),
+                result,
+            }))
+            .is_ok(),
+    };
+    if sent {
+        Handled::Queued
+    } else {
+        Handled::Over
+    }
+}
+
+/// Checks a task entry before anything is asked of Redis about it: it authenticates,
+/// names a job of this file that is one of the run's and may run remotely, has an index
+/// and item, and its item is the file's. Refuses it otherwise (reported, acknowledged).
+/// Returns its job.
+fn vet(s: &Serve, broker: &mut Broker, id: &str, message: &Message) -> Option<usize> {
+    let run = s.run();
+    if !message.verify(s.key(), run) {
+        s.refuse(broker, id, format!("refused task entry {id}: its MAC does not match (forged, tampered, or another authkey)"));
+        return None;
+    }
+    let file = s.ctx.file.clone();
+    let job_name = message.text("job").unwrap_or_default();
+    let Some(job) = file.jobs.iter().find(|j| j.name == job_name) else {
+        s.refuse(
+            broker,
+            id,
+            format!(
+                "refused task entry {id}: job `{}` is not in this worker's job file",
+                printable(&job_name, 80)
+            ),
+        );
+        return None;
+    };
+    if !s.options.jobs.contains(&job.name) {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: job `{job_name}` is not one of the run's jobs"),
+        );
+        return None;
+    }
+    if !may_run_remotely(job) {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: job `{job_name}` does not run on workers"),
+        );
+        return None;
+    }
+    let (Some(index), Some(item)) = (message.number::<u64>("index"), message.get("item")) else {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: no index or item"),
+        );
+        return None;
+    };
+    // An item this worker's file knows must be the one the entry names.
+    let known = !matches!(job.items, Items::File { .. } | Items::Queue(_));
+    if known
+        && job
+            .items
+            .in_memory(index)
+            .is_none_or(|e| e.as_bytes() != item)
+    {
+        s.refuse(
+            broker,
+            id,
+            format!("refused task entry {id}: its item is not item {index} of job `{job_name}` in this worker's file"),
+        );
+        return None;
+    }
+    Some(job.id)
 }
 
 /// Runs a task as `exec::run_task_guarded` does (retries in its slot), but for a job
@@ -889,9 +1407,8 @@ fn renew(s: &Serve, broker: &mut Broker) {
             .iter()
             .cloned()
             .collect();
-        for id in held {
-            let _ = broker.renew(s.run(), &id, &s.options.consumer);
-        }
+        // One round trip for every lease held.
+        let _ = broker.renew_many(s.run(), &s.options.consumer, &held);
         let deadline = Instant::now() + every;
         while Instant::now() < deadline && !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));

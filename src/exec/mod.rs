@@ -88,6 +88,9 @@ pub struct Context {
     pub cache: Option<Arc<crate::cache::run::Cache>>,
     /// The run's services (`Mode::Local`): readiness told to the run loop, releases.
     pub services: Option<Arc<crate::service::Services>>,
+    /// A worker (`runner worker`): where its tasks' printed output and starts go on to
+    /// the coordinator (`broker::forward`), besides this terminal.
+    pub remote: Option<crossbeam_channel::Sender<sink::Remote>>,
 }
 
 /// One task, as its attempts see it.
@@ -583,12 +586,20 @@ fn run_attempt(
         if let (Some(watch), Some(services)) = (&watch, &ctx.services) {
             checker = watch.started(services);
         }
+        if let Some(remote) = &ctx.remote {
+            let _ = remote.send(sink::Remote::Started {
+                task: format!("{}/{}", job.name, task.index).into(),
+                pid,
+                attempt,
+            });
+        }
         if ctx.mode.progress() {
             let _ = ctx.events.send(Event::Spawned {
                 job: task.id,
                 label: task.label.clone(),
                 pid,
                 attempt,
+                worker: None,
             });
         }
     };
@@ -819,6 +830,15 @@ fn sinks(
         Sink::display(Stream::Stderr, label.clone(), ctx.events.clone())
     }
     .keep_tail();
+    if let Some(remote) = &ctx.remote {
+        // What a task prints (not a producer's lines: they are items) also goes to the
+        // coordinator, which prints it as its own task's.
+        let task: Arc<str> = format!("{}/{index}", job.name).into();
+        if job.to.is_none() {
+            out = out.remote(remote.clone(), task.clone());
+        }
+        err = err.remote(remote.clone(), task);
+    }
     if let Some(dir) = &ctx.logs {
         // Opened when the process has started: a task that never started has no files.
         let log = |stream: &str, append: bool| {
@@ -829,6 +849,45 @@ fn sinks(
         err = err.log_to(log("stderr", record.stderr_log.is_some()));
     }
     (out, err)
+}
+
+/// On the coordinator, where a remote task's output goes as it comes back from its
+/// worker: the same sinks as a local task's (labelled lines, held back when grouped or
+/// `--quiet`, `--logs` files, redaction), their log files opened at once. A producer's
+/// stdout holds items, which come with its result: only its stderr comes here.
+#[cfg(feature = "distributed")]
+pub fn remote_sinks(ctx: &Context, job_id: usize, index: u64, item: &str) -> (Sink, Sink) {
+    let job = &ctx.file.jobs[job_id];
+    let label: Arc<str> = label(job, item).into();
+    let record = TaskRecord::new(job_id, index, item.to_string(), 0, &ctx.host, false);
+    let (mut out, mut err) = sinks(ctx, job, index, &label, &record);
+    if job.to.is_none() {
+        out.open_log();
+    }
+    err.open_log();
+    (out, err)
+}
+
+/// On the coordinator, a remote task ended: what its sinks held is shown as a local
+/// task's would be (grouped, or with `--quiet` only a failure's), and its log files are
+/// recorded.
+#[cfg(feature = "distributed")]
+pub fn remote_delivered(ctx: &Context, record: &mut TaskRecord, sinks: (Sink, Sink)) {
+    let (mut out, mut err) = sinks;
+    out.finish();
+    err.finish();
+    if let Some(path) = out.log_path() {
+        record.stdout_log = Some(path.to_path_buf());
+    }
+    if let Some(path) = err.log_path() {
+        record.stderr_log = Some(path.to_path_buf());
+    }
+    let job = &ctx.file.jobs[record.job];
+    let item = record.item.clone();
+    let task = Task::new(record.job, job, record.index, &item, 0);
+    let started = record.started.unwrap_or_else(std::time::SystemTime::now);
+    let ok = record.status == Status::Succeeded;
+    deliver(ctx, &task, out, err, ok, (started, record.duration));
 }
 
 /// Renders a task's command, environment, working directory and stdin (see

@@ -43,6 +43,37 @@ const TAIL_BYTES: usize = 8 * 1024;
 const LINE_LOOKED: usize = 64 * 1024;
 pub const TAIL_LINES: usize = 10;
 
+/// What a worker's task sends on towards the coordinator (`Context::remote`): the bytes
+/// of its printed streams as they come (redacted here first), when each attempt's
+/// process started, a marker that the task's output so far was sent, and, from the
+/// worker's consumers, which tasks taken ahead run and their results: one ordered
+/// channel, so that a result goes after its task's output without anyone waiting.
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+pub enum Remote {
+    Bytes {
+        /// `job/index`.
+        task: Arc<str>,
+        stream: Stream,
+        data: Vec<u8>,
+    },
+    Started {
+        task: Arc<str>,
+        pid: u32,
+        attempt: u32,
+    },
+    /// Answered once everything sent before it is on the broker (or dropped).
+    Flush(crossbeam_channel::Sender<()>),
+    /// A task taken ahead (`job/index`) now runs.
+    Running(String),
+    /// A task's result, sent after everything it printed and never committed before
+    /// that is on the broker: `job/index`, its entry, and the signed result's fields.
+    Result {
+        task: String,
+        id: String,
+        fields: Vec<(String, Vec<u8>)>,
+    },
+}
+
 pub struct Sink {
     stream: Stream,
     label: Arc<str>,
@@ -63,6 +94,10 @@ pub struct Sink {
     capture: Option<crate::cache::run::Capture>,
     /// A service's `line` check, with the line being read (until it matched).
     watch: Option<LineWatch>,
+    /// A worker's task: a copy of the bytes for the coordinator (`Remote::Bytes`), as
+    /// they come; the send waits while the channel is full (the task's pipe fills, and
+    /// the task waits too), so memory stays bounded.
+    remote: Option<(Sender<Remote>, Arc<str>)>,
 }
 
 /// A service's `line` check on a stream: lines are looked at until one matches.
@@ -125,7 +160,14 @@ impl Sink {
             redact: crate::secrets::patterns().map(crate::secrets::Stream::new),
             capture: None,
             watch: None,
+            remote: None,
         }
+    }
+
+    /// Every byte (redacted) is also sent to the coordinator, as task `task`'s.
+    pub fn remote(mut self, to: Sender<Remote>, task: Arc<str>) -> Sink {
+        self.remote = Some((to, task));
+        self
     }
 
     /// Every byte shown is also kept for the results cache (see [`Sink::take_capture`]).
@@ -235,6 +277,13 @@ impl Sink {
         }
         if self.watch.is_some() {
             self.look(data);
+        }
+        if let (Some((to, task)), false) = (&self.remote, data.is_empty()) {
+            let _ = to.send(Remote::Bytes {
+                task: task.clone(),
+                stream: self.stream,
+                data: data.to_vec(),
+            });
         }
         if self.refused.is_some() {
             return;

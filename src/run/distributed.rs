@@ -12,14 +12,16 @@ use super::{slurm, task_ended, Note, Shared};
 use crate::broker::{coordinator, worker};
 use crate::error::Error;
 use crate::exec::control::Level;
+use crate::exec::sink::Sink;
 use crate::exec::Mode;
 use crate::scheduler::{Start, REMOTE};
 use crate::session::Session;
 use crate::signals::Interrupt;
 use crate::task::{self, End, Event, Status, TaskRecord};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -91,13 +93,22 @@ pub(super) fn start(
         shared.lock().scheduler.set_remote(remote, REMOTE_WINDOW);
     }
     let ctx = &shared.ctx;
+    let printing = Printing::default();
     let on_result = {
-        let shared = shared.clone();
-        Box::new(move |record: TaskRecord, lines: Vec<u8>| result_came(&shared, record, &lines))
+        let (shared, printing) = (shared.clone(), printing.clone());
+        Box::new(move |record: TaskRecord, lines: Vec<u8>| {
+            result_came(&shared, record, &lines, &printing);
+        })
+    };
+    let on_output = {
+        let (shared, printing) = (shared.clone(), printing.clone());
+        Box::new(move |start: &Start, piece: coordinator::Piece<'_>| {
+            output_came(&shared, start, piece, &printing);
+        })
     };
     let on_lost = {
         let shared = shared.clone();
-        Box::new(move |starts: Vec<Start>| run_lost(&shared, starts))
+        Box::new(move |starts: Vec<Start>| run_lost(&shared, starts, &printing))
     };
     let say = {
         let events = ctx.events.clone();
@@ -144,7 +155,7 @@ pub(super) fn start(
         &ctx.run_id,
         options,
         tasks,
-        (on_result, on_lost),
+        (on_result, on_output, on_lost),
         say,
     )?;
     let local = if options.no_local {
@@ -199,11 +210,56 @@ fn look_up_first(
     }
 }
 
-/// A worker's result: its queue lines go into the queue, its end is shown, and it is
-/// recorded like a local task's.
-fn result_came(shared: &Arc<Shared>, mut record: TaskRecord, lines: &[u8]) {
+/// Where the output of each remote task that printed goes, as a local task's would
+/// (`exec::remote_sinks`): from its first piece until its result came.
+type Printing = Arc<Mutex<HashMap<(usize, u64), (Sink, Sink)>>>;
+
+/// A piece of a remote task's output, or an attempt's start on its worker.
+fn output_came(
+    shared: &Arc<Shared>,
+    start: &Start,
+    piece: coordinator::Piece<'_>,
+    printing: &Printing,
+) {
+    let ctx = &shared.ctx;
+    let item = String::from_utf8_lossy(&start.item);
+    let mut printing = printing.lock().unwrap_or_else(|e| e.into_inner());
+    let sinks = printing
+        .entry((start.job, start.index))
+        .or_insert_with(|| crate::exec::remote_sinks(ctx, start.job, start.index, &item));
+    match piece {
+        coordinator::Piece::Bytes { stream, data } => match stream {
+            task::Stream::Stdout => sinks.0.write(data),
+            task::Stream::Stderr => sinks.1.write(data),
+        },
+        coordinator::Piece::Started {
+            worker,
+            pid,
+            attempt,
+        } => {
+            let _ = ctx.events.send(Event::Spawned {
+                job: start.job,
+                label: task::label(&ctx.file.jobs[start.job], &item).into(),
+                pid,
+                attempt,
+                worker: Some(worker.into()),
+            });
+        }
+    }
+}
+
+/// A worker's result: its queue lines go into the queue, what it printed is shown as a
+/// local task's would be, its end is shown, and it is recorded like a local task's.
+fn result_came(shared: &Arc<Shared>, mut record: TaskRecord, lines: &[u8], printing: &Printing) {
     let ctx = &shared.ctx;
     let job = &ctx.file.jobs[record.job];
+    let printed = printing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(record.job, record.index));
+    if let Some(sinks) = printed {
+        crate::exec::remote_delivered(ctx, &mut record, sinks);
+    }
     // Outputs written here (the coordinator's own share, or a worker in this very
     // folder) are looked at next time; others can only be trusted.
     if let Some(outputs) = &mut record.outputs {
@@ -231,7 +287,7 @@ fn result_came(shared: &Arc<Shared>, mut record: TaskRecord, lines: &[u8]) {
 
 /// Redis lost the run's state: nothing more starts, local tasks are stopped, and the
 /// tasks sent to workers without a result fail as lost (the run exits 1).
-fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>) {
+fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>, printing: &Printing) {
     shared.lock().scheduler.stop();
     shared.ctx.control.stop();
     for start in starts {
@@ -240,7 +296,7 @@ fn run_lost(shared: &Arc<Shared>, starts: Vec<Start>) {
         record.set_id(start.id.as_ref());
         record.status = Status::Failed;
         record.end = Some(End::Lost { deliveries: 0 });
-        result_came(shared, record, &[]);
+        result_came(shared, record, &[], printing);
     }
     let _ = shared.notes.send(Note::Changed);
 }
@@ -299,6 +355,8 @@ fn start_share(
         labels: Vec::new(),
         // One count of this machine's resources with the tasks run here.
         ledger: Some(Arc::new(MachineCount(shared.clone()))),
+        // Its tasks print here already.
+        output: None,
     };
     let serve = Arc::new(worker::Serve::new(serve_options, share_ctx, stop.clone()));
     let events = ctx.events.clone();

@@ -13,8 +13,8 @@
 //! executable, the open-file count, the peak memory; `pipe` then `FD_CLOEXEC`. The
 //! integration suite runs once through them (scripts/test).
 //!
-//! They go through `rustix`, which has safe bindings for all of them but `getrusage`
-//! and `getloadavg`: those are hand-written libc calls.
+//! They go through `rustix`, which has safe bindings for all of them but `getrusage`,
+//! `getloadavg` and `pthread_sigmask`: those are hand-written libc calls.
 
 use rustix::event::{Nsecs, Secs, Timespec};
 use rustix::process::Pid;
@@ -335,6 +335,26 @@ fn rusage(who: libc::c_int) -> Option<libc::rusage> {
     unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         (libc::getrusage(who, &mut usage) == 0).then_some(usage)
+    }
+}
+
+/// Blocks SIGCHLD in the calling thread, and so in every thread it starts afterwards;
+/// called first thing, before any thread starts. The runner never handles SIGCHLD (a
+/// child's exit is watched with a pidfd, or `waitpid`), but a SIGCHLD delivered to a
+/// thread blocked reading a socket that has a read timeout (every Redis connection)
+/// makes that read fail with EINTR even though the signal is ignored: with thousands of
+/// children a second it happened to a worker's XREADGROUP every few hundred tasks, and
+/// the entries that read took were left unseen until their lease ran out. Blocked in
+/// every thread, the signal stays pending and interrupts nothing. Children start with
+/// an empty signal mask (std's spawn resets it).
+pub fn block_child_signal() {
+    // SAFETY: the set is initialised by sigemptyset before it is read; the old mask is
+    // not asked for (null).
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
     }
 }
 

@@ -1,0 +1,356 @@
+//! What the runner asks of Redis about many tasks at once, one round trip each: the
+//! coordinator publishing a batch of tasks, a worker checking a batch of entries it took
+//! (START for each), sending what its tasks printed, which of them run and their
+//! results (SEND), renewing every lease it holds, and giving back what it took and did
+//! not run. Each script does per task exactly what the
+//! one-task script of `tasks.rs` does, so the delivery rules are those of one task: a
+//! task's result, queue lines and acknowledgement are committed together, and only its
+//! first completion is kept.
+//!
+//! So that round trips do not set the pace (distributed.md, "Speed across machines"):
+//! a worker with 2 ms to Redis and 1 ms tasks would otherwise spend most of its time
+//! waiting for replies.
+
+use super::tasks::TaskState;
+use super::wire::Message;
+use super::{key, run_key, Broker, BrokerError, GROUP};
+use redis::Script;
+
+/// ISSUE for each task. KEYS: tasks, issued, run hash. ARGV: per task its key, its
+/// number of field/value arguments, and those. Returns how many were published (0 when
+/// Redis no longer knows the run).
+const ISSUE_MANY: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local i = 1
+local n = 0
+while i <= #ARGV do
+  local task = ARGV[i]
+  local count = tonumber(ARGV[i + 1])
+  local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + count))
+  redis.call('HSET', KEYS[2], task, id)
+  i = i + 2 + count
+  n = n + 1
+end
+return n
+";
+
+/// START for each entry (see `tasks.rs`): 0 not issued as this entry, 1 done, 2 start
+/// (recorded as taken ahead by this consumer, `ahead:CONSUMER`, until RUNNING says it
+/// runs), 3 the run is stopping or over, 4 its
+/// coordinator is gone. KEYS: issued, done, started, run hash, alive. ARGV: consumer,
+/// then task key and entry id pairs.
+const START_MANY: &str = r"
+local state = redis.call('HGET', KEYS[4], 'state')
+local alive = redis.call('EXISTS', KEYS[5])
+local out = {}
+for i = 2, #ARGV, 2 do
+  local task, id = ARGV[i], ARGV[i + 1]
+  if state ~= 'running' then out[#out + 1] = 3
+  elseif alive == 0 then out[#out + 1] = 4
+  elseif redis.call('HGET', KEYS[1], task) ~= id then out[#out + 1] = 0
+  elseif redis.call('HEXISTS', KEYS[2], task) == 1 then out[#out + 1] = 1
+  else
+    redis.call('HSET', KEYS[3], task, 'ahead:' .. ARGV[1])
+    out[#out + 1] = 2
+  end
+end
+return out
+";
+
+/// RENEW for each entry: only while this consumer still holds it. KEYS: tasks. ARGV:
+/// group, consumer, entry ids.
+const RENEW_MANY: &str = r"
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+";
+
+/// What a worker sends after its tasks ran, in the order it happened, one round trip
+/// for the lot: its tasks' printed output (added to the run's capped output stream,
+/// only while it holds fewer than the cap: the first entry that does not fit ends the
+/// step, and everything after it waits for the next), the tasks taken ahead that now
+/// run (as RUNNING: recorded as started by this consumer, for a coordinator that stops
+/// the run), and results (as COMPLETE: only a task's first result is kept, with its
+/// acknowledgement). A result sent after its task's output is never committed before
+/// that output: the step stops at the first entry that does not fit. When the run is
+/// over or Redis no longer knows it, output is dropped (nobody reads it) and the rest
+/// is done as the one-task scripts would.
+/// KEYS: output, run hash, done, results, tasks, started. ARGV: cap, group, consumer,
+/// then items: `o` count fields… (output), `r` task (runs), `c` task id count fields…
+/// (a result). Returns {items done, 1 if output is dropped}.
+const SEND: &str = r"
+local state = redis.call('HGET', KEYS[2], 'state')
+local gone = (not state) or state == 'done'
+local cap = tonumber(ARGV[1])
+local n = redis.call('XLEN', KEYS[1])
+local i = 4
+local done = 0
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'o' then
+    local count = tonumber(ARGV[i + 1])
+    if not gone then
+      if n >= cap then break end
+      redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + count))
+      n = n + 1
+    end
+    i = i + 2 + count
+  elseif kind == 'r' then
+    if redis.call('HGET', KEYS[6], ARGV[i + 1]) == 'ahead:' .. ARGV[3] then
+      redis.call('HSET', KEYS[6], ARGV[i + 1], ARGV[3])
+    end
+    i = i + 2
+  else
+    local task, id, count = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    if state then
+      if redis.call('HSETNX', KEYS[3], task, id) == 1 then
+        redis.call('XADD', KEYS[4], '*', unpack(ARGV, i + 4, i + 3 + count))
+      end
+      redis.call('XACK', KEYS[5], ARGV[2], id)
+    end
+    i = i + 4 + count
+  end
+  done = done + 1
+end
+if gone then return {done, 1} end
+return {done, 0}
+";
+
+/// Tasks this consumer recorded as started (START) and never ran: no longer started,
+/// so that a stopping coordinator withdraws them rather than waits for them.
+/// KEYS: started. ARGV: consumer, task keys.
+const UNSTART: &str = r"
+for i = 2, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v == ARGV[1] or v == 'ahead:' .. ARGV[1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
+";
+
+/// The scripts a worker runs for every batch, their SHA-1 computed once.
+static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
+static START_MANY_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(START_MANY));
+
+/// A task's result, for [`Broker::send`].
+pub struct Completion {
+    pub task: String,
+    pub id: String,
+    pub result: Message,
+}
+
+/// What a worker sends after its tasks ran ([`Broker::send`]), in order.
+pub enum Outbound {
+    /// An entry of the run's output stream: a piece of a task's printed output, or an
+    /// attempt's start.
+    Output(Message),
+    /// A task taken ahead now runs.
+    Running(String),
+    /// A task's result.
+    Done(Completion),
+}
+
+/// What came of [`Broker::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// How many items were done: the first ones (fewer than given: the output stream
+    /// is full, and the rest waits).
+    pub done: usize,
+    /// The run is over, or Redis no longer knows it: its output was dropped, as all
+    /// output from now on should be.
+    pub output_gone: bool,
+}
+
+impl Broker {
+    /// Publishes tasks (`(task key, message)`) in one step; how many were published
+    /// (none if Redis no longer knows the run).
+    pub fn issue_many(
+        &mut self,
+        run: &str,
+        tasks: &[(String, Message)],
+    ) -> Result<usize, BrokerError> {
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let script = Script::new(ISSUE_MANY);
+        self.call(|c| {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(key(run, "tasks"))
+                .key(key(run, "issued"))
+                .key(run_key(run));
+            for (task, message) in tasks {
+                invocation.arg(task).arg(message.fields.len() * 2);
+                for (name, value) in &message.fields {
+                    invocation.arg(name).arg(value.as_slice());
+                }
+            }
+            invocation.invoke::<usize>(c)
+        })
+    }
+
+    /// START for each `(task key, entry id)`, in one step.
+    pub fn start_many(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        entries: &[(String, String)],
+    ) -> Result<Vec<TaskState>, BrokerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let script = &*START_MANY_SCRIPT;
+        let states = self.call(|c| {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(key(run, "issued"))
+                .key(key(run, "done"))
+                .key(key(run, "started"))
+                .key(run_key(run))
+                .key(key(run, "alive"))
+                .arg(consumer);
+            for (task, id) in entries {
+                invocation.arg(task).arg(id);
+            }
+            invocation.invoke::<Vec<i64>>(c)
+        })?;
+        Ok(states.into_iter().map(TaskState::from_code).collect())
+    }
+
+    /// Renews `consumer`'s lease on each entry it still holds, in one step.
+    pub fn renew_many(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(RENEW_MANY);
+        self.call(|c| {
+            script
+                .key(key(run, "tasks"))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(ids)
+                .invoke::<i64>(c)
+        })
+        .map(drop)
+    }
+
+    /// Sends `items` in order (the SEND script), as many as can go now, in one round
+    /// trip: all of them unless the output stream is full.
+    pub fn send(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        items: &[Outbound],
+        cap: usize,
+    ) -> Result<Sent, BrokerError> {
+        if items.is_empty() {
+            return Ok(Sent {
+                done: 0,
+                output_gone: false,
+            });
+        }
+        let script = &*SEND_SCRIPT;
+        let (done, gone) = self.call(|c| {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(key(run, "output"))
+                .key(run_key(run))
+                .key(key(run, "done"))
+                .key(key(run, "results"))
+                .key(key(run, "tasks"))
+                .key(key(run, "started"))
+                .arg(cap)
+                .arg(GROUP)
+                .arg(consumer);
+            for item in items {
+                match item {
+                    Outbound::Output(entry) => {
+                        invocation.arg("o").arg(entry.fields.len() * 2);
+                        for (name, value) in &entry.fields {
+                            invocation.arg(name).arg(value.as_slice());
+                        }
+                    }
+                    Outbound::Running(task) => {
+                        invocation.arg("r").arg(task);
+                    }
+                    Outbound::Done(d) => {
+                        invocation
+                            .arg("c")
+                            .arg(&d.task)
+                            .arg(&d.id)
+                            .arg(d.result.fields.len() * 2);
+                        for (name, value) in &d.result.fields {
+                            invocation.arg(name).arg(value.as_slice());
+                        }
+                    }
+                }
+            }
+            invocation.invoke::<(usize, i64)>(c)
+        })?;
+        Ok(Sent {
+            done,
+            output_gone: gone == 1,
+        })
+    }
+
+    /// Of `tasks`, those a worker runs, and those a worker took ahead and has not
+    /// started (either may still run).
+    pub fn started_or_ahead(
+        &mut self,
+        run: &str,
+        tasks: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), BrokerError> {
+        if tasks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let found = self.call(|c| {
+            redis::cmd("HMGET")
+                .arg(key(run, "started"))
+                .arg(tasks)
+                .query::<Vec<Option<String>>>(c)
+        })?;
+        let (mut running, mut ahead) = (Vec::new(), Vec::new());
+        for (task, value) in tasks.iter().zip(found) {
+            match value {
+                Some(v) if v.starts_with("ahead:") => ahead.push(task.clone()),
+                Some(_) => running.push(task.clone()),
+                None => {}
+            }
+        }
+        Ok((running, ahead))
+    }
+
+    /// Tasks `consumer` recorded as started and did not run: no longer started.
+    pub fn unstart(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        tasks: &[String],
+    ) -> Result<(), BrokerError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(UNSTART);
+        self.call(|c| {
+            script
+                .key(key(run, "started"))
+                .arg(consumer)
+                .arg(tasks)
+                .invoke::<i64>(c)
+        })
+        .map(drop)
+    }
+}

@@ -1,0 +1,146 @@
+//! What a remote task prints reaches the coordinator and is printed there as a local
+//! task's is (labelled, in each output mode, in `--logs` files), streamed and bounded;
+//! its start and end lines name the worker that ran it.
+
+use crate::distributed::{Redis, Worker};
+use crate::util::Test;
+use std::process::Stdio;
+
+const TALK: &str = "[jobs.talk]\ncommand = 'echo \"out $RUNNER_ITEM one\"; echo \"err $RUNNER_ITEM\" >&2; echo \"out $RUNNER_ITEM two\"'\nitems = ['a', 'b', 'c']\n";
+
+#[test]
+fn a_remote_tasks_lines_are_printed_on_the_coordinator_in_each_mode_and_logged() {
+    let redis = Redis::start(&[]);
+    for mode in ["lines", "grouped"] {
+        let t = Test::new(TALK).args(&[
+            "--broker",
+            &redis.url(),
+            "--no-local",
+            "--output",
+            mode,
+            "--logs",
+            "logs",
+        ]);
+        let worker = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+        let pid = worker.0.id();
+        let out = t.run();
+        out.assert_code(0);
+        for item in ["a", "b", "c"] {
+            let label = format!("talk:{item}");
+            assert_eq!(
+                out.lines_of(&label),
+                [format!("out {item} one"), format!("out {item} two")],
+                "{mode}: {}",
+                out.stdout
+            );
+            out.assert_stderr_has(&format!("[{label}] err {item}\n"));
+            let index = ["a", "b", "c"].iter().position(|i| *i == item).unwrap();
+            assert_eq!(
+                t.read(&format!("logs/talk.{index}.stdout")),
+                format!("out {item} one\nout {item} two\n")
+            );
+            assert_eq!(
+                t.read(&format!("logs/talk.{index}.stderr")),
+                format!("err {item}\n")
+            );
+            // Its start and end lines name the worker (`host:pid`).
+            for word in ["start", "done"] {
+                let prefix = format!("[runner] {word} {label} on ");
+                let line = out
+                    .stderr
+                    .lines()
+                    .find(|l| l.starts_with(&prefix))
+                    .unwrap_or_else(|| panic!("{mode}: no {prefix:?} in\n{}", out.stderr));
+                let worker_name = line[prefix.len()..].split(' ').next().unwrap();
+                assert!(worker_name.ends_with(&format!(":{pid}")), "{mode}: {line}");
+            }
+        }
+        if mode == "grouped" {
+            // Each task's stdout is one block.
+            let labels: Vec<&str> = out
+                .stdout
+                .lines()
+                .map(|l| l.split(']').next().unwrap())
+                .collect();
+            let mut blocks = labels.clone();
+            blocks.dedup();
+            assert_eq!(blocks.len(), 3, "{}", out.stdout);
+        }
+        drop(worker);
+    }
+}
+
+/// Peak resident memory of a live process, in KiB.
+fn peak_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn redis_peak_bytes(redis: &Redis) -> u64 {
+    redis
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory_peak:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn fifty_megabytes_of_remote_output_keep_redis_and_both_sides_small() {
+    let redis = Redis::start(&[]);
+    let before = redis_peak_bytes(&redis);
+    let t = Test::new("[jobs.flood]\ncommand = 'yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 50000000'\nitems = [1]\n")
+        .args(&["--broker", &redis.url(), "--no-local", "--report", "report.json"]);
+    // Its own terminal (stdout) is not read here: it goes nowhere.
+    let worker = Worker(
+        std::process::Command::new(crate::util::BIN)
+            .current_dir(t.dir.path())
+            .args([
+                "worker",
+                "jobs.toml",
+                "--broker",
+                &redis.url(),
+                "--pool",
+                "1",
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Counted as it comes: every byte arrives, labelled.
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    assert!(child.wait().unwrap().success());
+    // 101-byte lines: 495,049 whole ones and a last one of 51 bytes (ended by the
+    // runner), each with "[flood:1] " before it.
+    assert_eq!(lines, 495_050);
+    assert_eq!(bytes, 50_000_000 + 1 + lines * 10);
+    let worker_kib = peak_kib_of(worker.0.id());
+    assert!(worker_kib < 64 * 1024, "worker peak {worker_kib} KiB");
+    let kib = crate::queues::peak_kib(&t);
+    assert!(kib < 64 * 1024, "coordinator peak {kib} KiB");
+    let grew = redis_peak_bytes(&redis).saturating_sub(before);
+    assert!(grew < 32 << 20, "Redis grew by {grew} bytes at its peak");
+    drop(worker);
+}
