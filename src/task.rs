@@ -380,6 +380,7 @@ pub enum Event {
     Waiting(Option<String>),
     /// What the workers a cluster started are doing (`Slurm job 12: 1 pending, 1
     /// running`): said by the heartbeat line from then on.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     Cluster(String),
     /// Print everything received so far (output waiting for its turn too), flush, and
     /// answer: the run then knows whether every write of task output succeeded.

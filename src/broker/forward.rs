@@ -184,8 +184,9 @@ impl Out {
             let sent = match broker.send(s.run(), &s.options.consumer, &items, CAP) {
                 Ok(sent) => sent,
                 Err(e) => {
-                    // Given up (this process stops serving the run): what held results
-                    // is taken over once its lease runs out.
+                    // Given up (an error Redis answered: out of memory, read-only…):
+                    // these results are let go, no longer renewed, so their entries
+                    // run out their leases and are taken over.
                     let results = items
                         .iter()
                         .filter(|i| matches!(i, Outbound::Done(_)))
@@ -196,6 +197,10 @@ impl Out {
                             crate::task::plural(results as u64, "task")
                         ));
                     }
+                    s.sent(items.iter().filter_map(|item| match item {
+                        Outbound::Done(d) => Some(d.id.as_str()),
+                        _ => None,
+                    }));
                     self.drop_from_now(s, "the broker cannot be reached");
                     return;
                 }

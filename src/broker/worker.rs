@@ -317,7 +317,8 @@ impl Serve {
         }
     }
 
-    /// Entries whose results are on the broker: no longer held (nor renewed).
+    /// Entries whose results are on the broker, or were given up: no longer held (nor
+    /// renewed).
     pub(super) fn sent<'a>(&self, ids: impl Iterator<Item = &'a str>) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
@@ -887,12 +888,9 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
         let batch: Vec<Outbound> = std::iter::once(first)
             .chain(results.try_iter().take(COMPLETE_BATCH - 1))
             .collect();
-        match broker.send(s.run(), &s.options.consumer, &batch, 0) {
-            Ok(_) => s.sent(batch.iter().filter_map(|item| match item {
-                Outbound::Done(d) => Some(d.id.as_str()),
-                _ => None,
-            })),
-            Err(e) => s.say(format!(
+        let sent = broker.send(s.run(), &s.options.consumer, &batch, 0);
+        if let Err(e) = &sent {
+            s.say(format!(
                 "could not record the results of {}: {e}",
                 crate::task::plural(
                     batch
@@ -901,8 +899,15 @@ fn complete_batches(s: &Serve, broker: &mut Broker, consumed: &AtomicBool) {
                         .count() as u64,
                     "task"
                 )
-            )),
+            ));
         }
+        // Sent, or not recorded (an error Redis answered: out of memory, read-only…):
+        // either way no longer renewed, so an entry not recorded runs out its lease and
+        // is taken over, rather than renewed for as long as this process serves.
+        s.sent(batch.iter().filter_map(|item| match item {
+            Outbound::Done(d) => Some(d.id.as_str()),
+            _ => None,
+        }));
     }
 }
 

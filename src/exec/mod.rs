@@ -834,10 +834,14 @@ fn sinks(
         // What a task prints (not a producer's lines: they are items) also goes to the
         // coordinator, which prints it as its own task's.
         let task: Arc<str> = format!("{}/{index}", job.name).into();
+        let give_up = {
+            let control = ctx.control.clone();
+            Arc::new(move || control.level() != Level::Run)
+        };
         if job.to.is_none() {
-            out = out.remote(remote.clone(), task.clone());
+            out = out.remote(remote.clone(), task.clone(), give_up.clone(), job.timeout);
         }
-        err = err.remote(remote.clone(), task);
+        err = err.remote(remote.clone(), task, give_up, job.timeout);
     }
     if let Some(dir) = &ctx.logs {
         // Opened when the process has started: a task that never started has no files.

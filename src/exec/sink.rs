@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A printed line longer than this goes to the writer through a temporary file.
 pub use crate::held::PIECE;
@@ -97,8 +98,25 @@ pub struct Sink {
     /// A worker's task: a copy of the bytes for the coordinator (`Remote::Bytes`), as
     /// they come; the send waits while the channel is full (the task's pipe fills, and
     /// the task waits too), so memory stays bounded.
-    remote: Option<(Sender<Remote>, Arc<str>)>,
+    remote: Option<RemoteTo>,
 }
+
+/// Where a worker's task's bytes go (`Sink::remote`), and when to stop waiting for room.
+struct RemoteTo {
+    to: Sender<Remote>,
+    /// `job/index`.
+    task: Arc<str>,
+    /// True once the run stops (Ctrl-C, TERM, fail-fast): a send waits no more.
+    give_up: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The attempt's timeout, from when its sinks were made: a send waits no longer.
+    deadline: Option<Instant>,
+    /// Gave up waiting once: from then on a piece is sent only if there is room.
+    dropping: bool,
+}
+
+/// How often a send waiting for room in the channel to the coordinator looks at
+/// whether it should stop waiting.
+const REMOTE_WAIT: Duration = Duration::from_millis(50);
 
 /// A service's `line` check on a stream: lines are looked at until one matches.
 struct LineWatch {
@@ -164,9 +182,24 @@ impl Sink {
         }
     }
 
-    /// Every byte (redacted) is also sent to the coordinator, as task `task`'s.
-    pub fn remote(mut self, to: Sender<Remote>, task: Arc<str>) -> Sink {
-        self.remote = Some((to, task));
+    /// Every byte (redacted) is also sent to the coordinator, as task `task`'s. While
+    /// the channel is full (the coordinator reads slowly) the task's thread waits, but
+    /// not past `timeout` from now nor once `give_up` is true: the thread also watches
+    /// the task's timeout and the run's stop, which must not wait for the coordinator.
+    pub fn remote(
+        mut self,
+        to: Sender<Remote>,
+        task: Arc<str>,
+        give_up: Arc<dyn Fn() -> bool + Send + Sync>,
+        timeout: Option<Duration>,
+    ) -> Sink {
+        self.remote = Some(RemoteTo {
+            to,
+            task,
+            give_up,
+            deadline: timeout.map(|t| Instant::now() + t),
+            dropping: false,
+        });
         self
     }
 
@@ -278,12 +311,8 @@ impl Sink {
         if self.watch.is_some() {
             self.look(data);
         }
-        if let (Some((to, task)), false) = (&self.remote, data.is_empty()) {
-            let _ = to.send(Remote::Bytes {
-                task: task.clone(),
-                stream: self.stream,
-                data: data.to_vec(),
-            });
+        if let (Some(remote), false) = (&mut self.remote, data.is_empty()) {
+            remote.send(self.stream, data);
         }
         if self.refused.is_some() {
             return;
@@ -529,6 +558,35 @@ impl Tail {
         let start = lines.len().saturating_sub(TAIL_LINES);
         let cut = self.dropped || start > 0;
         (lines[start..].iter().map(|l| l.to_string()).collect(), cut)
+    }
+}
+
+impl RemoteTo {
+    /// Sends a piece, waiting for room unless the run stops or the attempt's timeout
+    /// passed: then the piece, and any later one that finds no room, is dropped (the
+    /// task is being stopped; what it printed is still in its log and tail here).
+    fn send(&mut self, stream: Stream, data: &[u8]) {
+        let mut piece = Remote::Bytes {
+            task: self.task.clone(),
+            stream,
+            data: data.to_vec(),
+        };
+        loop {
+            if self.dropping {
+                let _ = self.to.try_send(piece);
+                return;
+            }
+            match self.to.send_timeout(piece, REMOTE_WAIT) {
+                Ok(()) | Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                    piece = back;
+                    let late = self.deadline.is_some_and(|d| Instant::now() >= d);
+                    if late || (self.give_up)() {
+                        self.dropping = true;
+                    }
+                }
+            }
+        }
     }
 }
 

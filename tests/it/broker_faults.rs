@@ -307,3 +307,53 @@ fn a_worker_starts_no_task_of_a_run_whose_coordinator_is_dead() {
         "{said}"
     );
 }
+
+#[test]
+fn results_redis_refuses_to_record_are_let_go_and_run_again() {
+    // Redis answers an error (out of memory) to the worker's batch of results: the
+    // entries must not be renewed for ever (the run would wait for ever); their
+    // leases run out and they are taken over once Redis takes writes again.
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.work]\nitems = [1, 2]\n\
+         command = 'echo go >> started.log; while [ ! -e release ]; do sleep 0.05; done; echo $RUNNER_ITEM >> ran.log'\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local", "--lease", "3s"]);
+    let worker = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
+    let mut child = t
+        .command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let read = |name: &str| std::fs::read_to_string(t.path(name)).unwrap_or_default();
+    while read("started.log").lines().count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tasks never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every write refused from now on (noeviction is Redis's default policy).
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    std::fs::write(t.path("release"), "").unwrap();
+    while read("ran.log").lines().count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tasks never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give the worker time to try, then take writes again.
+    std::thread::sleep(Duration::from_millis(500));
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let code = wait_child(&mut child, Duration::from_secs(60));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(code, Some(0), "{stderr}");
+    let said = worker.finish();
+    assert!(
+        said.contains("could not record the results"),
+        "worker said: {said}"
+    );
+}

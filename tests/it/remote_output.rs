@@ -144,3 +144,88 @@ fn fifty_megabytes_of_remote_output_keep_redis_and_both_sides_small() {
     assert!(grew < 32 << 20, "Redis grew by {grew} bytes at its peak");
     drop(worker);
 }
+
+#[test]
+fn a_remote_tasks_timeout_holds_while_the_coordinator_reads_its_output_slowly() {
+    // The coordinator's stdout is a pipe nobody reads for a while: the output stream
+    // fills, the worker's channel fills, and the task's thread waits for room. Its
+    // timeout must still end the task.
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.flood]\nitems = [1]\ntimeout = \"2s\"\n\
+         command = 'echo $$ > flood.pid; exec yes 0123456789012345678901234567890123456789'\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    // Its own terminal goes nowhere (a pipe nobody read would hold it up too).
+    let worker = Worker(
+        std::process::Command::new(crate::util::BIN)
+            .current_dir(t.dir.path())
+            .args([
+                "worker",
+                "jobs.toml",
+                "--broker",
+                &redis.url(),
+                "--pool",
+                "1",
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = t
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid: i32 = loop {
+        if let Ok(text) = std::fs::read_to_string(t.path("flood.pid")) {
+            if let Ok(pid) = text.trim().parse() {
+                break pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Gone (or a zombie) well within the deadline, with the coordinator's stdout unread.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while !gone() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ended = gone();
+    if !ended {
+        // The task this test started (through the worker) would print forever.
+        // SAFETY: signalling a process of this test, by its pid.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // Now read what the coordinator printed, so that it can end.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut sink);
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = reader.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        ended,
+        "the task outlived its timeout while output waited: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    drop(worker);
+}
