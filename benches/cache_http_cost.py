@@ -18,7 +18,7 @@ def ngcpu(pid):
 
 R = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/runner")
 n = 1000
-base = tempfile.mkdtemp(prefix="exp-", dir=os.path.join(ROOT, "target"))
+base = tempfile.mkdtemp(prefix="exp-", dir=B.BENCH_DIR)
 t = os.path.join(base, "template"); os.makedirs(t + "/src"); os.makedirs(t + "/out")
 for i in range(n):
     open(f"{t}/src/{i}.bin", "wb").write(os.urandom(10240))
