@@ -21,7 +21,6 @@
 
 use super::batch::{Completion, Outbound};
 use super::wire::Message;
-use super::worker::Serve;
 use super::{Broker, RunState};
 use crate::exec::sink::Remote;
 use crate::task::Stream;
@@ -46,6 +45,21 @@ pub(super) const LINGER: Duration = Duration::from_millis(2);
 /// How long the coordinator's heartbeat must stay missing before output is dropped.
 const GONE_AFTER: Duration = Duration::from_secs(5);
 
+/// What the `forward` thread needs of the worker serving the run (`worker::Serve`
+/// implements it): a trait of this file's own, so that it does not import the worker's.
+pub(super) trait Serving {
+    /// The run's id.
+    fn run(&self) -> &str;
+    /// The authkey messages are signed with, if any.
+    fn key(&self) -> Option<&[u8]>;
+    /// This process's consumer name in the run's group.
+    fn consumer(&self) -> &str;
+    /// Says a note on the worker's terminal.
+    fn say(&self, text: String);
+    /// Entries whose results are on the broker, or were given up: no longer renewed.
+    fn sent(&self, ids: &mut dyn Iterator<Item = &str>);
+}
+
 /// The channel from a worker's tasks to its `forward` thread.
 pub fn channel() -> (Sender<Remote>, Receiver<Remote>) {
     crossbeam_channel::bounded(CHANNEL)
@@ -61,7 +75,12 @@ pub(super) fn flush(to: &Sender<Remote>) {
 }
 
 /// Forwards until `done` is set (every consumer thread has ended) and nothing is left.
-pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, done: &AtomicBool) {
+pub(super) fn forward(
+    s: &dyn Serving,
+    broker: &mut Broker,
+    from: &Receiver<Remote>,
+    done: &AtomicBool,
+) {
     let mut out = Out::default();
     loop {
         let first = match from.recv_timeout(Duration::from_millis(50)) {
@@ -103,7 +122,7 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
                         Message::new()
                             .with("task", &*task)
                             .with("stream", "start")
-                            .with("worker", &s.options.consumer)
+                            .with("worker", s.consumer())
                             .with("pid", pid.to_string())
                             .with("attempt", attempt.to_string())
                             .sign(s.key(), s.run()),
@@ -152,7 +171,10 @@ pub(super) fn forward(s: &Serve, broker: &mut Broker, from: &Receiver<Remote>, d
     }
 }
 
-fn bytes_entry(s: &Serve, (task, stream, data): (std::sync::Arc<str>, Stream, Vec<u8>)) -> Message {
+fn bytes_entry(
+    s: &dyn Serving,
+    (task, stream, data): (std::sync::Arc<str>, Stream, Vec<u8>),
+) -> Message {
     let stream = match stream {
         Stream::Stdout => "out",
         Stream::Stderr => "err",
@@ -175,13 +197,13 @@ impl Out {
     /// Sends `items` in order, waiting while the output stream is full, unless nobody
     /// reads it (then output is dropped, and the rest still sent). Results sent are let
     /// go here (no longer renewed).
-    fn send(&mut self, s: &Serve, broker: &mut Broker, mut items: Vec<Outbound>) {
+    fn send(&mut self, s: &dyn Serving, broker: &mut Broker, mut items: Vec<Outbound>) {
         let mut checked = Instant::now();
         while !items.is_empty() {
             if self.dropping {
                 items.retain(|item| !matches!(item, Outbound::Output(_)));
             }
-            let sent = match broker.send(s.run(), &s.options.consumer, &items, CAP) {
+            let sent = match broker.send(s.run(), s.consumer(), &items, CAP) {
                 Ok(sent) => sent,
                 Err(e) => {
                     // Given up (an error Redis answered: out of memory, read-only…):
@@ -197,7 +219,7 @@ impl Out {
                             crate::task::plural(results as u64, "task")
                         ));
                     }
-                    s.sent(items.iter().filter_map(|item| match item {
+                    s.sent(&mut items.iter().filter_map(|item| match item {
                         Outbound::Done(d) => Some(d.id.as_str()),
                         _ => None,
                     }));
@@ -209,7 +231,7 @@ impl Out {
                 self.drop_from_now(s, "the run is over");
             }
             let rest = items.split_off(sent.done.min(items.len()));
-            s.sent(items.iter().filter_map(|item| match item {
+            s.sent(&mut items.iter().filter_map(|item| match item {
                 Outbound::Done(d) => Some(d.id.as_str()),
                 _ => None,
             }));
@@ -225,7 +247,7 @@ impl Out {
         }
     }
 
-    fn check(&mut self, s: &Serve, broker: &mut Broker) {
+    fn check(&mut self, s: &dyn Serving, broker: &mut Broker) {
         match broker.run_state(s.run()) {
             Ok(RunState::Running | RunState::Stopping) => self.orphaned_since = None,
             Ok(RunState::Over) => self.drop_from_now(s, "the run is over"),
@@ -239,7 +261,7 @@ impl Out {
         }
     }
 
-    fn drop_from_now(&mut self, s: &Serve, why: &str) {
+    fn drop_from_now(&mut self, s: &dyn Serving, why: &str) {
         if !self.dropping {
             self.dropping = true;
             s.say(format!(

@@ -418,7 +418,7 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
             .name("forward".into())
             .spawn(move || {
                 if let Some(from) = &s.options.output {
-                    super::forward::forward(&s, &mut broker, from, &consumed);
+                    super::forward::forward(&*s, &mut broker, from, &consumed);
                 }
             })
             .ok()
@@ -868,6 +868,28 @@ fn check_ahead(
         }
     }
     ready
+}
+
+impl super::forward::Serving for Serve {
+    fn run(&self) -> &str {
+        Serve::run(self)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        Serve::key(self)
+    }
+
+    fn consumer(&self) -> &str {
+        &self.options.consumer
+    }
+
+    fn say(&self, text: String) {
+        Serve::say(self, text);
+    }
+
+    fn sent(&self, ids: &mut dyn Iterator<Item = &str>) {
+        Serve::sent(self, ids);
+    }
 }
 
 /// The `complete` thread (without `uses`, on the coordinator's own share, whose tasks'

@@ -70,6 +70,28 @@ fn a_remote_tasks_lines_are_printed_on_the_coordinator_in_each_mode_and_logged()
     }
 }
 
+/// A worker of pool 1 for `t`'s jobs.toml whose own terminal goes nowhere: a pipe
+/// nobody reads would hold up its tasks' output.
+fn worker_out_of_sight(t: &Test, redis: &Redis) -> Worker {
+    Worker(
+        std::process::Command::new(crate::util::BIN)
+            .current_dir(t.dir.path())
+            .args([
+                "worker",
+                "jobs.toml",
+                "--broker",
+                &redis.url(),
+                "--pool",
+                "1",
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Peak resident memory of a live process, in KiB.
 fn peak_kib_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -96,23 +118,7 @@ fn fifty_megabytes_of_remote_output_keep_redis_and_both_sides_small() {
     let t = Test::new("[jobs.flood]\ncommand = 'yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 50000000'\nitems = [1]\n")
         .args(&["--broker", &redis.url(), "--no-local", "--report", "report.json"]);
     // Its own terminal (stdout) is not read here: it goes nowhere.
-    let worker = Worker(
-        std::process::Command::new(crate::util::BIN)
-            .current_dir(t.dir.path())
-            .args([
-                "worker",
-                "jobs.toml",
-                "--broker",
-                &redis.url(),
-                "--pool",
-                "1",
-            ])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let worker = worker_out_of_sight(&t, &redis);
     let mut child = t
         .command()
         .stdout(Stdio::piped())
@@ -157,23 +163,7 @@ fn a_remote_tasks_timeout_holds_while_the_coordinator_reads_its_output_slowly() 
     )
     .args(&["--broker", &redis.url(), "--no-local"]);
     // Its own terminal goes nowhere (a pipe nobody read would hold it up too).
-    let worker = Worker(
-        std::process::Command::new(crate::util::BIN)
-            .current_dir(t.dir.path())
-            .args([
-                "worker",
-                "jobs.toml",
-                "--broker",
-                &redis.url(),
-                "--pool",
-                "1",
-            ])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let worker = worker_out_of_sight(&t, &redis);
     let mut child = t
         .command()
         .stdout(Stdio::piped())
