@@ -180,13 +180,22 @@ fn a_terminated_coordinator_stops_remote_tasks_and_says_what_it_withdrew() {
         &[],
     );
     let mut runner = t.spawn();
+    let said = Collected::start(runner.stderr.take().unwrap());
     assert!(wait_for(Duration::from_secs(15), || t
         .lines_in("started.log")
         == 1));
+    // The coordinator knows it runs once the worker's start reached it (a worker sends
+    // the starts of tasks it took ahead in its next batch, a round trip later): until
+    // then the task counts as not yet taken.
+    assert!(
+        said.wait_for(Duration::from_secs(15), "start fan:"),
+        "{}",
+        said.now()
+    );
     // SAFETY: terminating the coordinator this test started, by its pid.
     unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
     let status = wait_child(&mut runner, Duration::from_secs(15));
-    let err = stderr_of(&mut runner);
+    let err = said.finish();
     assert_eq!(status, Some(143), "{err}");
     assert!(!err.contains("os error 4"), "{err}");
     assert!(err.contains("stopping 0 running tasks"), "{err}");
