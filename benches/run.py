@@ -32,7 +32,8 @@ RUNNER = os.path.join(ROOT, "target", "release", "runner")
 # figures of record are also taken on a journaled ext4, as CI machines have.
 BENCH_DIR = os.environ.get("RUNNER_BENCH_DIR") or os.path.join(ROOT, "target")
 LIMIT = os.path.join(ROOT, "target", "release", "examples", "spawn_limit")
-# `--before PATH`: an earlier runner binary, measured side by side in the output workload.
+# `--before PATH`: an earlier runner binary, measured side by side in the output, cache
+# and distributed workloads.
 BEFORE = None
 DEVNULL = subprocess.DEVNULL
 
@@ -707,9 +708,18 @@ def cache_workload(s, n, table):
             ("runner, no cache", fresh, run),
             ("runner --cache DIR (empty: all stored)", filling, lambda r: run + ["--cache", store(r)]),
         ]
+        if BEFORE:
+            # The earlier binary beside this one, each against its own run without a cache.
+            before = [BEFORE] + run[1:]
+            contenders += [
+                ("runner (before), no cache", fresh, before),
+                ("runner (before) --cache DIR (empty: all stored)", fresh, lambda r: before + ["--cache", store(r) + "-before"]),
+            ]
         if have("nginx"):
             nginx = Nginx(os.path.join(base, "nginx"))
             contenders.append(("runner --cache http:// nginx (empty: all stored)", fresh, lambda r: run + ["--cache", nginx.url(f"r{r}")]))
+            if BEFORE:
+                contenders.append(("runner (before) --cache http:// nginx (empty: all stored)", fresh, lambda r: before + ["--cache", nginx.url(f"b{r}")]))
         else:
             s.missing.append("nginx (HTTP cache workload)")
         contenders += [
@@ -718,7 +728,9 @@ def cache_workload(s, n, table):
             ("cp -r of the outputs", lambda r: filled[r], lambda r: ["cp", "-r", "out", f"../cp{r}"]),
         ]
         if nginx:
-            contenders.insert(4, ("runner --cache http:// nginx, fresh copy (all restored)", fresh, lambda r: run + ["--cache", nginx.url(f"r{r}")]))
+            # After the run that filled it (each round's contenders run in this order).
+            at = [c[0] for c in contenders].index("runner --cache DIR, fresh copy (all restored)")
+            contenders.insert(at, ("runner --cache http:// nginx, fresh copy (all restored)", fresh, lambda r: run + ["--cache", nginx.url(f"r{r}")]))
         medians = timed_rounds(s, "cache", contenders)
         # Each restored copy holds every output, byte for byte: checked once.
         check = fresh(0)
@@ -728,9 +740,10 @@ def cache_workload(s, n, table):
             with open(os.path.join(check, "out", f"{i}.bin"), "rb") as a, open(os.path.join(template, "src", f"{i}.bin"), "rb") as b:
                 assert a.read() == b.read(), i
         miss = f"{n:,} tasks × 10 KiB output, every task a miss: cost of a cache (ratio: no cache over cache, target ≥ 0.91)"
-        for name in [c[0] for c in contenders if "empty" in c[0] or c[0] == "runner, no cache"]:
+        for name in [c[0] for c in contenders if "empty" in c[0] or c[0].endswith(", no cache")]:
             t = medians[name]
-            table.append((miss, name, t, n / t, medians["runner, no cache"] / t))
+            baseline = "runner (before), no cache" if "(before)" in name else "runner, no cache"
+            table.append((miss, name, t, n / t, medians[baseline] / t))
         hit = f"{n:,} tasks × 10 KiB output, restored (rate in tasks/s; ratio: cp -r over it)"
         for name in [c[0] for c in contenders if "restored" in c[0] or "up to date" in c[0] or c[0].startswith("cp")]:
             t = medians[name]
@@ -863,7 +876,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--debug", action="store_true", help="use the debug build (with --smoke: only that it still works)")
     ap.add_argument("--only", help="run only these workloads (comma-separated: journal,resources,memory,resume,sources,changed,output,secrets,cache,dist,services,profile); prints, writes nothing; dist is the distributed one, profile builds the dist profile")
-    ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output and distributed workloads)")
+    ap.add_argument("--before", help="an earlier runner binary to measure side by side with this one (output, cache and distributed workloads)")
     args = ap.parse_args()
     global BEFORE
     BEFORE = os.path.abspath(args.before) if args.before else None

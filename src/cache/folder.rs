@@ -158,6 +158,14 @@ impl Store for Folder {
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
+
+    /// One: storing here is work for the CPU (and the disk), not a wait on a network,
+    /// so a second thread would take a core from the run's tasks. Measured on 2 cores
+    /// (docs/benchmarks.md): 1,000 tasks storing 10 KiB each took 0.85 of the time
+    /// without a cache with two threads, 0.89–1.02 with one.
+    fn uploaders(&self) -> usize {
+        1
+    }
 }
 
 /// `dir/KK/NAME`, KK the name's first two characters (so no folder holds millions).
@@ -168,11 +176,12 @@ fn fanned(dir: &Path, name: &str) -> PathBuf {
 /// A name no other writer uses: this process, and a counter.
 fn temp_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     format!(
         "{}.{}.{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
-        crate::sys::hostname()
+        HOST.get_or_init(crate::sys::hostname)
     )
 }
 

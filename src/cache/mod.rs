@@ -83,6 +83,11 @@ pub trait Store: Send + Sync {
     fn store_entry(&self, key: &Key, entry: &[u8]) -> Result<(), StoreError>;
     /// The store as messages name it: its URL with any password hidden.
     fn describe(&self) -> String;
+    /// How many threads store entries at once: a store that waits on a network is
+    /// kept busy by two; see [`folder::Folder`] for one.
+    fn uploaders(&self) -> usize {
+        2
+    }
 }
 
 /// What a store could not do. Any of these makes the run say so once and leave the
