@@ -232,8 +232,18 @@ impl Coordinator {
                     withdrawn.extend(in_flight.remove(task));
                 }
             }
+            // A task taken ahead counts as not taken until its worker says it began,
+            // which comes with the worker's next batch: one begun just now is stopped
+            // with the others, and the message says that it may be so.
+            let taken_ahead = match ahead.len() {
+                0 => String::new(),
+                n => format!(
+                    " ({n} of them taken ahead by workers: given back unrun, or stopped as the running ones are if a worker began {} just now)",
+                    if n == 1 { "it" } else { "one" }
+                ),
+            };
             (run.say)(format!(
-                "stopping {} running on workers (TERM, then KILL after each worker's --grace); {} not yet taken are withdrawn",
+                "stopping {} running on workers (TERM, then KILL after each worker's --grace); {} not yet taken are withdrawn{taken_ahead}",
                 plural(started.len() as u64, "task"),
                 withdrawn.len() + ahead.len()
             ));
