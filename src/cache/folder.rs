@@ -14,6 +14,7 @@
 //! sets its modification time to now: `runner cache prune` removes the least recently
 //! used first.
 
+use super::verify::Hashing;
 use super::{BlobReader, Digest, Key, OpenError, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -53,9 +54,16 @@ impl Folder {
         fanned(&self.root.join("cas"), &digest.hex())
     }
 
-    /// Writes `path` whole from `data` (at most `limit` bytes read, when given): to a
-    /// temporary file under `tmp/`, then renamed.
+    /// Writes `path` whole from `data`: to a temporary file under `tmp/`, then renamed.
     fn write_whole(&self, path: &Path, data: &mut dyn Read) -> Result<u64, StoreError> {
+        let (temp, written) = self.write_temp(data)?;
+        self.rename_into(&temp, path)?;
+        Ok(written)
+    }
+
+    /// Writes `data` to a new temporary file under `tmp/`; returns its path and size.
+    /// Nothing is left behind on an error.
+    fn write_temp(&self, data: &mut dyn Read) -> Result<(PathBuf, u64), StoreError> {
         let io = |what: String| move |source| StoreError::Io { what, source };
         let tmp = self.root.join("tmp");
         let temp = tmp.join(temp_name());
@@ -74,31 +82,48 @@ impl Folder {
             Ok::<u64, io::Error>(n)
         })();
         drop(file);
-        let written = match written {
-            Ok(n) => n,
+        match written {
+            Ok(n) => Ok((temp, n)),
             Err(e) => {
                 let _ = fs::remove_file(&temp);
-                return Err(StoreError::Io {
+                Err(StoreError::Io {
                     what: format!("cannot write {}", temp.display()),
                     source: e,
-                });
+                })
             }
-        };
-        let renamed = match fs::rename(&temp, path) {
+        }
+    }
+
+    /// Renames a temporary file into `path` (its folder made when missing); on an
+    /// error, the temporary file is removed.
+    fn rename_into(&self, temp: &Path, path: &Path) -> Result<(), StoreError> {
+        let renamed = match fs::rename(temp, path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = path.parent().unwrap_or(&self.root);
-                fs::create_dir_all(parent).and_then(|()| fs::rename(&temp, path))
+                fs::create_dir_all(parent).and_then(|()| fs::rename(temp, path))
             }
             other => other,
         };
-        if let Err(e) = renamed {
-            let _ = fs::remove_file(&temp);
-            return Err(StoreError::Io {
+        renamed.map_err(|e| {
+            let _ = fs::remove_file(temp);
+            StoreError::Io {
                 what: format!("cannot rename into {}", path.display()),
                 source: e,
-            });
+            }
+        })
+    }
+
+    /// A blob already here, whole, is touched (so that a prune running now sees it as
+    /// just written and keeps it for the entry about to name it): the same name is the
+    /// same content (checked as read).
+    fn have_blob(&self, digest: &Digest, path: &Path) -> bool {
+        if fs::metadata(path).is_ok_and(|m| m.len() == digest.size) {
+            if let Ok(file) = File::options().append(true).open(path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
+            return true;
         }
-        Ok(written)
+        false
     }
 }
 
@@ -136,17 +161,25 @@ impl Store for Folder {
 
     fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
-        // Already there, whole: the same name is the same content (checked as read).
-        // Touched, so that a prune running now sees it as just written and keeps it
-        // for the entry about to name it.
-        if fs::metadata(&path).is_ok_and(|m| m.len() == digest.size) {
-            if let Ok(file) = File::options().append(true).open(&path) {
-                let _ = file.set_modified(SystemTime::now());
-            }
+        if self.have_blob(digest, &path) {
             return Ok(());
         }
         self.write_whole(&path, &mut data.take(digest.size))?;
         Ok(())
+    }
+
+    /// Copied to a temporary file as it is hashed, then renamed to its name: an output
+    /// is read once, not once to name it and again to store it.
+    fn store_read(&self, data: &mut Hashing<'_>) -> Result<Option<Digest>, StoreError> {
+        let (temp, _) = self.write_temp(data)?;
+        let digest = data.digest();
+        let path = self.blob_path(&digest);
+        if self.have_blob(&digest, &path) {
+            let _ = fs::remove_file(&temp);
+        } else {
+            self.rename_into(&temp, &path)?;
+        }
+        Ok(Some(digest))
     }
 
     fn store_entry(&self, key: &Key, entry: &[u8]) -> Result<(), StoreError> {
@@ -217,6 +250,28 @@ mod tests {
             .join(&digest.hex()[..2])
             .join(digest.hex())
             .is_file());
+    }
+
+    #[test]
+    fn a_blob_stored_as_it_is_read_is_named_by_its_sha256_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Folder::open(dir.path().to_str().unwrap()).unwrap();
+        let bytes = b"an output, read once".repeat(1000);
+        for _ in 0..2 {
+            // The second time, the blob is there already: the copy is dropped.
+            let mut source = &bytes[..];
+            let mut hashing = Hashing::new(&mut source);
+            let digest = store.store_read(&mut hashing).unwrap().unwrap();
+            assert_eq!(digest, Digest::of(&bytes));
+            assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), bytes);
+        }
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let blobs: Vec<_> = walkdir::WalkDir::new(dir.path().join("cas"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .collect();
+        assert_eq!(blobs.len(), 1);
     }
 
     #[test]

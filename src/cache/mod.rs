@@ -78,6 +78,13 @@ pub trait Store: Send + Sync {
     /// Stores a blob: exactly `digest.size` bytes read from `data`. A blob already
     /// there may be left as it is (same digest, same bytes).
     fn store_blob(&self, digest: &Digest, data: &mut dyn Read) -> Result<(), StoreError>;
+    /// Stores a blob read once from `data`, named by what was read: its digest, or
+    /// `None` when this store needs a blob's name before its bytes (the caller then
+    /// hashes the file, and stores it with [`Store::store_blob`]). Nothing is read from
+    /// `data` when `None` is returned.
+    fn store_read(&self, _data: &mut verify::Hashing<'_>) -> Result<Option<Digest>, StoreError> {
+        Ok(None)
+    }
     /// Stores an entry under `key`, replacing any (two writers of one key write the
     /// same content). Called only once every blob it names is stored.
     fn store_entry(&self, key: &Key, entry: &[u8]) -> Result<(), StoreError>;

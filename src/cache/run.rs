@@ -610,12 +610,31 @@ impl Cache {
             let unreadable = |e| UploadError::Unreadable(what(), e);
             let mut first = File::open(&path).map_err(unreadable)?;
             // Named by what it holds now: only if it is still as the task left it.
-            if first.metadata().map(|m| Seen::of(&m)).ok() != Some(*seen) {
+            let as_left = |file: &File| file.metadata().map(|m| Seen::of(&m)).ok() == Some(*seen);
+            if !as_left(&first) {
                 return Err(UploadError::Changed(what()));
             }
-            let digest = verify::digest_of(&mut first).map_err(unreadable)?;
-            let file = File::open(&path).map_err(unreadable)?;
-            self.put_blob(&digest, file, &what)?;
+            // Read once where the store can name a blob by what it read (a folder);
+            // otherwise hashed, then stored and checked against its hash as it goes.
+            let mut hashing = verify::Hashing::new(&mut first);
+            let digest = match self.store.store_read(&mut hashing) {
+                Ok(Some(digest)) => digest,
+                Ok(None) => {
+                    let digest = verify::digest_of(&mut first).map_err(unreadable)?;
+                    let file = File::open(&path).map_err(unreadable)?;
+                    self.put_blob(&digest, file, &what)?;
+                    digest
+                }
+                Err(StoreError::Io { source, .. }) if hashing.failed() => {
+                    return Err(unreadable(source));
+                }
+                Err(e) => return Err(UploadError::Store(e)),
+            };
+            // Written to while it was read: the blob stored is whole (named by what
+            // was read), but not what the task left, so no entry names it.
+            if !as_left(&first) {
+                return Err(UploadError::Changed(what()));
+            }
             total += digest.size;
             files.push(OutputFile {
                 path: rel.clone(),
@@ -1062,6 +1081,34 @@ mod tests {
         let totals = cache.finish(false);
         assert_eq!(totals.stored, 6);
         assert_eq!(entries(), 6);
+    }
+
+    #[test]
+    fn a_folder_store_reads_an_output_once_and_names_it_by_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.txt"), "output").unwrap();
+        let folder =
+            Arc::new(super::super::folder::Folder::open(store.path().to_str().unwrap()).unwrap());
+        let (events, _) = crossbeam_channel::unbounded();
+        let settings = Settings {
+            mode: Mode::ReadWrite,
+            max_entry: MAX_ENTRY,
+            secret: None,
+        };
+        let cache = Cache::new(folder.clone(), settings, events, "here");
+        let upload = upload_of(dir.path(), "out.txt");
+        assert_eq!(cache.try_upload(&upload).ok(), Some(14));
+        assert_eq!(
+            std::fs::read(folder.blob_path(&Digest::of(b"output"))).unwrap(),
+            b"output"
+        );
+        // Rewritten by a later task before its upload: not stored.
+        std::fs::write(dir.path().join("out.txt"), "another output").unwrap();
+        assert!(matches!(
+            cache.try_upload(&upload),
+            Err(UploadError::Changed(_))
+        ));
     }
 
     #[test]

@@ -98,6 +98,58 @@ impl<R: Read> Read for Verifying<R> {
 }
 
 /// The digest of what `reader` gives, read in pieces (never whole in memory).
+/// A reader that hashes what passes through it: a blob stored as it is read, named by
+/// what was read. An error of the reader underneath is kept ([`Hashing::failed`]), so
+/// that the caller tells it from one of the store it writes to.
+pub struct Hashing<'a> {
+    inner: &'a mut dyn Read,
+    hasher: Sha256,
+    size: u64,
+    failed: bool,
+}
+
+impl<'a> Hashing<'a> {
+    pub fn new(inner: &'a mut dyn Read) -> Hashing<'a> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: false,
+        }
+    }
+
+    /// Whether reading failed (rather than whatever the bytes were written to).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The digest of every byte read so far.
+    pub fn digest(&self) -> Digest {
+        Digest {
+            sha256: self.hasher.clone().finalize().into(),
+            size: self.size,
+        }
+    }
+}
+
+impl Read for Hashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 pub fn digest_of(reader: &mut dyn Read) -> io::Result<Digest> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
