@@ -41,7 +41,7 @@ const BATCH: usize = 32;
 /// The most results (and starts of tasks taken ahead) sent in one round trip.
 const RESULTS: usize = 256;
 /// How long what came first waits for more to go with it in one round trip.
-pub(super) const LINGER: Duration = Duration::from_millis(2);
+pub(super) const LINGER: Duration = Duration::from_millis(5);
 /// How long the coordinator's heartbeat must stay missing before output is dropped.
 const GONE_AFTER: Duration = Duration::from_secs(5);
 

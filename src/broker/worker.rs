@@ -970,7 +970,7 @@ fn ahead_bounds(s: &Serve) -> (usize, usize) {
 }
 
 /// How much of this worker's tasks a read of entries ahead is worth, at least.
-const AHEAD_BATCH_TIME: Duration = Duration::from_millis(8);
+const AHEAD_BATCH_TIME: Duration = Duration::from_millis(16);
 
 /// Folds a measurement into a moving average (an eighth of the new one).
 fn average(into: &AtomicU64, sample: Duration) {
