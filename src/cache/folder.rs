@@ -275,6 +275,25 @@ mod tests {
     }
 
     #[test]
+    fn an_output_that_cannot_be_read_while_stored_is_told_from_the_store_and_leaves_nothing() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("input/output error"))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Folder::open(dir.path().to_str().unwrap()).unwrap();
+        let mut source = Failing;
+        let mut hashing = Hashing::new(&mut source);
+        assert!(store.store_read(&mut hashing).is_err());
+        // The caller's cue that the output, not the store, failed: the cache stays on.
+        assert!(hashing.failed());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(!dir.path().join("cas").exists());
+    }
+
+    #[test]
     fn a_blob_stored_again_is_touched_so_that_a_prune_running_now_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Folder::open(dir.path().to_str().unwrap()).unwrap();

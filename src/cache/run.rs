@@ -984,7 +984,7 @@ mod tests {
         }
     }
 
-    fn cache(store: Arc<Recording>) -> Arc<Cache> {
+    fn cache(store: Arc<dyn Store>) -> Arc<Cache> {
         let (events, _) = crossbeam_channel::unbounded();
         let settings = Settings {
             mode: Mode::ReadWrite,
@@ -1090,13 +1090,7 @@ mod tests {
         std::fs::write(dir.path().join("out.txt"), "output").unwrap();
         let folder =
             Arc::new(super::super::folder::Folder::open(store.path().to_str().unwrap()).unwrap());
-        let (events, _) = crossbeam_channel::unbounded();
-        let settings = Settings {
-            mode: Mode::ReadWrite,
-            max_entry: MAX_ENTRY,
-            secret: None,
-        };
-        let cache = Cache::new(folder.clone(), settings, events, "here");
+        let cache = cache(folder.clone());
         let upload = upload_of(dir.path(), "out.txt");
         assert_eq!(cache.try_upload(&upload).ok(), Some(14));
         assert_eq!(

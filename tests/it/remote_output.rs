@@ -164,12 +164,7 @@ fn a_remote_tasks_timeout_holds_while_the_coordinator_reads_its_output_slowly() 
     .args(&["--broker", &redis.url(), "--no-local"]);
     // Its own terminal goes nowhere (a pipe nobody read would hold it up too).
     let worker = worker_out_of_sight(&t, &redis);
-    let mut child = t
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = t.spawn();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pid: i32 = loop {
         if let Ok(text) = std::fs::read_to_string(t.path("flood.pid")) {
