@@ -557,7 +557,9 @@ def distributed_workload(s, n, table):
                 proxies.append(subprocess.Popen([sys.executable, proxy, str(listen), str(port), str(ms)], stdout=DEVNULL, stderr=DEVNULL))
                 wait_port(listen, proxies[-1], "delay proxy")
                 worker_url = f"redis://127.0.0.1:{listen}/{db}"
-            workers += [subprocess.Popen([binary, "worker", job, "--broker", worker_url, "--pool", "1"], stdout=DEVNULL, stderr=DEVNULL) for _ in range(2)]
+            # --quiet, as the local run and the coordinator (-q): otherwise each worker
+            # writes every task's start and end line, a cost the local run does not pay.
+            workers += [subprocess.Popen([binary, "worker", job, "--broker", worker_url, "--pool", "1", "--quiet"], stdout=DEVNULL, stderr=DEVNULL) for _ in range(2)]
             contenders.append((name, [binary, "-q", job, "--broker", url, "--no-local"]))
         time.sleep(0.5)
         medians = s.compare("distributed", contenders)

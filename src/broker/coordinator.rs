@@ -19,7 +19,7 @@ use crate::jobfile::JobFile;
 use crate::scheduler::Start;
 use crate::signals::Interrupt;
 use crate::task::{plural, printable, TaskRecord};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,11 @@ struct Run {
     /// Set when the run is over: the threads end, and a broker that is down is not
     /// waited for any more.
     stop: Arc<AtomicBool>,
+    /// Dropped when the run is over ([`Run::end`]), which ends the threads' waits at
+    /// once: the run's end does not wait out a pause of theirs.
+    ending: Mutex<Option<Sender<()>>>,
+    /// Disconnected once the run is over: what the threads wait on.
+    ended: Receiver<()>,
     /// Set when the run stops: tasks not yet published are withdrawn, not published.
     closing: AtomicBool,
     /// Set when Redis no longer knows the run.
@@ -118,6 +123,20 @@ impl Run {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The run is over: the threads end, those waiting at once.
+    fn end(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.ending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Waits `duration`, or less if the run ends meanwhile; false once it ended.
+    fn pause(&self, duration: Duration) -> bool {
+        matches!(
+            self.ended.recv_timeout(duration),
+            Err(RecvTimeoutError::Timeout)
+        ) && !self.stopped()
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Start>> {
@@ -171,11 +190,14 @@ impl Coordinator {
         say: Say,
     ) -> Result<Coordinator, Error> {
         check_url(&options.url)?;
+        let (ending, ended) = crossbeam_channel::bounded(0);
         let run = Arc::new(Run {
             file,
             id: run_id.to_string(),
             options: options.clone(),
             stop: Arc::new(AtomicBool::new(false)),
+            ending: Mutex::new(Some(ending)),
+            ended,
             closing: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             in_flight: Mutex::default(),
@@ -261,8 +283,10 @@ impl Coordinator {
                 }
             }
         }
-        run.stop.store(true, Ordering::SeqCst);
+        run.end();
         if !run.lost.load(Ordering::SeqCst) {
+            // The results thread waits on Redis: woken, it sees the run is over.
+            let _ = self.broker.wake_reader(&run.id);
             let _ = self.broker.end_run(&run.id);
         }
         for thread in self.threads.drain(..) {
@@ -328,8 +352,16 @@ const PUBLISH_BATCH: usize = 256;
 /// before it is on the broker (a result can come back before `issue_many` returns).
 fn publisher(run: &Run, broker: &mut Broker, tasks: &Receiver<Start>) {
     while !run.stopped() {
-        let Ok(first) = tasks.recv_timeout(Duration::from_millis(100)) else {
-            continue;
+        let first = crossbeam_channel::select! {
+            recv(tasks) -> start => match start {
+                Ok(start) => start,
+                // Nothing more to publish: wait for the run's end.
+                Err(_) => {
+                    let _ = run.ended.recv();
+                    continue;
+                }
+            },
+            recv(run.ended) -> _ => continue,
         };
         let starts: Vec<Start> = std::iter::once(first)
             .chain(tasks.try_iter().take(PUBLISH_BATCH - 1))
@@ -513,11 +545,7 @@ fn result_came(run: &Run, id: &str, message: &Message, on_result: &OnResult) {
 fn reclaimer(run: &Run, broker: &mut Broker) {
     let lease = run.options.lease();
     let every = (lease.duration / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    while !run.stopped() {
-        let deadline = std::time::Instant::now() + every;
-        while std::time::Instant::now() < deadline && !run.stopped() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    while run.pause(every) {
         let idle = broker
             .idle_tasks(&run.id, lease.duration, 100)
             .unwrap_or_default();
@@ -594,9 +622,6 @@ fn heartbeat(run: &Run, broker: &mut Broker, on_lost: &OnLost) {
             on_lost(lost);
             return;
         }
-        let wake = Instant::now() + HEARTBEAT_EVERY;
-        while Instant::now() < wake && !run.stopped() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        run.pause(HEARTBEAT_EVERY);
     }
 }

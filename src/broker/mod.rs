@@ -24,7 +24,8 @@
 //!   another id and are refused);
 //! - `runner:ID:done` — task key → entry id of its first completion;
 //! - `runner:ID:results` — the result stream the coordinator reads;
-//! - `runner:ID:events` — what workers report: refusals, rejected messages;
+//! - `runner:ID:events` — what workers report: refusals, rejected messages (and the
+//!   coordinator's own wake-up of its reader when the run ends, a `wake` field alone);
 //! - `runner:workers`, `runner:ID:serving`, `runner:ID:refused` — who is connected,
 //!   who serves the run, who refused it and why (`route.rs`);
 //! - `runner:ID:output` — remote tasks' printed output and starts, for the coordinator
@@ -87,6 +88,16 @@ fn key(run: &str, what: &str) -> String {
 
 fn run_key(run: &str) -> String {
     format!("runner:run:{run}")
+}
+
+/// The field of the event the coordinator adds when its run ends, to wake its own
+/// results thread (blocked reading the run's streams) at once.
+const WAKE: &str = "wake";
+
+/// Whether an event is such a wake-up: it says nothing (anyone may add one, and it
+/// only ends a wait), and it is never taken for a worker's report.
+fn is_wake(message: &wire::Message) -> bool {
+    message.get(WAKE).is_some() && message.fields.len() == 1
 }
 
 /// The broker URL with any password removed, for messages.

@@ -263,6 +263,8 @@ impl Broker {
     /// Lets all the run's keys expire in a day (it ended, or its coordinator died).
     pub fn expire_run(&mut self, run: &str) -> Result<(), BrokerError> {
         self.call(|c| {
+            // One round trip: at a run's end, nothing waits on more than it must.
+            let mut pipe = redis::pipe();
             for k in [
                 run_key(run),
                 key(run, "tasks"),
@@ -276,12 +278,9 @@ impl Broker {
             .into_iter()
             .chain(super::route::run_keys(run))
             {
-                redis::cmd("EXPIRE")
-                    .arg(k)
-                    .arg(KEEP_ENDED_RUN_SECS)
-                    .query::<()>(c)?;
+                pipe.cmd("EXPIRE").arg(k).arg(KEEP_ENDED_RUN_SECS).ignore();
             }
-            Ok(())
+            pipe.query::<()>(c)
         })
     }
 }
@@ -291,6 +290,13 @@ impl Broker {
     /// Adds a worker's note (a refusal, a rejected message) to the run's event stream.
     pub fn report(&mut self, run: &str, event: &Message) -> Result<(), BrokerError> {
         self.add(&key(run, "events"), event)
+    }
+
+    /// Wakes the coordinator's results thread, waiting on the run's streams, so that it
+    /// sees at once that the run is over: an entry of the event stream that says
+    /// nothing else ([`is_wake`](super::is_wake)).
+    pub fn wake_reader(&mut self, run: &str) -> Result<(), BrokerError> {
+        self.add(&key(run, "events"), &Message::new().with(super::WAKE, ""))
     }
 
     /// Reads up to `count` results, output entries and events after `cursor`, waiting
@@ -331,7 +337,9 @@ impl Broker {
         for (stream, id, message) in entries(&reply) {
             if stream == events {
                 cursor.events = id;
-                reports.push(Report::Event(message));
+                if !super::is_wake(&message) {
+                    reports.push(Report::Event(message));
+                }
             } else if stream == output {
                 cursor.output.clone_from(&id);
                 reports.push(Report::Output(id, message));

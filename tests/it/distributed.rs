@@ -482,6 +482,46 @@ fn a_worker_with_another_job_file_refuses_the_run() {
 }
 
 #[test]
+fn the_coordinators_wake_up_entry_is_not_taken_for_a_workers_report() {
+    // When a run ends, the coordinator adds an entry of only `wake` to the run's event
+    // stream, so that its results thread, waiting on Redis, ends at once. Anyone may
+    // add one: it is never a report. A forged report after it is dropped and counted
+    // as the only one.
+    let redis = Redis::start(&[]);
+    let t = Test::new("[jobs.wait]\ncommand = 'while [ ! -e open ]; do sleep 0.02; done'\n")
+        .args(&["--broker", &redis.url()])
+        .env("RUNNER_AUTHKEY", "k3y");
+    let mut runner = t.spawn();
+    let err = crate::util::Collected::start(runner.stderr.take().unwrap());
+    assert!(
+        wait_for(Duration::from_secs(10), || !redis.newest_run().is_empty()),
+        "the run is announced"
+    );
+    let events = format!("runner:{}:events", redis.newest_run());
+    redis.cli(&["XADD", &events, "*", "wake", ""]);
+    redis.cli(&["XADD", &events, "*", "host", "x", "message", "forged"]);
+    assert!(
+        err.wait_for(Duration::from_secs(10), "does not authenticate"),
+        "the forged report is read"
+    );
+    t.write("open", "");
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    let err = err.finish();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(
+        err.contains("1 worker report that did not authenticate was dropped"),
+        "only the forged one is counted: {err}"
+    );
+    // The run's end added its own, after the two above.
+    let last = redis.cli(&["XREVRANGE", &events, "+", "-", "COUNT", "1"]);
+    assert_eq!(
+        last.lines().skip(1).collect::<Vec<_>>(),
+        ["wake", ""],
+        "{last}"
+    );
+}
+
+#[test]
 fn a_wrong_authkey_is_refused_and_reported() {
     let redis = Redis::start(&[]);
     let t = Test::new("[jobs.fan]\ncommand = 'sleep 0.3; echo {item}'\nitems = [1, 2, 3, 4]\n")
