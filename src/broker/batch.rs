@@ -11,10 +11,11 @@
 //! a worker with 2 ms to Redis and 1 ms tasks would otherwise spend most of its time
 //! waiting for replies.
 
+use super::reply::entry_list;
 use super::tasks::TaskState;
 use super::wire::Message;
 use super::{key, run_key, Broker, BrokerError, GROUP};
-use redis::Script;
+use redis::{Script, Value};
 
 /// ISSUE for each task. KEYS: tasks, issued, run hash. ARGV: per task its key, its
 /// number of field/value arguments, and those. Returns how many were published (0 when
@@ -55,6 +56,38 @@ for i = 2, #ARGV, 2 do
   end
 end
 return out
+";
+
+/// New entries read and START for each, in one step: XREADGROUP (not blocking: a
+/// script may not wait) of up to `count` entries, then for each what START_MANY
+/// answers, with the task key taken from the entry's `job` and `index` as the worker
+/// makes it. So that a worker far from Redis refills its hand in one round trip, not
+/// two. Returns {entries, codes} (both empty when there is nothing new).
+/// KEYS: tasks, issued, done, started, run hash, alive. ARGV: group, consumer, count.
+const TAKE_START: &str = r"
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not r or not r[1] then return {{}, {}} end
+local list = r[1][2]
+local state = redis.call('HGET', KEYS[5], 'state')
+local alive = redis.call('EXISTS', KEYS[6])
+local codes = {}
+for i, e in ipairs(list) do
+  local id, f = e[1], e[2]
+  local job, index = '', ''
+  for j = 1, #f - 1, 2 do
+    if f[j] == 'job' then job = f[j + 1] elseif f[j] == 'index' then index = f[j + 1] end
+  end
+  local task = job .. '/' .. index
+  if state ~= 'running' then codes[i] = 3
+  elseif alive == 0 then codes[i] = 4
+  elseif redis.call('HGET', KEYS[2], task) ~= id then codes[i] = 0
+  elseif redis.call('HEXISTS', KEYS[3], task) == 1 then codes[i] = 1
+  else
+    redis.call('HSET', KEYS[4], task, 'ahead:' .. ARGV[2])
+    codes[i] = 2
+  end
+end
+return {list, codes}
 ";
 
 /// RENEW for each entry: only while this consumer still holds it. KEYS: tasks. ARGV:
@@ -139,6 +172,8 @@ return 1
 static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
 static START_MANY_SCRIPT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(START_MANY));
+static TAKE_START_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(TAKE_START));
 
 /// A task's result, for [`Broker::send`].
 pub struct Completion {
@@ -223,6 +258,37 @@ impl Broker {
             invocation.invoke::<Vec<i64>>(c)
         })?;
         Ok(states.into_iter().map(TaskState::from_code).collect())
+    }
+
+    /// Takes up to `count` new entries and asks START for each (TAKE_START), in one
+    /// round trip, without waiting: none when the stream holds nothing new.
+    pub fn take_started(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Message, Option<TaskState>)>, BrokerError> {
+        let script = &*TAKE_START_SCRIPT;
+        let (list, codes) = self.call(|c| {
+            script
+                .key(key(run, "tasks"))
+                .key(key(run, "issued"))
+                .key(key(run, "done"))
+                .key(key(run, "started"))
+                .key(run_key(run))
+                .key(key(run, "alive"))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(count)
+                .invoke::<(Value, Vec<i64>)>(c)
+        })?;
+        // An entry without an answer (a reply not as written here) is asked START
+        // again when it is run.
+        Ok(entry_list(&list)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, message))| (id, message, codes.get(i).map(|&c| TaskState::from_code(c))))
+            .collect())
     }
 
     /// Renews `consumer`'s lease on each entry it still holds, in one step.

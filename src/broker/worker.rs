@@ -776,6 +776,28 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             // There may be more to take over (entries given back): look again at once.
             last_takeover = None;
         }
+        if fetched.is_empty() && !s.routes {
+            // New entries read and recorded as started in one round trip, while there
+            // are some; a read that waits for them when there are none (below).
+            let asked_at = Instant::now();
+            let taken = broker
+                .take_started(s.run(), &s.options.consumer, room)
+                .unwrap_or_default();
+            if !taken.is_empty() {
+                average(&s.round_trip_us, asked_at.elapsed());
+                s.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(taken.iter().map(|(id, _, _)| id.clone()));
+                let ready = settle_taken(s, broker, taken);
+                s.prefetched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(ready);
+                s.ready.notify_all();
+                continue;
+            }
+        }
         if fetched.is_empty() {
             fetched = broker
                 .take_new(
@@ -807,6 +829,15 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
     }
 }
 
+/// Whether an entry read passes `vet`; one that does not is refused and let go.
+fn vetted(s: &Serve, broker: &mut Broker, id: &str, message: &Message) -> bool {
+    let ok = vet(s, broker, id, message).is_some();
+    if !ok {
+        s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+    ok
+}
+
 /// Entries the `take` thread read: checked (`vet`), then asked START for all at once and
 /// recorded as taken ahead; returns those to keep in hand. Refused, done or stopped
 /// ones are let go, as `handle` would.
@@ -817,13 +848,7 @@ fn check_ahead(
 ) -> Vec<(String, Message)> {
     let vetted: Vec<(String, Message)> = fetched
         .into_iter()
-        .filter(|(id, message)| {
-            let ok = vet(s, broker, id, message).is_some();
-            if !ok {
-                s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-            }
-            ok
-        })
+        .filter(|(id, message)| vetted(s, broker, id, message))
         .collect();
     let asked: Vec<(String, String)> = vetted
         .iter()
@@ -837,9 +862,48 @@ fn check_ahead(
     if !states.is_empty() {
         average(&s.round_trip_us, asked_at.elapsed());
     }
+    let answered = vetted
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, message))| (id, message, states.get(i).copied()))
+        .collect();
+    settle(s, broker, answered)
+}
+
+/// Entries read and asked START in one step (TAKE_START): checked (`vet`) after START,
+/// so one refused that START recorded as taken ahead is no longer recorded as started;
+/// then kept in hand or let go as `check_ahead` does.
+fn settle_taken(
+    s: &Serve,
+    broker: &mut Broker,
+    taken: Vec<(String, Message, Option<TaskState>)>,
+) -> Vec<(String, Message)> {
+    let mut refused_started = Vec::new();
+    let kept = taken
+        .into_iter()
+        .filter(|(id, message, state)| {
+            let ok = vetted(s, broker, id, message);
+            if !ok && *state == Some(TaskState::Start) {
+                refused_started.push(task_key(message));
+            }
+            ok
+        })
+        .collect();
+    let _ = broker.unstart(s.run(), &s.options.consumer, &refused_started);
+    settle(s, broker, kept)
+}
+
+/// Entries checked, with what START answered for each (`None`: not answered, asked
+/// again when run): those to keep in hand. Refused, done or stopped ones are let go,
+/// as `handle` would.
+fn settle(
+    s: &Serve,
+    broker: &mut Broker,
+    answered: Vec<(String, Message, Option<TaskState>)>,
+) -> Vec<(String, Message)> {
     let mut ready = Vec::new();
-    for (i, (id, message)) in vetted.into_iter().enumerate() {
-        match states.get(i) {
+    for (id, message, state) in answered {
+        match state {
             Some(TaskState::Start) => {
                 s.prestarted
                     .lock()
@@ -848,7 +912,7 @@ fn check_ahead(
                 ready.push((id, message));
             }
             Some(TaskState::NotIssued) => {
-                let task = &asked[i].0;
+                let task = task_key(&message);
                 s.refuse(broker, &id, format!("refused task entry {id}: task {task} was not issued as this entry (a replayed message)"));
                 s.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             }

@@ -634,6 +634,53 @@ fn forged_messages_are_refused_reported_and_never_run() {
 }
 
 #[test]
+fn a_replayed_task_entry_is_refused_and_its_task_runs_once() {
+    // A copy of a real, signed task entry (same fields, same MAC) under a new id: the
+    // worker reads it with the entries it takes ahead, START finds it was not issued as
+    // that entry, and it is refused; the task runs once, from its own entry.
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.gate]\ncommand = 'while [ ! -e open ]; do sleep 0.02; done; echo ran >> runs'\nitems = ['a']\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"])
+    .env("RUNNER_AUTHKEY", "k3y");
+    let mut runner = t.spawn();
+    let err = crate::util::Collected::start(runner.stderr.take().unwrap());
+    let mut entry = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        let run = redis.newest_run();
+        entry = redis
+            .cli(&["XRANGE", &format!("runner:{run}:tasks"), "-", "+"])
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        !run.is_empty() && entry.iter().any(|f| f == "mac")
+    }));
+    let tasks = format!("runner:{}:tasks", redis.newest_run());
+    let mut replay = vec!["XADD", &tasks, "*"];
+    replay.extend(entry.iter().map(String::as_str));
+    redis.cli(&replay);
+    let w = Worker::start(
+        &t,
+        "jobs.toml",
+        &redis.url(),
+        &["--pool", "2"],
+        &[("RUNNER_AUTHKEY", "k3y")],
+    );
+    assert!(
+        err.wait_for(Duration::from_secs(10), "was not issued as this entry"),
+        "the replay is refused and reported"
+    );
+    t.write("open", "");
+    let status = wait_child(&mut runner, Duration::from_secs(30));
+    let err = err.finish();
+    drop(w);
+    assert_eq!(status, Some(0), "{err}");
+    assert_eq!(t.read("runs"), "ran\n", "the task ran once: {err}");
+}
+
+#[test]
 fn redis_down_at_start_fails_within_seconds() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
