@@ -377,8 +377,10 @@ fn fail_fast_ends_a_task_waiting_to_retry_without_another_attempt() {
          command = 'echo $RUNNER_ATTEMPT >> attempts; exit 1'\n\
          retries = 3\nretry_delay = '30s'\n\
          [jobs.bad]\n\
-         command = 'while [ ! -e attempts ]; do sleep 0.01; done; exit 2'\n",
+         command = 'while [ ! -s attempts ]; do sleep 0.01; done; exit 2'\n",
     );
+    // `bad` fails once the first attempt wrote its line (`-s`: not when the shell only
+    // created the file, which raced under load in CI: the stop came before the line).
     let started = std::time::Instant::now();
     let out = t.run();
     out.assert_code(1).assert_stderr_has("fail-fast");
