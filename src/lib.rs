@@ -44,6 +44,8 @@ mod state;
 mod sys;
 mod task;
 mod template;
+#[cfg(all(test, feature = "distributed"))]
+mod test_redis;
 mod watchdog;
 
 pub use error::{exit_status, Error, Outcome};

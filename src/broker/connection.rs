@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     client: redis::Client,
     conn: Option<Connection>,
+    /// The connection's id on the server (`CLIENT ID`), once asked; forgotten with the
+    /// connection.
+    id: Option<u64>,
     url: String,
     read_timeout: Duration,
     /// Told when the broker is unreachable and when it is back.
@@ -46,6 +49,7 @@ impl Broker {
         Ok(Broker {
             client,
             conn: Some(conn),
+            id: None,
             url: url.to_string(),
             read_timeout,
             say: Box::new(|_| {}),
@@ -108,6 +112,7 @@ impl Broker {
                     // connection is replaced, without a word.
                     Err(e) if is_interrupted(&e) => {
                         self.conn = None;
+                        self.id = None;
                         if (self.give_up)() {
                             return Err(BrokerError::Stopped);
                         }
@@ -115,6 +120,7 @@ impl Broker {
                     }
                     Err(e) if is_connection_error(&e) => {
                         self.conn = None;
+                        self.id = None;
                         if down_since.is_none() {
                             (self.say)(format!(
                                 "{} (unreachable); reconnecting, retrying every {} at most",
@@ -144,6 +150,32 @@ impl Broker {
                 std::thread::sleep(Duration::from_millis(50));
             }
             delay = (delay * 2).min(MAX_DELAY);
+        }
+    }
+}
+
+impl Broker {
+    /// This connection's id on the server, for another connection to end a blocking
+    /// read of this one early ([`unblock`](Broker::unblock)). Asked once per connection
+    /// (again after a reconnect); `None` if the broker cannot say.
+    pub fn client_id(&mut self) -> Option<u64> {
+        if self.id.is_none() {
+            // Asked on the connection as it is: `call` would reconnect, and the id of a
+            // connection replaced meanwhile would be forgotten with it.
+            let id = self
+                .conn
+                .as_mut()
+                .and_then(|c| redis::cmd("CLIENT").arg("ID").query::<u64>(c).ok());
+            self.id = id;
+        }
+        self.id
+    }
+
+    /// Ends the blocking read that the connection `id` waits in (as if its time ran
+    /// out); nothing if it waits in none. Not retried: a read it misses ends by itself.
+    pub fn unblock(&mut self, id: u64) {
+        if let Some(c) = self.conn.as_mut() {
+            let _ = redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query::<i64>(c);
         }
     }
 }

@@ -285,8 +285,8 @@ impl Coordinator {
         }
         run.end();
         if !run.lost.load(Ordering::SeqCst) {
-            // The results thread waits on Redis: woken, it sees the run is over.
-            let _ = self.broker.wake_reader(&run.id);
+            // The results thread waits on Redis: woken (as the workers are), it sees the
+            // run is over.
             let _ = self.broker.end_run(&run.id);
         }
         for thread in self.threads.drain(..) {

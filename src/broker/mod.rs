@@ -159,6 +159,9 @@ pub fn authkey(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, Error>
 }
 
 #[cfg(test)]
+mod live_tests;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn passwords_never_reach_messages() {

@@ -157,15 +157,67 @@ impl Broker {
         })
     }
 
-    /// Asks the workers to stop the run's tasks and report them.
+    /// Asks the workers to stop the run's tasks and report them (their watchers, woken,
+    /// see it at once).
     pub fn stop_run(&mut self, run: &str) -> Result<(), BrokerError> {
         self.call(|c| {
-            redis::cmd("HSET")
+            let mut pipe = redis::pipe();
+            pipe.cmd("HSET")
                 .arg(run_key(run))
                 .arg("state")
                 .arg("stopping")
-                .query::<()>(c)
+                .ignore();
+            wake(&mut pipe, run);
+            pipe.query::<()>(c)
         })
+    }
+
+    /// The id of the newest entry of the run's event stream (`0-0` if it has none):
+    /// where a watcher starts to wait ([`wait_for_event`](Broker::wait_for_event)).
+    /// Asked before the run's state, so that a change of state after that read is
+    /// followed by a wake-up entry the wait sees.
+    pub fn newest_event(&mut self, run: &str) -> Result<String, BrokerError> {
+        let reply = self.call(|c| {
+            redis::cmd("XREVRANGE")
+                .arg(key(run, "events"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query::<Value>(c)
+        })?;
+        Ok(entry_list(&reply)
+            .into_iter()
+            .next()
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| "0-0".into()))
+    }
+
+    /// Waits up to `block` for entries of the run's event stream after `cursor` (a
+    /// worker's report, or the coordinator's wake-up when the run stops or ends), and
+    /// moves `cursor` past those that came.
+    pub fn wait_for_event(
+        &mut self,
+        run: &str,
+        cursor: &mut String,
+        block: Duration,
+    ) -> Result<(), BrokerError> {
+        let events = key(run, "events");
+        let reply = self.call(|c| {
+            redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(100)
+                .arg("BLOCK")
+                .arg(block.as_millis().max(1) as u64)
+                .arg("STREAMS")
+                .arg(&events)
+                .arg(cursor.as_str())
+                .query::<Value>(c)
+        })?;
+        if let Some((_, id, _)) = entries(&reply).pop() {
+            *cursor = id;
+        }
+        Ok(())
     }
 
     /// The task keys (`job/index`) among `tasks` that a worker has started.
@@ -248,16 +300,21 @@ impl Broker {
         }
     }
 
-    /// Marks the run done (workers stop serving it) and lets all its keys expire.
+    /// Marks the run done (workers stop serving it), wakes whoever waits on its event
+    /// stream (the coordinator's results thread, every worker's watcher: [`wake`]), and
+    /// lets all its keys expire; one round trip, in that order.
     pub fn end_run(&mut self, run: &str) -> Result<(), BrokerError> {
         self.call(|c| {
-            redis::cmd("HSET")
+            let mut pipe = redis::pipe();
+            pipe.cmd("HSET")
                 .arg(run_key(run))
                 .arg("state")
                 .arg("done")
-                .query::<()>(c)
-        })?;
-        self.expire_run(run)
+                .ignore();
+            wake(&mut pipe, run);
+            expire(&mut pipe, run);
+            pipe.query::<()>(c)
+        })
     }
 
     /// Lets all the run's keys expire in a day (it ended, or its coordinator died).
@@ -265,23 +322,40 @@ impl Broker {
         self.call(|c| {
             // One round trip: at a run's end, nothing waits on more than it must.
             let mut pipe = redis::pipe();
-            for k in [
-                run_key(run),
-                key(run, "tasks"),
-                key(run, "issued"),
-                key(run, "started"),
-                key(run, "done"),
-                key(run, "results"),
-                key(run, "events"),
-                key(run, "output"),
-            ]
-            .into_iter()
-            .chain(super::route::run_keys(run))
-            {
-                pipe.cmd("EXPIRE").arg(k).arg(KEEP_ENDED_RUN_SECS).ignore();
-            }
+            expire(&mut pipe, run);
             pipe.query::<()>(c)
         })
+    }
+}
+
+/// Adds to `pipe` an entry of the run's event stream that says nothing else
+/// ([`is_wake`](super::is_wake)): it ends the wait of whoever reads the stream, to look
+/// at the run's state, which was changed before it.
+fn wake(pipe: &mut redis::Pipeline, run: &str) {
+    pipe.cmd("XADD")
+        .arg(key(run, "events"))
+        .arg("*")
+        .arg(super::WAKE)
+        .arg("")
+        .ignore();
+}
+
+/// Adds to `pipe` an expiry in a day for every key of the run.
+fn expire(pipe: &mut redis::Pipeline, run: &str) {
+    for k in [
+        run_key(run),
+        key(run, "tasks"),
+        key(run, "issued"),
+        key(run, "started"),
+        key(run, "done"),
+        key(run, "results"),
+        key(run, "events"),
+        key(run, "output"),
+    ]
+    .into_iter()
+    .chain(super::route::run_keys(run))
+    {
+        pipe.cmd("EXPIRE").arg(k).arg(KEEP_ENDED_RUN_SECS).ignore();
     }
 }
 
@@ -290,13 +364,6 @@ impl Broker {
     /// Adds a worker's note (a refusal, a rejected message) to the run's event stream.
     pub fn report(&mut self, run: &str, event: &Message) -> Result<(), BrokerError> {
         self.add(&key(run, "events"), event)
-    }
-
-    /// Wakes the coordinator's results thread, waiting on the run's streams, so that it
-    /// sees at once that the run is over: an entry of the event stream that says
-    /// nothing else ([`is_wake`](super::is_wake)).
-    pub fn wake_reader(&mut self, run: &str) -> Result<(), BrokerError> {
-        self.add(&key(run, "events"), &Message::new().with(super::WAKE, ""))
     }
 
     /// Reads up to `count` results, output entries and events after `cursor`, waiting

@@ -178,6 +178,10 @@ pub struct Serve {
     reading: Mutex<()>,
     /// Jobs whose `uses` never fit this machine, said once each.
     said_never: Mutex<HashSet<String>>,
+    /// The server's ids of this process's connections that wait in blocking reads (the
+    /// `take` thread's, the consumers' with `uses`, the watcher's), by thread: leaving
+    /// the run ends their waits at once (`wake_readers`).
+    blocking: Mutex<HashMap<(&'static str, usize), u64>>,
 }
 
 impl Serve {
@@ -216,6 +220,7 @@ impl Serve {
             routes,
             reading: Mutex::new(()),
             said_never: Mutex::new(HashSet::new()),
+            blocking: Mutex::new(HashMap::new()),
             options,
             ctx,
             stop,
@@ -230,6 +235,34 @@ impl Serve {
             round_trip_us: AtomicU64::new(0),
             task_us: AtomicU64::new(0),
             ahead_low: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records the id of `who`'s connection, about to wait in a blocking read, so that
+    /// leaving the run ends that wait at once ([`Serve::wake_readers`]).
+    fn may_block(&self, who: (&'static str, usize), broker: &mut Broker) {
+        if let Some(id) = broker.client_id() {
+            self.blocking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(who, id);
+        }
+    }
+
+    /// Ends the blocking reads of this process's connections, but `except`'s (the one
+    /// asking): a thread that waited for entries, or for the run's events, sees at once
+    /// that it serves the run no more. A wait this misses ends by itself.
+    fn wake_readers(&self, broker: &mut Broker, except: (&'static str, usize)) {
+        let ids: Vec<u64> = self
+            .blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(who, _)| **who != except)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in ids {
+            broker.unblock(id);
         }
     }
 
@@ -426,7 +459,10 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
     let s = serve.clone();
     let renewer = std::thread::Builder::new()
         .name("renew".into())
-        .spawn(move || renew(&s, &mut renewer_broker));
+        .spawn(move || {
+            renew(&s, &mut renewer_broker);
+            renewer_broker
+        });
     let s = serve.clone();
     let watcher = std::thread::Builder::new()
         .name("watch-run".into())
@@ -448,8 +484,9 @@ pub fn serve(serve: Arc<Serve>) -> Result<(), Error> {
             let _ = thread.join();
         }
     }
-    if let Ok(renewer) = renewer {
-        let _ = renewer.join();
+    if let Ok(Ok(mut broker)) = renewer.map(|r| r.join()) {
+        // Stopped by a signal here, not by the watcher: its wait ends now.
+        serve.wake_readers(&mut broker, ("renew", 0));
     }
     if let Ok(Ok(mut broker)) = watcher.map(|w| w.join()) {
         let o = &serve.options;
@@ -492,6 +529,8 @@ fn watch(s: &Serve, broker: &mut Broker) {
     let mut orphaned_since: Option<Instant> = None;
     let run = printable(s.run(), 80);
     let mut present: Option<Instant> = None;
+    // Read before the run's state: a change after it comes with an entry after this.
+    let mut cursor = broker.newest_event(s.run()).ok();
     while !s.stop.load(Ordering::SeqCst) {
         say_serving(s, broker, &mut present);
         match broker.run_state(s.run()) {
@@ -505,9 +544,9 @@ fn watch(s: &Serve, broker: &mut Broker) {
                 s.say(format!(
                     "run {run} is stopping (fail-fast or a signal on its coordinator): stopping its tasks here"
                 ));
-                return leave(s);
+                return leave(s, broker);
             }
-            Ok(RunState::Over) => return leave(s),
+            Ok(RunState::Over) => return leave(s, broker),
             Ok(RunState::Orphaned) => {
                 s.orphaned.store(true, Ordering::SeqCst);
                 let since = *orphaned_since.get_or_insert_with(Instant::now);
@@ -517,16 +556,32 @@ fn watch(s: &Serve, broker: &mut Broker) {
                         crate::task::duration(since.elapsed())
                     ));
                     let _ = broker.expire_run(s.run());
-                    return leave(s);
+                    return leave(s, broker);
                 }
             }
             Err(_) => {}
         }
-        let wake = Instant::now() + HEARTBEAT_EVERY / 4;
-        while Instant::now() < wake && !s.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
+        wait_for_change(s, broker, &mut cursor);
+    }
+}
+
+/// Waits until the run's state may have changed: an entry of its event stream came
+/// after `cursor` (the coordinator adds one as it stops or ends the run), or a quarter
+/// of [`HEARTBEAT_EVERY`] passed (a coordinator that died says nothing). Without a
+/// cursor (the broker could not say), sleeps, then asks for one.
+fn wait_for_change(s: &Serve, broker: &mut Broker, cursor: &mut Option<String>) {
+    let most = HEARTBEAT_EVERY / 4;
+    if let Some(at) = cursor {
+        s.may_block(("watch", 0), broker);
+        if broker.wait_for_event(s.run(), at, most).is_ok() {
+            return;
         }
     }
+    let wake = Instant::now() + most;
+    while Instant::now() < wake && !s.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    *cursor = broker.newest_event(s.run()).ok();
 }
 
 /// Says in Redis that this process serves the run (every [`PRESENCE_EVERY`]), with its
@@ -568,11 +623,13 @@ fn give_back_ahead(s: &Serve, broker: &mut Broker) {
 
 /// Stops serving the run; on a worker, its running tasks are stopped too (the
 /// coordinator's own share is stopped by the coordinator).
-fn leave(s: &Serve) {
+fn leave(s: &Serve, broker: &mut Broker) {
     s.stop.store(true, Ordering::SeqCst);
     if s.ctx.mode == Mode::Worker {
         s.ctx.control.stop();
     }
+    s.ready.notify_all();
+    s.wake_readers(broker, ("watch", 0));
 }
 
 /// Tasks a consumer reads at once: fewer round trips per task, at the price of a few
@@ -626,6 +683,10 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
                 }
             }
             if fetched.is_empty() {
+                s.may_block(("consume", slot), broker);
+                if run_over(s) {
+                    return None;
+                }
                 fetched = broker
                     .take_new(
                         s.run(),
@@ -799,6 +860,10 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             }
         }
         if fetched.is_empty() {
+            s.may_block(("take", 0), broker);
+            if run_over(s) {
+                continue;
+            }
             fetched = broker
                 .take_new(
                     s.run(),

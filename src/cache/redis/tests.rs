@@ -2,76 +2,18 @@
 //! port (scripts/test installs it), stopped by its pid when the test ends.
 
 use super::*;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-struct Server {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
+use crate::test_redis::{free_port, Server};
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed: run scripts/test, which installs it");
-        let server = Server {
-            port,
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server answers");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Every key of the cache, sorted.
-    fn keys(&self, conn: &mut Connection) -> Vec<String> {
-        let _ = self;
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{PREFIX}*"))
-            .query(conn)
-            .unwrap();
-        keys.sort();
-        keys
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Every key of the cache, sorted.
+fn keys(conn: &mut Connection) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{PREFIX}*"))
+        .query(conn)
+        .unwrap();
+    keys.sort();
+    keys
 }
 
 fn raw(url: &str) -> Connection {
@@ -123,7 +65,7 @@ fn entries_and_blobs_round_trip_in_chunks_under_the_prefix() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(head, "3500 1000");
-    let keys = server.keys(&mut conn);
+    let keys = self::keys(&mut conn);
     for n in 0..4 {
         assert!(
             keys.contains(&format!("runner:cache:cas:{hex}:{n}")),

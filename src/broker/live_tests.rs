@@ -1,0 +1,125 @@
+//! The broker's waits against a real `redis-server` (`crate::test_redis`): what ends
+//! them early. Each wait is given far longer than the test allows it, so a wait that
+//! ends only by its own time fails the test.
+
+use super::*;
+use crate::test_redis::Server;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longer than any test waits: a wait still going after [`ENDED_WITHIN`] was not ended.
+const LONG: Duration = Duration::from_secs(30);
+const ENDED_WITHIN: Duration = Duration::from_secs(10);
+
+fn connect(server: &Server) -> Broker {
+    Broker::connect(&server.url(), LONG + Duration::from_secs(5)).unwrap()
+}
+
+/// Runs `wait` on a thread of its own; its answer comes on the channel.
+fn waiting<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(wait());
+    });
+    rx
+}
+
+/// Waits until Redis shows `count` connections blocked (in a read that waits).
+fn until_blocked(broker: &mut Broker, count: i64) {
+    let deadline = Instant::now() + ENDED_WITHIN;
+    loop {
+        let info: String = broker
+            .call(|c| redis::cmd("INFO").arg("clients").query(c))
+            .unwrap();
+        let blocked = info
+            .lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if blocked >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no connection blocked: {info}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_read_waiting_for_task_entries_ends_when_another_connection_unblocks_it() {
+    let server = Server::start(&[]);
+    let mut other = connect(&server);
+    other.create_run("r1", "d", Lease::default()).unwrap();
+    let mut taker = connect(&server);
+    let id = taker
+        .client_id()
+        .expect("the server says the connection's id");
+    assert_eq!(taker.client_id(), Some(id), "asked once, kept");
+    let began = Instant::now();
+    let answer = waiting(move || taker.take_new("r1", "w1", 4, LONG));
+    until_blocked(&mut other, 1);
+    other.unblock(id);
+    let taken = answer
+        .recv_timeout(ENDED_WITHIN)
+        .expect("the read ended when unblocked")
+        .unwrap();
+    assert!(taken.is_empty(), "nothing was taken: {taken:?}");
+    assert!(began.elapsed() < LONG);
+}
+
+#[test]
+fn a_watcher_waiting_on_the_events_is_woken_as_the_run_stops_and_as_it_ends() {
+    let server = Server::start(&[]);
+    let mut coordinator = connect(&server);
+    coordinator.create_run("r1", "d", Lease::default()).unwrap();
+    let mut watcher = connect(&server);
+    let mut cursor = watcher.newest_event("r1").unwrap();
+    assert_eq!(cursor, "0-0", "no event yet");
+    assert_eq!(watcher.run_state("r1").unwrap(), RunState::Running);
+
+    let answer = waiting(move || {
+        watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+        let state = watcher.run_state("r1").unwrap();
+        (watcher, cursor, state)
+    });
+    until_blocked(&mut coordinator, 1);
+    coordinator.stop_run("r1").unwrap();
+    let (mut watcher, mut cursor, state) = answer
+        .recv_timeout(ENDED_WITHIN)
+        .expect("woken as the run stops");
+    assert_eq!(state, RunState::Stopping);
+    assert_ne!(cursor, "0-0", "the cursor moved past the wake-up");
+
+    // Read after the cursor only: the stop's wake-up does not end the next wait.
+    let answer = waiting(move || {
+        watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+        watcher.run_state("r1").unwrap()
+    });
+    until_blocked(&mut coordinator, 1);
+    coordinator.end_run("r1").unwrap();
+    let state = answer
+        .recv_timeout(ENDED_WITHIN)
+        .expect("woken as the run ends");
+    assert_eq!(state, RunState::Over);
+    let ttl: i64 = coordinator
+        .call(|c| redis::cmd("TTL").arg(key("r1", "events")).query(c))
+        .unwrap();
+    assert!(ttl > 0, "the run's keys expire once it ended: {ttl}");
+}
+
+#[test]
+fn a_change_of_state_after_the_cursor_was_read_is_not_missed() {
+    // The watcher reads the cursor, then the state; the coordinator ends the run
+    // between the two reads of a later round: the wait after them sees the wake-up.
+    let server = Server::start(&[]);
+    let mut coordinator = connect(&server);
+    coordinator.create_run("r1", "d", Lease::default()).unwrap();
+    let mut watcher = connect(&server);
+    let mut cursor = watcher.newest_event("r1").unwrap();
+    coordinator.end_run("r1").unwrap();
+    let began = Instant::now();
+    watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+    assert!(
+        began.elapsed() < ENDED_WITHIN,
+        "the wake-up was already there"
+    );
+}
