@@ -114,15 +114,23 @@ return n
 /// that output: the step stops at the first entry that does not fit. When the run is
 /// over or Redis no longer knows it, output is dropped (nobody reads it) and the rest
 /// is done as the one-task scripts would.
-/// KEYS: output, run hash, done, results, tasks, started. ARGV: cap, group, consumer,
-/// then items: `o` count fields… (output), `r` task (runs), `c` task id count fields…
-/// (a result). Returns {items done, 1 if output is dropped}.
+/// A step run again with the same token (its reply was lost, and `Broker::call` sent
+/// it again) does nothing and answers what it answered: the last token of each
+/// consumer and its answer are kept in the run's `replies` hash while the run is on.
+/// KEYS: output, run hash, done, results, tasks, started, replies. ARGV: cap, group,
+/// consumer, token, then items: `o` count fields… (output), `r` task (runs), `c` task
+/// id count fields… (a result). Returns {items done, 1 if output is dropped}.
 const SEND: &str = r"
+local last = redis.call('HGET', KEYS[7], ARGV[3])
+if last then
+  local token, d, g = string.match(last, '^(%S+) (%d+) (%d+)$')
+  if token == ARGV[4] then return {tonumber(d), tonumber(g)} end
+end
 local state = redis.call('HGET', KEYS[2], 'state')
 local gone = (not state) or state == 'done'
 local cap = tonumber(ARGV[1])
 local n = redis.call('XLEN', KEYS[1])
-local i = 4
+local i = 5
 local done = 0
 while i <= #ARGV do
   local kind = ARGV[i]
@@ -152,6 +160,7 @@ while i <= #ARGV do
   done = done + 1
 end
 if gone then return {done, 1} end
+redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ' ' .. done .. ' 0')
 return {done, 0}
 ";
 
@@ -174,6 +183,9 @@ static START_MANY_SCRIPT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(START_MANY));
 static TAKE_START_SCRIPT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(TAKE_START));
+
+/// Steps of SEND this process began: each one's token.
+static SENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A task's result, for [`Broker::send`].
 pub struct Completion {
@@ -329,6 +341,9 @@ impl Broker {
             });
         }
         let script = &*SEND_SCRIPT;
+        // The same for every try of this step, and never the same for two steps of
+        // this process (whose consumer name is its own).
+        let token = SENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (done, gone) = self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -338,9 +353,11 @@ impl Broker {
                 .key(key(run, "results"))
                 .key(key(run, "tasks"))
                 .key(key(run, "started"))
+                .key(key(run, "replies"))
                 .arg(cap)
                 .arg(GROUP)
-                .arg(consumer);
+                .arg(consumer)
+                .arg(token);
             for item in items {
                 match item {
                     Outbound::Output(entry) => {

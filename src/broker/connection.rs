@@ -16,6 +16,9 @@ pub struct Broker {
     /// The connection's id on the server (`CLIENT ID`), once asked; forgotten with the
     /// connection.
     id: Option<u64>,
+    /// How many times the connection was replaced (a dropped connection, a cut read):
+    /// a command whose reply was lost may have run ([`Broker::generation`]).
+    generation: u64,
     url: String,
     read_timeout: Duration,
     /// Told when the broker is unreachable and when it is back.
@@ -50,6 +53,7 @@ impl Broker {
             client,
             conn: Some(conn),
             id: None,
+            generation: 0,
             url: url.to_string(),
             read_timeout,
             say: Box::new(|_| {}),
@@ -113,6 +117,7 @@ impl Broker {
                     Err(e) if is_interrupted(&e) => {
                         self.conn = None;
                         self.id = None;
+                        self.generation += 1;
                         if (self.give_up)() {
                             return Err(BrokerError::Stopped);
                         }
@@ -121,6 +126,7 @@ impl Broker {
                     Err(e) if is_connection_error(&e) => {
                         self.conn = None;
                         self.id = None;
+                        self.generation += 1;
                         if down_since.is_none() {
                             (self.say)(format!(
                                 "{} (unreachable); reconnecting, retrying every {} at most",
@@ -169,6 +175,14 @@ impl Broker {
             self.id = id;
         }
         self.id
+    }
+
+    /// How many times the connection was replaced so far. A command sent on a
+    /// connection that then dropped may have run with its reply lost, and `call` ran it
+    /// again: a caller whose command is not the same twice (a read of new entries) sees
+    /// the count change, and looks for what the lost reply held.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Ends the blocking read that the connection `id` waits in (as if its time ran

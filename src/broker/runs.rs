@@ -351,6 +351,7 @@ fn expire(pipe: &mut redis::Pipeline, run: &str) {
         key(run, "results"),
         key(run, "events"),
         key(run, "output"),
+        key(run, "replies"),
     ]
     .into_iter()
     .chain(super::route::run_keys(run))

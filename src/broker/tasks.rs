@@ -190,6 +190,49 @@ impl Broker {
         Ok(entry_list(&reply).into_iter().next())
     }
 
+    /// The ids of up to `count` entries pending for `consumer` (read or taken over by
+    /// it, not acknowledged), oldest first. Asking counts no delivery.
+    pub fn pending_for(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<String>, BrokerError> {
+        let reply = self.call(|c| {
+            redis::cmd("XPENDING")
+                .arg(key(run, "tasks"))
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(count)
+                .arg(consumer)
+                .query::<Value>(c)
+        })?;
+        Ok(pending_rows(&reply).into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The task entries `ids` that are still in the stream, in one round trip.
+    pub fn task_entries(
+        &mut self,
+        run: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Message)>, BrokerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies = self.call(|c| {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.cmd("XRANGE").arg(key(run, "tasks")).arg(id).arg(id);
+            }
+            pipe.query::<Vec<Value>>(c)
+        })?;
+        Ok(replies
+            .iter()
+            .filter_map(|reply| entry_list(reply).into_iter().next())
+            .collect())
+    }
+
     /// The task entry `id`, if it is still in the stream.
     pub fn task_entry(&mut self, run: &str, id: &str) -> Result<Option<Message>, BrokerError> {
         let reply = self.call(|c| {

@@ -799,32 +799,39 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
     let mut last_takeover: Option<Instant> = None;
     let takeover_every =
         (s.options.lease.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let mut generation = broker.generation();
     while !run_over(s) {
         if s.orphaned.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        let mut fetched = Vec::new();
+        if broker.generation() != generation {
+            generation = broker.generation();
+            fetched = unseen(s, broker);
+        }
         let (low, high) = ahead_bounds(s);
         s.ahead_low.store(low, Ordering::Relaxed);
         let room = {
             let mut prefetched = s.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-            if prefetched.len() > low {
+            // Entries found unseen are taken into hand now, whatever it holds.
+            let full = |p: &VecDeque<_>| fetched.is_empty() && p.len() > low;
+            if full(&prefetched) {
                 prefetched = s
                     .ready
                     .wait_timeout(prefetched, Duration::from_millis(50))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            if prefetched.len() > low {
+            if full(&prefetched) {
                 continue;
             }
             high.saturating_sub(prefetched.len())
         };
-        if room == 0 {
+        if room == 0 && fetched.is_empty() {
             continue;
         }
-        let mut fetched = Vec::new();
-        if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
+        if fetched.is_empty() && last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
             last_takeover = Some(Instant::now());
             while fetched.len() < room {
                 let Some(entry) = take_over(s, broker) else {
@@ -892,6 +899,34 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             .extend(ready);
         s.ready.notify_all();
     }
+}
+
+/// After the `take` thread's connection was replaced: the entries pending for this
+/// process that it does not hold. A read whose reply was lost (Redis ran it, the answer
+/// never came, and `Broker::call` asked again, taking other entries) left them read,
+/// perhaps recorded as started ahead, and unseen here; they are taken into hand as if
+/// just read (checked, and START asked again, which answers as it did), rather than
+/// left until their lease runs out, and waited for by a run that stops meanwhile.
+fn unseen(s: &Serve, broker: &mut Broker) -> Vec<(String, Message)> {
+    let most = AHEAD_MAX + 2 * s.options.pool;
+    let Ok(pending) = broker.pending_for(s.run(), &s.options.consumer, most) else {
+        return Vec::new();
+    };
+    let ids: Vec<String> = {
+        let held = s.held.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .into_iter()
+            .filter(|id| !held.contains(id))
+            .collect()
+    };
+    let found = broker.task_entries(s.run(), &ids).unwrap_or_default();
+    if !found.is_empty() {
+        s.say(format!(
+            "took back {} read before the broker's connection dropped",
+            crate::task::plural(found.len() as u64, "task")
+        ));
+    }
+    found
 }
 
 /// Whether an entry read passes `vet`; one that does not is refused and let go.

@@ -2,6 +2,7 @@
 //! coordinator killed, Redis restarted without persistence, a run stopped while workers
 //! run its tasks, a worker told to stop while its broker is away.
 
+use crate::cut_proxy::{Cut, CutProxy};
 use crate::distributed::{stderr_of, wait_child, Redis, Worker};
 use crate::util::{marker, processes_with, wait_for, Collected, Test};
 use std::time::Duration;
@@ -364,5 +365,84 @@ fn results_redis_refuses_to_record_are_let_go_and_run_again() {
     assert!(
         said.contains("could not record the results"),
         "worker said: {said}"
+    );
+}
+
+#[test]
+fn a_batch_whose_reply_is_lost_is_not_sent_twice() {
+    // The worker's batch that carries a task's output reaches Redis, and the connection
+    // drops before Redis's answer comes back: the worker reconnects and sends the same
+    // batch again, which must not add the output a second time. The task goes on until
+    // then, so that its output is read while it is still running (the output of a task
+    // whose result is in is dropped anyway).
+    let redis = Redis::start(&[]);
+    let proxy = CutProxy::start(redis.port, "said-42-once", Cut::AfterRequest);
+    let t = Test::new(
+        "[jobs.say]\nitems = [1]\n\
+         command = 'echo said-$((6 * 7))-once; while [ ! -e release ]; do sleep 0.02; done'\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local"]);
+    let worker = Worker::start(&t, "jobs.toml", &proxy.url(), &[], &[]);
+    let mut child = t.spawn();
+    let out = Collected::start(child.stdout.take().unwrap());
+    assert!(
+        wait_for(Duration::from_secs(20), || proxy.requests_holding() >= 2),
+        "the batch was sent again after its reply was lost"
+    );
+    // Its result comes after the batch sent again, on the same connection.
+    t.write("release", "");
+    let code = wait_child(&mut child, Duration::from_secs(30));
+    let stderr = stderr_of(&mut child);
+    let out = out.finish();
+    let said = worker.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(proxy.cuts(), 1, "the batch's reply was lost: {said}");
+    assert!(
+        said.contains("unreachable"),
+        "the worker reconnected: {said}"
+    );
+    assert_eq!(
+        out.matches("said-42-once").count(),
+        1,
+        "the output is shown once: {out}"
+    );
+}
+
+#[test]
+fn entries_read_by_a_read_whose_reply_is_lost_are_run_without_waiting_for_their_lease() {
+    // The reply that hands the worker a task entry is lost with its connection: Redis
+    // read the entry for this worker (it is pending for it), and the read asked again
+    // takes other entries. The worker takes it back at once, rather than leaving it
+    // until its lease (a minute here) runs out.
+    let redis = Redis::start(&[]);
+    let proxy = CutProxy::start(redis.port, "lost-in-the-reply", Cut::Reply);
+    let t = Test::new(
+        "[jobs.work]\nitems = ['first', 'lost-in-the-reply', 'third', 'fourth']\n\
+         command = 'echo \"$RUNNER_ITEM\" >> ran.log'\n",
+    )
+    .args(&["--broker", &redis.url(), "--no-local", "--lease", "60s"]);
+    let worker = Worker::start(&t, "jobs.toml", &proxy.url(), &["--pool", "1"], &[]);
+    let mut child = t.spawn();
+    let code = wait_child(&mut child, Duration::from_secs(30));
+    let stderr = stderr_of(&mut child);
+    let said = worker.finish();
+    assert_eq!(
+        code,
+        Some(0),
+        "the run ended before the lease ran out: {stderr}\nworker: {said}"
+    );
+    assert_eq!(proxy.cuts(), 1, "a reply was lost: {said}");
+    // The entry, and any read with it.
+    assert!(
+        said.contains("took back ")
+            && said.contains(" read before the broker's connection dropped"),
+        "{said}"
+    );
+    let mut ran: Vec<String> = t.read("ran.log").lines().map(String::from).collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["first", "fourth", "lost-in-the-reply", "third"],
+        "each ran once"
     );
 }

@@ -11,6 +11,7 @@ mod changed;
 mod choosing;
 mod cli;
 pub mod control;
+mod cut_proxy;
 mod deadlock;
 pub mod distributed;
 mod errors;
