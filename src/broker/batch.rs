@@ -184,8 +184,14 @@ static START_MANY_SCRIPT: std::sync::LazyLock<Script> =
 static TAKE_START_SCRIPT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(TAKE_START));
 
-/// Steps of SEND this process began: each one's token.
+/// Steps of SEND this process began: each one's token, with when it began.
 static SENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static PROCESS_BEGAN: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+});
 
 /// A task's result, for [`Broker::send`].
 pub struct Completion {
@@ -342,8 +348,13 @@ impl Broker {
         }
         let script = &*SEND_SCRIPT;
         // The same for every try of this step, and never the same for two steps of
-        // this process (whose consumer name is its own).
-        let token = SENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // this process, nor of another process with its consumer name (a worker
+        // restarted in a container, with the same host name and pid).
+        let token = format!(
+            "{:x}.{}",
+            *PROCESS_BEGAN,
+            SENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let (done, gone) = self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -357,7 +368,7 @@ impl Broker {
                 .arg(cap)
                 .arg(GROUP)
                 .arg(consumer)
-                .arg(token);
+                .arg(&token);
             for item in items {
                 match item {
                     Outbound::Output(entry) => {
