@@ -116,7 +116,9 @@ return n
 /// is done as the one-task scripts would.
 /// A step run again with the same token (its reply was lost, and `Broker::call` sent
 /// it again) does nothing and answers what it answered: the last token of each
-/// consumer and its answer are kept in the run's `replies` hash while the run is on.
+/// consumer and its answer are kept in the run's `replies` hash while the run is on
+/// (expiring a day after the last step, as the run's keys do after its end: a run a
+/// worker found orphaned may still get steps from another).
 /// KEYS: output, run hash, done, results, tasks, started, replies. ARGV: cap, group,
 /// consumer, token, then items: `o` count fields… (output), `r` task (runs), `c` task
 /// id count fields… (a result). Returns {items done, 1 if output is dropped}.
@@ -161,6 +163,7 @@ while i <= #ARGV do
 end
 if gone then return {done, 1} end
 redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ' ' .. done .. ' 0')
+redis.call('EXPIRE', KEYS[7], 86400)
 return {done, 0}
 ";
 

@@ -53,8 +53,6 @@ fn a_read_waiting_for_task_entries_ends_when_another_connection_unblocks_it() {
     let id = taker
         .client_id()
         .expect("the server says the connection's id");
-    assert_eq!(taker.client_id(), Some(id), "asked once, kept");
-    let began = Instant::now();
     let answer = waiting(move || taker.take_new("r1", "w1", 4, LONG));
     until_blocked(&mut other, 1);
     other.unblock(id);
@@ -63,7 +61,6 @@ fn a_read_waiting_for_task_entries_ends_when_another_connection_unblocks_it() {
         .expect("the read ended when unblocked")
         .unwrap();
     assert!(taken.is_empty(), "nothing was taken: {taken:?}");
-    assert!(began.elapsed() < LONG);
 }
 
 #[test]

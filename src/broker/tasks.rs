@@ -191,18 +191,21 @@ impl Broker {
     }
 
     /// The ids of up to `count` entries pending for `consumer` (read or taken over by
-    /// it, not acknowledged), oldest first. Asking counts no delivery.
+    /// it, not acknowledged), oldest first, after the entry `after` if given. Asking
+    /// counts no delivery.
     pub fn pending_for(
         &mut self,
         run: &str,
         consumer: &str,
+        after: Option<&str>,
         count: usize,
     ) -> Result<Vec<String>, BrokerError> {
+        let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let reply = self.call(|c| {
             redis::cmd("XPENDING")
                 .arg(key(run, "tasks"))
                 .arg(GROUP)
-                .arg("-")
+                .arg(&start)
                 .arg("+")
                 .arg(count)
                 .arg(consumer)

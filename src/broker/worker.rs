@@ -648,6 +648,10 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
     };
+    // Set once the connection was replaced, until no entry is left unseen (`unseen`,
+    // one per read as every read here).
+    let mut generation = broker.generation();
+    let mut taking_back = false;
     loop {
         if checked.elapsed() > Duration::from_millis(500) || s.stop.load(Ordering::SeqCst) {
             if run_over(s) {
@@ -673,7 +677,17 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
             }
             let count = if s.uses { 1 } else { PREFETCH };
             let mut fetched = Vec::new();
-            if last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
+            if broker.generation() != generation {
+                generation = broker.generation();
+                taking_back = true;
+            }
+            if taking_back {
+                fetched = unseen(s, broker).into_iter().take(count).collect();
+                taking_back = !fetched.is_empty();
+                let back = fetched.iter().map(|(id, _)| id.clone()).collect();
+                say_taken_back(s, &back, &fetched);
+            }
+            if fetched.is_empty() && last_takeover.is_none_or(|t| t.elapsed() >= takeover_every) {
                 last_takeover = Some(Instant::now());
                 fetched.extend(take_over(s, broker));
                 if !fetched.is_empty() {
@@ -806,9 +820,11 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             continue;
         }
         let mut fetched = Vec::new();
+        let mut back = HashSet::new();
         if broker.generation() != generation {
             generation = broker.generation();
             fetched = unseen(s, broker);
+            back = fetched.iter().map(|(id, _)| id.clone()).collect();
         }
         let (low, high) = ahead_bounds(s);
         s.ahead_low.store(low, Ordering::Relaxed);
@@ -893,6 +909,7 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
             .unwrap_or_else(|e| e.into_inner())
             .extend(fetched.iter().map(|(id, _)| id.clone()));
         let ready = check_ahead(s, broker, fetched);
+        say_taken_back(s, &back, &ready);
         s.prefetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -908,10 +925,20 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
 /// just read (checked, and START asked again, which answers as it did), rather than
 /// left until their lease runs out, and waited for by a run that stops meanwhile.
 fn unseen(s: &Serve, broker: &mut Broker) -> Vec<(String, Message)> {
-    let most = AHEAD_MAX + 2 * s.options.pool;
-    let Ok(pending) = broker.pending_for(s.run(), &s.options.consumer, most) else {
-        return Vec::new();
-    };
+    // Page by page, the newest last: those a lost read took are the newest, and this
+    // process may hold more than a page (in hand, running, results not yet sent).
+    let mut pending = Vec::new();
+    loop {
+        let after = pending.last().map(String::as_str);
+        let Ok(page) = broker.pending_for(s.run(), &s.options.consumer, after, AHEAD_MAX) else {
+            return Vec::new();
+        };
+        let last = page.len() < AHEAD_MAX;
+        pending.extend(page);
+        if last {
+            break;
+        }
+    }
     let ids: Vec<String> = {
         let held = s.held.lock().unwrap_or_else(|e| e.into_inner());
         pending
@@ -919,14 +946,19 @@ fn unseen(s: &Serve, broker: &mut Broker) -> Vec<(String, Message)> {
             .filter(|id| !held.contains(id))
             .collect()
     };
-    let found = broker.task_entries(s.run(), &ids).unwrap_or_default();
-    if !found.is_empty() {
+    broker.task_entries(s.run(), &ids).unwrap_or_default()
+}
+
+/// Says how many of the entries taken back (`unseen`) are kept in hand to run: those
+/// START let go (done meanwhile, the run stopping) are not counted.
+fn say_taken_back(s: &Serve, back: &HashSet<String>, kept: &[(String, Message)]) {
+    let count = kept.iter().filter(|(id, _)| back.contains(id)).count();
+    if count > 0 {
         s.say(format!(
             "took back {} read before the broker's connection dropped",
-            crate::task::plural(found.len() as u64, "task")
+            crate::task::plural(count as u64, "task")
         ));
     }
-    found
 }
 
 /// Whether an entry read passes `vet`; one that does not is refused and let go.

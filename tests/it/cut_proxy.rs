@@ -67,9 +67,9 @@ impl CutProxy {
         self.cuts.load(Ordering::SeqCst)
     }
 
-    /// How many requests that hold the text were passed on (`Cut::AfterRequest`): the
-    /// one whose reply was lost, and any sent again.
-    pub fn requests_holding(&self) -> usize {
+    /// How many requests that hold the text were passed on after the reply was lost
+    /// (`Cut::AfterRequest`): the command sent again.
+    pub fn sent_again(&self) -> usize {
         self.holding.load(Ordering::SeqCst)
     }
 }
@@ -113,7 +113,7 @@ fn pipe(client: TcpStream, server: TcpStream, text: Vec<u8>, cut: Cut, (cuts, ho
             if to_server.write_all(&buf[..n]).is_err() {
                 break;
             }
-            if held {
+            if held && cuts_c.load(Ordering::SeqCst) > 0 {
                 holding.fetch_add(1, Ordering::SeqCst);
             }
         }
