@@ -74,7 +74,10 @@ fn a_watcher_waiting_on_the_events_is_woken_as_the_run_stops_and_as_it_ends() {
     assert_eq!(watcher.run_state("r1").unwrap(), RunState::Running);
 
     let answer = waiting(move || {
-        watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+        assert!(
+            watcher.wait_for_event("r1", &mut cursor, LONG).unwrap(),
+            "a wake-up"
+        );
         let state = watcher.run_state("r1").unwrap();
         (watcher, cursor, state)
     });
@@ -88,7 +91,10 @@ fn a_watcher_waiting_on_the_events_is_woken_as_the_run_stops_and_as_it_ends() {
 
     // Read after the cursor only: the stop's wake-up does not end the next wait.
     let answer = waiting(move || {
-        watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+        assert!(
+            watcher.wait_for_event("r1", &mut cursor, LONG).unwrap(),
+            "a wake-up"
+        );
         watcher.run_state("r1").unwrap()
     });
     until_blocked(&mut coordinator, 1);
@@ -114,9 +120,26 @@ fn a_change_of_state_after_the_cursor_was_read_is_not_missed() {
     let mut cursor = watcher.newest_event("r1").unwrap();
     coordinator.end_run("r1").unwrap();
     let began = Instant::now();
-    watcher.wait_for_event("r1", &mut cursor, LONG).unwrap();
+    assert!(
+        watcher.wait_for_event("r1", &mut cursor, LONG).unwrap(),
+        "a wake-up"
+    );
     assert!(
         began.elapsed() < ENDED_WITHIN,
         "the wake-up was already there"
     );
+}
+
+#[test]
+fn a_workers_report_ends_the_wait_without_being_taken_for_a_wake_up() {
+    let server = Server::start(&[]);
+    let mut coordinator = connect(&server);
+    coordinator.create_run("r1", "d", Lease::default()).unwrap();
+    let mut worker = connect(&server);
+    let mut cursor = worker.newest_event("r1").unwrap();
+    worker
+        .report("r1", &wire::Message::new().with("message", "refused"))
+        .unwrap();
+    assert!(!worker.wait_for_event("r1", &mut cursor, LONG).unwrap());
+    assert_ne!(cursor, "0-0", "the cursor moved past the report");
 }

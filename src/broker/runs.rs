@@ -195,13 +195,13 @@ impl Broker {
 
     /// Waits up to `block` for entries of the run's event stream after `cursor` (a
     /// worker's report, or the coordinator's wake-up when the run stops or ends), and
-    /// moves `cursor` past those that came.
+    /// moves `cursor` past those that came; true if a wake-up came.
     pub fn wait_for_event(
         &mut self,
         run: &str,
         cursor: &mut String,
         block: Duration,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<bool, BrokerError> {
         let events = key(run, "events");
         let reply = self.call(|c| {
             redis::cmd("XREAD")
@@ -214,10 +214,12 @@ impl Broker {
                 .arg(cursor.as_str())
                 .query::<Value>(c)
         })?;
-        if let Some((_, id, _)) = entries(&reply).pop() {
-            *cursor = id;
+        let came = entries(&reply);
+        let woken = came.iter().any(|(_, _, m)| super::is_wake(m));
+        if let Some((_, id, _)) = came.last() {
+            cursor.clone_from(id);
         }
-        Ok(())
+        Ok(woken)
     }
 
     /// The task keys (`job/index`) among `tasks` that a worker has started.

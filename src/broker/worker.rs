@@ -565,19 +565,28 @@ fn watch(s: &Serve, broker: &mut Broker) {
     }
 }
 
-/// Waits until the run's state may have changed: an entry of its event stream came
-/// after `cursor` (the coordinator adds one as it stops or ends the run), or a quarter
-/// of [`HEARTBEAT_EVERY`] passed (a coordinator that died says nothing). Without a
-/// cursor (the broker could not say), sleeps, then asks for one.
+/// Waits until the run's state may have changed: a wake-up entry of its event stream
+/// came after `cursor` (the coordinator adds one as it stops or ends the run; workers'
+/// reports are passed over), or a quarter of [`HEARTBEAT_EVERY`] passed (a coordinator
+/// that died says nothing). Without a cursor (the broker could not say), sleeps, then
+/// asks for one.
 fn wait_for_change(s: &Serve, broker: &mut Broker, cursor: &mut Option<String>) {
     let most = HEARTBEAT_EVERY / 4;
+    let wake = Instant::now() + most;
     if let Some(at) = cursor {
-        s.may_block(("watch", 0), broker);
-        if broker.wait_for_event(s.run(), at, most).is_ok() {
-            return;
+        loop {
+            let left = wake.saturating_duration_since(Instant::now());
+            if left.is_zero() || s.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            s.may_block(("watch", 0), broker);
+            match broker.wait_for_event(s.run(), at, left) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(_) => break,
+            }
         }
     }
-    let wake = Instant::now() + most;
     while Instant::now() < wake && !s.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
