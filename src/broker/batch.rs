@@ -349,7 +349,6 @@ impl Broker {
                 output_gone: false,
             });
         }
-        let script = &*SEND_SCRIPT;
         // The same for every try of this step, and never the same for two steps of
         // this process, nor of another process with its consumer name (a worker
         // restarted in a container, with the same host name and pid).
@@ -358,6 +357,20 @@ impl Broker {
             *PROCESS_BEGAN,
             SENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
+        self.send_step(run, consumer, items, cap, &token)
+    }
+
+    /// One step of [`send`](Broker::send) under `token`: a step with the consumer's
+    /// last token is answered, not done again.
+    pub(super) fn send_step(
+        &mut self,
+        run: &str,
+        consumer: &str,
+        items: &[Outbound],
+        cap: usize,
+        token: &str,
+    ) -> Result<Sent, BrokerError> {
+        let script = &*SEND_SCRIPT;
         let (done, gone) = self.call(|c| {
             let mut invocation = script.prepare_invoke();
             invocation
@@ -371,7 +384,7 @@ impl Broker {
                 .arg(cap)
                 .arg(GROUP)
                 .arg(consumer)
-                .arg(&token);
+                .arg(token);
             for item in items {
                 match item {
                     Outbound::Output(entry) => {

@@ -143,3 +143,47 @@ fn a_workers_report_ends_the_wait_without_being_taken_for_a_wake_up() {
     assert!(!worker.wait_for_event("r1", &mut cursor, LONG).unwrap());
     assert_ne!(cursor, "0-0", "the cursor moved past the report");
 }
+
+#[test]
+fn a_step_sent_again_with_its_token_is_answered_not_done_again() {
+    let server = Server::start(&[]);
+    let mut worker = connect(&server);
+    worker.create_run("r1", "d", Lease::default()).unwrap();
+    let output = |text: &str| {
+        batch::Outbound::Output(
+            wire::Message::new()
+                .with("task", "t/0")
+                .with("stream", "out")
+                .with("data", text),
+        )
+    };
+    let length = |b: &mut Broker| -> i64 {
+        b.call(|c| redis::cmd("XLEN").arg(key("r1", "output")).query(c))
+            .unwrap()
+    };
+    // The output stream holds one entry at most: the second item waits.
+    let items = [output("one"), output("two")];
+    let first = worker.send_step("r1", "w1", &items, 1, "a").unwrap();
+    assert_eq!(first.done, 1);
+    assert_eq!(length(&mut worker), 1);
+    // Sent again (its reply lost): the same answer, nothing added.
+    assert_eq!(worker.send_step("r1", "w1", &items, 1, "a").unwrap(), first);
+    assert_eq!(length(&mut worker), 1);
+    // Another consumer's step with the same token is its own.
+    let other = worker.send_step("r1", "w2", &items[..1], 10, "a").unwrap();
+    assert_eq!(other.done, 1);
+    assert_eq!(length(&mut worker), 2);
+    // The next step of the first consumer is done.
+    assert_eq!(
+        worker
+            .send_step("r1", "w1", &items[1..], 10, "b")
+            .unwrap()
+            .done,
+        1
+    );
+    assert_eq!(length(&mut worker), 3);
+    let ttl: i64 = worker
+        .call(|c| redis::cmd("TTL").arg(key("r1", "replies")).query(c))
+        .unwrap();
+    assert!(ttl > 0, "the tokens expire: {ttl}");
+}
