@@ -12,7 +12,7 @@
 //! waiting for replies.
 
 use super::reply::entry_list;
-use super::tasks::TaskState;
+use super::tasks::{start_keys, TaskState};
 use super::wire::Message;
 use super::{key, run_key, Broker, BrokerError, GROUP};
 use redis::{Script, Value};
@@ -266,13 +266,7 @@ impl Broker {
         let script = &*START_MANY_SCRIPT;
         let states = self.call(|c| {
             let mut invocation = script.prepare_invoke();
-            invocation
-                .key(key(run, "issued"))
-                .key(key(run, "done"))
-                .key(key(run, "started"))
-                .key(run_key(run))
-                .key(key(run, "alive"))
-                .arg(consumer);
+            start_keys(&mut invocation, run).arg(consumer);
             for (task, id) in entries {
                 invocation.arg(task).arg(id);
             }
@@ -291,13 +285,8 @@ impl Broker {
     ) -> Result<Vec<(String, Message, Option<TaskState>)>, BrokerError> {
         let script = &*TAKE_START_SCRIPT;
         let (list, codes) = self.call(|c| {
-            script
-                .key(key(run, "tasks"))
-                .key(key(run, "issued"))
-                .key(key(run, "done"))
-                .key(key(run, "started"))
-                .key(run_key(run))
-                .key(key(run, "alive"))
+            let mut invocation = script.key(key(run, "tasks"));
+            start_keys(&mut invocation, run)
                 .arg(GROUP)
                 .arg(consumer)
                 .arg(count)

@@ -15,6 +15,13 @@ fn connect(server: &Server) -> Broker {
     Broker::connect(&server.url(), LONG + Duration::from_secs(5)).unwrap()
 }
 
+/// A connection, and the run `r1` created on it (state running).
+fn with_run(server: &Server) -> Broker {
+    let mut broker = connect(server);
+    broker.create_run("r1", "d", Lease::default()).unwrap();
+    broker
+}
+
 /// Runs `wait` on a thread of its own; its answer comes on the channel.
 fn waiting<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel();
@@ -47,8 +54,7 @@ fn until_blocked(broker: &mut Broker, count: i64) {
 #[test]
 fn a_read_waiting_for_task_entries_ends_when_another_connection_unblocks_it() {
     let server = Server::start(&[]);
-    let mut other = connect(&server);
-    other.create_run("r1", "d", Lease::default()).unwrap();
+    let mut other = with_run(&server);
     let mut taker = connect(&server);
     let id = taker
         .client_id()
@@ -66,8 +72,7 @@ fn a_read_waiting_for_task_entries_ends_when_another_connection_unblocks_it() {
 #[test]
 fn a_watcher_waiting_on_the_events_is_woken_as_the_run_stops_and_as_it_ends() {
     let server = Server::start(&[]);
-    let mut coordinator = connect(&server);
-    coordinator.create_run("r1", "d", Lease::default()).unwrap();
+    let mut coordinator = with_run(&server);
     let mut watcher = connect(&server);
     let mut cursor = watcher.newest_event("r1").unwrap();
     assert_eq!(cursor, "0-0", "no event yet");
@@ -114,8 +119,7 @@ fn a_change_of_state_after_the_cursor_was_read_is_not_missed() {
     // The watcher reads the cursor, then the state; the coordinator ends the run
     // between the two reads of a later round: the wait after them sees the wake-up.
     let server = Server::start(&[]);
-    let mut coordinator = connect(&server);
-    coordinator.create_run("r1", "d", Lease::default()).unwrap();
+    let mut coordinator = with_run(&server);
     let mut watcher = connect(&server);
     let mut cursor = watcher.newest_event("r1").unwrap();
     coordinator.end_run("r1").unwrap();
@@ -133,9 +137,7 @@ fn a_change_of_state_after_the_cursor_was_read_is_not_missed() {
 #[test]
 fn a_workers_report_ends_the_wait_without_being_taken_for_a_wake_up() {
     let server = Server::start(&[]);
-    let mut coordinator = connect(&server);
-    coordinator.create_run("r1", "d", Lease::default()).unwrap();
-    let mut worker = connect(&server);
+    let mut worker = with_run(&server);
     let mut cursor = worker.newest_event("r1").unwrap();
     worker
         .report("r1", &wire::Message::new().with("message", "refused"))
@@ -147,8 +149,7 @@ fn a_workers_report_ends_the_wait_without_being_taken_for_a_wake_up() {
 #[test]
 fn a_step_sent_again_with_its_token_is_answered_not_done_again() {
     let server = Server::start(&[]);
-    let mut worker = connect(&server);
-    worker.create_run("r1", "d", Lease::default()).unwrap();
+    let mut worker = with_run(&server);
     let output = |text: &str| {
         batch::Outbound::Output(
             wire::Message::new()

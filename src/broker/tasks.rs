@@ -259,12 +259,8 @@ impl Broker {
     ) -> Result<TaskState, BrokerError> {
         let script = Script::new(START);
         let state = self.call(|c| {
-            script
-                .key(key(run, "issued"))
-                .key(key(run, "done"))
-                .key(key(run, "started"))
-                .key(run_key(run))
-                .key(key(run, "alive"))
+            let mut invocation = script.prepare_invoke();
+            start_keys(&mut invocation, run)
                 .arg(task)
                 .arg(id)
                 .arg(consumer)
@@ -372,4 +368,19 @@ impl Broker {
         })
         .map(|first| first == 1)
     }
+}
+
+/// The keys START reads and writes, in the order its scripts (START, START_MANY, and
+/// TAKE_START after the task stream) name them: issued, done, started, run hash,
+/// alive.
+pub(super) fn start_keys<'a, 's>(
+    invocation: &'a mut redis::ScriptInvocation<'s>,
+    run: &str,
+) -> &'a mut redis::ScriptInvocation<'s> {
+    invocation
+        .key(key(run, "issued"))
+        .key(key(run, "done"))
+        .key(key(run, "started"))
+        .key(run_key(run))
+        .key(key(run, "alive"))
 }

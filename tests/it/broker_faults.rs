@@ -7,19 +7,6 @@ use crate::distributed::{stderr_of, wait_child, Redis, Worker};
 use crate::util::{marker, processes_with, wait_for, Collected, Test};
 use std::time::Duration;
 
-/// The id of the newest run announced, once there is one.
-fn announced_run(redis: &Redis) -> String {
-    let mut run = String::new();
-    assert!(
-        wait_for(Duration::from_secs(15), || {
-            run = redis.newest_run();
-            !run.is_empty()
-        }),
-        "a run is announced"
-    );
-    run
-}
-
 #[test]
 fn terminal_escapes_from_redis_never_reach_the_terminal() {
     for authkey in [Some("k3y"), None] {
@@ -33,7 +20,7 @@ fn terminal_escapes_from_redis_never_reach_the_terminal() {
         }
         let mut runner = t.spawn();
         let err = Collected::start(runner.stderr.take().unwrap());
-        let run = announced_run(&redis);
+        let run = redis.announced_run();
         let events = format!("runner:{run}:events");
         for _ in 0..2 {
             redis.cli(&[
@@ -86,7 +73,7 @@ fn a_killed_coordinator_does_not_hold_workers_from_the_next_run() {
     let mark = marker("deadcoord");
     let t = Test::new(&slow_fan("0.2", 6, &mark)).args(&["--broker", &redis.url(), "--no-local"]);
     let mut dead = t.spawn();
-    let first = announced_run(&redis);
+    let first = redis.announced_run();
     // SAFETY: killing the coordinator this test started, by its pid.
     unsafe { libc::kill(dead.id() as i32, libc::SIGKILL) };
     let _ = dead.wait();
@@ -115,7 +102,7 @@ fn redis_restarted_without_persistence_ends_the_run_with_its_tasks_lost() {
     ]);
     let w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
     let mut runner = t.spawn();
-    let run = announced_run(&redis);
+    let run = redis.announced_run();
     assert!(wait_for(Duration::from_secs(15), || redis
         .hash_len(&format!("runner:{run}:done"))
         >= 2));
@@ -266,7 +253,7 @@ fn a_worker_starts_no_task_of_a_run_whose_coordinator_is_dead() {
     let mut w = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "2"], &[]);
     let said = Collected::start(w.0.stderr.take().unwrap());
     let mut dead = t.spawn();
-    let run = announced_run(&redis);
+    let run = redis.announced_run();
     assert!(wait_for(Duration::from_secs(15), || t
         .lines_in("started.log")
         >= 2));

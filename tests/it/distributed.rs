@@ -112,6 +112,19 @@ impl Redis {
             .to_string()
     }
 
+    /// The id of the newest run announced, once there is one (within 15 s).
+    pub fn announced_run(&self) -> String {
+        let mut run = String::new();
+        assert!(
+            wait_for(Duration::from_secs(15), || {
+                run = self.newest_run();
+                !run.is_empty()
+            }),
+            "a run is announced"
+        );
+        run
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: terminating the redis-server this test started, by its pid.
@@ -573,16 +586,7 @@ fn forged_messages_are_refused_reported_and_never_run() {
         &[("RUNNER_AUTHKEY", "k3y")],
     );
     let mut runner = t.spawn();
-    let mut run = String::new();
-    assert!(wait_for(Duration::from_secs(10), || {
-        run = redis
-            .cli(&["XREVRANGE", "runner:runs", "+", "-", "COUNT", "1"])
-            .lines()
-            .nth(2)
-            .unwrap_or_default()
-            .to_string();
-        !run.is_empty()
-    }));
+    let run = redis.announced_run();
     let tasks = format!("runner:{run}:tasks");
     let results = format!("runner:{run}:results");
     redis.cli(&[
@@ -646,18 +650,17 @@ fn a_replayed_task_entry_is_refused_and_its_task_runs_once() {
     .env("RUNNER_AUTHKEY", "k3y");
     let mut runner = t.spawn();
     let err = crate::util::Collected::start(runner.stderr.take().unwrap());
+    let tasks = format!("runner:{}:tasks", redis.announced_run());
     let mut entry = Vec::new();
     assert!(wait_for(Duration::from_secs(10), || {
-        let run = redis.newest_run();
         entry = redis
-            .cli(&["XRANGE", &format!("runner:{run}:tasks"), "-", "+"])
+            .cli(&["XRANGE", &tasks, "-", "+"])
             .lines()
             .skip(1)
             .map(str::to_string)
             .collect();
-        !run.is_empty() && entry.iter().any(|f| f == "mac")
+        entry.iter().any(|f| f == "mac")
     }));
-    let tasks = format!("runner:{}:tasks", redis.newest_run());
     let mut replay = vec!["XADD", &tasks, "*"];
     replay.extend(entry.iter().map(String::as_str));
     redis.cli(&replay);
