@@ -247,7 +247,16 @@ struct Drive<'a> {
     timed_out: bool,
     stopped: bool,
     status: Option<std::process::ExitStatus>,
+    /// Without an exit watch (or while stopping), how long the next poll waits before
+    /// `waitpid` is tried again: 1 ms after anything happened, doubling up to
+    /// [`PERIODIC_MAX`] while nothing does. A short task's exit then costs about a
+    /// millisecond, not the whole period (its pipes close just before it is reapable).
+    periodic: Duration,
 }
+
+/// The longest wait between two `waitpid` tries when the exit is not watched.
+const PERIODIC_MAX: Duration = Duration::from_millis(50);
+const PERIODIC_MIN: Duration = Duration::from_millis(1);
 
 impl Drop for Drive<'_> {
     /// Normally the leader was reaped by now. If not, a bug is unwinding this thread:
@@ -304,6 +313,7 @@ impl<'a> Drive<'a> {
             timed_out: false,
             stopped: false,
             status: None,
+            periodic: PERIODIC_MIN,
         }
     }
 
@@ -394,6 +404,11 @@ impl<'a> Drive<'a> {
                 *r = !fd.revents().is_empty();
             }
             drop(fds);
+            self.periodic = if ready.contains(&true) {
+                PERIODIC_MIN
+            } else {
+                (self.periodic * 2).min(PERIODIC_MAX)
+            };
             for (ready, role) in ready.iter().zip(&roles) {
                 if !ready {
                     continue;
@@ -432,7 +447,8 @@ impl<'a> Drive<'a> {
         });
         let periodic = self.pidfd.is_none() || self.level() != Level::Run;
         if periodic && self.status.is_none() {
-            ms = if ms < 0 { 50 } else { ms.min(50) };
+            let period = self.periodic.as_millis() as i32;
+            ms = if ms < 0 { period } else { ms.min(period) };
         }
         ms
     }
