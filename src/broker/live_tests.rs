@@ -188,3 +188,44 @@ fn a_step_sent_again_with_its_token_is_answered_not_done_again() {
         .unwrap();
     assert!(ttl > 0, "the tokens expire: {ttl}");
 }
+
+#[test]
+fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
+    let server = Server::start(&[]);
+    let mut broker = with_run(&server);
+    let _: String = broker
+        .call(|c| {
+            redis::cmd("XADD")
+                .arg(key("r1", "tasks"))
+                .arg("*")
+                .arg("job")
+                .arg("t")
+                .arg("index")
+                .arg("0")
+                .query(c)
+        })
+        .unwrap();
+    let read = broker
+        .take_new("r1", "w1", 1, Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    let id = read[0].0.clone();
+    let counted = |b: &mut Broker| b.idle_tasks("r1", Duration::ZERO, 10).unwrap();
+    // Read once: one delivery, as Redis counts it.
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
+    // Taken over twice and held, never started: Redis counts 3 deliveries, the run 1.
+    for consumer in ["w2", "w3"] {
+        assert!(broker
+            .claim("r1", consumer, Duration::ZERO, &id)
+            .unwrap()
+            .is_some());
+    }
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
+    // About to run on the last taker: counted.
+    broker.count_run("r1", &id).unwrap();
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 2)]);
+    let ttl: i64 = broker
+        .call(|c| redis::cmd("TTL").arg(key("r1", "deliveries")).query(c))
+        .unwrap();
+    assert!(ttl > 0, "the counts expire: {ttl}");
+}

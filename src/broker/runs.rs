@@ -13,7 +13,7 @@ use redis::{FromRedisValue, Value};
 use std::time::Duration;
 
 /// A run's keys expire this long (a day) after the run ended or its coordinator died.
-const KEEP_ENDED_RUN_SECS: u64 = 86_400;
+pub(super) const KEEP_ENDED_RUN_SECS: u64 = 86_400;
 
 /// Announcements kept in `runner:runs` (about: the stream is trimmed, not exactly).
 const KEEP_ANNOUNCEMENTS: usize = 1000;
@@ -354,6 +354,7 @@ fn expire(pipe: &mut redis::Pipeline, run: &str) {
         key(run, "events"),
         key(run, "output"),
         key(run, "replies"),
+        key(run, "deliveries"),
     ]
     .into_iter()
     .chain(super::route::run_keys(run))

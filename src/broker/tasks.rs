@@ -41,6 +41,18 @@ end
 return #rows
 ";
 
+/// Entries pending for at least an idle time, with their deliveries as counted
+/// against `--max-deliveries`: 1 (the first delivery) plus the takeovers recorded as
+/// about to run in the run's `deliveries` hash. Rows as XPENDING's: id, consumer, idle ms,
+/// deliveries counted. KEYS: tasks, deliveries. ARGV: group, idle ms, count.
+const IDLE: &str = r"
+local rows = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[2], '-', '+', ARGV[3])
+for _, row in ipairs(rows) do
+  row[4] = 1 + tonumber(redis.call('HGET', KEYS[2], row[1]) or '0')
+end
+return rows
+";
+
 /// Gives back one entry this consumer holds and cannot run (what its job uses does not
 /// fit the worker): made idle for a whole lease, so that the next worker to look takes
 /// it over at once, its delivery count unchanged (JUSTID). Only while this consumer
@@ -148,25 +160,50 @@ impl Broker {
     }
 
     /// Up to `count` task entries held for at least `idle` without being completed:
-    /// (entry id, deliveries so far).
+    /// (entry id, deliveries counted so far), oldest first (the IDLE script). A
+    /// delivery counts when it may have run the task: the entry's first (its reader
+    /// may have started it before dying, which nobody can tell), and each takeover
+    /// whose worker was about to start it ([`count_run`](Self::count_run)). Takeovers
+    /// held in hand and lost with their worker before starting are not counted, so
+    /// that tasks waiting behind one that kills its workers are not declared lost
+    /// with it.
     pub fn idle_tasks(
         &mut self,
         run: &str,
         idle: Duration,
         count: usize,
     ) -> Result<Vec<(String, u32)>, BrokerError> {
+        let script = Script::new(IDLE);
         let reply = self.call(|c| {
-            redis::cmd("XPENDING")
-                .arg(key(run, "tasks"))
+            script
+                .key(key(run, "tasks"))
+                .key(key(run, "deliveries"))
                 .arg(GROUP)
-                .arg("IDLE")
                 .arg(idle.as_millis() as u64)
-                .arg("-")
-                .arg("+")
                 .arg(count)
-                .query::<Value>(c)
+                .invoke::<Value>(c)
         })?;
         Ok(pending_rows(&reply))
+    }
+
+    /// Records that the entry `id`, taken over, is about to run here: one more delivery
+    /// counted against `--max-deliveries` ([`idle_tasks`](Self::idle_tasks)). Kept for
+    /// a day, as the run's other keys after its end.
+    pub fn count_run(&mut self, run: &str, id: &str) -> Result<(), BrokerError> {
+        self.call(|c| {
+            redis::pipe()
+                .atomic()
+                .cmd("HINCRBY")
+                .arg(key(run, "deliveries"))
+                .arg(id)
+                .arg(1)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(key(run, "deliveries"))
+                .arg(super::runs::KEEP_ENDED_RUN_SECS)
+                .ignore()
+                .query::<()>(c)
+        })
     }
 
     /// Takes the entry `id` over for `consumer` if it is still idle for at least `idle`

@@ -178,6 +178,9 @@ pub struct Serve {
     reading: Mutex<()>,
     /// Jobs whose `uses` never fit this machine, said once each.
     said_never: Mutex<HashSet<String>>,
+    /// Entries taken over and not yet started: counted as delivered once they are
+    /// about to run (`Broker::count_run`), not while held.
+    taken_over: Mutex<HashSet<String>>,
     /// The server's ids of this process's connections that wait in blocking reads (the
     /// `take` thread's, the consumers' with `uses`, the watcher's), by thread: leaving
     /// the run ends their waits at once (`wake_readers`).
@@ -220,6 +223,7 @@ impl Serve {
             routes,
             reading: Mutex::new(()),
             said_never: Mutex::new(HashSet::new()),
+            taken_over: Mutex::new(HashSet::new()),
             blocking: Mutex::new(HashMap::new()),
             options,
             ctx,
@@ -1209,6 +1213,10 @@ fn take_over(s: &Serve, broker: &mut Broker) -> Option<(String, Message)> {
             s.say(format!(
                 "taking over task entry {id} (its worker's lease ran out)"
             ));
+            s.taken_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone());
             return Some((id, message));
         }
     }
@@ -1327,6 +1335,11 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     let index: u64 = message.number("index").unwrap_or_default();
     let item = message.get("item").unwrap_or_default();
     let task = format!("{}/{index}", job.name);
+    let taken_over = s
+        .taken_over
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
     let prestarted = s
         .prestarted
         .lock()
@@ -1377,9 +1390,24 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         Ok(TaskState::Orphaned) => {
             s.orphaned.store(true, Ordering::SeqCst);
+            if taken_over {
+                s.taken_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string());
+            }
             return Handled::Kept;
         }
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
+    }
+    if taken_over {
+        // A takeover about to run: from now on, a death of this worker counts against
+        // the task's `--max-deliveries` (`Broker::idle_tasks`). Not counted while it was
+        // only held: a worker killed by the task before it leaves the tasks behind it
+        // uncounted. One round trip, on the rare path of a takeover.
+        if let Err(e) = broker.count_run(run, id) {
+            s.say(format!("could not count the delivery of {task}: {e}"));
+        }
     }
     let known = cache_id(s, job, index, item);
     let (record, bug) = run_paced(s, broker, (id, job), index, item, slot, known.as_ref());

@@ -97,3 +97,68 @@ fn runs_of_short_tasks_one_after_another_never_wait_out_a_lease() {
     }
     drop(workers);
 }
+
+/// A task that kills its worker, run by workers that keep tasks in hand: the tasks held
+/// behind it, never started, are not counted as delivered each time a worker holding
+/// them dies. Three workers learn their bounds on `warm` (so each keeps several tasks in
+/// hand), then `poison` and `after` are published together: the worker that reads
+/// `poison` holds `after` tasks behind it, and so may each worker that takes them over.
+/// With `--max-deliveries 3` only `poison` is lost; every `after` task runs.
+#[test]
+fn tasks_held_behind_a_poison_task_are_not_lost_with_it() {
+    let redis = Redis::start(&[]);
+    let t = Test::new(
+        "[jobs.warm]\ncommand = ['true']\nitems = { range = [0, 60] }\n\
+         [jobs.poison]\ncommand = 'kill -9 $PPID'\nitems = ['x']\nneeds = ['warm']\n\
+         [jobs.after]\ncommand = 'echo {item} >> after.log'\nitems = { range = [0, 12] }\nneeds = ['warm']\n",
+    )
+    .args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--lease",
+        "500ms",
+        "--max-deliveries",
+        "3",
+    ]);
+    let start = || Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let mut workers: Vec<Worker> = (0..3).map(|_| start()).collect();
+    let mut runner = t.spawn();
+    // Workers die on the poison task; start one whenever none is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = runner.kill();
+            let _ = runner.wait();
+            panic!(
+                "the run did not end\n{}",
+                crate::distributed::stderr_of(&mut runner)
+            );
+        }
+        if !workers
+            .iter_mut()
+            .any(|w| w.0.try_wait().unwrap().is_none())
+        {
+            workers.push(start());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = crate::distributed::stderr_of(&mut runner);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        err.contains("FAILED poison:x: lost after 3 deliveries"),
+        "{err}"
+    );
+    let mut ran: Vec<u32> = t
+        .read("after.log")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran, (0..12).collect::<Vec<_>>(), "{err}");
+    assert!(!err.contains("FAILED after"), "{err}");
+}
