@@ -229,3 +229,49 @@ fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
         .unwrap();
     assert!(ttl > 0, "the counts expire: {ttl}");
 }
+
+#[test]
+fn a_first_read_given_back_unstarted_is_not_counted_as_a_delivery() {
+    let server = Server::start(&[]);
+    let mut broker = with_run(&server);
+    let _: String = broker
+        .call(|c| {
+            redis::cmd("XADD")
+                .arg(key("r1", "tasks"))
+                .arg("*")
+                .arg("job")
+                .arg("gpu")
+                .arg("index")
+                .arg("0")
+                .query(c)
+        })
+        .unwrap();
+    let id = broker
+        .take_new("r1", "plain", 1, Duration::from_millis(10))
+        .unwrap()[0]
+        .0
+        .clone();
+    let counted = |b: &mut Broker| b.idle_tasks("r1", Duration::ZERO, 10).unwrap();
+    // Read by a worker without the label and given back: no delivery counted.
+    assert!(broker
+        .give_back("r1", "plain", &id, Duration::from_secs(1))
+        .unwrap());
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 0)]);
+    // Taken over by one with the label, which gives it back too (no room): a takeover
+    // given back is not taken off again.
+    assert!(broker
+        .claim("r1", "gpu1", Duration::ZERO, &id)
+        .unwrap()
+        .is_some());
+    assert!(broker
+        .give_back("r1", "gpu1", &id, Duration::from_secs(1))
+        .unwrap());
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 0)]);
+    // Taken over and about to run: its first counted delivery.
+    assert!(broker
+        .claim("r1", "gpu2", Duration::ZERO, &id)
+        .unwrap()
+        .is_some());
+    broker.count_run("r1", &id).unwrap();
+    assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
+}

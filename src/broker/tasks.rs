@@ -42,8 +42,9 @@ return #rows
 ";
 
 /// Entries pending for at least an idle time, with their deliveries as counted
-/// against `--max-deliveries`: 1 (the first delivery) plus the takeovers recorded as
-/// about to run in the run's `deliveries` hash. Rows as XPENDING's: id, consumer, idle ms,
+/// against `--max-deliveries`: 1 (the first delivery) plus what the run's `deliveries`
+/// hash holds for the entry (+1 for each takeover recorded as about to run, −1 when the
+/// first delivery was given back unstarted, GIVE_BACK). Rows as XPENDING's: id, consumer, idle ms,
 /// deliveries counted. KEYS: tasks, deliveries. ARGV: group, idle ms, count.
 const IDLE: &str = r"
 local rows = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[2], '-', '+', ARGV[3])
@@ -54,13 +55,20 @@ return rows
 ";
 
 /// Gives back one entry this consumer holds and cannot run (what its job uses does not
-/// fit the worker): made idle for a whole lease, so that the next worker to look takes
-/// it over at once, its delivery count unchanged (JUSTID). Only while this consumer
-/// still holds it. KEYS: tasks. ARGV: group, entry id, consumer, idle ms.
+/// fit the worker, or it lacks a label): made idle for a whole lease, so that the next
+/// worker to look takes it over at once, its delivery count unchanged (JUSTID). Only
+/// while this consumer still holds it. An entry given back on its first read never ran
+/// anywhere: that delivery is taken off the count of `--max-deliveries` (IDLE), so that
+/// routing costs a task none of its tries. KEYS: tasks, deliveries. ARGV: group, entry
+/// id, consumer, idle ms, seconds the count is kept.
 const GIVE_BACK: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if p[1] and p[1][2] == ARGV[3] then
   redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+  if tonumber(p[1][4]) == 1 then
+    redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
+  end
   return 1
 end
 return 0
@@ -162,8 +170,9 @@ impl Broker {
     /// Up to `count` task entries held for at least `idle` without being completed:
     /// (entry id, deliveries counted so far), oldest first (the IDLE script). A
     /// delivery counts when it may have run the task: the entry's first (its reader
-    /// may have started it before dying, which nobody can tell), and each takeover
-    /// whose worker was about to start it ([`count_run`](Self::count_run)). Takeovers
+    /// may have started it before dying, which nobody can tell) unless its reader gave
+    /// it back ([`give_back`](Self::give_back)), and each takeover whose worker was
+    /// about to start it ([`count_run`](Self::count_run)). Takeovers
     /// held in hand and lost with their worker before starting are not counted, so
     /// that tasks waiting behind one that kills its workers are not declared lost
     /// with it.
@@ -351,10 +360,12 @@ impl Broker {
         self.call(|c| {
             script
                 .key(key(run, "tasks"))
+                .key(key(run, "deliveries"))
                 .arg(GROUP)
                 .arg(id)
                 .arg(consumer)
                 .arg(lease.as_millis() as u64)
+                .arg(super::runs::KEEP_ENDED_RUN_SECS)
                 .invoke::<i64>(c)
         })
         .map(|given| given == 1)
