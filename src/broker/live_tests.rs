@@ -221,13 +221,19 @@ fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
             .is_some());
     }
     assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
-    // About to run on the last taker: counted.
-    broker.count_run("r1", &id).unwrap();
+    // About to run on the last taker: counted, once (a step sent again after a lost
+    // reply counts nothing more).
+    broker.count_run("r1", &id, "w3").unwrap();
+    broker.count_run("r1", &id, "w3").unwrap();
     assert_eq!(counted(&mut broker), vec![(id.clone(), 2)]);
-    let ttl: i64 = broker
-        .call(|c| redis::cmd("TTL").arg(key("r1", "deliveries")).query(c))
-        .unwrap();
-    assert!(ttl > 0, "the counts expire: {ttl}");
+    let ttl = |b: &mut Broker| -> i64 {
+        b.call(|c| redis::cmd("TTL").arg(key("r1", "deliveries")).query(c))
+            .unwrap()
+    };
+    assert_eq!(ttl(&mut broker), -1, "no expiry while the run is on");
+    broker.end_run("r1").unwrap();
+    let left = ttl(&mut broker);
+    assert!(left > 0, "the counts expire with the run: {left}");
 }
 
 #[test]
@@ -272,6 +278,6 @@ fn a_first_read_given_back_unstarted_is_not_counted_as_a_delivery() {
         .claim("r1", "gpu2", Duration::ZERO, &id)
         .unwrap()
         .is_some());
-    broker.count_run("r1", &id).unwrap();
+    broker.count_run("r1", &id, "gpu2").unwrap();
     assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
 }

@@ -30,7 +30,8 @@ return 1
 
 /// Gives back every entry a consumer holds, for a consumer that stops serving a run
 /// which may go on: each is made idle for a whole lease, so that the next worker to look
-/// takes it over at once, its delivery count unchanged (JUSTID). In one step, so that no
+/// takes it over at once, Redis's delivery count unchanged (JUSTID; they still count
+/// against `--max-deliveries` as before, IDLE). In one step, so that no
 /// entry another worker took over meanwhile is taken back.
 /// KEYS: tasks. ARGV: group, consumer, idle ms.
 const RELEASE: &str = r"
@@ -40,6 +41,32 @@ for _, row in ipairs(rows) do
 end
 return #rows
 ";
+
+/// The run's `deliveries` hash lasts as long as the run's hash: no expiry while the run
+/// is on (a count must not vanish under a task that runs for days), the run's own once
+/// it ended, a day if the run is gone. KEYS[1] deliveries, KEYS[2] the run's hash;
+/// ARGV[n] the seconds for a run that is gone.
+const KEEP_AS_RUN: &str = r"
+local function keep_as_run(n)
+  local ttl = redis.call('TTL', KEYS[2])
+  if ttl == -2 then ttl = tonumber(ARGV[n]) end
+  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+end
+";
+
+/// A takeover about to run: counted once per consumer and entry. KEYS: deliveries,
+/// run hash. ARGV: entry id, consumer, seconds kept if the run is gone.
+static COUNT_RUN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{KEEP_AS_RUN}
+if redis.call('HSETNX', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 1) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+end
+keep_as_run(3)
+return 1
+"
+    )
+});
 
 /// Entries pending for at least an idle time, with their deliveries as counted
 /// against `--max-deliveries`: 1 (the first delivery) plus what the run's `deliveries`
@@ -56,23 +83,27 @@ return rows
 
 /// Gives back one entry this consumer holds and cannot run (what its job uses does not
 /// fit the worker, or it lacks a label): made idle for a whole lease, so that the next
-/// worker to look takes it over at once, its delivery count unchanged (JUSTID). Only
+/// worker to look takes it over at once, Redis's delivery count unchanged (JUSTID). Only
 /// while this consumer still holds it. An entry given back on its first read never ran
 /// anywhere: that delivery is taken off the count of `--max-deliveries` (IDLE), so that
-/// routing costs a task none of its tries. KEYS: tasks, deliveries. ARGV: group, entry
-/// id, consumer, idle ms, seconds the count is kept.
-const GIVE_BACK: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+/// routing costs a task none of its tries. KEYS: deliveries, run hash, tasks. ARGV:
+/// group, entry id, consumer, idle ms, seconds the count is kept if the run is gone.
+static GIVE_BACK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{KEEP_AS_RUN}
+local p = redis.call('XPENDING', KEYS[3], ARGV[1], ARGV[2], ARGV[2], 1)
 if p[1] and p[1][2] == ARGV[3] then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+  redis.call('XCLAIM', KEYS[3], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
   if tonumber(p[1][4]) == 1 then
-    redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
-    redis.call('EXPIRE', KEYS[2], ARGV[5])
+    redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
+    keep_as_run(5)
   end
   return 1
 end
 return 0
-";
+"
+    )
+});
 
 /// A turn of a rate shared by every worker of the run: when the next attempt of a job
 /// with this rate may start, on Redis's clock, the same rule as the scheduler's (one
@@ -195,23 +226,20 @@ impl Broker {
         Ok(pending_rows(&reply))
     }
 
-    /// Records that the entry `id`, taken over, is about to run here: one more delivery
-    /// counted against `--max-deliveries` ([`idle_tasks`](Self::idle_tasks)). Kept for
-    /// a day, as the run's other keys after its end.
-    pub fn count_run(&mut self, run: &str, id: &str) -> Result<(), BrokerError> {
+    /// Records that the entry `id`, taken over by `consumer`, is about to run there:
+    /// one more delivery counted against `--max-deliveries`
+    /// ([`idle_tasks`](Self::idle_tasks)). Once per consumer and entry, so that a
+    /// step sent again after a lost reply does not count twice (the COUNT_RUN script).
+    pub fn count_run(&mut self, run: &str, id: &str, consumer: &str) -> Result<(), BrokerError> {
+        let script = Script::new(&COUNT_RUN);
         self.call(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("HINCRBY")
-                .arg(key(run, "deliveries"))
+            script
+                .key(key(run, "deliveries"))
+                .key(run_key(run))
                 .arg(id)
-                .arg(1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(key(run, "deliveries"))
+                .arg(consumer)
                 .arg(super::runs::KEEP_ENDED_RUN_SECS)
-                .ignore()
-                .query::<()>(c)
+                .invoke::<()>(c)
         })
     }
 
@@ -356,11 +384,12 @@ impl Broker {
         id: &str,
         lease: Duration,
     ) -> Result<bool, BrokerError> {
-        let script = Script::new(GIVE_BACK);
+        let script = Script::new(&GIVE_BACK);
         self.call(|c| {
             script
-                .key(key(run, "tasks"))
                 .key(key(run, "deliveries"))
+                .key(run_key(run))
+                .key(key(run, "tasks"))
                 .arg(GROUP)
                 .arg(id)
                 .arg(consumer)

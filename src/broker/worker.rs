@@ -758,8 +758,10 @@ fn consume(s: &Serve, broker: &mut Broker, slot: usize) {
 
 /// Entries a worker keeps in hand per slot of its pool: taken, checked and recorded as
 /// started ahead (one round trip for many), so that a slot that finishes a task starts
-/// the next at once. They count as delivered: a worker that dies with them leaves them
-/// to be taken over when their lease runs out, like a running task.
+/// the next at once. They are delivered: a worker that dies with them leaves them to be
+/// taken over when their lease runs out, like a running task. Against
+/// `--max-deliveries`, a first read counts (it may have started), a takeover only once
+/// it is about to start (`Broker::idle_tasks`).
 const AHEAD_PER_SLOT: usize = 16;
 /// The most entries a worker keeps in hand, whatever its pool.
 const AHEAD_MAX: usize = 256;
@@ -1335,11 +1337,6 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
     let index: u64 = message.number("index").unwrap_or_default();
     let item = message.get("item").unwrap_or_default();
     let task = format!("{}/{index}", job.name);
-    let taken_over = s
-        .taken_over
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(id);
     let prestarted = s
         .prestarted
         .lock()
@@ -1390,24 +1387,9 @@ fn handle(s: &Serve, broker: &mut Broker, slot: usize, id: &str, message: &Messa
         }
         Ok(TaskState::Orphaned) => {
             s.orphaned.store(true, Ordering::SeqCst);
-            if taken_over {
-                s.taken_over
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.to_string());
-            }
             return Handled::Kept;
         }
         Ok(TaskState::RunStopped) | Err(_) => return Handled::Over,
-    }
-    if taken_over {
-        // A takeover about to run: from now on, a death of this worker counts against
-        // the task's `--max-deliveries` (`Broker::idle_tasks`). Not counted while it was
-        // only held: a worker killed by the task before it leaves the tasks behind it
-        // uncounted. One round trip, on the rare path of a takeover.
-        if let Err(e) = broker.count_run(run, id) {
-            s.say(format!("could not count the delivery of {task}: {e}"));
-        }
     }
     let known = cache_id(s, job, index, item);
     let (record, bug) = run_paced(s, broker, (id, job), index, item, slot, known.as_ref());
@@ -1551,8 +1533,27 @@ fn run_paced(
     slot: usize,
     known: Option<&crate::state::TaskId>,
 ) -> (TaskRecord, bool) {
+    // A takeover about to start: from now on, a death of this worker counts against
+    // the task's `--max-deliveries` (`Broker::idle_tasks`). Not while it was only held
+    // (or waited for its rate's turn): a worker killed by another task leaves it
+    // uncounted. One round trip, on the rare path of a takeover.
+    let taken_over = s
+        .taken_over
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    let count = |broker: &mut Broker| {
+        if taken_over {
+            if let Err(e) = broker.count_run(s.run(), id, &s.options.consumer) {
+                s.say(format!(
+                    "could not count a delivery of task entry {id}: {e}"
+                ));
+            }
+        }
+    };
     let rate = job.rate.map(|r| s.ctx.file.rates[r].clone());
     if rate.is_none() && job.uses.is_empty() {
+        count(broker);
         return exec::run_task_guarded(&s.ctx, job.id, index, item, slot, known);
     }
     let turn = |broker: &mut Broker| match &rate {
@@ -1563,6 +1564,7 @@ fn run_paced(
         },
     };
     turn(broker);
+    count(broker);
     let (mut step, mut bug) = exec::start_guarded(&s.ctx, job.id, index, item, slot, known);
     loop {
         match step {
