@@ -264,16 +264,16 @@ impl Broker {
         Ok(entry_list(&reply).into_iter().next())
     }
 
-    /// The ids of up to `count` entries pending for `consumer` (read or taken over by
-    /// it, not acknowledged), oldest first, after the entry `after` if given. Asking
-    /// counts no delivery.
+    /// Up to `count` entries pending for `consumer` (read or taken over by it, not
+    /// acknowledged), oldest first, after the entry `after` if given: (id, Redis's
+    /// delivery count, 2 or more for one taken over). Asking counts no delivery.
     pub fn pending_for(
         &mut self,
         run: &str,
         consumer: &str,
         after: Option<&str>,
         count: usize,
-    ) -> Result<Vec<String>, BrokerError> {
+    ) -> Result<Vec<(String, u32)>, BrokerError> {
         let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let reply = self.call(|c| {
             redis::cmd("XPENDING")
@@ -285,7 +285,7 @@ impl Broker {
                 .arg(consumer)
                 .query::<Value>(c)
         })?;
-        Ok(pending_rows(&reply).into_iter().map(|(id, _)| id).collect())
+        Ok(pending_rows(&reply))
     }
 
     /// The task entries `ids` that are still in the stream, in one round trip.

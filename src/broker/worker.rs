@@ -939,12 +939,14 @@ fn take_ahead(s: &Serve, broker: &mut Broker) {
 /// perhaps recorded as started ahead, and unseen here; they are taken into hand as if
 /// just read (checked, and START asked again, which answers as it did), rather than
 /// left until their lease runs out, and waited for by a run that stops meanwhile.
+/// An entry delivered before (a takeover whose reply was lost: `claim`, asked again,
+/// found it no longer idle) is marked taken over, to be counted as it starts.
 fn unseen(s: &Serve, broker: &mut Broker) -> Vec<(String, Message)> {
     // Page by page, the newest last: those a lost read took are the newest, and this
     // process may hold more than a page (in hand, running, results not yet sent).
-    let mut pending = Vec::new();
+    let mut pending: Vec<(String, u32)> = Vec::new();
     loop {
-        let after = pending.last().map(String::as_str);
+        let after = pending.last().map(|(id, _)| id.as_str());
         let Ok(page) = broker.pending_for(s.run(), &s.options.consumer, after, AHEAD_MAX) else {
             return Vec::new();
         };
@@ -954,13 +956,21 @@ fn unseen(s: &Serve, broker: &mut Broker) -> Vec<(String, Message)> {
             break;
         }
     }
-    let ids: Vec<String> = {
-        let held = s.held.lock().unwrap_or_else(|e| e.into_inner());
-        pending
-            .into_iter()
-            .filter(|id| !held.contains(id))
-            .collect()
-    };
+    let held = s.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let unseen: Vec<(String, u32)> = pending
+        .into_iter()
+        .filter(|(id, _)| !held.contains(id))
+        .collect();
+    s.taken_over
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(
+            unseen
+                .iter()
+                .filter(|(_, deliveries)| *deliveries >= 2)
+                .map(|(id, _)| id.clone()),
+        );
+    let ids: Vec<String> = unseen.into_iter().map(|(id, _)| id).collect();
     broker.task_entries(s.run(), &ids).unwrap_or_default()
 }
 

@@ -437,3 +437,44 @@ fn entries_read_by_a_read_whose_reply_is_lost_are_run_without_waiting_for_their_
         );
     }
 }
+
+#[test]
+fn a_takeover_whose_reply_is_lost_still_counts_against_max_deliveries() {
+    // A task that kills its worker, `--max-deliveries 2`. The first worker reads it and
+    // dies. The second takes it over, but the reply to its XCLAIM is lost with its
+    // connection: asked again, the claim finds the entry no longer idle, and the worker
+    // takes it back as an entry pending for it (`unseen`). That run must count: the task
+    // is lost after these two, not run by a third worker.
+    let redis = Redis::start(&[]);
+    let proxy = CutProxy::start(redis.port, "poison-for-workers", Cut::Reply);
+    let t = Test::new(
+        "[jobs.poison]\nitems = ['poison-for-workers']\n\
+         command = 'echo ran >> runs.log; kill -9 $PPID'\n",
+    )
+    .args(&[
+        "--broker",
+        &redis.url(),
+        "--no-local",
+        "--lease",
+        "500ms",
+        "--max-deliveries",
+        "2",
+    ]);
+    let mut runner = t.spawn();
+    let dies = |url: &str| {
+        let mut w = Worker::start(&t, "jobs.toml", url, &["--pool", "1"], &[]);
+        wait_child(&mut w.0, Duration::from_secs(20));
+        w
+    };
+    let first = dies(&redis.url());
+    let second = dies(&proxy.url());
+    assert_eq!(proxy.cuts(), 1, "the claim's reply was lost");
+    // A third worker, which must find nothing left to run.
+    let third = Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let code = wait_child(&mut runner, Duration::from_secs(30));
+    let err = stderr_of(&mut runner);
+    let said = [first, second, third].map(Worker::finish).join("\n---\n");
+    assert_eq!(code, Some(1), "{err}\n{said}");
+    assert!(err.contains("lost after 2 deliveries"), "{err}\n{said}");
+    assert_eq!(t.lines_in("runs.log"), 2, "{err}\n{said}");
+}
