@@ -22,6 +22,34 @@ fn with_run(server: &Server) -> Broker {
     broker
 }
 
+/// Adds a task entry of job `job` to run `r1` and has `consumer` read it: its id.
+fn read_one(broker: &mut Broker, job: &str, consumer: &str) -> String {
+    let _: String = broker
+        .call(|c| {
+            redis::cmd("XADD")
+                .arg(key("r1", "tasks"))
+                .arg("*")
+                .arg("job")
+                .arg(job)
+                .arg("index")
+                .arg("0")
+                .query(c)
+        })
+        .unwrap();
+    let read = broker
+        .take_new("r1", consumer, 1, Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    read[0].0.clone()
+}
+
+/// The seconds left to run `r1`'s key `name` (-1: no expiry).
+fn ttl(broker: &mut Broker, name: &str) -> i64 {
+    broker
+        .call(|c| redis::cmd("TTL").arg(key("r1", name)).query(c))
+        .unwrap()
+}
+
 /// Runs `wait` on a thread of its own; its answer comes on the channel.
 fn waiting<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel();
@@ -183,33 +211,15 @@ fn a_step_sent_again_with_its_token_is_answered_not_done_again() {
         1
     );
     assert_eq!(length(&mut worker), 3);
-    let ttl: i64 = worker
-        .call(|c| redis::cmd("TTL").arg(key("r1", "replies")).query(c))
-        .unwrap();
-    assert!(ttl > 0, "the tokens expire: {ttl}");
+    let left = ttl(&mut worker, "replies");
+    assert!(left > 0, "the tokens expire: {left}");
 }
 
 #[test]
 fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
     let server = Server::start(&[]);
     let mut broker = with_run(&server);
-    let _: String = broker
-        .call(|c| {
-            redis::cmd("XADD")
-                .arg(key("r1", "tasks"))
-                .arg("*")
-                .arg("job")
-                .arg("t")
-                .arg("index")
-                .arg("0")
-                .query(c)
-        })
-        .unwrap();
-    let read = broker
-        .take_new("r1", "w1", 1, Duration::from_millis(10))
-        .unwrap();
-    assert_eq!(read.len(), 1);
-    let id = read[0].0.clone();
+    let id = read_one(&mut broker, "t", "w1");
     let counted = |b: &mut Broker| b.idle_tasks("r1", Duration::ZERO, 10).unwrap();
     // Read once: one delivery, as Redis counts it.
     assert_eq!(counted(&mut broker), vec![(id.clone(), 1)]);
@@ -226,13 +236,13 @@ fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
     broker.count_run("r1", &id, "w3").unwrap();
     broker.count_run("r1", &id, "w3").unwrap();
     assert_eq!(counted(&mut broker), vec![(id.clone(), 2)]);
-    let ttl = |b: &mut Broker| -> i64 {
-        b.call(|c| redis::cmd("TTL").arg(key("r1", "deliveries")).query(c))
-            .unwrap()
-    };
-    assert_eq!(ttl(&mut broker), -1, "no expiry while the run is on");
+    assert_eq!(
+        ttl(&mut broker, "deliveries"),
+        -1,
+        "no expiry while the run is on"
+    );
     broker.end_run("r1").unwrap();
-    let left = ttl(&mut broker);
+    let left = ttl(&mut broker, "deliveries");
     assert!(left > 0, "the counts expire with the run: {left}");
 }
 
@@ -240,23 +250,7 @@ fn a_takeover_counts_as_a_delivery_only_once_it_is_about_to_run() {
 fn a_first_read_given_back_unstarted_is_not_counted_as_a_delivery() {
     let server = Server::start(&[]);
     let mut broker = with_run(&server);
-    let _: String = broker
-        .call(|c| {
-            redis::cmd("XADD")
-                .arg(key("r1", "tasks"))
-                .arg("*")
-                .arg("job")
-                .arg("gpu")
-                .arg("index")
-                .arg("0")
-                .query(c)
-        })
-        .unwrap();
-    let id = broker
-        .take_new("r1", "plain", 1, Duration::from_millis(10))
-        .unwrap()[0]
-        .0
-        .clone();
+    let id = read_one(&mut broker, "gpu", "plain");
     let counted = |b: &mut Broker| b.idle_tasks("r1", Duration::ZERO, 10).unwrap();
     // Read by a worker without the label and given back: no delivery counted.
     assert!(broker

@@ -281,6 +281,40 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
     panic!("the run did not end in {limit:?}");
 }
 
+/// Waits for the run `runner` while workers die on a task that kills them: whenever none
+/// of `workers` is alive, one more is started with `start`. Panics with what the run
+/// said if it has not ended within `limit`.
+pub fn wait_keeping_a_worker(
+    runner: &mut Child,
+    workers: &mut Vec<Worker>,
+    start: impl Fn() -> Worker,
+    limit: Duration,
+) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = runner.kill();
+            let _ = runner.wait();
+            let said: Vec<String> = workers.drain(..).map(Worker::finish).collect();
+            panic!(
+                "the run did not end\n--- coordinator\n{}\n--- workers\n{}",
+                stderr_of(runner),
+                said.join("\n---\n")
+            );
+        }
+        if !workers
+            .iter_mut()
+            .any(|w| w.0.try_wait().unwrap().is_none())
+        {
+            workers.push(start());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_paused_worker_past_its_lease_runs_a_task_twice_but_it_counts_once() {
     let redis = Redis::start(&[]);
@@ -324,36 +358,9 @@ fn a_poison_task_fails_as_lost_after_max_deliveries() {
         .args(&["--broker", &redis.url(), "--no-local", "--lease", "500ms", "--max-deliveries", "2"]);
     let mut runner = t.spawn();
     // Workers die on the poison task; keep one alive at all times.
-    let mut workers = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = runner.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = runner.kill();
-            let _ = runner.wait();
-            let workers: Vec<String> = workers.into_iter().map(Worker::finish).collect();
-            panic!(
-                "the run did not end\n--- coordinator\n{}\n--- workers\n{}",
-                stderr_of(&mut runner),
-                workers.join("\n---\n")
-            );
-        }
-        let alive = workers
-            .iter_mut()
-            .any(|w: &mut Worker| w.0.try_wait().unwrap().is_none());
-        if !alive {
-            workers.push(Worker::start(
-                &t,
-                "jobs.toml",
-                &redis.url(),
-                &["--pool", "1"],
-                &[],
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let start = || Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
+    let status =
+        wait_keeping_a_worker(&mut runner, &mut Vec::new(), start, Duration::from_secs(60));
     let err = stderr_of(&mut runner);
     assert_eq!(status, Some(1), "{err}");
     assert!(

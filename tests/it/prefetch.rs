@@ -1,7 +1,7 @@
 //! A worker takes tasks ahead (prefetch) and sends results in batches: the delivery
 //! rules hold for the tasks it holds and has not started.
 
-use crate::distributed::{wait_child, Redis, Worker};
+use crate::distributed::{wait_child, wait_keeping_a_worker, Redis, Worker};
 use crate::util::{wait_for, Test};
 use std::time::Duration;
 
@@ -124,28 +124,8 @@ fn tasks_held_behind_a_poison_task_are_not_lost_with_it() {
     let start = || Worker::start(&t, "jobs.toml", &redis.url(), &["--pool", "1"], &[]);
     let mut workers: Vec<Worker> = (0..3).map(|_| start()).collect();
     let mut runner = t.spawn();
-    // Workers die on the poison task; start one whenever none is left.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = runner.try_wait().unwrap() {
-            break status.code();
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = runner.kill();
-            let _ = runner.wait();
-            panic!(
-                "the run did not end\n{}",
-                crate::distributed::stderr_of(&mut runner)
-            );
-        }
-        if !workers
-            .iter_mut()
-            .any(|w| w.0.try_wait().unwrap().is_none())
-        {
-            workers.push(start());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Workers die on the poison task; one is started whenever none is left.
+    let status = wait_keeping_a_worker(&mut runner, &mut workers, start, Duration::from_secs(60));
     let err = crate::distributed::stderr_of(&mut runner);
     assert_eq!(status, Some(1), "{err}");
     assert!(
